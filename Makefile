@@ -1,0 +1,35 @@
+# nvgre-xdp build. `make` builds the BPF object, its libbpf skeleton and the Swift package;
+# `make test` sets the machine up and runs every test; `make demo` is added by the demo work.
+SHELL := /bin/bash
+BPF_CLANG ?= $(shell command -v clang-14 || command -v clang)
+MULTIARCH := $(shell gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)
+BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -I/usr/include/$(MULTIARCH)
+GEN := Sources/CNvgre/generated
+BPF_HEADERS := $(wildcard bpf/*.h)
+SWIFT_BUILD_FLAGS ?=
+
+.PHONY: all setup bpf build test clean
+all: build
+
+setup:
+	@scripts/setup.sh
+
+$(GEN)/nvgre.bpf.o: bpf/nvgre.bpf.c $(BPF_HEADERS)
+	@mkdir -p $(GEN)
+	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# The skeleton embeds the object, so the nvgre binary needs no file at run time.
+$(GEN)/nvgre.skel.h: $(GEN)/nvgre.bpf.o
+	bpftool gen skeleton $< name nvgre > $@.tmp
+	mv $@.tmp $@
+
+bpf: $(GEN)/nvgre.skel.h
+
+build: setup bpf
+	swift build $(SWIFT_BUILD_FLAGS)
+
+test: build
+	scripts/run-tests.sh
+
+clean:
+	rm -rf $(GEN) .build

@@ -1,0 +1,37 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers, dependencies pointing down only:
+//   nvgre (CLI)  ->  NvgreDatapath (libbpf: load, attach, maps, test-run, exceptions)
+//                ->  NvgreWire (pure packet codecs)
+// CNvgre is the one thin C target: the shared ABI header, the generated libbpf skeleton
+// (made by `make`), and the few calls Swift cannot make directly (setns, libbpf logging).
+let package = Package(
+    name: "nvgre-xdp",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "nvgre", targets: ["nvgre"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .target(
+            name: "CNvgre",
+            cSettings: [.headerSearchPath("../../bpf")],
+            linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]
+        ),
+        .target(name: "NvgreWire"),
+        .target(name: "NvgreDatapath", dependencies: ["CNvgre", "NvgreWire"]),
+        .executableTarget(
+            name: "nvgre",
+            dependencies: [
+                "NvgreDatapath", "NvgreWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "NvgreWireTests", dependencies: ["NvgreWire"]),
+        .testTarget(name: "NvgreDatapathTests", dependencies: ["NvgreDatapath", "NvgreWire", "CNvgre"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

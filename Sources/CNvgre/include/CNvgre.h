@@ -1,0 +1,27 @@
+/* CNvgre.h - what Swift imports from C: libbpf, the shared ABI, the generated skeleton,
+ * and a few helpers for calls Swift cannot make directly. */
+#ifndef CNVGRE_H
+#define CNVGRE_H
+
+#include <bpf/libbpf.h>
+#include <bpf/bpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include "../../../bpf/nvgre_abi.h"
+#include "../generated/nvgre.skel.h"
+
+/* setns(fd, CLONE_NEWNET) on the calling thread; returns 0 or -errno. */
+int nv_setns_net(int fd);
+
+/* libbpf messages (warnings and the verifier log) are collected into a buffer instead of
+ * being printed, so that errors can quote them. */
+void nv_libbpf_capture_start(void);
+/* Returns the collected text (NUL terminated, owned by the library) and clears it. */
+const char *nv_libbpf_capture_text(void);
+
+/* The size libbpf's *_opts structs expect in .sz (LIBBPF_OPTS does not import into Swift). */
+static inline size_t nv_sizeof_test_run_opts(void) { return sizeof(struct bpf_test_run_opts); }
+static inline size_t nv_sizeof_open_opts(void) { return sizeof(struct bpf_object_open_opts); }
+static inline size_t nv_sizeof_link_create_opts(void) { return sizeof(struct bpf_link_create_opts); }
+
+#endif

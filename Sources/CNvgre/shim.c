@@ -1,0 +1,50 @@
+/* shim.c - the C helpers declared in CNvgre.h. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include "CNvgre.h"
+
+int nv_setns_net(int fd)
+{
+	return setns(fd, CLONE_NEWNET) == 0 ? 0 : -errno;
+}
+
+#define CAPTURE_BYTES (1 << 20)
+static char capture_buf[CAPTURE_BYTES];
+static size_t capture_len;
+static pthread_mutex_t capture_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int capture_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	pthread_mutex_lock(&capture_lock);
+	if (capture_len < CAPTURE_BYTES - 1) {
+		int n = vsnprintf(capture_buf + capture_len, CAPTURE_BYTES - capture_len, fmt, args);
+		if (n > 0)
+			capture_len += (size_t)n < CAPTURE_BYTES - capture_len ? (size_t)n
+								     : CAPTURE_BYTES - 1 - capture_len;
+	}
+	pthread_mutex_unlock(&capture_lock);
+	return 0;
+}
+
+void nv_libbpf_capture_start(void)
+{
+	libbpf_set_print(capture_print);
+}
+
+const char *nv_libbpf_capture_text(void)
+{
+	static char out[CAPTURE_BYTES];
+	pthread_mutex_lock(&capture_lock);
+	memcpy(out, capture_buf, capture_len);
+	out[capture_len] = 0;
+	capture_len = 0;
+	pthread_mutex_unlock(&capture_lock);
+	return out;
+}

@@ -1,0 +1,69 @@
+import CNvgre
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A typed view of one BPF map. Key and Value are the C structs imported from the ABI
+/// header (or fixed-width integers), so the layout is the kernel's, never a hand copy.
+public struct BPFMap<Key, Value> {
+    public let fd: Int32
+    public let name: String
+    /// Per-CPU maps hold one value per possible CPU.
+    public let perCPU: Bool
+
+    public init(fd: Int32, name: String, perCPU: Bool = false) {
+        self.fd = fd
+        self.name = name
+        self.perCPU = perCPU
+    }
+
+    public func update(_ key: Key, _ value: Value, flags: UInt64 = UInt64(BPF_ANY)) throws {
+        var k = key
+        var v = value
+        let rc = bpf_map_update_elem(fd, &k, &v, flags)
+        try check("update \(name)", rc)
+    }
+
+    public func lookup(_ key: Key) -> Value? {
+        precondition(!perCPU, "use lookupPerCPU on per-CPU maps")
+        var k = key
+        let v = UnsafeMutablePointer<Value>.allocate(capacity: 1)
+        defer { v.deallocate() }
+        return bpf_map_lookup_elem(fd, &k, v) == 0 ? v.pointee : nil
+    }
+
+    /// All CPUs' values (each slot rounded up to 8 bytes as the kernel lays them out).
+    public func lookupPerCPU(_ key: Key) -> [Value] {
+        let cpus = Int(libbpf_num_possible_cpus())
+        let stride = (MemoryLayout<Value>.size + 7) & ~7
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: stride * cpus, alignment: 8)
+        defer { buf.deallocate() }
+        var k = key
+        guard bpf_map_lookup_elem(fd, &k, buf) == 0 else { return [] }
+        return (0..<cpus).map { buf.load(fromByteOffset: $0 * stride, as: Value.self) }
+    }
+
+    @discardableResult
+    public func delete(_ key: Key) throws -> Bool {
+        var k = key
+        let rc = bpf_map_delete_elem(fd, &k)
+        if rc == -ENOENT || (rc < 0 && errno == ENOENT) { return false }
+        try check("delete from \(name)", rc)
+        return true
+    }
+
+    /// Every key in the map (a snapshot; the map may change meanwhile).
+    public func keys() -> [Key] {
+        var out: [Key] = []
+        let cur = UnsafeMutablePointer<Key>.allocate(capacity: 1)
+        let next = UnsafeMutablePointer<Key>.allocate(capacity: 1)
+        defer { cur.deallocate(); next.deallocate() }
+        var rc = bpf_map_get_next_key(fd, nil, next)
+        while rc == 0 {
+            out.append(next.pointee)
+            cur.pointee = next.pointee
+            rc = bpf_map_get_next_key(fd, cur, next)
+        }
+        return out
+    }
+}

@@ -1,0 +1,27 @@
+import CNvgre
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs work inside a named network namespace (`ip netns` names, /run/netns/NAME).
+///
+/// setns() changes only the calling thread, so `body` must be synchronous: no `await`
+/// inside, or the rest could resume on another thread in another namespace. The thread is
+/// always moved back before this returns.
+public enum NetworkNamespace {
+    public static func run<T>(in name: String, _ body: () throws -> T) throws -> T {
+        let target = open("/run/netns/\(name)", O_RDONLY | O_CLOEXEC)
+        if target < 0 { throw DatapathError("open network namespace \(name)", errno: errno) }
+        defer { close(target) }
+        let home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
+        if home < 0 { throw DatapathError("open this thread's network namespace", errno: errno) }
+        defer { close(home) }
+        let rc = nv_setns_net(target)
+        if rc < 0 { throw DatapathError.fromReturn("enter network namespace \(name)", rc) }
+        defer {
+            // A thread left in the wrong namespace would corrupt whatever runs on it next.
+            precondition(nv_setns_net(home) == 0, "could not return to the original network namespace")
+        }
+        return try body()
+    }
+}

@@ -1,0 +1,53 @@
+import CNvgre
+
+/// Stable, user-facing names of drop and exception reasons (used in stats and JSON). The
+/// tests check that every reason in the ABI header has exactly one name here.
+public enum ReasonNames {
+    public static let drops: [(nv_drop_reason, String)] = [
+        (NV_DROP_MALFORMED, "malformed"),
+        (NV_DROP_PORT_UNKNOWN, "port-unknown"),
+        (NV_DROP_SUBNET_UNKNOWN, "subnet-unknown"),
+        (NV_DROP_SRC_MAC_SPOOF, "source-mac-spoofed"),
+        (NV_DROP_SRC_CA_SPOOF, "source-ca-spoofed"),
+        (NV_DROP_DOUBLE_VLAN, "stacked-vlan-tags"),
+        (NV_DROP_NOT_IP, "not-ip"),
+        (NV_DROP_ARP_UNANSWERED, "arp-target-unknown"),
+        (NV_DROP_ARP_NOT_REQUEST, "arp-not-request"),
+        (NV_DROP_ND_UNANSWERED, "nd-target-unknown"),
+        (NV_DROP_NO_LOCAL_PA, "no-local-pa"),
+        (NV_DROP_FIB_UNREACHABLE, "underlay-unreachable"),
+        (NV_DROP_FIB_FWD_DISABLED, "uplink-forwarding-disabled"),
+        (NV_DROP_HEADROOM, "no-headroom"),
+        (NV_DROP_OUTER_FRAGMENT, "outer-fragment"),
+        (NV_DROP_GRE_FLAGS, "gre-flags"),
+        (NV_DROP_GRE_PROTOCOL, "gre-protocol"),
+        (NV_DROP_VSID_RESERVED, "vsid-reserved"),
+        (NV_DROP_VSID_UNKNOWN, "vsid-unknown"),
+        (NV_DROP_INNER_VLAN, "inner-vlan-tag"),
+        (NV_DROP_INNER_NOT_IP, "inner-not-ip"),
+        (NV_DROP_INNER_SRC_UNKNOWN, "inner-source-unknown"),
+        (NV_DROP_PA_SPOOF, "provider-address-spoofed"),
+        (NV_DROP_DST_NOT_LOCAL, "destination-not-local"),
+        (NV_DROP_EXCEPTION_RING_FULL, "exception-ring-full"),
+    ]
+
+    public static let exceptions: [(nv_exception_reason, String)] = [
+        (NV_EXC_NO_LOOKUP, "no-lookup-record"),
+        (NV_EXC_GATEWAY, "gateway-record"),
+        (NV_EXC_CUSTOMER_ROUTE, "customer-route"),
+        (NV_EXC_NO_ROUTE, "no-route"),
+        (NV_EXC_TTL_EXPIRED, "ttl-expired"),
+        (NV_EXC_OVERSIZE, "oversize"),
+        (NV_EXC_NO_NEIGH, "underlay-neighbor-unresolved"),
+        (NV_EXC_BROADCAST, "broadcast"),
+        (NV_EXC_MULTICAST, "multicast"),
+    ]
+
+    public static func drop(_ code: UInt32) -> String {
+        drops.first { $0.0.rawValue == code }?.1 ?? "drop-\(code)"
+    }
+
+    public static func exception(_ code: UInt32) -> String {
+        exceptions.first { $0.0.rawValue == code }?.1 ?? "exception-\(code)"
+    }
+}

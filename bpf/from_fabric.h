@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* from_fabric.h - program attached to the uplink: NVGRE receiver checks (RFC 7637
+ * section 4.2), anti-spoofing on the outer source PA, decap and redirect to the VM port.
+ * Everything that is not NVGRE to one of our provider addresses belongs to the host. */
+#ifndef NV_FROM_FABRIC_H
+#define NV_FROM_FABRIC_H
+
+#include "policy.h"
+#include "verdict.h"
+
+#define IPV6_NEXTHDR_FRAGMENT 44
+
+struct ipv6_frag_hdr {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off;
+	__be32 identification;
+};
+
+static __always_inline int same_pa(const struct nv_lookup_val *rec, const struct flow *outer)
+{
+	if (rec->pa_family != outer->family)
+		return 0;
+	if (outer->family == NV_AF_INET)
+		return words_equal(rec->pa, outer->src, 1);
+	return words_equal(rec->pa, outer->src, 4);
+}
+
+SEC("xdp")
+int nv_from_fabric(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	struct cursor c = { .pos = data, .end = (void *)(long)ctx->data_end };
+	struct ethhdr *eth = CURSOR_TAKE(&c, struct ethhdr);
+	if (!eth)
+		return pass_to_host(ctx);
+
+	struct flow outer = {};
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = parse_ipv4(&c, &outer);
+		if (!ip || outer.proto != NV_IPPROTO_GRE || !is_local_pa(NV_AF_INET, outer.dst))
+			return pass_to_host(ctx);
+		if (is_ipv4_fragment(ip))
+			return drop(ctx, NV_DROP_OUTER_FRAGMENT);
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		if (!parse_ipv6(&c, &outer) || !is_local_pa(NV_AF_INET6, outer.dst))
+			return pass_to_host(ctx);
+		if (outer.proto == IPV6_NEXTHDR_FRAGMENT) {
+			struct ipv6_frag_hdr *fh = CURSOR_TAKE(&c, struct ipv6_frag_hdr);
+			if (fh && fh->nexthdr == NV_IPPROTO_GRE)
+				return drop(ctx, NV_DROP_OUTER_FRAGMENT);
+			return pass_to_host(ctx);
+		}
+		if (outer.proto != NV_IPPROTO_GRE)
+			return pass_to_host(ctx);
+	} else {
+		return pass_to_host(ctx);
+	}
+
+	struct gre_key_hdr *gre = CURSOR_TAKE(&c, struct gre_key_hdr);
+	if (!gre)
+		return drop(ctx, NV_DROP_MALFORMED);
+	if (gre->flags_version != bpf_htons(NV_GRE_FLAGS_VERSION))
+		return drop(ctx, NV_DROP_GRE_FLAGS);
+	if (gre->protocol != bpf_htons(NV_ETH_P_TEB))
+		return drop(ctx, NV_DROP_GRE_PROTOCOL);
+	__u32 vsid = bpf_ntohl(gre->key) >> 8;
+	if (vsid < NV_VSID_MIN || vsid > NV_VSID_MAX)
+		return drop(ctx, NV_DROP_VSID_RESERVED);
+	struct nv_subnet *sn = bpf_map_lookup_elem(&subnets, &vsid);
+	if (!sn)
+		return drop(ctx, NV_DROP_VSID_UNKNOWN);
+	int outer_len = c.pos - data;
+
+	struct ethhdr *inner_eth = CURSOR_TAKE(&c, struct ethhdr);
+	if (!inner_eth)
+		return drop(ctx, NV_DROP_MALFORMED);
+	struct flow inner = {};
+	if (inner_eth->h_proto == bpf_htons(ETH_P_8021Q) ||
+	    inner_eth->h_proto == bpf_htons(ETH_P_8021AD))
+		return drop(ctx, NV_DROP_INNER_VLAN);
+	if (inner_eth->h_proto == bpf_htons(ETH_P_IP)) {
+		if (!parse_ipv4(&c, &inner))
+			return drop(ctx, NV_DROP_MALFORMED);
+	} else if (inner_eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		if (!parse_ipv6(&c, &inner))
+			return drop(ctx, NV_DROP_MALFORMED);
+	} else {
+		return drop(ctx, NV_DROP_INNER_NOT_IP);
+	}
+
+	struct nv_lookup_val *src = find_record(vsid, inner.family, inner.src);
+	if (!src)
+		return drop(ctx, NV_DROP_INNER_SRC_UNKNOWN);
+	if (!same_pa(src, &outer))
+		return drop(ctx, NV_DROP_PA_SPOOF);
+	struct nv_lookup_val *dst = find_record(vsid, inner.family, inner.dst);
+	if (!dst || !dst->port_ifindex)
+		return drop(ctx, NV_DROP_DST_NOT_LOCAL);
+	__u32 port = dst->port_ifindex;
+	__u32 slot = sn->stats_slot;
+
+	if (outer_len < NV_OUTER4_LEN || outer_len > 256 || bpf_xdp_adjust_head(ctx, outer_len))
+		return drop(ctx, NV_DROP_HEADROOM);
+	count_vsid(slot, NV_CNT_DECAP, frame_len(ctx));
+	return forward(ctx, port, vsid);
+}
+
+#endif

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* maps.h - every map of the data path. Sizes here are defaults; the loader changes them
+ * (bpf_map__set_max_entries) before load. Userspace writes policy maps; the programs only
+ * read them and only write counters. */
+#ifndef NV_MAPS_H
+#define NV_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "nvgre_abi.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* memory grows with the records really stored */
+	__uint(max_entries, NV_DEFAULT_MAX_LOOKUPS);
+	__type(key, struct nv_lookup_key);
+	__type(value, struct nv_lookup_val);
+} lookups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NV_DEFAULT_MAX_SUBNETS);
+	__type(key, __u32);
+	__type(value, struct nv_subnet);
+} subnets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NV_DEFAULT_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct nv_port);
+} ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NV_DEFAULT_MAX_PORT_CAS);
+	__type(key, struct nv_port_ca_key);
+	__type(value, __u32);
+} port_cas SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* required for LPM tries */
+	__uint(max_entries, NV_DEFAULT_MAX_ROUTES);
+	__type(key, struct nv_route_key);
+	__type(value, struct nv_route_val);
+} routes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NV_DEFAULT_MAX_LOCAL_PAS);
+	__type(key, struct nv_pa_key);
+	__type(value, __u32);
+} local_pas SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nv_config);
+} config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NV_DEFAULT_MAX_SUBNETS);
+	__type(key, __u32);
+	__type(value, struct nv_vsid_stats);
+} vsid_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NV_DROP_MAX);
+	__type(key, __u32);
+	__type(value, struct nv_reason_stats);
+} drop_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NV_EXC_MAX);
+	__type(key, __u32);
+	__type(value, struct nv_reason_stats);
+} exc_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, NV_DEFAULT_EXC_RING_BYTES);
+} exceptions SEC(".maps");
+
+#endif

@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* nvgre.bpf.c - the one BPF object (one skeleton, one set of maps) holding:
+ *   nv_from_vm      attached to each VM port      (from_vm.h)
+ *   nv_from_fabric  attached to the uplink        (from_fabric.h)
+ *   nv_bare_pass, nv_bare_tx                      (baseline.h)
+ * A packet's way is readable from the file names: from_vm -> forward -> encap,
+ * from_vm -> neighbor_reply, from_fabric -> decap; every end goes through verdict.h. */
+#include "from_vm.h"
+#include "from_fabric.h"
+#include "baseline.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

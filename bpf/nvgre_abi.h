@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * nvgre_abi.h - the one contract between the XDP programs and the Swift control plane.
+ *
+ * Included by the bpf/ programs and by the Swift C target (Sources/CNvgre). Every map key and
+ * value, every constant, drop reason, exception reason and counter id lives here, with
+ * fixed sizes, explicit padding and a static assertion per struct. Swift imports these
+ * structs; it never redeclares them.
+ *
+ * Addresses: `family` is NV_AF_INET or NV_AF_INET6; an IPv4 address fills the first four
+ * bytes of a 16-byte field and the other twelve are zero. All multi-byte address bytes are
+ * in network order; integer fields (vsid, ifindex, slots) are host order.
+ */
+#ifndef NVGRE_ABI_H
+#define NVGRE_ABI_H
+
+#include <linux/types.h> /* __u8..__u64, for BPF and userspace alike */
+
+#define NV_ABI_VERSION 1
+
+/* ---- Wire constants (RFC 7637) ---------------------------------------------------- */
+#define NV_GRE_FLAGS_VERSION 0x2000 /* C=0 K=1 S=0, version 0 */
+#define NV_ETH_P_TEB 0x6558         /* Transparent Ethernet Bridging */
+#define NV_IPPROTO_GRE 47
+#define NV_VSID_MIN 4096u           /* 0x000000-0x000FFF are reserved */
+#define NV_VSID_MAX 16777214u       /* 0xFFFFFF is vendor specific */
+#define NV_GRE_LEN 8
+#define NV_OUTER4_LEN 42            /* Ethernet 14 + IPv4 20 + GRE 8 */
+#define NV_OUTER6_LEN 62            /* Ethernet 14 + IPv6 40 + GRE 8 */
+#define NV_OUTER_TTL 64
+
+#define NV_AF_INET 4
+#define NV_AF_INET6 6
+
+/* ---- Default map sizes (all can be changed at load time) -------------------------- */
+#define NV_DEFAULT_MAX_LOOKUPS 1048576
+#define NV_DEFAULT_MAX_SUBNETS 65536
+#define NV_DEFAULT_MAX_PORTS 16384
+#define NV_DEFAULT_MAX_PORT_CAS 65536
+#define NV_DEFAULT_MAX_ROUTES 65536
+#define NV_DEFAULT_MAX_LOCAL_PAS 64
+#define NV_DEFAULT_EXC_RING_BYTES (1u << 22)
+
+/* ---- Map keys and values ----------------------------------------------------------- */
+
+/* lookups: (VSID, customer address) -> where that CA lives. */
+struct nv_lookup_key {
+	__u32 vsid;
+	__u8 family;
+	__u8 pad[3];
+	__u8 ca[16];
+};
+
+enum nv_record_type {
+	NV_REC_STATIC = 1,  /* an ordinary VM: deliver locally or encapsulate */
+	NV_REC_L2_ONLY = 2, /* switched inside the VSID only, never a routing target */
+	NV_REC_GATEWAY = 3, /* behind a gateway: userspace decides */
+};
+
+struct nv_lookup_val {
+	__u8 pa[16];        /* provider address of the host that runs the VM */
+	__u8 mac[6];        /* the VM's MAC (customer MAC) */
+	__u8 pa_family;
+	__u8 type;          /* enum nv_record_type */
+	__u32 port_ifindex; /* non-zero: the VM is on this host, behind this port */
+	__u32 reserved;
+};
+
+/* subnets: VSID -> virtual subnet. */
+enum nv_subnet_flags {
+	NV_SUBNET_HAS_GW4 = 1 << 0,
+	NV_SUBNET_HAS_GW6 = 1 << 1,
+};
+
+struct nv_subnet {
+	__u32 rdid;       /* routing domain id */
+	__u32 stats_slot; /* index into vsid_stats */
+	__u8 gw_mac[6];   /* the distributed router's MAC in this subnet */
+	__u8 flags;       /* enum nv_subnet_flags */
+	__u8 pad;
+	__u8 gw4[4];
+	__u8 gw6[16];
+};
+
+/* ports: ingress ifindex of a VM port -> the VM behind it. */
+struct nv_port {
+	__u32 vsid;
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
+/* port_cas: (port ifindex, CA) -> 1 when the VM on that port may use that source CA. */
+struct nv_port_ca_key {
+	__u32 ifindex;
+	__u8 family;
+	__u8 pad[3];
+	__u8 ca[16];
+};
+
+/* routes (LPM trie): (routing domain, family, prefix) -> subnet or customer route. The
+ * prefix length counts rdid (32 bits) and family+pad (32 bits) before the address. */
+#define NV_ROUTE_KEY_PREFIX_BITS 64
+struct nv_route_key {
+	__u32 prefixlen;
+	__u32 rdid_be; /* big endian so that the trie compares it bit by bit */
+	__u8 family;
+	__u8 pad[3];
+	__u8 addr[16];
+};
+
+enum nv_route_kind {
+	NV_ROUTE_SUBNET = 1,   /* a virtual subnet of the domain: route on the spot */
+	NV_ROUTE_CUSTOMER = 2, /* a customer route (via a gateway): userspace decides */
+};
+
+struct nv_route_val {
+	__u32 vsid;
+	__u32 kind; /* enum nv_route_kind */
+};
+
+/* local_pas: the provider addresses of this host; decap only accepts these as outer dst. */
+struct nv_pa_key {
+	__u8 family;
+	__u8 pad[3];
+	__u8 addr[16];
+};
+
+/* config (array, one entry): the host's uplink and source provider addresses. */
+enum nv_config_flags {
+	NV_CFG_HAS_PA4 = 1 << 0,
+	NV_CFG_HAS_PA6 = 1 << 1,
+};
+
+struct nv_config {
+	__u32 uplink_ifindex;
+	__u32 flags; /* enum nv_config_flags */
+	__u8 pa4[4];
+	__u8 pa6[16];
+};
+
+/* ---- Counters ---------------------------------------------------------------------- */
+
+/* Per-VSID packet and byte counters (vsid_stats, per-CPU array indexed by stats_slot).
+ * Bytes count the customer frame (without NVGRE overhead). */
+enum nv_vsid_counter {
+	NV_CNT_ENCAP = 0,
+	NV_CNT_DECAP,
+	NV_CNT_LOCAL,     /* switched to a port on this host */
+	NV_CNT_ROUTE,     /* routed by the distributed router (counted on the source VSID) */
+	NV_CNT_EXCEPTION, /* handed to userspace */
+	NV_CNT_MAX
+};
+
+struct nv_vsid_stats {
+	__u64 packets[NV_CNT_MAX];
+	__u64 bytes[NV_CNT_MAX];
+};
+
+/* Drop and exception counters (drop_stats / exc_stats, per-CPU arrays indexed by reason). */
+struct nv_reason_stats {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Every reason a frame is dropped (drop_stats, per-CPU array indexed by reason). */
+enum nv_drop_reason {
+	NV_DROP_MALFORMED = 0,       /* truncated or inconsistent headers */
+	NV_DROP_PORT_UNKNOWN,        /* from-VM program on an interface that is not a port */
+	NV_DROP_SUBNET_UNKNOWN,      /* the port's VSID has no virtual subnet */
+	NV_DROP_SRC_MAC_SPOOF,       /* source MAC is not the port's MAC */
+	NV_DROP_SRC_CA_SPOOF,        /* source CA is not allowed on the port */
+	NV_DROP_DOUBLE_VLAN,         /* stacked 802.1Q/802.1ad tags from a VM */
+	NV_DROP_NOT_IP,              /* ethertype neither ARP, IPv4 nor IPv6 */
+	NV_DROP_ARP_UNANSWERED,      /* ARP request for an address not in policy */
+	NV_DROP_ARP_NOT_REQUEST,     /* ARP replies and other ARP operations from a VM */
+	NV_DROP_ND_UNANSWERED,       /* neighbor solicitation for an address not in policy */
+	NV_DROP_NO_LOCAL_PA,         /* no provider address of the family the record needs */
+	NV_DROP_FIB_UNREACHABLE,     /* the underlay has no route to the provider address */
+	NV_DROP_FIB_FWD_DISABLED,    /* forwarding is disabled on the uplink */
+	NV_DROP_HEADROOM,            /* no room to add or remove headers */
+	NV_DROP_OUTER_FRAGMENT,      /* fragmented NVGRE packet from the fabric */
+	NV_DROP_GRE_FLAGS,           /* GRE flags/version not exactly 0x2000 */
+	NV_DROP_GRE_PROTOCOL,        /* GRE protocol not 0x6558 */
+	NV_DROP_VSID_RESERVED,       /* VSID outside 4096..16777214 */
+	NV_DROP_VSID_UNKNOWN,        /* VSID has no virtual subnet here */
+	NV_DROP_INNER_VLAN,          /* inner frame carries an 802.1Q tag */
+	NV_DROP_INNER_NOT_IP,        /* inner frame is neither IPv4 nor IPv6 */
+	NV_DROP_INNER_SRC_UNKNOWN,   /* no lookup record for (VSID, inner source CA) */
+	NV_DROP_PA_SPOOF,            /* outer source is not the PA the record names */
+	NV_DROP_DST_NOT_LOCAL,       /* inner destination is not a VM on this host */
+	NV_DROP_EXCEPTION_RING_FULL, /* userspace is not keeping up with exceptions */
+	NV_DROP_MAX
+};
+
+/* Every reason a frame is handed to userspace (exc_stats, per-CPU array indexed by reason). */
+enum nv_exception_reason {
+	NV_EXC_NO_LOOKUP = 0,      /* no lookup record for (VSID, destination CA) */
+	NV_EXC_GATEWAY,            /* destination is a gateway-type record */
+	NV_EXC_CUSTOMER_ROUTE,     /* destination matched a customer route */
+	NV_EXC_NO_ROUTE,           /* routed, but no subnet or route in the domain matches */
+	NV_EXC_TTL_EXPIRED,        /* routed with TTL/hop limit <= 1 */
+	NV_EXC_OVERSIZE,           /* encapsulated frame exceeds the uplink MTU */
+	NV_EXC_NO_NEIGH,           /* the underlay next hop is not resolved yet */
+	NV_EXC_BROADCAST,          /* broadcast other than ARP */
+	NV_EXC_MULTICAST,          /* multicast other than neighbor solicitation */
+	NV_EXC_MAX
+};
+
+/* ---- Exception channel (ring buffer) ----------------------------------------------- */
+#define NV_EXC_SNAPLEN 2048 /* frames longer than this are truncated; orig_len says so */
+
+struct nv_exception_hdr {
+	__u32 reason;          /* enum nv_exception_reason */
+	__u32 ingress_ifindex;
+	__u32 vsid;            /* VSID of the frame (0 when unknown) */
+	__u32 orig_len;        /* length of the frame on the wire */
+	__u32 cap_len;         /* bytes copied into data[] */
+	__u32 mtu;             /* NV_EXC_OVERSIZE: the underlay MTU that was exceeded */
+};
+
+struct nv_exception {
+	struct nv_exception_hdr hdr;
+	__u8 data[NV_EXC_SNAPLEN];
+};
+
+/* ---- Trace metadata ------------------------------------------------------------------
+ * When a program is loaded with the read-only flag nv_trace_enabled set (the `trace`
+ * command and the tests do this; a live data path does not), it writes this record into
+ * the XDP metadata area in front of the frame before returning, so a test run can see the
+ * decision, not only the verdict. */
+#define NV_TRACE_MAGIC 0x4e564752u /* "NVGR" */
+
+enum nv_trace_kind {
+	NV_TRACE_FORWARD = 0,   /* redirected (encap, decap, local, routed) */
+	NV_TRACE_REPLY = 1,     /* answered in place (ARP/ND) with XDP_TX */
+	NV_TRACE_PASS = 2,      /* handed to the host stack */
+	NV_TRACE_DROP = 3,      /* code = enum nv_drop_reason */
+	NV_TRACE_EXCEPTION = 4, /* code = enum nv_exception_reason */
+};
+
+struct nv_trace {
+	__u32 magic;
+	__u16 kind;            /* enum nv_trace_kind */
+	__u16 code;
+	__u32 egress_ifindex;  /* the redirect target, when kind is FORWARD */
+	__u32 vsid;            /* the VSID the frame was sent in (after routing) */
+};
+
+/* ---- Size checks ------------------------------------------------------------------- */
+_Static_assert(sizeof(struct nv_lookup_key) == 24, "nv_lookup_key");
+_Static_assert(sizeof(struct nv_lookup_val) == 32, "nv_lookup_val");
+_Static_assert(sizeof(struct nv_subnet) == 36, "nv_subnet");
+_Static_assert(sizeof(struct nv_port) == 12, "nv_port");
+_Static_assert(sizeof(struct nv_port_ca_key) == 24, "nv_port_ca_key");
+_Static_assert(sizeof(struct nv_route_key) == 28, "nv_route_key");
+_Static_assert(sizeof(struct nv_route_val) == 8, "nv_route_val");
+_Static_assert(sizeof(struct nv_pa_key) == 20, "nv_pa_key");
+_Static_assert(sizeof(struct nv_config) == 28, "nv_config");
+_Static_assert(sizeof(struct nv_vsid_stats) == 16 * NV_CNT_MAX, "nv_vsid_stats");
+_Static_assert(sizeof(struct nv_reason_stats) == 16, "nv_reason_stats");
+_Static_assert(sizeof(struct nv_exception_hdr) == 24, "nv_exception_hdr");
+_Static_assert(sizeof(struct nv_trace) == 16, "nv_trace");
+
+#endif /* NVGRE_ABI_H */

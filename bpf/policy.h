@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* policy.h - typed lookups into the policy maps. Keys are built zeroed so that padding and
+ * the unused 12 bytes of an IPv4 address always match what userspace wrote. */
+#ifndef NV_POLICY_H
+#define NV_POLICY_H
+
+#include "maps.h"
+#include "parsing.h"
+
+static __always_inline void addr_copy(__u8 *dst16, const __be32 *src, __u8 family)
+{
+	__builtin_memcpy(dst16, src, 4);
+	if (family == NV_AF_INET6)
+		__builtin_memcpy(dst16 + 4, src + 1, 12);
+}
+
+static __always_inline struct nv_lookup_val *find_record(__u32 vsid, __u8 family,
+							  const __be32 *ca)
+{
+	struct nv_lookup_key k = {};
+	k.vsid = vsid;
+	k.family = family;
+	addr_copy(k.ca, ca, family);
+	return bpf_map_lookup_elem(&lookups, &k);
+}
+
+static __always_inline int port_may_use(__u32 ifindex, __u8 family, const __be32 *ca)
+{
+	struct nv_port_ca_key k = {};
+	k.ifindex = ifindex;
+	k.family = family;
+	addr_copy(k.ca, ca, family);
+	return bpf_map_lookup_elem(&port_cas, &k) != NULL;
+}
+
+static __always_inline struct nv_route_val *find_route(__u32 rdid, __u8 family,
+							const __be32 *dst)
+{
+	struct nv_route_key k = {};
+	k.prefixlen = NV_ROUTE_KEY_PREFIX_BITS + (family == NV_AF_INET6 ? 128 : 32);
+	k.rdid_be = bpf_htonl(rdid);
+	k.family = family;
+	addr_copy(k.addr, dst, family);
+	return bpf_map_lookup_elem(&routes, &k);
+}
+
+static __always_inline int is_local_pa(__u8 family, const __be32 *addr)
+{
+	struct nv_pa_key k = {};
+	k.family = family;
+	addr_copy(k.addr, addr, family);
+	return bpf_map_lookup_elem(&local_pas, &k) != NULL;
+}
+
+static __always_inline struct nv_config *host_config(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&config, &zero);
+}
+
+#endif

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build and the tests need (only those missing) and mounts
+# bpffs. Called by `make` and by .ci/run; safe to run again.
+set -euo pipefail
+
+packages=(
+  libbpf-dev libelf-dev zlib1g-dev clang-14 bpftool   # BPF build and skeleton
+  iproute2 iputils-ping ethtool procps                # namespaces and traffic in tests
+  tcpdump tshark python3-scapy                         # independent decoders
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! mountpoint -q /sys/fs/bpf; then
+  mount -t bpf bpf /sys/fs/bpf
+fi
