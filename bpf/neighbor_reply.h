@@ -95,15 +95,11 @@ static __always_inline int is_neighbor_solicitation(struct cursor c, const struc
 static __always_inline int answer_ns(struct xdp_md *ctx, const struct nv_port *port,
 				     const struct nv_subnet *sn)
 {
-	struct ns_frame {
-		struct ethhdr eth;
-		struct ipv6hdr ip6;
-		struct nd_msg_hdr ns;
-	} *fr = (void *)(long)ctx->data;
-	if ((void *)(fr + 1) > (void *)(long)ctx->data_end || fr->ip6.hop_limit != 255)
+	/* Not one struct: Ethernet is 14 bytes and a struct would pad it to 16. */
+	struct ipv6hdr *ip6 = (void *)(long)ctx->data + sizeof(struct ethhdr);
+	struct nd_msg_hdr *ns = (void *)(ip6 + 1);
+	if ((void *)(ns + 1) > (void *)(long)ctx->data_end || ip6->hop_limit != 255)
 		return drop(ctx, NV_DROP_MALFORMED);
-	struct ipv6hdr *ip6 = &fr->ip6;
-	struct nd_msg_hdr *ns = &fr->ns;
 
 	struct na_reply r = {};
 	__builtin_memcpy(&r.ip6.daddr, &ip6->saddr, 16);

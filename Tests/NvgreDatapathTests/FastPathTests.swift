@@ -1,0 +1,116 @@
+import CNvgre
+import NvgreDatapath
+import NvgreWire
+import Testing
+
+/// The real BPF object through BPF_PROG_TEST_RUN, one table of cases (FastPathCases.swift).
+@Suite(.serialized)
+struct FastPathTests {
+    @Test func everyCaseOfTheTable() throws {
+        let host = try HostFixture(tag: "table")
+        var exceptions: [ExceptionFrame] = []
+        let channel = try ExceptionChannel(datapath: host.dp) { exceptions.append($0) }
+        let cases = FastPathTable.all
+        #expect(cases.count >= 40)
+
+        try NetworkNamespace.run(in: host.ns) {
+            for c in cases {
+                try c.before?(host)
+                defer { _ = try? c.after?(host) }
+                exceptions.removeAll()
+                let before = host.counters()
+                let result = try host.dp.testRun(c.program, frame: c.frame, ingressIfindex: host.port(c.ingress))
+                try channel.poll(timeoutMilliseconds: 0)
+                let after = host.counters()
+                check(c, result, host: host, exceptions: exceptions)
+
+                var moved: [String: UInt64] = [:]
+                for (k, v) in after where v != before[k] { moved[k] = v - (before[k] ?? 0) }
+                let expected = Dictionary(uniqueKeysWithValues: c.counters.map { ($0, UInt64(1)) })
+                #expect(moved == expected, "\(c.name): counters moved \(moved), expected \(expected)")
+            }
+        }
+    }
+
+    private func check(_ c: FastPathCase, _ r: TestRunResult, host: HostFixture, exceptions: [ExceptionFrame]) {
+        let name = c.name
+        guard let t = r.trace else {
+            Issue.record("\(name): no trace record (verdict \(r.verdict))")
+            return
+        }
+        switch c.expected {
+        case let .forward(to, output):
+            #expect(r.verdict == XDP_REDIRECT.rawValue, "\(name): verdict \(r.verdict)")
+            #expect(t.kind == UInt16(NV_TRACE_FORWARD.rawValue), "\(name): trace kind \(t.kind) code \(t.code)")
+            #expect(t.egress_ifindex == host.port(to), "\(name): egress \(t.egress_ifindex), expected \(to)")
+            expectBytes(r.output, output, name)
+        case let .reply(output):
+            #expect(r.verdict == XDP_TX.rawValue, "\(name): verdict \(r.verdict), trace \(t.kind)/\(t.code)")
+            expectBytes(r.output, output, name)
+        case .pass:
+            #expect(r.verdict == XDP_PASS.rawValue, "\(name): verdict \(r.verdict), trace \(t.kind)/\(t.code)")
+            expectBytes(r.output, c.frame, name)
+        case let .drop(reason):
+            #expect(r.verdict == XDP_DROP.rawValue, "\(name): verdict \(r.verdict)")
+            #expect(t.kind == UInt16(NV_TRACE_DROP.rawValue) && t.code == UInt16(reason.rawValue),
+                    "\(name): trace \(t.kind)/\(ReasonNames.drop(UInt32(t.code))), expected drop \(ReasonNames.drop(reason.rawValue))")
+        case let .exception(reason, frame, mtu):
+            #expect(r.verdict == XDP_DROP.rawValue, "\(name): verdict \(r.verdict)")
+            #expect(t.kind == UInt16(NV_TRACE_EXCEPTION.rawValue) && t.code == UInt16(reason.rawValue),
+                    "\(name): trace \(t.kind)/\(t.code), expected exception \(ReasonNames.exception(reason.rawValue))")
+            #expect(exceptions.count == 1, "\(name): \(exceptions.count) exception records")
+            if let e = exceptions.first {
+                #expect(e.reason == reason.rawValue, "\(name): ring reason \(e.reasonName)")
+                #expect(e.ingressIfindex == host.port(c.ingress), "\(name): ring ingress \(e.ingressIfindex)")
+                #expect(e.frame == (frame ?? c.frame), "\(name): ring frame differs")
+                #expect(e.originalLength == (frame ?? c.frame).count, "\(name): ring length \(e.originalLength)")
+                #expect(e.mtu == mtu, "\(name): ring mtu \(e.mtu)")
+            }
+        }
+    }
+
+    private func expectBytes(_ got: [UInt8], _ want: [UInt8], _ name: String) {
+        if got == want { return }
+        let firstDiff = zip(got, want).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, want.count)
+        Issue.record("\(name): output differs at byte \(firstDiff) (got \(got.count) bytes, want \(want.count))\n got: \(hex(got))\nwant: \(hex(want))")
+    }
+
+    @Test func exceptionRingFullIsACountedDrop() throws {
+        var opts = LoadOptions()
+        opts.exceptionRingBytes = 4096 // one page: a single 2 KiB record fits, the second does not
+        let host = try HostFixture(tag: "ring", options: opts)
+        let frame = Frames.udp(Plan.vm1.mac, "02:00:00:00:01:99", Plan.vm1.ip4, "198.19.1.99")
+        let verdicts = try NetworkNamespace.run(in: host.ns) {
+            try (0..<3).map { _ in try host.dp.testRun(.fromVM, frame: frame, ingressIfindex: host.port("port1")) }
+        }
+        #expect(verdicts.allSatisfy { $0.verdict == XDP_DROP.rawValue })
+        #expect(verdicts[0].trace?.kind == UInt16(NV_TRACE_EXCEPTION.rawValue))
+        #expect(verdicts[2].trace?.kind == UInt16(NV_TRACE_DROP.rawValue))
+        #expect(verdicts[2].trace?.code == UInt16(NV_DROP_EXCEPTION_RING_FULL.rawValue))
+        #expect(host.dp.dropCount(NV_DROP_EXCEPTION_RING_FULL).packets >= 1)
+        #expect(host.dp.exceptionCount(NV_EXC_NO_LOOKUP).packets + host.dp.dropCount(NV_DROP_EXCEPTION_RING_FULL).packets == 3)
+
+        // The consumer drains the ring; after that exceptions flow again.
+        var seen = 0
+        let channel = try ExceptionChannel(datapath: host.dp) { _ in seen += 1 }
+        try channel.poll(timeoutMilliseconds: 0)
+        #expect(seen >= 1)
+        #expect(channel.received[NV_EXC_NO_LOOKUP.rawValue] == seen)
+        let again = try NetworkNamespace.run(in: host.ns) {
+            try host.dp.testRun(.fromVM, frame: frame, ingressIfindex: host.port("port1"))
+        }
+        #expect(again.trace?.kind == UInt16(NV_TRACE_EXCEPTION.rawValue))
+    }
+
+    @Test func everyReasonHasOneName() {
+        #expect(ReasonNames.drops.count == Int(NV_DROP_MAX.rawValue))
+        #expect(Set(ReasonNames.drops.map { $0.0.rawValue }) == Set(0..<NV_DROP_MAX.rawValue))
+        #expect(Set(ReasonNames.drops.map { $0.1 }).count == ReasonNames.drops.count)
+        #expect(ReasonNames.exceptions.count == Int(NV_EXC_MAX.rawValue))
+        #expect(Set(ReasonNames.exceptions.map { $0.0.rawValue }) == Set(0..<NV_EXC_MAX.rawValue))
+    }
+}
+
+func hex(_ bytes: [UInt8]) -> String {
+    bytes.map { b in let s = String(b, radix: 16); return s.count == 1 ? "0" + s : s }.joined()
+}
