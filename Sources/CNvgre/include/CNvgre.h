@@ -7,6 +7,8 @@
 #include <bpf/bpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include "../../../bpf/nvgre_abi.h"
 #include "../generated/nvgre.skel.h"
 
