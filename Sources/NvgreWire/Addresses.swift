@@ -12,7 +12,7 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Parses `aa:bb:cc:dd:ee:ff` (also with `-`); nil when malformed.
-    public init?(_ text: String) {
+    public init?(parsing text: String) {
         let parts = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == ":" || $0 == "-" })
         guard parts.count == 6 else { return nil }
         var out: [UInt8] = []
@@ -60,7 +60,7 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Parses dotted IPv4 or textual IPv6; nil when malformed.
-    public init?(_ text: String) {
+    public init?(parsing text: String) {
         var v4 = in_addr()
         var v6 = in6_addr()
         if inet_pton(AF_INET, text, &v4) == 1 {
@@ -91,14 +91,14 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
 extension IPAddress: ExpressibleByStringLiteral {
     /// For literals in code and tests; a malformed literal is a programming error.
     public init(stringLiteral value: String) {
-        guard let a = IPAddress(value) else { preconditionFailure("bad IP literal \(value)") }
+        guard let a = IPAddress(parsing: value) else { preconditionFailure("bad IP literal \(value)") }
         self = a
     }
 }
 
 extension MACAddress: ExpressibleByStringLiteral {
     public init(stringLiteral value: String) {
-        guard let m = MACAddress(value) else { preconditionFailure("bad MAC literal \(value)") }
+        guard let m = MACAddress(parsing: value) else { preconditionFailure("bad MAC literal \(value)") }
         self = m
     }
 }

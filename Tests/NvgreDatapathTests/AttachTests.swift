@@ -1,0 +1,45 @@
+import CNvgre
+import NvgreDatapath
+import Testing
+
+/// Attaching through bpf_link: the mode is the one asked for, the attachment shows in
+/// iproute2, and it goes away with the link.
+struct AttachTests {
+    @Test(arguments: [XDPMode.native, XDPMode.generic])
+    func attachShowsInIPLinkAndDetachesWithTheLink(_ mode: XDPMode) throws {
+        let net = TestNetwork(tag: "attach-\(mode.rawValue)")
+        let ns = try net.namespace("h")
+        let peer = try net.namespace("p")
+        try net.veth("ul", in: ns, "ulpeer", in: peer)
+        let dp = try Datapath(options: { var o = LoadOptions(); o.maxLookups = 16; return o }())
+        var link: XDPLink? = try NetworkNamespace.run(in: ns) { try dp.attach(.fromFabric, interface: "ul", mode: mode) }
+        #expect(link?.mode == mode)
+        let shown = try net.ip(ns, "link show ul")
+        #expect(shown.contains(mode == .native ? "xdp " : "xdpgeneric"), "\(shown)")
+        #expect(shown.contains("prog/xdp id"))
+        link = nil
+        #expect(!(try net.ip(ns, "link show ul")).contains("prog/xdp"))
+    }
+
+    @Test func attachingToAMissingInterfaceSaysSo() throws {
+        let dp = try Datapath(options: { var o = LoadOptions(); o.maxLookups = 16; return o }())
+        #expect(throws: DatapathError.self) { try dp.attach(.fromVM, interface: "nvgre-no-such-if") }
+        do {
+            _ = try dp.attach(.fromVM, interface: "nvgre-no-such-if")
+        } catch let e as DatapathError {
+            #expect(e.description.contains("nvgre-no-such-if"))
+            #expect(e.description.contains("no such interface"))
+        }
+    }
+
+    @Test func aMapSizeTheKernelRefusesFailsTheLoadWithAnError() {
+        var o = LoadOptions()
+        o.maxSubnets = 0
+        do {
+            _ = try Datapath(options: o)
+            Issue.record("a zero-sized map loaded")
+        } catch {
+            #expect("\(error)".contains("load the XDP programs"), "\(error)")
+        }
+    }
+}

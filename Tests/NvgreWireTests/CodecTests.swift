@@ -1,0 +1,77 @@
+import NvgreWire
+import Testing
+
+struct AddressTests {
+    @Test func parsesAndPrintsAddresses() {
+        #expect(MACAddress(parsing: "02:00:00:00:01:0a")?.bytes == [2, 0, 0, 0, 1, 10])
+        #expect(MACAddress(parsing: "02-00-00-00-01-0A")?.description == "02:00:00:00:01:0a")
+        #expect(IPAddress(parsing: "198.19.1.1")?.bytes == [198, 19, 1, 1])
+        #expect(IPAddress(parsing: "2001:db8::1")?.family == .v6)
+        #expect(IPAddress(parsing: "2001:db8::1")?.description == "2001:db8::1")
+        #expect(IPAddress(parsing: "198.19.1.1")?.padded16.count == 16)
+    }
+
+    @Test(arguments: ["", "02:00:00:00:01", "02:00:00:00:01:0g", "0200.0000.0101", "02:00:00:00:01:01:01"])
+    func rejectsBadMACs(_ text: String) {
+        #expect(MACAddress(parsing: text) == nil)
+    }
+
+    @Test(arguments: ["", "198.19.1", "198.19.1.256", "2001:db8::1::2", "host"])
+    func rejectsBadIPs(_ text: String) {
+        #expect(IPAddress(parsing: text) == nil)
+    }
+}
+
+struct NVGRECodecTests {
+    @Test func greHeaderIsExactlyAsRFC7637Says() {
+        // 0x2000 (K bit), protocol 0x6558, key = VSID 5001 (0x001389) << 8 | FlowID 0x7f.
+        #expect(NVGRE.greHeader(vsid: 5001, flowID: 0x7f) == [0x20, 0x00, 0x65, 0x58, 0x00, 0x13, 0x89, 0x7f])
+    }
+
+    @Test func ipv4EncapsulationHas42BytesOfOverheadAndDecodesBack() {
+        let inner = Ethernet.frame(dst: "02:00:00:00:01:02", src: "02:00:00:00:01:01", type: .ipv4,
+                                   payload: IPPacket.build(src: "198.19.1.1", dst: "198.19.1.2", proto: 17, payload: [0, 1, 2, 3]))
+        let hash = FlowHash(src: "198.19.1.1", dst: "198.19.1.2", protocol: 17)
+        let f = NVGRE.encapsulate(inner: inner, vsid: 6001, hash: hash, outerSrcMAC: "02:18:00:00:00:01",
+                                  outerDstMAC: "02:18:00:00:00:02", srcPA: "198.18.0.1", dstPA: "198.18.0.2")
+        #expect(f.count == inner.count + NVGRE.ipv4Overhead)
+        #expect(Array(f[20..<22]) == [0x40, 0x00])   // DF, no fragment offset
+        #expect(f[22] == 64 && f[23] == 47)           // TTL 64, protocol GRE
+        #expect(internetChecksum(Array(f[14..<34])) == 0)
+        let d = DecodedNVGRE(f)
+        #expect(d?.vsid == 6001)
+        #expect(d?.flowID == hash.flowID)
+        #expect(d?.flagsAndVersion == 0x2000)
+        #expect(d?.protocolType == 0x6558)
+        #expect(d?.inner == inner)
+        #expect(d?.outer.src == "198.18.0.1")
+    }
+
+    @Test func ipv6EncapsulationHas62BytesOfOverheadAndCarriesTheFlowLabel() {
+        let inner = Ethernet.frame(dst: "02:00:00:00:01:02", src: "02:00:00:00:01:01", type: .ipv6,
+                                   payload: IPPacket.build(src: "2001:db8:19::1", dst: "2001:db8:19::2", proto: 17, payload: [7]))
+        let hash = FlowHash(src: "2001:db8:19::1", dst: "2001:db8:19::2", protocol: 17)
+        let f = NVGRE.encapsulate(inner: inner, vsid: 5001, hash: hash, outerSrcMAC: "02:18:00:00:00:01",
+                                  outerDstMAC: "02:18:00:00:00:02", srcPA: "2001:db8:18::1", dstPA: "2001:db8:18::2")
+        #expect(f.count == inner.count + NVGRE.ipv6Overhead)
+        let word = UInt32(f[14]) << 24 | UInt32(f[15]) << 16 | UInt32(f[16]) << 8 | UInt32(f[17])
+        #expect(word & 0xfffff == hash.flowLabel)
+        #expect(f[20] == 47 && f[21] == 64)
+        #expect(DecodedNVGRE(f)?.inner == inner)
+    }
+
+    @Test func decoderRejectsWhatIsNotNVGRE() {
+        let udp = Ethernet.frame(dst: .broadcast, src: "02:00:00:00:00:01", type: .ipv4,
+                                 payload: IPPacket.build(src: "198.18.0.1", dst: "198.18.0.2", proto: 17, payload: [1]))
+        #expect(DecodedNVGRE(udp) == nil)
+        #expect(DecodedFrame([1, 2, 3]) == nil)
+    }
+
+    @Test func vlanTagIsInsertedAfterTheMACs() {
+        let f = Ethernet.frame(dst: "02:00:00:00:00:02", src: "02:00:00:00:00:01", type: .arp, payload: [])
+        let t = Ethernet.tagged(f, vlan: 42)
+        #expect(Array(t[12..<16]) == [0x81, 0x00, 0x00, 42])
+        #expect(DecodedFrame(t)?.vlan == 42)
+        #expect(DecodedFrame(t)?.etherType == EtherType.arp.rawValue)
+    }
+}
