@@ -1,5 +1,5 @@
 # nvgre-xdp build. `make` builds the BPF object, its libbpf skeleton and the Swift package;
-# `make test` sets the machine up and runs every test; `make demo` is added by the demo work.
+# `make test` sets the machine up and runs every test; `make demo` runs the two-host demo.
 SHELL := /bin/bash
 BPF_CLANG ?= $(shell command -v clang-14 || command -v clang)
 MULTIARCH := $(shell gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)
@@ -8,7 +8,7 @@ GEN := Sources/CNvgre/generated
 BPF_HEADERS := $(wildcard bpf/*.h)
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: all setup bpf build test clean
+.PHONY: all setup bpf build test demo bench-testrun clean
 all: build
 
 setup:
@@ -30,6 +30,15 @@ build: setup bpf
 
 test: build
 	scripts/run-tests.sh
+
+# The main job: two hosts and two VMs in network namespaces, pinging over the fast path.
+demo: build
+	scripts/in-lab.sh .build/debug/nvgre-lab demo
+
+# Program cost per packet through BPF_PROG_TEST_RUN, next to bare programs (same run).
+bench-testrun: setup bpf
+	swift build -c release --product nvgre-lab
+	scripts/in-lab.sh .build/release/nvgre-lab bench-testrun
 
 clean:
 	rm -rf $(GEN) .build

@@ -11,6 +11,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "nvgre", targets: ["nvgre"]),
+        .executable(name: "nvgre-lab", targets: ["nvgre-lab"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -23,6 +24,8 @@ let package = Package(
         ),
         .target(name: "NvgreWire"),
         .target(name: "NvgreDatapath", dependencies: ["CNvgre", "NvgreWire"]),
+        // Namespaced labs (topologies of hosts and VMs) for tests, the demo and benchmarks.
+        .target(name: "NvgreLab", dependencies: ["NvgreDatapath", "NvgreWire", "CNvgre"]),
         .executableTarget(
             name: "nvgre",
             dependencies: [
@@ -31,7 +34,14 @@ let package = Package(
             ]
         ),
         .testTarget(name: "NvgreWireTests", dependencies: ["NvgreWire"]),
-        .testTarget(name: "NvgreDatapathTests", dependencies: ["NvgreDatapath", "NvgreWire", "CNvgre"]),
+        .executableTarget(
+            name: "nvgre-lab",
+            dependencies: [
+                "NvgreLab", "NvgreDatapath", "NvgreWire", "CNvgre",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "NvgreDatapathTests", dependencies: ["NvgreDatapath", "NvgreWire", "NvgreLab", "CNvgre"]),
     ],
     swiftLanguageModes: [.v5]
 )

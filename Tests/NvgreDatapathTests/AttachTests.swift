@@ -1,5 +1,6 @@
 import CNvgre
 import NvgreDatapath
+import NvgreLab
 import Testing
 
 /// Attaching through bpf_link: the mode is the one asked for, the attachment shows in
@@ -7,7 +8,7 @@ import Testing
 struct AttachTests {
     @Test(arguments: [XDPMode.native, XDPMode.generic])
     func attachShowsInIPLinkAndDetachesWithTheLink(_ mode: XDPMode) throws {
-        let net = TestNetwork(tag: "attach-\(mode.rawValue)")
+        let net = LabNetwork(tag: "attach-\(mode.rawValue)")
         let ns = try net.namespace("h")
         let peer = try net.namespace("p")
         try net.veth("ul", in: ns, "ulpeer", in: peer)

@@ -1,5 +1,6 @@
 import CNvgre
 import NvgreDatapath
+import NvgreLab
 import NvgreWire
 
 /// A customer VM as policy knows it.
@@ -53,13 +54,13 @@ enum Plan {
 /// Host A of the fast-path tests: one namespace with five VM ports and an uplink whose
 /// underlay neighbors are static, and a trace-enabled data path filled from Swift.
 final class HostFixture {
-    let net: TestNetwork
+    let net: LabNetwork
     let ns: String
     let dp: Datapath
     let ifindex: [String: UInt32]
 
     init(tag: String, options: LoadOptions? = nil) throws {
-        net = TestNetwork(tag: tag)
+        net = LabNetwork(tag: tag)
         ns = try net.namespace("a")
         let vms = try net.namespace("vms")
         let fabric = try net.namespace("fabric")

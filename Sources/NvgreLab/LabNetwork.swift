@@ -3,7 +3,7 @@ import NvgreDatapath
 
 /// Runs a shell command; throws with its output when it fails.
 @discardableResult
-func sh(_ command: String) throws -> String {
+public func sh(_ command: String) throws -> String {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/bin/sh")
     p.arguments = ["-c", command]
@@ -20,28 +20,30 @@ func sh(_ command: String) throws -> String {
     return out
 }
 
-struct ShellError: Error, CustomStringConvertible {
+public struct ShellError: Error, CustomStringConvertible {
     let command: String
     let status: Int32
     let output: String
-    var description: String { "`\(command)` exited \(status): \(output)" }
+    public var description: String { "`\(command)` exited \(status): \(output)" }
 }
 
-/// Network namespaces owned by one test. Names carry the run's prefix (NVGRE_TEST_PREFIX,
-/// set by scripts/run-tests.sh, whose trap removes leftovers) plus a per-test tag, so runs
-/// and tests never collide. Everything is deleted in deinit.
-final class TestNetwork {
-    let prefix: String
-    private(set) var namespaces: [String] = []
+/// Network namespaces owned by one test, demo or benchmark. Names carry the run's prefix
+/// (NVGRE_TEST_PREFIX, set by the scripts whose trap removes leftovers) plus a tag, so runs
+/// never collide. Everything is deleted in deinit unless `keep` is set.
+public final class LabNetwork {
+    public let prefix: String
+    public private(set) var namespaces: [String] = []
+    /// Leave the namespaces in place on deinit (a demo the user wants to poke at).
+    public var keep = false
 
-    init(tag: String) {
+    public init(tag: String) {
         let run = ProcessInfo.processInfo.environment["NVGRE_TEST_PREFIX"] ?? "nvt\(getpid())x"
         prefix = "\(run)-\(tag)"
     }
 
     /// Creates namespace `<prefix>-<name>` with loopback up; returns its full name.
     @discardableResult
-    func namespace(_ name: String) throws -> String {
+    public func namespace(_ name: String) throws -> String {
         let full = "\(prefix)-\(name)"
         try sh("ip netns add \(full) && ip -n \(full) link set lo up")
         namespaces.append(full)
@@ -50,18 +52,18 @@ final class TestNetwork {
 
     /// Runs `ip` arguments inside namespace `ns`.
     @discardableResult
-    func ip(_ ns: String, _ args: String) throws -> String {
+    public func ip(_ ns: String, _ args: String) throws -> String {
         try sh("ip -n \(ns) \(args)")
     }
 
     /// Runs a command inside namespace `ns`.
     @discardableResult
-    func exec(_ ns: String, _ command: String) throws -> String {
+    public func exec(_ ns: String, _ command: String) throws -> String {
         try sh("ip netns exec \(ns) \(command)")
     }
 
     /// A veth pair: `a` in namespace `nsA`, `b` in `nsB`, both up.
-    func veth(_ a: String, in nsA: String, _ b: String, in nsB: String, macA: String? = nil, macB: String? = nil) throws {
+    public func veth(_ a: String, in nsA: String, _ b: String, in nsB: String, macA: String? = nil, macB: String? = nil) throws {
         try ip(nsA, "link add \(a) type veth peer name \(b) netns \(nsB)")
         if let m = macA { try ip(nsA, "link set \(a) address \(m)") }
         if let m = macB { try ip(nsB, "link set \(b) address \(m)") }
@@ -69,11 +71,12 @@ final class TestNetwork {
         try ip(nsB, "link set \(b) up")
     }
 
-    func ifindex(_ name: String, in ns: String) throws -> UInt32 {
+    public func ifindex(_ name: String, in ns: String) throws -> UInt32 {
         try NetworkNamespace.run(in: ns) { try interfaceIndex(name) }
     }
 
     deinit {
+        if keep { return }
         for ns in namespaces.reversed() { _ = try? sh("ip netns del \(ns)") }
     }
 }
