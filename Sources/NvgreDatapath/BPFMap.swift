@@ -17,6 +17,13 @@ public struct BPFMap<Key, Value> {
         self.perCPU = perCPU
     }
 
+    /// The map's capacity as the kernel reports it.
+    public var maxEntries: UInt32 {
+        var info = bpf_map_info()
+        var len = UInt32(MemoryLayout<bpf_map_info>.size)
+        return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.max_entries : 0
+    }
+
     public func update(_ key: Key, _ value: Value, flags: UInt64 = UInt64(BPF_ANY)) throws {
         var k = key
         var v = value

@@ -44,3 +44,23 @@ struct AttachTests {
         }
     }
 }
+
+/// Map sizes: the defaults hold what a large host needs, and load-time sizes are applied.
+struct MapSizeTests {
+    @Test func defaultsHoldAMillionRecords65536SubnetsAnd16384Ports() throws {
+        let dp = try Datapath()
+        #expect(dp.lookups.maxEntries >= 1_000_000)
+        #expect(dp.subnets.maxEntries >= 65_536)
+        #expect(dp.vsidStats.maxEntries >= 65_536)
+        #expect(dp.ports.maxEntries >= 16_384)
+    }
+
+    @Test func sizesAreSetAtLoadTime() throws {
+        var o = LoadOptions()
+        o.maxLookups = 2_000_000
+        o.maxPorts = 100
+        let dp = try Datapath(options: o)
+        #expect(dp.lookups.maxEntries == 2_000_000)
+        #expect(dp.ports.maxEntries == 100)
+    }
+}
