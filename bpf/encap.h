@@ -49,7 +49,8 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, const struct flow 
 	/* The inner Ethernet header is kept, so the outer L3 length is l3_len + inner_len. */
 	fib.tot_len = l3_len + inner_len;
 
-	switch (bpf_fib_lookup(ctx, &fib, sizeof(fib), 0)) {
+	__u32 fib_flags = (cfg->flags & NV_CFG_FIB_USE_RULES) ? 0 : BPF_FIB_LOOKUP_DIRECT;
+	switch (bpf_fib_lookup(ctx, &fib, sizeof(fib), fib_flags)) {
 	case BPF_FIB_LKUP_RET_SUCCESS:
 		break;
 	case BPF_FIB_LKUP_RET_FRAG_NEEDED:

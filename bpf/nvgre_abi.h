@@ -129,6 +129,10 @@ struct nv_pa_key {
 enum nv_config_flags {
 	NV_CFG_HAS_PA4 = 1 << 0,
 	NV_CFG_HAS_PA6 = 1 << 1,
+	/* Honour `ip rule` policy routing when looking up the underlay next hop. Off by default:
+	 * the lookup then goes straight to the uplink's table (main, or its VRF's), which on
+	 * this kernel costs about 200 ns less per encapsulated packet. */
+	NV_CFG_FIB_USE_RULES = 1 << 2,
 };
 
 struct nv_config {

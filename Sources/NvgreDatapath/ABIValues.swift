@@ -104,9 +104,10 @@ extension nv_pa_key {
 }
 
 extension nv_config {
-    public init(uplinkIfindex: UInt32, pa4: IPAddress?, pa6: IPAddress?) {
+    public init(uplinkIfindex: UInt32, pa4: IPAddress?, pa6: IPAddress?, useRoutingRules: Bool = false) {
         self.init()
         uplink_ifindex = uplinkIfindex
+        if useRoutingRules { flags |= NV_CFG_FIB_USE_RULES.rawValue }
         if let p = pa4 {
             flags |= NV_CFG_HAS_PA4.rawValue
             copyBytes(p.bytes, into: &self.pa4)
