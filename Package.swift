@@ -2,8 +2,10 @@
 import PackageDescription
 
 // Layers, dependencies pointing down only:
-//   nvgre (CLI)  ->  NvgreDatapath (libbpf: load, attach, maps, test-run, exceptions)
-//                ->  NvgreWire (pure packet codecs)
+//   nvgre (CLI), nvgre-lab (demo, benchmarks), NvgreLab (namespaced topologies)
+//     -> NvgreDatapath (libbpf: load, attach, maps, test-run, exception ring)
+//     -> NvgrePolicy (the desired state and its validation; programmed into maps next)
+//     -> NvgreWire (pure packet codecs)
 // CNvgre is the one thin C target: the shared ABI header, the generated libbpf skeleton
 // (made by `make`), and the few calls Swift cannot make directly (setns, libbpf logging).
 let package = Package(
@@ -23,6 +25,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]
         ),
         .target(name: "NvgreWire"),
+        .target(name: "NvgrePolicy", dependencies: ["NvgreWire"]),
         .target(name: "NvgreDatapath", dependencies: ["CNvgre", "NvgreWire"]),
         // Namespaced labs (topologies of hosts and VMs) for tests, the demo and benchmarks.
         .target(name: "NvgreLab", dependencies: ["NvgreDatapath", "NvgreWire", "CNvgre"]),
@@ -34,6 +37,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "NvgreWireTests", dependencies: ["NvgreWire"]),
+        .testTarget(name: "NvgrePolicyTests", dependencies: ["NvgrePolicy", "NvgreWire"]),
         .executableTarget(
             name: "nvgre-lab",
             dependencies: [

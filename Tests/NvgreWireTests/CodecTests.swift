@@ -75,3 +75,37 @@ struct NVGRECodecTests {
         #expect(DecodedFrame(t)?.etherType == EtherType.arp.rawValue)
     }
 }
+
+struct IPPrefixTests {
+    @Test func parsesAndTestsMembership() throws {
+        let p = try #require(IPPrefix(parsing: "198.19.1.0/24"))
+        #expect(p.contains("198.19.1.200"))
+        #expect(!p.contains("198.19.2.1"))
+        #expect(!p.contains("2001:db8::1"))
+        #expect(p.isCanonical)
+        let v6 = try #require(IPPrefix(parsing: "2001:db8:19:1::/64"))
+        #expect(v6.contains("2001:db8:19:1::99"))
+        #expect(!v6.contains("2001:db8:19:2::1"))
+        #expect(IPPrefix(parsing: "0.0.0.0/0")?.contains("203.0.113.5") == true)
+    }
+
+    @Test func hostBitsAreNoticedAndCleared() throws {
+        let p = try #require(IPPrefix(parsing: "198.19.1.7/23"))
+        #expect(!p.isCanonical)
+        #expect(p.canonical.description == "198.19.0.0/23")
+        #expect(IPPrefix(parsing: "198.19.1.7")?.length == 32)
+    }
+
+    @Test func overlapIsSymmetric() throws {
+        let a = try #require(IPPrefix(parsing: "198.19.0.0/16"))
+        let b = try #require(IPPrefix(parsing: "198.19.5.0/24"))
+        let c = try #require(IPPrefix(parsing: "198.18.0.0/16"))
+        #expect(a.overlaps(b) && b.overlaps(a))
+        #expect(!a.overlaps(c))
+    }
+
+    @Test(arguments: ["198.19.1.0/33", "198.19.1.0/", "198.19.1.0/-1", "198.19.1.0/+8", "2001:db8::/129", "x/8", "198.19.1.0/24/1"])
+    func rejectsBadPrefixes(_ text: String) {
+        #expect(IPPrefix(parsing: text) == nil)
+    }
+}

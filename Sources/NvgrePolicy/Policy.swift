@@ -1,0 +1,109 @@
+import NvgreWire
+
+/// The desired state of one host, in the words of Hyper-V Network Virtualization. It is
+/// validated as a whole (Validation.swift) before anything touches a map.
+public struct Policy: Equatable, Sendable {
+    public var routingDomains: [RoutingDomain] = []
+    public var subnets: [VirtualSubnet] = []
+    public var lookupRecords: [LookupRecord] = []
+    public var customerRoutes: [CustomerRoute] = []
+    public var providerAddresses: [ProviderAddress] = []
+    public var ports: [VMPort] = []
+
+    public init() {}
+}
+
+/// A tenant's network: the virtual subnets routed between each other on every host.
+public struct RoutingDomain: Equatable, Sendable {
+    public var id: UInt32      // 1...; the data path's routing domain id
+    public var name: String
+
+    public init(id: UInt32, name: String) {
+        self.id = id
+        self.name = name
+    }
+}
+
+/// A virtual subnet: one VSID, its customer prefixes, and the distributed router's
+/// addresses in it.
+public struct VirtualSubnet: Equatable, Sendable {
+    public var vsid: UInt32
+    public var routingDomain: String        // a RoutingDomain's name
+    public var prefixes: [IPPrefix]         // at most one per family
+    public var gateways: [IPAddress]        // the router's address per family, inside a prefix
+    public var gatewayMAC: MACAddress
+
+    public init(vsid: UInt32, routingDomain: String, prefixes: [IPPrefix], gateways: [IPAddress], gatewayMAC: MACAddress) {
+        self.vsid = vsid
+        self.routingDomain = routingDomain
+        self.prefixes = prefixes
+        self.gateways = gateways
+        self.gatewayMAC = gatewayMAC
+    }
+}
+
+/// What kind of destination a lookup record describes (HNV's record types).
+public enum RecordType: String, CaseIterable, Equatable, Sendable {
+    case staticRecord = "static"  // an ordinary VM
+    case l2Only = "l2-only"       // switched within its VSID, never a routing target
+    case gateway = "gateway"      // behind a gateway: userspace decides
+}
+
+/// (VSID, customer address) -> (provider address, MAC).
+public struct LookupRecord: Equatable, Sendable {
+    public var vsid: UInt32
+    public var customerAddress: IPAddress
+    public var providerAddress: IPAddress
+    public var mac: MACAddress
+    public var type: RecordType
+
+    public init(vsid: UInt32, customerAddress: IPAddress, providerAddress: IPAddress, mac: MACAddress,
+                type: RecordType = .staticRecord) {
+        self.vsid = vsid
+        self.customerAddress = customerAddress
+        self.providerAddress = providerAddress
+        self.mac = mac
+        self.type = type
+    }
+}
+
+/// A route of a routing domain toward a next hop (a gateway); the lowest metric wins.
+public struct CustomerRoute: Equatable, Sendable {
+    public var routingDomain: String
+    public var prefix: IPPrefix
+    public var nextHop: IPAddress
+    public var metric: UInt32
+
+    public init(routingDomain: String, prefix: IPPrefix, nextHop: IPAddress, metric: UInt32 = 256) {
+        self.routingDomain = routingDomain
+        self.prefix = prefix
+        self.nextHop = nextHop
+        self.metric = metric
+    }
+}
+
+/// A provider address of this host, on its uplink.
+public struct ProviderAddress: Equatable, Sendable {
+    public var address: IPAddress
+    public var interface: String
+
+    public init(address: IPAddress, interface: String) {
+        self.address = address
+        self.interface = interface
+    }
+}
+
+/// A VM's port on this host: the interface, its VSID and MAC, and the CAs it may send from.
+public struct VMPort: Equatable, Sendable {
+    public var interface: String
+    public var vsid: UInt32
+    public var mac: MACAddress
+    public var addresses: [IPAddress]
+
+    public init(interface: String, vsid: UInt32, mac: MACAddress, addresses: [IPAddress]) {
+        self.interface = interface
+        self.vsid = vsid
+        self.mac = mac
+        self.addresses = addresses
+    }
+}

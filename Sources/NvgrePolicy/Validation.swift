@@ -1,0 +1,118 @@
+import NvgreWire
+
+/// The rules a policy must follow before anything touches a map (RFC 7637 and what a user
+/// of HNV expects). `validate()` returns every violation, not just the first.
+extension Policy {
+    public static let vsidRange: ClosedRange<UInt32> = 4096...16_777_214
+
+    public func validate() -> [PolicyError] {
+        var errors: [PolicyError] = []
+        func fail(_ field: String, _ value: CustomStringConvertible, _ allowed: String) {
+            errors.append(PolicyError(field, "\(value)", allowed))
+        }
+
+        // Routing domains: unique ids and names.
+        var domainIDs = Set<UInt32>(), domainNames = Set<String>()
+        for (i, d) in routingDomains.enumerated() {
+            let at = "routingDomains[\(i)]"
+            if d.id == 0 { fail("\(at).id", d.id, "a routing domain id from 1 to 4294967295") }
+            if !domainIDs.insert(d.id).inserted { fail("\(at).id", d.id, "an id no other routing domain uses") }
+            if d.name.isEmpty || d.name.count > 64 { fail("\(at).name", d.name, "a name of 1 to 64 characters") }
+            if !domainNames.insert(d.name).inserted { fail("\(at).name", d.name, "a name no other routing domain uses") }
+        }
+
+        // Subnets: usable VSID in exactly one routing domain, one prefix per family,
+        // gateways inside a prefix of their family, unicast gateway MAC.
+        var subnetByVSID: [UInt32: VirtualSubnet] = [:]
+        for (i, s) in subnets.enumerated() {
+            let at = "subnets[\(i)]"
+            if !Self.vsidRange.contains(s.vsid) { fail("\(at).vsid", s.vsid, "a VSID from 4096 to 16777214 (0-4095 are reserved, 16777215 is vendor-specific)") }
+            if subnetByVSID[s.vsid] != nil { fail("\(at).vsid", s.vsid, "a VSID no other subnet uses (a VSID belongs to one routing domain)") }
+            subnetByVSID[s.vsid] = s
+            if !domainNames.contains(s.routingDomain) { fail("\(at).routingDomain", s.routingDomain, "the name of a routing domain in this policy") }
+            if s.prefixes.isEmpty { fail("\(at).prefixes", "[]", "one IPv4 and/or one IPv6 prefix") }
+            var families = Set<IPFamily>()
+            for (j, p) in s.prefixes.enumerated() {
+                if !families.insert(p.family).inserted { fail("\(at).prefixes[\(j)]", p, "at most one prefix per family") }
+                if !p.isCanonical { fail("\(at).prefixes[\(j)]", p, "a prefix without host bits, such as \(p.canonical)") }
+            }
+            for (j, g) in s.gateways.enumerated() where !s.prefixes.contains(where: { $0.contains(g) }) {
+                fail("\(at).gateways[\(j)]", g, "an address inside one of the subnet's prefixes")
+            }
+            checkUnicast(s.gatewayMAC, "\(at).gatewayMAC", &errors)
+        }
+        // Subnets of one routing domain must not overlap: the router could not choose.
+        for (i, s) in subnets.enumerated() {
+            for (k, t) in subnets.enumerated() where k > i && t.routingDomain == s.routingDomain {
+                for p in s.prefixes where t.prefixes.contains(where: { $0.overlaps(p) }) {
+                    fail("subnets[\(k)].prefixes", t.prefixes.map(\.description).joined(separator: ","),
+                         "prefixes that do not overlap subnets[\(i)] (\(p)) in routing domain \(s.routingDomain)")
+                }
+            }
+        }
+
+        // Provider addresses: unique.
+        var pas = Set<IPAddress>()
+        for (i, p) in providerAddresses.enumerated() {
+            if !pas.insert(p.address).inserted { fail("providerAddresses[\(i)].address", p.address, "an address listed once") }
+            if p.interface.isEmpty || p.interface.count > 15 { fail("providerAddresses[\(i)].interface", p.interface, "an interface name of 1 to 15 characters") }
+        }
+
+        // Lookup records: known subnet, CA inside its prefix, CAs unique within a VSID,
+        // unicast MAC. The same CA and MAC in another VSID (another tenant) is fine.
+        var seenCA = Set<String>()
+        for (i, r) in lookupRecords.enumerated() {
+            let at = "lookupRecords[\(i)]"
+            guard let s = subnetByVSID[r.vsid] else {
+                fail("\(at).vsid", r.vsid, "the VSID of a subnet in this policy")
+                continue
+            }
+            if !s.prefixes.contains(where: { $0.contains(r.customerAddress) }) {
+                fail("\(at).customerAddress", r.customerAddress, "an address inside subnet \(r.vsid)'s prefixes (\(s.prefixes.map(\.description).joined(separator: ", ")))")
+            }
+            if !seenCA.insert("\(r.vsid)/\(r.customerAddress)").inserted {
+                fail("\(at).customerAddress", r.customerAddress, "an address with one lookup record per VSID (\(r.vsid) has it already)")
+            }
+            if r.providerAddress.isUnspecified { fail("\(at).providerAddress", r.providerAddress, "a provider address of a host") }
+            checkUnicast(r.mac, "\(at).mac", &errors)
+        }
+
+        // Customer routes: known domain, canonical prefix, next hop of the prefix's family.
+        for (i, r) in customerRoutes.enumerated() {
+            let at = "customerRoutes[\(i)]"
+            if !domainNames.contains(r.routingDomain) { fail("\(at).routingDomain", r.routingDomain, "the name of a routing domain in this policy") }
+            if !r.prefix.isCanonical { fail("\(at).prefix", r.prefix, "a prefix without host bits, such as \(r.prefix.canonical)") }
+            if r.nextHop.family != r.prefix.family { fail("\(at).nextHop", r.nextHop, "an \(r.prefix.family) address, like the prefix") }
+        }
+
+        // Ports: unique interface, known subnet, unicast MAC, addresses inside the subnet.
+        var interfaces = Set<String>()
+        for (i, p) in ports.enumerated() {
+            let at = "ports[\(i)]"
+            if p.interface.isEmpty || p.interface.count > 15 { fail("\(at).interface", p.interface, "an interface name of 1 to 15 characters") }
+            if !interfaces.insert(p.interface).inserted { fail("\(at).interface", p.interface, "an interface used by one port only") }
+            checkUnicast(p.mac, "\(at).mac", &errors)
+            guard let s = subnetByVSID[p.vsid] else {
+                fail("\(at).vsid", p.vsid, "the VSID of a subnet in this policy")
+                continue
+            }
+            for (j, a) in p.addresses.enumerated() where !s.prefixes.contains(where: { $0.contains(a) }) {
+                fail("\(at).addresses[\(j)]", a, "an address inside subnet \(p.vsid)'s prefixes")
+            }
+        }
+        return errors
+    }
+
+    /// Throws every violation at once; returns quietly when the policy is valid.
+    public func validated() throws -> Policy {
+        let e = validate()
+        if !e.isEmpty { throw PolicyErrors(errors: e) }
+        return self
+    }
+
+    private func checkUnicast(_ mac: MACAddress, _ field: String, _ errors: inout [PolicyError]) {
+        if mac.isMulticast || mac.isZero {
+            errors.append(PolicyError(field, mac.description, "a unicast MAC address (first octet even, not all zero)"))
+        }
+    }
+}

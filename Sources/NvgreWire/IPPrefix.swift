@@ -1,0 +1,53 @@
+/// An IPv4 or IPv6 prefix such as 198.19.1.0/24.
+public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
+    public let address: IPAddress
+    public let length: Int
+
+    public var family: IPFamily { address.family }
+
+    public init?(address: IPAddress, length: Int) {
+        guard length >= 0, length <= address.bytes.count * 8 else { return nil }
+        self.address = address
+        self.length = length
+    }
+
+    /// Parses `address/length`; a bare address is a host prefix. nil when malformed.
+    public init?(parsing text: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let a = IPAddress(parsing: String(parts[0])) else { return nil }
+        let max = a.bytes.count * 8
+        var len = max
+        if parts.count == 2 {
+            guard let l = Int(parts[1]), l >= 0, l <= max, !parts[1].hasPrefix("+") else { return nil }
+            len = l
+        }
+        self.init(address: a, length: len)
+    }
+
+    /// True when no bit after the prefix length is set (198.19.1.0/24, not 198.19.1.7/24).
+    public var isCanonical: Bool { masked(address) == address }
+
+    /// The same prefix with the host bits cleared.
+    public var canonical: IPPrefix { IPPrefix(address: masked(address), length: length)! }
+
+    public func contains(_ ip: IPAddress) -> Bool {
+        ip.family == family && masked(ip) == masked(address)
+    }
+
+    /// True when the two prefixes share any address.
+    public func overlaps(_ other: IPPrefix) -> Bool {
+        guard family == other.family else { return false }
+        return length <= other.length ? contains(other.address) : other.contains(address)
+    }
+
+    private func masked(_ ip: IPAddress) -> IPAddress {
+        var b = ip.bytes
+        for i in 0..<b.count {
+            let bits = max(0, min(8, length - i * 8))
+            b[i] &= bits == 0 ? 0 : UInt8(truncatingIfNeeded: 0xff << (8 - bits))
+        }
+        return ip.family == .v4 ? IPAddress(v4: b) : IPAddress(v6: b)
+    }
+
+    public var description: String { "\(address)/\(length)" }
+}
