@@ -42,7 +42,14 @@ public final class Datapath {
     public let exceptionStats: BPFMap<UInt32, nv_reason_stats>
     public let exceptionRingFD: Int32
 
-    public init(options: LoadOptions = LoadOptions()) throws {
+    /// The bpffs directory this instance's maps are pinned in, if any.
+    public let pinDirectory: String?
+
+    /// Loads the programs. With `pinDirectory` (a directory on bpffs, one per instance), every
+    /// map is pinned there, and maps already pinned there are reused: a second process, or the
+    /// same one after a restart, sees the same policy and counters while the data path runs on.
+    public init(options: LoadOptions = LoadOptions(), pinDirectory: String? = nil) throws {
+        self.pinDirectory = pinDirectory
         nv_libbpf_capture_start()
         _ = nv_libbpf_capture_text()
         var openOpts = bpf_object_open_opts()
@@ -63,6 +70,18 @@ public final class Datapath {
             throw DatapathError("set the size of map \(String(cString: bpf_map__name(map)))", errno: errno)
         }
         s.pointee.rodata.pointee.nv_trace_enabled = options.trace ? 1 : 0
+        if let dir = pinDirectory {
+            do {
+                try Self.preparePinDirectory(dir)
+                for (map, _) in sizes + [(m.config, 0), (m.local_pas, 0), (m.drop_stats, 0), (m.exc_stats, 0)] {
+                    let name = String(cString: bpf_map__name(map))
+                    try check("set the pin path of map \(name)", bpf_map__set_pin_path(map, "\(dir)/\(name)"))
+                }
+            } catch {
+                nvgre__destroy(s)
+                throw error
+            }
+        }
         let rc = nvgre__load(s)
         if rc != 0 {
             let log = String(cString: nv_libbpf_capture_text())
@@ -85,6 +104,39 @@ public final class Datapath {
     }
 
     deinit { nvgre__destroy(skel) }
+
+    /// bpffs must be mounted, and the instance directory must exist on it.
+    static func preparePinDirectory(_ dir: String) throws {
+        var fs = statfs()
+        let parent = dir.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        if statfs(parent, &fs) != 0 { throw DatapathError("check bpffs at \(parent)", errno: errno) }
+        if fs.f_type != 0xcafe4a11 { // BPF_FS_MAGIC
+            throw DatapathError("use \(parent) for pinning", errno: 0,
+                                detail: "\(parent) is not a bpffs mount; mount it: mount -t bpf bpf /sys/fs/bpf")
+        }
+        if mkdir(dir, 0o700) != 0 && errno != EEXIST {
+            throw DatapathError("create the instance directory \(dir) on bpffs", errno: errno)
+        }
+    }
+
+    /// Removes every pin in an instance directory and the directory itself. Pinned XDP links
+    /// go with it, which detaches their programs once no process holds them open.
+    public static func removePins(at dir: String) throws {
+        guard let d = opendir(dir) else {
+            if errno == ENOENT { return }
+            throw DatapathError("open the instance directory \(dir)", errno: errno)
+        }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(d)
+        for n in names where unlink("\(dir)/\(n)") != 0 {
+            throw DatapathError("remove the pin \(dir)/\(n)", errno: errno)
+        }
+        if rmdir(dir) != 0 { throw DatapathError("remove the instance directory \(dir)", errno: errno) }
+    }
 
     public func programFD(_ program: Program) -> Int32 {
         let p = skel.pointee.progs

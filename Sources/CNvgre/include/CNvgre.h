@@ -7,6 +7,7 @@
 #include <bpf/bpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
+#include <sys/vfs.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include "../../../bpf/nvgre_abi.h"
