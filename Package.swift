@@ -17,6 +17,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .target(
@@ -25,7 +26,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]
         ),
         .target(name: "NvgreWire"),
-        .target(name: "NvgrePolicy", dependencies: ["NvgreWire"]),
+        .target(name: "NvgrePolicy", dependencies: ["NvgreWire", .product(name: "Yams", package: "Yams")]),
         .target(name: "NvgreDatapath", dependencies: ["CNvgre", "NvgreWire"]),
         // Namespaced labs (topologies of hosts and VMs) for tests, the demo and benchmarks.
         .target(name: "NvgreLab", dependencies: ["NvgreDatapath", "NvgreWire", "CNvgre"]),

@@ -1,0 +1,176 @@
+import NvgreWire
+import Yams
+
+/// Reads a policy file (YAML, or JSON, which is YAML too) strictly: every unknown key,
+/// wrong type and malformed value is an error naming its path, its value and what is
+/// allowed. Scalars are read as text and parsed here, never guessed by the YAML resolver
+/// (a MAC such as 12:34:56:00:01:02 would otherwise be a base-60 number).
+public enum PolicyDocument {
+    /// Parses `text`; throws PolicyErrors listing every problem, decoding and validation.
+    public static func decode(_ text: String) throws -> Policy {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw PolicyErrors(errors: [PolicyError("file", "(unreadable)", "YAML or JSON; the parser said: \(error)")])
+        }
+        let ctx = DecodeContext()
+        var policy = Policy()
+        if let root {
+            let top = ctx.fields(root, "", allowed: ["routingDomains", "subnets", "lookupRecords", "customerRoutes",
+                                                    "providerAddresses", "ports"])
+            policy.routingDomains = ctx.list(top["routingDomains"], "routingDomains") { n, at in
+                let f = ctx.fields(n, at, allowed: ["id", "name"], required: ["id", "name"])
+                guard let id = ctx.number(f["id"], "\(at).id", 1...UInt32.max), let name = ctx.text(f["name"], "\(at).name") else { return nil }
+                return RoutingDomain(id: id, name: name)
+            }
+            policy.subnets = ctx.list(top["subnets"], "subnets") { n, at in
+                let f = ctx.fields(n, at, allowed: ["vsid", "routingDomain", "prefixes", "gateways", "gatewayMAC"],
+                                   required: ["vsid", "routingDomain", "prefixes", "gatewayMAC"])
+                let prefixes = ctx.list(f["prefixes"], "\(at).prefixes") { ctx.prefix($0, $1) }
+                let gateways = ctx.list(f["gateways"], "\(at).gateways") { ctx.address($0, $1) }
+                guard let vsid = ctx.number(f["vsid"], "\(at).vsid", 0...UInt32.max),
+                      let rd = ctx.text(f["routingDomain"], "\(at).routingDomain"),
+                      let mac = ctx.mac(f["gatewayMAC"], "\(at).gatewayMAC") else { return nil }
+                return VirtualSubnet(vsid: vsid, routingDomain: rd, prefixes: prefixes, gateways: gateways, gatewayMAC: mac)
+            }
+            policy.lookupRecords = ctx.list(top["lookupRecords"], "lookupRecords") { n, at in
+                let f = ctx.fields(n, at, allowed: ["vsid", "customerAddress", "providerAddress", "mac", "type"],
+                                   required: ["vsid", "customerAddress", "providerAddress", "mac"])
+                let type = f["type"].map { ctx.choice($0, "\(at).type", RecordType.self) } ?? .staticRecord
+                guard let vsid = ctx.number(f["vsid"], "\(at).vsid", 0...UInt32.max),
+                      let ca = ctx.address(f["customerAddress"], "\(at).customerAddress"),
+                      let pa = ctx.address(f["providerAddress"], "\(at).providerAddress"),
+                      let mac = ctx.mac(f["mac"], "\(at).mac"), let type else { return nil }
+                return LookupRecord(vsid: vsid, customerAddress: ca, providerAddress: pa, mac: mac, type: type)
+            }
+            policy.customerRoutes = ctx.list(top["customerRoutes"], "customerRoutes") { n, at in
+                let f = ctx.fields(n, at, allowed: ["routingDomain", "prefix", "nextHop", "metric"],
+                                   required: ["routingDomain", "prefix", "nextHop"])
+                let metric = f["metric"].map { ctx.number($0, "\(at).metric", 0...UInt32.max) } ?? 256
+                guard let rd = ctx.text(f["routingDomain"], "\(at).routingDomain"),
+                      let prefix = ctx.prefix(f["prefix"], "\(at).prefix"),
+                      let nh = ctx.address(f["nextHop"], "\(at).nextHop"), let metric else { return nil }
+                return CustomerRoute(routingDomain: rd, prefix: prefix, nextHop: nh, metric: metric)
+            }
+            policy.providerAddresses = ctx.list(top["providerAddresses"], "providerAddresses") { n, at in
+                let f = ctx.fields(n, at, allowed: ["address", "interface"], required: ["address", "interface"])
+                guard let a = ctx.address(f["address"], "\(at).address"), let i = ctx.text(f["interface"], "\(at).interface") else { return nil }
+                return ProviderAddress(address: a, interface: i)
+            }
+            policy.ports = ctx.list(top["ports"], "ports") { n, at in
+                let f = ctx.fields(n, at, allowed: ["interface", "vsid", "mac", "addresses"], required: ["interface", "vsid", "mac"])
+                let addresses = ctx.list(f["addresses"], "\(at).addresses") { ctx.address($0, $1) }
+                guard let i = ctx.text(f["interface"], "\(at).interface"), let vsid = ctx.number(f["vsid"], "\(at).vsid", 0...UInt32.max),
+                      let mac = ctx.mac(f["mac"], "\(at).mac") else { return nil }
+                return VMPort(interface: i, vsid: vsid, mac: mac, addresses: addresses)
+            }
+        }
+        if !ctx.errors.isEmpty { throw PolicyErrors(errors: ctx.errors) }
+        return try policy.validated()
+    }
+}
+
+/// Collects decoding errors while reading as much of the document as it can.
+final class DecodeContext {
+    var errors: [PolicyError] = []
+
+    func fail(_ field: String, _ value: String, _ allowed: String) {
+        errors.append(PolicyError(field.isEmpty ? "file" : field, value, allowed))
+    }
+
+    private func describe(_ n: Node) -> String {
+        switch n {
+        case let .scalar(s): return s.string
+        case .mapping: return "a mapping"
+        case .sequence: return "a list"
+        case .alias: return "an alias"
+        }
+    }
+
+    /// The keys of a mapping; unknown and missing keys are errors.
+    func fields(_ n: Node, _ at: String, allowed: [String], required: [String] = []) -> [String: Node] {
+        guard case let .mapping(m) = n else {
+            fail(at, describe(n), "a mapping with the keys \(allowed.joined(separator: ", "))")
+            return [:]
+        }
+        var out: [String: Node] = [:]
+        for (k, v) in m {
+            let key = k.scalar?.string ?? describe(k)
+            let path = at.isEmpty ? key : "\(at).\(key)"
+            if !allowed.contains(key) {
+                fail(path, key, "a known key: \(allowed.joined(separator: ", "))")
+            } else if out[key] != nil {
+                fail(path, key, "each key once")
+            } else {
+                out[key] = v
+            }
+        }
+        for r in required where out[r] == nil { fail(at.isEmpty ? r : "\(at).\(r)", "", "a value (required)") }
+        return out
+    }
+
+    /// A list whose items are read by `item`; an absent list is empty.
+    func list<T>(_ n: Node?, _ at: String, _ item: (Node, String) -> T?) -> [T] {
+        guard let n else { return [] }
+        guard case let .sequence(s) = n else {
+            fail(at, describe(n), "a list")
+            return []
+        }
+        return s.enumerated().compactMap { item($0.element, "\(at)[\($0.offset)]") }
+    }
+
+    func text(_ n: Node?, _ at: String) -> String? {
+        guard let n else { return nil }
+        guard let s = n.scalar?.string else {
+            fail(at, describe(n), "text")
+            return nil
+        }
+        return s
+    }
+
+    func number(_ n: Node?, _ at: String, _ range: ClosedRange<UInt32>) -> UInt32? {
+        guard let s = text(n, at) else { return nil }
+        guard let v = UInt32(s), range.contains(v) else {
+            fail(at, s, "a whole number from \(range.lowerBound) to \(range.upperBound)")
+            return nil
+        }
+        return v
+    }
+
+    func address(_ n: Node?, _ at: String) -> IPAddress? {
+        guard let s = text(n, at) else { return nil }
+        guard let a = IPAddress(parsing: s) else {
+            fail(at, s, "an IPv4 address (198.19.1.1) or an IPv6 address (2001:db8::1)")
+            return nil
+        }
+        return a
+    }
+
+    func prefix(_ n: Node?, _ at: String) -> IPPrefix? {
+        guard let s = text(n, at) else { return nil }
+        guard let p = IPPrefix(parsing: s) else {
+            fail(at, s, "a prefix such as 198.19.1.0/24 or 2001:db8:19:1::/64")
+            return nil
+        }
+        return p
+    }
+
+    func mac(_ n: Node?, _ at: String) -> MACAddress? {
+        guard let s = text(n, at) else { return nil }
+        guard let m = MACAddress(parsing: s) else {
+            fail(at, s, "a MAC address such as 02:00:00:00:01:01")
+            return nil
+        }
+        return m
+    }
+
+    func choice<T: RawRepresentable & CaseIterable>(_ n: Node, _ at: String, _: T.Type) -> T? where T.RawValue == String {
+        guard let s = text(n, at) else { return nil }
+        guard let v = T(rawValue: s) else {
+            fail(at, s, "one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+            return nil
+        }
+        return v
+    }
+}

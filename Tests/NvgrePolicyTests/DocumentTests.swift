@@ -1,0 +1,53 @@
+import Foundation
+import NvgrePolicy
+import NvgreWire
+import Testing
+
+struct DocumentTests {
+    static let example: String = {
+        let here = URL(fileURLWithPath: #filePath)
+        let file = here.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("examples/two-tenants.yaml")
+        return try! String(contentsOf: file, encoding: .utf8)
+    }()
+
+    @Test func theExampleFileIsTheTwoTenantPolicy() throws {
+        #expect(try PolicyDocument.decode(Self.example) == twoTenants())
+    }
+
+    @Test func jsonIsAccepted() throws {
+        let json = #"{"routingDomains": [{"id": 1, "name": "red"}], "subnets": [{"vsid": 5001, "routingDomain": "red", "prefixes": ["198.19.1.0/24"], "gatewayMAC": "12:34:56:00:01:02"}]}"#
+        let p = try PolicyDocument.decode(json)
+        #expect(p.subnets.first?.gatewayMAC == "12:34:56:00:01:02")
+    }
+
+    @Test func macsAreNeverReadAsBase60Numbers() throws {
+        let yaml = "routingDomains: [{id: 1, name: red}]\nsubnets: [{vsid: 5001, routingDomain: red, prefixes: [198.19.1.0/24], gatewayMAC: 12:34:56:00:01:02}]\n"
+        #expect(try PolicyDocument.decode(yaml).subnets.first?.gatewayMAC == "12:34:56:00:01:02")
+    }
+
+    @Test(arguments: [
+        ("unknown top-level key", "routingDomain: []", "routingDomain", "a known key"),
+        ("unknown nested key", "routingDomains: [{id: 1, name: red, colour: blue}]", "routingDomains[0].colour", "a known key"),
+        ("missing required key", "routingDomains: [{id: 1}]", "routingDomains[0].name", "required"),
+        ("id not a number", "routingDomains: [{id: one, name: red}]", "routingDomains[0].id", "whole number"),
+        ("id zero", "routingDomains: [{id: 0, name: red}]", "routingDomains[0].id", "from 1"),
+        ("list expected", "subnets: {vsid: 5001}", "subnets", "a list"),
+        ("bad prefix", "subnets: [{vsid: 5001, routingDomain: red, prefixes: [198.19.1.0/33], gatewayMAC: 02:00:00:00:ff:01}]", "subnets[0].prefixes[0]", "a prefix"),
+        ("bad MAC", "ports: [{interface: p1, vsid: 5001, mac: 02:00:00:00:zz:01}]", "ports[0].mac", "a MAC address"),
+        ("bad address", "providerAddresses: [{address: 198.18.0.300, interface: ul}]", "providerAddresses[0].address", "an IPv4 address"),
+        ("bad record type", "lookupRecords: [{vsid: 5001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01, type: dynamic}]", "lookupRecords[0].type", "static, l2-only, gateway"),
+        ("not YAML", "routingDomains: [", "file", "parser"),
+        ("validation after decoding", "routingDomains: [{id: 1, name: red}]\nsubnets: [{vsid: 10, routingDomain: red, prefixes: [198.19.1.0/24], gatewayMAC: 02:00:00:00:ff:01}]", "subnets[0].vsid", "4096 to 16777214"),
+    ])
+    func badInputNamesTheField(_ name: String, _ text: String, _ field: String, _ allowed: String) {
+        do {
+            _ = try PolicyDocument.decode(text)
+            Issue.record("\(name): accepted")
+        } catch let e as PolicyErrors {
+            #expect(e.errors.contains { $0.field == field && $0.allowed.contains(allowed) }, "\(name): \(e)")
+        } catch {
+            Issue.record("\(name): \(error)")
+        }
+    }
+}
