@@ -25,18 +25,21 @@ public struct BPFMap<Key, Value> {
     }
 
     public func update(_ key: Key, _ value: Value, flags: UInt64 = UInt64(BPF_ANY)) throws {
-        var k = key
-        var v = value
-        let rc = bpf_map_update_elem(fd, &k, &v, flags)
+        let rc = withBytes(key) { k in withBytes(value) { v in bpf_map_update_elem(fd, k, v, flags) } }
         try check("update \(name)", rc)
+    }
+
+    /// Key and Value are plain C structs or integers; this hands their bytes to libbpf.
+    private func withBytes<T, R>(_ value: T, _ body: (UnsafeRawPointer?) -> R) -> R {
+        var copy = value
+        return withUnsafeBytes(of: &copy) { body($0.baseAddress) }
     }
 
     public func lookup(_ key: Key) -> Value? {
         precondition(!perCPU, "use lookupPerCPU on per-CPU maps")
-        var k = key
         let v = UnsafeMutablePointer<Value>.allocate(capacity: 1)
         defer { v.deallocate() }
-        return bpf_map_lookup_elem(fd, &k, v) == 0 ? v.pointee : nil
+        return withBytes(key) { bpf_map_lookup_elem(fd, $0, v) } == 0 ? v.pointee : nil
     }
 
     /// All CPUs' values (each slot rounded up to 8 bytes as the kernel lays them out).
@@ -45,15 +48,13 @@ public struct BPFMap<Key, Value> {
         let stride = (MemoryLayout<Value>.size + 7) & ~7
         let buf = UnsafeMutableRawPointer.allocate(byteCount: stride * cpus, alignment: 8)
         defer { buf.deallocate() }
-        var k = key
-        guard bpf_map_lookup_elem(fd, &k, buf) == 0 else { return [] }
+        guard withBytes(key, { bpf_map_lookup_elem(fd, $0, buf) }) == 0 else { return [] }
         return (0..<cpus).map { buf.load(fromByteOffset: $0 * stride, as: Value.self) }
     }
 
     @discardableResult
     public func delete(_ key: Key) throws -> Bool {
-        var k = key
-        let rc = bpf_map_delete_elem(fd, &k)
+        let rc = withBytes(key) { bpf_map_delete_elem(fd, $0) }
         if rc == -ENOENT || (rc < 0 && errno == ENOENT) { return false }
         try check("delete from \(name)", rc)
         return true
