@@ -66,8 +66,6 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, const struct flow 
 	__u32 h = flow_hash(f);
 	__u8 tos = f->tos;
 	__u32 egress = fib.ifindex;
-	__u8 pa[16];
-	__builtin_memcpy(pa, rec->pa, 16);
 
 	if (bpf_xdp_adjust_head(ctx, -outer_len))
 		return drop(ctx, NV_DROP_HEADROOM);
@@ -91,7 +89,7 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, const struct flow 
 		ip6->nexthdr = NV_IPPROTO_GRE;
 		ip6->hop_limit = NV_OUTER_TTL;
 		__builtin_memcpy(&ip6->saddr, cfg->pa6, 16);
-		__builtin_memcpy(&ip6->daddr, pa, 16);
+		__builtin_memcpy(&ip6->daddr, rec->pa, 16);
 	} else {
 		struct iphdr *ip = (void *)(eth + 1);
 		gre = (void *)(ip + 1);
@@ -108,7 +106,7 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, const struct flow 
 		ip->protocol = NV_IPPROTO_GRE;
 		ip->check = 0;
 		__builtin_memcpy(&ip->saddr, cfg->pa4, 4);
-		__builtin_memcpy(&ip->daddr, pa, 4);
+		__builtin_memcpy(&ip->daddr, rec->pa, 4);
 		ip->check = csum_fold(csum_add_words(0, ip, sizeof(*ip) / 2));
 	}
 	gre->flags_version = bpf_htons(NV_GRE_FLAGS_VERSION);

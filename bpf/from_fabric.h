@@ -43,15 +43,16 @@ int nv_from_fabric(struct xdp_md *ctx)
 		if (is_ipv4_fragment(ip))
 			return drop(ctx, NV_DROP_OUTER_FRAGMENT);
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-		if (!parse_ipv6(&c, &outer) || !is_local_pa(NV_AF_INET6, outer.dst))
+		/* Host IPv6 traffic leaves on the next-header test, before any map lookup. */
+		if (!parse_ipv6(&c, &outer))
 			return pass_to_host(ctx);
 		if (outer.proto == IPV6_NEXTHDR_FRAGMENT) {
 			struct ipv6_frag_hdr *fh = CURSOR_TAKE(&c, struct ipv6_frag_hdr);
-			if (fh && fh->nexthdr == NV_IPPROTO_GRE)
+			if (fh && fh->nexthdr == NV_IPPROTO_GRE && is_local_pa(NV_AF_INET6, outer.dst))
 				return drop(ctx, NV_DROP_OUTER_FRAGMENT);
 			return pass_to_host(ctx);
 		}
-		if (outer.proto != NV_IPPROTO_GRE)
+		if (outer.proto != NV_IPPROTO_GRE || !is_local_pa(NV_AF_INET6, outer.dst))
 			return pass_to_host(ctx);
 	} else {
 		return pass_to_host(ctx);

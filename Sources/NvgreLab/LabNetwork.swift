@@ -71,6 +71,13 @@ public final class LabNetwork {
         try ip(nsB, "link set \(b) up")
     }
 
+    /// bpf_fib_lookup refuses to forward (BPF_FIB_LKUP_RET_FWD_DISABLED) unless forwarding
+    /// is on for the namespace and the uplink.
+    public func setForwarding(_ on: Bool, in ns: String, uplink: String) throws {
+        let v = on ? 1 : 0
+        try exec(ns, "sysctl -qw net.ipv4.conf.all.forwarding=\(v) net.ipv4.conf.\(uplink).forwarding=\(v) net.ipv6.conf.all.forwarding=\(v)")
+    }
+
     public func ifindex(_ name: String, in ns: String) throws -> UInt32 {
         try NetworkNamespace.run(in: ns) { try interfaceIndex(name) }
     }

@@ -69,8 +69,7 @@ public final class TwoHostLab {
     private func wire(_ h: LabHost) throws {
         try net.veth("port", in: h.ns, "eth0", in: h.vmNS, macB: h.vm.mac.description)
         try net.ip(h.ns, "addr add \(h.pa)/24 dev ul")
-        // bpf_fib_lookup only forwards where forwarding is on.
-        try net.exec(h.ns, "sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv4.conf.ul.forwarding=1 net.ipv6.conf.all.forwarding=1")
+        try net.setForwarding(true, in: h.ns, uplink: "ul")
         try net.ip(h.vmNS, "addr add \(h.vm.ip4)/24 dev eth0")
         try net.ip(h.vmNS, "addr add \(h.vm.ip6)/64 dev eth0 nodad")
     }

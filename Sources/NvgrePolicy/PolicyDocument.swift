@@ -129,48 +129,35 @@ final class DecodeContext {
         return s
     }
 
-    func number(_ n: Node?, _ at: String, _ range: ClosedRange<UInt32>) -> UInt32? {
+    /// A scalar parsed by `parse`; `allowed` says what a good value looks like.
+    private func parsed<T>(_ n: Node?, _ at: String, _ allowed: String, _ parse: (String) -> T?) -> T? {
         guard let s = text(n, at) else { return nil }
-        guard let v = UInt32(s), range.contains(v) else {
-            fail(at, s, "a whole number from \(range.lowerBound) to \(range.upperBound)")
+        guard let v = parse(s) else {
+            fail(at, s, allowed)
             return nil
         }
         return v
     }
 
     func address(_ n: Node?, _ at: String) -> IPAddress? {
-        guard let s = text(n, at) else { return nil }
-        guard let a = IPAddress(parsing: s) else {
-            fail(at, s, "an IPv4 address (198.19.1.1) or an IPv6 address (2001:db8::1)")
-            return nil
-        }
-        return a
+        parsed(n, at, "an IPv4 address (198.19.1.1) or an IPv6 address (2001:db8::1)") { IPAddress(parsing: $0) }
     }
 
     func prefix(_ n: Node?, _ at: String) -> IPPrefix? {
-        guard let s = text(n, at) else { return nil }
-        guard let p = IPPrefix(parsing: s) else {
-            fail(at, s, "a prefix such as 198.19.1.0/24 or 2001:db8:19:1::/64")
-            return nil
-        }
-        return p
+        parsed(n, at, "a prefix such as 198.19.1.0/24 or 2001:db8:19:1::/64") { IPPrefix(parsing: $0) }
     }
 
     func mac(_ n: Node?, _ at: String) -> MACAddress? {
-        guard let s = text(n, at) else { return nil }
-        guard let m = MACAddress(parsing: s) else {
-            fail(at, s, "a MAC address such as 02:00:00:00:01:01")
-            return nil
+        parsed(n, at, "a MAC address such as 02:00:00:00:01:01") { MACAddress(parsing: $0) }
+    }
+
+    func number(_ n: Node?, _ at: String, _ range: ClosedRange<UInt32>) -> UInt32? {
+        parsed(n, at, "a whole number from \(range.lowerBound) to \(range.upperBound)") { s in
+            UInt32(s).flatMap { range.contains($0) ? $0 : nil }
         }
-        return m
     }
 
     func choice<T: RawRepresentable & CaseIterable>(_ n: Node, _ at: String, _: T.Type) -> T? where T.RawValue == String {
-        guard let s = text(n, at) else { return nil }
-        guard let v = T(rawValue: s) else {
-            fail(at, s, "one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
-            return nil
-        }
-        return v
+        parsed(n, at, "one of \(T.allCases.map(\.rawValue).joined(separator: ", "))") { T(rawValue: $0) }
     }
 }

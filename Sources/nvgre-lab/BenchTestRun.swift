@@ -35,7 +35,7 @@ struct BenchTestRun: ParsableCommand {
         try net.veth("ul", in: ns, "ulpeer", in: fabric, macA: ulMAC.description)
         try net.ip(ns, "addr add \(paA)/24 dev ul")
         try net.ip(ns, "neigh replace \(paB) lladdr \(peerMAC) dev ul nud permanent")
-        try net.exec(ns, "sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv4.conf.ul.forwarding=1")
+        try net.setForwarding(true, in: ns, uplink: "ul")
 
         let dp = try Datapath()  // default sizes: room for 1,048,576 lookup records
         let (p1, p2, ul) = try NetworkNamespace.run(in: ns) {

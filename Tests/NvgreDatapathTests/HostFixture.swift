@@ -84,11 +84,7 @@ final class HostFixture {
         try fillPolicy()
     }
 
-    /// bpf_fib_lookup refuses to forward when forwarding is off on the uplink.
-    func setForwarding(_ on: Bool) throws {
-        let v = on ? 1 : 0
-        try net.exec(ns, "sysctl -qw net.ipv4.conf.all.forwarding=\(v) net.ipv4.conf.ul.forwarding=\(v) net.ipv6.conf.all.forwarding=\(v)")
-    }
+    func setForwarding(_ on: Bool) throws { try net.setForwarding(on, in: ns, uplink: "ul") }
 
     func port(_ name: String) -> UInt32 { ifindex[name]! }
 
