@@ -4,7 +4,8 @@ import PackageDescription
 // Layers, dependencies pointing down only:
 //   nvgre (CLI), nvgre-lab (demo, benchmarks), NvgreLab (namespaced topologies)
 //     -> NvgreDatapath (libbpf: load, attach, maps, test-run, exception ring)
-//     -> NvgrePolicy (the desired state and its validation; programmed into maps next)
+//     -> NvgreControl (compile policy to map images, diff, transactional apply, instances, trace)
+//     -> NvgrePolicy (the desired state, its validation, YAML/JSON read and write)
 //     -> NvgreWire (pure packet codecs)
 // CNvgre is the one thin C target: the shared ABI header, the generated libbpf skeleton
 // (made by `make`), and the few calls Swift cannot make directly (setns, libbpf logging).
@@ -28,17 +29,21 @@ let package = Package(
         .target(name: "NvgreWire"),
         .target(name: "NvgrePolicy", dependencies: ["NvgreWire", .product(name: "Yams", package: "Yams")]),
         .target(name: "NvgreDatapath", dependencies: ["CNvgre", "NvgreWire"]),
+        // The control plane: policy compiled into map images, diffed against the live maps and
+        // applied all or nothing; instances pinned under bpffs; trace.
+        .target(name: "NvgreControl", dependencies: ["NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
         // Namespaced labs (topologies of hosts and VMs) for tests, the demo and benchmarks.
         .target(name: "NvgreLab", dependencies: ["NvgreDatapath", "NvgreWire", "CNvgre"]),
         .executableTarget(
             name: "nvgre",
             dependencies: [
-                "NvgreDatapath", "NvgreWire",
+                "NvgreControl", "NvgrePolicy", "NvgreDatapath", "NvgreWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "NvgreWireTests", dependencies: ["NvgreWire"]),
         .testTarget(name: "NvgrePolicyTests", dependencies: ["NvgrePolicy", "NvgreWire"]),
+        .testTarget(name: "NvgreControlTests", dependencies: ["NvgreControl", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
         .executableTarget(
             name: "nvgre-lab",
             dependencies: [

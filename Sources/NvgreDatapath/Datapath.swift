@@ -14,6 +14,10 @@ public struct LoadOptions: Sendable {
     /// Programs write an `nv_trace` record into the XDP metadata before returning. For tests
     /// and `nvgre trace`; a live data path leaves it off.
     public var trace = false
+    /// Use these maps (an instance's pins) for policy instead of creating new ones; counters
+    /// and the exception ring stay this load's own. `nvgre trace` runs the live policy this
+    /// way without touching the live counters.
+    public var policyMapsFrom: DatapathMaps?
 
     public init() {}
 }
@@ -27,20 +31,13 @@ public enum Program: String, CaseIterable, Sendable {
 }
 
 /// One loaded instance of the BPF object (programs and maps), from the embedded skeleton.
+/// Its maps are reached as `datapath.lookups` and so on (see DatapathMaps).
+@dynamicMemberLookup
 public final class Datapath {
     let skel: UnsafeMutablePointer<nvgre>
+    public let maps: DatapathMaps
 
-    public let lookups: BPFMap<nv_lookup_key, nv_lookup_val>
-    public let subnets: BPFMap<UInt32, nv_subnet>
-    public let ports: BPFMap<UInt32, nv_port>
-    public let portAddresses: BPFMap<nv_port_ca_key, UInt32>
-    public let routes: BPFMap<nv_route_key, nv_route_val>
-    public let localPAs: BPFMap<nv_pa_key, UInt32>
-    public let config: BPFMap<UInt32, nv_config>
-    public let vsidStats: BPFMap<UInt32, nv_vsid_stats>
-    public let dropStats: BPFMap<UInt32, nv_reason_stats>
-    public let exceptionStats: BPFMap<UInt32, nv_reason_stats>
-    public let exceptionRingFD: Int32
+    public subscript<T>(dynamicMember path: KeyPath<DatapathMaps, T>) -> T { maps[keyPath: path] }
 
     /// The bpffs directory this instance's maps are pinned in, if any.
     public let pinDirectory: String?
@@ -70,6 +67,14 @@ public final class Datapath {
             throw DatapathError("set the size of map \(String(cString: bpf_map__name(map)))", errno: errno)
         }
         s.pointee.rodata.pointee.nv_trace_enabled = options.trace ? 1 : 0
+        if let shared = options.policyMapsFrom {
+            for (map, fd) in [(m.lookups, shared.lookups.fd), (m.subnets, shared.subnets.fd), (m.ports, shared.ports.fd),
+                              (m.port_cas, shared.portAddresses.fd), (m.routes, shared.routes.fd),
+                              (m.local_pas, shared.localPAs.fd), (m.config, shared.config.fd)] where bpf_map__reuse_fd(map, fd) != 0 {
+                nvgre__destroy(s)
+                throw DatapathError("reuse the instance's map \(String(cString: bpf_map__name(map)))", errno: errno)
+            }
+        }
         if let dir = pinDirectory {
             do {
                 try Self.preparePinDirectory(dir)
@@ -89,18 +94,10 @@ public final class Datapath {
             throw DatapathError.fromReturn("load the XDP programs (verifier log follows)", rc, detail: log)
         }
         skel = s
-        func fd(_ map: OpaquePointer?) -> Int32 { bpf_map__fd(map) }
-        lookups = BPFMap(fd: fd(m.lookups), name: "lookups")
-        subnets = BPFMap(fd: fd(m.subnets), name: "subnets")
-        ports = BPFMap(fd: fd(m.ports), name: "ports")
-        portAddresses = BPFMap(fd: fd(m.port_cas), name: "port_cas")
-        routes = BPFMap(fd: fd(m.routes), name: "routes")
-        localPAs = BPFMap(fd: fd(m.local_pas), name: "local_pas")
-        config = BPFMap(fd: fd(m.config), name: "config")
-        vsidStats = BPFMap(fd: fd(m.vsid_stats), name: "vsid_stats", perCPU: true)
-        dropStats = BPFMap(fd: fd(m.drop_stats), name: "drop_stats", perCPU: true)
-        exceptionStats = BPFMap(fd: fd(m.exc_stats), name: "exc_stats", perCPU: true)
-        exceptionRingFD = fd(m.exceptions)
+        maps = DatapathMaps { name in
+            guard let map = bpf_object__find_map_by_name(s.pointee.obj, name) else { return -1 }
+            return bpf_map__fd(map)
+        }
     }
 
     deinit { nvgre__destroy(skel) }
@@ -146,36 +143,6 @@ public final class Datapath {
         case .barePass: return bpf_program__fd(p.nv_bare_pass)
         case .bareTX: return bpf_program__fd(p.nv_bare_tx)
         }
-    }
-
-    // MARK: counters
-
-    /// A reason's packets and bytes summed over all CPUs.
-    public func dropCount(_ reason: nv_drop_reason) -> (packets: UInt64, bytes: UInt64) {
-        sum(dropStats.lookupPerCPU(reason.rawValue))
-    }
-
-    public func exceptionCount(_ reason: nv_exception_reason) -> (packets: UInt64, bytes: UInt64) {
-        sum(exceptionStats.lookupPerCPU(reason.rawValue))
-    }
-
-    /// Per-VSID counters of one stats slot summed over all CPUs, by counter id.
-    public func vsidCounters(slot: UInt32) -> [nv_vsid_counter: (packets: UInt64, bytes: UInt64)] {
-        var out: [nv_vsid_counter: (packets: UInt64, bytes: UInt64)] = [:]
-        let perCPU = vsidStats.lookupPerCPU(slot)
-        for c in 0..<Int(NV_CNT_MAX.rawValue) {
-            var p: UInt64 = 0, b: UInt64 = 0
-            for var s in perCPU {
-                withUnsafeBytes(of: &s.packets) { p += $0.load(fromByteOffset: c * 8, as: UInt64.self) }
-                withUnsafeBytes(of: &s.bytes) { b += $0.load(fromByteOffset: c * 8, as: UInt64.self) }
-            }
-            out[nv_vsid_counter(UInt32(c))] = (p, b)
-        }
-        return out
-    }
-
-    private func sum(_ values: [nv_reason_stats]) -> (packets: UInt64, bytes: UInt64) {
-        values.reduce((0, 0)) { ($0.0 + $1.packets, $0.1 + $1.bytes) }
     }
 }
 

@@ -36,17 +36,7 @@ extension Datapath {
     /// Attaches `program` to the interface `ifindex` of the calling thread's network
     /// namespace. With `mode` nil, native is tried first and generic where it is refused.
     public func attach(_ program: Program, ifindex: UInt32, mode: XDPMode? = nil) throws -> XDPLink {
-        let modes: [XDPMode] = mode.map { [$0] } ?? [.native, .generic]
-        var lastError: DatapathError?
-        for m in modes {
-            var opts = bpf_link_create_opts()
-            opts.sz = nv_sizeof_link_create_opts()
-            opts.flags = m.flags
-            let fd = bpf_link_create(programFD(program), Int32(ifindex), BPF_XDP, &opts)
-            if fd >= 0 { return XDPLink(fd: fd, ifindex: ifindex, mode: m) }
-            lastError = DatapathError.fromReturn("attach \(program.rawValue) to ifindex \(ifindex) in \(m.rawValue) mode", fd)
-        }
-        throw lastError!
+        try attachXDP(programFD: programFD(program), name: program.rawValue, ifindex: ifindex, mode: mode)
     }
 
     /// Attaches by interface name (resolved in the calling thread's network namespace).
@@ -55,9 +45,44 @@ extension Datapath {
     }
 }
 
+/// Attaches the program `programFD` to `ifindex` through a bpf_link. With `mode` nil,
+/// native is tried first and generic where it is refused.
+public func attachXDP(programFD: Int32, name: String, ifindex: UInt32, mode: XDPMode? = nil) throws -> XDPLink {
+    let modes: [XDPMode] = mode.map { [$0] } ?? [.native, .generic]
+    var lastError: DatapathError?
+    for m in modes {
+        var opts = bpf_link_create_opts()
+        opts.sz = nv_sizeof_link_create_opts()
+        opts.flags = m.flags
+        let fd = bpf_link_create(programFD, Int32(ifindex), BPF_XDP, &opts)
+        if fd >= 0 { return XDPLink(fd: fd, ifindex: ifindex, mode: m) }
+        lastError = DatapathError.fromReturn("attach \(name) to \(interfaceName(ifindex) ?? "ifindex \(ifindex)") in \(m.rawValue) mode", fd)
+    }
+    throw lastError!
+}
+
 /// The ifindex of `name` in the calling thread's network namespace.
 public func interfaceIndex(_ name: String) throws -> UInt32 {
     let idx = if_nametoindex(name)
     if idx == 0 { throw DatapathError("find interface \(name)", errno: ENODEV) }
     return idx
+}
+
+/// How an XDP program is attached to `ifindex` right now (nil: none), as the kernel says.
+public func xdpAttachMode(ifindex: UInt32) -> XDPMode? {
+    var opts = bpf_xdp_query_opts()
+    opts.sz = nv_sizeof_xdp_query_opts()
+    guard bpf_xdp_query(Int32(ifindex), 0, &opts) == 0 else { return nil }
+    switch UInt32(opts.attach_mode) {
+    case UInt32(XDP_ATTACHED_DRV): return .native
+    case UInt32(XDP_ATTACHED_SKB): return .generic
+    default: return nil
+    }
+}
+
+/// The name of interface `ifindex` in the calling thread's network namespace.
+public func interfaceName(_ ifindex: UInt32) -> String? {
+    var buf = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
+    guard if_indextoname(ifindex, &buf) != nil else { return nil }
+    return String(cString: buf)
 }

@@ -7,10 +7,14 @@ import Yams
 /// (a MAC such as 12:34:56:00:01:02 would otherwise be a base-60 number).
 public enum PolicyDocument {
     /// Parses `text`; throws PolicyErrors listing every problem, decoding and validation.
-    public static func decode(_ text: String) throws -> Policy {
+    /// With `validate` false only the reading is checked (for state the tool wrote itself).
+    public static func decode(_ text: String, validate: Bool = true) throws -> Policy {
+        // One record per line (as `save` writes them) takes the fast reader; the rest of the
+        // file, or all of it when that reader declines, goes to the YAML parser.
+        let fast = RecordLines.split(text)
         let root: Node?
         do {
-            root = try Yams.compose(yaml: text)
+            root = try Yams.compose(yaml: fast?.rest ?? text)
         } catch {
             throw PolicyErrors(errors: [PolicyError("file", "(unreadable)", "YAML or JSON; the parser said: \(error)")])
         }
@@ -66,8 +70,9 @@ public enum PolicyDocument {
                 return VMPort(interface: i, vsid: vsid, mac: mac, addresses: addresses)
             }
         }
+        if let fast { policy.lookupRecords = fast.records }
         if !ctx.errors.isEmpty { throw PolicyErrors(errors: ctx.errors) }
-        return try policy.validated()
+        return validate ? try policy.validated() : policy
     }
 }
 

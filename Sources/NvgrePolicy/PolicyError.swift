@@ -17,5 +17,7 @@ public struct PolicyError: Error, Equatable, Sendable, CustomStringConvertible {
 /// Every problem found in one policy, reported together so a user can fix them in one go.
 public struct PolicyErrors: Error, Equatable, Sendable, CustomStringConvertible {
     public let errors: [PolicyError]
+
+    public init(errors: [PolicyError]) { self.errors = errors }
     public var description: String { errors.map(\.description).joined(separator: "\n") }
 }

@@ -39,7 +39,7 @@ extension Policy {
             for (j, g) in s.gateways.enumerated() where !s.prefixes.contains(where: { $0.contains(g) }) {
                 fail("\(at).gateways[\(j)]", g, "an address inside one of the subnet's prefixes")
             }
-            checkUnicast(s.gatewayMAC, "\(at).gatewayMAC", &errors)
+            Self.checkUnicast(s.gatewayMAC, "\(at).gatewayMAC", &errors)
         }
         // Subnets of one routing domain must not overlap: the router could not choose.
         for (i, s) in subnets.enumerated() {
@@ -51,38 +51,40 @@ extension Policy {
             }
         }
 
-        // Provider addresses: unique.
+        // Provider addresses: unique, all on the one uplink of this host.
         var pas = Set<IPAddress>()
         for (i, p) in providerAddresses.enumerated() {
             if !pas.insert(p.address).inserted { fail("providerAddresses[\(i)].address", p.address, "an address listed once") }
+            if p.address.isUnspecified { fail("providerAddresses[\(i)].address", p.address, "a unicast address of this host") }
             if p.interface.isEmpty || p.interface.count > 15 { fail("providerAddresses[\(i)].interface", p.interface, "an interface name of 1 to 15 characters") }
+            if i > 0, p.interface != providerAddresses[0].interface {
+                fail("providerAddresses[\(i)].interface", p.interface, "the uplink of the other provider addresses (\(providerAddresses[0].interface)); a host has one uplink")
+            }
         }
 
         // Lookup records: known subnet, CA inside its prefix, CAs unique within a VSID,
         // unicast MAC. The same CA and MAC in another VSID (another tenant) is fine.
-        var seenCA = Set<String>()
+        var recordAt: [RecordKey: Int] = [:]
+        recordAt.reserveCapacity(lookupRecords.count)
         for (i, r) in lookupRecords.enumerated() {
-            let at = "lookupRecords[\(i)]"
-            guard let s = subnetByVSID[r.vsid] else {
-                fail("\(at).vsid", r.vsid, "the VSID of a subnet in this policy")
-                continue
+            guard Self.checkRecord(r, at: "lookupRecords[\(i)]", subnet: subnetByVSID[r.vsid], &errors) else { continue }
+            let key = RecordKey(vsid: r.vsid, address: r.customerAddress)
+            if recordAt[key] == nil { recordAt[key] = i } else {
+                fail("lookupRecords[\(i)].customerAddress", r.customerAddress, "an address with one lookup record per VSID (\(r.vsid) has it already)")
             }
-            if !s.prefixes.contains(where: { $0.contains(r.customerAddress) }) {
-                fail("\(at).customerAddress", r.customerAddress, "an address inside subnet \(r.vsid)'s prefixes (\(s.prefixes.map(\.description).joined(separator: ", ")))")
-            }
-            if !seenCA.insert("\(r.vsid)/\(r.customerAddress)").inserted {
-                fail("\(at).customerAddress", r.customerAddress, "an address with one lookup record per VSID (\(r.vsid) has it already)")
-            }
-            if r.providerAddress.isUnspecified { fail("\(at).providerAddress", r.providerAddress, "a provider address of a host") }
-            checkUnicast(r.mac, "\(at).mac", &errors)
         }
 
-        // Customer routes: known domain, canonical prefix, next hop of the prefix's family.
+        // Customer routes: known domain, canonical prefix, next hop of the prefix's family,
+        // each (domain, prefix, next hop) once.
+        var routeSeen = Set<String>()
         for (i, r) in customerRoutes.enumerated() {
             let at = "customerRoutes[\(i)]"
             if !domainNames.contains(r.routingDomain) { fail("\(at).routingDomain", r.routingDomain, "the name of a routing domain in this policy") }
             if !r.prefix.isCanonical { fail("\(at).prefix", r.prefix, "a prefix without host bits, such as \(r.prefix.canonical)") }
             if r.nextHop.family != r.prefix.family { fail("\(at).nextHop", r.nextHop, "an \(r.prefix.family) address, like the prefix") }
+            if !routeSeen.insert("\(r.routingDomain) \(r.prefix) \(r.nextHop)").inserted {
+                fail("\(at).nextHop", r.nextHop, "a next hop listed once for \(r.prefix) in routing domain \(r.routingDomain)")
+            }
         }
 
         // Ports: unique interface, known subnet, unicast MAC, addresses inside the subnet.
@@ -91,13 +93,26 @@ extension Policy {
             let at = "ports[\(i)]"
             if p.interface.isEmpty || p.interface.count > 15 { fail("\(at).interface", p.interface, "an interface name of 1 to 15 characters") }
             if !interfaces.insert(p.interface).inserted { fail("\(at).interface", p.interface, "an interface used by one port only") }
-            checkUnicast(p.mac, "\(at).mac", &errors)
+            Self.checkUnicast(p.mac, "\(at).mac", &errors)
             guard let s = subnetByVSID[p.vsid] else {
                 fail("\(at).vsid", p.vsid, "the VSID of a subnet in this policy")
                 continue
             }
-            for (j, a) in p.addresses.enumerated() where !s.prefixes.contains(where: { $0.contains(a) }) {
-                fail("\(at).addresses[\(j)]", a, "an address inside subnet \(p.vsid)'s prefixes")
+            for (j, a) in p.addresses.enumerated() {
+                if !s.prefixes.contains(where: { $0.contains(a) }) {
+                    fail("\(at).addresses[\(j)]", a, "an address inside subnet \(p.vsid)'s prefixes")
+                    continue
+                }
+                // As in HNV, a local VM has a lookup record too: it names this host's
+                // provider address and the port's MAC, so other hosts and this one agree.
+                guard let r = recordAt[RecordKey(vsid: p.vsid, address: a)].map({ lookupRecords[$0] }) else {
+                    fail("\(at).addresses[\(j)]", a, "an address with a lookup record in VSID \(p.vsid) (add the VM's record: this host's provider address and the port's MAC)")
+                    continue
+                }
+                if r.mac != p.mac { fail("\(at).mac", p.mac, "the MAC of the VM's lookup record for \(a) (\(r.mac))") }
+                if !pas.isEmpty, !pas.contains(r.providerAddress) {
+                    fail("\(at).addresses[\(j)]", a, "an address whose lookup record names a provider address of this host (it names \(r.providerAddress))")
+                }
             }
         }
         return errors
@@ -110,9 +125,43 @@ extension Policy {
         return self
     }
 
-    private func checkUnicast(_ mac: MACAddress, _ field: String, _ errors: inout [PolicyError]) {
+    /// (VSID, customer address): the identity of a lookup record.
+    struct RecordKey: Hashable {
+        let vsid: UInt32
+        let address: IPAddress
+    }
+
+    /// The rules of one lookup record on its own (its subnet given): what `lookup add` checks
+    /// without reading every other record. False when the subnet is missing.
+    @discardableResult
+    static func checkRecord(_ r: LookupRecord, at: @autoclosure () -> String, subnet: VirtualSubnet?,
+                            _ errors: inout [PolicyError]) -> Bool {
+        guard let s = subnet else {
+            errors.append(PolicyError("\(at()).vsid", "\(r.vsid)", "the VSID of a subnet in this policy"))
+            return false
+        }
+        if !s.prefixes.contains(where: { $0.contains(r.customerAddress) }) {
+            errors.append(PolicyError("\(at()).customerAddress", r.customerAddress.description,
+                                      "an address inside subnet \(r.vsid)'s prefixes (\(s.prefixes.map(\.description).joined(separator: ", ")))"))
+        }
+        if r.providerAddress.isUnspecified {
+            errors.append(PolicyError("\(at()).providerAddress", r.providerAddress.description, "a provider address of a host"))
+        }
+        checkUnicast(r.mac, "\(at()).mac", &errors)
+        return true
+    }
+
+    /// Checks one new lookup record against this policy's subnets and records (for
+    /// `lookup add`): the same rules as a whole-policy validation.
+    public func validate(adding r: LookupRecord, field: String) -> [PolicyError] {
+        var errors: [PolicyError] = []
+        Self.checkRecord(r, at: field, subnet: subnets.first { $0.vsid == r.vsid }, &errors)
+        return errors
+    }
+
+    private static func checkUnicast(_ mac: MACAddress, _ field: @autoclosure () -> String, _ errors: inout [PolicyError]) {
         if mac.isMulticast || mac.isZero {
-            errors.append(PolicyError(field, mac.description, "a unicast MAC address (first octet even, not all zero)"))
+            errors.append(PolicyError(field(), mac.description, "a unicast MAC address (first octet even, not all zero)"))
         }
     }
 }

@@ -24,9 +24,9 @@ struct Demo: ParsableCommand {
         }
         lab.stopExceptionConsumers()
         for h in [lab.a, lab.b] {
-            let c = h.dp.vsidCounters(slot: 1)
-            let drops = ReasonNames.drops.map { ($0.1, h.dp.dropCount($0.0).packets) }.filter { $0.1 > 0 }
-            let exc = ReasonNames.exceptions.map { ($0.1, h.dp.exceptionCount($0.0).packets) }.filter { $0.1 > 0 }
+            let c = h.dp.maps.vsidCounters(slot: 1)
+            let drops = ReasonNames.drops.map { ($0.1, h.dp.maps.dropCount($0.0).packets) }.filter { $0.1 > 0 }
+            let exc = ReasonNames.exceptions.map { ($0.1, h.dp.maps.exceptionCount($0.0).packets) }.filter { $0.1 > 0 }
             print("host \(h.name): VSID \(TwoHostLab.vsid) encap \(c[NV_CNT_ENCAP]!.packets) decap \(c[NV_CNT_DECAP]!.packets)"
                   + " local \(c[NV_CNT_LOCAL]!.packets); to userspace \(exc.isEmpty ? "none" : exc.map { "\($0.0)=\($0.1)" }.joined(separator: " "))"
                   + "; drops \(drops.isEmpty ? "none" : drops.map { "\($0.0)=\($0.1)" }.joined(separator: " "))")

@@ -1,24 +1,35 @@
 import ArgumentParser
-import NvgreDatapath
 
-/// The `nvgre` command. The full control plane (policy, apply/save, show, stats, trace)
-/// arrives with its own issue; for now it can check that the data path loads here and run
-/// the minimal exception consumer.
+/// `nvgre`: programs an NVGRE data path the way Hyper-V Network Virtualization is programmed
+/// (lookup records, customer routes, provider addresses), with iproute2-style subcommands.
 struct Nvgre: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nvgre",
-        abstract: "NVGRE network virtualization on XDP.",
-        subcommands: [Check.self])
+        abstract: "NVGRE network virtualization on XDP: data path lifecycle, tenant policy, counters, tracing.",
+        discussion: "Global options (-n NETNS, -j, --instance NAME) go before or after the subcommand, as with `ip`.",
+        subcommands: [Up.self, Down.self, Apply.self, Save.self, Show.self, Stats.self, Trace.self,
+                      DomainCommand.self, SubnetCommand.self, LookupCommand.self, RouteCommand.self,
+                      ProviderAddressCommand.self, PortCommand.self, Check.self])
 }
 
-struct Check: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Load the XDP programs into the kernel (verifier included) and unload them.")
-
-    func run() throws {
-        let dp = try Datapath()
-        for p in Program.allCases { print("\(p.rawValue): loaded, fd \(dp.programFD(p))") }
+/// `nvgre -n ns -j show` as `ip -n ns -j link`: global options written before the
+/// subcommand are moved behind it, where the argument parser reads them.
+func movingGlobalOptions(_ args: [String]) -> [String] {
+    var leading: [String] = []
+    var i = 0
+    while i < args.count {
+        switch args[i] {
+        case "-j", "--json":
+            leading.append(args[i])
+            i += 1
+        case "-n", "--netns", "--instance":
+            leading.append(contentsOf: args[i..<min(i + 2, args.count)])
+            i += 2
+        default:
+            return Array(args[i...]) + leading
+        }
     }
+    return leading
 }
 
-Nvgre.main()
+Nvgre.main(movingGlobalOptions(Array(CommandLine.arguments.dropFirst())))

@@ -87,8 +87,8 @@ struct FastPathTests {
         #expect(verdicts[0].trace?.kind == UInt16(NV_TRACE_EXCEPTION.rawValue))
         #expect(verdicts[2].trace?.kind == UInt16(NV_TRACE_DROP.rawValue))
         #expect(verdicts[2].trace?.code == UInt16(NV_DROP_EXCEPTION_RING_FULL.rawValue))
-        #expect(host.dp.dropCount(NV_DROP_EXCEPTION_RING_FULL).packets >= 1)
-        #expect(host.dp.exceptionCount(NV_EXC_NO_LOOKUP).packets + host.dp.dropCount(NV_DROP_EXCEPTION_RING_FULL).packets == 3)
+        #expect(host.dp.maps.dropCount(NV_DROP_EXCEPTION_RING_FULL).packets >= 1)
+        #expect(host.dp.maps.exceptionCount(NV_EXC_NO_LOOKUP).packets + host.dp.maps.dropCount(NV_DROP_EXCEPTION_RING_FULL).packets == 3)
 
         // The consumer drains the ring; after that exceptions flow again.
         var seen = 0

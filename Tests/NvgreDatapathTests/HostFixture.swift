@@ -138,11 +138,11 @@ final class HostFixture {
     /// Every counter as "drop:<reason>", "exception:<reason>" or "<vsid>:<counter>" -> packets.
     func counters() -> [String: UInt64] {
         var out: [String: UInt64] = [:]
-        for (r, name) in ReasonNames.drops { out["drop:\(name)"] = dp.dropCount(r).packets }
-        for (r, name) in ReasonNames.exceptions { out["exception:\(name)"] = dp.exceptionCount(r).packets }
+        for (r, name) in ReasonNames.drops { out["drop:\(name)"] = dp.maps.dropCount(r).packets }
+        for (r, name) in ReasonNames.exceptions { out["exception:\(name)"] = dp.maps.exceptionCount(r).packets }
         let counterNames = ["encap", "decap", "local", "route", "exception"]
         for s in [Plan.red, Plan.red2, Plan.blue] {
-            for (c, v) in dp.vsidCounters(slot: s.slot) {
+            for (c, v) in dp.maps.vsidCounters(slot: s.slot) {
                 out["\(s.vsid):\(counterNames[Int(c.rawValue)])"] = v.packets
             }
         }

@@ -24,15 +24,15 @@ struct NamespacePingTests {
 
         for (label, received) in results { #expect(received >= 4, "\(label): \(received) of 5 echo replies") }
         for h in [a, b] {
-            let c = h.dp.vsidCounters(slot: 1)
+            let c = h.dp.maps.vsidCounters(slot: 1)
             #expect(c[NV_CNT_ENCAP]!.packets >= 16, "encap on \(h.name): \(c[NV_CNT_ENCAP]!.packets)")
             #expect(c[NV_CNT_DECAP]!.packets >= 16, "decap on \(h.name): \(c[NV_CNT_DECAP]!.packets)")
             #expect(h.handler.errors.isEmpty, "\(h.handler.errors)")
-            #expect(h.dp.dropCount(NV_DROP_PA_SPOOF).packets == 0)
+            #expect(h.dp.maps.dropCount(NV_DROP_PA_SPOOF).packets == 0)
         }
         // Nothing had resolved the underlay neighbor before the first ping: that frame went to
         // userspace, which started resolution, and the fast path carried the rest.
-        #expect(a.dp.exceptionCount(NV_EXC_NO_NEIGH).packets >= 1)
+        #expect(a.dp.maps.exceptionCount(NV_EXC_NO_NEIGH).packets >= 1)
         #expect(a.handler.resolutions.contains("198.18.0.2"))
     }
 }

@@ -26,5 +26,7 @@ const char *nv_libbpf_capture_text(void);
 static inline size_t nv_sizeof_test_run_opts(void) { return sizeof(struct bpf_test_run_opts); }
 static inline size_t nv_sizeof_open_opts(void) { return sizeof(struct bpf_object_open_opts); }
 static inline size_t nv_sizeof_link_create_opts(void) { return sizeof(struct bpf_link_create_opts); }
+static inline size_t nv_sizeof_batch_opts(void) { return sizeof(struct bpf_map_batch_opts); }
+static inline size_t nv_sizeof_xdp_query_opts(void) { return sizeof(struct bpf_xdp_query_opts); }
 
 #endif

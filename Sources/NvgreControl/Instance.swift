@@ -1,0 +1,354 @@
+import CNvgre
+import Foundation
+import NvgreDatapath
+import NvgrePolicy
+import NvgreWire
+
+/// Settings fixed by `nvgre up`, kept in the instance's state directory.
+public struct InstanceSettings: Equatable, Sendable {
+    public var uplink: String
+    public var uplinkIfindex: UInt32
+    /// Requested XDP mode for every attachment: nil tries native first, then generic.
+    public var xdpMode: XDPMode?
+    public var fibUseRules: Bool
+
+    public init(uplink: String, uplinkIfindex: UInt32, xdpMode: XDPMode?, fibUseRules: Bool) {
+        self.uplink = uplink
+        self.uplinkIfindex = uplinkIfindex
+        self.xdpMode = xdpMode
+        self.fibUseRules = fibUseRules
+    }
+
+    var text: String {
+        "uplink=\(uplink)\nuplinkIfindex=\(uplinkIfindex)\nxdpMode=\(xdpMode?.rawValue ?? "auto")\nfibUseRules=\(fibUseRules)\n"
+    }
+
+    init?(text: String) {
+        var kv: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+            if parts.count == 2 { kv[parts[0]] = parts[1] }
+        }
+        guard let u = kv["uplink"], let i = kv["uplinkIfindex"].flatMap(UInt32.init), let m = kv["xdpMode"],
+              let f = kv["fibUseRules"] else { return nil }
+        self.init(uplink: u, uplinkIfindex: i, xdpMode: XDPMode(rawValue: m), fibUseRules: f == "true")
+    }
+}
+
+/// One running data path: maps, programs and XDP links pinned under
+/// `<pinRoot>/<name>/` on bpffs, and the parts of the policy that maps cannot hold (domain
+/// names, route next hops and metrics, interface names) under `<stateRoot>/<name>/`. The
+/// data path forwards on with no process running; every `nvgre` call reopens it.
+public final class Instance {
+    public static let pinRoot = "/sys/fs/bpf"
+    public static let stateRoot = "/run/nvgre"
+
+    public let name: String
+    public let settings: InstanceSettings
+    public let maps: DatapathMaps
+    public var pinDirectory: String { Self.pinDirectory(name) }
+    public var stateDirectory: String { Self.stateDirectory(name) }
+
+    static func pinDirectory(_ name: String) -> String { "\(pinRoot)/\(name)" }
+    static func stateDirectory(_ name: String) -> String { "\(stateRoot)/\(name)" }
+    static let programPins: [(Program, String)] = [(.fromVM, "prog_from_vm"), (.fromFabric, "prog_from_fabric")]
+    static func linkPin(_ interface: String) -> String { "link_\(interface)" }
+
+    private init(name: String, settings: InstanceSettings, maps: DatapathMaps) {
+        self.name = name
+        self.settings = settings
+        self.maps = maps
+    }
+
+    /// Instance names become directory names.
+    public static func checkName(_ name: String) throws {
+        let ok = !name.isEmpty && name.count <= 32 && name.utf8.allSatisfy {
+            ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2d || $0 == 0x5f
+        }
+        if !ok { throw PolicyErrors(errors: [PolicyError("--instance", name, "1 to 32 letters, digits, - or _")]) }
+    }
+
+    public static func isRunning(_ name: String) -> Bool {
+        access("\(pinDirectory(name))/config", F_OK) == 0
+    }
+
+    // MARK: lifecycle
+
+    /// Loads the programs, pins everything, attaches the fabric program to the uplink.
+    public static func up(name: String, uplink: String, mode: XDPMode?, fibUseRules: Bool,
+                          options: LoadOptions = LoadOptions()) throws -> Instance {
+        try checkName(name)
+        if isRunning(name) {
+            throw ControlError("instance \(name) is already running (pins in \(pinDirectory(name)))",
+                               hint: "run `nvgre down` first, or choose another name with --instance")
+        }
+        guard let uplinkIndex = ifindex(uplink) else {
+            throw PolicyErrors(errors: [PolicyError("--uplink", uplink, "an existing interface in this network namespace")])
+        }
+        let dir = pinDirectory(name)
+        do {
+            let dp = try Datapath(options: options, pinDirectory: dir)
+            for (program, pin) in programPins {
+                if bpf_obj_pin(dp.programFD(program), "\(dir)/\(pin)") != 0 {
+                    throw DatapathError("pin program \(program.rawValue) at \(dir)/\(pin)", errno: errno)
+                }
+            }
+            let link = try dp.attach(.fromFabric, ifindex: uplinkIndex, mode: mode)
+            try link.pin(at: "\(dir)/\(linkPin(uplink))")
+            let settings = InstanceSettings(uplink: uplink, uplinkIfindex: uplinkIndex, xdpMode: mode, fibUseRules: fibUseRules)
+            try FileManager.default.createDirectory(atPath: stateDirectory(name), withIntermediateDirectories: true)
+            try write(settings.text, to: "\(stateDirectory(name))/settings")
+            try write(PolicyWriter.write(Policy(), as: .yaml), to: "\(stateDirectory(name))/policy.yaml")
+            let cfg = nv_config(uplinkIfindex: uplinkIndex, pa4: nil, pa6: nil, useRoutingRules: fibUseRules)
+            try dp.config.update(0, cfg)
+            return Instance(name: name, settings: settings, maps: dp.maps)
+        } catch {
+            try? Datapath.removePins(at: dir)
+            try? FileManager.default.removeItem(atPath: stateDirectory(name))
+            throw error
+        }
+    }
+
+    /// Reopens a running instance (its pinned maps, no program load).
+    public static func open(_ name: String) throws -> Instance {
+        try checkName(name)
+        guard isRunning(name) else {
+            throw ControlError("no instance \(name) is running here", hint: "start it with `nvgre up --uplink IFACE`")
+        }
+        let maps = try DatapathMaps(pinDirectory: pinDirectory(name))
+        guard let text = try? String(contentsOfFile: "\(stateDirectory(name))/settings", encoding: .utf8),
+              let settings = InstanceSettings(text: text) else {
+            throw ControlError("the state of instance \(name) is missing or damaged (\(stateDirectory(name))/settings)",
+                               hint: "`nvgre down` and `nvgre up` again, then apply the policy")
+        }
+        return Instance(name: name, settings: settings, maps: maps)
+    }
+
+    /// Detaches everything and removes the pins and the state. Returns what it removed.
+    @discardableResult
+    public static func down(_ name: String) throws -> [String] {
+        try checkName(name)
+        let dir = pinDirectory(name), state = stateDirectory(name)
+        guard isRunning(name) || FileManager.default.fileExists(atPath: dir) || FileManager.default.fileExists(atPath: state) else {
+            throw ControlError("no instance \(name) is running here", hint: "`nvgre show` lists what runs; --instance picks another")
+        }
+        let pins = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        try Datapath.removePins(at: dir)
+        try? FileManager.default.removeItem(atPath: state)
+        return pins.sorted()
+    }
+
+    // MARK: policy
+
+    /// The policy as last applied, without lookup records (those live only in the map).
+    func storedPolicy() throws -> Policy {
+        let path = "\(stateDirectory)/policy.yaml"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ControlError("cannot read \(path)", hint: "`nvgre down` and `nvgre up` again, then apply the policy")
+        }
+        return try PolicyDocument.decode(text, validate: false)
+    }
+
+    /// The live policy: the stored parts and every lookup record read back from the map,
+    /// in a stable order (VSID, then address).
+    public func livePolicy() throws -> Policy {
+        var p = try storedPolicy()
+        p.lookupRecords = try liveLookupRecords()
+        return p
+    }
+
+    func liveLookupRecords() throws -> [LookupRecord] {
+        let entries = try maps.lookups.rawEntries()
+        var sorted = entries.map { e -> (k: nv_lookup_key, v: nv_lookup_val, order: (UInt32, UInt8, UInt64, UInt64)) in
+            let k = e.key.load(as: nv_lookup_key.self)
+            let hi = withUnsafeBytes(of: k.ca) { UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)) }
+            let lo = withUnsafeBytes(of: k.ca) { UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+            return (k, e.value.load(as: nv_lookup_val.self), (k.vsid, k.family, hi, lo))
+        }
+        sorted.sort { $0.order < $1.order }
+        return sorted.map { LookupRecord(vsid: $0.k.vsid, customerAddress: $0.k.customerAddress, providerAddress: $0.v.providerAddress,
+                                         mac: $0.v.customerMAC, type: RecordType(abi: $0.v.type) ?? .staticRecord) }
+    }
+
+    public func compileContext() throws -> CompileContext {
+        var ctx = CompileContext(uplinkIfindex: settings.uplinkIfindex, fibUseRules: settings.fibUseRules, ifindex: ifindex)
+        for e in try maps.subnets.rawEntries() {
+            ctx.liveSlots[e.key.load(as: UInt32.self)] = e.value.load(as: nv_subnet.self).stats_slot
+        }
+        ctx.slotCount = maps.vsidStats.maxEntries
+        return ctx
+    }
+
+    /// Makes `desired` the live state: validated, compiled, diffed against the live maps,
+    /// and applied all or nothing (maps, port attachments, stored state).
+    public func apply(_ desired: Policy, dryRun: Bool = false, progress: @escaping (String) -> Void = { _ in }) throws -> ApplySummary {
+        let started = monotonicSeconds()
+        let policy = try desired.validated()
+        try checkUplink(policy)
+        let compiled = try PolicyCompiler.compile(policy, compileContext())
+        progress("reading the live maps")
+        let live = try maps.liveImages()
+        let plan = MapPlan(live: live, desired: compiled.images)
+        try checkCapacity(compiled)
+        let attachedNow = Set(attachedPorts())
+        let wanted = Set(policy.ports.map(\.interface))
+        var summary = ApplySummary(plan: plan, idleRoutes: compiled.idleRoutes.map { ($0.index, $0.why) },
+                                   attach: wanted.subtracting(attachedNow).sorted(), detach: attachedNow.subtracting(wanted).sorted(),
+                                   dryRun: dryRun)
+        if dryRun { return summary }
+
+        let tx = MapTransaction(maps: maps, progress: progress)
+        var newLinks: [String] = []
+        do {
+            try tx.apply(plan)
+            for slot in compiled.newSlots { try maps.vsidStats.zeroPerCPU(slot) }
+            for port in summary.attach {
+                try attachPort(port)
+                newLinks.append(port)
+            }
+            try Self.write(PolicyWriter.write(withoutRecords(policy), as: .yaml), to: "\(stateDirectory)/policy.yaml")
+        } catch {
+            for port in newLinks { detachPort(port) }
+            let problems = tx.rollBack()
+            throw ControlError("apply failed, nothing was changed: \(error)",
+                               hint: problems.isEmpty ? nil : "rolling back also failed: \(problems.joined(separator: "; "))")
+        }
+        for port in summary.detach { detachPort(port) }
+        summary.seconds = monotonicSeconds() - started
+        return summary
+    }
+
+    func withoutRecords(_ p: Policy) -> Policy {
+        var q = p
+        q.lookupRecords = []
+        return q
+    }
+
+    /// Provider addresses live on the instance's uplink.
+    func checkUplink(_ p: Policy) throws {
+        let errors = p.providerAddresses.enumerated().filter { $0.element.interface != settings.uplink }.map {
+            PolicyError("providerAddresses[\($0.offset)].interface", $0.element.interface, "the instance's uplink \(settings.uplink)")
+        }
+        if !errors.isEmpty { throw PolicyErrors(errors: errors) }
+    }
+
+    /// The whole desired state must fit the maps as sized at `nvgre up`.
+    func checkCapacity(_ c: CompiledPolicy) throws {
+        var errors: [PolicyError] = []
+        let field: [PolicyMap: String] = [.lookups: "lookupRecords", .subnets: "subnets", .ports: "ports",
+                                          .portAddresses: "ports[].addresses", .routes: "subnets[].prefixes and customerRoutes",
+                                          .localPAs: "providerAddresses"]
+        for (m, f) in field {
+            let max = maps.raw(m).maxEntries
+            if let n = c.images[m]?.count, n > max {
+                errors.append(PolicyError(f, "\(n) \(m.noun)", "at most \(max) (the size of map \(m.rawValue); `nvgre up --max-lookups` sizes lookups)"))
+            }
+        }
+        if !errors.isEmpty { throw PolicyErrors(errors: errors) }
+    }
+
+    // MARK: single lookup records
+
+    /// Adds one record without reading the others: checked against the stored subnets,
+    /// written with BPF_NOEXIST so an existing record is never overwritten by accident.
+    public func addLookupRecord(_ r: LookupRecord) throws {
+        let stored = try storedPolicy()
+        let errors = stored.validate(adding: r, field: "lookup")
+        if !errors.isEmpty { throw PolicyErrors(errors: errors) }
+        let key = nv_lookup_key(vsid: r.vsid, ca: r.customerAddress)
+        if let old = maps.lookups.lookup(key) {
+            throw ControlError("a lookup record for \(r.customerAddress) in VSID \(r.vsid) exists already (provider address \(old.providerAddress), MAC \(old.customerMAC))",
+                               hint: "delete it first (`nvgre lookup del`), or change it in a policy file and `nvgre apply` it")
+        }
+        let value = nv_lookup_val(pa: r.providerAddress, mac: r.mac, type: r.type.abi)
+        do {
+            try maps.lookups.update(key, value, flags: UInt64(BPF_NOEXIST))
+        } catch let e as DatapathError where e.errno == E2BIG || e.errno == ENOSPC {
+            throw ControlError("the lookups map is full (\(maps.lookups.maxEntries) records)",
+                               hint: "`nvgre up --max-lookups N` sizes it; saving, then down, up and apply moves the policy over")
+        }
+    }
+
+    public func deleteLookupRecord(vsid: UInt32, customerAddress: IPAddress) throws {
+        let stored = try storedPolicy()
+        if let port = stored.ports.first(where: { $0.vsid == vsid && $0.addresses.contains(customerAddress) }) {
+            throw ControlError("the lookup record for \(customerAddress) in VSID \(vsid) belongs to the VM on port \(port.interface)",
+                               hint: "delete the port first (`nvgre port del \(port.interface)`)")
+        }
+        guard try maps.lookups.delete(nv_lookup_key(vsid: vsid, ca: customerAddress)) else {
+            throw ControlError("there is no lookup record for \(customerAddress) in VSID \(vsid)", hint: "`nvgre show lookups` lists them")
+        }
+    }
+
+    // MARK: ports
+
+    /// Interfaces of this instance with a pinned XDP link, the uplink excluded.
+    public func attachedPorts() -> [String] {
+        let pins = (try? FileManager.default.contentsOfDirectory(atPath: pinDirectory)) ?? []
+        return pins.filter { $0.hasPrefix("link_") }.map { String($0.dropFirst(5)) }.filter { $0 != settings.uplink }.sorted()
+    }
+
+    func attachPort(_ interface: String) throws {
+        guard let idx = ifindex(interface) else { throw DatapathError("find interface \(interface)", errno: ENODEV) }
+        let progFD = bpf_obj_get("\(pinDirectory)/prog_from_vm")
+        if progFD < 0 { throw DatapathError("open the pinned program \(pinDirectory)/prog_from_vm", errno: errno) }
+        defer { close(progFD) }
+        let link = try attachXDP(programFD: progFD, name: "nv_from_vm", ifindex: idx, mode: settings.xdpMode)
+        try link.pin(at: "\(pinDirectory)/\(Self.linkPin(interface))")
+    }
+
+    /// Unpinning the link detaches the program (no process holds it open).
+    func detachPort(_ interface: String) {
+        unlink("\(pinDirectory)/\(Self.linkPin(interface))")
+    }
+
+    static func write(_ text: String, to path: String) throws {
+        let tmp = path + ".tmp"
+        try text.write(toFile: tmp, atomically: false, encoding: .utf8)
+        if rename(tmp, path) != 0 { throw DatapathError("replace \(path)", errno: errno) }
+    }
+}
+
+/// What an apply did (or, with --dry-run, would do).
+public struct ApplySummary {
+    public var plan: MapPlan
+    public var idleRoutes: [(index: Int, why: String)]
+    public var attach: [String]
+    public var detach: [String]
+    public var dryRun: Bool
+    public var seconds: Double = 0
+
+    public var changesNothing: Bool { plan.isEmpty && attach.isEmpty && detach.isEmpty }
+}
+
+/// The interface's index in this network namespace, nil when there is none.
+func ifindex(_ name: String) -> UInt32? {
+    let i = if_nametoindex(name)
+    return i == 0 ? nil : i
+}
+
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// A control-plane failure: what went wrong and what to do about it.
+public struct ControlError: Error, CustomStringConvertible {
+    public let message: String
+    public let hint: String?
+
+    public init(_ message: String, hint: String? = nil) {
+        self.message = message
+        self.hint = hint
+    }
+
+    public var description: String { hint.map { "\(message)\nhint: \($0)" } ?? message }
+}
+
+extension nv_lookup_key {
+    var customerAddress: IPAddress {
+        let b = withUnsafeBytes(of: ca) { Array($0) }
+        return family == UInt8(NV_AF_INET6) ? IPAddress(v6: b) : IPAddress(v4: Array(b.prefix(4)))
+    }
+}

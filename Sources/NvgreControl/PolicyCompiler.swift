@@ -1,0 +1,174 @@
+import CNvgre
+import NvgreDatapath
+import NvgrePolicy
+import NvgreWire
+
+/// The maps a policy is programmed into (the counters and the exception ring are not).
+public enum PolicyMap: String, CaseIterable, Sendable {
+    case localPAs = "local_pas", subnets, lookups, routes, portAddresses = "port_cas", ports, config
+
+    /// What a person calls the entries of this map (for summaries).
+    public var noun: String {
+        switch self {
+        case .localPAs: return "provider addresses"
+        case .subnets: return "virtual subnets"
+        case .lookups: return "lookup records"
+        case .routes: return "routes"
+        case .portAddresses: return "port addresses"
+        case .ports: return "ports"
+        case .config: return "host settings"
+        }
+    }
+}
+
+/// The host facts a policy needs to become map entries: interface indexes, the uplink and
+/// the live counters' slots (which must not move while a VSID lives).
+public struct CompileContext {
+    public var uplinkIfindex: UInt32
+    public var fibUseRules = false
+    /// Interface name -> ifindex in this network namespace; nil when there is no such one.
+    public var ifindex: (String) -> UInt32?
+    /// VSID -> its counter slot, as live now.
+    public var liveSlots: [UInt32: UInt32] = [:]
+    /// Counter slots available (the vsid_stats map's size).
+    public var slotCount: UInt32 = UInt32(NV_DEFAULT_MAX_SUBNETS)
+
+    public init(uplinkIfindex: UInt32, fibUseRules: Bool = false, ifindex: @escaping (String) -> UInt32?) {
+        self.uplinkIfindex = uplinkIfindex
+        self.fibUseRules = fibUseRules
+        self.ifindex = ifindex
+    }
+}
+
+/// A policy as the maps must hold it.
+public struct CompiledPolicy {
+    public var images: [PolicyMap: MapImage] = [:]
+    /// Counter slots given to VSIDs new in this policy: their counters start from zero.
+    public var newSlots: [UInt32] = []
+    /// Customer routes that are not programmed, with why (their next hop is in no subnet of
+    /// the routing domain, a better metric wins, or a subnet has the same prefix).
+    public var idleRoutes: [(index: Int, why: String)] = []
+}
+
+public enum PolicyCompiler {
+    /// Turns a validated policy into map images. Throws PolicyErrors for what only this host
+    /// can tell: interfaces that do not exist, too many VSIDs for the counter slots.
+    public static func compile(_ p: Policy, _ ctx: CompileContext) throws -> CompiledPolicy {
+        var out = CompiledPolicy()
+        var errors: [PolicyError] = []
+        for m in PolicyMap.allCases { out.images[m] = MapImage() }
+        let domainID = Dictionary(p.routingDomains.map { ($0.name, $0.id) }, uniquingKeysWith: { a, _ in a })
+
+        // Ports: resolve interfaces first, the lookup records need them.
+        var portOf: [RecordID: UInt32] = [:]
+        for (i, port) in p.ports.enumerated() {
+            guard let idx = ctx.ifindex(port.interface) else {
+                errors.append(PolicyError("ports[\(i)].interface", port.interface, "an existing interface in this network namespace"))
+                continue
+            }
+            out.images[.ports]![RawBytes(of: idx)] = RawBytes(of: nv_port(vsid: port.vsid, mac: port.mac))
+            for a in port.addresses {
+                out.images[.portAddresses]![RawBytes(of: nv_port_ca_key(ifindex: idx, ca: a))] = RawBytes(of: UInt32(1))
+                portOf[RecordID(vsid: port.vsid, address: a)] = idx
+            }
+        }
+
+        // Subnets, with stable counter slots.
+        var used = Set(p.subnets.compactMap { ctx.liveSlots[$0.vsid] })
+        var nextFree: UInt32 = 0
+        for (i, s) in p.subnets.enumerated() {
+            var slot = ctx.liveSlots[s.vsid]
+            if slot == nil {
+                while used.contains(nextFree) { nextFree += 1 }
+                if nextFree >= ctx.slotCount {
+                    errors.append(PolicyError("subnets[\(i)].vsid", "\(s.vsid)", "at most \(ctx.slotCount) virtual subnets (the instance's size)"))
+                    continue
+                }
+                slot = nextFree
+                used.insert(nextFree)
+                out.newSlots.append(nextFree)
+            }
+            let rdid = domainID[s.routingDomain] ?? 0
+            let value = nv_subnet(routingDomain: rdid, statsSlot: slot!, gatewayMAC: s.gatewayMAC,
+                                  gateway4: s.gateways.first { $0.family == .v4 }, gateway6: s.gateways.first { $0.family == .v6 })
+            out.images[.subnets]![RawBytes(of: s.vsid)] = RawBytes(of: value)
+            for prefix in s.prefixes {
+                let key = nv_route_key(rdid: rdid, prefix: prefix.address, prefixLength: prefix.length)
+                out.images[.routes]![RawBytes(of: key)] = RawBytes(of: nv_route_val(vsid: s.vsid, kind: NV_ROUTE_SUBNET))
+            }
+        }
+
+        // Lookup records: the port's ifindex marks a VM on this host.
+        var lookups = [RawBytes: RawBytes](minimumCapacity: p.lookupRecords.count)
+        for r in p.lookupRecords {
+            let key = nv_lookup_key(vsid: r.vsid, ca: r.customerAddress)
+            let val = nv_lookup_val(pa: r.providerAddress, mac: r.mac, type: r.type.abi,
+                                    portIfindex: portOf[RecordID(vsid: r.vsid, address: r.customerAddress)] ?? 0)
+            lookups[RawBytes(of: key)] = RawBytes(of: val)
+        }
+        out.images[.lookups] = MapImage(lookups)
+
+        // Customer routes: per (domain, prefix), the lowest metric whose next hop lies in a
+        // subnet of the domain; a subnet's own prefix always wins over a customer route.
+        var best: [RawBytes: (index: Int, metric: UInt32)] = [:]
+        for (i, r) in p.customerRoutes.enumerated() {
+            let rdid = domainID[r.routingDomain] ?? 0
+            let key = RawBytes(of: nv_route_key(rdid: rdid, prefix: r.prefix.address, prefixLength: r.prefix.length))
+            if let v = out.images[.routes]![key], v.load(as: nv_route_val.self).kind == NV_ROUTE_SUBNET.rawValue, best[key] == nil {
+                out.idleRoutes.append((i, "a virtual subnet of \(r.routingDomain) has this prefix"))
+                continue
+            }
+            guard p.subnets.contains(where: { $0.routingDomain == r.routingDomain && $0.prefixes.contains { $0.contains(r.nextHop) } }) else {
+                out.idleRoutes.append((i, "next hop \(r.nextHop) is in no virtual subnet of \(r.routingDomain)"))
+                continue
+            }
+            if let b = best[key], b.metric <= r.metric {
+                out.idleRoutes.append((i, "customerRoutes[\(b.index)] has a lower or equal metric"))
+                continue
+            }
+            if let b = best[key] { out.idleRoutes.append((b.index, "customerRoutes[\(i)] has a lower metric")) }
+            best[key] = (i, r.metric)
+        }
+        for (key, b) in best {
+            let r = p.customerRoutes[b.index]
+            let vsid = p.subnets.first { $0.routingDomain == r.routingDomain && $0.prefixes.contains { $0.contains(r.nextHop) } }!.vsid
+            out.images[.routes]![key] = RawBytes(of: nv_route_val(vsid: vsid, kind: NV_ROUTE_CUSTOMER))
+        }
+        out.idleRoutes.sort { $0.index < $1.index }
+
+        // Provider addresses and the host settings.
+        for pa in p.providerAddresses { out.images[.localPAs]![RawBytes(of: nv_pa_key(pa.address))] = RawBytes(of: UInt32(1)) }
+        let cfg = nv_config(uplinkIfindex: ctx.uplinkIfindex,
+                            pa4: p.providerAddresses.first { $0.address.family == .v4 }?.address,
+                            pa6: p.providerAddresses.first { $0.address.family == .v6 }?.address,
+                            useRoutingRules: ctx.fibUseRules)
+        out.images[.config]![RawBytes(of: UInt32(0))] = RawBytes(of: cfg)
+
+        if !errors.isEmpty { throw PolicyErrors(errors: errors) }
+        return out
+    }
+
+    struct RecordID: Hashable {
+        let vsid: UInt32
+        let address: IPAddress
+    }
+}
+
+extension RecordType {
+    var abi: nv_record_type {
+        switch self {
+        case .staticRecord: return NV_REC_STATIC
+        case .l2Only: return NV_REC_L2_ONLY
+        case .gateway: return NV_REC_GATEWAY
+        }
+    }
+
+    init?(abi: UInt8) {
+        switch UInt32(abi) {
+        case NV_REC_STATIC.rawValue: self = .staticRecord
+        case NV_REC_L2_ONLY.rawValue: self = .l2Only
+        case NV_REC_GATEWAY.rawValue: self = .gateway
+        default: return nil
+        }
+    }
+}

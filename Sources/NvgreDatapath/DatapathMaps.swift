@@ -1,0 +1,94 @@
+import CNvgre
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The maps of one data path instance, typed by the ABI header: either those of a loaded
+/// object, or those pinned under an instance's bpffs directory (opened without loading any
+/// program, which is what makes `nvgre lookup add` cheap).
+/// Immutable after init (descriptors only), hence safe to share between threads.
+public final class DatapathMaps: @unchecked Sendable {
+    public let lookups: BPFMap<nv_lookup_key, nv_lookup_val>
+    public let subnets: BPFMap<UInt32, nv_subnet>
+    public let ports: BPFMap<UInt32, nv_port>
+    public let portAddresses: BPFMap<nv_port_ca_key, UInt32>
+    public let routes: BPFMap<nv_route_key, nv_route_val>
+    public let localPAs: BPFMap<nv_pa_key, UInt32>
+    public let config: BPFMap<UInt32, nv_config>
+    public let vsidStats: BPFMap<UInt32, nv_vsid_stats>
+    public let dropStats: BPFMap<UInt32, nv_reason_stats>
+    public let exceptionStats: BPFMap<UInt32, nv_reason_stats>
+    public let exceptionRingFD: Int32
+    /// Descriptors opened from pins are ours to close; a loaded object's belong to libbpf.
+    private let ownsDescriptors: Bool
+
+    /// The map names, as in bpf/maps.h and as pinned.
+    public static let names = ["lookups", "subnets", "ports", "port_cas", "routes", "local_pas", "config",
+                               "vsid_stats", "drop_stats", "exc_stats", "exceptions"]
+
+    init(owning: Bool = false, fd: (String) -> Int32) {
+        ownsDescriptors = owning
+        lookups = BPFMap(fd: fd("lookups"), name: "lookups")
+        subnets = BPFMap(fd: fd("subnets"), name: "subnets")
+        ports = BPFMap(fd: fd("ports"), name: "ports")
+        portAddresses = BPFMap(fd: fd("port_cas"), name: "port_cas")
+        routes = BPFMap(fd: fd("routes"), name: "routes")
+        localPAs = BPFMap(fd: fd("local_pas"), name: "local_pas")
+        config = BPFMap(fd: fd("config"), name: "config")
+        vsidStats = BPFMap(fd: fd("vsid_stats"), name: "vsid_stats", perCPU: true)
+        dropStats = BPFMap(fd: fd("drop_stats"), name: "drop_stats", perCPU: true)
+        exceptionStats = BPFMap(fd: fd("exc_stats"), name: "exc_stats", perCPU: true)
+        exceptionRingFD = fd("exceptions")
+    }
+
+    /// Opens the maps pinned in an instance directory.
+    public convenience init(pinDirectory dir: String) throws {
+        var opened: [String: Int32] = [:]
+        for name in Self.names {
+            let fd = bpf_obj_get("\(dir)/\(name)")
+            if fd < 0 {
+                let e = errno
+                opened.values.forEach { _ = close($0) }
+                throw DatapathError("open the pinned map \(dir)/\(name)", errno: e)
+            }
+            opened[name] = fd
+        }
+        self.init(owning: true) { opened[$0] ?? -1 }
+    }
+
+    deinit {
+        guard ownsDescriptors else { return }
+        for fd in [lookups.fd, subnets.fd, ports.fd, portAddresses.fd, routes.fd, localPAs.fd, config.fd,
+                   vsidStats.fd, dropStats.fd, exceptionStats.fd, exceptionRingFD] { close(fd) }
+    }
+
+    // MARK: counters
+
+    /// A reason's packets and bytes summed over all CPUs.
+    public func dropCount(_ reason: nv_drop_reason) -> (packets: UInt64, bytes: UInt64) {
+        sum(dropStats.lookupPerCPU(reason.rawValue))
+    }
+
+    public func exceptionCount(_ reason: nv_exception_reason) -> (packets: UInt64, bytes: UInt64) {
+        sum(exceptionStats.lookupPerCPU(reason.rawValue))
+    }
+
+    /// Per-VSID counters of one stats slot summed over all CPUs, by counter id.
+    public func vsidCounters(slot: UInt32) -> [nv_vsid_counter: (packets: UInt64, bytes: UInt64)] {
+        var out: [nv_vsid_counter: (packets: UInt64, bytes: UInt64)] = [:]
+        let perCPU = vsidStats.lookupPerCPU(slot)
+        for c in 0..<Int(NV_CNT_MAX.rawValue) {
+            var p: UInt64 = 0, b: UInt64 = 0
+            for var s in perCPU {
+                withUnsafeBytes(of: &s.packets) { p += $0.load(fromByteOffset: c * 8, as: UInt64.self) }
+                withUnsafeBytes(of: &s.bytes) { b += $0.load(fromByteOffset: c * 8, as: UInt64.self) }
+            }
+            out[nv_vsid_counter(UInt32(c))] = (p, b)
+        }
+        return out
+    }
+
+    private func sum(_ values: [nv_reason_stats]) -> (packets: UInt64, bytes: UInt64) {
+        values.reduce((0, 0)) { ($0.0 + $1.packets, $0.1 + $1.bytes) }
+    }
+}

@@ -1,0 +1,112 @@
+import ArgumentParser
+import CNvgre
+import Foundation
+import NvgreControl
+import NvgreDatapath
+import NvgrePolicy
+import NvgreWire
+
+/// Options every command takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Instance name: pins in /sys/fs/bpf/NAME, state in /run/nvgre/NAME.", valueName: "name"))
+    var instance: String = ProcessInfo.processInfo.environment["NVGRE_INSTANCE"] ?? "nvgre"
+
+    @Option(name: [.customShort("n"), .long], help: ArgumentHelp("Run in this network namespace (as `ip -n`).", valueName: "netns"))
+    var netns: String?
+
+    @Flag(name: [.customShort("j"), .long], help: "JSON output for machines.")
+    var json = false
+
+    /// Enters the namespace (this process is single-threaded here, so setns holds).
+    func enter() throws {
+        guard let ns = netns else { return }
+        let fd = open("/run/netns/\(ns)", O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw fieldError("--netns", ns, "a network namespace in /run/netns (see `ip netns list`)") }
+        defer { close(fd) }
+        let rc = nv_setns_net(fd)
+        if rc != 0 { throw DatapathError("enter network namespace \(ns)", errno: -rc) }
+    }
+
+    func openInstance() throws -> Instance {
+        try enter()
+        return try Instance.open(instance)
+    }
+}
+
+/// Every nvgre command: errors are printed as one readable block and set the exit code
+/// (2 for bad input naming the field, 1 for anything that failed while doing the work).
+protocol NvgreCommand: ParsableCommand {
+    func execute() throws
+}
+
+extension NvgreCommand {
+    func run() throws {
+        do {
+            try execute()
+        } catch let e as PolicyErrors {
+            printError(e.errors.count == 1 ? "\(e)" : "\(e.errors.count) problems:\n" + e.errors.map { "  \($0)" }.joined(separator: "\n"))
+            throw ExitCode(2)
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(("nvgre: " + message + "\n").data(using: .utf8)!)
+}
+
+func fieldError(_ field: String, _ value: String, _ allowed: String) -> PolicyErrors {
+    PolicyErrors(errors: [PolicyError(field, value, allowed)])
+}
+
+// MARK: argument values, checked with the same wording as policy files
+
+func parseVSID(_ s: String, _ field: String) throws -> UInt32 {
+    guard let v = UInt32(s), Policy.vsidRange.contains(v) else {
+        throw fieldError(field, s, "a VSID from 4096 to 16777214 (0-4095 are reserved, 16777215 is vendor-specific)")
+    }
+    return v
+}
+
+func parseAddress(_ s: String, _ field: String) throws -> IPAddress {
+    guard let a = IPAddress(parsing: s) else { throw fieldError(field, s, "an IPv4 address (198.19.1.1) or an IPv6 address (2001:db8::1)") }
+    return a
+}
+
+func parsePrefix(_ s: String, _ field: String) throws -> IPPrefix {
+    guard let p = IPPrefix(parsing: s) else { throw fieldError(field, s, "a prefix such as 198.19.1.0/24 or 2001:db8:19:1::/64") }
+    return p
+}
+
+func parseMAC(_ s: String, _ field: String) throws -> MACAddress {
+    guard let m = MACAddress(parsing: s) else { throw fieldError(field, s, "a MAC address such as 02:00:00:00:01:01") }
+    return m
+}
+
+func parseNumber(_ s: String, _ field: String, _ range: ClosedRange<UInt32>) throws -> UInt32 {
+    guard let v = UInt32(s), range.contains(v) else { throw fieldError(field, s, "a whole number from \(range.lowerBound) to \(range.upperBound)") }
+    return v
+}
+
+/// Progress on a terminal only, on one rewritten line.
+func progressPrinter() -> (String) -> Void {
+    guard isatty(2) != 0 else { return { _ in } }
+    return { FileHandle.standardError.write("\r\u{1b}[K\($0)".data(using: .utf8)!) }
+}
+
+func endProgress() {
+    if isatty(2) != 0 { FileHandle.standardError.write("\r\u{1b}[K".data(using: .utf8)!) }
+}
+
+/// Applies `change` to the live policy as one all-or-nothing apply, and prints the outcome.
+func edit(_ g: GlobalOptions, _ change: (inout Policy) throws -> Void) throws {
+    let instance = try g.openInstance()
+    var p = try instance.livePolicy()
+    try change(&p)
+    let summary = try instance.apply(p)
+    printSummary(summary, json: g.json)
+}

@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import NvgreControl
+import NvgreDatapath
+import NvgrePolicy
+
+struct Up: NvgreCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Load the data path, pin it, and attach the fabric program to the uplink.",
+        discussion: "VM ports are attached as they are added (port add, or apply). Native XDP is tried first, generic where the driver refuses, unless --xdp-mode says otherwise.")
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: ArgumentHelp("The interface on the provider network.", valueName: "iface")) var uplink: String
+    @Option(help: ArgumentHelp("auto (native, else generic), native or generic.", valueName: "mode")) var xdpMode = "auto"
+    @Flag(help: "Honour `ip rule` policy routing for the underlay (about 200 ns more per encapsulated packet).") var fibRules = false
+    @Option(help: ArgumentHelp("Capacity of the lookup record map.", valueName: "n")) var maxLookups: String?
+    @Option(help: ArgumentHelp("Capacity of the subnet map (and counter slots).", valueName: "n")) var maxSubnets: String?
+    @Option(help: ArgumentHelp("Capacity of the port map.", valueName: "n")) var maxPorts: String?
+    @Option(help: ArgumentHelp("Apply this policy file once up (all or nothing: on failure the instance is taken down).", valueName: "file")) var policy: String?
+
+    func execute() throws {
+        try global.enter()
+        let mode: XDPMode?
+        switch xdpMode {
+        case "auto": mode = nil
+        case "native": mode = .native
+        case "generic": mode = .generic
+        default: throw fieldError("--xdp-mode", xdpMode, "auto, native or generic")
+        }
+        var options = LoadOptions()
+        if let s = maxLookups { options.maxLookups = try parseNumber(s, "--max-lookups", 1...67_108_864) }
+        if let s = maxSubnets { options.maxSubnets = try parseNumber(s, "--max-subnets", 1...1_048_576) }
+        if let s = maxPorts { options.maxPorts = try parseNumber(s, "--max-ports", 1...1_048_576) }
+        let desired = try policy.map { try readPolicy($0) }
+        let instance = try Instance.up(name: global.instance, uplink: uplink, mode: mode, fibUseRules: fibRules, options: options)
+        if let desired {
+            do {
+                printSummary(try instance.apply(desired), json: global.json)
+            } catch {
+                _ = try? Instance.down(global.instance)
+                throw error
+            }
+        }
+        let attached = xdpAttachMode(ifindex: instance.settings.uplinkIfindex)?.rawValue ?? "none"
+        if !global.json {
+            print("instance \(instance.name) up: nv_from_fabric on \(uplink) (\(attached) XDP), pins in \(instance.pinDirectory)")
+        } else if desired == nil {
+            print(JSON.object([("instance", .string(instance.name)), ("uplink", .string(uplink)), ("xdp", .string(attached)),
+                               ("pins", .string(instance.pinDirectory))]).rendered())
+        }
+    }
+}
+
+struct Down: NvgreCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Detach every program of the instance and remove its pins and state.")
+
+    @OptionGroup var global: GlobalOptions
+
+    func execute() throws {
+        try global.enter()
+        let removed = try Instance.down(global.instance)
+        if global.json {
+            print(JSON.object([("instance", .string(global.instance)), ("removed", .array(removed.map { .string($0) }))]).rendered())
+        } else {
+            print("instance \(global.instance) down: removed \(removed.count) pins (links detached)")
+        }
+    }
+}
+
+struct Check: NvgreCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Load the XDP programs into the kernel (verifier included) and unload them.")
+
+    func execute() throws {
+        let dp = try Datapath()
+        for p in Program.allCases { print("\(p.rawValue): loaded, fd \(dp.programFD(p))") }
+    }
+}
+
+/// Reads and fully validates a policy file ("-" is standard input).
+func readPolicy(_ path: String) throws -> Policy {
+    let text: String
+    if path == "-" {
+        text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+    } else {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw fieldError("file", path, "a readable policy file (YAML or JSON)")
+        }
+        text = String(decoding: data, as: UTF8.self)
+    }
+    return try PolicyDocument.decode(text)
+}

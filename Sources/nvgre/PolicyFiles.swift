@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import NvgreControl
+import NvgrePolicy
+
+struct Apply: NvgreCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make a policy file (YAML or JSON, a full desired state) the live state.",
+        discussion: "The whole file is validated first; then only the differences against the live maps are written, in batches. All or nothing: if anything fails, the live state is what it was before.")
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: ArgumentHelp("The policy file, or - for standard input.", valueName: "file")) var file: String
+    @Flag(help: "Show what would change, change nothing.") var dryRun = false
+
+    func execute() throws {
+        let instance = try global.openInstance()
+        let progress = progressPrinter()
+        progress("reading \(file)")
+        let policy = try readPolicy(file)
+        let summary = try instance.apply(policy, dryRun: dryRun, progress: progress)
+        endProgress()
+        printSummary(summary, json: global.json)
+    }
+}
+
+struct Save: NvgreCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the live state as a policy file; applying it changes nothing.")
+
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .shortAndLong, help: ArgumentHelp("Write here instead of standard output.", valueName: "file")) var output: String?
+    @Option(help: ArgumentHelp("yaml or json.", valueName: "format")) var format = "yaml"
+
+    func execute() throws {
+        guard let f = PolicyFormat(rawValue: format) else { throw fieldError("--format", format, "yaml or json") }
+        let instance = try global.openInstance()
+        let text = PolicyWriter.write(try instance.livePolicy(), as: f,
+                                      header: "nvgre policy of instance \(instance.name) (uplink \(instance.settings.uplink)), written by `nvgre save`")
+        if let output {
+            guard FileManager.default.createFile(atPath: output, contents: text.data(using: .utf8)) else {
+                throw fieldError("--output", output, "a path where a file can be written")
+            }
+        } else {
+            print(text, terminator: "")
+        }
+    }
+}
+
+/// "lookup records: 3 added, 1 changed, 0 removed" per map, attachments, idle routes.
+func printSummary(_ s: ApplySummary, json: Bool) {
+    let order: [PolicyMap] = [.localPAs, .subnets, .routes, .lookups, .ports, .portAddresses, .config]
+    if json {
+        var fields: [(String, JSON)] = [("dryRun", .bool(s.dryRun)), ("changed", .bool(!s.changesNothing))]
+        fields.append(("maps", .object(order.map { m in
+            let c = s.plan.changes[m] ?? MapChanges()
+            return (m.rawValue, .object([("added", .number(UInt64(c.added.count))), ("changed", .number(UInt64(c.changed.count))),
+                                         ("removed", .number(UInt64(c.removed.count)))]))
+        })))
+        fields.append(("attached", .array(s.attach.map { .string($0) })))
+        fields.append(("detached", .array(s.detach.map { .string($0) })))
+        fields.append(("idleRoutes", .array(s.idleRoutes.map { .object([("index", .number(UInt64($0.index))), ("why", .string($0.why))]) })))
+        fields.append(("seconds", .string(String(format: "%.3f", s.seconds))))
+        print(JSON.object(fields).rendered())
+        return
+    }
+    if s.changesNothing {
+        print(s.dryRun ? "nothing would change" : "nothing to change: the live state is already this policy")
+    } else {
+        print(s.dryRun ? "would change (dry run, nothing written):" : "applied in \(String(format: "%.2f", s.seconds)) s:")
+        for m in order {
+            guard let c = s.plan.changes[m], !c.isEmpty else { continue }
+            print("  \(m.noun): \(c.added.count) added, \(c.changed.count) changed, \(c.removed.count) removed")
+        }
+        if !s.attach.isEmpty { print("  XDP attached to: \(s.attach.joined(separator: ", "))") }
+        if !s.detach.isEmpty { print("  XDP detached from: \(s.detach.joined(separator: ", "))") }
+    }
+    for r in s.idleRoutes { print("  note: customerRoutes[\(r.index)] is not used: \(r.why)") }
+}

@@ -1,0 +1,59 @@
+import ArgumentParser
+import CNvgre
+import Foundation
+import NvgreControl
+import NvgreDatapath
+
+struct Stats: NvgreCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Per-VSID counters, and every drop and exception reason.",
+        discussion: "Counters are per-CPU in the kernel and summed here. Bytes count the customer frame.")
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: ArgumentHelp("Refresh every N seconds until interrupted.", valueName: "seconds")) var watch: String?
+    @Option(help: ArgumentHelp("With --watch: stop after this many refreshes.", valueName: "n")) var count: String?
+
+    func execute() throws {
+        let instance = try global.openInstance()
+        let interval = try watch.map { try parseNumber($0, "--watch", 1...3600) }
+        let rounds = try count.map { try parseNumber($0, "--count", 1...UInt32.max) }
+        var n: UInt32 = 0
+        repeat {
+            if interval != nil && !global.json && isatty(1) != 0 { print("\u{1b}[H\u{1b}[2J", terminator: "") }
+            report(instance.maps)
+            fflush(stdout)
+            n += 1
+            if let i = interval, rounds.map({ n < $0 }) ?? true { sleep(i) } else { break }
+        } while true
+    }
+
+    static let counterNames: [(nv_vsid_counter, String)] = [
+        (NV_CNT_ENCAP, "encap"), (NV_CNT_DECAP, "decap"), (NV_CNT_LOCAL, "local"), (NV_CNT_ROUTE, "routed"), (NV_CNT_EXCEPTION, "exception"),
+    ]
+
+    func report(_ maps: DatapathMaps) {
+        let slots = maps.subnets.keys().compactMap { vsid in maps.subnets.lookup(vsid).map { (vsid, $0.stats_slot) } }.sorted { $0.0 < $1.0 }
+        let vsids = slots.map { vsid, slot in (vsid, maps.vsidCounters(slot: slot)) }
+        let drops = ReasonNames.drops.map { ($0.1, maps.dropCount($0.0)) }
+        let exceptions = ReasonNames.exceptions.map { ($0.1, maps.exceptionCount($0.0)) }
+        func pb(_ c: (packets: UInt64, bytes: UInt64)) -> JSON { .object([("packets", .number(c.packets)), ("bytes", .number(c.bytes))]) }
+        if global.json {
+            print(JSON.object([
+                ("vsids", .array(vsids.map { vsid, c in
+                    .object([("vsid", .number(UInt64(vsid)))] + Self.counterNames.map { ($0.1, pb(c[$0.0] ?? (0, 0))) })
+                })),
+                ("drops", .object(drops.map { ($0.0, pb($0.1)) })),
+                ("exceptions", .object(exceptions.map { ($0.0, pb($0.1)) })),
+            ]).rendered())
+            return
+        }
+        print(pad("VSID", 10) + Self.counterNames.map { pad($0.1 + " pkts/bytes", 24) }.joined())
+        for (vsid, c) in vsids {
+            print(pad(String(vsid), 10) + Self.counterNames.map { let v = c[$0.0] ?? (0, 0); return pad("\(v.packets)/\(v.bytes)", 24) }.joined())
+        }
+        print("drops (packets/bytes):")
+        for (name, c) in drops { print("  \(pad(name, 28)) \(c.packets)/\(c.bytes)") }
+        print("to userspace (packets/bytes):")
+        for (name, c) in exceptions { print("  \(pad(name, 28)) \(c.packets)/\(c.bytes)") }
+    }
+}
