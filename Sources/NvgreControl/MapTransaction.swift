@@ -6,7 +6,7 @@ protocol RawMapAccess {
     var name: String { get }
     var maxEntries: UInt32 { get }
     func rawEntries() throws -> [(key: RawBytes, value: RawBytes)]
-    func rawUpdate(_ entries: [(key: RawBytes, value: RawBytes)]) throws
+    func rawUpdate(_ entries: ArraySlice<(key: RawBytes, value: RawBytes)>) throws
     func rawDelete(_ keys: [RawBytes]) throws
 }
 
@@ -59,11 +59,14 @@ public struct MapPlan {
     static let writeOrder: [PolicyMap] = [.localPAs, .subnets, .lookups, .routes, .portAddresses, .ports, .config]
 }
 
-/// Applies a plan and remembers every old value it overwrote, so that `rollBack` can put
-/// the maps back as they were when anything later fails.
+/// Applies a plan step by step and remembers which steps it started, so that `rollBack`
+/// can put the maps back as they were when anything later fails. The plan itself holds the
+/// old values, so no per-entry journal is kept (a million records stay cheap).
 final class MapTransaction {
+    private enum Phase { case remove, add, change }
     private let maps: DatapathMaps
-    private var journal: [(map: PolicyMap, key: RawBytes, old: RawBytes?)] = []
+    private var plan = MapPlan(live: [:], desired: [:])
+    private var started: [(map: PolicyMap, phase: Phase)] = []
     private let progress: (String) -> Void
 
     init(maps: DatapathMaps, progress: @escaping (String) -> Void = { _ in }) {
@@ -72,46 +75,56 @@ final class MapTransaction {
     }
 
     func apply(_ plan: MapPlan) throws {
+        self.plan = plan
         for m in MapPlan.removalOrder {
             guard let c = plan.changes[m], !c.removed.isEmpty else { continue }
-            journal.append(contentsOf: c.removed.map { (m, $0.key, $0.old) })
+            started.append((m, .remove))
             try maps.raw(m).rawDelete(c.removed.map(\.key))
         }
         for m in MapPlan.writeOrder {
             guard let c = plan.changes[m] else { continue }
-            let writes = c.added + c.changed.map { ($0.key, $0.value) }
-            guard !writes.isEmpty else { continue }
-            journal.append(contentsOf: c.added.map { (m, $0.key, nil) })
-            journal.append(contentsOf: c.changed.map { (m, $0.key, $0.old) })
-            // Large writes go in slices so that a terminal can show progress.
-            let slice = 131_072
-            var start = 0
-            while start < writes.count {
-                let end = min(start + slice, writes.count)
-                try maps.raw(m).rawUpdate(Array(writes[start..<end]))
-                if writes.count > slice { progress("\(m.noun): \(end)/\(writes.count) written") }
-                start = end
+            if !c.added.isEmpty {
+                started.append((m, .add))
+                try write(m, c.added[...])
+            }
+            if !c.changed.isEmpty {
+                started.append((m, .change))
+                try write(m, c.changed.map { ($0.key, $0.value) }[...])
             }
         }
     }
 
-    /// Undoes everything applied so far, newest first. Returns the problems it met (each
-    /// undo step is tried even when one fails).
+    /// Large writes go in slices so that a terminal can show progress.
+    private func write(_ m: PolicyMap, _ entries: ArraySlice<(key: RawBytes, value: RawBytes)>) throws {
+        let slice = 131_072
+        var start = entries.startIndex
+        while start < entries.endIndex {
+            let end = min(start + slice, entries.endIndex)
+            try maps.raw(m).rawUpdate(entries[start..<end])
+            if entries.count > slice { progress("\(m.noun): \(end - entries.startIndex)/\(entries.count) written") }
+            start = end
+        }
+    }
+
+    /// Undoes every started step, newest first (a step that failed half-way is undone
+    /// whole: deleting a key not written yet is not an error). Returns the problems it met;
+    /// every step is tried even when one fails.
     @discardableResult
     func rollBack() -> [String] {
         var problems: [String] = []
-        var deletes: [PolicyMap: [RawBytes]] = [:]
-        var restores: [PolicyMap: [(key: RawBytes, value: RawBytes)]] = [:]
-        for j in journal.reversed() {
-            if let old = j.old { restores[j.map, default: []].append((j.key, old)) } else { deletes[j.map, default: []].append(j.key) }
+        for (m, phase) in started.reversed() {
+            guard let c = plan.changes[m] else { continue }
+            do {
+                switch phase {
+                case .remove: try maps.raw(m).rawUpdate(c.removed.map { ($0.key, $0.old) }[...])
+                case .add: try maps.raw(m).rawDelete(c.added.map(\.key))
+                case .change: try maps.raw(m).rawUpdate(c.changed.map { ($0.key, $0.old) }[...])
+                }
+            } catch {
+                problems.append("\(error)")
+            }
         }
-        for m in MapPlan.removalOrder + [.config] {
-            do { try maps.raw(m).rawDelete(deletes[m] ?? []) } catch { problems.append("\(error)") }
-        }
-        for m in MapPlan.writeOrder {
-            do { try maps.raw(m).rawUpdate(restores[m] ?? []) } catch { problems.append("\(error)") }
-        }
-        journal.removeAll()
+        started.removeAll()
         return problems
     }
 }

@@ -39,7 +39,7 @@ extension BPFMap {
         let outToken = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
         defer { keys.deallocate(); values.deallocate(); inToken.deallocate(); outToken.deallocate() }
         var opts = bpf_map_batch_opts()
-        opts.sz = nv_sizeof_batch_opts()
+        prepareOpts(&opts, size: nv_sizeof_batch_opts())
         var out: [(key: RawBytes, value: RawBytes)] = []
         var first = true
         while true {
@@ -61,18 +61,18 @@ extension BPFMap {
     }
 
     /// Writes the entries (BPF_ANY), in batches where the map type allows it.
-    public func rawUpdate(_ entries: [(key: RawBytes, value: RawBytes)]) throws {
+    public func rawUpdate(_ entries: ArraySlice<(key: RawBytes, value: RawBytes)>) throws {
         guard !entries.isEmpty else { return }
         let chunk = 16384
         let keys = UnsafeMutableRawPointer.allocate(byteCount: keySize * chunk, alignment: 8)
         let values = UnsafeMutableRawPointer.allocate(byteCount: valueSize * chunk, alignment: 8)
         defer { keys.deallocate(); values.deallocate() }
         var opts = bpf_map_batch_opts()
-        opts.sz = nv_sizeof_batch_opts()
-        var start = 0
+        prepareOpts(&opts, size: nv_sizeof_batch_opts())
+        var start = entries.startIndex
         var batched = true
-        while start < entries.count {
-            let end = min(start + chunk, entries.count)
+        while start < entries.endIndex {
+            let end = min(start + chunk, entries.endIndex)
             if batched {
                 for i in start..<end {
                     entries[i].key.copy(to: keys + (i - start) * keySize)
@@ -82,7 +82,7 @@ extension BPFMap {
                 let rc = bpf_map_update_batch(fd, keys, values, &count, &opts)
                 if rc == 0 { start = end; continue }
                 let err = rc == -1 ? errno : -rc
-                guard start == 0, count == 0, err == EINVAL || err == ENOTSUP || err == 524 else {
+                guard start == entries.startIndex, count == 0, err == EINVAL || err == ENOTSUP || err == 524 else {
                     throw DatapathError("write \(end - start) entries to map \(name)", errno: err)
                 }
                 batched = false // this map type has no batch update: one call per entry
@@ -107,7 +107,7 @@ extension BPFMap {
         let buf = UnsafeMutableRawPointer.allocate(byteCount: keySize * chunk, alignment: 8)
         defer { buf.deallocate() }
         var opts = bpf_map_batch_opts()
-        opts.sz = nv_sizeof_batch_opts()
+        prepareOpts(&opts, size: nv_sizeof_batch_opts())
         var start = 0
         while start < keys.count {
             let end = min(start + chunk, keys.count)

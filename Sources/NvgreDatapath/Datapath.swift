@@ -50,7 +50,7 @@ public final class Datapath {
         nv_libbpf_capture_start()
         _ = nv_libbpf_capture_text()
         var openOpts = bpf_object_open_opts()
-        openOpts.sz = nv_sizeof_open_opts()
+        prepareOpts(&openOpts, size: nv_sizeof_open_opts())
         guard let s = nvgre__open_opts(&openOpts) else {
             throw DatapathError("open the embedded BPF object", errno: errno,
                                 detail: String(cString: nv_libbpf_capture_text()))

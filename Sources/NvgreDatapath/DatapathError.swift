@@ -46,3 +46,12 @@ func check(_ operation: @autoclosure () -> String, _ rc: Int32) throws -> Int32 
     if rc < 0 { throw DatapathError.fromReturn(operation(), rc) }
     return rc
 }
+
+/// libbpf refuses opts whose bytes beyond what it knows are not zero, padding included, and
+/// Swift's init() leaves padding undefined: opts are cleared in place, then sized.
+func prepareOpts<T>(_ opts: inout T, size: Int) {
+    withUnsafeMutableBytes(of: &opts) { b in
+        b.initializeMemory(as: UInt8.self, repeating: 0)
+        b.storeBytes(of: size, as: Int.self)
+    }
+}

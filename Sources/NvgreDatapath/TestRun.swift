@@ -24,7 +24,7 @@ extension Datapath {
         ctxIn.ingress_ifindex = ingressIfindex
         var ctxOut = xdp_md()
         var opts = bpf_test_run_opts()
-        opts.sz = nv_sizeof_test_run_opts()
+        prepareOpts(&opts, size: nv_sizeof_test_run_opts())
         opts.data_size_in = UInt32(input.count)
         opts.data_size_out = UInt32(output.count)
         opts.ctx_size_in = UInt32(MemoryLayout<xdp_md>.size)

@@ -52,7 +52,7 @@ public func attachXDP(programFD: Int32, name: String, ifindex: UInt32, mode: XDP
     var lastError: DatapathError?
     for m in modes {
         var opts = bpf_link_create_opts()
-        opts.sz = nv_sizeof_link_create_opts()
+        prepareOpts(&opts, size: nv_sizeof_link_create_opts())
         opts.flags = m.flags
         let fd = bpf_link_create(programFD, Int32(ifindex), BPF_XDP, &opts)
         if fd >= 0 { return XDPLink(fd: fd, ifindex: ifindex, mode: m) }
@@ -71,7 +71,7 @@ public func interfaceIndex(_ name: String) throws -> UInt32 {
 /// How an XDP program is attached to `ifindex` right now (nil: none), as the kernel says.
 public func xdpAttachMode(ifindex: UInt32) -> XDPMode? {
     var opts = bpf_xdp_query_opts()
-    opts.sz = nv_sizeof_xdp_query_opts()
+    prepareOpts(&opts, size: nv_sizeof_xdp_query_opts())
     guard bpf_xdp_query(Int32(ifindex), 0, &opts) == 0 else { return nil }
     switch UInt32(opts.attach_mode) {
     case UInt32(XDP_ATTACHED_DRV): return .native

@@ -9,12 +9,17 @@ public enum PolicyDocument {
     /// Parses `text`; throws PolicyErrors listing every problem, decoding and validation.
     /// With `validate` false only the reading is checked (for state the tool wrote itself).
     public static func decode(_ text: String, validate: Bool = true) throws -> Policy {
+        try decode(bytes: Array(text.utf8), validate: validate)
+    }
+
+    /// The same, from the file's bytes (a large file is never copied into a String whole).
+    public static func decode(bytes: [UInt8], validate: Bool = true) throws -> Policy {
         // One record per line (as `save` writes them) takes the fast reader; the rest of the
         // file, or all of it when that reader declines, goes to the YAML parser.
-        let fast = RecordLines.split(text)
+        let fast = RecordLines.split(bytes)
         let root: Node?
         do {
-            root = try Yams.compose(yaml: fast?.rest ?? text)
+            root = try Yams.compose(yaml: fast?.rest ?? String(decoding: bytes, as: UTF8.self))
         } catch {
             throw PolicyErrors(errors: [PolicyError("file", "(unreadable)", "YAML or JSON; the parser said: \(error)")])
         }

@@ -14,8 +14,7 @@ import NvgreWire
 enum RecordLines {
     /// The records, and the text without the section (for the general parser); nil when
     /// the file does not have such a section or the section has anything unusual.
-    static func split(_ text: String) -> (records: [LookupRecord], rest: String)? {
-        var bytes = Array(text.utf8)
+    static func split(_ bytes: [UInt8]) -> (records: [LookupRecord], rest: String)? {
         let header = Array("lookupRecords:".utf8)
         // Find the top-level header line, exactly once.
         var lineStarts: [Int] = []
@@ -47,8 +46,8 @@ enum RecordLines {
             line = end + 1
             sectionEnd = min(line, bytes.count)
         }
-        bytes.replaceSubrange(headerStart..<sectionEnd, with: [])
-        return (records, String(decoding: bytes, as: UTF8.self))
+        let rest = String(decoding: bytes[..<headerStart], as: UTF8.self) + String(decoding: bytes[sectionEnd...], as: UTF8.self)
+        return (records, rest)
     }
 
     private static func isBlankOrComment(_ s: ArraySlice<UInt8>) -> Bool {
@@ -72,16 +71,15 @@ enum RecordLines {
         var vsid: UInt32?, ca: IPAddress?, pa: IPAddress?, mac: MACAddress?, type: RecordType?
         while true {
             skipSpaces()
-            // key
             let keyStart = i
             while i < s.endIndex, isKeyByte(s[i]) { i += 1 }
-            let key = String(decoding: s[keyStart..<i], as: UTF8.self)
+            let key = s[keyStart..<i]
             guard i < s.endIndex, s[i] == 0x3a else { return nil } // :
             i += 1
             guard i < s.endIndex, s[i] == 0x20 else { return nil }
             skipSpaces()
-            // value: "quoted" or plain up to , or }
-            let value: String
+            // value: "quoted" (no escapes) or plain, up to , or }
+            let value: ArraySlice<UInt8>
             if i < s.endIndex, s[i] == 0x22 {
                 i += 1
                 let vs = i
@@ -90,7 +88,7 @@ enum RecordLines {
                     i += 1
                 }
                 guard i < s.endIndex else { return nil }
-                value = String(decoding: s[vs..<i], as: UTF8.self)
+                value = s[vs..<i]
                 i += 1
             } else {
                 let vs = i
@@ -104,25 +102,24 @@ enum RecordLines {
                 var ve = i
                 while ve > vs, s[ve - 1] == 0x20 { ve -= 1 }
                 guard ve > vs else { return nil }
-                value = String(decoding: s[vs..<ve], as: UTF8.self)
+                value = s[vs..<ve]
             }
-            switch key {
-            case "vsid" where vsid == nil:
-                guard let v = UInt32(value), !value.hasPrefix("+") else { return nil }
+            if key.elementsEqual(Key.vsid), vsid == nil {
+                guard let v = decimal(value) else { return nil }
                 vsid = v
-            case "customerAddress" where ca == nil:
-                guard let v = IPAddress(parsing: value) else { return nil }
+            } else if key.elementsEqual(Key.customerAddress), ca == nil {
+                guard let v = address(value) else { return nil }
                 ca = v
-            case "providerAddress" where pa == nil:
-                guard let v = IPAddress(parsing: value) else { return nil }
+            } else if key.elementsEqual(Key.providerAddress), pa == nil {
+                guard let v = address(value) else { return nil }
                 pa = v
-            case "mac" where mac == nil:
-                guard let v = MACAddress(parsing: value) else { return nil }
+            } else if key.elementsEqual(Key.mac), mac == nil {
+                guard let v = macAddress(value) else { return nil }
                 mac = v
-            case "type" where type == nil:
-                guard let v = RecordType(rawValue: value) else { return nil }
+            } else if key.elementsEqual(Key.type), type == nil {
+                guard let v = RecordType(rawValue: String(decoding: value, as: UTF8.self)) else { return nil }
                 type = v
-            default:
+            } else {
                 return nil // unknown or repeated key
             }
             skipSpaces()
@@ -135,6 +132,71 @@ enum RecordLines {
         guard isBlankOrComment(s[i...]) else { return nil }
         guard let vsid, let ca, let pa, let mac else { return nil }
         return LookupRecord(vsid: vsid, customerAddress: ca, providerAddress: pa, mac: mac, type: type ?? .staticRecord)
+    }
+
+    enum Key {
+        static let vsid = Array("vsid".utf8), customerAddress = Array("customerAddress".utf8)
+        static let providerAddress = Array("providerAddress".utf8), mac = Array("mac".utf8), type = Array("type".utf8)
+    }
+
+    /// Digits only, as UInt32("...") reads them.
+    static func decimal(_ s: ArraySlice<UInt8>) -> UInt32? {
+        guard !s.isEmpty, s.count <= 10 else { return nil }
+        var v: UInt64 = 0
+        for b in s {
+            guard b >= 0x30 && b <= 0x39 else { return nil }
+            v = v * 10 + UInt64(b - 0x30)
+        }
+        return v <= UInt64(UInt32.max) ? UInt32(v) : nil
+    }
+
+    /// Plain dotted-quad IPv4 is read here; anything else (IPv6, odd forms) by inet_pton
+    /// through IPAddress(parsing:), so both readers accept exactly the same text.
+    static func address(_ s: ArraySlice<UInt8>) -> IPAddress? {
+        var out = [UInt8](), part = 0, digits = 0
+        out.reserveCapacity(4)
+        for b in s {
+            if b == 0x2e {
+                guard digits > 0, out.count < 3 else { return IPAddress(parsing: String(decoding: s, as: UTF8.self)) }
+                out.append(UInt8(part))
+                part = 0
+                digits = 0
+            } else if b >= 0x30 && b <= 0x39, !(digits == 1 && part == 0) {
+                part = part * 10 + Int(b - 0x30)
+                digits += 1
+                if part > 255 { return nil }
+            } else {
+                return IPAddress(parsing: String(decoding: s, as: UTF8.self))
+            }
+        }
+        guard digits > 0, out.count == 3 else { return IPAddress(parsing: String(decoding: s, as: UTF8.self)) }
+        out.append(UInt8(part))
+        return IPAddress(v4: out)
+    }
+
+    /// aa:bb:cc:dd:ee:ff with hex digits only; other forms go to MACAddress(parsing:).
+    static func macAddress(_ s: ArraySlice<UInt8>) -> MACAddress? {
+        func hex(_ b: UInt8) -> UInt8? {
+            switch b {
+            case 0x30...0x39: return b - 0x30
+            case 0x61...0x66: return b - 0x61 + 10
+            case 0x41...0x46: return b - 0x41 + 10
+            default: return nil
+            }
+        }
+        var out = [UInt8]()
+        out.reserveCapacity(6)
+        var i = s.startIndex
+        while out.count < 6, i + 1 < s.endIndex, let h = hex(s[i]), let l = hex(s[i + 1]) {
+            out.append(h << 4 | l)
+            i += 2
+            if out.count < 6 {
+                guard i < s.endIndex, s[i] == 0x3a else { break }
+                i += 1
+            }
+        }
+        if out.count == 6 && i == s.endIndex { return MACAddress(out) }
+        return MACAddress(parsing: String(decoding: s, as: UTF8.self))
     }
 
     private static func isKeyByte(_ b: UInt8) -> Bool {

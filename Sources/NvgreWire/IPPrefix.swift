@@ -30,8 +30,19 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
     /// The same prefix with the host bits cleared.
     public var canonical: IPPrefix { IPPrefix(address: masked(address), length: length)! }
 
+    /// Compares the prefix bits in place (no copies: policies check millions of records).
     public func contains(_ ip: IPAddress) -> Bool {
-        ip.family == family && masked(ip) == masked(address)
+        guard ip.family == family else { return false }
+        let a = address.bytes, b = ip.bytes
+        var bits = length, i = 0
+        while bits >= 8 {
+            if a[i] != b[i] { return false }
+            bits -= 8
+            i += 1
+        }
+        if bits == 0 { return true }
+        let mask = UInt8(truncatingIfNeeded: 0xff << (8 - bits))
+        return a[i] & mask == b[i] & mask
     }
 
     /// True when the two prefixes share any address.

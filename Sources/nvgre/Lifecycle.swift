@@ -78,16 +78,17 @@ struct Check: NvgreCommand {
     }
 }
 
-/// Reads and fully validates a policy file ("-" is standard input).
+/// Reads a policy file ("-" is standard input). Its rules are checked by whoever uses it
+/// (apply, trace), once, on the whole policy.
 func readPolicy(_ path: String) throws -> Policy {
-    let text: String
+    let data: Data
     if path == "-" {
-        text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        data = FileHandle.standardInput.readDataToEndOfFile()
     } else {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let d = FileManager.default.contents(atPath: path) else {
             throw fieldError("file", path, "a readable policy file (YAML or JSON)")
         }
-        text = String(decoding: data, as: UTF8.self)
+        data = d
     }
-    return try PolicyDocument.decode(text)
+    return try PolicyDocument.decode(bytes: [UInt8](data), validate: false)
 }
