@@ -44,6 +44,8 @@ let package = Package(
         .testTarget(name: "NvgreWireTests", dependencies: ["NvgreWire"]),
         .testTarget(name: "NvgrePolicyTests", dependencies: ["NvgrePolicy", "NvgreWire"]),
         .testTarget(name: "NvgreControlTests", dependencies: ["NvgreControl", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
+        // Runs the built `nvgre` binary (the dependency makes `swift test` build it).
+        .testTarget(name: "NvgreCLITests", dependencies: ["nvgre", "NvgreLab", "NvgreControl", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
         .executableTarget(
             name: "nvgre-lab",
             dependencies: [

@@ -8,7 +8,7 @@ cleanup() {
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^${NVGRE_TEST_PREFIX}" || true); do
     ip netns del "$ns" 2>/dev/null || true
   done
-  rm -rf "/sys/fs/bpf/${NVGRE_TEST_PREFIX}"* 2>/dev/null || true
+  rm -rf "/sys/fs/bpf/${NVGRE_TEST_PREFIX}"* "/run/nvgre/${NVGRE_TEST_PREFIX}"* 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
 "$@"

@@ -101,12 +101,13 @@ public final class Instance {
             try write(PolicyWriter.write(Policy(), as: .yaml), to: "\(stateDirectory(name))/policy.yaml")
             let cfg = nv_config(uplinkIfindex: uplinkIndex, pa4: nil, pa6: nil, useRoutingRules: fibUseRules)
             try dp.config.update(0, cfg)
-            return Instance(name: name, settings: settings, maps: dp.maps)
         } catch {
             try? Datapath.removePins(at: dir)
             try? FileManager.default.removeItem(atPath: stateDirectory(name))
             throw error
         }
+        // The loader goes; the pins hold everything. Reopen them as every later call does.
+        return try open(name)
     }
 
     /// Reopens a running instance (its pinned maps, no program load).

@@ -123,6 +123,8 @@ final class DecodeContext {
     /// A list whose items are read by `item`; an absent list is empty.
     func list<T>(_ n: Node?, _ at: String, _ item: (Node, String) -> T?) -> [T] {
         guard let n else { return [] }
+        // A key with nothing under it (`ports:` and no items) is an empty list.
+        if case let .scalar(v) = n, ["", "~", "null"].contains(v.string) { return [] }
         guard case let .sequence(s) = n else {
             fail(at, describe(n), "a list")
             return []

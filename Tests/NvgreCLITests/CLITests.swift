@@ -1,0 +1,216 @@
+import Foundation
+import NvgreDatapath
+import NvgreLab
+import Testing
+
+/// Two VMs on this host (port1, port2) in Red's VSID 5001, one remote VM, Blue with the
+/// same addresses elsewhere, a default route via a gateway.
+let localPolicy = """
+    routingDomains:
+      - {id: 1, name: red}
+      - {id: 2, name: blue}
+    subnets:
+      - {vsid: 5001, routingDomain: red, prefixes: [198.19.1.0/24], gateways: [198.19.1.254], gatewayMAC: 02:00:00:00:ff:01}
+      - {vsid: 6001, routingDomain: blue, prefixes: [198.19.1.0/24], gateways: [198.19.1.254], gatewayMAC: 02:00:00:00:ff:03}
+    lookupRecords:
+      - {vsid: 5001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01}
+      - {vsid: 5001, customerAddress: 198.19.1.2, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:02}
+      - {vsid: 5001, customerAddress: 198.19.1.3, providerAddress: 198.18.0.2, mac: 02:00:00:00:01:03}
+      - {vsid: 6001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.3, mac: 02:00:00:00:01:01}
+    customerRoutes:
+      - {routingDomain: red, prefix: 0.0.0.0/0, nextHop: 198.19.1.250}
+    providerAddresses:
+      - {address: 198.18.0.1, interface: ul}
+    ports:
+      - {interface: port1, vsid: 5001, mac: 02:00:00:00:01:01, addresses: [198.19.1.1]}
+      - {interface: port2, vsid: 5001, mac: 02:00:00:00:01:02, addresses: [198.19.1.2]}
+
+    """
+
+/// The namespace tests share machine-wide state (bpffs, XDP): one at a time.
+@Suite(.serialized)
+struct CLITests {
+    @Test func upShowAddDelDown() throws {
+        let h = try CLIHost(tag: "cli1")
+        let up = h.run(["up", "--uplink", "ul"])
+        #expect(up.status == 0, "\(up.err)")
+        #expect(try h.net.ip(h.ns, "link show ul").contains("prog/xdp"))
+
+        for args in [["domain", "add", "red", "--id", "1"],
+                     ["subnet", "add", "5001", "--domain", "red", "--prefix", "198.19.1.0/24", "--gateway", "198.19.1.254", "--gateway-mac", "02:00:00:00:ff:01"],
+                     ["pa", "add", "198.18.0.1"],
+                     ["lookup", "add", "5001", "198.19.1.1", "--pa", "198.18.0.1", "--mac", "02:00:00:00:01:01"],
+                     ["lookup", "add", "5001", "198.19.1.3", "--pa", "198.18.0.2", "--mac", "02:00:00:00:01:03"],
+                     ["port", "add", "port1", "--vsid", "5001", "--mac", "02:00:00:00:01:01", "--ca", "198.19.1.1"],
+                     ["route", "add", "0.0.0.0/0", "--domain", "red", "--via", "198.19.1.250"]] {
+            let r = h.run(args)
+            #expect(r.status == 0, "\(args): \(r.err)")
+        }
+        let show = try #require(h.run(["show", "-j"]).json as? [String: Any])
+        let records = try #require(show["lookupRecords"] as? [[String: Any]])
+        #expect(records.count == 2)
+        #expect(records.first?["customerAddress"] as? String == "198.19.1.1" && records.first?["providerAddress"] as? String == "198.18.0.1")
+        let ifaces = try #require(show["interfaces"] as? [[String: Any]])
+        #expect(ifaces.map { $0["interface"] as? String } == ["ul", "port1"])
+        #expect(ifaces.allSatisfy { ["native", "generic"].contains($0["xdp"] as? String) })
+        let routes = try #require(show["customerRoutes"] as? [[String: Any]])
+        #expect(routes.first?["active"] as? Bool == true)
+        #expect(try h.net.ip(h.ns, "link show port1").contains("prog/xdp"))
+
+        // An independent reader: bpftool dumps the pinned lookups map, keys and values as bytes.
+        let dump = try sh("bpftool -j map dump pinned /sys/fs/bpf/\(h.instance)/lookups")
+        let entries = try #require(try JSONSerialization.jsonObject(with: Data(dump.utf8)) as? [[String: Any]])
+        #expect(entries.count == 2)
+        let wanted = BpftoolEntry(vsid: 5001, ca: [198, 19, 1, 3], pa: [198, 18, 0, 2], mac: [2, 0, 0, 0, 1, 3], type: 1, port: 0)
+        #expect(entries.contains { BpftoolEntry(json: $0) == wanted }, "\(dump)")
+        let port1 = try h.net.ifindex("port1", in: h.ns)
+        #expect(entries.contains { BpftoolEntry(json: $0)?.port == port1 })
+
+        #expect(h.run(["port", "del", "port1"]).status == 0)
+        #expect(!(try h.net.ip(h.ns, "link show port1").contains("prog/xdp")))
+        #expect(h.run(["lookup", "del", "5001", "198.19.1.3"]).status == 0)
+        let after = try #require(h.run(["show", "lookups", "-j"]).json as? [String: Any])
+        #expect((after["lookupRecords"] as? [Any])?.count == 1)
+
+        let down = h.run(["down"])
+        #expect(down.status == 0, "\(down.err)")
+        #expect(!FileManager.default.fileExists(atPath: "/sys/fs/bpf/\(h.instance)"))
+        #expect(!FileManager.default.fileExists(atPath: "/run/nvgre/\(h.instance)"))
+        #expect(!(try h.net.ip(h.ns, "link show ul").contains("prog/xdp")))
+    }
+
+    @Test func saveThenApplyChangesNothing() throws {
+        let h = try CLIHost(tag: "cli2")
+        #expect(h.run(["up", "--uplink", "ul"]).status == 0)
+        let first = h.run(["apply", try h.file("example.yaml", CLIHost.example), "-j"])
+        #expect(first.status == 0, "\(first.err)")
+        #expect((first.json as? [String: Any])?["changed"] as? Bool == true)
+        let again = h.run(["apply", try h.file("example.yaml", CLIHost.example), "-j"])
+        #expect((again.json as? [String: Any])?["changed"] as? Bool == false)
+
+        for format in ["yaml", "json"] {
+            let saved = h.run(["save", "--format", format])
+            #expect(saved.status == 0)
+            let path = try h.file("saved.\(format)", saved.out)
+            let reapplied = h.run(["apply", path, "-j"])
+            #expect(reapplied.status == 0, "\(reapplied.err)")
+            #expect((reapplied.json as? [String: Any])?["changed"] as? Bool == false, "\(format): \(reapplied.out)")
+            #expect(h.run(["save", "--format", format]).out == saved.out)
+        }
+        // The saved YAML is the example's policy (comments aside): same objects.
+        let saved = h.run(["save"]).out
+        #expect(saved.contains("- {vsid: 6001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.3, mac: 02:00:00:00:01:01}"))
+        #expect(saved.contains("- {interface: port1, vsid: 5001, mac: 02:00:00:00:01:01, addresses: [198.19.1.1]}"))
+
+        // Applying a smaller policy removes what is no longer there, and detaches port1.
+        var lines = CLIHost.example.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        lines.removeAll { $0.contains("vsid: 6001, customerAddress") || $0.contains("interface: port1,") }
+        let smaller = h.run(["apply", try h.file("smaller.yaml", lines.joined(separator: "\n")), "-j"])
+        #expect(smaller.status == 0, "\(smaller.err)")
+        let maps = try #require((smaller.json as? [String: Any])?["maps"] as? [String: [String: Int]], "\(smaller.out)")
+        #expect(maps["lookups"]?["removed"] == 1 && maps["ports"]?["removed"] == 1, "\(smaller.out)")
+        #expect(!(try h.net.ip(h.ns, "link show port1").contains("prog/xdp")))
+    }
+
+    @Test func statsCountRealTraffic() throws {
+        let h = try CLIHost(tag: "cli3")
+        #expect(h.run(["up", "--uplink", "ul", "--policy", try h.file("local.yaml", localPolicy)]).status == 0)
+        try h.net.exec(h.vm1, "ping -c 3 -i 0.2 -W 2 198.19.1.2")
+        let stats = try #require(h.run(["stats", "-j"]).json as? [String: Any])
+        let vsids = try #require(stats["vsids"] as? [[String: Any]])
+        let red = try #require(vsids.first { $0["vsid"] as? Int == 5001 })
+        // Three echo requests and three replies switched between the two local ports.
+        #expect(((red["local"] as? [String: Int])?["packets"] ?? 0) >= 6, "\(red)")
+        let drops = try #require(stats["drops"] as? [String: [String: Int]])
+        #expect(drops.count == 25 && drops["source-ca-spoofed"] != nil)
+        #expect((stats["exceptions"] as? [String: Any])?.count == 9)
+        // The watch mode refreshes (two rounds, one second apart).
+        let watch = h.run(["stats", "--watch", "1", "--count", "2"])
+        #expect(watch.status == 0 && watch.out.components(separatedBy: "drops (packets/bytes):").count == 3)
+    }
+
+    @Test func traceShowsTheDecision() throws {
+        let h = try CLIHost(tag: "cli4")
+        let policyPath = try h.file("local.yaml", localPolicy)
+        // Without an instance: from the policy file.
+        let fromFile = h.run(["trace", "--policy", policyPath, "--port", "port1", "--dst", "198.19.1.2", "-j"])
+        #expect(fromFile.status == 0, "\(fromFile.err)")
+        let f0 = try #require((fromFile.json as? [[String: Any]])?.first)
+        #expect(f0["decision"] as? String == "forward" && f0["egress"] as? String == "port2")
+
+        #expect(h.run(["up", "--uplink", "ul", "--policy", policyPath]).status == 0)
+        func count(_ kind: String, _ reason: String) throws -> Int {
+            let stats = try #require(h.run(["stats", "-j"]).json as? [String: Any])
+            return try #require((stats[kind] as? [String: [String: Int]])?[reason]?["packets"])
+        }
+        let tracedReasons = [("drops", "source-ca-spoofed"), ("drops", "provider-address-spoofed"), ("exceptions", "customer-route")]
+        let before = try tracedReasons.map { try count($0.0, $0.1) }
+        func trace(_ args: [String]) throws -> [String: Any] {
+            let r = h.run(["trace"] + args + ["-j"])
+            #expect(r.status == 0, "\(args): \(r.err)")
+            return try #require((r.json as? [[String: Any]])?.first)
+        }
+        let local = try trace(["--port", "port1", "--dst", "198.19.1.2", "--proto", "tcp", "--dport", "443"])
+        #expect(local["verdict"] as? String == "XDP_REDIRECT" && local["egress"] as? String == "port2")
+        #expect((local["output"] as? [String])?.last == "TCP 40000 > 443 [SYN]")
+        let spoofed = try trace(["--port", "port1", "--dst", "198.19.1.2", "--src", "198.19.1.9"])
+        #expect(spoofed["verdict"] as? String == "XDP_DROP" && spoofed["reason"] as? String == "source-ca-spoofed")
+        let arp = try trace(["--port", "port1", "--dst", "198.19.1.254", "--proto", "arp"])
+        #expect(arp["verdict"] as? String == "XDP_TX" && (arp["output"] as? [String])?.last == "ARP reply 198.19.1.254 is-at 02:00:00:00:ff:01")
+        let outside = try trace(["--port", "port1", "--dst", "203.0.113.5", "--proto", "udp"])
+        #expect(outside["decision"] as? String == "exception" && outside["reason"] as? String == "customer-route")
+        let fromFabric = try trace(["--uplink", "--vsid", "5001", "--src", "198.19.1.3", "--dst", "198.19.1.1"])
+        #expect(fromFabric["egress"] as? String == "port1" && fromFabric["vsid"] as? Int == 5001)
+        let forged = try trace(["--uplink", "--vsid", "5001", "--src", "198.19.1.3", "--dst", "198.19.1.1", "--outer-src", "198.18.0.9"])
+        #expect(forged["reason"] as? String == "provider-address-spoofed")
+        // Tracing uses its own counters: the live ones did not move.
+        #expect(try tracedReasons.map { try count($0.0, $0.1) } == before)
+
+        // Frames from a pcap file, output frames to one.
+        let outPath = NSTemporaryDirectory() + "\(h.instance)-out.pcap"
+        #expect(h.run(["trace", "--port", "port1", "--dst", "198.19.1.2", "--write", outPath]).status == 0)
+        let text = h.run(["trace", "--uplink", "--pcap", outPath])
+        // The output of port1 -> port2 is a plain customer frame: from the fabric it is not NVGRE.
+        #expect(text.status == 0 && text.out.contains("verdict: XDP_PASS"), "\(text.out)\(text.err)")
+    }
+
+    @Test func anApplyThatFailsChangesNothing() throws {
+        let h = try CLIHost(tag: "cli5")
+        #expect(h.run(["up", "--uplink", "ul", "--policy", try h.file("example.yaml", CLIHost.example)]).status == 0)
+        let before = h.run(["save"]).out
+        let dumpBefore = try sh("bpftool -j map dump pinned /sys/fs/bpf/\(h.instance)/lookups")
+        // Something else holds XDP on port2 (another tool's program): attaching ours there
+        // fails after the maps were already written, and the maps are put back.
+        let other = try Datapath()
+        let held = try NetworkNamespace.run(in: h.ns) { try other.attach(.barePass, interface: "port2") }
+        defer { withExtendedLifetime(held) {} }
+        let policy = localPolicy.replacingOccurrences(of: "198.19.1.3, providerAddress: 198.18.0.2", with: "198.19.1.4, providerAddress: 198.18.0.4")
+        let r = h.run(["apply", try h.file("local.yaml", policy)])
+        #expect(r.status == 1 && r.err.contains("nothing was changed") && r.err.contains("port2"), "\(r.err)")
+        #expect(h.run(["save"]).out == before)
+        #expect(try sh("bpftool -j map dump pinned /sys/fs/bpf/\(h.instance)/lookups") == dumpBefore)
+    }
+}
+
+/// One entry of `bpftool -j map dump` of the lookups map, decoded from its hex bytes by
+/// the ABI's layout (struct nv_lookup_key / nv_lookup_val in bpf/nvgre_abi.h).
+struct BpftoolEntry: Equatable {
+    var vsid: UInt32, ca: [UInt8], pa: [UInt8], mac: [UInt8], type: UInt8, port: UInt32
+
+    init(vsid: UInt32, ca: [UInt8], pa: [UInt8], mac: [UInt8], type: UInt8, port: UInt32) {
+        (self.vsid, self.ca, self.pa, self.mac, self.type, self.port) = (vsid, ca, pa, mac, type, port)
+    }
+
+    init?(json: [String: Any]) {
+        func bytes(_ v: Any?) -> [UInt8]? { (v as? [String])?.compactMap { UInt8($0.dropFirst(2), radix: 16) } }
+        guard let k = bytes(json["key"]), let v = bytes(json["value"]), k.count == 24, v.count == 32 else { return nil }
+        func le32(_ b: [UInt8], _ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(b[at + $1]) << (8 * $1) } }
+        let family = k[4]
+        vsid = le32(k, 0)
+        ca = Array(k[8..<(family == 4 ? 12 : 24)])
+        pa = Array(v[0..<(v[22] == 4 ? 4 : 16)])
+        mac = Array(v[16..<22])
+        type = v[23]
+        port = le32(v, 24)
+    }
+}

@@ -1,0 +1,131 @@
+import CNvgre
+import NvgreControl
+import NvgreDatapath
+import NvgrePolicy
+import NvgreWire
+import Testing
+
+/// The two-tenant policy of examples/two-tenants.yaml, built in code.
+func twoTenants() -> Policy {
+    var p = Policy()
+    p.routingDomains = [RoutingDomain(id: 1, name: "red"), RoutingDomain(id: 2, name: "blue")]
+    p.subnets = [
+        VirtualSubnet(vsid: 5001, routingDomain: "red", prefixes: [IPPrefix(parsing: "198.19.1.0/24")!], gateways: ["198.19.1.254"], gatewayMAC: "02:00:00:00:ff:01"),
+        VirtualSubnet(vsid: 5002, routingDomain: "red", prefixes: [IPPrefix(parsing: "198.19.2.0/24")!], gateways: ["198.19.2.254"], gatewayMAC: "02:00:00:00:ff:02"),
+        VirtualSubnet(vsid: 6001, routingDomain: "blue", prefixes: [IPPrefix(parsing: "198.19.1.0/24")!], gateways: ["198.19.1.254"], gatewayMAC: "02:00:00:00:ff:03"),
+    ]
+    p.lookupRecords = [
+        LookupRecord(vsid: 5001, customerAddress: "198.19.1.1", providerAddress: "198.18.0.1", mac: "02:00:00:00:01:01"),
+        LookupRecord(vsid: 5001, customerAddress: "198.19.1.2", providerAddress: "198.18.0.2", mac: "02:00:00:00:01:02"),
+        LookupRecord(vsid: 6001, customerAddress: "198.19.1.1", providerAddress: "198.18.0.3", mac: "02:00:00:00:01:01", type: .gateway),
+    ]
+    p.customerRoutes = [CustomerRoute(routingDomain: "red", prefix: IPPrefix(parsing: "0.0.0.0/0")!, nextHop: "198.19.1.250")]
+    p.providerAddresses = [ProviderAddress(address: "198.18.0.1", interface: "ul")]
+    p.ports = [VMPort(interface: "port1", vsid: 5001, mac: "02:00:00:00:01:01", addresses: ["198.19.1.1"])]
+    return p
+}
+
+/// Interfaces of a pretend host.
+let fakeInterfaces: [String: UInt32] = ["ul": 3, "port1": 7, "port2": 8]
+
+func context(slots: [UInt32: UInt32] = [:]) -> CompileContext {
+    var c = CompileContext(uplinkIfindex: 3, ifindex: { fakeInterfaces[$0] })
+    c.liveSlots = slots
+    return c
+}
+
+struct CompilerTests {
+    @Test func eachPolicyObjectBecomesItsMapEntry() throws {
+        let c = try PolicyCompiler.compile(twoTenants(), context())
+        // Lookup records: same CA in two VSIDs are two keys; the local VM carries its port.
+        let lookups = c.images[.lookups]!
+        #expect(lookups.count == 3)
+        let local = lookups[RawBytes(of: nv_lookup_key(vsid: 5001, ca: "198.19.1.1"))]!.load(as: nv_lookup_val.self)
+        #expect(local.port_ifindex == 7 && local.providerAddress == "198.18.0.1")
+        let blue = lookups[RawBytes(of: nv_lookup_key(vsid: 6001, ca: "198.19.1.1"))]!.load(as: nv_lookup_val.self)
+        #expect(blue.port_ifindex == 0 && blue.type == UInt8(NV_REC_GATEWAY.rawValue) && blue.providerAddress == "198.18.0.3")
+        // Subnets: routing domain id and a distinct counter slot each, all new.
+        let subnets = c.images[.subnets]!.entries.values.map { $0.load(as: nv_subnet.self) }
+        #expect(Set(subnets.map(\.stats_slot)).count == 3 && Set(c.newSlots) == [0, 1, 2])
+        let s5001 = c.images[.subnets]![RawBytes(of: UInt32(5001))]!.load(as: nv_subnet.self)
+        #expect(s5001.rdid == 1 && s5001.flags == UInt8(NV_SUBNET_HAS_GW4.rawValue))
+        // Routes: three subnet prefixes and the customer route via 5001's subnet.
+        let routes = c.images[.routes]!
+        #expect(routes.count == 4)
+        let dflt = routes[RawBytes(of: nv_route_key(rdid: 1, prefix: "0.0.0.0", prefixLength: 0))]!.load(as: nv_route_val.self)
+        #expect(dflt.kind == NV_ROUTE_CUSTOMER.rawValue && dflt.vsid == 5001)
+        let blueNet = routes[RawBytes(of: nv_route_key(rdid: 2, prefix: "198.19.1.0", prefixLength: 24))]!.load(as: nv_route_val.self)
+        #expect(blueNet.kind == NV_ROUTE_SUBNET.rawValue && blueNet.vsid == 6001)
+        // Port, its address, the PA and the host settings.
+        #expect(c.images[.ports]![RawBytes(of: UInt32(7))]!.load(as: nv_port.self).vsid == 5001)
+        #expect(c.images[.portAddresses]![RawBytes(of: nv_port_ca_key(ifindex: 7, ca: "198.19.1.1"))] != nil)
+        #expect(c.images[.localPAs]!.count == 1)
+        let cfg = c.images[.config]![RawBytes(of: UInt32(0))]!.load(as: nv_config.self)
+        #expect(cfg.uplink_ifindex == 3 && cfg.flags == NV_CFG_HAS_PA4.rawValue)
+    }
+
+    @Test func liveCounterSlotsStayWithTheirVSIDs() throws {
+        let c = try PolicyCompiler.compile(twoTenants(), context(slots: [5002: 0, 6001: 9]))
+        func slot(_ v: UInt32) -> UInt32 { c.images[.subnets]![RawBytes(of: v)]!.load(as: nv_subnet.self).stats_slot }
+        #expect(slot(5002) == 0 && slot(6001) == 9 && slot(5001) == 1 && c.newSlots == [1])
+    }
+
+    @Test func theLowestUsableMetricWins() throws {
+        var p = twoTenants()
+        let dflt = IPPrefix(parsing: "0.0.0.0/0")!
+        p.customerRoutes = [
+            CustomerRoute(routingDomain: "red", prefix: dflt, nextHop: "198.19.9.1", metric: 1),   // next hop in no subnet
+            CustomerRoute(routingDomain: "red", prefix: dflt, nextHop: "198.19.2.250", metric: 50),
+            CustomerRoute(routingDomain: "red", prefix: dflt, nextHop: "198.19.1.250", metric: 100),
+            CustomerRoute(routingDomain: "red", prefix: IPPrefix(parsing: "198.19.2.0/24")!, nextHop: "198.19.1.250"), // a subnet's prefix
+        ]
+        let c = try PolicyCompiler.compile(p, context())
+        let v = c.images[.routes]![RawBytes(of: nv_route_key(rdid: 1, prefix: "0.0.0.0", prefixLength: 0))]!.load(as: nv_route_val.self)
+        #expect(v.vsid == 5002 && v.kind == NV_ROUTE_CUSTOMER.rawValue)
+        #expect(c.idleRoutes.map(\.index) == [0, 2, 3])
+        #expect(c.idleRoutes[0].why.contains("in no virtual subnet"))
+        #expect(c.idleRoutes[2].why.contains("virtual subnet of red has this prefix"))
+    }
+
+    @Test func aMissingInterfaceIsNamed() {
+        var p = twoTenants()
+        p.ports[0].interface = "port9"
+        #expect(throws: PolicyErrors(errors: [PolicyError("ports[0].interface", "port9", "an existing interface in this network namespace")])) {
+            try PolicyCompiler.compile(p, context())
+        }
+    }
+}
+
+struct DiffTests {
+    @Test func onlyTheDifferencesAreWritten() throws {
+        let before = try PolicyCompiler.compile(twoTenants(), context()).images
+        var p = twoTenants()
+        p.lookupRecords[1].providerAddress = "198.18.0.9"                 // changed
+        p.lookupRecords.remove(at: 2)                                     // removed (Blue's record)
+        p.lookupRecords.append(LookupRecord(vsid: 5002, customerAddress: "198.19.2.7", providerAddress: "198.18.0.2", mac: "02:00:00:00:02:07"))
+        let slots = Dictionary(uniqueKeysWithValues: before[.subnets]!.entries.map { ($0.key.load(as: UInt32.self), $0.value.load(as: nv_subnet.self).stats_slot) })
+        let after = try PolicyCompiler.compile(p, context(slots: slots)).images
+        let plan = MapPlan(live: before, desired: after)
+        let l = plan.changes[.lookups]!
+        #expect(l.added.map { $0.key } == [RawBytes(of: nv_lookup_key(vsid: 5002, ca: "198.19.2.7"))])
+        #expect(l.changed.map { $0.key } == [RawBytes(of: nv_lookup_key(vsid: 5001, ca: "198.19.1.2"))])
+        #expect(l.changed[0].old.load(as: nv_lookup_val.self).providerAddress == "198.18.0.2")
+        #expect(l.removed.map { $0.key } == [RawBytes(of: nv_lookup_key(vsid: 6001, ca: "198.19.1.1"))])
+        // Nothing else moves.
+        #expect(plan.total == 3)
+    }
+
+    @Test func theSamePolicyChangesNothing() throws {
+        let a = try PolicyCompiler.compile(twoTenants(), context()).images
+        #expect(MapPlan(live: a, desired: a).isEmpty)
+    }
+
+    @Test func removingEverythingRemovesEveryEntry() throws {
+        let a = try PolicyCompiler.compile(twoTenants(), context()).images
+        var empty = try PolicyCompiler.compile(Policy(), context()).images
+        empty[.config] = a[.config] // the host settings entry always exists (an array map)
+        let plan = MapPlan(live: a, desired: empty)
+        #expect(plan.changes[.lookups]!.removed.count == 3 && plan.changes[.routes]!.removed.count == 4)
+        #expect(plan.changes.values.allSatisfy { $0.added.isEmpty && $0.changed.isEmpty })
+    }
+}
