@@ -8,7 +8,7 @@ GEN := Sources/CNvgre/generated
 BPF_HEADERS := $(wildcard bpf/*.h)
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: all setup bpf build test demo bench-testrun clean
+.PHONY: all setup bpf build test demo bench-testrun bench-control clean
 all: build
 
 setup:
@@ -39,6 +39,12 @@ demo: build
 bench-testrun: setup bpf
 	swift build -c release --product nvgre-lab
 	scripts/in-lab.sh .build/release/nvgre-lab bench-testrun
+
+# The control plane at scale: apply of 1,000,000 lookup records, one `nvgre lookup add`.
+bench-control: setup bpf
+	swift build -c release --product nvgre-lab
+	swift build -c release --product nvgre
+	scripts/in-lab.sh .build/release/nvgre-lab bench-control
 
 clean:
 	rm -rf $(GEN) .build

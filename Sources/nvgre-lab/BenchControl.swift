@@ -1,0 +1,134 @@
+import ArgumentParser
+import Foundation
+import NvgreLab
+
+/// The control plane at scale, measured on the real `nvgre` binary as a user runs it: apply
+/// of a file with a million lookup records (written as `nvgre save` writes them), the same
+/// apply again (nothing to change), one `nvgre lookup add`, and the kernel memory the
+/// records take. Each figure is reported against its target and against a baseline taken
+/// in the same run (starting the binary and reading the instance: `nvgre show domains`).
+struct BenchControl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-control",
+        abstract: "Measure nvgre apply of 1,000,000 lookup records and single lookup adds.")
+
+    @Option(help: "Lookup records in the policy file.")
+    var records = 1_000_000
+
+    @Option(help: "Single `lookup add` runs (the median is reported).")
+    var adds = 21
+
+    @Option(help: "Write the figures as JSON to this file.")
+    var json: String?
+
+    func run() throws {
+        let nvgre = siblingBinary("nvgre")
+        let net = LabNetwork(tag: "benchctl")
+        let ns = try net.namespace("h")
+        try net.veth("ul", in: ns, "ulp", in: try net.namespace("f"))
+        let instance = net.prefix
+        func cli(_ args: [String]) throws -> (seconds: Double, output: String) {
+            try spawnTimed([nvgre, "-n", ns, "--instance", instance] + args)
+        }
+        defer { _ = try? cli(["down"]) }
+        _ = try cli(["up", "--uplink", "ul", "--max-lookups", String(max(records + adds, 1024))])
+
+        let file = NSTemporaryDirectory() + "\(instance)-records.yaml"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try writePolicy(records: records, to: file)
+        let size = (try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
+
+        let baseline = try median((0..<adds).map { _ in try cli(["show", "domains"]).seconds })
+        let apply = try cli(["apply", file]).seconds
+        let reapply = try cli(["apply", file])
+        let addTimes = try (0..<adds).map { i in
+            try cli(["lookup", "add", "9999", "198.19.0.\(i + 1)", "--pa", "198.18.9.9", "--mac", "02:ff:00:00:00:\(String(format: "%02x", i))"]).seconds
+        }
+        let add = median(addTimes)
+        let info = try sh("bpftool -j map show pinned /sys/fs/bpf/\(instance)/lookups")
+        let memlock = (try? JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])?["bytes_memlock"] as? Int ?? 0
+        let perRecord = Double(memlock) / Double(records + adds)
+
+        func row(_ what: String, _ figure: String, _ note: String) {
+            print("  " + what.padding(toLength: 44, withPad: " ", startingAt: 0) + figure.padding(toLength: 12, withPad: " ", startingAt: 0) + note)
+        }
+        print("control plane at scale (\(records) lookup records, policy file \(size / 1_000_000) MB):")
+        row("nvgre apply (empty instance)", String(format: "%.3f s", apply), String(format: "target 5 s: %.2f of it", apply / 5))
+        row("nvgre apply again (nothing to change)", String(format: "%.3f s", reapply.seconds),
+            reapply.output.contains("nothing to change") ? "no change, as expected" : "CHANGED: unexpected")
+        row("nvgre lookup add (median of \(adds))", String(format: "%.1f ms", add * 1000),
+            String(format: "target 50 ms: %.2f of it; %.2fx the baseline (max %.1f ms)", add / 0.05, add / baseline, (addTimes.max() ?? 0) * 1000))
+        row("baseline: nvgre show domains (median)", String(format: "%.1f ms", baseline * 1000), "start the binary, open the instance")
+        row("kernel memory per lookup record", String(format: "%.0f B", perRecord), "bpftool bytes_memlock / records")
+        if let json {
+            let figures: [String: Any] = ["records": records, "fileBytes": size, "applySeconds": apply, "reapplySeconds": reapply.seconds,
+                                          "lookupAddMedianSeconds": add, "lookupAddMaxSeconds": addTimes.max() ?? 0,
+                                          "baselineSeconds": baseline, "bytesPerRecord": perRecord]
+            try JSONSerialization.data(withJSONObject: figures, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: json))
+        }
+    }
+
+    /// Tenants of 65,534 records each (one /16 per routing domain, the same addresses in
+    /// every tenant), one record per line as `nvgre save` writes them; plus an empty
+    /// tenant (VSID 9999) for the single adds.
+    func writePolicy(records: Int, to path: String) throws {
+        let perTenant = 65_534
+        let tenants = (records + perTenant - 1) / perTenant
+        var text = "routingDomains:\n"
+        for t in 0..<tenants { text += "  - {id: \(t + 1), name: t\(t)}\n" }
+        text += "  - {id: 9999, name: adds}\n"
+        text += "subnets:\n"
+        text += "  - {vsid: 9999, routingDomain: adds, prefixes: [198.19.0.0/16], gatewayMAC: 02:00:00:ff:ff:ff}\n"
+        for t in 0..<tenants {
+            text += "  - {vsid: \(10000 + t), routingDomain: t\(t), prefixes: [198.19.0.0/16], gateways: [198.19.255.254], gatewayMAC: 02:00:00:ff:00:\(String(format: "%02x", t))}\n"
+        }
+        text += "lookupRecords:\n"
+        text.reserveCapacity(records * 110)
+        for i in 0..<records {
+            let t = i / perTenant, a = i % perTenant + 1
+            text += "  - {vsid: \(10000 + t), customerAddress: 198.19.\(a >> 8).\(a & 255), providerAddress: 198.18.\((i >> 8) & 255).\(i & 255 | 1), mac: 02:\(hex(t)):00:\(hex(a >> 8)):\(hex(a & 255)):01}\n"
+        }
+        text += "providerAddresses:\n  - {address: 198.18.0.1, interface: ul}\n"
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
+    }
+
+    func hex(_ v: Int) -> String { String(format: "%02x", v) }
+
+    func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+}
+
+/// Runs a program with posix_spawn and waits for it, timing the wall clock from spawn to
+/// exit (Foundation's Process polls for the exit and adds tens of milliseconds).
+func spawnTimed(_ argv: [String]) throws -> (seconds: Double, output: String) {
+    let outPath = NSTemporaryDirectory() + "nvgre-bench-\(getpid()).out"
+    defer { unlink(outPath) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    var cargs = argv.map { strdup($0) } + [nil]
+    defer { cargs.forEach { free($0) } }
+    var pid: pid_t = 0
+    var start = timespec(), end = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &start)
+    let rc = posix_spawn(&pid, argv[0], &actions, nil, &cargs, environ)
+    guard rc == 0 else { throw ShellErrorText("spawn \(argv[0]): errno \(rc)") }
+    var status: Int32 = 0
+    waitpid(pid, &status, 0)
+    clock_gettime(CLOCK_MONOTONIC, &end)
+    let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+    guard status == 0 else { throw ShellErrorText("\(argv.joined(separator: " ")) failed: \(output)") }
+    return (Double(end.tv_sec - start.tv_sec) + Double(end.tv_nsec - start.tv_nsec) / 1e9, output)
+}
+
+struct ShellErrorText: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// A binary built next to this one (`nvgre` beside `nvgre-lab`).
+func siblingBinary(_ name: String) -> String {
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent(name).path
+}
