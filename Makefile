@@ -7,6 +7,9 @@ BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -I/usr/include/$(MULTIARCH)
 GEN := Sources/CNvgre/generated
 BPF_HEADERS := $(wildcard bpf/*.h)
 SWIFT_BUILD_FLAGS ?=
+# The Swift toolchain leaves TemporaryDirectory.* behind in $TMPDIR: keep them in .build.
+export TMPDIR := $(CURDIR)/.build/tmp
+$(shell mkdir -p $(TMPDIR))
 
 .PHONY: all setup bpf build test demo bench-testrun bench-control clean
 all: build

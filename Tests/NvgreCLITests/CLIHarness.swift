@@ -49,7 +49,20 @@ final class CLIHost {
         try net.ip(vm2, "addr add 198.19.1.2/24 dev eth0")
     }
 
-    deinit { _ = run(["down"]) }
+    deinit {
+        _ = run(["down"])
+        for f in files { try? FileManager.default.removeItem(atPath: f) }
+    }
+
+    /// Temporary files this host wrote; removed in deinit (the scripts' trap removes them too).
+    private var files: [String] = []
+
+    /// A temporary path named with the run's prefix, removed with the host.
+    func temporaryPath(_ name: String) -> String {
+        let path = NSTemporaryDirectory() + "\(instance)-\(name)"
+        files.append(path)
+        return path
+    }
 
     /// Runs `nvgre -n <ns> --instance <instance> args...`.
     @discardableResult
@@ -76,8 +89,9 @@ final class CLIHost {
 
     /// Writes `text` to a temporary file and returns its path.
     func file(_ name: String, _ text: String) throws -> String {
-        let path = NSTemporaryDirectory() + "\(instance)-\(name)"
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let path = temporaryPath(name)
+        // Not atomically: Foundation's atomic write leaves a TemporaryDirectory.* behind.
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
         return path
     }
 

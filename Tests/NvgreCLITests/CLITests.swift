@@ -167,7 +167,7 @@ struct CLITests {
         #expect(try tracedReasons.map { try count($0.0, $0.1) } == before)
 
         // Frames from a pcap file, output frames to one.
-        let outPath = NSTemporaryDirectory() + "\(h.instance)-out.pcap"
+        let outPath = h.temporaryPath("out.pcap")
         #expect(h.run(["trace", "--port", "port1", "--dst", "198.19.1.2", "--write", outPath]).status == 0)
         let text = h.run(["trace", "--uplink", "--pcap", outPath])
         // The output of port1 -> port2 is a plain customer frame: from the fabric it is not NVGRE.
