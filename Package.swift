@@ -3,9 +3,9 @@ import PackageDescription
 
 // Layers, dependencies pointing down only:
 //   nvgre (CLI), nvgre-lab (demo, benchmarks), NvgreLab (namespaced topologies)
-//     -> NvgreDatapath (libbpf: load, attach, maps, test-run, exception ring)
 //     -> NvgreControl (compile policy to map images, diff, transactional apply, instances, trace)
-//     -> NvgrePolicy (the desired state, its validation, YAML/JSON read and write)
+//     -> NvgreDatapath (libbpf: load, attach, maps, test-run, exception ring)
+//        and NvgrePolicy (the desired state, its validation, YAML/JSON read and write)
 //     -> NvgreWire (pure packet codecs)
 // CNvgre is the one thin C target: the shared ABI header, the generated libbpf skeleton
 // (made by `make`), and the few calls Swift cannot make directly (setns, libbpf logging).

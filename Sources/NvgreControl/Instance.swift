@@ -82,7 +82,7 @@ public final class Instance {
             throw ControlError("instance \(name) is already running (pins in \(pinDirectory(name)))",
                                hint: "run `nvgre down` first, or choose another name with --instance")
         }
-        guard let uplinkIndex = ifindex(uplink) else {
+        guard let uplinkIndex = existingInterfaceIndex(uplink) else {
             throw PolicyErrors(errors: [PolicyError("--uplink", uplink, "an existing interface in this network namespace")])
         }
         let dir = pinDirectory(name)
@@ -172,7 +172,7 @@ public final class Instance {
     }
 
     public func compileContext() throws -> CompileContext {
-        var ctx = CompileContext(uplinkIfindex: settings.uplinkIfindex, fibUseRules: settings.fibUseRules, ifindex: ifindex)
+        var ctx = CompileContext(uplinkIfindex: settings.uplinkIfindex, fibUseRules: settings.fibUseRules, ifindex: existingInterfaceIndex)
         for e in try maps.subnets.rawEntries() {
             ctx.liveSlots[e.key.load(as: UInt32.self)] = e.value.load(as: nv_subnet.self).stats_slot
         }
@@ -290,7 +290,7 @@ public final class Instance {
     }
 
     func attachPort(_ interface: String) throws {
-        guard let idx = ifindex(interface) else { throw DatapathError("find interface \(interface)", errno: ENODEV) }
+        let idx = try interfaceIndex(interface)
         let progFD = bpf_obj_get("\(pinDirectory)/prog_from_vm")
         if progFD < 0 { throw DatapathError("open the pinned program \(pinDirectory)/prog_from_vm", errno: errno) }
         defer { close(progFD) }
@@ -322,12 +322,6 @@ public struct ApplySummary {
     public var changesNothing: Bool { plan.isEmpty && attach.isEmpty && detach.isEmpty }
 }
 
-/// The interface's index in this network namespace, nil when there is none.
-func ifindex(_ name: String) -> UInt32? {
-    let i = if_nametoindex(name)
-    return i == 0 ? nil : i
-}
-
 func monotonicSeconds() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -345,11 +339,4 @@ public struct ControlError: Error, CustomStringConvertible {
     }
 
     public var description: String { hint.map { "\(message)\nhint: \($0)" } ?? message }
-}
-
-extension nv_lookup_key {
-    var customerAddress: IPAddress {
-        let b = withUnsafeBytes(of: ca) { Array($0) }
-        return family == UInt8(NV_AF_INET6) ? IPAddress(v6: b) : IPAddress(v4: Array(b.prefix(4)))
-    }
 }

@@ -110,7 +110,7 @@ public enum PolicyCompiler {
 
         // Customer routes: per (domain, prefix), the lowest metric whose next hop lies in a
         // subnet of the domain; a subnet's own prefix always wins over a customer route.
-        var best: [RawBytes: (index: Int, metric: UInt32)] = [:]
+        var best: [RawBytes: (index: Int, metric: UInt32, vsid: UInt32)] = [:]
         for (i, r) in p.customerRoutes.enumerated() {
             let rdid = domainID[r.routingDomain] ?? 0
             let key = RawBytes(of: nv_route_key(rdid: rdid, prefix: r.prefix.address, prefixLength: r.prefix.length))
@@ -118,7 +118,7 @@ public enum PolicyCompiler {
                 out.idleRoutes.append((i, "a virtual subnet of \(r.routingDomain) has this prefix"))
                 continue
             }
-            guard p.subnets.contains(where: { $0.routingDomain == r.routingDomain && $0.prefixes.contains { $0.contains(r.nextHop) } }) else {
+            guard let via = p.subnets.first(where: { $0.routingDomain == r.routingDomain && $0.prefixes.contains { $0.contains(r.nextHop) } }) else {
                 out.idleRoutes.append((i, "next hop \(r.nextHop) is in no virtual subnet of \(r.routingDomain)"))
                 continue
             }
@@ -127,12 +127,10 @@ public enum PolicyCompiler {
                 continue
             }
             if let b = best[key] { out.idleRoutes.append((b.index, "customerRoutes[\(i)] has a lower metric")) }
-            best[key] = (i, r.metric)
+            best[key] = (i, r.metric, via.vsid)
         }
         for (key, b) in best {
-            let r = p.customerRoutes[b.index]
-            let vsid = p.subnets.first { $0.routingDomain == r.routingDomain && $0.prefixes.contains { $0.contains(r.nextHop) } }!.vsid
-            out.images[.routes]![key] = RawBytes(of: nv_route_val(vsid: vsid, kind: NV_ROUTE_CUSTOMER))
+            out.images[.routes]![key] = RawBytes(of: nv_route_val(vsid: b.vsid, kind: NV_ROUTE_CUSTOMER))
         }
         out.idleRoutes.sort { $0.index < $1.index }
 

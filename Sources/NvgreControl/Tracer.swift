@@ -73,7 +73,7 @@ public final class Tracer {
         dp = try Datapath(options: options)
         policy = try instance.livePolicy()
         var byName: [String: UInt32] = [instance.settings.uplink: instance.settings.uplinkIfindex]
-        for p in policy.ports { if let i = ifindex(p.interface) { byName[p.interface] = i } }
+        for p in policy.ports { if let i = existingInterfaceIndex(p.interface) { byName[p.interface] = i } }
         ifindexOf = byName
         nameOf = Dictionary(byName.map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         uplinkIfindex = instance.settings.uplinkIfindex
@@ -88,7 +88,7 @@ public final class Tracer {
         var standIns: [String] = []
         let uplinkName = policy.providerAddresses.first?.interface ?? "uplink"
         for name in [uplinkName] + policy.ports.map(\.interface) where byName[name] == nil {
-            if let i = ifindex(name) {
+            if let i = existingInterfaceIndex(name) {
                 byName[name] = i
             } else {
                 let entering = ingress == .port(name) || (ingress == .uplink && name == uplinkName)

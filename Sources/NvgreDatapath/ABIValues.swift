@@ -14,6 +14,12 @@ func bytes<T>(of field: T, count: Int) -> [UInt8] {
     withUnsafeBytes(of: field) { Array($0.prefix(count)) }
 }
 
+/// An address from an ABI family byte and a 16-byte field (IPv4 in the first four).
+func address<T>(family: UInt8, _ field: T) -> IPAddress {
+    let b = bytes(of: field, count: 16)
+    return family == NV_AF_INET6 ? IPAddress(v6: b) : IPAddress(v4: Array(b.prefix(4)))
+}
+
 extension nv_lookup_key {
     public init(vsid: UInt32, ca: IPAddress) {
         self.init()
@@ -21,6 +27,10 @@ extension nv_lookup_key {
         family = ca.family.rawValue
         copyBytes(ca.padded16, into: &self.ca)
     }
+}
+
+extension nv_lookup_key {
+    public var customerAddress: IPAddress { address(family: family, ca) }
 }
 
 extension nv_lookup_val {
@@ -33,10 +43,7 @@ extension nv_lookup_val {
         port_ifindex = portIfindex
     }
 
-    public var providerAddress: IPAddress {
-        let b = bytes(of: pa, count: 16)
-        return pa_family == NV_AF_INET6 ? IPAddress(v6: b) : IPAddress(v4: Array(b.prefix(4)))
-    }
+    public var providerAddress: IPAddress { address(family: pa_family, pa) }
 
     public var customerMAC: MACAddress { MACAddress(bytes(of: mac, count: 6)) }
 }

@@ -61,10 +61,15 @@ public func attachXDP(programFD: Int32, name: String, ifindex: UInt32, mode: XDP
     throw lastError!
 }
 
-/// The ifindex of `name` in the calling thread's network namespace.
-public func interfaceIndex(_ name: String) throws -> UInt32 {
+/// The ifindex of `name` in the calling thread's network namespace, nil when there is none.
+public func existingInterfaceIndex(_ name: String) -> UInt32? {
     let idx = if_nametoindex(name)
-    if idx == 0 { throw DatapathError("find interface \(name)", errno: ENODEV) }
+    return idx == 0 ? nil : idx
+}
+
+/// The same, as an error naming the interface when there is none.
+public func interfaceIndex(_ name: String) throws -> UInt32 {
+    guard let idx = existingInterfaceIndex(name) else { throw DatapathError("find interface \(name)", errno: ENODEV) }
     return idx
 }
 

@@ -27,7 +27,7 @@ struct Show: NvgreCommand {
             let ifaces = [(instance.settings.uplink, "uplink")] + policy.ports.map { ($0.interface, "port") }
             let attached = Set(instance.attachedPorts() + [instance.settings.uplink])
             for (name, role) in ifaces {
-                let idx = interfaceIndexOrZero(name)
+                let idx = existingInterfaceIndex(name) ?? 0
                 let mode = idx == 0 ? nil : xdpAttachMode(ifindex: idx)
                 let program = role == "uplink" ? "nv_from_fabric" : "nv_from_vm"
                 rows.append(.object([("interface", .string(name)), ("role", .string(role)), ("ifindex", .number(UInt64(idx))),
@@ -114,8 +114,4 @@ struct Show: NvgreCommand {
 
 func pad(_ s: String, _ width: Int) -> String {
     s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
-}
-
-func interfaceIndexOrZero(_ name: String) -> UInt32 {
-    (try? interfaceIndex(name)) ?? 0
 }
