@@ -1,5 +1,6 @@
 # nvgre-xdp build. `make` builds the BPF object, its libbpf skeleton and the Swift package;
-# `make test` sets the machine up and runs every test; `make demo` runs the two-host demo.
+# `make test` sets the machine up and runs every test; `make demo` runs the demo (KEEP=1 leaves
+# it up; `make demo-down` removes it).
 SHELL := /bin/bash
 BPF_CLANG ?= $(shell command -v clang-14 || command -v clang)
 MULTIARCH := $(shell gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)
@@ -11,7 +12,7 @@ SWIFT_BUILD_FLAGS ?=
 export TMPDIR := $(CURDIR)/.build/tmp
 $(shell mkdir -p $(TMPDIR))
 
-.PHONY: all setup bpf build test demo bench-testrun bench-control clean
+.PHONY: all setup bpf build test demo demo-down bench-testrun bench-control clean
 all: build
 
 setup:
@@ -34,9 +35,13 @@ build: setup bpf
 test: build
 	scripts/run-tests.sh
 
-# The main job: two hosts and two VMs in network namespaces, pinging over the fast path.
+# The main job: tenants Red and Blue on hosts A and B over a bridge underlay, applied with
+# the CLI from examples/demo, each claim checked with real traffic.
 demo: build
-	scripts/in-lab.sh .build/debug/nvgre-lab demo
+	scripts/demo.sh $(if $(KEEP),--keep)
+
+demo-down:
+	scripts/lab-cleanup.sh nvdemo
 
 # Program cost per packet through BPF_PROG_TEST_RUN, next to bare programs (same run).
 bench-testrun: setup bpf

@@ -33,7 +33,7 @@ let package = Package(
         // applied all or nothing; instances pinned under bpffs; trace.
         .target(name: "NvgreControl", dependencies: ["NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
         // Namespaced labs (topologies of hosts and VMs) for tests, the demo and benchmarks.
-        .target(name: "NvgreLab", dependencies: ["NvgreDatapath", "NvgreWire", "CNvgre"]),
+        .target(name: "NvgreLab", dependencies: ["NvgreControl", "NvgreDatapath", "NvgrePolicy", "NvgreWire", "CNvgre"]),
         .executableTarget(
             name: "nvgre",
             dependencies: [
@@ -53,6 +53,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The demo topology end to end: the built binaries, namespaces, tcpdump, tshark, scapy.
+        .testTarget(name: "NvgreIntegrationTests", dependencies: ["nvgre", "NvgreLab", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
         .testTarget(name: "NvgreDatapathTests", dependencies: ["NvgreDatapath", "NvgreWire", "NvgreLab", "CNvgre"]),
     ],
     swiftLanguageModes: [.v5]

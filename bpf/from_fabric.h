@@ -91,6 +91,8 @@ int nv_from_fabric(struct xdp_md *ctx)
 	}
 
 	struct nv_lookup_val *src = find_record(vsid, inner.family, inner.src);
+	if (!src) /* routed to us from another subnet of the tenant? */
+		src = find_record_in_domain(sn->rdid, inner.family, inner.src);
 	if (!src)
 		return drop(ctx, NV_DROP_INNER_SRC_UNKNOWN);
 	if (!same_pa(src, &outer))

@@ -44,6 +44,18 @@ static __always_inline struct nv_route_val *find_route(__u32 rdid, __u8 family,
 	return bpf_map_lookup_elem(&routes, &k);
 }
 
+/* The lookup record of a source CA anywhere in routing domain `rdid`: a frame the
+ * distributed router sent across subnets travels in the destination's VSID while its source
+ * lives in another subnet of the same tenant. NULL when no subnet of the domain holds it. */
+static __always_inline struct nv_lookup_val *find_record_in_domain(__u32 rdid, __u8 family,
+								    const __be32 *ca)
+{
+	struct nv_route_val *r = find_route(rdid, family, ca);
+	if (!r || r->kind != NV_ROUTE_SUBNET)
+		return NULL;
+	return find_record(r->vsid, family, ca);
+}
+
 static __always_inline int is_local_pa(__u8 family, const __be32 *addr)
 {
 	struct nv_pa_key k = {};

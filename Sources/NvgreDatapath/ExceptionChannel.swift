@@ -23,7 +23,12 @@ public final class ExceptionChannel {
     public private(set) var received: [UInt32: Int] = [:]
     public private(set) var malformed = 0
 
-    public init(datapath: Datapath, handler: @escaping (ExceptionFrame) -> Void = { _ in }) throws {
+    public convenience init(datapath: Datapath, handler: @escaping (ExceptionFrame) -> Void = { _ in }) throws {
+        try self.init(maps: datapath.maps, handler: handler)
+    }
+
+    /// From maps alone: a loaded data path's, or a pinned instance's (`nvgre agent`).
+    public init(maps: DatapathMaps, handler: @escaping (ExceptionFrame) -> Void = { _ in }) throws {
         self.handler = handler
         let callback: ring_buffer_sample_fn = { ctx, data, size in
             let channel = Unmanaged<ExceptionChannel>.fromOpaque(ctx!).takeUnretainedValue()
@@ -31,7 +36,7 @@ public final class ExceptionChannel {
             return 0
         }
         // The ring holds an unretained reference: it is freed in deinit, before self goes.
-        ring = ring_buffer__new(datapath.exceptionRingFD, callback,
+        ring = ring_buffer__new(maps.exceptionRingFD, callback,
                                 Unmanaged.passUnretained(self).toOpaque(), nil)
         if ring == nil { throw DatapathError("open the exception ring buffer", errno: errno) }
     }

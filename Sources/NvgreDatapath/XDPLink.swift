@@ -61,6 +61,15 @@ public func attachXDP(programFD: Int32, name: String, ifindex: UInt32, mode: XDP
     throw lastError!
 }
 
+/// Attaches `programFD` natively through netlink rather than a bpf_link: the attachment
+/// needs no fd or process and goes away with the interface. Labs use it on the receiving
+/// ends of veths (a veth delivers frames redirected into its peer only when it runs XDP),
+/// which must outlive a demo that is kept for poking at.
+public func attachXDPToInterface(programFD: Int32, name: String, ifindex: UInt32) throws {
+    let rc = bpf_xdp_attach(Int32(ifindex), programFD, UInt32(XDP_FLAGS_DRV_MODE), nil)
+    _ = try check("attach \(name) to \(interfaceName(ifindex) ?? "ifindex \(ifindex)") (native, netlink)", rc)
+}
+
 /// The ifindex of `name` in the calling thread's network namespace, nil when there is none.
 public func existingInterfaceIndex(_ name: String) -> UInt32? {
     let idx = if_nametoindex(name)

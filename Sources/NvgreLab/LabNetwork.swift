@@ -37,9 +37,15 @@ public final class LabNetwork {
     public var keep = false
 
     public init(tag: String) {
-        let run = ProcessInfo.processInfo.environment["NVGRE_TEST_PREFIX"] ?? "nvt\(getpid())x"
-        prefix = "\(run)-\(tag)"
+        prefix = "\(Self.runPrefix)-\(tag)"
     }
+
+    /// Names exactly `<run prefix>-<name>` (the demo: names a user types).
+    public init(untagged: Void = ()) {
+        prefix = Self.runPrefix
+    }
+
+    public static var runPrefix: String { ProcessInfo.processInfo.environment["NVGRE_TEST_PREFIX"] ?? "nvt\(getpid())x" }
 
     /// Creates namespace `<prefix>-<name>` with loopback up; returns its full name.
     @discardableResult

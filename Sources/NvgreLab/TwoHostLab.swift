@@ -91,7 +91,7 @@ public final class TwoHostLab {
         try NetworkNamespace.run(in: h.ns) {
             h.links.append(try h.dp.attach(.fromVM, interface: "port"))
             h.links.append(try h.dp.attach(.fromFabric, interface: "ul"))
-            h.handler = try HostExceptionHandler(datapath: h.dp)
+            h.handler = try HostExceptionHandler(maps: h.dp.maps)
         }
         // Frames redirected into a veth are only received when its peer runs XDP.
         try NetworkNamespace.run(in: h.vmNS) { h.links.append(try h.dp.attach(.barePass, interface: "eth0")) }

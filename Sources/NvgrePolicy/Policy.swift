@@ -11,6 +11,16 @@ public struct Policy: Equatable, Sendable {
     public var ports: [VMPort] = []
 
     public init() {}
+
+    /// Adds another policy's items after this one's, section by section.
+    public mutating func append(_ other: Policy) {
+        routingDomains += other.routingDomains
+        subnets += other.subnets
+        lookupRecords += other.lookupRecords
+        customerRoutes += other.customerRoutes
+        providerAddresses += other.providerAddresses
+        ports += other.ports
+    }
 }
 
 /// A tenant's network: the virtual subnets routed between each other on every host.

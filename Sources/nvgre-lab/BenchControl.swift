@@ -22,13 +22,15 @@ struct BenchControl: ParsableCommand {
     var json: String?
 
     func run() throws {
-        let nvgre = siblingBinary("nvgre")
+        let nvgre = builtBinary("nvgre")
         let net = LabNetwork(tag: "benchctl")
         let ns = try net.namespace("h")
         try net.veth("ul", in: ns, "ulp", in: try net.namespace("f"))
         let instance = net.prefix
         func cli(_ args: [String]) throws -> (seconds: Double, output: String) {
-            try spawnTimed([nvgre, "-n", ns, "--instance", instance] + args)
+            let r = try Spawn.run([nvgre, "-n", ns, "--instance", instance] + args)
+            guard r.status == 0 else { throw ShellErrorText("nvgre \(args.joined(separator: " ")) failed: \(r.output)") }
+            return (r.seconds, r.output)
         }
         defer { _ = try? cli(["down"]) }
         _ = try cli(["up", "--uplink", "ul", "--max-lookups", String(max(records + adds, 1024))])
@@ -95,40 +97,4 @@ struct BenchControl: ParsableCommand {
     func hex(_ v: Int) -> String { String(format: "%02x", v) }
 
     func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
-}
-
-/// Runs a program with posix_spawn and waits for it, timing the wall clock from spawn to
-/// exit (Foundation's Process polls for the exit and adds tens of milliseconds).
-func spawnTimed(_ argv: [String]) throws -> (seconds: Double, output: String) {
-    let outPath = NSTemporaryDirectory() + "nvgre-bench-\(getpid()).out"
-    defer { unlink(outPath) }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    posix_spawn_file_actions_adddup2(&actions, 1, 2)
-    var cargs = argv.map { strdup($0) } + [nil]
-    defer { cargs.forEach { free($0) } }
-    var pid: pid_t = 0
-    var start = timespec(), end = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &start)
-    let rc = posix_spawn(&pid, argv[0], &actions, nil, &cargs, environ)
-    guard rc == 0 else { throw ShellErrorText("spawn \(argv[0]): errno \(rc)") }
-    var status: Int32 = 0
-    waitpid(pid, &status, 0)
-    clock_gettime(CLOCK_MONOTONIC, &end)
-    let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-    guard status == 0 else { throw ShellErrorText("\(argv.joined(separator: " ")) failed: \(output)") }
-    return (Double(end.tv_sec - start.tv_sec) + Double(end.tv_nsec - start.tv_nsec) / 1e9, output)
-}
-
-struct ShellErrorText: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
-}
-
-/// A binary built next to this one (`nvgre` beside `nvgre-lab`).
-func siblingBinary(_ name: String) -> String {
-    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent(name).path
 }

@@ -16,7 +16,7 @@ struct Up: NvgreCommand {
     @Option(help: ArgumentHelp("Capacity of the lookup record map.", valueName: "n")) var maxLookups: String?
     @Option(help: ArgumentHelp("Capacity of the subnet map (and counter slots).", valueName: "n")) var maxSubnets: String?
     @Option(help: ArgumentHelp("Capacity of the port map.", valueName: "n")) var maxPorts: String?
-    @Option(help: ArgumentHelp("Apply this policy file once up (all or nothing: on failure the instance is taken down).", valueName: "file")) var policy: String?
+    @Option(help: ArgumentHelp("Apply this policy file once up (all or nothing: on failure the instance is taken down). Repeat it to apply several files as one policy.", valueName: "file")) var policy: [String] = []
 
     func execute() throws {
         try global.enter()
@@ -31,7 +31,7 @@ struct Up: NvgreCommand {
         if let s = maxLookups { options.maxLookups = try parseNumber(s, "--max-lookups", 1...67_108_864) }
         if let s = maxSubnets { options.maxSubnets = try parseNumber(s, "--max-subnets", 1...1_048_576) }
         if let s = maxPorts { options.maxPorts = try parseNumber(s, "--max-ports", 1...1_048_576) }
-        let desired = try policy.map { try readPolicy($0) }
+        let desired = policy.isEmpty ? nil : try readPolicy(policy)
         let instance = try Instance.up(name: global.instance, uplink: uplink, mode: mode, fibUseRules: fibRules, options: options)
         if let desired {
             do {
@@ -76,6 +76,21 @@ struct Check: NvgreCommand {
         let dp = try Datapath()
         for p in Program.allCases { print("\(p.rawValue): loaded, fd \(dp.programFD(p))") }
     }
+}
+
+/// Reads policy files as one policy: each section is the files' sections in the order given
+/// (the tenant tables every host shares in one file, this host's PAs and ports in another).
+func readPolicy(_ paths: [String]) throws -> Policy {
+    var merged = Policy()
+    for path in paths {
+        do {
+            merged.append(try readPolicy(path))
+        } catch let e as PolicyErrors where paths.count > 1 {
+            // With several files, say which one (its own item numbers, as read).
+            throw PolicyErrors(errors: e.errors.map { PolicyError("\(path): \($0.field)", $0.value, $0.allowed) })
+        }
+    }
+    return merged
 }
 
 /// Reads a policy file ("-" is standard input). Its rules are checked by whoever uses it

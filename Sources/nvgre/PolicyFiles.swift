@@ -6,17 +6,18 @@ import NvgrePolicy
 struct Apply: NvgreCommand {
     static let configuration = CommandConfiguration(
         abstract: "Make a policy file (YAML or JSON, a full desired state) the live state.",
-        discussion: "The whole file is validated first; then only the differences against the live maps are written, in batches. All or nothing: if anything fails, the live state is what it was before.")
+        discussion: "Several files are read as one policy, each section concatenated in the order given (for instance the tenant tables all hosts share, then this host's provider addresses and ports); item numbers in messages count across the files in that order. The whole policy is validated first; then only the differences against the live maps are written, in batches. All or nothing: if anything fails, the live state is what it was before.")
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: ArgumentHelp("The policy file, or - for standard input.", valueName: "file")) var file: String
+    @Argument(help: ArgumentHelp("Policy files, or - for standard input.", valueName: "file")) var files: [String]
     @Flag(help: "Show what would change, change nothing.") var dryRun = false
 
     func execute() throws {
         let instance = try global.openInstance()
         let progress = progressPrinter()
-        progress("reading \(file)")
-        let policy = try readPolicy(file)
+        if files.isEmpty { throw fieldError("file", "(none)", "one or more policy files, or - for standard input") }
+        progress("reading \(files.joined(separator: ", "))")
+        let policy = try readPolicy(files)
         let summary = try instance.apply(policy, dryRun: dryRun, progress: progress)
         endProgress()
         printSummary(summary, json: global.json)

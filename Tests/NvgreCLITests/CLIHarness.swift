@@ -23,14 +23,7 @@ final class CLIHost {
     private var vmLinks: [XDPLink] = []
 
     /// The `nvgre` binary `swift test` built next to the test bundle.
-    static let binary: String = {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("nvgre").path), dir.path != "/" {
-            dir = dir.deletingLastPathComponent()
-        }
-        return dir.appendingPathComponent("nvgre").path
-    }()
+    static let binary = builtBinary("nvgre")
 
     init(tag: String) throws {
         net = LabNetwork(tag: tag)

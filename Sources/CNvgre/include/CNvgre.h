@@ -10,6 +10,8 @@
 #include <sys/vfs.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <linux/if_packet.h> /* sockaddr_ll: labs send raw frames */
+#include <spawn.h>
 #include "../../../bpf/nvgre_abi.h"
 #include "../generated/nvgre.skel.h"
 

@@ -1,0 +1,56 @@
+import Foundation
+import NvgreWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// tcpdump on an interface of a lab namespace, writing a pcap file: an independent view of
+/// what went over the wire.
+public final class Capture {
+    public let path: String
+    private let log: String
+    private var pid: pid_t?
+
+    /// Starts tcpdump and returns once it listens.
+    public init(in ns: String, interface: String, filter: String, name: String) throws {
+        path = NSTemporaryDirectory() + "\(name).pcap"
+        log = path + ".log"
+        // --immediate-mode hands each packet over at once (else those still in the kernel's
+        // ring when we stop are counted but never written); -U writes each at once; -Z root
+        // keeps the right to write our private directory.
+        pid = try Spawn.start(["/bin/sh", "-c", "exec ip netns exec \(ns) tcpdump -i \(interface) -n --immediate-mode -U -Z root -s 512 -w \(path) '\(filter)'"],
+                              output: log, detached: false)
+        let deadline = Date().addingTimeInterval(10)
+        while !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("listening on") {
+            if Date() > deadline { stop(); throw ShellErrorText("tcpdump did not start on \(interface) in \(ns): \(logText)") }
+            usleep(20_000)
+        }
+    }
+
+    deinit {
+        stop()
+        unlink(path)
+        unlink(log)
+    }
+
+    private var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    /// Stops tcpdump (it flushes the file on SIGTERM).
+    public func stop() {
+        if let p = pid { Spawn.stop(p) }
+        pid = nil
+    }
+
+    /// The captured frames, read back from the file.
+    public func frames() throws -> [[UInt8]] {
+        stop()
+        return try Pcap.frames(from: [UInt8](FileManager.default.contents(atPath: path) ?? Data()))
+    }
+
+    /// tcpdump's own reading of the file, one line per frame (`-n`, `-v` off).
+    public func tcpdumpLines(limit: Int? = nil) throws -> [String] {
+        stop()
+        let out = try sh("tcpdump -r \(path) -n \(limit.map { "-c \($0)" } ?? "") 2>/dev/null")
+        return out.split(separator: "\n").map(String.init)
+    }
+}

@@ -1,0 +1,189 @@
+import Foundation
+import NvgreControl
+import NvgreDatapath
+import NvgrePolicy
+import NvgreWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The demo topology on network namespaces, driven through the `nvgre` binary as a user
+/// would: a bridge underlay (namespace `fabric`, bridge br0) joining hosts A, B and the
+/// gateway host G; host X outside, behind G; on A and B one namespace per VM (see
+/// DemoPlan), an `nvgre` instance applied from examples/demo and an `nvgre agent`.
+///
+/// Names: namespaces `<prefix>-A`, `<prefix>-A-red1`, `<prefix>-fabric`, ...; instances
+/// `<prefix>-A`, `<prefix>-B` (bpffs is shared by all namespaces, so instance names must
+/// differ). `stop()` (or deinit) removes everything unless `keep` is set.
+public final class DemoLab {
+    public let net: LabNetwork
+    /// The family of the provider addresses the policy uses (the underlay carries both).
+    public let underlay: IPFamily
+    public let nvgre = builtBinary("nvgre")
+    public var keep: Bool { get { net.keep } set { net.keep = newValue } }
+    private var agents: [String: pid_t] = [:]
+    private var started: [String] = []
+    private var temporaryFiles: [String] = []
+
+    /// The repository's examples/demo directory (found from this source file).
+    public static let examples: String = {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("examples/demo").path
+    }()
+
+    public static let underlayMTU = 1600
+
+    public init(net: LabNetwork, underlay: IPFamily = .v4) {
+        self.net = net
+        self.underlay = underlay
+    }
+
+    deinit { if !keep { stop() } }
+
+    public func ns(_ host: DemoHost) -> String { "\(net.prefix)-\(host.name)" }
+    public func ns(_ vm: DemoVM) -> String { "\(net.prefix)-\(vm.host)-\(vm.name)" }
+    public var fabric: String { "\(net.prefix)-fabric" }
+    public var outside: String { "\(net.prefix)-X" }
+    public func instance(_ host: DemoHost) -> String { "\(net.prefix)-\(host.name)" }
+    public func agentLog(_ host: DemoHost) -> String { "\(Instance.stateRoot)/\(instance(host))-agent.log" }
+
+    // MARK: Building
+
+    /// Namespaces, links and addresses; no data path yet.
+    public func build() throws {
+        let bare = try Datapath()  // only its bare pass program, for the veths' receiving ends
+        try net.namespace("fabric")
+        try net.ip(fabric, "link add br0 type bridge")
+        try net.ip(fabric, "link set br0 up")
+        for h in [DemoPlan.a, DemoPlan.b, DemoPlan.g] {
+            try net.namespace(h.name)
+            let port = "to-\(h.name.lowercased())"
+            try net.veth("ul", in: ns(h), port, in: fabric)
+            // Room for what NVGRE adds to a 1500-byte customer frame (42 bytes over IPv4,
+            // 62 over IPv6), as HNV fabrics are configured.
+            try net.ip(ns(h), "link set ul mtu \(Self.underlayMTU)")
+            try net.ip(fabric, "link set \(port) mtu \(Self.underlayMTU) master br0")
+            try receivesRedirects(port, in: fabric, bare)
+            try net.ip(ns(h), "addr add \(h.pa4)/24 dev ul")
+            try net.ip(ns(h), "addr add \(h.pa6)/64 dev ul nodad")
+        }
+        try net.namespace("X")
+        try net.veth("ext", in: ns(DemoPlan.g), "eth0", in: outside)
+        try net.ip(ns(DemoPlan.g), "addr add \(DemoPlan.gExternal4)/24 dev ext")
+        try net.ip(ns(DemoPlan.g), "addr add \(DemoPlan.gExternal6)/64 dev ext nodad")
+        try net.ip(outside, "addr add \(DemoPlan.x4)/24 dev eth0")
+        try net.ip(outside, "addr add \(DemoPlan.x6)/64 dev eth0 nodad")
+
+        for h in DemoPlan.hypervisors {
+            // bpf_fib_lookup refuses to forward unless forwarding is on.
+            try net.setForwarding(true, in: ns(h), uplink: "ul")
+            for vm in DemoPlan.vms where vm.host == h.name {
+                try net.namespace("\(h.name)-\(vm.name)")
+                try net.veth(vm.name, in: ns(h), "eth0", in: ns(vm), macB: vm.mac.description)
+                try receivesRedirects("eth0", in: ns(vm), bare)
+                // A veth leaves TCP/UDP checksums to "hardware" that XDP redirects never reach:
+                // the VM computes them itself, as a virtio NIC without offload would.
+                try net.exec(ns(vm), "ethtool -K eth0 tx off")
+                try net.ip(ns(vm), "addr add \(vm.ip4)/24 dev eth0")
+                try net.ip(ns(vm), "addr add \(vm.ip6)/64 dev eth0 nodad")
+                try net.ip(ns(vm), "route add default via \(vm.gateway4)")
+                try net.ip(ns(vm), "-6 route add default via \(vm.gateway6)")
+            }
+        }
+    }
+
+    /// A veth delivers frames that XDP redirects into its peer only when it runs XDP itself.
+    private func receivesRedirects(_ interface: String, in namespace: String, _ bare: Datapath) throws {
+        try NetworkNamespace.run(in: namespace) {
+            try attachXDPToInterface(programFD: bare.programFD(.barePass), name: "nv_bare_pass", ifindex: try interfaceIndex(interface))
+        }
+    }
+
+    // MARK: The data path, through the CLI
+
+    /// The commands that bring host `h` up, as a user types them (for the narration).
+    public func upCommand(_ h: DemoHost) -> [String] {
+        [nvgre, "-n", ns(h), "--instance", instance(h), "up", "--uplink", "ul"]
+    }
+
+    public func applyCommand(_ h: DemoHost) throws -> [String] {
+        [nvgre, "-n", ns(h), "--instance", instance(h), "apply"] + (try policyFiles(h))
+    }
+
+    /// `nvgre up`, `nvgre apply` and a background `nvgre agent` on A and B.
+    public func start(detachAgents: Bool = false) throws {
+        for h in DemoPlan.hypervisors {
+            try checked(upCommand(h))
+            started.append(instance(h))
+            try checked(try applyCommand(h))
+        }
+        try startAgents(detached: detachAgents)
+    }
+
+    /// One `nvgre agent` per hypervisor, in the background; returns once they consume.
+    /// `detached` agents outlive this process (a kept demo); they exit at `nvgre down`.
+    public func startAgents(detached: Bool) throws {
+        for h in DemoPlan.hypervisors {
+            if !started.contains(instance(h)) { started.append(instance(h)) }
+            try? FileManager.default.createDirectory(atPath: Instance.stateRoot, withIntermediateDirectories: true)
+            agents[h.name] = try Spawn.start([nvgre, "-n", ns(h), "--instance", instance(h), "agent"], output: agentLog(h), detached: detached)
+        }
+        try waitForAgents()
+    }
+
+    /// Runs `nvgre -n <host> --instance <host's> args...`.
+    @discardableResult
+    public func cli(_ h: DemoHost, _ args: [String]) throws -> Spawn.Result {
+        try Spawn.run([nvgre, "-n", ns(h), "--instance", instance(h)] + args)
+    }
+
+    /// Stops the agents, takes the instances down; the namespaces go with `net`.
+    public func stop() {
+        for (_, pid) in agents { Spawn.stop(pid) }
+        for h in DemoPlan.hypervisors { unlink(agentLog(h)) }
+        agents = [:]
+        for name in started { _ = try? Spawn.run([nvgre, "--instance", name, "down"]) }
+        started = []
+        for f in temporaryFiles { unlink(f) }
+        temporaryFiles = []
+    }
+
+    /// The agents say so in their log once they consume the ring.
+    private func waitForAgents() throws {
+        for h in DemoPlan.hypervisors {
+            let deadline = Date().addingTimeInterval(10)
+            while !((try? String(contentsOfFile: agentLog(h), encoding: .utf8)) ?? "").contains("handling exceptions") {
+                if Date() > deadline {
+                    throw ShellErrorText("the agent of host \(h.name) did not start: \((try? String(contentsOfFile: agentLog(h), encoding: .utf8)) ?? "no log")")
+                }
+                usleep(20_000)
+            }
+        }
+    }
+
+    private func checked(_ argv: [String]) throws {
+        let r = try Spawn.run(argv)
+        if r.status != 0 { throw ShellErrorText("\(argv.joined(separator: " ")) exited \(r.status): \(r.output)") }
+    }
+
+    /// The example files for an IPv4 underlay; for IPv6 the same policy with each provider
+    /// address 198.18.0.N replaced by 2001:db8:18::N, written next to the run's temporary files.
+    public func policyFiles(_ h: DemoHost) throws -> [String] {
+        let files = ["\(Self.examples)/tenants.yaml", "\(Self.examples)/host-\(h.name.lowercased()).yaml"]
+        if underlay == .v4 { return files }
+        return try files.map { path in
+            var p = try PolicyDocument.decode(bytes: [UInt8](FileManager.default.contents(atPath: path) ?? Data()), validate: false)
+            for i in p.lookupRecords.indices { p.lookupRecords[i].providerAddress = Self.ipv6PA(p.lookupRecords[i].providerAddress) }
+            for i in p.providerAddresses.indices { p.providerAddresses[i].address = Self.ipv6PA(p.providerAddresses[i].address) }
+            let out = NSTemporaryDirectory() + "\(net.prefix)-\(URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)-v6.yaml"
+            try PolicyWriter.write(p, as: .yaml, header: "\(path) with IPv6 provider addresses").write(toFile: out, atomically: true, encoding: .utf8)
+            temporaryFiles.append(out)
+            return out
+        }
+    }
+
+    static func ipv6PA(_ pa: IPAddress) -> IPAddress {
+        let host = [DemoPlan.a, DemoPlan.b, DemoPlan.g].first { $0.pa4 == pa }
+        return host?.pa6 ?? pa
+    }
+}

@@ -1,0 +1,114 @@
+import CNvgre
+import Foundation
+import NvgreDatapath
+import NvgreWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Traffic between lab namespaces. Sockets are opened on a thread moved into the namespace
+/// (NetworkNamespace.run) and keep that namespace afterwards, so one process can talk from
+/// one VM to another.
+public enum Traffic {
+    /// Pings from namespace `ns`; returns how many of `count` replies came back.
+    public static func ping(from ns: String, to dst: IPAddress, count: Int = 5) -> Int {
+        let out = (try? sh("ip netns exec \(ns) ping -n -c \(count) -i 0.2 -W 1 \(dst)")) ?? ""
+        guard let r = out.range(of: #"(\d+) received"#, options: .regularExpression) else { return 0 }
+        return Int(out[r].split(separator: " ")[0]) ?? 0
+    }
+
+    /// What a TCP transfer gave.
+    public struct Transfer: CustomStringConvertible {
+        public let sent: Int
+        public let received: Int
+        public let intact: Bool     // every byte as sent, in order
+        public let seconds: Double
+        public var ok: Bool { received == sent && intact }
+        public var description: String {
+            "\(received)/\(sent) bytes\(intact ? "" : " (corrupted)") in \(String(format: "%.2f", seconds)) s"
+        }
+    }
+
+    /// Sends `bytes` of a known pattern over TCP from `client` to `server` (listening on
+    /// `address` in its namespace) and checks what arrives.
+    public static func tcpTransfer(from client: String, to server: String, address: IPAddress,
+                                   port: UInt16 = 5201, bytes: Int = 1 << 20, timeout: Double = 10) throws -> Transfer {
+        let listener = try NetworkNamespace.run(in: server) { try Socket.listen(family: address.family, port: port) }
+        let result = ReceiveResult()
+        let receiver = Thread {
+            defer { result.done.signal() }
+            guard let conn = listener.accept(timeout: timeout) else { return }
+            var expected = 0
+            var intact = true
+            var buf = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = conn.read(&buf, timeout: timeout)
+                if n <= 0 { break }
+                for i in 0..<n where buf[i] != pattern(expected + i) { intact = false; break }
+                expected += n
+            }
+            result.received = expected
+            result.intact = intact
+        }
+        receiver.start()
+        let start = Date()
+        let conn = try NetworkNamespace.run(in: client) { try Socket.connect(to: address, port: port, timeout: timeout) }
+        var offset = 0
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while offset < bytes {
+            let n = min(chunk.count, bytes - offset)
+            for i in 0..<n { chunk[i] = pattern(offset + i) }
+            guard conn.writeAll(chunk, count: n) else { break }
+            offset += n
+        }
+        conn.shutdownWrite()
+        _ = result.done.wait(timeout: .now() + timeout)
+        return Transfer(sent: bytes, received: result.received, intact: result.intact, seconds: Date().timeIntervalSince(start))
+    }
+
+    private static func pattern(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: i % 251) }
+
+    private final class ReceiveResult: @unchecked Sendable {
+        var received = 0
+        var intact = false
+        let done = DispatchSemaphore(value: 0)
+    }
+
+    /// A UDP socket bound in namespace `ns`; `receive` collects datagrams that arrive.
+    public static func udpListener(in ns: String, family: IPFamily, port: UInt16) throws -> Socket {
+        try NetworkNamespace.run(in: ns) { try Socket.udp(family: family, port: port) }
+    }
+
+    /// Sends raw Ethernet frames out of `interface` in namespace `ns` (AF_PACKET), as a
+    /// misbehaving VM or a forged underlay sender would.
+    public static func sendFrames(_ frames: [[UInt8]], interface: String, in ns: String) throws {
+        try NetworkNamespace.run(in: ns) {
+            let fd = socket(AF_PACKET, Int32(SOCK_RAW.rawValue), 0)
+            if fd < 0 { throw DatapathError("open a packet socket in \(ns)", errno: errno) }
+            defer { close(fd) }
+            var addr = sockaddr_ll()
+            addr.sll_family = UInt16(AF_PACKET)
+            addr.sll_ifindex = Int32(try interfaceIndex(interface))
+            addr.sll_halen = 6
+            for f in frames {
+                let sent = withUnsafePointer(to: &addr) { p in
+                    p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fd, f, f.count, 0, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
+                    }
+                }
+                if sent < 0 { throw DatapathError("send a frame on \(interface) in \(ns)", errno: errno) }
+            }
+        }
+    }
+
+    /// Packets received by `interface` in namespace `ns` so far (its kernel counter).
+    public static func receivedPackets(_ interface: String, in ns: String) throws -> Int {
+        let out = try sh("ip -n \(ns) -s -j link show dev \(interface)")
+        guard let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]],
+              let stats = json.first?["stats64"] as? [String: Any], let rx = stats["rx"] as? [String: Any],
+              let packets = rx["packets"] as? Int else {
+            throw ShellErrorText("no receive counter for \(interface) in \(ns): \(out)")
+        }
+        return packets
+    }
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Removes everything a lab run named PREFIX left: its network namespaces (with them its
+# interfaces and XDP programs), its bpffs pins (with them its nvgre instances; their agents
+# exit within a second) and its state under /run/nvgre.
+set -uo pipefail
+prefix="${1:?usage: lab-cleanup.sh PREFIX}"
+for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^${prefix}-" || true); do
+  ip netns del "$ns" 2>/dev/null || true
+done
+rm -rf "/sys/fs/bpf/${prefix}"* "/run/nvgre/${prefix}"* 2>/dev/null || true
