@@ -129,6 +129,23 @@ public final class DemoLab {
             agents[h.name] = try Spawn.start([nvgre, "-n", ns(h), "--instance", instance(h), "agent"], output: agentLog(h), detached: detached)
         }
         try waitForAgents()
+        try waitForUnderlayNeighbors()
+    }
+
+    /// The agents start resolving every peer's provider address; traffic before that
+    /// completes would meet an unresolved neighbor (and lose its first packets). IPv6
+    /// neighbor discovery on a fresh link takes about a second.
+    private func waitForUnderlayNeighbors() throws {
+        for h in DemoPlan.hypervisors {
+            for peer in DemoPlan.hypervisors where peer.name != h.name {
+                let pa = peer.pa(underlay)
+                let deadline = Date().addingTimeInterval(10)
+                while !((try? sh("ip -n \(ns(h)) neigh show \(pa) dev ul")) ?? "").contains("lladdr") {
+                    if Date() > deadline { throw ShellErrorText("host \(h.name) did not resolve \(pa) on the underlay") }
+                    usleep(20_000)
+                }
+            }
+        }
     }
 
     /// Runs `nvgre -n <host> --instance <host's> args...`.
@@ -137,9 +154,15 @@ public final class DemoLab {
         try Spawn.run([nvgre, "-n", ns(h), "--instance", instance(h)] + args)
     }
 
+    /// Stops the agents (the data path forwards on without them).
+    public func stopAgents() {
+        for (_, pid) in agents { Spawn.stop(pid) }
+        agents = [:]
+    }
+
     /// Stops the agents, takes the instances down; the namespaces go with `net`.
     public func stop() {
-        for (_, pid) in agents { Spawn.stop(pid) }
+        stopAgents()
         for h in DemoPlan.hypervisors { unlink(agentLog(h)) }
         agents = [:]
         for name in started { _ = try? Spawn.run([nvgre, "--instance", name, "down"]) }

@@ -1,0 +1,53 @@
+#!/usr/bin/python3
+"""scapy's view of NVGRE for the integration tests (an independent decoder and sender).
+
+  nvgre_scapy.py decode FILE.pcap
+      One JSON object per GRE frame: outer addresses, the GRE flags word and protocol as
+      they are on the wire, VSID and FlowID split from the key, the inner frame's MACs,
+      addresses and protocol.
+  nvgre_scapy.py inject IFACE DST_MAC OUTER_SRC OUTER_DST VSID INNER_SRC_MAC INNER_DST_MAC INNER_SRC INNER_DST DPORT PAYLOAD
+      Builds an NVGRE frame carrying UDP and sends it out of IFACE.
+"""
+import json
+import struct
+import sys
+
+from scapy.all import GRE, IP, UDP, Ether, IPv6, get_if_hwaddr, rdpcap, sendp
+
+
+def decode(path):
+    for pkt in rdpcap(path):
+        if GRE not in pkt:
+            continue
+        outer = pkt[IP] if IP in pkt else pkt[IPv6]
+        raw = bytes(pkt[GRE])
+        flags, proto, key = struct.unpack("!HHI", raw[:8])
+        inner = Ether(raw[8:])
+        l3 = inner[IP] if IP in inner else (inner[IPv6] if IPv6 in inner else None)
+        print(json.dumps({
+            "outer_version": 4 if IP in pkt else 6,
+            "outer_src": outer.src, "outer_dst": outer.dst,
+            "gre_flags": flags, "gre_proto": proto,
+            "vsid": key >> 8, "flow_id": key & 0xFF,
+            "inner_src_mac": inner.src, "inner_dst_mac": inner.dst,
+            "inner_src": l3.src if l3 is not None else None,
+            "inner_dst": l3.dst if l3 is not None else None,
+        }))
+
+
+def inject(iface, dst_mac, outer_src, outer_dst, vsid, inner_src_mac, inner_dst_mac, inner_src, inner_dst, dport, payload):
+    inner = (Ether(src=inner_src_mac, dst=inner_dst_mac) / IP(src=inner_src, dst=inner_dst)
+             / UDP(sport=40001, dport=int(dport)) / payload.encode())
+    # key_present gives the 0x2000 flags word; the key is VSID << 8 | FlowID.
+    gre = GRE(key_present=1, proto=0x6558, key=(int(vsid) << 8) | 0x2A)
+    frame = Ether(src=get_if_hwaddr(iface), dst=dst_mac) / IP(src=outer_src, dst=outer_dst, flags="DF") / gre / inner
+    sendp(frame, iface=iface, verbose=False)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "decode":
+        decode(sys.argv[2])
+    elif len(sys.argv) == 13 and sys.argv[1] == "inject":
+        inject(*sys.argv[2:])
+    else:
+        sys.exit(__doc__)
