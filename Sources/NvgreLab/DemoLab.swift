@@ -199,7 +199,7 @@ public final class DemoLab {
             for i in p.lookupRecords.indices { p.lookupRecords[i].providerAddress = Self.ipv6PA(p.lookupRecords[i].providerAddress) }
             for i in p.providerAddresses.indices { p.providerAddresses[i].address = Self.ipv6PA(p.providerAddresses[i].address) }
             let out = NSTemporaryDirectory() + "\(net.prefix)-\(URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)-v6.yaml"
-            try PolicyWriter.write(p, as: .yaml, header: "\(path) with IPv6 provider addresses").write(toFile: out, atomically: true, encoding: .utf8)
+            try PolicyWriter.write(p, as: .yaml, header: "\(path) with IPv6 provider addresses").write(toFile: out, atomically: false, encoding: .utf8)  // atomic writes leave TemporaryDirectory.* behind
             temporaryFiles.append(out)
             return out
         }

@@ -1,0 +1,51 @@
+import Foundation
+import NvgreLab
+import Testing
+
+/// `nvgre agent` (one per instance, gone with the instance) and `apply` of several files.
+@Suite(.serialized)
+struct AgentAndFilesTests {
+    @Test func oneAgentPerInstanceAndItLeavesWithTheInstance() throws {
+        let h = try CLIHost(tag: "agent")
+        #expect(h.run(["up", "--uplink", "ul"]).status == 0)
+        let log = h.temporaryPath("agent.log")
+        let pid = try Spawn.start([CLIHost.binary, "-n", h.ns, "--instance", h.instance, "agent"], output: log, detached: false)
+        defer { Spawn.stop(pid) }
+        let deadline = Date().addingTimeInterval(10)
+        while !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("handling exceptions"), Date() < deadline { usleep(20_000) }
+
+        let second = h.run(["agent"])
+        #expect(second.status == 1)
+        #expect(second.err.contains("an agent for instance \(h.instance) is already running (pid \(pid))"), "\(second.err)")
+
+        #expect(h.run(["down"]).status == 0)
+        var status: Int32 = 0
+        var exited = false
+        for _ in 0..<150 where !exited {
+            exited = waitpid(pid, &status, WNOHANG) == pid
+            if !exited { usleep(20_000) }
+        }
+        #expect(exited, "the agent outlived its instance")
+        #expect(((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("agent stopping (the instance went down)"))
+    }
+
+    /// The example split in two files (tenant tables, this host's PA and ports) applies to
+    /// the same state as the whole file; a problem in one file names that file.
+    @Test func severalFilesAreOnePolicy() throws {
+        let h = try CLIHost(tag: "files")
+        #expect(h.run(["up", "--uplink", "ul"]).status == 0)
+        let lines = CLIHost.example.split(separator: "\n", omittingEmptySubsequences: false)
+        let split = lines.firstIndex { $0.hasPrefix("providerAddresses:") }!
+        let tenants = try h.file("tenants.yaml", lines[..<split].joined(separator: "\n") + "\n")
+        let host = try h.file("host.yaml", lines[split...].joined(separator: "\n"))
+        let applied = h.run(["apply", tenants, host, "-j"])
+        #expect(applied.status == 0, "\(applied.err)")
+        let whole = h.run(["apply", try h.file("whole.yaml", CLIHost.example), "-j"])
+        #expect((whole.json as? [String: Any])?["changed"] as? Bool == false, "\(whole.out)")
+
+        let bad = try h.file("bad.yaml", "providerAddresses:\n  - {address: 198.18.0.300, interface: ul}\n")
+        let refused = h.run(["apply", tenants, bad])
+        #expect(refused.status == 2)
+        #expect(refused.err.contains("\(bad): providerAddresses[0].address: 198.18.0.300"), "\(refused.err)")
+    }
+}
