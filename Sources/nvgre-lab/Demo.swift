@@ -81,7 +81,7 @@ struct Demo: ParsableCommand {
             Kept for you. Try:
               ip netns exec \(lab.ns(redA)) ping \(redB.ip4)
               nvgre -n \(lab.ns(a)) --instance \(lab.instance(a)) show      (the binary is .build/debug/nvgre)
-              ip netns exec \(lab.fabric) tcpdump -n -i br0
+              ip netns exec \(lab.fabric) tcpdump -n -i to-a     (A's port on the underlay bridge)
             Remove it all with: make demo-down
             """)
         }
