@@ -12,7 +12,7 @@ SWIFT_BUILD_FLAGS ?=
 export TMPDIR := $(CURDIR)/.build/tmp
 $(shell mkdir -p $(TMPDIR))
 
-.PHONY: all setup bpf build test demo demo-down bench-testrun bench-control clean
+.PHONY: all setup bpf build test demo demo-down bench-testrun bench-live bench-control clean
 all: build
 
 setup:
@@ -27,7 +27,15 @@ $(GEN)/nvgre.skel.h: $(GEN)/nvgre.bpf.o
 	bpftool gen skeleton $< name nvgre > $@.tmp
 	mv $@.tmp $@
 
-bpf: $(GEN)/nvgre.skel.h
+$(GEN)/bench.bpf.o: bpf/bench.bpf.c
+	@mkdir -p $(GEN)
+	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(GEN)/bench.skel.h: $(GEN)/bench.bpf.o
+	bpftool gen skeleton $< name nvbench > $@.tmp
+	mv $@.tmp $@
+
+bpf: $(GEN)/nvgre.skel.h $(GEN)/bench.skel.h
 
 build: setup bpf
 	swift build $(SWIFT_BUILD_FLAGS)
@@ -47,6 +55,13 @@ demo-down:
 bench-testrun: setup bpf
 	swift build -c release --product nvgre-lab
 	scripts/in-lab.sh .build/release/nvgre-lab bench-testrun
+
+# Live 64-byte frames through veth pairs (generator on BPF_F_TEST_XDP_LIVE_FRAMES, counting
+# sink): a bare XDP_TX reflector, the encap path, the decap path. A first step of `make bench`.
+bench-live: setup bpf
+	swift build -c release --product nvgre-lab
+	swift build -c release --product nvgre
+	scripts/in-lab.sh .build/release/nvgre-lab bench-live
 
 # The control plane at scale: apply of 1,000,000 lookup records, one `nvgre lookup add`.
 bench-control: setup bpf

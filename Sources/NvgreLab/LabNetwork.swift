@@ -1,5 +1,6 @@
 import Foundation
 import NvgreDatapath
+import NvgreWire
 
 /// Runs a shell command; throws with its output when it fails.
 @discardableResult
@@ -82,6 +83,16 @@ public final class LabNetwork {
     public func setForwarding(_ on: Bool, in ns: String, uplink: String) throws {
         let v = on ? 1 : 0
         try exec(ns, "sysctl -qw net.ipv4.conf.all.forwarding=\(v) net.ipv4.conf.\(uplink).forwarding=\(v) net.ipv6.conf.all.forwarding=\(v)")
+    }
+
+    /// The MAC address of `interface` in namespace `ns`.
+    public func mac(_ interface: String, in ns: String) throws -> MACAddress {
+        let out = try ip(ns, "-j link show dev \(interface)")
+        guard let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]],
+              let text = json.first?["address"] as? String, let mac = MACAddress(parsing: text) else {
+            throw ShellErrorText("no MAC for \(interface) in \(ns): \(out)")
+        }
+        return mac
     }
 
     public func ifindex(_ name: String, in ns: String) throws -> UInt32 {

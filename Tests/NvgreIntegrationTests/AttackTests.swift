@@ -57,7 +57,7 @@ struct AttackTests {
 
     @Test func forgedNVGREFromTheUnderlay() throws {
         let lab = try startedLab("ulattack")
-        let bMAC = try lab.mac("ul", in: lab.ns(hostB)), gMAC = try lab.mac("ul", in: lab.ns(hostG))
+        let bMAC = try lab.net.mac("ul", in: lab.ns(hostB)), gMAC = try lab.net.mac("ul", in: lab.ns(hostG))
         // An NVGRE frame to B built field by field, each field open to forgery.
         func nvgre(outerSrc: IPAddress = hostA.pa4, vsid: UInt32 = 5001, flags: UInt16 = 0x2000, inner: [UInt8]) -> [UInt8] {
             let gre = NVGRE.greHeader(vsid: vsid, flowID: 7, flags: flags) + inner

@@ -64,7 +64,7 @@ struct DecoderTests {
 
     @Test func scapyBuiltNVGREReachesTheRightVM() throws {
         let lab = try startedLab("scapyinject")
-        let bMAC = try lab.mac("ul", in: lab.ns(hostB))
+        let bMAC = try lab.net.mac("ul", in: lab.ns(hostB))
         let port: UInt16 = 7001
         let red = try Traffic.udpListener(in: lab.ns(redB), family: .v4, port: port)
         let blue = try Traffic.udpListener(in: lab.ns(blueB), family: .v4, port: port)

@@ -35,16 +35,6 @@ extension DemoLab {
         }
         return (packets(json["drops"]), packets(json["exceptions"]), vsids)
     }
-
-    /// The MAC address of `interface` in namespace `ns`.
-    func mac(_ interface: String, in ns: String) throws -> MACAddress {
-        let out = try sh("ip -n \(ns) -j link show dev \(interface)")
-        guard let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]],
-              let text = json.first?["address"] as? String, let mac = MACAddress(parsing: text) else {
-            throw ShellErrorText("no MAC for \(interface) in \(ns): \(out)")
-        }
-        return mac
-    }
 }
 
 /// Where the Python decoders live (next to this file).

@@ -14,6 +14,7 @@
 #include <spawn.h>
 #include "../../../bpf/nvgre_abi.h"
 #include "../generated/nvgre.skel.h"
+#include "../generated/bench.skel.h"
 
 /* setns(fd, CLONE_NEWNET) on the calling thread; returns 0 or -errno. */
 int nv_setns_net(int fd);
