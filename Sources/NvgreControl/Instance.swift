@@ -322,7 +322,7 @@ public struct ApplySummary {
     public var changesNothing: Bool { plan.isEmpty && attach.isEmpty && detach.isEmpty }
 }
 
-func monotonicSeconds() -> Double {
+public func monotonicSeconds() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9

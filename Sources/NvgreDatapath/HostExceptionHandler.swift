@@ -64,10 +64,11 @@ public final class HostExceptionHandler {
     @discardableResult
     public func refreshUnderlayNeighbors() throws -> Int {
         guard let cfg = maps.config.lookup(0), cfg.uplink_ifindex != 0 else { return 0 }
-        var remote = Set<IPAddress>()
+        var seen = Set<IPAddress>(), remote = Set<IPAddress>()
         for (_, value) in try maps.lookups.rawEntries() {
             let pa = value.load(as: nv_lookup_val.self).providerAddress
-            if !remote.contains(pa) && maps.localPAs.lookup(nv_pa_key(pa)) == nil { remote.insert(pa) }
+            // One map lookup per distinct PA: records of local VMs all name a local PA.
+            if seen.insert(pa).inserted && maps.localPAs.lookup(nv_pa_key(pa)) == nil { remote.insert(pa) }
         }
         for pa in remote {
             do { try resolver.resolve(pa, ifindex: cfg.uplink_ifindex) } catch { fail("\(error)") }

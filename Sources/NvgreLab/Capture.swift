@@ -20,10 +20,11 @@ public final class Capture {
         // keeps the right to write our private directory.
         pid = try Spawn.start(["/bin/sh", "-c", "exec ip netns exec \(ns) tcpdump -i \(interface) -n --immediate-mode -U -Z root -s 512 -w \(path) '\(filter)'"],
                               output: log, detached: false)
-        let deadline = Date().addingTimeInterval(10)
-        while !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("listening on") {
-            if Date() > deadline { stop(); throw ShellErrorText("tcpdump did not start on \(interface) in \(ns): \(logText)") }
-            usleep(20_000)
+        do {
+            try Spawn.waitForOutput(log, containing: "listening on", what: "tcpdump on \(interface) in \(ns)")
+        } catch {
+            stop()
+            throw error
         }
     }
 
@@ -32,8 +33,6 @@ public final class Capture {
         unlink(path)
         unlink(log)
     }
-
-    private var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
 
     /// Stops tcpdump (it flushes the file on SIGTERM).
     public func stop() {

@@ -174,13 +174,7 @@ public final class DemoLab {
     /// The agents say so in their log once they consume the ring.
     private func waitForAgents() throws {
         for h in DemoPlan.hypervisors {
-            let deadline = Date().addingTimeInterval(10)
-            while !((try? String(contentsOfFile: agentLog(h), encoding: .utf8)) ?? "").contains("handling exceptions") {
-                if Date() > deadline {
-                    throw ShellErrorText("the agent of host \(h.name) did not start: \((try? String(contentsOfFile: agentLog(h), encoding: .utf8)) ?? "no log")")
-                }
-                usleep(20_000)
-            }
+            try Spawn.waitForOutput(agentLog(h), containing: "handling exceptions", what: "the agent of host \(h.name)")
         }
     }
 

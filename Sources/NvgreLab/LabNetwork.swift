@@ -87,12 +87,20 @@ public final class LabNetwork {
 
     /// The MAC address of `interface` in namespace `ns`.
     public func mac(_ interface: String, in ns: String) throws -> MACAddress {
-        let out = try ip(ns, "-j link show dev \(interface)")
-        guard let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]],
-              let text = json.first?["address"] as? String, let mac = MACAddress(parsing: text) else {
-            throw ShellErrorText("no MAC for \(interface) in \(ns): \(out)")
+        let link = try Self.link(interface, in: ns)
+        guard let text = link["address"] as? String, let mac = MACAddress(parsing: text) else {
+            throw ShellErrorText("no MAC for \(interface) in \(ns): \(link)")
         }
         return mac
+    }
+
+    /// `ip -j [-s] link show dev IFACE` in namespace `ns`, parsed.
+    static func link(_ interface: String, in ns: String, statistics: Bool = false) throws -> [String: Any] {
+        let out = try sh("ip -n \(ns) -j \(statistics ? "-s " : "")link show dev \(interface)")
+        guard let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]], let link = json.first else {
+            throw ShellErrorText("`ip link show dev \(interface)` in \(ns) said: \(out)")
+        }
+        return link
     }
 
     public func ifindex(_ name: String, in ns: String) throws -> UInt32 {

@@ -63,6 +63,20 @@ public enum Spawn {
     }
 }
 
+extension Spawn {
+    /// Waits until the file `path` (a background program's output) contains `text`; throws
+    /// with what it holds after `seconds`.
+    public static func waitForOutput(_ path: String, containing text: String, within seconds: Double = 10, what: String) throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while true {
+            let output = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            if output.contains(text) { return }
+            if Date() > deadline { throw ShellErrorText("\(what) did not start: \(output.isEmpty ? "no output" : output)") }
+            usleep(20_000)
+        }
+    }
+}
+
 public struct ShellErrorText: Error, CustomStringConvertible {
     public let description: String
     public init(_ d: String) { description = d }

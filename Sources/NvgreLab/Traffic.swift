@@ -103,11 +103,10 @@ public enum Traffic {
 
     /// Packets received by `interface` in namespace `ns` so far (its kernel counter).
     public static func receivedPackets(_ interface: String, in ns: String) throws -> Int {
-        let out = try sh("ip -n \(ns) -s -j link show dev \(interface)")
-        guard let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]],
-              let stats = json.first?["stats64"] as? [String: Any], let rx = stats["rx"] as? [String: Any],
+        let link = try LabNetwork.link(interface, in: ns, statistics: true)
+        guard let stats = link["stats64"] as? [String: Any], let rx = stats["rx"] as? [String: Any],
               let packets = rx["packets"] as? Int else {
-            throw ShellErrorText("no receive counter for \(interface) in \(ns): \(out)")
+            throw ShellErrorText("no receive counter for \(interface) in \(ns): \(link)")
         }
         return packets
     }

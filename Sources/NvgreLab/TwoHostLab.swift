@@ -117,9 +117,7 @@ public final class TwoHostLab {
 
     /// Pings `count` times from a host's VM; returns how many replies came back.
     public func ping(from h: LabHost, to dst: IPAddress, count: Int = 5) -> Int {
-        let out = (try? net.exec(h.vmNS, "ping -c \(count) -i 0.2 -W 1 \(dst)")) ?? ""
-        guard let r = out.range(of: #"(\d+) received"#, options: .regularExpression) else { return 0 }
-        return Int(out[r].split(separator: " ")[0]) ?? 0
+        Traffic.ping(from: h.vmNS, to: dst, count: count)
     }
 }
 

@@ -34,7 +34,7 @@ struct Agent: NvgreCommand {
         let channel = try ExceptionChannel(maps: instance.maps) { handler.handle($0) }
         // Underlay neighbors are kept resolved ahead of traffic, and refreshed as they age.
         let refreshEvery = 30.0
-        var lastRefresh = monotonicNow()
+        var lastRefresh = monotonicSeconds()
         let peers = try handler.refreshUnderlayNeighbors()
         log("agent for instance \(instance.name) on uplink \(instance.settings.uplink): \(peers) remote provider addresses resolved ahead; handling exceptions (pid \(getpid()))")
 
@@ -42,18 +42,18 @@ struct Agent: NvgreCommand {
         let configPin = "\(instance.pinDirectory)/config"
         let pinned = inode(configPin)
         var why = ""
-        var lastCheck = monotonicNow()
+        var lastCheck = monotonicSeconds()
         while why.isEmpty {
             try channel.poll(timeoutMilliseconds: 200)
             var zero = timespec()
             let sig = sigtimedwait(&stopSignals, nil, &zero)
             if sig > 0 { why = sig == SIGINT ? "SIGINT" : "SIGTERM" }
-            if monotonicNow() - lastRefresh >= refreshEvery {
-                lastRefresh = monotonicNow()
+            if monotonicSeconds() - lastRefresh >= refreshEvery {
+                lastRefresh = monotonicSeconds()
                 _ = try? handler.refreshUnderlayNeighbors()
             }
-            if monotonicNow() - lastCheck >= 1 {
-                lastCheck = monotonicNow()
+            if monotonicSeconds() - lastCheck >= 1 {
+                lastCheck = monotonicSeconds()
                 if inode(configPin) != pinned { why = "the instance went down" }
             }
         }
@@ -71,12 +71,6 @@ private func log(_ line: String) {
 private func inode(_ path: String) -> UInt? {
     var st = stat()
     return stat(path, &st) == 0 ? UInt(st.st_ino) : nil
-}
-
-private func monotonicNow() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
 }
 
 /// One consumer per exception ring: two would each see part of it. An exclusive flock on
