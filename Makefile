@@ -12,7 +12,7 @@ SWIFT_BUILD_FLAGS ?=
 export TMPDIR := $(CURDIR)/.build/tmp
 $(shell mkdir -p $(TMPDIR))
 
-.PHONY: all setup bpf build test demo demo-down bench-testrun bench-live bench-control clean
+.PHONY: all setup bpf build test demo demo-down bench clean
 all: build
 
 setup:
@@ -27,7 +27,7 @@ $(GEN)/nvgre.skel.h: $(GEN)/nvgre.bpf.o
 	bpftool gen skeleton $< name nvgre > $@.tmp
 	mv $@.tmp $@
 
-$(GEN)/bench.bpf.o: bpf/bench.bpf.c
+$(GEN)/bench.bpf.o: bpf/bench.bpf.c bpf/checksum.h
 	@mkdir -p $(GEN)
 	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
 
@@ -51,23 +51,14 @@ demo: build
 demo-down:
 	scripts/lab-cleanup.sh nvdemo
 
-# Program cost per packet through BPF_PROG_TEST_RUN, next to bare programs (same run).
-bench-testrun: setup bpf
-	swift build -c release --product nvgre-lab
-	scripts/in-lab.sh .build/release/nvgre-lab bench-testrun
-
-# Live 64-byte frames through veth pairs (generator on BPF_F_TEST_XDP_LIVE_FRAMES, counting
-# sink): a bare XDP_TX reflector, the encap path, the decap path. A first step of `make bench`.
-bench-live: setup bpf
+# One run, one report: program cost (test-run), live 64-byte frames on one and two cores
+# (bare reflector, encap and decap paths, kernel vxlan), 1k vs 1M records, the control
+# plane. Prints a table; writes .build/bench/bench.json and bench.png. QUICK=1: under a
+# minute. ONLY="live scale": some sections.
+bench: setup bpf
 	swift build -c release --product nvgre-lab
 	swift build -c release --product nvgre
-	scripts/in-lab.sh .build/release/nvgre-lab bench-live
-
-# The control plane at scale: apply of 1,000,000 lookup records, one `nvgre lookup add`.
-bench-control: setup bpf
-	swift build -c release --product nvgre-lab
-	swift build -c release --product nvgre
-	scripts/in-lab.sh .build/release/nvgre-lab bench-control
+	scripts/in-lab.sh .build/release/nvgre-lab bench $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY))
 
 clean:
 	rm -rf $(GEN) .build

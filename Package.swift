@@ -56,6 +56,8 @@ let package = Package(
         // The demo topology end to end: the built binaries, namespaces, tcpdump, tshark, scapy.
         .testTarget(name: "NvgreIntegrationTests", dependencies: ["nvgre", "NvgreLab", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"],
                     exclude: ["decoders"]),
+        // `nvgre-lab bench --quick`: every figure of the benchmark report exists.
+        .testTarget(name: "NvgreBenchTests", dependencies: ["nvgre-lab", "nvgre", "NvgreLab"]),
         .testTarget(name: "NvgreDatapathTests", dependencies: ["NvgreDatapath", "NvgreWire", "NvgreLab", "CNvgre"]),
     ],
     swiftLanguageModes: [.v5]

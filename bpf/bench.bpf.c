@@ -3,10 +3,13 @@
  * instances never carry it:
  *  - nv_bench_gen runs under BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES; its XDP_TX
  *    becomes a transmit out of the test run's ingress interface, so every repeat sends the
- *    frame into the path under test;
+ *    frame into the path under test. With gen_spread set it first rewrites one 32-bit
+ *    word of the frame (a destination address) to a random value in
+ *    [gen_base, gen_base + gen_spread), keeping the L4 checksum valid;
  *  - nv_bench_sink, at the end of the path, counts what arrives (per CPU) and drops it. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include "checksum.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -15,9 +18,37 @@ struct {
 	__type(value, __u64);
 } sink_count SEC(".maps");
 
+/* Set from userspace between runs (the skeleton's bss). */
+__u32 gen_spread;      /* 0: send the frame unchanged */
+__u32 gen_base;        /* first value of the word, host order */
+__u32 gen_word_offset; /* byte offset of the big-endian word in the frame */
+__u32 gen_csum_offset; /* byte offset of the checksum covering it, 0 for none */
+
+#define GEN_MAX_OFFSET 128
+
 SEC("xdp")
 int nv_bench_gen(struct xdp_md *ctx)
 {
+	if (!gen_spread)
+		return XDP_TX;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 off = gen_word_offset, coff = gen_csum_offset;
+	if (off > GEN_MAX_OFFSET || coff > GEN_MAX_OFFSET)
+		return XDP_ABORTED;
+	void *word = data + off;
+	if (word + 4 > end)
+		return XDP_ABORTED;
+	__be32 old, new = bpf_htonl(gen_base + bpf_get_prandom_u32() % gen_spread);
+	__builtin_memcpy(&old, word, 4);
+	__builtin_memcpy(word, &new, 4);
+	if (coff) {
+		__sum16 *sum = data + coff;
+		if ((void *)(sum + 1) > end)
+			return XDP_ABORTED;
+		csum_replace2(sum, (__be16)old, (__be16)new);
+		csum_replace2(sum, (__be16)(old >> 16), (__be16)(new >> 16));
+	}
 	return XDP_TX;
 }
 

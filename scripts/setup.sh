@@ -7,6 +7,7 @@ packages=(
   libbpf-dev libelf-dev zlib1g-dev clang-14 bpftool   # BPF build and skeleton
   iproute2 iputils-ping ethtool procps                # namespaces and traffic in tests
   tcpdump tshark python3-scapy                         # independent decoders
+  gnuplot-nox                                         # the benchmark chart
 )
 
 missing=()

@@ -13,6 +13,14 @@ int nv_setns_net(int fd)
 	return setns(fd, CLONE_NEWNET) == 0 ? 0 : -errno;
 }
 
+int nv_pin_thread_to_cpu(int cpu)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set) == 0 ? 0 : -errno;
+}
+
 #define CAPTURE_BYTES (1 << 20)
 static char capture_buf[CAPTURE_BYTES];
 static size_t capture_len;

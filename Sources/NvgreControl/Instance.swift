@@ -322,12 +322,6 @@ public struct ApplySummary {
     public var changesNothing: Bool { plan.isEmpty && attach.isEmpty && detach.isEmpty }
 }
 
-public func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
 /// A control-plane failure: what went wrong and what to do about it.
 public struct ControlError: Error, CustomStringConvertible {
     public let message: String

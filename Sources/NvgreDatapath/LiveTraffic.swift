@@ -1,4 +1,5 @@
 import CNvgre
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,6 +28,24 @@ public final class LiveTraffic {
 
     public func resetSink() throws { try sink.zeroPerCPU(0) }
 
+    /// Makes the generator rewrite one big-endian 32-bit word of every frame (a destination
+    /// address) to a random value in base ..< base + count, keeping the checksum at
+    /// `checksumOffset` valid. nil sends frames unchanged.
+    public struct Spread: Sendable {
+        public var base: UInt32, count: UInt32, wordOffset: UInt32, checksumOffset: UInt32
+        public init(base: UInt32, count: UInt32, wordOffset: UInt32, checksumOffset: UInt32) {
+            self.base = base; self.count = count; self.wordOffset = wordOffset; self.checksumOffset = checksumOffset
+        }
+    }
+
+    public func setSpread(_ spread: Spread?) {
+        let bss = skel.pointee.bss!
+        bss.pointee.gen_base = spread?.base ?? 0
+        bss.pointee.gen_word_offset = spread?.wordOffset ?? 0
+        bss.pointee.gen_csum_offset = spread?.checksumOffset ?? 0
+        bss.pointee.gen_spread = spread?.count ?? 0
+    }
+
     /// Sends `frame` `count` times out of interface `ifindex` (of the calling thread's
     /// namespace), on the calling thread's CPU, `batch` frames per kernel loop. Returns the
     /// wall-clock seconds it took.
@@ -43,8 +62,7 @@ public final class LiveTraffic {
         opts.repeat = Int32(bitPattern: count)
         opts.flags = UInt32(BPF_F_TEST_XDP_LIVE_FRAMES)
         opts.batch_size = batch
-        var t0 = timespec(), t1 = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t0)
+        let t0 = monotonicSeconds()
         let rc: Int32 = input.withUnsafeMutableBytes { inBuf in
             withUnsafeMutablePointer(to: &ctxIn) { ci in
                 opts.data_in = UnsafeRawPointer(inBuf.baseAddress)
@@ -52,8 +70,93 @@ public final class LiveTraffic {
                 return bpf_prog_test_run_opts(bpf_program__fd(skel.pointee.progs.nv_bench_gen), &opts)
             }
         }
-        clock_gettime(CLOCK_MONOTONIC, &t1)
+        let seconds = monotonicSeconds() - t0
         try check("send live frames out of ifindex \(ifindex)", rc)
-        return Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) / 1e9
+        return seconds
     }
+
+    /// Sends `countPerCPU` copies of `frame` out of `interface` in namespace `namespace` from
+    /// one thread pinned to each CPU in `cpus`, all started together. Returns the wall-clock
+    /// seconds from the start until the last thread finished.
+    public func send(_ frame: [UInt8], namespace: String, interface: String, cpus: [Int],
+                     countPerCPU: UInt32) throws -> Double {
+        let start = StartGate(parties: cpus.count)
+        let results = ThreadResults(count: cpus.count)
+        let threads = cpus.enumerated().map { i, cpu in
+            Thread { [self] in
+                var arrived = false
+                let result = Result {
+                    try NetworkNamespace.run(in: namespace) {
+                        let rc = nv_pin_thread_to_cpu(Int32(cpu))
+                        if rc < 0 { throw DatapathError.fromReturn("pin the generator to CPU \(cpu)", rc) }
+                        let ifindex = try interfaceIndex(interface)
+                        arrived = true
+                        start.arriveAndWait()
+                        try send(frame, ifindex: ifindex, count: countPerCPU)
+                        return monotonicSeconds()
+                    }
+                }
+                if !arrived { start.arriveFailed() }
+                results.set(i, result)
+            }
+        }
+        threads.forEach { $0.start() }
+        let t0 = start.waitForAll()
+        let ends = try results.waitAll().map { try $0.get() }
+        return (ends.max() ?? t0) - t0
+    }
+}
+
+/// Lets the generator threads start sending at the same moment.
+private final class StartGate: @unchecked Sendable {
+    private let cond = NSCondition()
+    private let parties: Int
+    private var arrived = 0
+    private var released = false
+
+    init(parties: Int) { self.parties = parties }
+
+    func arriveAndWait() {
+        cond.lock(); defer { cond.unlock() }
+        arrived += 1
+        cond.broadcast()
+        while !released { cond.wait() }
+    }
+
+    /// Waits until every thread arrived (or failed before arriving), releases them and
+    /// returns the release time.
+    func waitForAll() -> Double {
+        cond.lock(); defer { cond.unlock() }
+        while arrived < parties { cond.wait() }
+        let t = monotonicSeconds()
+        released = true
+        cond.broadcast()
+        return t
+    }
+
+    func arriveFailed() { cond.lock(); arrived += 1; cond.broadcast(); cond.unlock() }
+}
+
+private final class ThreadResults: @unchecked Sendable {
+    private let cond = NSCondition()
+    private var results: [Result<Double, Error>?]
+
+    init(count: Int) { results = Array(repeating: nil, count: count) }
+
+    func set(_ i: Int, _ r: Result<Double, Error>) {
+        cond.lock(); results[i] = r; cond.broadcast(); cond.unlock()
+    }
+
+    func waitAll() -> [Result<Double, Error>] {
+        cond.lock(); defer { cond.unlock() }
+        while results.contains(where: { $0 == nil }) { cond.wait() }
+        return results.map { $0! }
+    }
+}
+
+/// Seconds on the monotonic clock.
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }

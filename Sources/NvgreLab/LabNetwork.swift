@@ -69,9 +69,13 @@ public final class LabNetwork {
         try sh("ip netns exec \(ns) \(command)")
     }
 
-    /// A veth pair: `a` in namespace `nsA`, `b` in `nsB`, both up.
-    public func veth(_ a: String, in nsA: String, _ b: String, in nsB: String, macA: String? = nil, macB: String? = nil) throws {
-        try ip(nsA, "link add \(a) type veth peer name \(b) netns \(nsB)")
+    /// A veth pair between two namespaces. `queues` > 1 gives each end that many rx and tx
+    /// queues, so XDP traffic sent from several CPUs is received on each sender's CPU. Both
+    /// ends come up.
+    public func veth(_ a: String, in nsA: String, _ b: String, in nsB: String, macA: String? = nil, macB: String? = nil,
+                     queues: Int = 1) throws {
+        let q = queues > 1 ? " numtxqueues \(queues) numrxqueues \(queues)" : ""
+        try ip(nsA, "link add \(a)\(q) type veth peer name \(b)\(q) netns \(nsB)")
         if let m = macA { try ip(nsA, "link set \(a) address \(m)") }
         if let m = macB { try ip(nsB, "link set \(b) address \(m)") }
         try ip(nsA, "link set \(a) up")

@@ -6,7 +6,7 @@ struct NvgreLabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nvgre-lab",
         abstract: "Demo and benchmarks of nvgre-xdp on network namespaces.",
-        subcommands: [Demo.self, BenchTestRun.self, BenchControl.self, BenchLive.self])
+        subcommands: [Demo.self, Bench.self])
 }
 
 NvgreLabCommand.main()

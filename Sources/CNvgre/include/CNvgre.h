@@ -19,6 +19,9 @@
 /* setns(fd, CLONE_NEWNET) on the calling thread; returns 0 or -errno. */
 int nv_setns_net(int fd);
 
+/* Pins the calling thread to one CPU (0, or -errno). */
+int nv_pin_thread_to_cpu(int cpu);
+
 /* libbpf messages (warnings and the verifier log) are collected into a buffer instead of
  * being printed, so that errors can quote them. */
 void nv_libbpf_capture_start(void);

@@ -1,32 +1,21 @@
-import ArgumentParser
 import Foundation
 import NvgreLab
 
 /// The control plane at scale, measured on the real `nvgre` binary as a user runs it: apply
 /// of a file with a million lookup records (written as `nvgre save` writes them), the same
 /// apply again (nothing to change), one `nvgre lookup add`, and the kernel memory the
-/// records take. Each figure is reported against its target and against a baseline taken
-/// in the same run (starting the binary and reading the instance: `nvgre show domains`).
-struct BenchControl: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "bench-control",
-        abstract: "Measure nvgre apply of 1,000,000 lookup records and single lookup adds.")
+/// records take. The single add is compared with a baseline taken in the same run: starting
+/// the binary and reading the instance (`nvgre show domains`).
+struct ControlBench {
+    let records: Int
+    let adds: Int
+    let section = "control plane"
 
-    @Option(help: "Lookup records in the policy file.")
-    var records = 1_000_000
-
-    @Option(help: "Single `lookup add` runs (the median is reported).")
-    var adds = 21
-
-    @Option(help: "Write the figures as JSON to this file.")
-    var json: String?
-
-    func run() throws {
+    func run(_ net: LabNetwork) throws -> [BenchRow] {
         let nvgre = builtBinary("nvgre")
-        let net = LabNetwork(tag: "benchctl")
-        let ns = try net.namespace("h")
-        try net.veth("ul", in: ns, "ulp", in: try net.namespace("f"))
-        let instance = net.prefix
+        let ns = try net.namespace("ctl-h")
+        try net.veth("ul", in: ns, "ulp", in: try net.namespace("ctl-f"))
+        let instance = net.prefix + "-ctl"
         func cli(_ args: [String]) throws -> (seconds: Double, output: String) {
             let r = try Spawn.run([nvgre, "-n", ns, "--instance", instance] + args)
             guard r.status == 0 else { throw ShellErrorText("nvgre \(args.joined(separator: " ")) failed: \(r.output)") }
@@ -43,31 +32,23 @@ struct BenchControl: ParsableCommand {
         let baseline = try median((0..<adds).map { _ in try cli(["show", "domains"]).seconds })
         let apply = try cli(["apply", file]).seconds
         let reapply = try cli(["apply", file])
+        guard reapply.output.contains("nothing to change") else {
+            throw ShellErrorText("applying the same file again changed the instance: \(reapply.output)")
+        }
         let addTimes = try (0..<adds).map { i in
             try cli(["lookup", "add", "9999", "198.19.0.\(i + 1)", "--pa", "198.18.9.9", "--mac", "02:ff:00:00:00:\(String(format: "%02x", i))"]).seconds
         }
-        let add = median(addTimes)
         let info = try sh("bpftool -j map show pinned /sys/fs/bpf/\(instance)/lookups")
         let memlock = (try? JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])?["bytes_memlock"] as? Int ?? 0
         let perRecord = Double(memlock) / Double(records + adds)
-
-        func row(_ what: String, _ figure: String, _ note: String) {
-            print("  " + what.padding(toLength: 44, withPad: " ", startingAt: 0) + figure.padding(toLength: 12, withPad: " ", startingAt: 0) + note)
-        }
-        print("control plane at scale (\(records) lookup records, policy file \(size / 1_000_000) MB):")
-        row("nvgre apply (empty instance)", String(format: "%.3f s", apply), String(format: "target 5 s: %.2f of it", apply / 5))
-        row("nvgre apply again (nothing to change)", String(format: "%.3f s", reapply.seconds),
-            reapply.output.contains("nothing to change") ? "no change, as expected" : "CHANGED: unexpected")
-        row("nvgre lookup add (median of \(adds))", String(format: "%.1f ms", add * 1000),
-            String(format: "target 50 ms: %.2f of it; %.2fx the baseline (max %.1f ms)", add / 0.05, add / baseline, (addTimes.max() ?? 0) * 1000))
-        row("baseline: nvgre show domains (median)", String(format: "%.1f ms", baseline * 1000), "start the binary, open the instance")
-        row("kernel memory per lookup record", String(format: "%.0f B", perRecord), "bpftool bytes_memlock / records")
-        if let json {
-            let figures: [String: Any] = ["records": records, "fileBytes": size, "applySeconds": apply, "reapplySeconds": reapply.seconds,
-                                          "lookupAddMedianSeconds": add, "lookupAddMaxSeconds": addTimes.max() ?? 0,
-                                          "baselineSeconds": baseline, "bytesPerRecord": perRecord]
-            try JSONSerialization.data(withJSONObject: figures, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: json))
-        }
+        let n = records.formatted()
+        return [
+            .figure(section, "nvgre apply, \(n) records", apply, "s", details: ["records": Double(records), "fileBytes": Double(size)]),
+            .figure(section, "nvgre apply again (no change)", reapply.seconds, "s"),
+            .figure(section, "nvgre lookup add (median)", median(addTimes), "s", details: ["maxSeconds": addTimes.max() ?? 0, "runs": Double(adds)]),
+            .figure(section, "baseline: nvgre show domains", baseline, "s", details: ["runs": Double(adds)]),
+            .figure(section, "kernel memory per lookup record", perRecord, "B", details: ["bytesMemlock": Double(memlock)]),
+        ]
     }
 
     /// Tenants of 65,534 records each (one /16 per routing domain, the same addresses in

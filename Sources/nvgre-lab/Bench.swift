@@ -1,0 +1,111 @@
+import ArgumentParser
+import Foundation
+import NvgreDatapath
+import NvgreLab
+
+/// `make bench`: one run, one report. Program cost per packet (test-run), live 64-byte
+/// frames through veth pairs on one and two cores (bare reflector, our encap and decap
+/// paths, the kernel's vxlan), the encap path with 1,000 and 1,000,000 lookup records hit
+/// at random, and the control plane at scale. Every ratio is against a row of this run.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure the data path and the control plane; print a table, write JSON and a PNG chart.")
+
+    enum Section: String, CaseIterable, ExpressibleByArgument {
+        case testrun, live, scale, control
+    }
+
+    @Flag(help: "A short run (under a minute) that proves the instrument works: fewer and shorter trials, 100,000 records instead of 1,000,000; figures are rougher.")
+    var quick = false
+
+    @Option(parsing: .upToNextOption, help: "Sections to run (default: all): \(Section.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var only: [Section] = []
+
+    @Option(help: "Write every figure and the machine's description as JSON here.")
+    var json = ".build/bench/bench.json"
+
+    @Option(help: "Draw the Mpps rows as a PNG chart here.")
+    var chart = ".build/bench/bench.png"
+
+    @Option(help: "Record each one-core live row with `perf record -a -g` into this directory (one extra trial of ~2 s each).")
+    var perf: String?
+
+    func run() throws {
+        let sections = Set(only.isEmpty ? Section.allCases : only)
+        let net = LabNetwork(tag: "bench")
+        let cores = min(2, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        let coreSets = (1...cores).map { Array(0..<$0) }
+        var report = BenchReport()
+        let started = monotonicSeconds()
+
+        if sections.contains(.testrun) {
+            report.add(try TestRunBench(samples: quick ? 3000 : 20000).run(net))
+            let testRunRows = ["encap (from VM, IPv4 PA)", "decap (from fabric)", "local switch (from VM)",
+                               "routed 5001->5002, encap", "ARP reply (from VM)", "exception to userspace (no record)"]
+            report.compare("bare XDP_TX (MAC swap)", to: "bare XDP_PASS")
+            for name in testRunRows { report.compare(name, to: "bare XDP_PASS") }
+        }
+
+        if sections.contains(.live) || sections.contains(.scale) {
+            let live = try LiveTraffic()
+            var bench = LiveBench(live: live, quick: quick)
+            if let perf {
+                try FileManager.default.createDirectory(atPath: perf, withIntermediateDirectories: true)
+                bench.perfDirectory = perf
+            }
+            let host = try NvgreBenchHost(net, queues: cores)
+            defer { host.down() }
+            if sections.contains(.live) {
+                let section = "live 64-byte frames through veth pairs (sink counts; median of \(bench.trials) trials)"
+                let reflector = try ReflectorPair(net, queues: cores)
+                let vxlan = try VXLANBenchHost(net, queues: cores)
+                for cpus in coreSets {
+                    let suffix = cpus.count == 1 ? ", 1 core" : ", \(cpus.count) cores"
+                    for path in [reflector.path, host.encap, host.decap, vxlan.encap, vxlan.decap] {
+                        report.add([try bench.measure(path, section: section, cpus: cpus)])
+                    }
+                    for path in [host.encap, host.decap, vxlan.encap, vxlan.decap] {
+                        report.compare(path.name + suffix, to: reflector.path.name + suffix)
+                    }
+                    for (ours, kernels) in [(host.encap, vxlan.encap), (host.decap, vxlan.decap)] {
+                        report.target("\(ours.name) vs reflector\(suffix)", ours.name + suffix, over: reflector.path.name + suffix, .atLeast, 0.85)
+                        report.target("\(ours.name) vs kernel vxlan\(suffix)", ours.name + suffix, over: kernels.name + suffix, .atLeast, 8)
+                    }
+                }
+            }
+            if sections.contains(.scale) {
+                let section = "scale: encap path, IPv6 destinations picked at random per frame (1 core)"
+                var names: [String] = []
+                let large = quick ? 100_000 : 1_000_000
+                for count in [1_000, large] {
+                    let seconds = try host.applyScale(records: count)
+                    let path = host.scale(records: count)
+                    var row = try bench.measure(path, section: section, cpus: [0])
+                    row.details["applySeconds"] = seconds
+                    report.add([row])
+                    names.append(row.name)
+                }
+                report.compare(names[1], to: names[0])
+                report.target("\(large.formatted()) vs 1,000 records: cost", names[1], over: names[0], .atMost, 1.10, onCost: true)
+                _ = try host.applyScale(records: 0)
+            }
+        }
+
+        if sections.contains(.control) {
+            let bench = ControlBench(records: quick ? 100_000 : 1_000_000, adds: quick ? 5 : 21)
+            report.add(try bench.run(net))
+            report.compare("nvgre lookup add (median)", to: "baseline: nvgre show domains")
+        }
+
+        report.notes.append(String(format: "whole run: %.0f s%@", monotonicSeconds() - started, quick ? " (quick)" : ""))
+        report.printTable()
+        for path in [json, chart] {
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        }
+        let settings = ["quick": String(quick), "sections": sections.map(\.rawValue).sorted().joined(separator: ","),
+                        "frame": "64 bytes (UDP)", "cores": String(cores)]
+        try report.writeJSON(to: json, settings: settings)
+        try report.writeChart(to: chart, title: "nvgre-xdp: Mpps of 64-byte frames (\(BenchReport.machine()["cpuModel"] ?? "this machine"))")
+        print("\nJSON: \(json)\nchart: \(chart)")
+    }
+}

@@ -1,0 +1,115 @@
+import CNvgre
+import Foundation
+import NvgreDatapath
+import NvgreLab
+import NvgreWire
+
+/// Program cost through BPF_PROG_TEST_RUN, in ns per packet, next to bare XDP_PASS and
+/// XDP_TX programs measured in the same run. test-run with `repeat` re-runs on the buffer
+/// the previous run modified (an encapsulated frame would be encapsulated again, an ARP
+/// request would already be a reply), so every sample is a single run on a fresh copy of
+/// the frame and the figure is the median of many samples. The kernel's per-run timer
+/// overhead is in every row alike, bare XDP_PASS included.
+struct TestRunBench {
+    let samples: Int
+    let section = "program cost (BPF_PROG_TEST_RUN, 64-byte frames)"
+
+    func run(_ net: LabNetwork) throws -> [BenchRow] {
+        let ns = try net.namespace("tr-h")
+        let vms = try net.namespace("tr-v")
+        let fabric = try net.namespace("tr-f")
+        let paA: IPAddress = "198.18.0.1", paB: IPAddress = "198.18.0.2"
+        let ulMAC: MACAddress = "02:18:00:00:00:01", peerMAC: MACAddress = "02:18:00:00:00:02"
+        let vm1 = TwoHostLab.vm1, vm2 = TwoHostLab.vm2
+        let remote = LabVM(mac: "02:00:00:00:01:03", ip4: "198.19.1.3", ip6: "2001:db8:19:1::3")
+        let routedRemote = LabVM(mac: "02:00:00:00:02:03", ip4: "198.19.2.3", ip6: "2001:db8:19:2::3")
+        let unknown: IPAddress = "198.19.1.77"
+        try net.veth("port1", in: ns, "vm1", in: vms)
+        try net.veth("port2", in: ns, "vm2", in: vms)
+        try net.veth("ul", in: ns, "ulpeer", in: fabric, macA: ulMAC.description)
+        try net.ip(ns, "addr add \(paA)/24 dev ul")
+        try net.ip(ns, "neigh replace \(paB) lladdr \(peerMAC) dev ul nud permanent")
+        try net.setForwarding(true, in: ns, uplink: "ul")
+
+        let dp = try Datapath()  // default sizes: room for 1,048,576 lookup records
+        let (p1, p2, ul) = try NetworkNamespace.run(in: ns) {
+            (try interfaceIndex("port1"), try interfaceIndex("port2"), try interfaceIndex("ul"))
+        }
+        try dp.config.update(0, nv_config(uplinkIfindex: ul, pa4: paA, pa6: nil))
+        try dp.localPAs.update(nv_pa_key(paA), 1)
+        try dp.subnets.update(5001, nv_subnet(routingDomain: 1, statsSlot: 1, gatewayMAC: TwoHostLab.gatewayMAC, gateway4: "198.19.1.254"))
+        try dp.subnets.update(5002, nv_subnet(routingDomain: 1, statsSlot: 2, gatewayMAC: "02:00:00:00:ff:02", gateway4: "198.19.2.254"))
+        try dp.routes.update(nv_route_key(rdid: 1, prefix: "198.19.1.0", prefixLength: 24), nv_route_val(vsid: 5001, kind: NV_ROUTE_SUBNET))
+        try dp.routes.update(nv_route_key(rdid: 1, prefix: "198.19.2.0", prefixLength: 24), nv_route_val(vsid: 5002, kind: NV_ROUTE_SUBNET))
+        try dp.ports.update(p1, nv_port(vsid: 5001, mac: vm1.mac))
+        try dp.portAddresses.update(nv_port_ca_key(ifindex: p1, ca: vm1.ip4), 1)
+        try dp.lookups.update(nv_lookup_key(vsid: 5001, ca: vm1.ip4), nv_lookup_val(pa: paA, mac: vm1.mac, portIfindex: p1))
+        try dp.lookups.update(nv_lookup_key(vsid: 5001, ca: vm2.ip4), nv_lookup_val(pa: paA, mac: vm2.mac, portIfindex: p2))
+        try dp.lookups.update(nv_lookup_key(vsid: 5001, ca: remote.ip4), nv_lookup_val(pa: paB, mac: remote.mac))
+        try dp.lookups.update(nv_lookup_key(vsid: 5002, ca: routedRemote.ip4), nv_lookup_val(pa: paB, mac: routedRemote.mac))
+
+        // 64-byte customer frames (UDP, 18 bytes of payload).
+        func udp(_ s: LabVM, to dst: IPAddress, mac: MACAddress) -> [UInt8] {
+            Ethernet.frame(dst: mac, src: s.mac, type: .ipv4,
+                           payload: IPPacket.build(src: s.ip4, dst: dst, proto: 17,
+                                                   payload: UDP.datagram(src: s.ip4, dst: dst, sport: 1000, dport: 2000,
+                                                                         payload: [UInt8](repeating: 0, count: 18))))
+        }
+        let toRemote = udp(vm1, to: remote.ip4, mac: remote.mac)
+        let toLocal = udp(vm1, to: vm2.ip4, mac: vm2.mac)
+        let routed = udp(vm1, to: routedRemote.ip4, mac: TwoHostLab.gatewayMAC)
+        let toUnknown = udp(vm1, to: unknown, mac: "02:00:00:00:01:77")
+        let arpRequest = Ethernet.frame(dst: .broadcast, src: vm1.mac, type: .arp, payload: ARP.packet(
+            op: 1, senderMAC: vm1.mac, senderIP: vm1.ip4, targetMAC: MACAddress([0, 0, 0, 0, 0, 0]), targetIP: remote.ip4))
+        let fromRemote = NVGRE.encapsulate(inner: udp(remote, to: vm1.ip4, mac: vm1.mac), vsid: 5001,
+                                           hash: FlowHash(src: remote.ip4, dst: vm1.ip4, protocol: 17, sport: 1000, dport: 2000),
+                                           outerSrcMAC: peerMAC, outerDstMAC: ulMAC, srcPA: paB, dstPA: paA)
+
+        let rows: [(String, Program, [UInt8], UInt32, UInt32)] = [
+            ("bare XDP_PASS", .barePass, toRemote, p1, XDP_PASS.rawValue),
+            ("bare XDP_TX (MAC swap)", .bareTX, toRemote, p1, XDP_TX.rawValue),
+            ("encap (from VM, IPv4 PA)", .fromVM, toRemote, p1, XDP_REDIRECT.rawValue),
+            ("decap (from fabric)", .fromFabric, fromRemote, ul, XDP_REDIRECT.rawValue),
+            ("local switch (from VM)", .fromVM, toLocal, p1, XDP_REDIRECT.rawValue),
+            ("routed 5001->5002, encap", .fromVM, routed, p1, XDP_REDIRECT.rawValue),
+            ("ARP reply (from VM)", .fromVM, arpRequest, p1, XDP_TX.rawValue),
+            ("exception to userspace (no record)", .fromVM, toUnknown, p1, XDP_DROP.rawValue),
+        ]
+        // The exception row fills the ring: drain it between blocks, as an agent would.
+        let channel = try ExceptionChannel(datapath: dp)
+        // Rows take turns in blocks of 1,000 runs (after a warm-up block each), so drift over
+        // time touches every row alike, while each block runs warm, as a NAPI batch would.
+        let block = 1000
+        var samplesByRow = [[UInt32]](repeating: [], count: rows.count)
+        try NetworkNamespace.run(in: ns) {
+            for round in 0...(max(samples, block) / block) {
+                for (i, row) in rows.enumerated() {
+                    for _ in 0..<block {
+                        let r = try dp.testRun(row.1, frame: row.2, ingressIfindex: row.3)
+                        guard r.verdict == row.4 else {
+                            throw ShellErrorText("\(row.0): verdict \(r.verdict), expected \(row.4)")
+                        }
+                        if round > 0 { samplesByRow[i].append(r.durationNanoseconds) }
+                    }
+                    while try channel.poll(timeoutMilliseconds: 0) > 0 {}
+                }
+            }
+        }
+        // Every row must have done what it is named for: no drop of any reason, and the
+        // exceptions all reached the ring.
+        let drops = (0..<UInt32(NV_DROP_MAX.rawValue)).reduce(UInt64(0)) { sum, reason in
+            sum + dp.dropStats.lookupPerCPU(reason).reduce(0) { $0 + $1.packets }
+        }
+        guard drops == 0 else { throw ShellErrorText("the program-cost runs dropped \(drops) frames; the rows would not measure what they name") }
+        let exceptions = channel.received.values.reduce(0, +)
+        guard exceptions == samplesByRow[7].count + block else {
+            throw ShellErrorText("\(exceptions) exceptions reached the ring, expected \(samplesByRow[7].count + block)")
+        }
+        return rows.enumerated().map { i, row in
+            let sorted = samplesByRow[i].sorted()
+            return .cost(section, row.0, ns: Double(sorted[sorted.count / 2]),
+                         details: ["samples": Double(sorted.count), "p10": Double(sorted[sorted.count / 10]),
+                                   "p90": Double(sorted[sorted.count * 9 / 10])])
+        }
+    }
+}

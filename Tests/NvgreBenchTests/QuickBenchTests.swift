@@ -1,0 +1,54 @@
+import Foundation
+import NvgreLab
+import Testing
+
+/// `nvgre-lab bench --quick` (what `make bench QUICK=1` runs) proves the instrument works:
+/// every row has its figure, the targets are computed, and the JSON and the chart are
+/// written. How fast the rows are is not asserted. scripts/run-tests.sh runs this suite after
+/// the others, so that its load does not slow their traffic and theirs does not skew it.
+@Suite(.serialized)
+struct QuickBenchTests {
+    @Test func quickBenchReportsEveryFigure() throws {
+        let dir = NSTemporaryDirectory() + "quick-bench-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let json = dir + "/bench.json", chart = dir + "/bench.png"
+        let r = try Spawn.run([builtBinary("nvgre-lab"), "bench", "--quick", "--json", json, "--chart", chart])
+        try #require(r.status == 0, "nvgre-lab bench --quick failed: \(r.output)")
+
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
+        let rows = try #require(doc["rows"] as? [[String: Any]])
+        func figure(_ name: String, _ key: String) -> Double? {
+            rows.first { $0["name"] as? String == name }?[key] as? Double
+        }
+        let costs = ["bare XDP_PASS", "bare XDP_TX (MAC swap)", "encap (from VM, IPv4 PA)", "decap (from fabric)", "local switch (from VM)",
+                     "routed 5001->5002, encap", "ARP reply (from VM)", "exception to userspace (no record)"]
+        for name in costs { #expect((figure(name, "nsPerPacket") ?? 0) > 0, "\(name)") }
+        let paths = ["bare XDP_TX reflector", "nvgre encap path", "nvgre decap path", "kernel vxlan encap", "kernel vxlan decap"]
+        let coreCounts = ProcessInfo.processInfo.activeProcessorCount >= 2 ? ["1 core", "2 cores"] : ["1 core"]
+        for path in paths {
+            for cores in coreCounts {
+                let name = "\(path), \(cores)"
+                #expect((figure(name, "mpps") ?? 0) > 0, "\(name)")
+                let delivered = rows.first { $0["name"] as? String == name }?["details"] as? [String: Any]
+                #expect((delivered?["framesDeliveredMedian"] as? Double ?? 0) > 0, "\(name) delivered frames")
+            }
+        }
+        for records in ["1,000", "100,000"] {
+            #expect((figure("nvgre encap, \(records) records at random, 1 core", "mpps") ?? 0) > 0, "\(records) records")
+        }
+        for name in ["nvgre apply, 100,000 records", "nvgre apply again (no change)", "nvgre lookup add (median)",
+                     "baseline: nvgre show domains", "kernel memory per lookup record"] {
+            #expect((figure(name, "value") ?? 0) > 0, "\(name)")
+        }
+        // Every ratio that the issue sets a target for, each from two rows of this run.
+        let targets = try #require(doc["targets"] as? [[String: Any]])
+        #expect(targets.count == 4 * coreCounts.count + 1)
+        #expect(targets.allSatisfy { ($0["ratio"] as? Double ?? 0) > 0 && $0["met"] is Bool })
+        let machine = try #require(doc["machine"] as? [String: String])
+        #expect(machine["kernel"] != nil && machine["onlineCPUs"] != nil)
+
+        let png = try Data(contentsOf: URL(fileURLWithPath: chart))
+        #expect(png.starts(with: [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]) && png.count > 2000)
+        #expect(r.output.contains("targets (ratios of this run)"))
+    }
+}
