@@ -64,6 +64,14 @@ extension nv_subnet {
             copyBytes(g.bytes, into: &gw6)
         }
     }
+
+    public var gatewayMAC: MACAddress { MACAddress(bytes(of: gw_mac, count: 6)) }
+    public var gateway4: IPAddress? {
+        flags & UInt8(NV_SUBNET_HAS_GW4.rawValue) != 0 ? address(family: UInt8(NV_AF_INET), gw4) : nil
+    }
+    public var gateway6: IPAddress? {
+        flags & UInt8(NV_SUBNET_HAS_GW6.rawValue) != 0 ? address(family: UInt8(NV_AF_INET6), gw6) : nil
+    }
 }
 
 extension nv_port {

@@ -1,18 +1,22 @@
 import CNvgre
 import NvgreWire
 
-/// What an ordinary host does with the frames its fast path hands up. For now: count every
-/// reason, and start underlay neighbor resolution for NV_EXC_NO_NEIGH so that the next
-/// frames of the flow are encapsulated by XDP. Gateway work comes later.
+/// What an ordinary host does with the frames its fast path hands up: count every reason,
+/// start underlay neighbor resolution for NV_EXC_NO_NEIGH so that the next frames of the
+/// flow are encapsulated by XDP, and answer a packet too big for the underlay once
+/// encapsulated (NV_EXC_OVERSIZE) with ICMP "fragmentation needed" or ICMPv6 "packet too
+/// big" carrying the MTU that fits. Gateway work comes later.
 public final class HostExceptionHandler {
     /// Something the handler did or could not do, for a log line.
     public enum Event: CustomStringConvertible {
         case resolving(IPAddress, vsid: UInt32)
+        case tooBig(vm: IPAddress, mtu: Int)
         case failed(String)
 
         public var description: String {
             switch self {
             case let .resolving(pa, vsid): return "underlay neighbor \(pa) unresolved (VSID \(vsid)): resolution started"
+            case let .tooBig(vm, mtu): return "\(vm) sent a packet too big for the underlay: told it MTU \(mtu)"
             case let .failed(why): return "could not handle an exception: \(why)"
             }
         }
@@ -20,6 +24,11 @@ public final class HostExceptionHandler {
 
     private let maps: DatapathMaps
     private let resolver: NeighborResolver
+    private let sender: PacketSocket
+    /// Answers sent to VMs about packets too big, and oversize packets left unanswered
+    /// (IPv4 without DF, ICMP errors).
+    public private(set) var tooBigAnswers = 0
+    public private(set) var tooBigUnanswered = 0
     public private(set) var counts: [String: Int] = [:]
     /// Provider addresses whose resolution was started, each once (the set stays small:
     /// one entry per peer host).
@@ -32,11 +41,43 @@ public final class HostExceptionHandler {
     public init(maps: DatapathMaps) throws {
         self.maps = maps
         resolver = try NeighborResolver()
+        sender = try PacketSocket()
     }
 
     public func handle(_ e: ExceptionFrame) {
         counts[e.reasonName, default: 0] += 1
         if e.reason == NV_EXC_NO_NEIGH.rawValue { resolveUnderlayNeighbor(for: e) }
+        if e.reason == NV_EXC_OVERSIZE.rawValue { answerTooBig(e) }
+    }
+
+    /// `e.mtu` is the underlay route's MTU; the customer packet may use what is left after
+    /// the outer IP header, GRE and the inner Ethernet header. The outer family is the
+    /// destination record's PA family (a routed packet's record is in another VSID: then
+    /// the host's own PA family decides, IPv6 when it has both, the smaller answer).
+    private func answerTooBig(_ e: ExceptionFrame) {
+        guard let f = DecodedFrame(e.frame), let dst = f.dst, let sn = maps.subnets.lookup(e.vsid) else {
+            fail("oversize exception in VSID \(e.vsid) without a decodable frame or a subnet")
+            return
+        }
+        let outerV6: Bool
+        if let record = maps.lookups.lookup(nv_lookup_key(vsid: e.vsid, ca: dst)) {
+            outerV6 = record.providerAddress.family == .v6
+        } else {
+            outerV6 = (maps.config.lookup(0)?.flags ?? 0) & NV_CFG_HAS_PA6.rawValue != 0
+        }
+        let mtu = Int(e.mtu) - (outerV6 ? 40 : 20) - Int(NV_GRE_LEN) - 14
+        let gateway: IPAddress? = dst.family == .v4 ? sn.gateway4 : sn.gateway6
+        guard let answer = TooBig.answer(to: e.frame, mtu: mtu, gatewayMAC: sn.gatewayMAC, gateway: gateway) else {
+            tooBigUnanswered += 1
+            return
+        }
+        do {
+            try sender.send(answer, ifindex: e.ingressIfindex)
+            tooBigAnswers += 1
+            if let src = f.src { onEvent(.tooBig(vm: src, mtu: mtu)) }
+        } catch {
+            fail("\(error)")
+        }
     }
 
     /// The frame is the customer frame; its lookup record names the PA to resolve.

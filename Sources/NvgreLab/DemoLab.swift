@@ -31,7 +31,9 @@ public final class DemoLab {
             .deletingLastPathComponent().appendingPathComponent("examples/demo").path
     }()
 
-    public static let underlayMTU = 1600
+    /// Room for 1500-byte customer packets plus NVGRE over IPv6 (62 bytes). A test sets
+    /// 1500 before build() to make customers' full-size packets too big.
+    public var underlayMTU = 1600
 
     public init(net: LabNetwork, underlay: IPFamily = .v4) {
         self.net = net
@@ -61,8 +63,8 @@ public final class DemoLab {
             try net.veth("ul", in: ns(h), port, in: fabric)
             // Room for what NVGRE adds to a 1500-byte customer frame (42 bytes over IPv4,
             // 62 over IPv6), as HNV fabrics are configured.
-            try net.ip(ns(h), "link set ul mtu \(Self.underlayMTU)")
-            try net.ip(fabric, "link set \(port) mtu \(Self.underlayMTU) master br0")
+            try net.ip(ns(h), "link set ul mtu \(underlayMTU)")
+            try net.ip(fabric, "link set \(port) mtu \(underlayMTU) master br0")
             try receivesRedirects(port, in: fabric, bare)
             try net.ip(ns(h), "addr add \(h.pa4)/24 dev ul")
             try net.ip(ns(h), "addr add \(h.pa6)/64 dev ul nodad")

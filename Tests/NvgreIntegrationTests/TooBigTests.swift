@@ -1,0 +1,36 @@
+import Foundation
+import NvgreLab
+import NvgreWire
+import Testing
+
+/// An underlay of MTU 1500 leaves a customer 1458 bytes over IPv4 PAs (20 outer IP + 8 GRE
+/// + 14 inner Ethernet). The host's agent answers bigger packets with ICMP "fragmentation
+/// needed" / ICMPv6 "packet too big", so path MTU discovery works and TCP completes.
+@Suite(.serialized)
+struct TooBigTests {
+    static func lab(_ tag: String) throws -> DemoLab {
+        let lab = DemoLab(net: LabNetwork(tag: tag))
+        lab.underlayMTU = 1500
+        try lab.build()
+        try lab.start()
+        return lab
+    }
+
+    @Test func fullSizePacketsLearnTheMTUThatFits() throws {
+        let lab = try Self.lab("toobig")
+        // ping's own report of the ICMP error names the MTU it was told.
+        let v4 = try Spawn.run(["/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "2", "-W", "1", "-M", "do", "-s", "1472", redB.ip4.description])
+        #expect(v4.output.contains("mtu = 1458"), "ping -M do -s 1472: \(v4.output)")
+        let v6 = try Spawn.run(["/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-6", "-c", "2", "-W", "1", "-M", "do", "-s", "1452", redB.ip6.description])
+        #expect(v6.output.contains("mtu=1458") || v6.output.contains("mtu = 1458"), "ping -6 -M do -s 1452: \(v6.output)")
+        // Small enough: delivered.
+        #expect(Traffic.ping(from: lab.ns(redA), to: redB.ip4, count: 2) == 2)
+        let fits = try Spawn.run(["/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "2", "-W", "1", "-M", "do", "-s", "1430", redB.ip4.description])
+        #expect(fits.status == 0, "ping -M do -s 1430 (1458 bytes): \(fits.output)")
+        // TCP sends full-size DF segments, learns 1458 and completes, both tenants.
+        #expect(try Traffic.tcpTransfer(from: lab.ns(redA), to: lab.ns(redB), address: redB.ip4).ok)
+        #expect(try Traffic.tcpTransfer(from: lab.ns(blueB), to: lab.ns(blueA), address: blueA.ip4).ok)
+        let a = try lab.counters(hostA)
+        #expect((a.exceptions["oversize"] ?? 0) > 0, "exceptions on A: \(a.exceptions)")
+    }
+}
