@@ -44,8 +44,7 @@ struct ReflectorPair {
         try NetworkNamespace.run(in: refl) {
             try attachXDPToInterface(programFD: bare.programFD(.bareTX), name: "nv_bare_tx", ifindex: try interfaceIndex("r0"))
         }
-        let frame = BenchFrames.udp(srcMAC: BenchPlan.vm1.mac, dstMAC: BenchPlan.vm2.mac, src: BenchPlan.vm1.ip4, dst: BenchPlan.vm2.ip4)
-        path = .init(name: "bare XDP_TX reflector", frame: frame, from: (gen, "g0"), sink: (gen, "g0"))
+        path = .init(name: "bare XDP_TX reflector", frame: BenchFrames.outbound, from: (gen, "g0"), sink: (gen, "g0"))
     }
 }
 
@@ -109,14 +108,11 @@ final class NvgreBenchHost {
     }
 
     var encap: LiveBench.Path {
-        .init(name: "nvgre encap path", frame: BenchFrames.udp(srcMAC: BenchPlan.vm1.mac, dstMAC: BenchPlan.vm2.mac, src: BenchPlan.vm1.ip4, dst: BenchPlan.vm2.ip4),
-              from: (ns.v, "eth0"), sink: (ns.f, "fab"))
+        .init(name: "nvgre encap path", frame: BenchFrames.outbound, from: (ns.v, "eth0"), sink: (ns.f, "fab"))
     }
 
     var decap: LiveBench.Path {
-        let inner = BenchFrames.udp(srcMAC: BenchPlan.vm2.mac, dstMAC: BenchPlan.vm1.mac, src: BenchPlan.vm2.ip4, dst: BenchPlan.vm1.ip4,
-                                    sport: 2000, dport: 1000)
-        let frame = NVGRE.encapsulate(inner: inner, vsid: 5001,
+        let frame = NVGRE.encapsulate(inner: BenchFrames.inbound, vsid: 5001,
                                       hash: FlowHash(src: BenchPlan.vm2.ip4, dst: BenchPlan.vm1.ip4, protocol: 17, sport: 2000, dport: 1000),
                                       outerSrcMAC: BenchPlan.peerMAC, outerDstMAC: ulMAC, srcPA: BenchPlan.paB, dstPA: BenchPlan.paA)
         return .init(name: "nvgre decap path", frame: frame, from: (ns.f, "fab"), sink: (ns.v, "eth0"))
@@ -166,15 +162,12 @@ struct VXLANBenchHost {
     }
 
     var encap: LiveBench.Path {
-        .init(name: "kernel vxlan encap", frame: BenchFrames.udp(srcMAC: BenchPlan.vm1.mac, dstMAC: BenchPlan.vm2.mac, src: BenchPlan.vm1.ip4, dst: BenchPlan.vm2.ip4),
-              from: (ns.v, "eth0"), sink: (ns.f, "fab"))
+        .init(name: "kernel vxlan encap", frame: BenchFrames.outbound, from: (ns.v, "eth0"), sink: (ns.f, "fab"))
     }
 
     var decap: LiveBench.Path {
-        let inner = BenchFrames.udp(srcMAC: BenchPlan.vm2.mac, dstMAC: BenchPlan.vm1.mac, src: BenchPlan.vm2.ip4, dst: BenchPlan.vm1.ip4,
-                                    sport: 2000, dport: 1000)
         // VXLAN (RFC 7348): flags with the I bit, 24 reserved bits, the VNI, 8 reserved bits.
-        let vxlan: [UInt8] = [0x08, 0, 0, 0, 0x00, 0x13, 0x89, 0] + inner
+        let vxlan: [UInt8] = [0x08, 0, 0, 0, 0x00, 0x13, 0x89, 0] + BenchFrames.inbound
         let udp = UDP.datagram(src: BenchPlan.paB, dst: BenchPlan.paA, sport: 49152, dport: 4789, payload: vxlan)
         let frame = Ethernet.frame(dst: ulMAC, src: BenchPlan.peerMAC, type: .ipv4,
                                    payload: IPPacket.build(src: BenchPlan.paB, dst: BenchPlan.paA, proto: IPProtocol.udp.rawValue, payload: udp))

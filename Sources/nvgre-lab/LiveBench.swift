@@ -72,12 +72,19 @@ struct LiveBench {
     }
 }
 
-/// 64-byte UDP frames of the benchmarks.
+/// The UDP frames of the benchmarks: 64 bytes on the wire, that is 60 in memory plus the
+/// FCS (IPv6 headers alone take 62).
 enum BenchFrames {
     static func udp(srcMAC: MACAddress, dstMAC: MACAddress, src: IPAddress, dst: IPAddress, sport: UInt16 = 1000, dport: UInt16 = 2000) -> [UInt8] {
         let headers = 14 + (src.family == .v4 ? 20 : 40) + 8
         return Ethernet.frame(dst: dstMAC, src: srcMAC, type: src.family == .v4 ? .ipv4 : .ipv6, payload: IPPacket.build(
             src: src, dst: dst, proto: IPProtocol.udp.rawValue,
-            payload: UDP.datagram(src: src, dst: dst, sport: sport, dport: dport, payload: [UInt8](repeating: 0, count: 64 - headers))))
+            payload: UDP.datagram(src: src, dst: dst, sport: sport, dport: dport, payload: [UInt8](repeating: 0, count: max(0, 60 - headers)))))
     }
+
+    /// The benchmarks' customer flow: vm1 (on the host under test) to vm2 (behind host B),
+    /// and its reply.
+    static let outbound = udp(srcMAC: BenchPlan.vm1.mac, dstMAC: BenchPlan.vm2.mac, src: BenchPlan.vm1.ip4, dst: BenchPlan.vm2.ip4)
+    static let inbound = udp(srcMAC: BenchPlan.vm2.mac, dstMAC: BenchPlan.vm1.mac, src: BenchPlan.vm2.ip4, dst: BenchPlan.vm1.ip4,
+                             sport: 2000, dport: 1000)
 }

@@ -48,12 +48,8 @@ struct TestRunBench {
         try dp.lookups.update(nv_lookup_key(vsid: 5001, ca: remote.ip4), nv_lookup_val(pa: paB, mac: remote.mac))
         try dp.lookups.update(nv_lookup_key(vsid: 5002, ca: routedRemote.ip4), nv_lookup_val(pa: paB, mac: routedRemote.mac))
 
-        // 64-byte customer frames (UDP, 18 bytes of payload).
         func udp(_ s: LabVM, to dst: IPAddress, mac: MACAddress) -> [UInt8] {
-            Ethernet.frame(dst: mac, src: s.mac, type: .ipv4,
-                           payload: IPPacket.build(src: s.ip4, dst: dst, proto: 17,
-                                                   payload: UDP.datagram(src: s.ip4, dst: dst, sport: 1000, dport: 2000,
-                                                                         payload: [UInt8](repeating: 0, count: 18))))
+            BenchFrames.udp(srcMAC: s.mac, dstMAC: mac, src: s.ip4, dst: dst)
         }
         let toRemote = udp(vm1, to: remote.ip4, mac: remote.mac)
         let toLocal = udp(vm1, to: vm2.ip4, mac: vm2.mac)
