@@ -3,6 +3,7 @@ import PackageDescription
 
 // Layers, dependencies pointing down only:
 //   nvgre (CLI), nvgre-lab (demo, benchmarks), NvgreLab (namespaced topologies)
+//     -> NvgreGateway (NAT flows of a gateway host: userspace translation, offload, expiry)
 //     -> NvgreControl (compile policy to map images, diff, transactional apply, instances, trace)
 //     -> NvgreDatapath (libbpf: load, attach, maps, test-run, exception ring)
 //        and NvgrePolicy (the desired state, its validation, YAML/JSON read and write)
@@ -32,17 +33,20 @@ let package = Package(
         // The control plane: policy compiled into map images, diffed against the live maps and
         // applied all or nothing; instances pinned under bpffs; trace.
         .target(name: "NvgreControl", dependencies: ["NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
+        // The gateway host's userspace path: NAT flows, published services, offload to XDP.
+        .target(name: "NvgreGateway", dependencies: ["NvgreDatapath", "NvgrePolicy", "NvgreWire", "CNvgre"]),
         // Namespaced labs (topologies of hosts and VMs) for tests, the demo and benchmarks.
         .target(name: "NvgreLab", dependencies: ["NvgreControl", "NvgreDatapath", "NvgrePolicy", "NvgreWire", "CNvgre"]),
         .executableTarget(
             name: "nvgre",
             dependencies: [
-                "NvgreControl", "NvgrePolicy", "NvgreDatapath", "NvgreWire",
+                "NvgreControl", "NvgreGateway", "NvgrePolicy", "NvgreDatapath", "NvgreWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "NvgreWireTests", dependencies: ["NvgreWire"]),
         .testTarget(name: "NvgrePolicyTests", dependencies: ["NvgrePolicy", "NvgreWire"]),
+        .testTarget(name: "NvgreGatewayTests", dependencies: ["NvgreGateway", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
         .testTarget(name: "NvgreControlTests", dependencies: ["NvgreControl", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
         // Runs the built `nvgre` binary (the dependency makes `swift test` build it).
         .testTarget(name: "NvgreCLITests", dependencies: ["nvgre", "NvgreLab", "NvgreControl", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),

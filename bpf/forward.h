@@ -36,7 +36,8 @@ static __always_inline void decrement_ttl(void *l3, void *end, __u8 family)
 }
 
 /* The distributed router: longest prefix match in the source's routing domain, then the
- * lookup record in the destination subnet; rewrite MACs and TTL, switch VSID. */
+ * lookup record of the destination (a subnet route) or of the next hop (a customer route,
+ * usually toward a gateway host); rewrite MACs and TTL, switch VSID. */
 static __always_inline int route(struct xdp_md *ctx, struct ethhdr *eth, void *l3,
 				 const struct flow *f, const struct nv_subnet *src_sn,
 				 __u32 src_vsid)
@@ -45,17 +46,22 @@ static __always_inline int route(struct xdp_md *ctx, struct ethhdr *eth, void *l
 	struct nv_route_val *r = find_route(src_sn->rdid, f->family, f->dst);
 	if (!r)
 		return to_userspace(ctx, NV_EXC_NO_ROUTE, src_vsid, src_slot, 0);
-	if (r->kind != NV_ROUTE_SUBNET)
-		return to_userspace(ctx, NV_EXC_CUSTOMER_ROUTE, src_vsid, src_slot, 0);
 	__u32 dst_vsid = r->vsid;
 	struct nv_subnet *dst_sn = bpf_map_lookup_elem(&subnets, &dst_vsid);
 	if (!dst_sn)
 		return to_userspace(ctx, NV_EXC_NO_ROUTE, src_vsid, src_slot, 0);
-	struct nv_lookup_val *rec = find_record(dst_vsid, f->family, f->dst);
-	if (!rec || rec->type == NV_REC_L2_ONLY)
-		return to_userspace(ctx, NV_EXC_NO_LOOKUP, src_vsid, src_slot, 0);
-	if (rec->type == NV_REC_GATEWAY)
-		return to_userspace(ctx, NV_EXC_GATEWAY, src_vsid, src_slot, 0);
+	struct nv_lookup_val *rec;
+	if (r->kind == NV_ROUTE_SUBNET) {
+		rec = find_record(dst_vsid, f->family, f->dst);
+		if (!rec || rec->type == NV_REC_L2_ONLY)
+			return to_userspace(ctx, NV_EXC_NO_LOOKUP, src_vsid, src_slot, 0);
+		if (rec->type == NV_REC_GATEWAY)
+			return to_userspace(ctx, NV_EXC_GATEWAY, src_vsid, src_slot, 0);
+	} else {
+		rec = find_record(dst_vsid, r->nh_family, (const __be32 *)r->nh);
+		if (!rec || rec->type == NV_REC_L2_ONLY)
+			return to_userspace(ctx, NV_EXC_CUSTOMER_ROUTE, src_vsid, src_slot, 0);
+	}
 	if (f->ttl <= 1)
 		return to_userspace(ctx, NV_EXC_TTL_EXPIRED, src_vsid, src_slot, 0);
 

@@ -86,4 +86,49 @@ struct {
 	__uint(max_entries, NV_DEFAULT_EXC_RING_BYTES);
 } exceptions SEC(".maps");
 
+/* ---- Gateway maps (empty on a host that is not a gateway) ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NV_DEFAULT_MAX_SUBNETS);
+	__type(key, __u32);
+	__type(value, __u32); /* enum nv_gw_mode */
+} gw_domains SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NV_DEFAULT_MAX_EXT_ADDRS);
+	__type(key, struct nv_ext_addr_key);
+	__type(value, __u32);
+} ext_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NV_DEFAULT_MAX_SERVICES);
+	__type(key, struct nv_service_key);
+	__type(value, struct nv_service);
+} services SEC(".maps");
+
+/* Written by the gateway process only; XDP updates the counters and flags of an entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NV_DEFAULT_MAX_NAT_FLOWS);
+	__type(key, struct nv_nat_out_key);
+	__type(value, struct nv_nat_flow);
+} nat_out SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NV_DEFAULT_MAX_NAT_FLOWS);
+	__type(key, struct nv_nat_in_key);
+	__type(value, struct nv_nat_flow);
+} nat_in SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NV_GW_MAX);
+	__type(key, __u32);
+	__type(value, struct nv_reason_stats);
+} gw_stats SEC(".maps");
+
 #endif

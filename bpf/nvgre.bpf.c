@@ -2,11 +2,14 @@
 /* nvgre.bpf.c - the one BPF object (one skeleton, one set of maps) holding:
  *   nv_from_vm      attached to each VM port      (from_vm.h)
  *   nv_from_fabric  attached to the uplink        (from_fabric.h)
+ *   nv_from_external attached to a gateway's external interface (from_external.h)
  *   nv_bare_pass, nv_bare_tx                      (baseline.h)
  * A packet's way is readable from the file names: from_vm -> forward -> encap,
- * from_vm -> neighbor_reply, from_fabric -> decap; every end goes through verdict.h. */
+ * from_vm -> neighbor_reply, from_fabric -> decap (-> to_outside on a gateway),
+ * from_external -> nat -> encap; every end goes through verdict.h. */
 #include "from_vm.h"
 #include "from_fabric.h"
+#include "from_external.h"
 #include "baseline.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

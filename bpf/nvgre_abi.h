@@ -16,7 +16,7 @@
 
 #include <linux/types.h> /* __u8..__u64, for BPF and userspace alike */
 
-#define NV_ABI_VERSION 1
+#define NV_ABI_VERSION 2
 
 /* ---- Wire constants (RFC 7637) ---------------------------------------------------- */
 #define NV_GRE_FLAGS_VERSION 0x2000 /* C=0 K=1 S=0, version 0 */
@@ -40,6 +40,10 @@
 #define NV_DEFAULT_MAX_ROUTES 65536
 #define NV_DEFAULT_MAX_LOCAL_PAS 64
 #define NV_DEFAULT_EXC_RING_BYTES (1u << 22)
+#define NV_DEFAULT_MAX_NAT_FLOWS 262144 /* per direction */
+#define NV_DEFAULT_MAX_SERVICES 4096
+#define NV_DEFAULT_MAX_EXT_ADDRS 64
+#define NV_NO_STATS_SLOT 0xffffffffu     /* counts nothing per VSID */
 
 /* ---- Map keys and values ----------------------------------------------------------- */
 
@@ -110,12 +114,15 @@ struct nv_route_key {
 
 enum nv_route_kind {
 	NV_ROUTE_SUBNET = 1,   /* a virtual subnet of the domain: route on the spot */
-	NV_ROUTE_CUSTOMER = 2, /* a customer route (via a gateway): userspace decides */
+	NV_ROUTE_CUSTOMER = 2, /* a customer route: on to the next hop's lookup record */
 };
 
 struct nv_route_val {
-	__u32 vsid;
-	__u32 kind; /* enum nv_route_kind */
+	__u32 vsid;      /* SUBNET: the subnet; CUSTOMER: the subnet that holds the next hop */
+	__u32 kind;      /* enum nv_route_kind */
+	__u8 nh_family;  /* CUSTOMER: the next hop, a CA with a lookup record in `vsid` */
+	__u8 pad[3];     /*   (usually a gateway-type record: the frame is sent to its PA) */
+	__u8 nh[16];
 };
 
 /* local_pas: the provider addresses of this host; decap only accepts these as outer dst. */
@@ -140,6 +147,106 @@ struct nv_config {
 	__u32 flags; /* enum nv_config_flags */
 	__u8 pa4[4];
 	__u8 pa6[16];
+	__u32 external_ifindex; /* a gateway's external interface (0: not a gateway) */
+};
+
+/* ---- Gateway: NAT44 toward the physical network, published services ----------------
+ * A gateway host's from-fabric program sends frames of a served routing domain that are
+ * not for a VM of this host through NAT; its from-external program takes frames to an
+ * external address back in. A flow's first packets go to userspace (the gateway process),
+ * which allocates the external port and writes the flow into nat_out and nat_in; once the
+ * flow is established it sets NV_NAT_OFFLOADED in both and XDP translates the rest. */
+
+/* gw_domains: routing domain id -> how this gateway serves it. */
+enum nv_gw_mode {
+	NV_GW_NAT = 1, /* outbound NAT on the external addresses, published services */
+};
+
+/* ext_addrs: the gateway's external IPv4 addresses -> 1. */
+struct nv_ext_addr_key {
+	__u8 addr[4];
+};
+
+/* services: (protocol, external address, port) -> a tenant's service. */
+struct nv_service_key {
+	__u8 proto; /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;
+	__be16 port;
+	__u8 addr[4];
+};
+
+struct nv_service {
+	__u32 rdid;
+	__u8 ca[4];
+	__be16 ca_port;
+	__u8 pad[2];
+};
+
+/* nat_out: a flow as it comes from the tenant (after decap). ICMP echo: the identifier is
+ * the CA's port and the remote port is 0. */
+struct nv_nat_out_key {
+	__u32 rdid;
+	__u8 proto;
+	__u8 pad;
+	__be16 ca_port;
+	__u8 ca[4];
+	__u8 remote[4];
+	__be16 remote_port;
+	__u8 pad2[2];
+};
+
+/* nat_in: the same flow as it comes from outside, to the external address and port. */
+struct nv_nat_in_key {
+	__u8 proto;
+	__u8 pad;
+	__be16 ext_port;
+	__u8 ext[4];
+	__u8 remote[4];
+	__be16 remote_port;
+	__u8 pad2[2];
+};
+
+enum nv_nat_flags {
+	NV_NAT_OFFLOADED = 1 << 0, /* XDP translates this direction (set by userspace) */
+	NV_NAT_FIN = 1 << 1,       /* a FIN was seen in this direction */
+	NV_NAT_RST = 1 << 2,       /* a RST was seen in this direction */
+	NV_NAT_SERVICE = 1 << 3,   /* opened from outside, to a published service */
+};
+
+/* The value of both maps: the whole flow, so either direction can be translated alone. */
+struct nv_nat_flow {
+	__u64 last_seen_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) of this direction's last packet */
+	__u64 packets;      /* packets XDP translated in this direction */
+	__u32 rdid;
+	__u32 vsid;         /* the CA's subnet: return traffic is sent in it */
+	__u8 ca[4];
+	__u8 ext[4];
+	__u8 remote[4];
+	__be16 ca_port;
+	__be16 ext_port;
+	__be16 remote_port;
+	__u8 proto;
+	__u8 flags;         /* enum nv_nat_flags */
+	__u8 pad[4];
+};
+
+/* gw_stats (per-CPU array of nv_reason_stats): what the gateway did, in XDP and in the
+ * gateway process (which adds its counts to CPU 0's slot; XDP never writes those). */
+enum nv_gw_counter {
+	NV_GW_OFFLOADED_OUT = 0,  /* XDP: translated toward the outside */
+	NV_GW_OFFLOADED_IN,       /* XDP: translated toward a VM */
+	NV_GW_USERSPACE_OUT,      /* gateway process: translated toward the outside */
+	NV_GW_USERSPACE_IN,       /* gateway process: translated toward a VM */
+	NV_GW_FLOWS_CREATED,
+	NV_GW_FLOWS_OFFLOADED,
+	NV_GW_FLOWS_EXPIRED,
+	NV_GW_PORTS_EXHAUSTED,    /* a new flow found no free external port: dropped */
+	NV_GW_FLOW_TABLE_FULL,    /* a new flow did not fit the flow maps: dropped */
+	NV_GW_DROP_UNSUPPORTED,   /* neither TCP, UDP nor ICMP echo, or a fragment: dropped */
+	NV_GW_DROP_INSIDE,        /* to the routing domain itself, not outside: dropped */
+	NV_GW_DROP_NO_RECORD,     /* to a CA that has no lookup record: dropped */
+	NV_GW_DROP_TTL,           /* TTL would expire at the gateway: dropped */
+	NV_GW_MAX
 };
 
 /* ---- Counters ---------------------------------------------------------------------- */
@@ -193,6 +300,7 @@ enum nv_drop_reason {
 	NV_DROP_PA_SPOOF,            /* outer source is not the PA the record names */
 	NV_DROP_DST_NOT_LOCAL,       /* inner destination is not a VM on this host */
 	NV_DROP_EXCEPTION_RING_FULL, /* userspace is not keeping up with exceptions */
+	NV_DROP_EXTERNAL_UNKNOWN,    /* to an external address: no NAT flow, no published service */
 	NV_DROP_MAX
 };
 
@@ -207,6 +315,8 @@ enum nv_exception_reason {
 	NV_EXC_NO_NEIGH,           /* the underlay next hop is not resolved yet */
 	NV_EXC_BROADCAST,          /* broadcast other than ARP */
 	NV_EXC_MULTICAST,          /* multicast other than neighbor solicitation */
+	NV_EXC_NAT_OUT,            /* gateway: to the outside, no offloaded NAT flow (decapsulated) */
+	NV_EXC_NAT_IN,             /* gateway: from outside, a flow not offloaded or a service */
 	NV_EXC_MAX
 };
 
@@ -257,9 +367,15 @@ _Static_assert(sizeof(struct nv_subnet) == 36, "nv_subnet");
 _Static_assert(sizeof(struct nv_port) == 12, "nv_port");
 _Static_assert(sizeof(struct nv_port_ca_key) == 24, "nv_port_ca_key");
 _Static_assert(sizeof(struct nv_route_key) == 28, "nv_route_key");
-_Static_assert(sizeof(struct nv_route_val) == 8, "nv_route_val");
+_Static_assert(sizeof(struct nv_route_val) == 28, "nv_route_val");
 _Static_assert(sizeof(struct nv_pa_key) == 20, "nv_pa_key");
-_Static_assert(sizeof(struct nv_config) == 28, "nv_config");
+_Static_assert(sizeof(struct nv_config) == 32, "nv_config");
+_Static_assert(sizeof(struct nv_ext_addr_key) == 4, "nv_ext_addr_key");
+_Static_assert(sizeof(struct nv_service_key) == 8, "nv_service_key");
+_Static_assert(sizeof(struct nv_service) == 12, "nv_service");
+_Static_assert(sizeof(struct nv_nat_out_key) == 20, "nv_nat_out_key");
+_Static_assert(sizeof(struct nv_nat_in_key) == 16, "nv_nat_in_key");
+_Static_assert(sizeof(struct nv_nat_flow) == 48, "nv_nat_flow");
 _Static_assert(sizeof(struct nv_vsid_stats) == 16 * NV_CNT_MAX, "nv_vsid_stats");
 _Static_assert(sizeof(struct nv_reason_stats) == 16, "nv_reason_stats");
 _Static_assert(sizeof(struct nv_exception_hdr) == 24, "nv_exception_hdr");

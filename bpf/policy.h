@@ -44,15 +44,19 @@ static __always_inline struct nv_route_val *find_route(__u32 rdid, __u8 family,
 	return bpf_map_lookup_elem(&routes, &k);
 }
 
-/* The lookup record of a source CA anywhere in routing domain `rdid`: a frame the
+/* The lookup record that vouches for source CA `ca` in routing domain `rdid`: a frame the
  * distributed router sent across subnets travels in the destination's VSID while its source
- * lives in another subnet of the same tenant. NULL when no subnet of the domain holds it. */
+ * lives in another subnet of the same tenant; a frame from outside the domain (through a
+ * gateway) comes from the next hop of the customer route that covers its source. NULL when
+ * nothing in the domain covers it. */
 static __always_inline struct nv_lookup_val *find_record_in_domain(__u32 rdid, __u8 family,
 								    const __be32 *ca)
 {
 	struct nv_route_val *r = find_route(rdid, family, ca);
-	if (!r || r->kind != NV_ROUTE_SUBNET)
+	if (!r)
 		return NULL;
+	if (r->kind == NV_ROUTE_CUSTOMER)
+		return find_record(r->vsid, r->nh_family, (const __be32 *)r->nh);
 	return find_record(r->vsid, family, ca);
 }
 

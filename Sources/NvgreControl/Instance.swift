@@ -51,8 +51,11 @@ public final class Instance {
 
     static func pinDirectory(_ name: String) -> String { "\(pinRoot)/\(name)" }
     static func stateDirectory(_ name: String) -> String { "\(stateRoot)/\(name)" }
-    static let programPins: [(Program, String)] = [(.fromVM, "prog_from_vm"), (.fromFabric, "prog_from_fabric")]
+    static let programPins: [(Program, String)] = [(.fromVM, "prog_from_vm"), (.fromFabric, "prog_from_fabric"),
+                                                   (.fromExternal, "prog_from_external")]
     static func linkPin(_ interface: String) -> String { "link_\(interface)" }
+    /// A gateway's external interface: its own prefix, so that it is never taken for a port.
+    static func externalLinkPin(_ interface: String) -> String { "extlink_\(interface)" }
 
     private init(name: String, settings: InstanceSettings, maps: DatapathMaps) {
         self.name = name
@@ -193,8 +196,12 @@ public final class Instance {
         try checkCapacity(compiled)
         let attachedNow = Set(attachedPorts())
         let wanted = Set(policy.ports.map(\.interface))
+        let externalNow = attachedExternal(), externalWanted = policy.externalAddresses.first?.interface
+        let attachExternal = externalWanted != nil && externalWanted != externalNow ? externalWanted : nil
+        let detachExternal = externalNow != nil && externalNow != externalWanted ? externalNow : nil
         var summary = ApplySummary(plan: plan, idleRoutes: compiled.idleRoutes.map { ($0.index, $0.why) },
-                                   attach: wanted.subtracting(attachedNow).sorted(), detach: attachedNow.subtracting(wanted).sorted(),
+                                   attach: wanted.subtracting(attachedNow).sorted() + (attachExternal.map { ["\($0) (external)"] } ?? []),
+                                   detach: attachedNow.subtracting(wanted).sorted() + (detachExternal.map { ["\($0) (external)"] } ?? []),
                                    dryRun: dryRun)
         if dryRun { return summary }
 
@@ -203,18 +210,23 @@ public final class Instance {
         do {
             try tx.apply(plan)
             for slot in compiled.newSlots { try maps.vsidStats.zeroPerCPU(slot) }
-            for port in summary.attach {
+            for port in wanted.subtracting(attachedNow).sorted() {
                 try attachPort(port)
-                newLinks.append(port)
+                newLinks.append(Self.linkPin(port))
+            }
+            if let ext = attachExternal {
+                try attach(.fromExternal, to: ext, pin: Self.externalLinkPin(ext))
+                newLinks.append(Self.externalLinkPin(ext))
             }
             try Self.write(PolicyWriter.write(withoutRecords(policy), as: .yaml), to: "\(stateDirectory)/policy.yaml")
         } catch {
-            for port in newLinks { detachPort(port) }
+            for pin in newLinks { unlink("\(pinDirectory)/\(pin)") }
             let problems = tx.rollBack()
             throw ControlError("apply failed, nothing was changed: \(error)",
                                hint: problems.isEmpty ? nil : "rolling back also failed: \(problems.joined(separator: "; "))")
         }
-        for port in summary.detach { detachPort(port) }
+        for port in attachedNow.subtracting(wanted) { detachPort(port) }
+        if let ext = detachExternal { unlink("\(pinDirectory)/\(Self.externalLinkPin(ext))") }
         summary.seconds = monotonicSeconds() - started
         return summary
     }
@@ -238,7 +250,8 @@ public final class Instance {
         var errors: [PolicyError] = []
         let field: [PolicyMap: String] = [.lookups: "lookupRecords", .subnets: "subnets", .ports: "ports",
                                           .portAddresses: "ports[].addresses", .routes: "subnets[].prefixes and customerRoutes",
-                                          .localPAs: "providerAddresses"]
+                                          .localPAs: "providerAddresses", .services: "publishedServices",
+                                          .externalAddresses: "externalAddresses", .gatewayDomains: "gatewayDomains"]
         for (m, f) in field {
             let max = maps.raw(m).maxEntries
             if let n = c.images[m]?.count, n > max {
@@ -289,13 +302,25 @@ public final class Instance {
         return pins.filter { $0.hasPrefix("link_") }.map { String($0.dropFirst(5)) }.filter { $0 != settings.uplink }.sorted()
     }
 
+    /// The gateway's external interface, when its program is attached.
+    public func attachedExternal() -> String? {
+        let pins = (try? FileManager.default.contentsOfDirectory(atPath: pinDirectory)) ?? []
+        return pins.first { $0.hasPrefix("extlink_") }.map { String($0.dropFirst(8)) }
+    }
+
     func attachPort(_ interface: String) throws {
+        try attach(.fromVM, to: interface, pin: Self.linkPin(interface))
+    }
+
+    /// Attaches one of the instance's pinned programs and pins the link.
+    func attach(_ program: Program, to interface: String, pin: String) throws {
         let idx = try interfaceIndex(interface)
-        let progFD = bpf_obj_get("\(pinDirectory)/prog_from_vm")
-        if progFD < 0 { throw DatapathError("open the pinned program \(pinDirectory)/prog_from_vm", errno: errno) }
+        guard let progPin = Self.programPins.first(where: { $0.0 == program })?.1 else { return }
+        let progFD = bpf_obj_get("\(pinDirectory)/\(progPin)")
+        if progFD < 0 { throw DatapathError("open the pinned program \(pinDirectory)/\(progPin)", errno: errno) }
         defer { close(progFD) }
-        let link = try attachXDP(programFD: progFD, name: "nv_from_vm", ifindex: idx, mode: settings.xdpMode)
-        try link.pin(at: "\(pinDirectory)/\(Self.linkPin(interface))")
+        let link = try attachXDP(programFD: progFD, name: program.rawValue, ifindex: idx, mode: settings.xdpMode)
+        try link.pin(at: "\(pinDirectory)/\(pin)")
     }
 
     /// Unpinning the link detaches the program (no process holds it open).

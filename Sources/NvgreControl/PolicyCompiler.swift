@@ -6,6 +6,7 @@ import NvgreWire
 /// The maps a policy is programmed into (the counters and the exception ring are not).
 public enum PolicyMap: String, CaseIterable, Sendable {
     case localPAs = "local_pas", subnets, lookups, routes, portAddresses = "port_cas", ports, config
+    case gatewayDomains = "gw_domains", externalAddresses = "ext_addrs", services
 
     /// What a person calls the entries of this map (for summaries).
     public var noun: String {
@@ -17,6 +18,9 @@ public enum PolicyMap: String, CaseIterable, Sendable {
         case .portAddresses: return "port addresses"
         case .ports: return "ports"
         case .config: return "host settings"
+        case .gatewayDomains: return "served routing domains"
+        case .externalAddresses: return "external addresses"
+        case .services: return "published services"
         }
     }
 }
@@ -130,16 +134,32 @@ public enum PolicyCompiler {
             best[key] = (i, r.metric, via.vsid)
         }
         for (key, b) in best {
-            out.images[.routes]![key] = RawBytes(of: nv_route_val(vsid: b.vsid, kind: NV_ROUTE_CUSTOMER))
+            out.images[.routes]![key] = RawBytes(of: nv_route_val(vsid: b.vsid, kind: NV_ROUTE_CUSTOMER, nextHop: p.customerRoutes[b.index].nextHop))
         }
         out.idleRoutes.sort { $0.index < $1.index }
+
+        // The gateway's part: served domains, external addresses and interface, services.
+        for d in p.gatewayDomains {
+            out.images[.gatewayDomains]![RawBytes(of: domainID[d.routingDomain] ?? 0)] = RawBytes(of: NV_GW_NAT.rawValue)
+        }
+        var externalIfindex: UInt32 = 0
+        if let e = p.externalAddresses.first {
+            if let idx = ctx.ifindex(e.interface) { externalIfindex = idx } else {
+                errors.append(PolicyError("externalAddresses[0].interface", e.interface, "an existing interface in this network namespace"))
+            }
+        }
+        for e in p.externalAddresses { out.images[.externalAddresses]![RawBytes(of: nv_ext_addr_key(e.address))] = RawBytes(of: UInt32(1)) }
+        for s in p.publishedServices {
+            let key = nv_service_key(proto: s.proto.number, address: s.externalAddress, port: s.externalPort)
+            out.images[.services]![RawBytes(of: key)] = RawBytes(of: nv_service(rdid: domainID[s.routingDomain] ?? 0, ca: s.customerAddress, port: s.customerPort))
+        }
 
         // Provider addresses and the host settings.
         for pa in p.providerAddresses { out.images[.localPAs]![RawBytes(of: nv_pa_key(pa.address))] = RawBytes(of: UInt32(1)) }
         let cfg = nv_config(uplinkIfindex: ctx.uplinkIfindex,
                             pa4: p.providerAddresses.first { $0.address.family == .v4 }?.address,
                             pa6: p.providerAddresses.first { $0.address.family == .v6 }?.address,
-                            useRoutingRules: ctx.fibUseRules)
+                            useRoutingRules: ctx.fibUseRules, externalIfindex: externalIfindex)
         out.images[.config]![RawBytes(of: UInt32(0))] = RawBytes(of: cfg)
 
         if !errors.isEmpty { throw PolicyErrors(errors: errors) }

@@ -103,11 +103,18 @@ extension nv_route_key {
 }
 
 extension nv_route_val {
-    public init(vsid: UInt32, kind: nv_route_kind) {
+    /// A customer route names its next hop, a CA with a lookup record in `vsid`.
+    public init(vsid: UInt32, kind: nv_route_kind, nextHop: IPAddress? = nil) {
         self.init()
         self.vsid = vsid
         self.kind = kind.rawValue
+        if let nh = nextHop {
+            nh_family = nh.family.rawValue
+            copyBytes(nh.padded16, into: &self.nh)
+        }
     }
+
+    public var nextHop: IPAddress? { nh_family == 0 ? nil : address(family: nh_family, nh) }
 }
 
 extension nv_pa_key {
@@ -119,9 +126,11 @@ extension nv_pa_key {
 }
 
 extension nv_config {
-    public init(uplinkIfindex: UInt32, pa4: IPAddress?, pa6: IPAddress?, useRoutingRules: Bool = false) {
+    public init(uplinkIfindex: UInt32, pa4: IPAddress?, pa6: IPAddress?, useRoutingRules: Bool = false,
+                externalIfindex: UInt32 = 0) {
         self.init()
         uplink_ifindex = uplinkIfindex
+        external_ifindex = externalIfindex
         if useRoutingRules { flags |= NV_CFG_FIB_USE_RULES.rawValue }
         if let p = pa4 {
             flags |= NV_CFG_HAS_PA4.rawValue
@@ -131,5 +140,118 @@ extension nv_config {
             flags |= NV_CFG_HAS_PA6.rawValue
             copyBytes(p.bytes, into: &self.pa6)
         }
+    }
+}
+
+// MARK: gateway
+
+/// The four bytes of an IPv4 address as an ABI field expects them.
+private func v4Bytes(_ a: IPAddress) -> [UInt8] { Array(a.bytes.prefix(4)) }
+
+extension nv_ext_addr_key {
+    public init(_ address: IPAddress) {
+        self.init()
+        copyBytes(v4Bytes(address), into: &addr)
+    }
+}
+
+extension nv_service_key {
+    /// `port` in host order; the key holds it in network order, as the packet does.
+    public init(proto: UInt8, address: IPAddress, port: UInt16) {
+        self.init()
+        self.proto = proto
+        self.port = port.bigEndian
+        copyBytes(v4Bytes(address), into: &addr)
+    }
+}
+
+extension nv_service {
+    public init(rdid: UInt32, ca: IPAddress, port: UInt16) {
+        self.init()
+        self.rdid = rdid
+        copyBytes(v4Bytes(ca), into: &self.ca)
+        ca_port = port.bigEndian
+    }
+
+    public var customerAddress: IPAddress { IPAddress(v4: bytes(of: ca, count: 4)) }
+    public var customerPort: UInt16 { UInt16(bigEndian: ca_port) }
+}
+
+/// One NAT flow in host terms (ports in host order); `flow` gives the ABI value and the
+/// two keys under which the maps hold it.
+public struct NATFlow: Hashable, Sendable {
+    public var proto: UInt8
+    public var rdid: UInt32
+    public var vsid: UInt32
+    public var ca: IPAddress
+    public var caPort: UInt16
+    public var ext: IPAddress
+    public var extPort: UInt16
+    public var remote: IPAddress
+    public var remotePort: UInt16
+
+    public init(proto: UInt8, rdid: UInt32, vsid: UInt32, ca: IPAddress, caPort: UInt16, ext: IPAddress, extPort: UInt16,
+                remote: IPAddress, remotePort: UInt16) {
+        self.proto = proto
+        self.rdid = rdid
+        self.vsid = vsid
+        self.ca = ca
+        self.caPort = caPort
+        self.ext = ext
+        self.extPort = extPort
+        self.remote = remote
+        self.remotePort = remotePort
+    }
+
+    public init(_ v: nv_nat_flow) {
+        self.init(proto: v.proto, rdid: v.rdid, vsid: v.vsid, ca: IPAddress(v4: bytes(of: v.ca, count: 4)),
+                  caPort: UInt16(bigEndian: v.ca_port), ext: IPAddress(v4: bytes(of: v.ext, count: 4)),
+                  extPort: UInt16(bigEndian: v.ext_port), remote: IPAddress(v4: bytes(of: v.remote, count: 4)),
+                  remotePort: UInt16(bigEndian: v.remote_port))
+    }
+
+    public var outKey: nv_nat_out_key {
+        var k = nv_nat_out_key()
+        k.rdid = rdid
+        k.proto = proto
+        k.ca_port = caPort.bigEndian
+        copyBytes(v4Bytes(ca), into: &k.ca)
+        copyBytes(v4Bytes(remote), into: &k.remote)
+        k.remote_port = remotePort.bigEndian
+        return k
+    }
+
+    public var inKey: nv_nat_in_key {
+        var k = nv_nat_in_key()
+        k.proto = proto
+        k.ext_port = extPort.bigEndian
+        copyBytes(v4Bytes(ext), into: &k.ext)
+        copyBytes(v4Bytes(remote), into: &k.remote)
+        k.remote_port = remotePort.bigEndian
+        return k
+    }
+
+    public func value(flags: UInt8, lastSeenNanoseconds: UInt64) -> nv_nat_flow {
+        var v = nv_nat_flow()
+        v.last_seen_ns = lastSeenNanoseconds
+        v.rdid = rdid
+        v.vsid = vsid
+        copyBytes(v4Bytes(ca), into: &v.ca)
+        copyBytes(v4Bytes(ext), into: &v.ext)
+        copyBytes(v4Bytes(remote), into: &v.remote)
+        v.ca_port = caPort.bigEndian
+        v.ext_port = extPort.bigEndian
+        v.remote_port = remotePort.bigEndian
+        v.proto = proto
+        v.flags = flags
+        return v
+    }
+}
+
+extension nv_config {
+    /// This host's provider address of `family`, if it has one.
+    public func providerAddress(_ family: IPFamily) -> IPAddress? {
+        if family == .v4 { return flags & NV_CFG_HAS_PA4.rawValue != 0 ? IPAddress(v4: bytes(of: pa4, count: 4)) : nil }
+        return flags & NV_CFG_HAS_PA6.rawValue != 0 ? IPAddress(v6: bytes(of: pa6, count: 16)) : nil
     }
 }

@@ -52,6 +52,18 @@ public struct BPFMap<Key, Value> {
         return (0..<cpus).map { buf.load(fromByteOffset: $0 * stride, as: Value.self) }
     }
 
+    /// Writes one value per possible CPU (a per-CPU map's slot).
+    public func updatePerCPU(_ key: Key, _ values: [Value]) throws {
+        let cpus = Int(libbpf_num_possible_cpus())
+        let stride = (MemoryLayout<Value>.size + 7) & ~7
+        precondition(values.count == cpus, "one value per possible CPU")
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: stride * cpus, alignment: 8)
+        defer { buf.deallocate() }
+        buf.initializeMemory(as: UInt8.self, repeating: 0, count: stride * cpus)
+        for (i, v) in values.enumerated() { buf.storeBytes(of: v, toByteOffset: i * stride, as: Value.self) }
+        try check("update \(name)", withBytes(key) { bpf_map_update_elem(fd, $0, buf, UInt64(BPF_ANY)) })
+    }
+
     @discardableResult
     public func delete(_ key: Key) throws -> Bool {
         let rc = withBytes(key) { bpf_map_delete_elem(fd, $0) }

@@ -11,6 +11,7 @@ public struct LoadOptions: Sendable {
     public var maxPortAddresses = UInt32(NV_DEFAULT_MAX_PORT_CAS)
     public var maxRoutes = UInt32(NV_DEFAULT_MAX_ROUTES)
     public var exceptionRingBytes = UInt32(NV_DEFAULT_EXC_RING_BYTES)
+    public var maxNATFlows = UInt32(NV_DEFAULT_MAX_NAT_FLOWS)
     /// Programs write an `nv_trace` record into the XDP metadata before returning. For tests
     /// and `nvgre trace`; a live data path leaves it off.
     public var trace = false
@@ -26,6 +27,7 @@ public struct LoadOptions: Sendable {
 public enum Program: String, CaseIterable, Sendable {
     case fromVM = "nv_from_vm"
     case fromFabric = "nv_from_fabric"
+    case fromExternal = "nv_from_external"
     case barePass = "nv_bare_pass"
     case bareTX = "nv_bare_tx"
 }
@@ -61,6 +63,7 @@ public final class Datapath {
             (m.vsid_stats, options.maxSubnets), (m.ports, options.maxPorts),
             (m.port_cas, options.maxPortAddresses), (m.routes, options.maxRoutes),
             (m.exceptions, options.exceptionRingBytes),
+            (m.nat_out, options.maxNATFlows), (m.nat_in, options.maxNATFlows),
         ]
         for (map, size) in sizes where bpf_map__set_max_entries(map, size) != 0 {
             nvgre__destroy(s)
@@ -70,7 +73,9 @@ public final class Datapath {
         if let shared = options.policyMapsFrom {
             for (map, fd) in [(m.lookups, shared.lookups.fd), (m.subnets, shared.subnets.fd), (m.ports, shared.ports.fd),
                               (m.port_cas, shared.portAddresses.fd), (m.routes, shared.routes.fd),
-                              (m.local_pas, shared.localPAs.fd), (m.config, shared.config.fd)] where bpf_map__reuse_fd(map, fd) != 0 {
+                              (m.local_pas, shared.localPAs.fd), (m.config, shared.config.fd),
+                              (m.gw_domains, shared.gatewayDomains.fd), (m.ext_addrs, shared.externalAddresses.fd),
+                              (m.services, shared.services.fd), (m.nat_out, shared.natOut.fd), (m.nat_in, shared.natIn.fd)] where bpf_map__reuse_fd(map, fd) != 0 {
                 nvgre__destroy(s)
                 throw DatapathError("reuse the instance's map \(String(cString: bpf_map__name(map)))", errno: errno)
             }
@@ -78,7 +83,8 @@ public final class Datapath {
         if let dir = pinDirectory {
             do {
                 try Self.preparePinDirectory(dir)
-                for (map, _) in sizes + [(m.config, 0), (m.local_pas, 0), (m.drop_stats, 0), (m.exc_stats, 0)] {
+                for (map, _) in sizes + [(m.config, 0), (m.local_pas, 0), (m.drop_stats, 0), (m.exc_stats, 0),
+                                         (m.gw_domains, 0), (m.ext_addrs, 0), (m.services, 0), (m.gw_stats, 0)] {
                     let name = String(cString: bpf_map__name(map))
                     try check("set the pin path of map \(name)", bpf_map__set_pin_path(map, "\(dir)/\(name)"))
                 }
@@ -140,6 +146,7 @@ public final class Datapath {
         switch program {
         case .fromVM: return bpf_program__fd(p.nv_from_vm)
         case .fromFabric: return bpf_program__fd(p.nv_from_fabric)
+        case .fromExternal: return bpf_program__fd(p.nv_from_external)
         case .barePass: return bpf_program__fd(p.nv_bare_pass)
         case .bareTX: return bpf_program__fd(p.nv_bare_tx)
         }

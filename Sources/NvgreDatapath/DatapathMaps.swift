@@ -19,12 +19,19 @@ public final class DatapathMaps: @unchecked Sendable {
     public let dropStats: BPFMap<UInt32, nv_reason_stats>
     public let exceptionStats: BPFMap<UInt32, nv_reason_stats>
     public let exceptionRingFD: Int32
+    public let gatewayDomains: BPFMap<UInt32, UInt32>
+    public let externalAddresses: BPFMap<nv_ext_addr_key, UInt32>
+    public let services: BPFMap<nv_service_key, nv_service>
+    public let natOut: BPFMap<nv_nat_out_key, nv_nat_flow>
+    public let natIn: BPFMap<nv_nat_in_key, nv_nat_flow>
+    public let gatewayStats: BPFMap<UInt32, nv_reason_stats>
     /// Descriptors opened from pins are ours to close; a loaded object's belong to libbpf.
     private let ownsDescriptors: Bool
 
     /// The map names, as in bpf/maps.h and as pinned.
     public static let names = ["lookups", "subnets", "ports", "port_cas", "routes", "local_pas", "config",
-                               "vsid_stats", "drop_stats", "exc_stats", "exceptions"]
+                               "vsid_stats", "drop_stats", "exc_stats", "exceptions",
+                               "gw_domains", "ext_addrs", "services", "nat_out", "nat_in", "gw_stats"]
 
     init(owning: Bool = false, fd: (String) -> Int32) {
         ownsDescriptors = owning
@@ -39,6 +46,12 @@ public final class DatapathMaps: @unchecked Sendable {
         dropStats = BPFMap(fd: fd("drop_stats"), name: "drop_stats", perCPU: true)
         exceptionStats = BPFMap(fd: fd("exc_stats"), name: "exc_stats", perCPU: true)
         exceptionRingFD = fd("exceptions")
+        gatewayDomains = BPFMap(fd: fd("gw_domains"), name: "gw_domains")
+        externalAddresses = BPFMap(fd: fd("ext_addrs"), name: "ext_addrs")
+        services = BPFMap(fd: fd("services"), name: "services")
+        natOut = BPFMap(fd: fd("nat_out"), name: "nat_out")
+        natIn = BPFMap(fd: fd("nat_in"), name: "nat_in")
+        gatewayStats = BPFMap(fd: fd("gw_stats"), name: "gw_stats", perCPU: true)
     }
 
     /// Opens the maps pinned in an instance directory.
@@ -59,7 +72,8 @@ public final class DatapathMaps: @unchecked Sendable {
     deinit {
         guard ownsDescriptors else { return }
         for fd in [lookups.fd, subnets.fd, ports.fd, portAddresses.fd, routes.fd, localPAs.fd, config.fd,
-                   vsidStats.fd, dropStats.fd, exceptionStats.fd, exceptionRingFD] { close(fd) }
+                   vsidStats.fd, dropStats.fd, exceptionStats.fd, exceptionRingFD, gatewayDomains.fd,
+                   externalAddresses.fd, services.fd, natOut.fd, natIn.fd, gatewayStats.fd] { close(fd) }
     }
 
     // MARK: counters
@@ -71,6 +85,10 @@ public final class DatapathMaps: @unchecked Sendable {
 
     public func exceptionCount(_ reason: nv_exception_reason) -> (packets: UInt64, bytes: UInt64) {
         sum(exceptionStats.lookupPerCPU(reason.rawValue))
+    }
+
+    public func gatewayCount(_ counter: nv_gw_counter) -> (packets: UInt64, bytes: UInt64) {
+        sum(gatewayStats.lookupPerCPU(counter.rawValue))
     }
 
     /// Per-VSID counters of one stats slot summed over all CPUs, by counter id.

@@ -29,6 +29,7 @@ public enum ReasonNames {
         (NV_DROP_PA_SPOOF, "provider-address-spoofed"),
         (NV_DROP_DST_NOT_LOCAL, "destination-not-local"),
         (NV_DROP_EXCEPTION_RING_FULL, "exception-ring-full"),
+        (NV_DROP_EXTERNAL_UNKNOWN, "external-unknown"),
     ]
 
     public static let exceptions: [(nv_exception_reason, String)] = [
@@ -41,6 +42,25 @@ public enum ReasonNames {
         (NV_EXC_NO_NEIGH, "underlay-neighbor-unresolved"),
         (NV_EXC_BROADCAST, "broadcast"),
         (NV_EXC_MULTICAST, "multicast"),
+        (NV_EXC_NAT_OUT, "nat-outbound"),
+        (NV_EXC_NAT_IN, "nat-inbound"),
+    ]
+
+    /// The gateway's counters (gw_stats).
+    public static let gateway: [(nv_gw_counter, String)] = [
+        (NV_GW_OFFLOADED_OUT, "offloaded-out"),
+        (NV_GW_OFFLOADED_IN, "offloaded-in"),
+        (NV_GW_USERSPACE_OUT, "userspace-out"),
+        (NV_GW_USERSPACE_IN, "userspace-in"),
+        (NV_GW_FLOWS_CREATED, "flows-created"),
+        (NV_GW_FLOWS_OFFLOADED, "flows-offloaded"),
+        (NV_GW_FLOWS_EXPIRED, "flows-expired"),
+        (NV_GW_PORTS_EXHAUSTED, "ports-exhausted"),
+        (NV_GW_FLOW_TABLE_FULL, "flow-table-full"),
+        (NV_GW_DROP_UNSUPPORTED, "drop-unsupported"),
+        (NV_GW_DROP_INSIDE, "drop-inside-domain"),
+        (NV_GW_DROP_NO_RECORD, "drop-no-lookup-record"),
+        (NV_GW_DROP_TTL, "drop-ttl-expired"),
     ]
 
     public static func drop(_ code: UInt32) -> String {

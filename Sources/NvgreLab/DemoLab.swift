@@ -71,11 +71,15 @@ public final class DemoLab {
         }
         try net.namespace("X")
         try net.veth("ext", in: ns(DemoPlan.g), "eth0", in: outside)
+        try receivesRedirects("eth0", in: outside, bare)
+        try net.exec(outside, "ethtool -K eth0 tx off")  // full checksums, as a real NIC hands them over
         try net.ip(ns(DemoPlan.g), "addr add \(DemoPlan.gExternal4)/24 dev ext")
         try net.ip(ns(DemoPlan.g), "addr add \(DemoPlan.gExternal6)/64 dev ext nodad")
         try net.ip(outside, "addr add \(DemoPlan.x4)/24 dev eth0")
         try net.ip(outside, "addr add \(DemoPlan.x6)/64 dev eth0 nodad")
 
+        try net.setForwarding(true, in: ns(DemoPlan.g), uplink: "ul")
+        try net.exec(ns(DemoPlan.g), "sysctl -qw net.ipv4.conf.ext.forwarding=1")
         for h in DemoPlan.hypervisors {
             // bpf_fib_lookup refuses to forward unless forwarding is on.
             try net.setForwarding(true, in: ns(h), uplink: "ul")
@@ -112,9 +116,14 @@ public final class DemoLab {
         [nvgre, "-n", ns(h), "--instance", instance(h), "apply"] + (try policyFiles(h))
     }
 
-    /// `nvgre up`, `nvgre apply` and a background `nvgre agent` on A and B.
+    /// Extra arguments of `nvgre gateway` (short timeouts in tests).
+    public var gatewayArguments: [String] = []
+    public var gatewayLog: String { "\(Instance.stateRoot)/\(instance(DemoPlan.g))-gateway.log" }
+
+    /// `nvgre up` and `nvgre apply` on A, B and G, a background `nvgre agent` on A and B and
+    /// `nvgre gateway` on G.
     public func start(detachAgents: Bool = false) throws {
-        for h in DemoPlan.hypervisors {
+        for h in DemoPlan.hosts {
             try checked(upCommand(h))
             started.append(instance(h))
             try checked(try applyCommand(h))
@@ -130,16 +139,35 @@ public final class DemoLab {
             try? FileManager.default.createDirectory(atPath: Instance.stateRoot, withIntermediateDirectories: true)
             agents[h.name] = try Spawn.start([nvgre, "-n", ns(h), "--instance", instance(h), "agent"], output: agentLog(h), detached: detached)
         }
+        try startGateway(detached: detached)
         try waitForAgents()
         try waitForUnderlayNeighbors()
+    }
+
+    /// `nvgre gateway` on G, in the background; returns once it consumes the ring.
+    public func startGateway(detached: Bool = false) throws {
+        let g = DemoPlan.g
+        if !started.contains(instance(g)) { started.append(instance(g)) }
+        unlink(gatewayLog)
+        agents[g.name] = try Spawn.start([nvgre, "-n", ns(g), "--instance", instance(g), "gateway"] + gatewayArguments,
+                                         output: gatewayLog, detached: detached)
+        try Spawn.waitForOutput(gatewayLog, containing: "handling exceptions", what: "the gateway on host G")
+    }
+
+    /// Stops `nvgre gateway` the hard way (SIGKILL), as a crash would.
+    public func killGateway() {
+        guard let pid = agents.removeValue(forKey: DemoPlan.g.name) else { return }
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
     }
 
     /// The agents start resolving every peer's provider address; traffic before that
     /// completes would meet an unresolved neighbor (and lose its first packets). IPv6
     /// neighbor discovery on a fresh link takes about a second.
     private func waitForUnderlayNeighbors() throws {
-        for h in DemoPlan.hypervisors {
-            for peer in DemoPlan.hypervisors where peer.name != h.name {
+        for h in DemoPlan.hosts {
+            for peer in DemoPlan.hosts where peer.name != h.name {
                 let pa = peer.pa(underlay)
                 let deadline = Date().addingTimeInterval(10)
                 while !((try? sh("ip -n \(ns(h)) neigh show \(pa) dev ul")) ?? "").contains("lladdr") {
@@ -166,6 +194,7 @@ public final class DemoLab {
     public func stop() {
         stopAgents()
         for h in DemoPlan.hypervisors { unlink(agentLog(h)) }
+        unlink(gatewayLog)
         agents = [:]
         for name in started { _ = try? Spawn.run([nvgre, "--instance", name, "down"]) }
         started = []
@@ -202,7 +231,7 @@ public final class DemoLab {
     }
 
     static func ipv6PA(_ pa: IPAddress) -> IPAddress {
-        let host = [DemoPlan.a, DemoPlan.b, DemoPlan.g].first { $0.pa4 == pa }
+        let host = DemoPlan.hosts.first { $0.pa4 == pa }
         return host?.pa6 ?? pa
     }
 }

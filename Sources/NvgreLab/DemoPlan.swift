@@ -31,10 +31,14 @@ public struct DemoHost: Sendable {
 public enum DemoPlan {
     public static let a = DemoHost(name: "A", pa4: "198.18.0.1", pa6: "2001:db8:18::1")
     public static let b = DemoHost(name: "B", pa4: "198.18.0.2", pa6: "2001:db8:18::2")
-    /// The gateway host: on the underlay and on the outside network (its work comes with
-    /// the gateway; here it is a plain host that sees the underlay).
+    /// The gateway host: on the underlay and on the outside network (interface ext).
     public static let g = DemoHost(name: "G", pa4: "198.18.0.3", pa6: "2001:db8:18::3")
     public static let hypervisors = [a, b]
+    public static let hosts = [a, b, g]
+    /// Services published on G's external address (Red's by examples/demo/host-g.yaml,
+    /// Blue's added with the CLI): both reach port 80 of the tenant's VM 198.19.1.2 on B.
+    public static let redService: UInt16 = 8080
+    public static let blueService: UInt16 = 8081
 
     /// The outside network behind G: G's external side and host X.
     public static let gExternal4: IPAddress = "203.0.113.1"

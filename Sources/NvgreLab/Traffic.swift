@@ -29,11 +29,12 @@ public enum Traffic {
         }
     }
 
-    /// Sends `bytes` of a known pattern over TCP from `client` to `server` (listening on
-    /// `address` in its namespace) and checks what arrives.
+    /// Sends `bytes` of a known pattern over TCP from `client` to `server` and checks what
+    /// arrives. The client connects to `address`:`port`; the server listens on `serverPort`
+    /// (the same port unless a NAT gateway translates it on the way).
     public static func tcpTransfer(from client: String, to server: String, address: IPAddress,
-                                   port: UInt16 = 5201, bytes: Int = 1 << 20, timeout: Double = 10) throws -> Transfer {
-        let listener = try NetworkNamespace.run(in: server) { try Socket.listen(family: address.family, port: port) }
+                                   port: UInt16 = 5201, serverPort: UInt16? = nil, bytes: Int = 1 << 20, timeout: Double = 10) throws -> Transfer {
+        let listener = try NetworkNamespace.run(in: server) { try Socket.listen(family: address.family, port: serverPort ?? port) }
         let result = ReceiveResult()
         let receiver = Thread {
             defer { result.done.signal() }
@@ -109,5 +110,33 @@ public enum Traffic {
             throw ShellErrorText("no receive counter for \(interface) in \(ns): \(link)")
         }
         return packets
+    }
+}
+
+/// One TCP connection kept open across the steps of a test (a long-lived flow through a
+/// gateway): `exchange` sends bytes from the client and checks that the server gets them.
+public final class TCPSession {
+    private let client: Socket
+    private let server: Socket
+
+    public init(from clientNS: String, to serverNS: String, address: IPAddress, port: UInt16, serverPort: UInt16? = nil,
+                timeout: Double = 5) throws {
+        let listener = try NetworkNamespace.run(in: serverNS) { try Socket.listen(family: address.family, port: serverPort ?? port) }
+        client = try NetworkNamespace.run(in: clientNS) { try Socket.connect(to: address, port: port, timeout: timeout) }
+        guard let s = listener.accept(timeout: timeout) else { throw ShellErrorText("no connection reached \(serverNS) on port \(serverPort ?? port)") }
+        server = s
+    }
+
+    public func exchange(_ count: Int = 4096, timeout: Double = 3) -> Bool {
+        let data = [UInt8](repeating: 0x5a, count: count)
+        guard client.writeAll(data, count: count) else { return false }
+        var got = 0
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while got < count {
+            let n = server.read(&buf, timeout: timeout)
+            if n <= 0 { return false }
+            got += n
+        }
+        return true
     }
 }

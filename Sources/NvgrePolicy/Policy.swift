@@ -9,6 +9,10 @@ public struct Policy: Equatable, Sendable {
     public var customerRoutes: [CustomerRoute] = []
     public var providerAddresses: [ProviderAddress] = []
     public var ports: [VMPort] = []
+    // A gateway host's (GatewayPolicy.swift).
+    public var externalAddresses: [ExternalAddress] = []
+    public var gatewayDomains: [GatewayDomain] = []
+    public var publishedServices: [PublishedService] = []
 
     public init() {}
 
@@ -20,6 +24,9 @@ public struct Policy: Equatable, Sendable {
         customerRoutes += other.customerRoutes
         providerAddresses += other.providerAddresses
         ports += other.ports
+        externalAddresses += other.externalAddresses
+        gatewayDomains += other.gatewayDomains
+        publishedServices += other.publishedServices
     }
 }
 

@@ -27,7 +27,8 @@ public enum PolicyDocument {
         var policy = Policy()
         if let root {
             let top = ctx.fields(root, "", allowed: ["routingDomains", "subnets", "lookupRecords", "customerRoutes",
-                                                    "providerAddresses", "ports"])
+                                                    "providerAddresses", "ports", "externalAddresses", "gatewayDomains",
+                                                    "publishedServices"])
             policy.routingDomains = ctx.list(top["routingDomains"], "routingDomains") { n, at in
                 let f = ctx.fields(n, at, allowed: ["id", "name"], required: ["id", "name"])
                 guard let id = ctx.number(f["id"], "\(at).id", 1...UInt32.max), let name = ctx.text(f["name"], "\(at).name") else { return nil }
@@ -73,6 +74,31 @@ public enum PolicyDocument {
                 guard let i = ctx.text(f["interface"], "\(at).interface"), let vsid = ctx.number(f["vsid"], "\(at).vsid", 0...UInt32.max),
                       let mac = ctx.mac(f["mac"], "\(at).mac") else { return nil }
                 return VMPort(interface: i, vsid: vsid, mac: mac, addresses: addresses)
+            }
+            policy.externalAddresses = ctx.list(top["externalAddresses"], "externalAddresses") { n, at in
+                let f = ctx.fields(n, at, allowed: ["address", "interface", "natPorts"], required: ["address", "interface"])
+                let ports = f["natPorts"].map { ctx.portRange($0, "\(at).natPorts") } ?? .defaultNAT
+                guard let a = ctx.address(f["address"], "\(at).address"), let i = ctx.text(f["interface"], "\(at).interface"),
+                      let ports else { return nil }
+                return ExternalAddress(address: a, interface: i, natPorts: ports)
+            }
+            policy.gatewayDomains = ctx.list(top["gatewayDomains"], "gatewayDomains") { n, at in
+                let f = ctx.fields(n, at, allowed: ["routingDomain", "mode"], required: ["routingDomain"])
+                let mode = f["mode"].map { ctx.choice($0, "\(at).mode", GatewayMode.self) } ?? .nat
+                guard let rd = ctx.text(f["routingDomain"], "\(at).routingDomain"), let mode else { return nil }
+                return GatewayDomain(routingDomain: rd, mode: mode)
+            }
+            policy.publishedServices = ctx.list(top["publishedServices"], "publishedServices") { n, at in
+                let f = ctx.fields(n, at, allowed: ["protocol", "externalAddress", "externalPort", "routingDomain", "customerAddress", "customerPort"],
+                                   required: ["protocol", "externalAddress", "externalPort", "routingDomain", "customerAddress", "customerPort"])
+                guard let protoNode = f["protocol"], let proto = ctx.choice(protoNode, "\(at).protocol", ServiceProtocol.self),
+                      let ea = ctx.address(f["externalAddress"], "\(at).externalAddress"),
+                      let ep = ctx.number(f["externalPort"], "\(at).externalPort", 1...65535),
+                      let rd = ctx.text(f["routingDomain"], "\(at).routingDomain"),
+                      let ca = ctx.address(f["customerAddress"], "\(at).customerAddress"),
+                      let cp = ctx.number(f["customerPort"], "\(at).customerPort", 1...65535) else { return nil }
+                return PublishedService(proto: proto, externalAddress: ea, externalPort: UInt16(ep), routingDomain: rd,
+                                        customerAddress: ca, customerPort: UInt16(cp))
             }
         }
         if let fast { policy.lookupRecords = fast.records }
@@ -161,6 +187,10 @@ final class DecodeContext {
 
     func mac(_ n: Node?, _ at: String) -> MACAddress? {
         parsed(n, at, "a MAC address such as 02:00:00:00:01:01") { MACAddress(parsing: $0) }
+    }
+
+    func portRange(_ n: Node?, _ at: String) -> PortRange? {
+        parsed(n, at, "a port range such as 32768-65535 (first 1 or more, first <= last)") { PortRange(parsing: $0) }
     }
 
     func number(_ n: Node?, _ at: String, _ range: ClosedRange<UInt32>) -> UInt32? {

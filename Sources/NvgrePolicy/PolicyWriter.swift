@@ -65,6 +65,18 @@ public enum PolicyWriter {
             [("interface", .text(port.interface)), ("vsid", .number(port.vsid)), ("mac", .text(port.mac.description)),
              ("addresses", .list(port.addresses.map { .text($0.description) }))]
         }
+        // A gateway's sections, only when the policy has any (most hosts are not gateways).
+        if p.isGateway || !p.publishedServices.isEmpty {
+            section("externalAddresses", p.externalAddresses) { e in
+                [("address", .text(e.address.description)), ("interface", .text(e.interface)), ("natPorts", .text(e.natPorts.description))]
+            }
+            section("gatewayDomains", p.gatewayDomains) { [("routingDomain", .text($0.routingDomain)), ("mode", .text($0.mode.rawValue))] }
+            section("publishedServices", p.publishedServices) { s in
+                [("protocol", .text(s.proto.rawValue)), ("externalAddress", .text(s.externalAddress.description)),
+                 ("externalPort", .number(UInt32(s.externalPort))), ("routingDomain", .text(s.routingDomain)),
+                 ("customerAddress", .text(s.customerAddress.description)), ("customerPort", .number(UInt32(s.customerPort)))]
+            }
+        }
         if json { out += "\n}\n" }
         return out
     }

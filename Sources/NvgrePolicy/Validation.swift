@@ -115,6 +115,7 @@ extension Policy {
                 }
             }
         }
+        validateGateway(domainNames: domainNames, fail: fail)
         return errors
     }
 

@@ -30,7 +30,7 @@ struct Demo: ParsableCommand {
           Blue: VSID 6001 198.19.1.0/24, the very addresses and MACs of Red's 5001 VMs
         """)
         try lab.build()
-        for h in DemoPlan.hypervisors {
+        for h in DemoPlan.hosts {
             for cmd in [lab.upCommand(h), try lab.applyCommand(h)] {
                 print("$ " + shown(cmd))
                 let r = try Spawn.run(cmd)
@@ -39,7 +39,7 @@ struct Demo: ParsableCommand {
             }
         }
         try lab.startAgents(detached: keep)
-        print("agents: `nvgre agent` on A and B (logs in \(lab.agentLog(a)), \(lab.agentLog(b)))\n")
+        print("agents: `nvgre agent` on A and B (logs in \(lab.agentLog(a)), \(lab.agentLog(b))); `nvgre gateway` on G (log in \(lab.gatewayLog))\n")
 
         for (from, to, tenant) in [(redA, redB, "Red"), (blueA, blueB, "Blue")] {
             let got = Traffic.ping(from: lab.ns(from), to: to.ip4)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import NvgreControl
 import NvgreDatapath
+import NvgreGateway
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,52 +18,66 @@ struct Agent: NvgreCommand {
     @OptionGroup var global: GlobalOptions
 
     func execute() throws {
-        let instance = try global.openInstance()
-        let lock = try AgentLock(directory: instance.stateDirectory, instance: instance.name)
-        defer { lock.release() }
-        setvbuf(stdout, nil, _IOLBF, 0)
-
-        // SIGINT/SIGTERM are blocked and collected between polls: no handler, no globals.
-        var stopSignals = sigset_t()
-        sigemptyset(&stopSignals)
-        sigaddset(&stopSignals, SIGINT)
-        sigaddset(&stopSignals, SIGTERM)
-        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
-
-        let handler = try HostExceptionHandler(maps: instance.maps)
-        handler.onEvent = { log("\($0)") }
-        let channel = try ExceptionChannel(maps: instance.maps) { handler.handle($0) }
-        // Underlay neighbors are kept resolved ahead of traffic, and refreshed as they age.
-        let refreshEvery = 30.0
-        var lastRefresh = monotonicSeconds()
-        let peers = try handler.refreshUnderlayNeighbors()
-        log("agent for instance \(instance.name) on uplink \(instance.settings.uplink): \(peers) remote provider addresses resolved ahead; handling exceptions (pid \(getpid()))")
-
-        // A down and a new up within a poll would leave us on the old maps: the pin's inode tells.
-        let configPin = "\(instance.pinDirectory)/config"
-        let pinned = inode(configPin)
-        var why = ""
-        var lastCheck = monotonicSeconds()
-        while why.isEmpty {
-            try channel.poll(timeoutMilliseconds: 200)
-            var zero = timespec()
-            let sig = sigtimedwait(&stopSignals, nil, &zero)
-            if sig > 0 { why = sig == SIGINT ? "SIGINT" : "SIGTERM" }
-            if monotonicSeconds() - lastRefresh >= refreshEvery {
-                lastRefresh = monotonicSeconds()
-                _ = try? handler.refreshUnderlayNeighbors()
-            }
-            if monotonicSeconds() - lastCheck >= 1 {
-                lastCheck = monotonicSeconds()
-                if inode(configPin) != pinned { why = "the instance went down" }
-            }
-        }
-        let counts = handler.counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        log("agent stopping (\(why)); handled \(counts.isEmpty ? "nothing" : counts.joined(separator: " "))")
+        try serveExceptions(try global.openInstance(), gateway: nil)
     }
 }
 
-private func log(_ line: String) {
+/// The loop of `nvgre agent` and `nvgre gateway`: consume the exception ring until a signal
+/// or `nvgre down`; the gateway (when given) takes the NAT reasons and expires flows.
+func serveExceptions(_ instance: Instance, gateway: Gateway?) throws {
+    let lock = try AgentLock(directory: instance.stateDirectory, instance: instance.name)
+    defer { lock.release() }
+    setvbuf(stdout, nil, _IOLBF, 0)
+
+    // SIGINT/SIGTERM are blocked and collected between polls: no handler, no globals.
+    var stopSignals = sigset_t()
+    sigemptyset(&stopSignals)
+    sigaddset(&stopSignals, SIGINT)
+    sigaddset(&stopSignals, SIGTERM)
+    pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+
+    let handler = try HostExceptionHandler(maps: instance.maps)
+    handler.onEvent = { log("\($0)") }
+    let channel = try ExceptionChannel(maps: instance.maps) { e in
+        if gateway?.handle(e) != true { handler.handle(e) }
+    }
+    // Underlay neighbors are kept resolved ahead of traffic, and refreshed as they age.
+    let refreshEvery = 30.0
+    var lastRefresh = monotonicSeconds()
+    let peers = try handler.refreshUnderlayNeighbors()
+    if let gateway {
+        let flows = gateway.recover()
+        log("gateway for instance \(instance.name): external \(gateway.externalAddresses.map { "\($0.address) ports \($0.natPorts)" }.joined(separator: ", ")); \(flows) flows found in the maps")
+    }
+    log("\(gateway == nil ? "agent" : "gateway") for instance \(instance.name) on uplink \(instance.settings.uplink): \(peers) remote provider addresses resolved ahead; handling exceptions (pid \(getpid()))")
+
+    // A down and a new up within a poll would leave us on the old maps: the pin's inode tells.
+    let configPin = "\(instance.pinDirectory)/config"
+    let pinned = inode(configPin)
+    var why = ""
+    var lastCheck = monotonicSeconds()
+    while why.isEmpty {
+        try channel.poll(timeoutMilliseconds: 100)
+        gateway?.flushCounters()
+        var zero = timespec()
+        let sig = sigtimedwait(&stopSignals, nil, &zero)
+        if sig > 0 { why = sig == SIGINT ? "SIGINT" : "SIGTERM" }
+        if monotonicSeconds() - lastRefresh >= refreshEvery {
+            lastRefresh = monotonicSeconds()
+            _ = try? handler.refreshUnderlayNeighbors()
+        }
+        if monotonicSeconds() - lastCheck >= 1 {
+            lastCheck = monotonicSeconds()
+            if inode(configPin) != pinned { why = "the instance went down" }
+            gateway?.expire()
+            gateway?.flushCounters()
+        }
+    }
+    let counts = handler.counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+    log("\(gateway == nil ? "agent" : "gateway") stopping (\(why)); handled \(counts.isEmpty ? "nothing" : counts.joined(separator: " "))\(gateway.map { "; \($0.table.count) flows left in the maps" } ?? "")")
+}
+
+func log(_ line: String) {
     let f = DateFormatter()
     f.dateFormat = "HH:mm:ss.SSS"
     print("\(f.string(from: Date())) \(line)")

@@ -25,11 +25,12 @@ struct Show: NvgreCommand {
         if want("interfaces") {
             var rows: [JSON] = [], text: [String] = []
             let ifaces = [(instance.settings.uplink, "uplink")] + policy.ports.map { ($0.interface, "port") }
-            let attached = Set(instance.attachedPorts() + [instance.settings.uplink])
+                + (policy.externalAddresses.first.map { [($0.interface, "external")] } ?? [])
+            let attached = Set(instance.attachedPorts() + [instance.settings.uplink] + (instance.attachedExternal().map { [$0] } ?? []))
             for (name, role) in ifaces {
                 let idx = existingInterfaceIndex(name) ?? 0
                 let mode = idx == 0 ? nil : xdpAttachMode(ifindex: idx)
-                let program = role == "uplink" ? "nv_from_fabric" : "nv_from_vm"
+                let program = ["uplink": "nv_from_fabric", "external": "nv_from_external"][role] ?? "nv_from_vm"
                 rows.append(.object([("interface", .string(name)), ("role", .string(role)), ("ifindex", .number(UInt64(idx))),
                                      ("program", .string(program)), ("pinnedLink", .bool(attached.contains(name))),
                                      ("xdp", .string(mode?.rawValue ?? "none"))]))

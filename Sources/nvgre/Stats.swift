@@ -36,6 +36,10 @@ struct Stats: NvgreCommand {
         let vsids = slots.map { vsid, slot in (vsid, maps.vsidCounters(slot: slot)) }
         let drops = ReasonNames.drops.map { ($0.1, maps.dropCount($0.0)) }
         let exceptions = ReasonNames.exceptions.map { ($0.1, maps.exceptionCount($0.0)) }
+        // A gateway's NAT counters (all zero elsewhere) and its flows in the maps.
+        let gateway = ReasonNames.gateway.map { ($0.1, maps.gatewayCount($0.0)) }
+        let flows = maps.natOut.keys().compactMap { maps.natOut.lookup($0) }
+        let offloaded = flows.filter { $0.flags & UInt8(NV_NAT_OFFLOADED.rawValue) != 0 }.count
         func pb(_ c: (packets: UInt64, bytes: UInt64)) -> JSON { .object([("packets", .number(c.packets)), ("bytes", .number(c.bytes))]) }
         if global.json {
             print(JSON.object([
@@ -44,6 +48,9 @@ struct Stats: NvgreCommand {
                 })),
                 ("drops", .object(drops.map { ($0.0, pb($0.1)) })),
                 ("exceptions", .object(exceptions.map { ($0.0, pb($0.1)) })),
+                ("gateway", .object(gateway.map { ($0.0, pb($0.1)) } + [
+                    ("flows", .number(UInt64(flows.count))), ("flowsOffloaded", .number(UInt64(offloaded))),
+                ])),
             ]).rendered())
             return
         }
@@ -55,5 +62,9 @@ struct Stats: NvgreCommand {
         for (name, c) in drops { print("  \(pad(name, 28)) \(c.packets)/\(c.bytes)") }
         print("to userspace (packets/bytes):")
         for (name, c) in exceptions { print("  \(pad(name, 28)) \(c.packets)/\(c.bytes)") }
+        if !flows.isEmpty || gateway.contains(where: { $0.1.packets > 0 }) {
+            print("gateway: \(flows.count) flows, \(offloaded) offloaded (packets/bytes):")
+            for (name, c) in gateway { print("  \(pad(name, 28)) \(c.packets)/\(c.bytes)") }
+        }
     }
 }

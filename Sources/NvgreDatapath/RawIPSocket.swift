@@ -1,0 +1,47 @@
+import CNvgre
+#if canImport(Glibc)
+import Glibc
+#endif
+import NvgreWire
+
+/// A send-only raw IP socket (IPPROTO_RAW: the caller writes the whole IP header) in the
+/// namespace it was opened in. The kernel routes the packet and resolves the next hop, so
+/// the gateway process sends to the outside and to other hosts' provider addresses without
+/// keeping a neighbor table of its own.
+public final class RawIPSocket {
+    private let fd: Int32
+    public let family: IPFamily
+
+    public init(_ family: IPFamily) throws {
+        self.family = family
+        fd = socket(family == .v4 ? AF_INET : AF_INET6, Int32(SOCK_RAW.rawValue), Int32(IPPROTO_RAW))
+        if fd < 0 { throw DatapathError("open a raw \(family) socket", errno: errno) }
+    }
+
+    deinit { close(fd) }
+
+    /// `packet` starts with its IP header; it goes to that header's destination.
+    public func send(_ packet: [UInt8], to destination: IPAddress) throws {
+        let sent: Int
+        if family == .v4 {
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            withUnsafeMutableBytes(of: &addr.sin_addr) { $0.copyBytes(from: destination.bytes.prefix(4)) }
+            sent = withUnsafePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, packet, packet.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+        } else {
+            var addr = sockaddr_in6()
+            addr.sin6_family = sa_family_t(AF_INET6)
+            withUnsafeMutableBytes(of: &addr.sin6_addr) { $0.copyBytes(from: destination.bytes.prefix(16)) }
+            sent = withUnsafePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, packet, packet.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                }
+            }
+        }
+        if sent < 0 { throw DatapathError("send an IP packet to \(destination)", errno: errno) }
+    }
+}

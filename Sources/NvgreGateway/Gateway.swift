@@ -1,0 +1,320 @@
+import CNvgre
+import NvgreDatapath
+import NvgrePolicy
+import NvgreWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The userspace half of the gateway: the frames the gateway host's fast path hands up for
+/// NAT (NV_EXC_NAT_OUT, NV_EXC_NAT_IN). A flow's first packets are translated and sent
+/// here; the flow is written into nat_out and nat_in at once (so that replies find it), and
+/// once it is established it is offloaded: XDP translates the rest both ways. Idle flows
+/// expire. All state the data path needs lives in the maps, so this process can stop and
+/// start again while offloaded flows keep forwarding (`recover` reads them back).
+public final class Gateway {
+    public enum Event: CustomStringConvertible {
+        case created(NATFlow, service: Bool)
+        case offloaded(NATFlow)
+        case expired(NATFlow)
+        case exhausted(proto: UInt8, ca: IPAddress)
+        case failed(String)
+
+        public var description: String {
+            switch self {
+            case let .created(f, service): return "\(service ? "service flow" : "flow") \(Self.text(f)) created"
+            case let .offloaded(f): return "flow \(Self.text(f)) established: offloaded to XDP"
+            case let .expired(f): return "flow \(Self.text(f)) expired"
+            case let .exhausted(p, ca): return "no free external \(Self.protoName(p)) port for \(ca): packet dropped"
+            case let .failed(why): return "gateway: \(why)"
+            }
+        }
+
+        static func protoName(_ p: UInt8) -> String { [1: "icmp", 6: "tcp", 17: "udp"][p] ?? "proto \(p)" }
+        static func text(_ f: NATFlow) -> String {
+            "\(protoName(f.proto)) \(f.ca):\(f.caPort) (domain \(f.rdid)) = \(f.ext):\(f.extPort) <-> \(f.remote):\(f.remotePort)"
+        }
+    }
+
+    private let maps: DatapathMaps
+    public var externalAddresses: [ExternalAddress]
+    public var timeouts: NATTimeouts
+    public private(set) var table = NATTable()
+    private let outside: RawIPSocket
+    private var underlay: [IPFamily: RawIPSocket] = [:]
+    private let portSender: PacketSocket
+    private var pendingCounts: [UInt32: (packets: UInt64, bytes: UInt64)] = [:]
+    public var onEvent: (Event) -> Void = { _ in }
+
+    /// Create it in the gateway host's network namespace (its sockets send from there).
+    public init(maps: DatapathMaps, externalAddresses: [ExternalAddress], timeouts: NATTimeouts = NATTimeouts()) throws {
+        self.maps = maps
+        self.externalAddresses = externalAddresses
+        self.timeouts = timeouts
+        outside = try RawIPSocket(.v4)
+        portSender = try PacketSocket()
+    }
+
+    /// Handles a NAT exception; false for any other reason (the host handler's).
+    public func handle(_ e: ExceptionFrame) -> Bool {
+        switch e.reason {
+        case NV_EXC_NAT_OUT.rawValue: toOutside(e)
+        case NV_EXC_NAT_IN.rawValue: fromOutside(e)
+        default: return false
+        }
+        return true
+    }
+
+    // MARK: tenant -> outside
+
+    private func toOutside(_ e: ExceptionFrame) {
+        guard let sn = maps.subnets.lookup(e.vsid), var pkt = ipv4(e.frame) else { return count(NV_GW_DROP_UNSUPPORTED, e) }
+        let rdid = sn.rdid
+        if subnet(of: pkt.destination, in: rdid) != nil { return count(NV_GW_DROP_INSIDE, e) }
+        var entry = table.outbound(rdid: rdid, proto: pkt.proto, ca: pkt.source, caPort: pkt.sourcePort,
+                                   remote: pkt.destination, remotePort: pkt.destinationPort)
+        if entry == nil { entry = newOutboundFlow(pkt, rdid: rdid, e) }
+        guard var flow = entry else { return }
+        guard pkt.decrementTTL() else { return count(NV_GW_DROP_TTL, e) }
+        pkt.setSource(flow.flow.ext, port: flow.flow.extPort)
+        do {
+            try outside.send(pkt.bytes, to: pkt.destination)
+            count(NV_GW_USERSPACE_OUT, e)
+        } catch {
+            onEvent(.failed("\(error)"))
+        }
+        observe(&flow, outbound: true, tcpFlags: pkt.tcpFlags)
+    }
+
+    private func newOutboundFlow(_ pkt: NATPacket, rdid: UInt32, _ e: ExceptionFrame) -> NATEntry? {
+        guard let vsid = subnet(of: pkt.source, in: rdid) else { count(NV_GW_DROP_NO_RECORD, e); return nil }
+        guard !externalAddresses.isEmpty else { count(NV_GW_PORTS_EXHAUSTED, e); return nil }
+        // The same CA keeps the same external address while it has ports there.
+        let hint = Int(pkt.source.bytes.reduce(rdid) { $0 &* 31 &+ UInt32($1) } % UInt32(externalAddresses.count))
+        for i in 0..<externalAddresses.count {
+            let ext = externalAddresses[(hint + i) % externalAddresses.count]
+            guard let port = table.ports.allocate(proto: pkt.proto, address: ext.address, range: ext.natPorts, hint: Int.random(in: 0..<65536)) else { continue }
+            let flow = NATFlow(proto: pkt.proto, rdid: rdid, vsid: vsid, ca: pkt.source, caPort: pkt.sourcePort, ext: ext.address,
+                               extPort: port, remote: pkt.destination, remotePort: pkt.destinationPort)
+            return create(flow, fromOutside: false, e)
+        }
+        count(NV_GW_PORTS_EXHAUSTED, e)
+        onEvent(.exhausted(proto: pkt.proto, ca: pkt.source))
+        return nil
+    }
+
+    // MARK: outside -> tenant
+
+    private func fromOutside(_ e: ExceptionFrame) {
+        guard var pkt = ipv4(e.frame) else { return count(NV_GW_DROP_UNSUPPORTED, e) }
+        var entry = table.inbound(proto: pkt.proto, ext: pkt.destination, extPort: pkt.destinationPort,
+                                  remote: pkt.source, remotePort: pkt.sourcePort)
+        if entry == nil { entry = newServiceFlow(pkt, e) }
+        guard var flow = entry else { return }
+        guard pkt.decrementTTL() else { return count(NV_GW_DROP_TTL, e) }
+        pkt.setDestination(flow.flow.ca, port: flow.flow.caPort)
+        if deliver(pkt, vsid: flow.flow.vsid, e) { count(NV_GW_USERSPACE_IN, e) }
+        observe(&flow, outbound: false, tcpFlags: pkt.tcpFlags)
+    }
+
+    /// A first packet to a published service (for TCP, a SYN) opens a flow.
+    private func newServiceFlow(_ pkt: NATPacket, _ e: ExceptionFrame) -> NATEntry? {
+        let key = nv_service_key(proto: pkt.proto, address: pkt.destination, port: pkt.destinationPort)
+        guard let svc = maps.services.lookup(key),
+              pkt.proto != IPProtocol.tcp.rawValue || pkt.tcpFlags & (NATPacket.syn | NATPacket.ack) == NATPacket.syn else {
+            count(NV_GW_DROP_UNSUPPORTED, e)
+            return nil
+        }
+        guard let vsid = subnet(of: svc.customerAddress, in: svc.rdid) else { count(NV_GW_DROP_NO_RECORD, e); return nil }
+        let flow = NATFlow(proto: pkt.proto, rdid: svc.rdid, vsid: vsid, ca: svc.customerAddress, caPort: svc.customerPort,
+                           ext: pkt.destination, extPort: pkt.destinationPort, remote: pkt.source, remotePort: pkt.sourcePort)
+        return create(flow, fromOutside: true, e)
+    }
+
+    /// Sends a translated packet to the VM: inner Ethernet from the subnet's router MAC to the
+    /// VM's, NVGRE to the VM's host (or straight to its port when it runs here).
+    private func deliver(_ pkt: NATPacket, vsid: UInt32, _ e: ExceptionFrame) -> Bool {
+        guard let record = maps.lookups.lookup(nv_lookup_key(vsid: vsid, ca: pkt.destination)),
+              let sn = maps.subnets.lookup(vsid), let cfg = maps.config.lookup(0) else {
+            count(NV_GW_DROP_NO_RECORD, e)
+            return false
+        }
+        let inner = Ethernet.header(dst: record.customerMAC, src: sn.gatewayMAC, type: EtherType.ipv4.rawValue) + pkt.bytes
+        do {
+            if record.port_ifindex != 0 {
+                try portSender.send(inner, ifindex: record.port_ifindex)
+                return true
+            }
+            let pa = record.providerAddress
+            guard let src = cfg.providerAddress(pa.family) else {
+                onEvent(.failed("no \(pa.family) provider address to send from"))
+                return false
+            }
+            let hash = FlowHash(src: pkt.source, dst: pkt.destination, protocol: pkt.proto, sport: pkt.sourcePort, dport: pkt.destinationPort)
+            let frame = NVGRE.encapsulate(inner: inner, vsid: vsid, hash: hash, tos: pkt.bytes[1], outerSrcMAC: MACAddress([2, 0, 0, 0, 0, 0]),
+                                          outerDstMAC: MACAddress([2, 0, 0, 0, 0, 0]), srcPA: src, dstPA: pa)
+            try underlaySocket(pa.family).send(Array(frame.dropFirst(Ethernet.headerLength)), to: pa)
+            return true
+        } catch {
+            onEvent(.failed("\(error)"))
+            return false
+        }
+    }
+
+    private func underlaySocket(_ family: IPFamily) throws -> RawIPSocket {
+        if let s = underlay[family] { return s }
+        let s = try RawIPSocket(family)
+        underlay[family] = s
+        return s
+    }
+
+    // MARK: flows
+
+    /// Writes a new flow into both maps (nat_in first: a reply may come back at once).
+    private func create(_ flow: NATFlow, fromOutside: Bool, _ e: ExceptionFrame) -> NATEntry? {
+        let now = monotonicNanoseconds()
+        let flags = fromOutside ? UInt8(NV_NAT_SERVICE.rawValue) : 0
+        let value = flow.value(flags: flags, lastSeenNanoseconds: now)
+        do {
+            try maps.natIn.update(flow.inKey, value)
+            do { try maps.natOut.update(flow.outKey, value) } catch {
+                _ = try? maps.natIn.delete(flow.inKey)
+                throw error
+            }
+        } catch {
+            table.ports.release(proto: flow.proto, address: flow.ext, port: flow.extPort)
+            count(NV_GW_FLOW_TABLE_FULL, e)
+            onEvent(.failed("flow \(Event.text(flow)) not written: \(error)"))
+            return nil
+        }
+        let entry = NATEntry(flow: flow, flags: flags, fromOutside: fromOutside, lastSeen: now)
+        table.insert(entry)
+        add(NV_GW_FLOWS_CREATED, 1, 0)
+        onEvent(.created(flow, service: fromOutside))
+        return entry
+    }
+
+    /// Tracks how far a flow got; offloads it once established: TCP when the initiator
+    /// acknowledges the responder's SYN+ACK, UDP and ICMP echo once both ways were seen.
+    private func observe(_ e: inout NATEntry, outbound: Bool, tcpFlags: UInt8) {
+        e.lastSeen = monotonicNanoseconds()
+        if outbound { e.sawOutbound = true } else { e.sawInbound = true }
+        if tcpFlags & NATPacket.fin != 0 { e.flags |= UInt8(NV_NAT_FIN.rawValue) }
+        if tcpFlags & NATPacket.rst != 0 { e.flags |= UInt8(NV_NAT_RST.rawValue) }
+        let fromInitiator = outbound != e.fromOutside
+        let established: Bool
+        if e.flow.proto == IPProtocol.tcp.rawValue {
+            if !fromInitiator && tcpFlags & (NATPacket.syn | NATPacket.ack) == NATPacket.syn | NATPacket.ack { e.synAcked = true }
+            established = fromInitiator && e.synAcked && tcpFlags & NATPacket.syn == 0
+        } else {
+            established = e.sawOutbound && e.sawInbound
+        }
+        if established && !e.offloaded && !e.closing { offload(&e) }
+        table.update(e)
+    }
+
+    private func offload(_ e: inout NATEntry) {
+        let flags = e.flags | UInt8(NV_NAT_OFFLOADED.rawValue)
+        let value = e.flow.value(flags: flags, lastSeenNanoseconds: e.lastSeen)
+        do {
+            try maps.natIn.update(e.flow.inKey, value, flags: UInt64(BPF_EXIST))
+            try maps.natOut.update(e.flow.outKey, value, flags: UInt64(BPF_EXIST))
+            e.flags = flags
+            add(NV_GW_FLOWS_OFFLOADED, 1, 0)
+            onEvent(.offloaded(e.flow))
+        } catch {
+            onEvent(.failed("flow \(Event.text(e.flow)) not offloaded: \(error)"))
+        }
+    }
+
+    /// Removes flows idle longer than their timeout; what XDP saw counts as activity.
+    /// Returns how many expired.
+    @discardableResult
+    public func expire(now: UInt64 = monotonicNanoseconds()) -> Int {
+        var expired = 0
+        for var e in table.all {
+            var last = e.lastSeen
+            for v in [maps.natOut.lookup(e.flow.outKey), maps.natIn.lookup(e.flow.inKey)].compactMap({ $0 }) {
+                last = max(last, v.last_seen_ns)
+                e.flags |= v.flags & UInt8(NV_NAT_FIN.rawValue | NV_NAT_RST.rawValue)
+            }
+            let idle = Double(now &- min(last, now)) / 1e9
+            if idle <= NATTable.timeout(e, timeouts) {
+                table.update(e)
+                continue
+            }
+            _ = try? maps.natOut.delete(e.flow.outKey)
+            _ = try? maps.natIn.delete(e.flow.inKey)
+            table.remove(e.flow)
+            expired += 1
+            onEvent(.expired(e.flow))
+        }
+        if expired > 0 { add(NV_GW_FLOWS_EXPIRED, UInt64(expired), 0) }
+        return expired
+    }
+
+    /// Reads the flows a previous gateway process left in the maps, so that they expire
+    /// and keep their ports. Returns how many it found.
+    @discardableResult
+    public func recover() -> Int {
+        var found = 0
+        for key in maps.natOut.keys() {
+            guard let v = maps.natOut.lookup(key) else { continue }
+            let flow = NATFlow(v)
+            guard let back = maps.natIn.lookup(flow.inKey) else {
+                _ = try? maps.natOut.delete(key)  // half a flow: nothing can come back to it
+                continue
+            }
+            var e = NATEntry(flow: flow, flags: v.flags | back.flags, fromOutside: v.flags & UInt8(NV_NAT_SERVICE.rawValue) != 0,
+                             lastSeen: max(v.last_seen_ns, back.last_seen_ns))
+            e.sawOutbound = e.offloaded
+            e.sawInbound = e.offloaded
+            e.synAcked = e.offloaded
+            if !e.fromOutside { table.ports.claim(proto: flow.proto, address: flow.ext, port: flow.extPort) }
+            table.insert(e)
+            found += 1
+        }
+        return found
+    }
+
+    // MARK: helpers
+
+    /// The frame's IPv4 packet, when NAT can translate it.
+    private func ipv4(_ frame: [UInt8]) -> NATPacket? {
+        guard frame.count > Ethernet.headerLength, UInt16(frame[12]) << 8 | UInt16(frame[13]) == EtherType.ipv4.rawValue else { return nil }
+        return NATPacket(ip: Array(frame[Ethernet.headerLength...]))
+    }
+
+    /// The VSID of the subnet of routing domain `rdid` that holds `address`, if any.
+    private func subnet(of address: IPAddress, in rdid: UInt32) -> UInt32? {
+        guard let r = maps.routes.lookup(nv_route_key(rdid: rdid, prefix: address, prefixLength: address.family == .v4 ? 32 : 128)),
+              r.kind == NV_ROUTE_SUBNET.rawValue else { return nil }
+        return r.vsid
+    }
+
+    private func count(_ c: nv_gw_counter, _ e: ExceptionFrame) { add(c, 1, UInt64(e.originalLength)) }
+
+    private func add(_ c: nv_gw_counter, _ packets: UInt64, _ bytes: UInt64) {
+        let old = pendingCounts[c.rawValue] ?? (0, 0)
+        pendingCounts[c.rawValue] = (old.packets + packets, old.bytes + bytes)
+    }
+
+    /// Adds what this process counted to gw_stats (CPU 0's slots, which XDP never writes
+    /// for these counters). Called between polls, not per packet.
+    public func flushCounters() {
+        for (c, v) in pendingCounts {
+            var values = maps.gatewayStats.lookupPerCPU(c)
+            guard !values.isEmpty else { continue }
+            values[0].packets += v.packets
+            values[0].bytes += v.bytes
+            do { try maps.gatewayStats.updatePerCPU(c, values) } catch { onEvent(.failed("\(error)")) }
+        }
+        pendingCounts = [:]
+    }
+}
+
+public func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}

@@ -1,0 +1,129 @@
+import CNvgre
+import NvgreDatapath
+import NvgrePolicy
+import NvgreWire
+
+/// How long an idle flow lives, by protocol and TCP state (RFC 5382: an established TCP
+/// flow at least 2 h 4 min, a transitory one 4 min; RFC 4787: UDP at least 2 min).
+public struct NATTimeouts: Sendable, Equatable {
+    public var tcpEstablished: Double = 7440
+    public var tcpTransitory: Double = 240
+    public var udp: Double = 300
+    public var icmp: Double = 60
+
+    public init() {}
+}
+
+/// One flow through the gateway: its addresses and ports on both sides, where it stands,
+/// and what the gateway process saw of it.
+public struct NATEntry: Sendable {
+    public var flow: NATFlow
+    /// enum nv_nat_flags as last written to (or read from) the maps.
+    public var flags: UInt8
+    /// Opened from outside, to a published service.
+    public var fromOutside: Bool
+    public var sawOutbound = false
+    public var sawInbound = false
+    /// The responder answered a SYN with SYN+ACK (TCP).
+    public var synAcked = false
+    /// CLOCK_MONOTONIC nanoseconds of the last packet the process handled.
+    public var lastSeen: UInt64
+
+    public var offloaded: Bool { flags & UInt8(NV_NAT_OFFLOADED.rawValue) != 0 }
+    public var closing: Bool { flags & UInt8(NV_NAT_FIN.rawValue | NV_NAT_RST.rawValue) != 0 }
+}
+
+/// Which external ports are taken, per (protocol, external address): a port is given to one
+/// flow at a time, so flows of tenants with the same CA and ports never meet.
+struct PortPool {
+    private struct Owner: Hashable {
+        let proto: UInt8
+        let address: IPAddress
+    }
+    private var used: [Owner: Set<UInt16>] = [:]
+
+    /// A free port of `range`, searched from a pseudo-random start; nil when all are taken.
+    mutating func allocate(proto: UInt8, address: IPAddress, range: PortRange, hint: Int) -> UInt16? {
+        let owner = Owner(proto: proto, address: address)
+        var taken = used[owner, default: []]
+        guard taken.count < range.count else { return nil }
+        let start = abs(hint) % range.count
+        for i in 0..<range.count {
+            let port = UInt16(Int(range.first) + (start + i) % range.count)
+            if taken.insert(port).inserted {
+                used[owner] = taken
+                return port
+            }
+        }
+        return nil
+    }
+
+    /// Marks a port taken (flows found in the maps after a restart); false if it already was.
+    @discardableResult
+    mutating func claim(proto: UInt8, address: IPAddress, port: UInt16) -> Bool {
+        used[Owner(proto: proto, address: address), default: []].insert(port).inserted
+    }
+
+    mutating func release(proto: UInt8, address: IPAddress, port: UInt16) {
+        used[Owner(proto: proto, address: address)]?.remove(port)
+    }
+
+    func inUse(proto: UInt8, address: IPAddress) -> Int { used[Owner(proto: proto, address: address)]?.count ?? 0 }
+}
+
+/// The gateway's flows, found by either direction's key. Pure bookkeeping: the maps are
+/// written by Gateway.
+public struct NATTable {
+    struct OutKey: Hashable {
+        let rdid: UInt32, proto: UInt8, ca: IPAddress, caPort: UInt16, remote: IPAddress, remotePort: UInt16
+    }
+    struct InKey: Hashable {
+        let proto: UInt8, ext: IPAddress, extPort: UInt16, remote: IPAddress, remotePort: UInt16
+    }
+
+    private(set) var entries: [OutKey: NATEntry] = [:]
+    private var inbound: [InKey: OutKey] = [:]
+    var ports = PortPool()
+
+    public var count: Int { entries.count }
+    public var all: [NATEntry] { Array(entries.values) }
+
+    static func outKey(_ f: NATFlow) -> OutKey {
+        OutKey(rdid: f.rdid, proto: f.proto, ca: f.ca, caPort: f.caPort, remote: f.remote, remotePort: f.remotePort)
+    }
+
+    static func inKey(_ f: NATFlow) -> InKey {
+        InKey(proto: f.proto, ext: f.ext, extPort: f.extPort, remote: f.remote, remotePort: f.remotePort)
+    }
+
+    func outbound(rdid: UInt32, proto: UInt8, ca: IPAddress, caPort: UInt16, remote: IPAddress, remotePort: UInt16) -> NATEntry? {
+        entries[OutKey(rdid: rdid, proto: proto, ca: ca, caPort: caPort, remote: remote, remotePort: remotePort)]
+    }
+
+    func inbound(proto: UInt8, ext: IPAddress, extPort: UInt16, remote: IPAddress, remotePort: UInt16) -> NATEntry? {
+        inbound[InKey(proto: proto, ext: ext, extPort: extPort, remote: remote, remotePort: remotePort)].flatMap { entries[$0] }
+    }
+
+    mutating func insert(_ e: NATEntry) {
+        let k = Self.outKey(e.flow)
+        entries[k] = e
+        inbound[Self.inKey(e.flow)] = k
+    }
+
+    mutating func update(_ e: NATEntry) { entries[Self.outKey(e.flow)] = e }
+
+    mutating func remove(_ f: NATFlow) {
+        entries[Self.outKey(f)] = nil
+        inbound[Self.inKey(f)] = nil
+        ports.release(proto: f.proto, address: f.ext, port: f.extPort)
+    }
+
+    /// How long `e` may stay idle.
+    static func timeout(_ e: NATEntry, _ t: NATTimeouts) -> Double {
+        switch e.flow.proto {
+        case IPProtocol.tcp.rawValue: return e.offloaded && !e.closing ? t.tcpEstablished : t.tcpTransitory
+        case IPProtocol.udp.rawValue: return t.udp
+        default: return t.icmp
+        }
+    }
+}

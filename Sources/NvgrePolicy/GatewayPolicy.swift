@@ -1,0 +1,139 @@
+import NvgreWire
+
+// The gateway's part of a policy (HNV gateway): the external addresses it translates to,
+// the routing domains it serves, and the tenant services it publishes on the outside. A
+// host whose policy has none of these is an ordinary host.
+
+/// An IPv4 address of the gateway on its external interface, with the ports that outbound
+/// NAT may give to flows (a published service's port must lie outside them).
+public struct ExternalAddress: Equatable, Sendable {
+    public var address: IPAddress
+    public var interface: String
+    public var natPorts: PortRange
+
+    public init(address: IPAddress, interface: String, natPorts: PortRange = .defaultNAT) {
+        self.address = address
+        self.interface = interface
+        self.natPorts = natPorts
+    }
+}
+
+/// An inclusive range of TCP/UDP ports, written `32768-65535`.
+public struct PortRange: Equatable, Sendable, CustomStringConvertible {
+    public var first: UInt16
+    public var last: UInt16
+
+    public static let defaultNAT = PortRange(first: 32768, last: 65535)
+
+    public init(first: UInt16, last: UInt16) {
+        self.first = first
+        self.last = last
+    }
+
+    /// "1024-65535", or one port "8080".
+    public init?(parsing s: String) {
+        let parts = s.split(separator: "-", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let a = UInt16(parts[0]), let b = UInt16(parts.last!), a >= 1, a <= b else { return nil }
+        self.init(first: a, last: b)
+    }
+
+    public func contains(_ port: UInt16) -> Bool { port >= first && port <= last }
+    public var count: Int { Int(last) - Int(first) + 1 }
+    public var description: String { first == last ? "\(first)" : "\(first)-\(last)" }
+}
+
+/// What the gateway does for a routing domain.
+public enum GatewayMode: String, CaseIterable, Equatable, Sendable {
+    case nat  // outbound NAT on the external addresses; published services come in
+}
+
+/// A routing domain this gateway serves.
+public struct GatewayDomain: Equatable, Sendable {
+    public var routingDomain: String
+    public var mode: GatewayMode
+
+    public init(routingDomain: String, mode: GatewayMode = .nat) {
+        self.routingDomain = routingDomain
+        self.mode = mode
+    }
+}
+
+public enum ServiceProtocol: String, CaseIterable, Equatable, Sendable {
+    case tcp, udp
+
+    public var number: UInt8 { self == .tcp ? 6 : 17 }
+}
+
+/// external address:port -> (routing domain, CA, port): a tenant's service on the outside.
+public struct PublishedService: Equatable, Sendable {
+    public var proto: ServiceProtocol
+    public var externalAddress: IPAddress
+    public var externalPort: UInt16
+    public var routingDomain: String
+    public var customerAddress: IPAddress
+    public var customerPort: UInt16
+
+    public init(proto: ServiceProtocol, externalAddress: IPAddress, externalPort: UInt16, routingDomain: String,
+                customerAddress: IPAddress, customerPort: UInt16) {
+        self.proto = proto
+        self.externalAddress = externalAddress
+        self.externalPort = externalPort
+        self.routingDomain = routingDomain
+        self.customerAddress = customerAddress
+        self.customerPort = customerPort
+    }
+
+    /// "tcp 203.0.113.1:8080", the service's identity on the outside.
+    public var outside: String { "\(proto.rawValue) \(externalAddress):\(externalPort)" }
+}
+
+extension Policy {
+    public var isGateway: Bool { !gatewayDomains.isEmpty || !externalAddresses.isEmpty }
+
+    /// The gateway's rules; part of `validate()`.
+    func validateGateway(domainNames: Set<String>, fail: (String, CustomStringConvertible, String) -> Void) {
+        var addresses = Set<IPAddress>()
+        for (i, e) in externalAddresses.enumerated() {
+            let at = "externalAddresses[\(i)]"
+            if e.address.family != .v4 || e.address.isUnspecified {
+                fail("\(at).address", e.address, "a unicast IPv4 address (the gateway translates IPv4 to IPv4)")
+            }
+            if !addresses.insert(e.address).inserted { fail("\(at).address", e.address, "an address listed once") }
+            if e.interface.isEmpty || e.interface.count > 15 { fail("\(at).interface", e.interface, "an interface name of 1 to 15 characters") }
+            if i > 0, e.interface != externalAddresses[0].interface {
+                fail("\(at).interface", e.interface, "the external interface of the other addresses (\(externalAddresses[0].interface)); a gateway has one")
+            }
+            if let pa = providerAddresses.first, pa.interface == e.interface {
+                fail("\(at).interface", e.interface, "an interface other than the uplink \(pa.interface)")
+            }
+        }
+        var served = Set<String>()
+        for (i, d) in gatewayDomains.enumerated() {
+            let at = "gatewayDomains[\(i)]"
+            if !domainNames.contains(d.routingDomain) { fail("\(at).routingDomain", d.routingDomain, "the name of a routing domain in this policy") }
+            if !served.insert(d.routingDomain).inserted { fail("\(at).routingDomain", d.routingDomain, "a routing domain listed once") }
+        }
+        if !gatewayDomains.isEmpty && externalAddresses.isEmpty {
+            fail("externalAddresses", "[]", "at least one external address when gatewayDomains serves a routing domain")
+        }
+        var outside = Set<String>()
+        for (i, s) in publishedServices.enumerated() {
+            let at = "publishedServices[\(i)]"
+            if let e = externalAddresses.first(where: { $0.address == s.externalAddress }) {
+                if e.natPorts.contains(s.externalPort) {
+                    fail("\(at).externalPort", s.externalPort, "a port outside \(e.address)'s NAT ports \(e.natPorts)")
+                }
+            } else {
+                fail("\(at).externalAddress", s.externalAddress, "one of externalAddresses")
+            }
+            if s.externalPort == 0 { fail("\(at).externalPort", s.externalPort, "a port from 1 to 65535") }
+            if s.customerPort == 0 { fail("\(at).customerPort", s.customerPort, "a port from 1 to 65535") }
+            if !served.contains(s.routingDomain) {
+                fail("\(at).routingDomain", s.routingDomain, "a routing domain in gatewayDomains")
+            } else if !subnets.contains(where: { $0.routingDomain == s.routingDomain && $0.prefixes.contains { $0.contains(s.customerAddress) } }) {
+                fail("\(at).customerAddress", s.customerAddress, "an IPv4 address inside a subnet of routing domain \(s.routingDomain)")
+            }
+            if !outside.insert(s.outside).inserted { fail("\(at).externalPort", s.externalPort, "one service per protocol, address and port (\(s.outside) is taken)") }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+import ArgumentParser
+import NvgreControl
+import NvgreGateway
+import NvgrePolicy
+
+/// `nvgre gateway`: the agent of a gateway host, plus NAT. Its configuration is the policy
+/// (externalAddresses, gatewayDomains, publishedServices); the flows live in the maps.
+struct GatewayCommand: NvgreCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway",
+        abstract: "Run a gateway host's userspace path: NAT for the served routing domains, published services, and what `nvgre agent` does.",
+        discussion: """
+            A flow's first packets are translated here; once established (TCP: the initiator's ACK of the SYN+ACK; UDP and ICMP echo: an answer) it is offloaded to XDP both ways. Idle flows expire: established TCP after --tcp-established seconds, other TCP (opening, or after FIN/RST) after --tcp-transitory, UDP after --udp, ICMP echo after --icmp. Stopping this process does not stop offloaded flows; a new one finds them in the maps. Counters: `nvgre stats`.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Idle seconds before an established TCP flow expires.") var tcpEstablished = "7440"
+    @Option(help: "Idle seconds before an opening or closing TCP flow expires.") var tcpTransitory = "240"
+    @Option(help: "Idle seconds before a UDP flow expires.") var udp = "300"
+    @Option(help: "Idle seconds before an ICMP echo flow expires.") var icmp = "60"
+
+    func execute() throws {
+        var t = NATTimeouts()
+        t.tcpEstablished = Double(try parseNumber(tcpEstablished, "--tcp-established", 1...UInt32.max))
+        t.tcpTransitory = Double(try parseNumber(tcpTransitory, "--tcp-transitory", 1...UInt32.max))
+        t.udp = Double(try parseNumber(udp, "--udp", 1...UInt32.max))
+        t.icmp = Double(try parseNumber(icmp, "--icmp", 1...UInt32.max))
+        let instance = try global.openInstance()
+        let policy = try instance.livePolicy()
+        guard !policy.externalAddresses.isEmpty, !policy.gatewayDomains.isEmpty else {
+            throw ControlError("instance \(instance.name) is not a gateway: its policy has no externalAddresses or gatewayDomains",
+                               hint: "apply a policy with them (see examples/demo/gateway.yaml), then start the gateway")
+        }
+        let gateway = try Gateway(maps: instance.maps, externalAddresses: policy.externalAddresses, timeouts: t)
+        gateway.onEvent = { log("\($0)") }
+        try serveExceptions(instance, gateway: gateway)
+    }
+}

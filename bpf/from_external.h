@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* from_external.h - program attached to a gateway's external interface. Frames to one of
+ * the gateway's external addresses belong to NAT: an offloaded flow is translated back to
+ * the tenant's CA and port and encapsulated toward the VM's host; a flow not offloaded yet
+ * and a new connection to a published service go to the gateway process; anything else
+ * is dropped and counted. Everything else (ARP, the host's own traffic, pings to the
+ * gateway itself) belongs to the host. */
+#ifndef NV_FROM_EXTERNAL_H
+#define NV_FROM_EXTERNAL_H
+
+#include "forward.h"
+#include "nat.h"
+
+static __always_inline int is_external_address(__be32 addr)
+{
+	struct nv_ext_addr_key k;
+	__builtin_memcpy(k.addr, &addr, 4);
+	return bpf_map_lookup_elem(&ext_addrs, &k) != NULL;
+}
+
+static __always_inline int is_published(const struct nat_packet *p)
+{
+	struct nv_service_key k = {};
+	k.proto = p->ip->protocol;
+	k.port = *p->inside;
+	__builtin_memcpy(k.addr, &p->ip->daddr, 4);
+	return p->outside && bpf_map_lookup_elem(&services, &k) != NULL;
+}
+
+SEC("xdp")
+int nv_from_external(struct xdp_md *ctx)
+{
+	struct cursor c = { .pos = (void *)(long)ctx->data, .end = (void *)(long)ctx->data_end };
+	struct ethhdr *eth = CURSOR_TAKE(&c, struct ethhdr);
+	if (!eth || eth->h_proto != bpf_htons(ETH_P_IP))
+		return pass_to_host(ctx);
+	struct flow f = {};
+	struct iphdr *ip = parse_ipv4(&c, &f);
+	if (!ip || !is_external_address(ip->daddr))
+		return pass_to_host(ctx);
+	if (f.proto == IPPROTO_ICMP) {
+		struct icmp_echo_hdr *icmp = CURSOR_TAKE(&c, struct icmp_echo_hdr);
+		if (icmp && icmp->type == ICMP_ECHO && !is_ipv4_fragment(ip))
+			return pass_to_host(ctx); /* a ping to the gateway itself */
+	}
+
+	struct nat_packet p = {};
+	if (nat_parse(ctx, &p, 0) < 0)
+		return drop(ctx, NV_DROP_EXTERNAL_UNKNOWN);
+	struct nv_nat_in_key k = {};
+	k.proto = p.ip->protocol;
+	k.ext_port = *p.inside;
+	__builtin_memcpy(k.ext, &p.ip->daddr, 4);
+	__builtin_memcpy(k.remote, &p.ip->saddr, 4);
+	k.remote_port = p.outside ? *p.outside : 0;
+	struct nv_nat_flow *fl = bpf_map_lookup_elem(&nat_in, &k);
+	if (!fl) {
+		if (is_published(&p))
+			return to_userspace(ctx, NV_EXC_NAT_IN, 0, NV_NO_STATS_SLOT, 0);
+		return drop(ctx, NV_DROP_EXTERNAL_UNKNOWN);
+	}
+	__u32 vsid = fl->vsid;
+	struct nv_subnet *sn = bpf_map_lookup_elem(&subnets, &vsid);
+	struct nv_lookup_val *rec = find_record(vsid, NV_AF_INET, (const __be32 *)fl->ca);
+	if (!(fl->flags & NV_NAT_OFFLOADED) || p.ip->ttl <= 1 || !sn || !rec)
+		return to_userspace(ctx, NV_EXC_NAT_IN, vsid, NV_NO_STATS_SLOT, 0);
+
+	__be32 ca;
+	__builtin_memcpy(&ca, fl->ca, 4);
+	nat_set_addr(&p, &p.ip->daddr, ca);
+	nat_set_inside_port(&p, fl->ca_port);
+	nat_decrement_ttl(&p);
+	mac_copy(p.eth->h_source, sn->gw_mac);
+	mac_copy(p.eth->h_dest, rec->mac);
+	nat_seen(fl, &p);
+	count_gw(NV_GW_OFFLOADED_IN, frame_len(ctx));
+
+	/* The flow as the VM sees it, for the NVGRE FlowID. */
+	f.dst[0] = ca;
+	f.dport = fl->ca_port;
+	return deliver(ctx, &f, rec, vsid, sn->stats_slot);
+}
+
+#endif
