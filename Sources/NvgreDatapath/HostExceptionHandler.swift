@@ -67,7 +67,9 @@ public final class HostExceptionHandler {
         }
         let mtu = Int(e.mtu) - (outerV6 ? 40 : 20) - Int(NV_GRE_LEN) - 14
         let gateway: IPAddress? = dst.family == .v4 ? sn.gateway4 : sn.gateway6
-        guard let answer = TooBig.answer(to: e.frame, mtu: mtu, gatewayMAC: sn.gatewayMAC, gateway: gateway) else {
+        // A routed packet carries the router's MACs by now: the VM is the one on the port.
+        let vm = maps.ports.lookup(e.ingressIfindex).map { MACAddress(bytes(of: $0.mac, count: 6)) }
+        guard let answer = TooBig.answer(to: e.frame, mtu: mtu, gatewayMAC: sn.gatewayMAC, gateway: gateway, vm: vm) else {
             tooBigUnanswered += 1
             return
         }

@@ -60,9 +60,30 @@ public final class Gateway {
         switch e.reason {
         case NV_EXC_NAT_OUT.rawValue: toOutside(e)
         case NV_EXC_NAT_IN.rawValue: fromOutside(e)
+        case NV_EXC_OVERSIZE.rawValue where e.ingressIfindex == maps.config.lookup(0)?.external_ifindex:
+            tooBigFromOutside(e)
         default: return false
         }
         return true
+    }
+
+    /// A packet from outside, translated by XDP, did not fit the underlay once encapsulated.
+    /// The outside host must hear "fragmentation needed" about the packet it sent (to the
+    /// external address and port), from the external address, or its transfers stall.
+    private func tooBigFromOutside(_ e: ExceptionFrame) {
+        guard let sn = maps.subnets.lookup(e.vsid), var pkt = ipv4(e.frame),
+              let entry = table.outbound(rdid: sn.rdid, proto: pkt.proto, ca: pkt.destination, caPort: pkt.destinationPort,
+                                         remote: pkt.source, remotePort: pkt.sourcePort),
+              let record = maps.lookups.lookup(nv_lookup_key(vsid: e.vsid, ca: pkt.destination)) else {
+            return count(NV_GW_DROP_UNSUPPORTED, e)
+        }
+        pkt.setDestination(entry.flow.ext, port: entry.flow.extPort)  // the packet as X sent it
+        let mtu = Int(e.mtu) - (record.providerAddress.family == .v6 ? 40 : 20) - Int(NV_GRE_LEN) - Ethernet.headerLength
+        let frame = Ethernet.header(dst: sn.gatewayMAC, src: sn.gatewayMAC, type: EtherType.ipv4.rawValue) + pkt.bytes
+        guard let answer = TooBig.answer(to: frame, mtu: mtu, gatewayMAC: sn.gatewayMAC, gateway: entry.flow.ext) else {
+            return count(NV_GW_DROP_UNSUPPORTED, e)  // no DF: XDP does not fragment
+        }
+        do { try outside.send(Array(answer.dropFirst(Ethernet.headerLength)), to: pkt.source) } catch { onEvent(.failed("\(error)")) }
     }
 
     // MARK: tenant -> outside

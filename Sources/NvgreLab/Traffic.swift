@@ -31,29 +31,27 @@ public enum Traffic {
 
     /// Sends `bytes` of a known pattern over TCP from `client` to `server` and checks what
     /// arrives. The client connects to `address`:`port`; the server listens on `serverPort`
-    /// (the same port unless a NAT gateway translates it on the way).
-    public static func tcpTransfer(from client: String, to server: String, address: IPAddress,
-                                   port: UInt16 = 5201, serverPort: UInt16? = nil, bytes: Int = 1 << 20, timeout: Double = 10) throws -> Transfer {
+    /// (the same port unless a NAT gateway translates it on the way). With `fetch` the server
+    /// sends and the client receives (a download, as from a web server).
+    public static func tcpTransfer(from client: String, to server: String, address: IPAddress, port: UInt16 = 5201,
+                                   serverPort: UInt16? = nil, fetch: Bool = false, bytes: Int = 1 << 20,
+                                   timeout: Double = 10) throws -> Transfer {
         let listener = try NetworkNamespace.run(in: server) { try Socket.listen(family: address.family, port: serverPort ?? port) }
         let result = ReceiveResult()
-        let receiver = Thread {
+        let serverSide = Thread {
             defer { result.done.signal() }
             guard let conn = listener.accept(timeout: timeout) else { return }
-            var expected = 0
-            var intact = true
-            var buf = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let n = conn.read(&buf, timeout: timeout)
-                if n <= 0 { break }
-                for i in 0..<n where buf[i] != pattern(expected + i) { intact = false; break }
-                expected += n
-            }
-            result.received = expected
-            result.intact = intact
+            if fetch { send(bytes, on: conn) } else { receive(on: conn, into: result, timeout: timeout) }
         }
-        receiver.start()
+        serverSide.start()
         let start = Date()
         let conn = try NetworkNamespace.run(in: client) { try Socket.connect(to: address, port: port, timeout: timeout) }
+        if fetch { receive(on: conn, into: result, timeout: timeout) } else { send(bytes, on: conn) }
+        _ = result.done.wait(timeout: .now() + timeout)
+        return Transfer(sent: bytes, received: result.received, intact: result.intact, seconds: Date().timeIntervalSince(start))
+    }
+
+    private static func send(_ bytes: Int, on conn: Socket) {
         var offset = 0
         var chunk = [UInt8](repeating: 0, count: 65536)
         while offset < bytes {
@@ -63,8 +61,20 @@ public enum Traffic {
             offset += n
         }
         conn.shutdownWrite()
-        _ = result.done.wait(timeout: .now() + timeout)
-        return Transfer(sent: bytes, received: result.received, intact: result.intact, seconds: Date().timeIntervalSince(start))
+    }
+
+    private static func receive(on conn: Socket, into result: ReceiveResult, timeout: Double) {
+        var expected = 0
+        var intact = true
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = conn.read(&buf, timeout: timeout)
+            if n <= 0 { break }
+            for i in 0..<n where buf[i] != pattern(expected + i) { intact = false; break }
+            expected += n
+        }
+        result.received = expected
+        result.intact = intact
     }
 
     private static func pattern(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: i % 251) }

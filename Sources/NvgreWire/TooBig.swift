@@ -5,8 +5,10 @@ public enum TooBig {
     /// The Ethernet frame to hand to the VM that sent `frame`, or nil when no answer is due:
     /// not IP, an IPv4 packet without DF (it may be fragmented; XDP cannot), or an ICMP
     /// error itself. `gateway` is the subnet's gateway address of the packet's family; the
-    /// packet's destination stands in when the subnet has none.
-    public static func answer(to frame: [UInt8], mtu: Int, gatewayMAC: MACAddress, gateway: IPAddress?) -> [UInt8]? {
+    /// packet's destination stands in when the subnet has none. `vm` is the sender's MAC when
+    /// the frame no longer carries it (the router rewrote it before the packet was found too
+    /// big).
+    public static func answer(to frame: [UInt8], mtu: Int, gatewayMAC: MACAddress, gateway: IPAddress?, vm: MACAddress? = nil) -> [UInt8]? {
         guard let f = DecodedFrame(frame), let src = f.src, let dst = f.dst, f.vlan == nil else { return nil }
         let packet = Array(frame[f.l3Offset...])
         let from = gateway ?? dst
@@ -28,7 +30,7 @@ public enum TooBig {
             let message = ICMPv6.message(type: 2, code: 0, body: body + packet.prefix(1280 - 40 - 8), src: from, dst: src)
             payload = IPPacket.build(src: from, dst: src, proto: IPProtocol.icmpv6.rawValue, payload: message)
         }
-        return Ethernet.frame(dst: f.srcMAC, src: gatewayMAC, type: src.family == .v4 ? .ipv4 : .ipv6, payload: payload)
+        return Ethernet.frame(dst: vm ?? f.srcMAC, src: gatewayMAC, type: src.family == .v4 ? .ipv4 : .ipv6, payload: payload)
     }
 
     /// ICMP errors are never answered with errors (RFC 1122, RFC 4443).

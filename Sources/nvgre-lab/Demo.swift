@@ -13,6 +13,9 @@ struct Demo: ParsableCommand {
 
     func run() throws {
         let lab = DemoLab(net: LabNetwork(untagged: ()))
+        // A 1500-byte underlay, as many fabrics are: full-size customer packets no longer fit
+        // once encapsulated, and the hosts tell the VMs so (fragmentation needed).
+        lab.underlayMTU = 1500
         var failures = 0
         func check(_ ok: Bool, _ line: String) {
             if !ok { failures += 1 }
@@ -28,6 +31,7 @@ struct Demo: ParsableCommand {
         underlay (br0 in \(lab.fabric)); outside host X (\(DemoPlan.x4)) behind G.
           Red:  VSID 5001 198.19.1.0/24 and VSID 5002 198.19.2.0/24 (one routing domain), VMs on A and B
           Blue: VSID 6001 198.19.1.0/24, the very addresses and MACs of Red's 5001 VMs
+          Both reach X through G, which NATs them to \(DemoPlan.gExternal4); the underlay MTU is 1500
         """)
         try lab.build()
         for h in DemoPlan.hosts {
@@ -71,8 +75,13 @@ struct Demo: ParsableCommand {
         let red = lines.filter { greKey($0).map { $0 >> 8 == 5001 } ?? false }, blue = lines.filter { greKey($0).map { $0 >> 8 == 6001 } ?? false }
         for line in red.prefix(2) + blue.prefix(2) { print("    " + excerpt(line)) }
 
+        try gatewayClaims(lab, check)
+
         print("\n$ nvgre -n \(lab.ns(a)) --instance \(lab.instance(a)) stats")
         print(try lab.cli(a, ["stats"]).output.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+        print("\n$ nvgre -n \(lab.ns(DemoPlan.g)) --instance \(lab.instance(DemoPlan.g)) stats    (the gateway's part)")
+        let gStats = try lab.cli(DemoPlan.g, ["stats"]).output.split(separator: "\n")
+        if let i = gStats.firstIndex(where: { $0.hasPrefix("gateway:") }) { for line in gStats[i...] { print("    " + line) } }
 
         if keep {
             lab.keep = true
@@ -87,6 +96,49 @@ struct Demo: ParsableCommand {
         }
         print(failures == 0 ? "\ndemo: every check passed" : "\ndemo: \(failures) check(s) FAILED")
         if failures > 0 { throw ExitCode(1) }
+    }
+
+    /// The gateway host G: outbound NAT for two tenants with the same address at once,
+    /// services published on the external address (one from the policy file, one added live),
+    /// and path MTU discovery over the 1500-byte underlay.
+    private func gatewayClaims(_ lab: DemoLab, _ check: (Bool, String) -> Void) throws {
+        let (redA, blueA) = (DemoPlan.vm(DemoPlan.a, "red1"), DemoPlan.vm(DemoPlan.a, "blue1"))
+        let (redB, blueB) = (DemoPlan.vm(DemoPlan.b, "red1"), DemoPlan.vm(DemoPlan.b, "blue1"))
+        let (x, ext) = (DemoPlan.x4, DemoPlan.gExternal4)
+        print("")
+        let pmtu = try Spawn.run(["/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1472", x.description])
+        check(pmtu.output.contains("mtu = 1458"),
+              "Red VM sends a 1500-byte DF packet to X: told \"fragmentation needed, MTU 1458\" (20 outer IP + 8 GRE + 14 inner Ethernet fit in 1500)")
+
+        let fetched = Transfers()
+        DispatchQueue.concurrentPerform(iterations: 2) { i in
+            let vm = i == 0 ? redA : blueA
+            fetched.set(i, Result { try Traffic.tcpTransfer(from: lab.ns(vm), to: lab.outside, address: x, port: 5201 + UInt16(i), fetch: true) })
+        }
+        for (i, vm) in [redA, blueA].enumerated() {
+            check((try? fetched.get(i).get().ok) == true,
+                  "\(vm.tenant) VM \(vm.ip4) on A fetches 1 MiB from X over TCP through NAT, both tenants at once, full-size segments after PMTU discovery: \(fetched.get(i).text)")
+        }
+
+        let add = ["service", "add", "tcp", "\(ext):\(DemoPlan.blueService)", "--domain", "blue", "--to", "\(blueB.ip4):80"]
+        print("$ nvgre -n \(lab.ns(DemoPlan.g)) --instance \(lab.instance(DemoPlan.g)) " + add.joined(separator: " "))
+        let added = try lab.cli(DemoPlan.g, add)
+        for line in added.output.split(separator: "\n") { print("    \(line)") }
+        DispatchQueue.concurrentPerform(iterations: 2) { i in
+            let (vm, port) = i == 0 ? (redB, DemoPlan.redService) : (blueB, DemoPlan.blueService)
+            fetched.set(i, Result { try Traffic.tcpTransfer(from: lab.outside, to: lab.ns(vm), address: ext, port: port, serverPort: 80) })
+        }
+        for (i, (vm, port)) in [(redB, DemoPlan.redService), (blueB, DemoPlan.blueService)].enumerated() {
+            check(added.status == 0 && (try? fetched.get(i).get().ok) == true,
+                  "X reaches \(vm.tenant)'s service \(ext):\(port) -> \(vm.ip4):80 on B, 1 MiB over TCP, both at once: \(fetched.get(i).text)")
+        }
+        let g = try lab.cli(DemoPlan.g, ["-j", "stats"])
+        let json = (try? JSONSerialization.jsonObject(with: Data(g.output.utf8))) as? [String: Any]
+        let gw = (json?["gateway"] as? [String: Any]) ?? [:]
+        func n(_ k: String) -> Int { ((gw[k] as? [String: Any])?["packets"] as? Int) ?? (gw[k] as? Int) ?? 0 }
+        let userspace = n("userspace-out") + n("userspace-in"), offloaded = n("offloaded-out") + n("offloaded-in")
+        check(n("flows-offloaded") >= 4 && offloaded > 10 * userspace,
+              "established flows run in XDP on G: \(n("flows-offloaded")) flows offloaded, \(offloaded) packets translated by XDP, \(userspace) by the gateway process")
     }
 
     /// The command line as a user would type it (binary name only).
@@ -115,5 +167,16 @@ extension Result where Success == Traffic.Transfer {
         case .success(let t): return "\(t)"
         case .failure(let e): return "\(e)"
         }
+    }
+}
+
+/// Transfers finished on concurrent threads.
+final class Transfers: @unchecked Sendable {
+    private var results: [Int: Result<Traffic.Transfer, Error>] = [:]
+    private let lock = NSLock()
+    func set(_ i: Int, _ r: Result<Traffic.Transfer, Error>) { lock.lock(); results[i] = r; lock.unlock() }
+    func get(_ i: Int) -> Result<Traffic.Transfer, Error> {
+        lock.lock(); defer { lock.unlock() }
+        return results[i] ?? .failure(ShellErrorText("no result"))
     }
 }

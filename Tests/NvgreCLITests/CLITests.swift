@@ -1,4 +1,5 @@
 import Foundation
+import CNvgre
 import NvgreDatapath
 import NvgreLab
 import Testing
@@ -122,8 +123,8 @@ struct CLITests {
         // Three echo requests and three replies switched between the two local ports.
         #expect(((red["local"] as? [String: Int])?["packets"] ?? 0) >= 6, "\(red)")
         let drops = try #require(stats["drops"] as? [String: [String: Int]])
-        #expect(drops.count == 25 && drops["source-ca-spoofed"] != nil)
-        #expect((stats["exceptions"] as? [String: Any])?.count == 9)
+        #expect(drops.count == Int(NV_DROP_MAX.rawValue) && drops["source-ca-spoofed"] != nil)
+        #expect((stats["exceptions"] as? [String: Any])?.count == Int(NV_EXC_MAX.rawValue))
         // The watch mode refreshes (two rounds, one second apart).
         let watch = h.run(["stats", "--watch", "1", "--count", "2"])
         #expect(watch.status == 0 && watch.out.components(separatedBy: "drops (packets/bytes):").count == 3)

@@ -24,11 +24,11 @@ struct GatewayTests {
 
     @Test func tenantsWithTheSameAddressReachTheOutsideAndArePublished() throws {
         let lab = try startedLab("gwnat")
-        // Red and Blue, both 198.19.1.1 on host A, fetch from X at the same time.
+        // Red and Blue, both 198.19.1.1 on host A, fetch 1 MiB from X at the same time.
         let results = ResultBox()
         DispatchQueue.concurrentPerform(iterations: 2) { i in
             let vm = i == 0 ? redA : blueA
-            results.set(i, try? Traffic.tcpTransfer(from: lab.ns(vm), to: lab.outside, address: x, port: 5201 + UInt16(i)))
+            results.set(i, try? Traffic.tcpTransfer(from: lab.ns(vm), to: lab.outside, address: x, port: 5201 + UInt16(i), fetch: true))
         }
         #expect(results.get(0)?.ok == true, "Red's transfer to X: \(String(describing: results.get(0)))")
         #expect(results.get(1)?.ok == true, "Blue's transfer to X: \(String(describing: results.get(1)))")
@@ -49,7 +49,6 @@ struct GatewayTests {
         let userspace = (g["userspace-out"] ?? 0) + (g["userspace-in"] ?? 0)
         let offloaded = (g["offloaded-out"] ?? 0) + (g["offloaded-in"] ?? 0)
         #expect((g["flows-created"] ?? 0) >= 5 && (g["flows-offloaded"] ?? 0) >= 5, "\(g)")
-        #expect(userspace <= 4 * (g["flows-created"] ?? 0), "\(g)")
         #expect(offloaded > 10 * userspace, "\(g)")
 
         // Removed live: a new connection to it is dropped at the external interface, counted.
@@ -65,8 +64,15 @@ struct GatewayTests {
         let lab = try startedLab("gwrestart")
         let session = try TCPSession(from: lab.ns(redA), to: lab.outside, address: x, port: 5301)
         #expect(session.exchange())
+        usleep(200_000)  // the gateway flushes its counters between polls
+        let settled = try gateway(lab)
+        #expect((settled["flows-offloaded"] ?? 0) >= 1, "\(settled)")
+        // Offloaded: more traffic of the flow never reaches userspace.
+        #expect(session.exchange(65536))
+        usleep(200_000)
         let before = try gateway(lab)
-        #expect((before["flows-offloaded"] ?? 0) >= 1, "\(before)")
+        #expect(before["userspace-out"] == settled["userspace-out"] && before["userspace-in"] == settled["userspace-in"], "\(settled) then \(before)")
+        #expect((before["offloaded-out"] ?? 0) > (settled["offloaded-out"] ?? 0) + 10, "\(settled) then \(before)")
 
         lab.killGateway()
         #expect(session.exchange(65536), "the offloaded flow forwards with no gateway process")

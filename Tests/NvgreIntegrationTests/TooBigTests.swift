@@ -30,6 +30,15 @@ struct TooBigTests {
         // TCP sends full-size DF segments, learns 1458 and completes, both tenants.
         #expect(try Traffic.tcpTransfer(from: lab.ns(redA), to: lab.ns(redB), address: redB.ip4).ok)
         #expect(try Traffic.tcpTransfer(from: lab.ns(blueB), to: lab.ns(blueA), address: blueA.ip4).ok)
+        // Routed toward the gateway (the router rewrote the MACs): the answer still reaches the VM.
+        let routed = try Spawn.run(["/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1472", DemoPlan.x4.description])
+        #expect(routed.output.contains("mtu = 1458"), "ping -M do -s 1472 to X: \(routed.output)")
+        // Through the gateway: X's full-size segments to a VM do not fit either; G tells X
+        // about the packet X sent (to the external address), so X's transfer completes too.
+        #expect(try Traffic.tcpTransfer(from: lab.ns(redA), to: lab.outside, address: DemoPlan.x4, fetch: true).ok, "Red fetches from X")
+        #expect(try Traffic.tcpTransfer(from: lab.outside, to: lab.ns(redB), address: DemoPlan.gExternal4, port: DemoPlan.redService,
+                                        serverPort: 80).ok, "X sends to Red's published service")
+        #expect((try lab.counters(hostG).exceptions["oversize"] ?? 0) > 0)
         let a = try lab.counters(hostA)
         #expect((a.exceptions["oversize"] ?? 0) > 0, "exceptions on A: \(a.exceptions)")
     }
