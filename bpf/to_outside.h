@@ -22,8 +22,10 @@ static __always_inline int nat_to_outside(struct xdp_md *ctx, __u32 rdid, __u32 
 	__builtin_memcpy(k.remote, &p.ip->daddr, 4);
 	k.remote_port = p.outside ? *p.outside : 0;
 	struct nv_nat_flow *fl = bpf_map_lookup_elem(&nat_out, &k);
+	if (!fl || !(fl->flags & NV_NAT_OFFLOADED) || p.ip->ttl <= 1)
+		return to_userspace(ctx, NV_EXC_NAT_OUT, vsid, slot, 0);
 	struct nv_config *cfg = host_config();
-	if (!fl || !(fl->flags & NV_NAT_OFFLOADED) || p.ip->ttl <= 1 || !cfg)
+	if (!cfg)
 		return to_userspace(ctx, NV_EXC_NAT_OUT, vsid, slot, 0);
 
 	struct bpf_fib_lookup fib = {};

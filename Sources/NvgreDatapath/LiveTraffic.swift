@@ -155,8 +155,11 @@ private final class ThreadResults: @unchecked Sendable {
 }
 
 /// Seconds on the monotonic clock.
-public func monotonicSeconds() -> Double {
+public func monotonicSeconds() -> Double { Double(monotonicNanoseconds()) / 1e9 }
+
+/// CLOCK_MONOTONIC in nanoseconds, the clock of bpf_ktime_get_ns (NAT flows' last-seen).
+public func monotonicNanoseconds() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }

@@ -22,26 +22,23 @@ public final class RawIPSocket {
 
     /// `packet` starts with its IP header; it goes to that header's destination.
     public func send(_ packet: [UInt8], to destination: IPAddress) throws {
-        let sent: Int
-        if family == .v4 {
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            withUnsafeMutableBytes(of: &addr.sin_addr) { $0.copyBytes(from: destination.bytes.prefix(4)) }
-            sent = withUnsafePointer(to: &addr) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, packet, packet.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-        } else {
-            var addr = sockaddr_in6()
-            addr.sin6_family = sa_family_t(AF_INET6)
-            withUnsafeMutableBytes(of: &addr.sin6_addr) { $0.copyBytes(from: destination.bytes.prefix(16)) }
-            sent = withUnsafePointer(to: &addr) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, packet, packet.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
-                }
-            }
-        }
+        let sent = withSocketAddress(destination, port: 0) { sendto(fd, packet, packet.count, 0, $0, $1) }
         if sent < 0 { throw DatapathError("send an IP packet to \(destination)", errno: errno) }
     }
+}
+
+/// Calls `body` with a sockaddr_in or sockaddr_in6 for `address` and `port` (host order).
+public func withSocketAddress<T>(_ address: IPAddress, port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+    if address.family == .v4 {
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = port.bigEndian
+        withUnsafeMutableBytes(of: &sa.sin_addr) { $0.copyBytes(from: address.bytes) }
+        return withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    }
+    var sa = sockaddr_in6()
+    sa.sin6_family = sa_family_t(AF_INET6)
+    sa.sin6_port = port.bigEndian
+    withUnsafeMutableBytes(of: &sa.sin6_addr) { $0.copyBytes(from: address.bytes) }
+    return withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
 }

@@ -32,7 +32,7 @@ public final class Socket: @unchecked Sendable {
         let s = try Socket(fd: open(address.family, SOCK_STREAM))
         var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
         setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))  // bounds connect too
-        let rc = withSockaddr(address, port) { Glibc.connect(s.fd, $0, $1) }
+        let rc = withSocketAddress(address, port: port) { Glibc.connect(s.fd, $0, $1) }
         if rc != 0 { throw DatapathError("connect to \(address) port \(port)", errno: errno) }
         return s
     }
@@ -45,23 +45,8 @@ public final class Socket: @unchecked Sendable {
 
     private func bind(family: IPFamily, port: UInt16) throws {
         let any = family == .v4 ? IPAddress(v4: [0, 0, 0, 0]) : IPAddress(v6: [UInt8](repeating: 0, count: 16))
-        let rc = Self.withSockaddr(any, port) { Glibc.bind(fd, $0, $1) }
+        let rc = withSocketAddress(any, port: port) { Glibc.bind(fd, $0, $1) }
         if rc != 0 { throw DatapathError("bind port \(port)", errno: errno) }
-    }
-
-    private static func withSockaddr<T>(_ a: IPAddress, _ port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
-        if a.family == .v4 {
-            var sa = sockaddr_in()
-            sa.sin_family = sa_family_t(AF_INET)
-            sa.sin_port = port.bigEndian
-            withUnsafeMutableBytes(of: &sa.sin_addr) { $0.copyBytes(from: a.bytes) }
-            return withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        }
-        var sa = sockaddr_in6()
-        sa.sin6_family = sa_family_t(AF_INET6)
-        sa.sin6_port = port.bigEndian
-        withUnsafeMutableBytes(of: &sa.sin6_addr) { $0.copyBytes(from: a.bytes) }
-        return withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
     }
 
     private func readable(within timeout: Double) -> Bool {
