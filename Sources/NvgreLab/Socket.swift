@@ -45,8 +45,13 @@ public final class Socket: @unchecked Sendable {
 
     private func bind(family: IPFamily, port: UInt16) throws {
         let any = family == .v4 ? IPAddress(v4: [0, 0, 0, 0]) : IPAddress(v6: [UInt8](repeating: 0, count: 16))
-        let rc = withSocketAddress(any, port: port) { Glibc.bind(fd, $0, $1) }
-        if rc != 0 { throw DatapathError("bind port \(port)", errno: errno) }
+        // A socket this process just closed can stay bound for a moment: a child that another
+        // thread is spawning holds a copy of every descriptor until its exec closes them.
+        let deadline = monotonicSeconds() + 2
+        while withSocketAddress(any, port: port, { Glibc.bind(fd, $0, $1) }) != 0 {
+            if errno != EADDRINUSE || monotonicSeconds() > deadline { throw DatapathError("bind port \(port)", errno: errno) }
+            usleep(20_000)
+        }
     }
 
     private func readable(within timeout: Double) -> Bool {
