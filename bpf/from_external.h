@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* from_external.h - program attached to a gateway's external interface. Frames to one of
+/* from_external.h - program attached to a gateway's external interface. Frames to a subnet
+ * of a routing domain in route mode are routed to the VM (gw_route.h). Frames to one of
  * the gateway's external addresses belong to NAT: an offloaded flow is translated back to
  * the tenant's CA and port and encapsulated toward the VM's host; a flow not offloaded yet
  * and a new connection to a published service go to the gateway process; anything else
@@ -9,6 +10,7 @@
 #define NV_FROM_EXTERNAL_H
 
 #include "forward.h"
+#include "gw_route.h"
 #include "nat.h"
 
 static __always_inline int is_external_address(__be32 addr)
@@ -36,8 +38,14 @@ int nv_from_external(struct xdp_md *ctx)
 		return pass_to_host(ctx);
 	struct flow f = {};
 	struct iphdr *ip = parse_ipv4(&c, &f);
-	if (!ip || !is_external_address(ip->daddr))
+	if (!ip)
 		return pass_to_host(ctx);
+	if (!is_external_address(ip->daddr)) {
+		struct nv_gw_routed *to = gw_routed_subnet(ip->daddr);
+		if (to)
+			return route_from_outside(ctx, eth, ip, &f, to);
+		return pass_to_host(ctx);
+	}
 	if (f.proto == IPPROTO_ICMP) {
 		struct icmp_echo_hdr *icmp = CURSOR_TAKE(&c, struct icmp_echo_hdr);
 		if (icmp && icmp->type == ICMP_ECHO && !is_ipv4_fragment(ip))

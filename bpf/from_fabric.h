@@ -6,6 +6,7 @@
 #define NV_FROM_FABRIC_H
 
 #include "policy.h"
+#include "gw_route.h"
 #include "to_outside.h"
 #include "verdict.h"
 
@@ -101,8 +102,9 @@ int nv_from_fabric(struct xdp_md *ctx)
 	__u32 slot = sn->stats_slot;
 	__u32 rdid = sn->rdid;
 	struct nv_lookup_val *dst = find_record(vsid, inner.family, inner.dst);
-	/* On a gateway host: no record at all means outside the domain, for NAT. */
-	int to_outside = !dst && bpf_map_lookup_elem(&gw_domains, &rdid);
+	/* On a gateway host: no record at all means outside the domain, for NAT or routing. */
+	__u32 *gw_mode = dst ? NULL : bpf_map_lookup_elem(&gw_domains, &rdid);
+	int to_outside = gw_mode != NULL;
 	if (!to_outside && (!dst || !dst->port_ifindex))
 		return drop(ctx, NV_DROP_DST_NOT_LOCAL);
 	__u32 port = dst ? dst->port_ifindex : 0;
@@ -110,6 +112,8 @@ int nv_from_fabric(struct xdp_md *ctx)
 	if (outer_len < NV_OUTER4_LEN || outer_len > 256 || bpf_xdp_adjust_head(ctx, outer_len))
 		return drop(ctx, NV_DROP_HEADROOM);
 	count_vsid(slot, NV_CNT_DECAP, frame_len(ctx));
+	if (to_outside && *gw_mode == NV_GW_ROUTE)
+		return route_to_outside(ctx, rdid, vsid, slot);
 	if (to_outside)
 		return nat_to_outside(ctx, rdid, vsid, slot);
 	return forward(ctx, port, vsid);

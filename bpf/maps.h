@@ -96,6 +96,22 @@ struct {
 } gw_domains SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, NV_DEFAULT_MAX_GW_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nv_gw_prefix_key);
+	__type(value, __u32);
+} gw_prefixes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, NV_DEFAULT_MAX_GW_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nv_gw_routed_key);
+	__type(value, struct nv_gw_routed);
+} gw_routed SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, NV_DEFAULT_MAX_EXT_ADDRS);
 	__type(key, struct nv_ext_addr_key);

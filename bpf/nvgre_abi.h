@@ -16,7 +16,7 @@
 
 #include <linux/types.h> /* __u8..__u64, for BPF and userspace alike */
 
-#define NV_ABI_VERSION 2
+#define NV_ABI_VERSION 3
 
 /* ---- Wire constants (RFC 7637) ---------------------------------------------------- */
 #define NV_GRE_FLAGS_VERSION 0x2000 /* C=0 K=1 S=0, version 0 */
@@ -43,6 +43,7 @@
 #define NV_DEFAULT_MAX_NAT_FLOWS 262144 /* per direction */
 #define NV_DEFAULT_MAX_SERVICES 4096
 #define NV_DEFAULT_MAX_EXT_ADDRS 64
+#define NV_DEFAULT_MAX_GW_PREFIXES 4096
 #define NV_NO_STATS_SLOT 0xffffffffu     /* counts nothing per VSID */
 
 /* ---- Map keys and values ----------------------------------------------------------- */
@@ -159,7 +160,31 @@ struct nv_config {
 
 /* gw_domains: routing domain id -> how this gateway serves it. */
 enum nv_gw_mode {
-	NV_GW_NAT = 1, /* outbound NAT on the external addresses, published services */
+	NV_GW_NAT = 1,   /* outbound NAT on the external addresses, published services */
+	NV_GW_ROUTE = 2, /* plain routing without NAT between the domain and physical prefixes */
+};
+
+/* gw_prefixes (LPM trie): (routing domain in route mode, IPv4 prefix) -> 1. The physical
+ * prefixes the domain reaches through this gateway, and the only sources it accepts from
+ * the external interface. The prefix length counts rdid (32 bits) before the address. */
+#define NV_GW_PREFIX_KEY_BITS 32
+struct nv_gw_prefix_key {
+	__u32 prefixlen;
+	__u32 rdid_be; /* big endian so that the trie compares it bit by bit */
+	__u8 addr[4];
+};
+
+/* gw_routed (LPM trie): the IPv4 subnets of the route-mode domains, as the physical
+ * network reaches them through the external interface -> the subnet. Validation keeps
+ * them disjoint, so an address names one domain. */
+struct nv_gw_routed_key {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct nv_gw_routed {
+	__u32 rdid;
+	__u32 vsid;
 };
 
 /* ext_addrs: the gateway's external IPv4 addresses -> 1. */
@@ -246,6 +271,9 @@ enum nv_gw_counter {
 	NV_GW_DROP_INSIDE,        /* to the routing domain itself, not outside: dropped */
 	NV_GW_DROP_NO_RECORD,     /* to a CA that has no lookup record: dropped */
 	NV_GW_DROP_TTL,           /* TTL would expire at the gateway: dropped */
+	NV_GW_ROUTED_OUT,         /* XDP: routed without NAT toward the outside */
+	NV_GW_ROUTED_IN,          /* XDP: routed without NAT toward a VM */
+	NV_GW_USERSPACE_ROUTED,   /* gateway process: routed without NAT (next hop unresolved) */
 	NV_GW_MAX
 };
 
@@ -301,6 +329,9 @@ enum nv_drop_reason {
 	NV_DROP_DST_NOT_LOCAL,       /* inner destination is not a VM on this host */
 	NV_DROP_EXCEPTION_RING_FULL, /* userspace is not keeping up with exceptions */
 	NV_DROP_EXTERNAL_UNKNOWN,    /* to an external address: no NAT flow, no published service */
+	NV_DROP_EXTERNAL_SPOOF,      /* to a routed domain from a source outside its prefixes */
+	NV_DROP_EXTERNAL_NO_RECORD,  /* to a routed domain's CA without a VM lookup record */
+	NV_DROP_EXTERNAL_TTL,        /* to a routed domain with TTL <= 1 */
 	NV_DROP_MAX
 };
 
@@ -317,6 +348,7 @@ enum nv_exception_reason {
 	NV_EXC_MULTICAST,          /* multicast other than neighbor solicitation */
 	NV_EXC_NAT_OUT,            /* gateway: to the outside, no offloaded NAT flow (decapsulated) */
 	NV_EXC_NAT_IN,             /* gateway: from outside, a flow not offloaded or a service */
+	NV_EXC_ROUTE_OUT,          /* gateway: routed to the outside, next hop unresolved or TTL */
 	NV_EXC_MAX
 };
 
@@ -376,6 +408,9 @@ _Static_assert(sizeof(struct nv_service) == 12, "nv_service");
 _Static_assert(sizeof(struct nv_nat_out_key) == 20, "nv_nat_out_key");
 _Static_assert(sizeof(struct nv_nat_in_key) == 16, "nv_nat_in_key");
 _Static_assert(sizeof(struct nv_nat_flow) == 48, "nv_nat_flow");
+_Static_assert(sizeof(struct nv_gw_prefix_key) == 12, "nv_gw_prefix_key");
+_Static_assert(sizeof(struct nv_gw_routed_key) == 8, "nv_gw_routed_key");
+_Static_assert(sizeof(struct nv_gw_routed) == 8, "nv_gw_routed");
 _Static_assert(sizeof(struct nv_vsid_stats) == 16 * NV_CNT_MAX, "nv_vsid_stats");
 _Static_assert(sizeof(struct nv_reason_stats) == 16, "nv_reason_stats");
 _Static_assert(sizeof(struct nv_exception_hdr) == 24, "nv_exception_hdr");

@@ -251,7 +251,8 @@ public final class Instance {
         let field: [PolicyMap: String] = [.lookups: "lookupRecords", .subnets: "subnets", .ports: "ports",
                                           .portAddresses: "ports[].addresses", .routes: "subnets[].prefixes and customerRoutes",
                                           .localPAs: "providerAddresses", .services: "publishedServices",
-                                          .externalAddresses: "externalAddresses", .gatewayDomains: "gatewayDomains"]
+                                          .externalAddresses: "externalAddresses", .gatewayDomains: "gatewayDomains",
+                                          .gatewayPrefixes: "gatewayDomains[].prefixes", .gatewayRouted: "subnets[].prefixes of routed domains"]
         for (m, f) in field {
             let max = maps.raw(m).maxEntries
             if let n = c.images[m]?.count, n > max {

@@ -23,6 +23,8 @@ extension DatapathMaps {
         case .ports: return ports
         case .config: return config
         case .gatewayDomains: return gatewayDomains
+        case .gatewayPrefixes: return gatewayPrefixes
+        case .gatewayRouted: return gatewayRouted
         case .externalAddresses: return externalAddresses
         case .services: return services
         }
@@ -58,10 +60,10 @@ public struct MapPlan {
     /// addresses and records, records before their subnet), so that a map never holds more
     /// than max(live, desired) entries; additions and changes then go in the other order, so
     /// that nothing points at an entry that is not there yet.
-    static let removalOrder: [PolicyMap] = [.services, .gatewayDomains, .externalAddresses, .ports, .portAddresses, .routes,
+    static let removalOrder: [PolicyMap] = [.services, .gatewayRouted, .gatewayPrefixes, .gatewayDomains, .externalAddresses, .ports, .portAddresses, .routes,
                                             .lookups, .subnets, .localPAs]
     static let writeOrder: [PolicyMap] = [.localPAs, .subnets, .lookups, .routes, .portAddresses, .ports, .config,
-                                          .externalAddresses, .gatewayDomains, .services]
+                                          .externalAddresses, .gatewayDomains, .gatewayPrefixes, .gatewayRouted, .services]
 }
 
 /// Applies a plan step by step and remembers which steps it started, so that `rollBack`

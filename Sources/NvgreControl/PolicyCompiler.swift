@@ -6,7 +6,8 @@ import NvgreWire
 /// The maps a policy is programmed into (the counters and the exception ring are not).
 public enum PolicyMap: String, CaseIterable, Sendable {
     case localPAs = "local_pas", subnets, lookups, routes, portAddresses = "port_cas", ports, config
-    case gatewayDomains = "gw_domains", externalAddresses = "ext_addrs", services
+    case gatewayDomains = "gw_domains", gatewayPrefixes = "gw_prefixes", gatewayRouted = "gw_routed"
+    case externalAddresses = "ext_addrs", services
 
     /// What a person calls the entries of this map (for summaries).
     public var noun: String {
@@ -19,6 +20,8 @@ public enum PolicyMap: String, CaseIterable, Sendable {
         case .ports: return "ports"
         case .config: return "host settings"
         case .gatewayDomains: return "served routing domains"
+        case .gatewayPrefixes: return "routed physical prefixes"
+        case .gatewayRouted: return "routed subnets"
         case .externalAddresses: return "external addresses"
         case .services: return "published services"
         }
@@ -140,7 +143,18 @@ public enum PolicyCompiler {
 
         // The gateway's part: served domains, external addresses and interface, services.
         for d in p.gatewayDomains {
-            out.images[.gatewayDomains]![RawBytes(of: domainID[d.routingDomain] ?? 0)] = RawBytes(of: NV_GW_NAT.rawValue)
+            let rdid = domainID[d.routingDomain] ?? 0
+            out.images[.gatewayDomains]![RawBytes(of: rdid)] = RawBytes(of: d.mode == .route ? NV_GW_ROUTE.rawValue : NV_GW_NAT.rawValue)
+            guard d.mode == .route else { continue }
+            for prefix in d.prefixes {
+                out.images[.gatewayPrefixes]![RawBytes(of: nv_gw_prefix_key(rdid: rdid, prefix: prefix.address, prefixLength: prefix.length))] = RawBytes(of: UInt32(1))
+            }
+            for s in p.subnets where s.routingDomain == d.routingDomain {
+                for prefix in s.prefixes where prefix.family == .v4 {
+                    out.images[.gatewayRouted]![RawBytes(of: nv_gw_routed_key(prefix: prefix.address, prefixLength: prefix.length))] =
+                        RawBytes(of: nv_gw_routed(rdid: rdid, vsid: s.vsid))
+                }
+            }
         }
         var externalIfindex: UInt32 = 0
         if let e = p.externalAddresses.first {

@@ -155,6 +155,25 @@ extension nv_ext_addr_key {
     }
 }
 
+extension nv_gw_prefix_key {
+    /// A physical IPv4 prefix that route-mode domain `rdid` reaches through the gateway.
+    public init(rdid: UInt32, prefix: IPAddress, prefixLength: Int) {
+        self.init()
+        prefixlen = UInt32(NV_GW_PREFIX_KEY_BITS) + UInt32(prefixLength)
+        rdid_be = rdid.bigEndian
+        copyBytes(v4Bytes(prefix), into: &addr)
+    }
+}
+
+extension nv_gw_routed_key {
+    /// An IPv4 subnet of a route-mode domain, as the outside reaches it.
+    public init(prefix: IPAddress, prefixLength: Int) {
+        self.init()
+        prefixlen = UInt32(prefixLength)
+        copyBytes(v4Bytes(prefix), into: &addr)
+    }
+}
+
 extension nv_service_key {
     /// `port` in host order; the key holds it in network order, as the packet does.
     public init(proto: UInt8, address: IPAddress, port: UInt16) {

@@ -20,6 +20,8 @@ public final class DatapathMaps: @unchecked Sendable {
     public let exceptionStats: BPFMap<UInt32, nv_reason_stats>
     public let exceptionRingFD: Int32
     public let gatewayDomains: BPFMap<UInt32, UInt32>
+    public let gatewayPrefixes: BPFMap<nv_gw_prefix_key, UInt32>
+    public let gatewayRouted: BPFMap<nv_gw_routed_key, nv_gw_routed>
     public let externalAddresses: BPFMap<nv_ext_addr_key, UInt32>
     public let services: BPFMap<nv_service_key, nv_service>
     public let natOut: BPFMap<nv_nat_out_key, nv_nat_flow>
@@ -31,7 +33,7 @@ public final class DatapathMaps: @unchecked Sendable {
     /// The map names, as in bpf/maps.h and as pinned.
     public static let names = ["lookups", "subnets", "ports", "port_cas", "routes", "local_pas", "config",
                                "vsid_stats", "drop_stats", "exc_stats", "exceptions",
-                               "gw_domains", "ext_addrs", "services", "nat_out", "nat_in", "gw_stats"]
+                               "gw_domains", "gw_prefixes", "gw_routed", "ext_addrs", "services", "nat_out", "nat_in", "gw_stats"]
 
     init(owning: Bool = false, fd: (String) -> Int32) {
         ownsDescriptors = owning
@@ -47,6 +49,8 @@ public final class DatapathMaps: @unchecked Sendable {
         exceptionStats = BPFMap(fd: fd("exc_stats"), name: "exc_stats", perCPU: true)
         exceptionRingFD = fd("exceptions")
         gatewayDomains = BPFMap(fd: fd("gw_domains"), name: "gw_domains")
+        gatewayPrefixes = BPFMap(fd: fd("gw_prefixes"), name: "gw_prefixes")
+        gatewayRouted = BPFMap(fd: fd("gw_routed"), name: "gw_routed")
         externalAddresses = BPFMap(fd: fd("ext_addrs"), name: "ext_addrs")
         services = BPFMap(fd: fd("services"), name: "services")
         natOut = BPFMap(fd: fd("nat_out"), name: "nat_out")
@@ -73,7 +77,7 @@ public final class DatapathMaps: @unchecked Sendable {
         guard ownsDescriptors else { return }
         for fd in [lookups.fd, subnets.fd, ports.fd, portAddresses.fd, routes.fd, localPAs.fd, config.fd,
                    vsidStats.fd, dropStats.fd, exceptionStats.fd, exceptionRingFD, gatewayDomains.fd,
-                   externalAddresses.fd, services.fd, natOut.fd, natIn.fd, gatewayStats.fd] { close(fd) }
+                   gatewayPrefixes.fd, gatewayRouted.fd,                   externalAddresses.fd, services.fd, natOut.fd, natIn.fd, gatewayStats.fd] { close(fd) }
     }
 
     // MARK: counters

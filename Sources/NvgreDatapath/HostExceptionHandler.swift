@@ -3,20 +3,24 @@ import NvgreWire
 
 /// What an ordinary host does with the frames its fast path hands up: count every reason,
 /// start underlay neighbor resolution for NV_EXC_NO_NEIGH so that the next frames of the
-/// flow are encapsulated by XDP, and answer a packet too big for the underlay once
+/// flow are encapsulated by XDP, answer a packet too big for the underlay once
 /// encapsulated (NV_EXC_OVERSIZE) with ICMP "fragmentation needed" or ICMPv6 "packet too
-/// big" carrying the MTU that fits. Gateway work comes later.
+/// big" carrying the MTU that fits, and a packet the distributed router has no route for
+/// (NV_EXC_NO_ROUTE) with ICMP "network unreachable" or ICMPv6 "no route to destination".
+/// The gateway's own work is NvgreGateway's.
 public final class HostExceptionHandler {
     /// Something the handler did or could not do, for a log line.
     public enum Event: CustomStringConvertible {
         case resolving(IPAddress, vsid: UInt32)
         case tooBig(vm: IPAddress, mtu: Int)
+        case noRoute(vm: IPAddress, destination: IPAddress)
         case failed(String)
 
         public var description: String {
             switch self {
             case let .resolving(pa, vsid): return "underlay neighbor \(pa) unresolved (VSID \(vsid)): resolution started"
             case let .tooBig(vm, mtu): return "\(vm) sent a packet too big for the underlay: told it MTU \(mtu)"
+            case let .noRoute(vm, dst): return "\(vm) sent a packet to \(dst), which no route covers: told it unreachable"
             case let .failed(why): return "could not handle an exception: \(why)"
             }
         }
@@ -25,10 +29,12 @@ public final class HostExceptionHandler {
     private let maps: DatapathMaps
     private let resolver: NeighborResolver
     private let sender: PacketSocket
-    /// Answers sent to VMs about packets too big, and oversize packets left unanswered
-    /// (IPv4 without DF, ICMP errors).
-    public private(set) var tooBigAnswers = 0
-    public private(set) var tooBigUnanswered = 0
+    /// ICMP errors sent to VMs, and the ones not due (IPv4 without DF for too big, errors
+    /// about ICMP errors) or held back by the rate limit.
+    public private(set) var icmpErrorsSent = 0
+    public private(set) var icmpErrorsNotDue = 0
+    public private(set) var icmpErrorsRateLimited = 0
+    private var icmpBudget = TokenBucket(perSecond: 1000, burst: 50)
     public private(set) var counts: [String: Int] = [:]
     /// Provider addresses whose resolution was started, each once (the set stays small:
     /// one entry per peer host).
@@ -46,8 +52,12 @@ public final class HostExceptionHandler {
 
     public func handle(_ e: ExceptionFrame) {
         counts[e.reasonName, default: 0] += 1
-        if e.reason == NV_EXC_NO_NEIGH.rawValue { resolveUnderlayNeighbor(for: e) }
-        if e.reason == NV_EXC_OVERSIZE.rawValue { answerTooBig(e) }
+        switch e.reason {
+        case NV_EXC_NO_NEIGH.rawValue: resolveUnderlayNeighbor(for: e)
+        case NV_EXC_OVERSIZE.rawValue: answerTooBig(e)
+        case NV_EXC_NO_ROUTE.rawValue: answerNoRoute(e)
+        default: break
+        }
     }
 
     /// `e.mtu` is the underlay route's MTU; the customer packet may use what is left after
@@ -55,8 +65,8 @@ public final class HostExceptionHandler {
     /// destination record's PA family (a routed packet's record is in another VSID: then
     /// the host's own PA family decides, IPv6 when it has both, the smaller answer).
     private func answerTooBig(_ e: ExceptionFrame) {
-        guard let f = DecodedFrame(e.frame), let dst = f.dst, let sn = maps.subnets.lookup(e.vsid) else {
-            fail("oversize exception in VSID \(e.vsid) without a decodable frame or a subnet")
+        guard let f = DecodedFrame(e.frame), let dst = f.dst else {
+            fail("oversize exception in VSID \(e.vsid) without a decodable frame")
             return
         }
         let outerV6: Bool
@@ -66,19 +76,43 @@ public final class HostExceptionHandler {
             outerV6 = (maps.config.lookup(0)?.flags ?? 0) & NV_CFG_HAS_PA6.rawValue != 0
         }
         let mtu = Int(e.mtu) - (outerV6 ? 40 : 20) - Int(NV_GRE_LEN) - 14
+        if sendToVM(.tooBig(mtu: mtu), about: e), let src = f.src { onEvent(.tooBig(vm: src, mtu: mtu)) }
+    }
+
+    /// The frame is as the VM sent it (the router hands it up before rewriting anything).
+    private func answerNoRoute(_ e: ExceptionFrame) {
+        guard let f = DecodedFrame(e.frame), let src = f.src, let dst = f.dst else {
+            fail("no-route exception in VSID \(e.vsid) without a decodable frame")
+            return
+        }
+        if sendToVM(.noRoute, about: e) { onEvent(.noRoute(vm: src, destination: dst)) }
+    }
+
+    /// Sends `error` about the exception's frame back out of the port it came in on, from the
+    /// VM's subnet gateway. True when sent.
+    private func sendToVM(_ error: ICMPError, about e: ExceptionFrame) -> Bool {
+        guard let f = DecodedFrame(e.frame), let dst = f.dst, let sn = maps.subnets.lookup(e.vsid) else {
+            fail("\(e.reasonName) exception in VSID \(e.vsid) without a decodable frame or a subnet")
+            return false
+        }
         let gateway: IPAddress? = dst.family == .v4 ? sn.gateway4 : sn.gateway6
         // A routed packet carries the router's MACs by now: the VM is the one on the port.
         let vm = maps.ports.lookup(e.ingressIfindex).map { MACAddress(bytes(of: $0.mac, count: 6)) }
-        guard let answer = TooBig.answer(to: e.frame, mtu: mtu, gatewayMAC: sn.gatewayMAC, gateway: gateway, vm: vm) else {
-            tooBigUnanswered += 1
-            return
+        guard let answer = error.answer(to: e.frame, gatewayMAC: sn.gatewayMAC, gateway: gateway, vm: vm) else {
+            icmpErrorsNotDue += 1
+            return false
+        }
+        guard icmpBudget.take(now: monotonicSeconds()) else {
+            icmpErrorsRateLimited += 1
+            return false
         }
         do {
             try sender.send(answer, ifindex: e.ingressIfindex)
-            tooBigAnswers += 1
-            if let src = f.src { onEvent(.tooBig(vm: src, mtu: mtu)) }
+            icmpErrorsSent += 1
+            return true
         } catch {
             fail("\(error)")
+            return false
         }
     }
 
@@ -123,5 +157,28 @@ public final class HostExceptionHandler {
         errors.append(why)
         if errors.count > 32 { errors.removeFirst() }
         onEvent(.failed(why))
+    }
+}
+
+/// At most `perSecond` ICMP errors a second, `burst` at once (RFC 1812 4.3.2.8, RFC 4443
+/// 2.4(f)): a VM that floods unroutable packets does not get a flood back.
+public struct TokenBucket {
+    public let perSecond: Double
+    public let burst: Double
+    private var tokens: Double
+    private var last: Double?
+
+    public init(perSecond: Double, burst: Double) {
+        self.perSecond = perSecond
+        self.burst = burst
+        tokens = burst
+    }
+
+    public mutating func take(now: Double) -> Bool {
+        if let last { tokens = min(burst, tokens + (now - last) * perSecond) }
+        last = now
+        guard tokens >= 1 else { return false }
+        tokens -= 1
+        return true
     }
 }

@@ -30,6 +30,9 @@ public enum ReasonNames {
         (NV_DROP_DST_NOT_LOCAL, "destination-not-local"),
         (NV_DROP_EXCEPTION_RING_FULL, "exception-ring-full"),
         (NV_DROP_EXTERNAL_UNKNOWN, "external-unknown"),
+        (NV_DROP_EXTERNAL_SPOOF, "external-source-not-routed"),
+        (NV_DROP_EXTERNAL_NO_RECORD, "external-destination-unknown"),
+        (NV_DROP_EXTERNAL_TTL, "external-ttl-expired"),
     ]
 
     public static let exceptions: [(nv_exception_reason, String)] = [
@@ -44,6 +47,7 @@ public enum ReasonNames {
         (NV_EXC_MULTICAST, "multicast"),
         (NV_EXC_NAT_OUT, "nat-outbound"),
         (NV_EXC_NAT_IN, "nat-inbound"),
+        (NV_EXC_ROUTE_OUT, "routed-outbound"),
     ]
 
     /// The gateway's counters (gw_stats).
@@ -61,6 +65,9 @@ public enum ReasonNames {
         (NV_GW_DROP_INSIDE, "drop-inside-domain"),
         (NV_GW_DROP_NO_RECORD, "drop-no-lookup-record"),
         (NV_GW_DROP_TTL, "drop-ttl-expired"),
+        (NV_GW_ROUTED_OUT, "routed-out"),
+        (NV_GW_ROUTED_IN, "routed-in"),
+        (NV_GW_USERSPACE_ROUTED, "userspace-routed"),
     ]
 
     public static func drop(_ code: UInt32) -> String {

@@ -7,7 +7,8 @@ import Glibc
 #endif
 
 /// The userspace half of the gateway: the frames the gateway host's fast path hands up for
-/// NAT (NV_EXC_NAT_OUT, NV_EXC_NAT_IN). A flow's first packets are translated and sent
+/// NAT (NV_EXC_NAT_OUT, NV_EXC_NAT_IN) and for routing without NAT (NV_EXC_ROUTE_OUT, and
+/// NV_EXC_NO_ROUTE, answered with ICMP unreachable). A flow's first packets are translated and sent
 /// here; the flow is written into nat_out and nat_in at once (so that replies find it), and
 /// once it is established it is offloaded: XDP translates the rest both ways. Idle flows
 /// expire. All state the data path needs lives in the maps, so this process can stop and
@@ -44,6 +45,7 @@ public final class Gateway {
     private var underlay: [IPFamily: RawIPSocket] = [:]
     private let portSender: PacketSocket
     private var pendingCounts: [UInt32: (packets: UInt64, bytes: UInt64)] = [:]
+    private var icmpBudget = TokenBucket(perSecond: 1000, burst: 50)
     public var onEvent: (Event) -> Void = { _ in }
 
     /// Create it in the gateway host's network namespace (its sockets send from there).
@@ -62,6 +64,9 @@ public final class Gateway {
         case NV_EXC_NAT_IN.rawValue: fromOutside(e)
         case NV_EXC_OVERSIZE.rawValue where e.ingressIfindex == maps.config.lookup(0)?.external_ifindex:
             tooBigFromOutside(e)
+        case NV_EXC_ROUTE_OUT.rawValue: routeToOutside(e)
+        case NV_EXC_NO_ROUTE.rawValue where e.ingressIfindex == maps.config.lookup(0)?.uplink_ifindex:
+            noRouteFromTenant(e)
         default: return false
         }
         return true
@@ -80,10 +85,42 @@ public final class Gateway {
         pkt.setDestination(entry.flow.ext, port: entry.flow.extPort)  // the packet as X sent it
         let mtu = Int(e.mtu) - (record.providerAddress.family == .v6 ? 40 : 20) - Int(NV_GRE_LEN) - Ethernet.headerLength
         let frame = Ethernet.header(dst: sn.gatewayMAC, src: sn.gatewayMAC, type: EtherType.ipv4.rawValue) + pkt.bytes
-        guard let answer = TooBig.answer(to: frame, mtu: mtu, gatewayMAC: sn.gatewayMAC, gateway: entry.flow.ext) else {
+        guard let answer = ICMPError.tooBig(mtu: mtu).answer(to: frame, gatewayMAC: sn.gatewayMAC, gateway: entry.flow.ext) else {
             return count(NV_GW_DROP_UNSUPPORTED, e)  // no DF: XDP does not fragment
         }
         do { try outside.send(Array(answer.dropFirst(Ethernet.headerLength)), to: pkt.source) } catch { onEvent(.failed("\(error)")) }
+    }
+
+    // MARK: route mode (no NAT)
+
+    /// A routed packet XDP could not send: its next hop is not resolved yet (the kernel
+    /// resolves it when this sends the packet) or its TTL runs out here.
+    private func routeToOutside(_ e: ExceptionFrame) {
+        guard e.frame.count > Ethernet.headerLength, e.frame[Ethernet.headerLength] >> 4 == 4 else { return count(NV_GW_DROP_UNSUPPORTED, e) }
+        guard let packet = IPPacket.forwardedIPv4(Array(e.frame[Ethernet.headerLength...])) else { return count(NV_GW_DROP_TTL, e) }
+        do {
+            try outside.send(packet, to: IPAddress(v4: Array(packet[16..<20])))
+            count(NV_GW_USERSPACE_ROUTED, e)
+        } catch {
+            onEvent(.failed("\(error)"))
+        }
+    }
+
+    /// A route-mode domain's packet to a destination outside its prefixes: ICMP unreachable
+    /// back to the VM, encapsulated to the VM's host. It comes from the next hop of the
+    /// customer route that brought the packet here (the gateway record's CA), the one source
+    /// outside the subnet that the VM's host accepts from this gateway's PA; the VM's MAC
+    /// comes from its record (the decapsulated frame carries router MACs).
+    private func noRouteFromTenant(_ e: ExceptionFrame) {
+        guard let f = DecodedFrame(e.frame), let src = f.src, let dst = f.dst, let sn = maps.subnets.lookup(e.vsid),
+              let record = maps.lookups.lookup(nv_lookup_key(vsid: e.vsid, ca: src)),
+              let route = maps.routes.lookup(nv_route_key(rdid: sn.rdid, prefix: dst, prefixLength: dst.bytes.count * 8)),
+              let nextHop = route.nextHop else { return count(NV_GW_DROP_NO_RECORD, e) }
+        guard let answer = ICMPError.noRoute.answer(to: e.frame, gatewayMAC: sn.gatewayMAC, gateway: nextHop, vm: record.customerMAC),
+              icmpBudget.take(now: monotonicSeconds()) else { return }
+        let proto = src.family == .v4 ? IPProtocol.icmp.rawValue : IPProtocol.icmpv6.rawValue
+        _ = deliver(Array(answer.dropFirst(Ethernet.headerLength)), to: src, vsid: e.vsid,
+                    hash: FlowHash(src: nextHop, dst: src, protocol: proto, sport: 0, dport: 0), e)
     }
 
     // MARK: tenant -> outside
@@ -134,7 +171,8 @@ public final class Gateway {
         guard var flow = entry else { return }
         guard pkt.decrementTTL() else { return count(NV_GW_DROP_TTL, e) }
         pkt.setDestination(flow.flow.ca, port: flow.flow.caPort)
-        if deliver(pkt, vsid: flow.flow.vsid, e) { count(NV_GW_USERSPACE_IN, e) }
+        let hash = FlowHash(src: pkt.source, dst: pkt.destination, protocol: pkt.proto, sport: pkt.sourcePort, dport: pkt.destinationPort)
+        if deliver(pkt.bytes, to: pkt.destination, vsid: flow.flow.vsid, hash: hash, e) { count(NV_GW_USERSPACE_IN, e) }
         observe(&flow, outbound: false, tcpFlags: pkt.tcpFlags)
     }
 
@@ -152,15 +190,16 @@ public final class Gateway {
         return create(flow, fromOutside: true, e)
     }
 
-    /// Sends a translated packet to the VM: inner Ethernet from the subnet's router MAC to the
+    /// Sends an IP packet to the VM `vm`: inner Ethernet from the subnet's router MAC to the
     /// VM's, NVGRE to the VM's host (or straight to its port when it runs here).
-    private func deliver(_ pkt: NATPacket, vsid: UInt32, _ e: ExceptionFrame) -> Bool {
-        guard let record = maps.lookups.lookup(nv_lookup_key(vsid: vsid, ca: pkt.destination)),
+    private func deliver(_ ip: [UInt8], to vm: IPAddress, vsid: UInt32, hash: FlowHash, _ e: ExceptionFrame) -> Bool {
+        guard let record = maps.lookups.lookup(nv_lookup_key(vsid: vsid, ca: vm)),
               let sn = maps.subnets.lookup(vsid), let cfg = maps.config.lookup(0) else {
             count(NV_GW_DROP_NO_RECORD, e)
             return false
         }
-        let inner = Ethernet.header(dst: record.customerMAC, src: sn.gatewayMAC, type: EtherType.ipv4.rawValue) + pkt.bytes
+        let type: EtherType = vm.family == .v4 ? .ipv4 : .ipv6
+        let inner = Ethernet.header(dst: record.customerMAC, src: sn.gatewayMAC, type: type.rawValue) + ip
         do {
             if record.port_ifindex != 0 {
                 try portSender.send(inner, ifindex: record.port_ifindex)
@@ -171,8 +210,8 @@ public final class Gateway {
                 onEvent(.failed("no \(pa.family) provider address to send from"))
                 return false
             }
-            let hash = FlowHash(src: pkt.source, dst: pkt.destination, protocol: pkt.proto, sport: pkt.sourcePort, dport: pkt.destinationPort)
-            let frame = NVGRE.encapsulate(inner: inner, vsid: vsid, hash: hash, tos: pkt.bytes[1], outerSrcMAC: MACAddress([2, 0, 0, 0, 0, 0]),
+            let tos = vm.family == .v4 ? ip[1] : UInt8(truncatingIfNeeded: (UInt16(ip[0]) << 8 | UInt16(ip[1])) >> 4)
+            let frame = NVGRE.encapsulate(inner: inner, vsid: vsid, hash: hash, tos: tos, outerSrcMAC: MACAddress([2, 0, 0, 0, 0, 0]),
                                           outerDstMAC: MACAddress([2, 0, 0, 0, 0, 0]), srcPA: src, dstPA: pa)
             try underlaySocket(pa.family).send(Array(frame.dropFirst(Ethernet.headerLength)), to: pa)
             return true

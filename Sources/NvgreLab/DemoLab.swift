@@ -230,6 +230,19 @@ public final class DemoLab {
         }
     }
 
+    /// Applies host `h`'s policy with one of its files (0: tenants, 1: the host's own)
+    /// changed by `edit`, as a user would edit and re-apply it. Throws when apply fails.
+    public func applyEdited(_ h: DemoHost, file index: Int, _ edit: (inout Policy) -> Void) throws {
+        var files = try policyFiles(h)
+        var p = try PolicyDocument.decode(bytes: [UInt8](FileManager.default.contents(atPath: files[index]) ?? Data()), validate: false)
+        edit(&p)
+        let out = NSTemporaryDirectory() + "\(net.prefix)-\(h.name)-edited-\(index).yaml"
+        try PolicyWriter.write(p, as: .yaml, header: "\(files[index]) edited by a test").write(toFile: out, atomically: false, encoding: .utf8)
+        temporaryFiles.append(out)
+        files[index] = out
+        try checked([nvgre, "-n", ns(h), "--instance", instance(h), "apply"] + files)
+    }
+
     static func ipv6PA(_ pa: IPAddress) -> IPAddress {
         let host = DemoPlan.hosts.first { $0.pa4 == pa }
         return host?.pa6 ?? pa

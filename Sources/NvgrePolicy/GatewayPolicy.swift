@@ -44,17 +44,22 @@ public struct PortRange: Equatable, Sendable, CustomStringConvertible {
 
 /// What the gateway does for a routing domain.
 public enum GatewayMode: String, CaseIterable, Equatable, Sendable {
-    case nat  // outbound NAT on the external addresses; published services come in
+    case nat    // outbound NAT on the external addresses; published services come in
+    case route  // plain routing, no NAT: the domain's subnets and `prefixes` reach each other
 }
 
-/// A routing domain this gateway serves.
+/// A routing domain this gateway serves. In route mode, `prefixes` are the physical IPv4
+/// prefixes the domain reaches through the external interface (and the only sources it
+/// accepts from there); the physical network must route the domain's subnets to the gateway.
 public struct GatewayDomain: Equatable, Sendable {
     public var routingDomain: String
     public var mode: GatewayMode
+    public var prefixes: [IPPrefix]
 
-    public init(routingDomain: String, mode: GatewayMode = .nat) {
+    public init(routingDomain: String, mode: GatewayMode = .nat, prefixes: [IPPrefix] = []) {
         self.routingDomain = routingDomain
         self.mode = mode
+        self.prefixes = prefixes
     }
 }
 
@@ -112,7 +117,9 @@ extension Policy {
             let at = "gatewayDomains[\(i)]"
             if !domainNames.contains(d.routingDomain) { fail("\(at).routingDomain", d.routingDomain, "the name of a routing domain in this policy") }
             if !served.insert(d.routingDomain).inserted { fail("\(at).routingDomain", d.routingDomain, "a routing domain listed once") }
+            validateRouteMode(d, at: at, fail: fail)
         }
+        validateRoutedSubnetsDisjoint(fail: fail)
         if !gatewayDomains.isEmpty && externalAddresses.isEmpty {
             fail("externalAddresses", "[]", "at least one external address when gatewayDomains serves a routing domain")
         }
@@ -134,6 +141,44 @@ extension Policy {
                 fail("\(at).customerAddress", s.customerAddress, "an IPv4 address inside a subnet of routing domain \(s.routingDomain)")
             }
             if !outside.insert(s.outside).inserted { fail("\(at).externalPort", s.externalPort, "one service per protocol, address and port (\(s.outside) is taken)") }
+        }
+    }
+
+    /// A route-mode domain names IPv4 physical prefixes that its own subnets do not overlap;
+    /// a NAT domain names none.
+    private func validateRouteMode(_ d: GatewayDomain, at: String, fail: (String, CustomStringConvertible, String) -> Void) {
+        guard d.mode == .route else {
+            if !d.prefixes.isEmpty { fail("\(at).prefixes", "\(d.prefixes.count) prefixes", "none in mode nat (prefixes are for mode route)") }
+            return
+        }
+        if d.prefixes.isEmpty { fail("\(at).prefixes", "[]", "at least one physical IPv4 prefix the domain reaches in mode route") }
+        let own = subnets.filter { $0.routingDomain == d.routingDomain }.flatMap(\.prefixes)
+        for (j, prefix) in d.prefixes.enumerated() {
+            let field = "\(at).prefixes[\(j)]"
+            if prefix.family != .v4 { fail(field, prefix, "an IPv4 prefix (the gateway routes IPv4)"); continue }
+            if !prefix.isCanonical { fail(field, prefix, "a prefix without host bits (\(prefix.canonical))") }
+            if let clash = own.first(where: { $0.overlaps(prefix) }) {
+                fail(field, prefix, "a prefix outside the domain's own subnet \(clash)")
+            }
+        }
+    }
+
+    /// The outside reaches a route-mode domain by destination address alone, so the IPv4
+    /// subnets of all route-mode domains must be disjoint, and none may hold an external address.
+    private func validateRoutedSubnetsDisjoint(fail: (String, CustomStringConvertible, String) -> Void) {
+        let routed = Set(gatewayDomains.filter { $0.mode == .route }.map(\.routingDomain))
+        var seen: [(IPPrefix, String)] = []
+        for (i, s) in subnets.enumerated() where routed.contains(s.routingDomain) {
+            for (j, prefix) in s.prefixes.enumerated() where prefix.family == .v4 {
+                let field = "subnets[\(i)].prefixes[\(j)]"
+                if let other = seen.first(where: { $0.0.overlaps(prefix) && $0.1 != s.routingDomain }) {
+                    fail(field, prefix, "a prefix no other routed domain uses (\(other.1) has \(other.0)); the gateway routes \(s.routingDomain) without NAT")
+                }
+                if let e = externalAddresses.first(where: { prefix.contains($0.address) }) {
+                    fail(field, prefix, "a prefix without the gateway's external address \(e.address)")
+                }
+                seen.append((prefix, s.routingDomain))
+            }
         }
     }
 }

@@ -83,10 +83,11 @@ public enum PolicyDocument {
                 return ExternalAddress(address: a, interface: i, natPorts: ports)
             }
             policy.gatewayDomains = ctx.list(top["gatewayDomains"], "gatewayDomains") { n, at in
-                let f = ctx.fields(n, at, allowed: ["routingDomain", "mode"], required: ["routingDomain"])
+                let f = ctx.fields(n, at, allowed: ["routingDomain", "mode", "prefixes"], required: ["routingDomain"])
                 let mode = f["mode"].map { ctx.choice($0, "\(at).mode", GatewayMode.self) } ?? .nat
+                let prefixes = f["prefixes"].map { ctx.list($0, "\(at).prefixes") { ctx.prefix($0, $1) } } ?? []
                 guard let rd = ctx.text(f["routingDomain"], "\(at).routingDomain"), let mode else { return nil }
-                return GatewayDomain(routingDomain: rd, mode: mode)
+                return GatewayDomain(routingDomain: rd, mode: mode, prefixes: prefixes)
             }
             policy.publishedServices = ctx.list(top["publishedServices"], "publishedServices") { n, at in
                 let f = ctx.fields(n, at, allowed: ["protocol", "externalAddress", "externalPort", "routingDomain", "customerAddress", "customerPort"],

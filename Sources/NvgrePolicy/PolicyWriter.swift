@@ -70,7 +70,10 @@ public enum PolicyWriter {
             section("externalAddresses", p.externalAddresses) { e in
                 [("address", .text(e.address.description)), ("interface", .text(e.interface)), ("natPorts", .text(e.natPorts.description))]
             }
-            section("gatewayDomains", p.gatewayDomains) { [("routingDomain", .text($0.routingDomain)), ("mode", .text($0.mode.rawValue))] }
+            section("gatewayDomains", p.gatewayDomains) { d in
+                [("routingDomain", .text(d.routingDomain)), ("mode", .text(d.mode.rawValue))]
+                    + (d.prefixes.isEmpty ? [] : [("prefixes", .list(d.prefixes.map { .text($0.description) }))])
+            }
             section("publishedServices", p.publishedServices) { s in
                 [("protocol", .text(s.proto.rawValue)), ("externalAddress", .text(s.externalAddress.description)),
                  ("externalPort", .number(UInt32(s.externalPort))), ("routingDomain", .text(s.routingDomain)),

@@ -84,4 +84,18 @@ public enum IPPacket {
                               trafficClass: tos).bytes + payload
         }
     }
+
+    /// An IPv4 packet as a router sends it on: TTL one lower, header checksum recomputed,
+    /// trailing bytes past the total length cut. nil when the header is not a valid IPv4
+    /// one or the TTL would reach 0.
+    public static func forwardedIPv4(_ packet: [UInt8]) -> [UInt8]? {
+        guard packet.count >= 20, packet[0] >> 4 == 4 else { return nil }
+        let ihl = Int(packet[0] & 0x0f) * 4, total = Int(packet.be16(at: 2))
+        guard ihl >= 20, total >= ihl, total <= packet.count, packet[8] > 1 else { return nil }
+        var out = Array(packet.prefix(total))
+        out[8] -= 1
+        out.setBE16(0, at: 10)
+        out.setBE16(internetChecksum(Array(out[0..<ihl])), at: 10)
+        return out
+    }
 }

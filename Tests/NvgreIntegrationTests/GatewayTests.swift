@@ -10,18 +10,6 @@ import Testing
 struct GatewayTests {
     let x = DemoPlan.x4, ext = DemoPlan.gExternal4
 
-    /// `nvgre -j stats` of G: the gateway section.
-    func gateway(_ lab: DemoLab) throws -> [String: Int] {
-        let r = try lab.cli(hostG, ["-j", "stats"])
-        guard r.status == 0, let json = try JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any],
-              let gw = json["gateway"] as? [String: Any] else { throw ShellErrorText("nvgre stats on G: \(r.output)") }
-        var out: [String: Int] = [:]
-        for (k, v) in gw {
-            if let n = v as? Int { out[k] = n } else if let p = (v as? [String: Any])?["packets"] as? Int { out[k] = p }
-        }
-        return out
-    }
-
     @Test func tenantsWithTheSameAddressReachTheOutsideAndArePublished() throws {
         let lab = try startedLab("gwnat")
         // Red and Blue, both 198.19.1.1 on host A, fetch 1 MiB from X at the same time.
@@ -45,7 +33,7 @@ struct GatewayTests {
         #expect(results.get(1)?.ok == true, "X to Blue's service: \(String(describing: results.get(1)))")
 
         // Established flows went to XDP: userspace saw only each flow's first packets.
-        let g = try gateway(lab)
+        let g = try lab.gatewayCounters()
         let userspace = (g["userspace-out"] ?? 0) + (g["userspace-in"] ?? 0)
         let offloaded = (g["offloaded-out"] ?? 0) + (g["offloaded-in"] ?? 0)
         #expect((g["flows-created"] ?? 0) >= 5 && (g["flows-offloaded"] ?? 0) >= 5, "\(g)")
@@ -65,12 +53,12 @@ struct GatewayTests {
         let session = try TCPSession(from: lab.ns(redA), to: lab.outside, address: x, port: 5301)
         #expect(session.exchange())
         usleep(200_000)  // the gateway flushes its counters between polls
-        let settled = try gateway(lab)
+        let settled = try lab.gatewayCounters()
         #expect((settled["flows-offloaded"] ?? 0) >= 1, "\(settled)")
         // Offloaded: more traffic of the flow never reaches userspace.
         #expect(session.exchange(65536))
         usleep(200_000)
-        let before = try gateway(lab)
+        let before = try lab.gatewayCounters()
         #expect(before["userspace-out"] == settled["userspace-out"] && before["userspace-in"] == settled["userspace-in"], "\(settled) then \(before)")
         #expect((before["offloaded-out"] ?? 0) > (settled["offloaded-out"] ?? 0) + 10, "\(settled) then \(before)")
 
@@ -93,10 +81,10 @@ struct GatewayTests {
         try lab.build()
         try lab.start()
         #expect(Traffic.ping(from: lab.ns(redA), to: x, count: 2) == 2)
-        #expect((try gateway(lab)["flows"] ?? 0) == 1)
+        #expect((try lab.gatewayCounters()["flows"] ?? 0) == 1)
         let deadline = Date().addingTimeInterval(10)
-        while (try gateway(lab)["flows"] ?? 0) > 0 && Date() < deadline { usleep(200_000) }
-        let g = try gateway(lab)
+        while (try lab.gatewayCounters()["flows"] ?? 0) > 0 && Date() < deadline { usleep(200_000) }
+        let g = try lab.gatewayCounters()
         #expect(g["flows"] == 0 && (g["flows-expired"] ?? 0) >= 1, "\(g)")
 
         // Nothing of X's reaches a tenant unasked: UDP to a NAT port without a flow.
@@ -111,22 +99,59 @@ struct GatewayTests {
         try lab.build()
         try lab.start()
         // Two NAT ports only, then a third flow.
-        var files = try lab.policyFiles(hostG)
-        var p = try PolicyDocument.decode(bytes: [UInt8](FileManager.default.contents(atPath: files[1]) ?? Data()), validate: false)
-        p.externalAddresses[0].natPorts = PortRange(first: 40000, last: 40001)
-        let path = NSTemporaryDirectory() + "\(lab.net.prefix)-g-two-ports.yaml"
-        try PolicyWriter.write(p, as: .yaml).write(toFile: path, atomically: false, encoding: .utf8)
-        defer { unlink(path) }
-        files[1] = path
-        #expect(try lab.cli(hostG, ["apply"] + files).status == 0)
+        try lab.applyEdited(hostG, file: 1) { $0.externalAddresses[0].natPorts = PortRange(first: 40000, last: 40001) }
         lab.killGateway()
         try lab.startGateway()
         for _ in 0..<3 { _ = try lab.net.exec(lab.ns(redA), "bash -c 'echo hi > /dev/udp/\(x)/9'") }
         usleep(300_000)
-        let g = try gateway(lab)
+        let g = try lab.gatewayCounters()
         #expect(g["flows"] == 2 && g["ports-exhausted"] == 1, "\(g)")
         let log = (try? String(contentsOfFile: lab.gatewayLog, encoding: .utf8)) ?? ""
         #expect(log.contains("no free external udp port for 198.19.1.1"), "\(log)")
+    }
+}
+
+/// Red in route mode: its subnets and the physical prefix 203.0.113.0/25 reach each other
+/// through G without NAT (X routes 198.19.0.0/16 to G), while Blue stays behind NAT.
+@Suite(.serialized)
+struct RouteModeTests {
+    let x = DemoPlan.x4, stranger: IPAddress = "203.0.113.200"  // on X, outside Red's prefix
+
+    @Test func aDomainInRouteModeIsRoutedWithoutNATBothWays() throws {
+        let lab = try startedLab("gwroute")
+        try lab.applyEdited(hostG, file: 1) { p in
+            p.gatewayDomains[0] = GatewayDomain(routingDomain: "red", mode: .route, prefixes: [IPPrefix(parsing: "203.0.113.0/25")!])
+        }
+        _ = try lab.net.exec(lab.outside, "ip route add 198.19.0.0/16 via \(DemoPlan.gExternal4)")
+        _ = try lab.net.exec(lab.outside, "ip addr add \(stranger)/24 dev eth0")
+
+        // Both ways, by the tenant's own addresses: X reaches the CAs themselves.
+        #expect(Traffic.ping(from: lab.ns(redA), to: x, count: 3) == 3, "Red A pings X")
+        #expect(Traffic.ping(from: lab.outside, to: redA.ip4, count: 3) == 3, "X pings Red A's CA")
+        #expect(Traffic.ping(from: lab.outside, to: red2B.ip4, count: 3) == 3, "X pings Red 5002 on B")
+        #expect(try Traffic.tcpTransfer(from: lab.ns(redA), to: lab.outside, address: x, fetch: true).ok, "Red A fetches from X")
+        #expect(try Traffic.tcpTransfer(from: lab.outside, to: lab.ns(redB), address: redB.ip4, port: 80).ok, "X sends to Red B's CA")
+        // Blue, same CA, still through NAT.
+        #expect(Traffic.ping(from: lab.ns(blueA), to: x, count: 3) == 3, "Blue A pings X through NAT")
+
+        usleep(200_000)  // the gateway flushes its counters between polls
+        let g = try lab.gatewayCounters()
+        #expect((g["routed-out"] ?? 0) > 100 && (g["routed-in"] ?? 0) > 100, "\(g)")
+        #expect((g["routed-out"] ?? 0) + (g["routed-in"] ?? 0) > 50 * max(1, g["userspace-routed"] ?? 0), "XDP routes, not userspace: \(g)")
+        #expect(g["flows-created"] == 1, "only Blue's ping made a NAT flow: \(g)")
+
+        // From outside Red's prefix: dropped and counted, never delivered.
+        let spoofBefore = try lab.counters(hostG).drops["external-source-not-routed"] ?? 0
+        let fromStranger = try Spawn.run(["/usr/sbin/ip", "netns", "exec", lab.outside, "ping", "-c", "2", "-W", "1", "-I", stranger.description, redA.ip4.description])
+        #expect(fromStranger.status != 0, "\(fromStranger.output)")
+        #expect((try lab.counters(hostG).drops["external-source-not-routed"] ?? 0) >= spoofBefore + 2)
+
+        // To outside Red's prefix: no route. G answers from the next hop the VM's packet took
+        // (the gateway record, 198.19.1.250), which the VM's host accepts from G's PA.
+        let noRouteBefore = try lab.counters(hostG).exceptions["no-route"] ?? 0
+        let v4 = try Spawn.run(["/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "1", "-W", "1", stranger.description])
+        #expect(v4.output.contains("From 198.19.1.250") && v4.output.contains("Net Unreachable"), "\(v4.output)")
+        #expect((try lab.counters(hostG).exceptions["no-route"] ?? 0) == noRouteBefore + 1)
     }
 }
 

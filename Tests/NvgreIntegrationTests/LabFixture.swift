@@ -35,6 +35,18 @@ extension DemoLab {
         }
         return (packets(json["drops"]), packets(json["exceptions"]), vsids)
     }
+
+    /// `nvgre -j stats` of G: the gateway section (packet counts, and the flows in the maps).
+    func gatewayCounters() throws -> [String: Int] {
+        let r = try cli(DemoPlan.g, ["-j", "stats"])
+        guard r.status == 0, let json = try JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any],
+              let gw = json["gateway"] as? [String: Any] else { throw ShellErrorText("nvgre stats on G: \(r.output)") }
+        var out: [String: Int] = [:]
+        for (k, v) in gw {
+            if let n = v as? Int { out[k] = n } else if let p = (v as? [String: Any])?["packets"] as? Int { out[k] = p }
+        }
+        return out
+    }
 }
 
 /// Where the Python decoders live (next to this file).

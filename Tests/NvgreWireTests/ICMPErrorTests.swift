@@ -1,9 +1,9 @@
 import Testing
 @testable import NvgreWire
 
-/// The ICMP answers to packets too big, read back byte by byte at RFC 792/1191 and RFC 4443
-/// offsets rather than through the decoder that built them.
-struct TooBigAnswerTests {
+/// The ICMP errors sent back to VMs (packet too big, no route), read back byte by byte at
+/// RFC 792/1191 and RFC 4443 offsets rather than through the decoder that built them.
+struct ICMPErrorTests {
     let vmMAC: MACAddress = "02:00:00:00:01:01", gwMAC: MACAddress = "02:00:00:00:ff:01"
 
     func frame(_ src: IPAddress, _ dst: IPAddress, size: Int, df: Bool = true) -> [UInt8] {
@@ -19,7 +19,7 @@ struct TooBigAnswerTests {
 
     @Test func fragmentationNeededCarriesTheMTUAndTheOriginal() throws {
         let original = frame("198.19.1.1", "198.19.1.2", size: 1472)
-        let a = try #require(TooBig.answer(to: original, mtu: 1458, gatewayMAC: gwMAC, gateway: "198.19.1.254"))
+        let a = try #require(ICMPError.tooBig(mtu: 1458).answer(to: original, gatewayMAC: gwMAC, gateway: "198.19.1.254"))
         #expect(Array(a[0..<6]) == vmMAC.bytes && Array(a[6..<12]) == gwMAC.bytes && a[12] == 0x08 && a[13] == 0x00)
         let ip = Array(a[14...])
         #expect(ip[9] == 1)                                                    // ICMP
@@ -33,7 +33,7 @@ struct TooBigAnswerTests {
 
     @Test func packetTooBigCarriesTheMTUAndFitsTheMinimumMTU() throws {
         let original = frame("2001:db8:19:1::1", "2001:db8:19:1::2", size: 1452)
-        let a = try #require(TooBig.answer(to: original, mtu: 1438, gatewayMAC: gwMAC, gateway: "2001:db8:19:1::fe"))
+        let a = try #require(ICMPError.tooBig(mtu: 1438).answer(to: original, gatewayMAC: gwMAC, gateway: "2001:db8:19:1::fe"))
         let ip = Array(a[14...])
         #expect(a[12] == 0x86 && a[13] == 0xdd && ip[6] == 58 && ip.count <= 1280)
         let icmp = Array(ip[40...])
@@ -43,9 +43,32 @@ struct TooBigAnswerTests {
     }
 
     @Test func noAnswerWhereNoneIsDue() {
-        #expect(TooBig.answer(to: frame("198.19.1.1", "198.19.1.2", size: 1472, df: false), mtu: 1458, gatewayMAC: gwMAC, gateway: nil) == nil)
+        #expect(ICMPError.tooBig(mtu: 1458).answer(to: frame("198.19.1.1", "198.19.1.2", size: 1472, df: false), gatewayMAC: gwMAC, gateway: nil) == nil)
         let icmpError = Ethernet.frame(dst: "02:00:00:00:01:02", src: vmMAC, type: .ipv4, payload: IPPacket.build(
             src: "198.19.1.1", dst: "198.19.1.2", proto: 1, payload: [3, 1, 0, 0, 0, 0, 0, 0] + [UInt8](repeating: 0, count: 1464)))
-        #expect(TooBig.answer(to: icmpError, mtu: 1458, gatewayMAC: gwMAC, gateway: nil) == nil)
+        #expect(ICMPError.tooBig(mtu: 1458).answer(to: icmpError, gatewayMAC: gwMAC, gateway: nil) == nil)
+        #expect(ICMPError.noRoute.answer(to: icmpError, gatewayMAC: gwMAC, gateway: nil) == nil)
+    }
+
+    @Test func networkUnreachableIsDueWithOrWithoutDF() throws {
+        let original = frame("198.19.1.1", "192.0.2.9", size: 100, df: false)
+        let a = try #require(ICMPError.noRoute.answer(to: original, gatewayMAC: gwMAC, gateway: "198.19.1.254", vm: "02:00:00:00:01:09"))
+        #expect(Array(a[0..<6]) == [2, 0, 0, 0, 1, 9] && Array(a[6..<12]) == gwMAC.bytes)
+        let ip = Array(a[14...])
+        #expect(ip[9] == 1 && Array(ip[12..<16]) == [198, 19, 1, 254] && Array(ip[16..<20]) == [198, 19, 1, 1])
+        let icmp = Array(ip[20...])
+        #expect(icmp[0] == 3 && icmp[1] == 0 && Array(icmp[4..<8]) == [0, 0, 0, 0])
+        #expect(internetChecksum(icmp) == 0)
+        #expect(Array(icmp[8...]) == Array(original[14...]))                   // all of it: under 576 bytes
+    }
+
+    @Test func noRouteToDestinationInIPv6() throws {
+        let original = frame("2001:db8:19:1::1", "2001:db8:99::9", size: 100)
+        let a = try #require(ICMPError.noRoute.answer(to: original, gatewayMAC: gwMAC, gateway: "2001:db8:19:1::fe"))
+        let ip = Array(a[14...])
+        #expect(ip[6] == 58 && Array(ip[24..<40]) == Array(original[22..<38]))  // to the sender
+        let icmp = Array(ip[40...])
+        #expect(icmp[0] == 1 && icmp[1] == 0 && Array(icmp[4..<8]) == [0, 0, 0, 0])
+        #expect(Array(icmp[8...]) == Array(original[14...]))
     }
 }
