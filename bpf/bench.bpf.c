@@ -5,7 +5,10 @@
  *    becomes a transmit out of the test run's ingress interface, so every repeat sends the
  *    frame into the path under test. With gen_spread set it first rewrites one 32-bit
  *    word of the frame (a destination address) to a random value in
- *    [gen_base, gen_base + gen_spread), keeping the L4 checksum valid;
+ *    [gen_base, gen_base + gen_spread), keeping the L4 checksum valid. With
+ *    gen_template_words set it first writes the frame's first words back from a copy:
+ *    live frames come from a page pool whose pages keep what the path under test wrote
+ *    into them (a NAT rewrite would otherwise be sent again, rewritten);
  *  - nv_bench_sink, at the end of the path, counts what arrives (per CPU) and drops it. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -25,10 +28,32 @@ __u32 gen_word_offset; /* byte offset of the big-endian word in the frame */
 __u32 gen_csum_offset; /* byte offset of the checksum covering it, 0 for none */
 
 #define GEN_MAX_OFFSET 128
+#define GEN_TEMPLATE_WORDS 16 /* 128 bytes */
+
+__u64 gen_template[GEN_TEMPLATE_WORDS];
+__u32 gen_template_words; /* 0: no restore */
+
+static __always_inline int restore_frame(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 n = gen_template_words;
+	for (__u32 i = 0; i < GEN_TEMPLATE_WORDS; i++) {
+		if (i >= n)
+			break;
+		__u64 *w = data + i * 8;
+		if ((void *)(w + 1) > end)
+			return -1;
+		*w = gen_template[i];
+	}
+	return 0;
+}
 
 SEC("xdp")
 int nv_bench_gen(struct xdp_md *ctx)
 {
+	if (gen_template_words && restore_frame(ctx) < 0)
+		return XDP_ABORTED;
 	if (!gen_spread)
 		return XDP_TX;
 	void *data = (void *)(long)ctx->data;

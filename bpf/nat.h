@@ -129,11 +129,12 @@ static __always_inline void nat_decrement_ttl(struct nat_packet *p)
 /* What XDP records in a flow entry for each packet it translates. */
 static __always_inline void nat_seen(struct nv_nat_flow *fl, const struct nat_packet *p)
 {
-	fl->last_seen_ns = bpf_ktime_get_ns();
-	__sync_fetch_and_add(&fl->packets, 1);
-	if (p->tcp_flags & NV_TCP_FIN)
+	__u64 now = bpf_ktime_get_ns();
+	if (now - fl->last_seen_ns > NV_NAT_SEEN_GRANULARITY_NS)
+		fl->last_seen_ns = now;
+	if ((p->tcp_flags & NV_TCP_FIN) && !(fl->flags & NV_NAT_FIN))
 		fl->flags |= NV_NAT_FIN;
-	if (p->tcp_flags & NV_TCP_RST)
+	if ((p->tcp_flags & NV_TCP_RST) && !(fl->flags & NV_NAT_RST))
 		fl->flags |= NV_NAT_RST;
 }
 

@@ -238,10 +238,13 @@ enum nv_nat_flags {
 	NV_NAT_SERVICE = 1 << 3,   /* opened from outside, to a published service */
 };
 
+#define NV_NAT_SEEN_GRANULARITY_NS 1000000ull /* 1 ms; flows expire after seconds */
+
 /* The value of both maps: the whole flow, so either direction can be translated alone. */
 struct nv_nat_flow {
-	__u64 last_seen_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) of this direction's last packet */
-	__u64 packets;      /* packets XDP translated in this direction */
+	__u64 last_seen_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) of this direction's last packet,
+			     * to NV_NAT_SEEN_GRANULARITY_NS: XDP writes the entry only that often, so
+			     * that CPUs sharing a flow do not bounce its cache line per packet */
 	__u32 rdid;
 	__u32 vsid;         /* the CA's subnet: return traffic is sent in it */
 	__u8 ca[4];
@@ -407,7 +410,7 @@ _Static_assert(sizeof(struct nv_service_key) == 8, "nv_service_key");
 _Static_assert(sizeof(struct nv_service) == 12, "nv_service");
 _Static_assert(sizeof(struct nv_nat_out_key) == 20, "nv_nat_out_key");
 _Static_assert(sizeof(struct nv_nat_in_key) == 16, "nv_nat_in_key");
-_Static_assert(sizeof(struct nv_nat_flow) == 48, "nv_nat_flow");
+_Static_assert(sizeof(struct nv_nat_flow) == 40, "nv_nat_flow");
 _Static_assert(sizeof(struct nv_gw_prefix_key) == 12, "nv_gw_prefix_key");
 _Static_assert(sizeof(struct nv_gw_routed_key) == 8, "nv_gw_routed_key");
 _Static_assert(sizeof(struct nv_gw_routed) == 8, "nv_gw_routed");

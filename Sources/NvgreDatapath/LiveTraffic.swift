@@ -38,6 +38,18 @@ public final class LiveTraffic {
         }
     }
 
+    /// Makes the generator write the first whole 8-byte words of `frame` back into every
+    /// frame before sending it (at most 128 bytes): for paths that rewrite the frame in place
+    /// (NAT), as the pool's pages keep what the path wrote. nil stops it.
+    public func setRestore(_ frame: [UInt8]?) {
+        let bss = skel.pointee.bss!
+        let words = min((frame?.count ?? 0) / 8, 16)
+        withUnsafeMutableBytes(of: &bss.pointee.gen_template) { t in
+            for i in 0..<(words * 8) { t[i] = frame![i] }
+        }
+        bss.pointee.gen_template_words = UInt32(words)
+    }
+
     public func setSpread(_ spread: Spread?) {
         let bss = skel.pointee.bss!
         bss.pointee.gen_base = spread?.base ?? 0

@@ -149,7 +149,7 @@ public final class DemoLab {
         let g = DemoPlan.g
         if !started.contains(instance(g)) { started.append(instance(g)) }
         unlink(gatewayLog)
-        agents[g.name] = try Spawn.start([nvgre, "-n", ns(g), "--instance", instance(g), "gateway"] + gatewayArguments,
+        agents[g.name] = try Spawn.start([nvgre, "-n", ns(g), "--instance", instance(g), "gateway", "--log-flows"] + gatewayArguments,
                                          output: gatewayLog, detached: detached)
         try Spawn.waitForOutput(gatewayLog, containing: "handling exceptions", what: "the gateway on host G")
     }

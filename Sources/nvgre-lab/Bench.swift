@@ -5,14 +5,15 @@ import NvgreLab
 
 /// `make bench`: one run, one report. Program cost per packet (test-run), live 64-byte
 /// frames through veth pairs on one and two cores (bare reflector, our encap and decap
-/// paths, the kernel's vxlan), the encap path with 1,000 and 1,000,000 lookup records hit
-/// at random, and the control plane at scale. Every ratio is against a row of this run.
+/// paths, the kernel's vxlan), the gateway (new NAT flows per second through userspace, an
+/// offloaded NAT flow's Mpps both ways), the encap path with 1,000 and 1,000,000 lookup
+/// records hit at random, and the control plane at scale. Every ratio is against a row of this run.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the data path and the control plane; print a table, write JSON and a PNG chart.")
 
     enum Section: String, CaseIterable, ExpressibleByArgument {
-        case testrun, live, scale, control
+        case testrun, live, scale, gateway, control
     }
 
     @Flag(help: "A short run (under a minute) that proves the instrument works: fewer and shorter trials, 100,000 records instead of 1,000,000; figures are rougher.")
@@ -46,7 +47,7 @@ struct Bench: ParsableCommand {
             for name in testRunRows { report.compare(name, to: "bare XDP_PASS") }
         }
 
-        if sections.contains(.live) || sections.contains(.scale) {
+        if sections.contains(.live) || sections.contains(.scale) || sections.contains(.gateway) {
             let live = try LiveTraffic()
             var bench = LiveBench(live: live, quick: quick)
             if let perf {
@@ -71,6 +72,20 @@ struct Bench: ParsableCommand {
                         report.target("\(ours.name) vs reflector\(suffix)", ours.name + suffix, over: reflector.path.name + suffix, .atLeast, 0.85)
                         report.target("\(ours.name) vs kernel vxlan\(suffix)", ours.name + suffix, over: kernels.name + suffix, .atLeast, 8)
                     }
+                }
+            }
+            if sections.contains(.gateway) {
+                // The baseline of this run: the plain encap path, its frame restored before
+                // each send as the NAT rows' frames are (the restore costs them both).
+                var encap = host.encap
+                encap.name += ", frame restored per send"
+                encap.restore = true
+                let gw = try GatewayBench(live: live, bench: bench, quick: quick).run(net, coreSets: coreSets, baseline: encap)
+                report.add(gw.rows)
+                report.compare(GatewayBench.newFlows, to: GatewayBench.exceptionBaseline)
+                for cpus in coreSets {
+                    let suffix = cpus.count == 1 ? ", 1 core" : ", \(cpus.count) cores"
+                    for path in gw.paths { report.compare(path.name + suffix, to: encap.name + suffix) }
                 }
             }
             if sections.contains(.scale) {

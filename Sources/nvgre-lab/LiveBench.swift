@@ -18,11 +18,13 @@ struct LiveBench {
 
     /// A path under test: where the generator sends from and where the sink counts.
     struct Path {
-        let name: String
+        var name: String
         let frame: [UInt8]
         let from: (ns: String, interface: String)
         let sink: (ns: String, interface: String)
         var spread: LiveTraffic.Spread? = nil
+        /// The path rewrites the frame in place: the generator restores it before each send.
+        var restore = false
     }
 
     var trials: Int { quick ? 3 : 5 }
@@ -39,7 +41,8 @@ struct LiveBench {
     func measure(_ path: Path, section: String, cpus: [Int]) throws -> BenchRow {
         try attachSink(path)
         live.setSpread(path.spread)
-        defer { live.setSpread(nil) }
+        live.setRestore(path.restore ? path.frame : nil)
+        defer { live.setSpread(nil); live.setRestore(nil) }
         func trial(perCPU: UInt32) throws -> (mpps: Double, delivered: UInt64, seconds: Double) {
             try live.resetSink()
             let seconds = try live.send(path.frame, namespace: path.from.ns, interface: path.from.interface,

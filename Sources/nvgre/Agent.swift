@@ -77,11 +77,17 @@ func serveExceptions(_ instance: Instance, gateway: Gateway?) throws {
     log("\(gateway == nil ? "agent" : "gateway") stopping (\(why)); handled \(counts.isEmpty ? "nothing" : counts.joined(separator: " "))\(gateway.map { "; \($0.table.count) flows left in the maps" } ?? "")")
 }
 
+/// One log line with the local time; the formatter is made once (making one costs more
+/// than the line).
 func log(_ line: String) {
+    print("\(logTimeFormatter.string(from: Date())) \(line)")
+}
+
+private let logTimeFormatter: DateFormatter = {
     let f = DateFormatter()
     f.dateFormat = "HH:mm:ss.SSS"
-    print("\(f.string(from: Date())) \(line)")
-}
+    return f
+}()
 
 private func inode(_ path: String) -> UInt? {
     var st = stat()

@@ -18,6 +18,8 @@ struct GatewayCommand: NvgreCommand {
     @Option(help: "Idle seconds before an opening or closing TCP flow expires.") var tcpTransitory = "240"
     @Option(help: "Idle seconds before a UDP flow expires.") var udp = "300"
     @Option(help: "Idle seconds before an ICMP echo flow expires.") var icmp = "60"
+    @Flag(help: "Log each flow as it is created, offloaded and expired (off: at many flows a second the log would cost more than the flows; the counters count them either way).")
+    var logFlows = false
 
     func execute() throws {
         var t = NATTimeouts()
@@ -29,10 +31,16 @@ struct GatewayCommand: NvgreCommand {
         let policy = try instance.livePolicy()
         guard !policy.externalAddresses.isEmpty, !policy.gatewayDomains.isEmpty else {
             throw ControlError("instance \(instance.name) is not a gateway: its policy has no externalAddresses or gatewayDomains",
-                               hint: "apply a policy with them (see examples/demo/gateway.yaml), then start the gateway")
+                               hint: "apply a policy with them (see examples/demo/host-g.yaml), then start the gateway")
         }
         let gateway = try Gateway(maps: instance.maps, externalAddresses: policy.externalAddresses, timeouts: t)
-        gateway.onEvent = { log("\($0)") }
+        let logFlows = logFlows
+        gateway.onEvent = { event in
+            switch event {
+            case .created, .offloaded, .expired: if logFlows { log("\(event)") }
+            default: log("\(event)")
+            }
+        }
         try serveExceptions(instance, gateway: gateway)
     }
 }

@@ -33,6 +33,19 @@ struct QuickBenchTests {
                 #expect((delivered?["framesDeliveredMedian"] as? Double ?? 0) > 0, "\(name) delivered frames")
             }
         }
+        // The gateway: flow set-up through userspace against its exception baseline, and an
+        // offloaded NAT flow both ways against the encap path (its frame restored as theirs).
+        for name in ["new TCP flows set up through userspace (SYNs/s)", "baseline: exceptions handled by the gateway process, no flow set up (frames/s)"] {
+            #expect((figure(name, "value") ?? 0) > 0, "\(name)")
+        }
+        #expect((figure("new TCP flows set up through userspace (SYNs/s)", "ratio") ?? 0) > 0)
+        for path in ["nvgre NAT out, offloaded (decap + NAT)", "nvgre NAT in, offloaded (NAT + encap)"] {
+            for cores in coreCounts {
+                let name = "\(path), \(cores)"
+                #expect((figure(name, "mpps") ?? 0) > 0 && (figure(name, "ratio") ?? 0) > 0, "\(name)")
+                #expect(rows.first { $0["name"] as? String == name }?["baseline"] as? String == "nvgre encap path, frame restored per send, \(cores)")
+            }
+        }
         for records in ["1,000", "100,000"] {
             #expect((figure("nvgre encap, \(records) records at random, 1 core", "mpps") ?? 0) > 0, "\(records) records")
         }
