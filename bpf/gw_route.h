@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* gw_route.h - on a gateway host, a routing domain in route mode: its subnets and the
  * physical prefixes configured for it reach each other without NAT. Going out, a frame to
- * one of those prefixes is routed to the external interface's next hop; to anything else
- * it is a no-route exception (answered with ICMP unreachable). Coming in, a packet to one
+ * one of those prefixes is routed to the external interface's next hop (too big: an
+ * oversize exception, answered to the VM); to anything else, or to a prefix the FIB does
+ * not route out of the external interface, it is a no-route exception (answered with
+ * ICMP unreachable). Coming in, a packet to one
  * of the domain's subnets from one of its prefixes is encapsulated toward the VM. */
 #ifndef NV_GW_ROUTE_H
 #define NV_GW_ROUTE_H
 
+#include "external_fib.h"
 #include "forward.h"
 #include "nat.h" /* count_gw */
 
@@ -40,19 +43,19 @@ static __always_inline int route_to_outside(struct xdp_md *ctx, __u32 rdid, __u3
 		return drop(ctx, NV_DROP_MALFORMED);
 	if (!gw_prefix_covers(rdid, ip->daddr))
 		return to_userspace(ctx, NV_EXC_NO_ROUTE, vsid, slot, 0);
-	struct nv_config *cfg = host_config();
-	if (!cfg || ip->ttl <= 1)
+	if (ip->ttl <= 1)
 		return to_userspace(ctx, NV_EXC_ROUTE_OUT, vsid, slot, 0);
-
-	struct bpf_fib_lookup fib = {};
-	fib.family = AF_INET;
-	fib.ifindex = cfg->external_ifindex;
-	fib.l4_protocol = ip->protocol;
-	fib.tot_len = bpf_ntohs(ip->tot_len);
-	fib.ipv4_src = ip->saddr;
-	fib.ipv4_dst = ip->daddr;
-	if (bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_DIRECT) != BPF_FIB_LKUP_RET_SUCCESS)
+	struct bpf_fib_lookup fib;
+	switch (external_next_hop(ctx, ip, ip->saddr, &fib)) {
+	case EXTERNAL_HOP_OK:
+		break;
+	case EXTERNAL_HOP_UNRESOLVED:
 		return to_userspace(ctx, NV_EXC_ROUTE_OUT, vsid, slot, 0); /* the kernel resolves it */
+	case EXTERNAL_HOP_TOO_BIG:
+		return to_userspace(ctx, NV_EXC_OVERSIZE, vsid, slot, fib.mtu_result);
+	default:
+		return to_userspace(ctx, NV_EXC_NO_ROUTE, vsid, slot, 0);
+	}
 
 	mac_copy(eth->h_dest, fib.dmac);
 	mac_copy(eth->h_source, fib.smac);

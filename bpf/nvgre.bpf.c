@@ -5,8 +5,8 @@
  *   nv_from_external attached to a gateway's external interface (from_external.h)
  *   nv_bare_pass, nv_bare_tx                      (baseline.h)
  * A packet's way is readable from the file names: from_vm -> forward -> encap,
- * from_vm -> neighbor_reply, from_fabric -> decap (-> to_outside on a gateway),
- * from_external -> nat -> encap; every end goes through verdict.h. */
+ * from_vm -> neighbor_reply, from_fabric -> decap (-> to_outside or gw_route on a
+ * gateway), from_external -> nat or gw_route -> encap; every end goes through verdict.h. */
 #include "from_vm.h"
 #include "from_fabric.h"
 #include "from_external.h"

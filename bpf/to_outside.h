@@ -6,7 +6,7 @@
 #ifndef NV_TO_OUTSIDE_H
 #define NV_TO_OUTSIDE_H
 
-#include "encap.h" /* AF_INET and the FIB helpers */
+#include "external_fib.h"
 #include "nat.h"
 
 static __always_inline int nat_to_outside(struct xdp_md *ctx, __u32 rdid, __u32 vsid, __u32 slot)
@@ -24,22 +24,12 @@ static __always_inline int nat_to_outside(struct xdp_md *ctx, __u32 rdid, __u32 
 	struct nv_nat_flow *fl = bpf_map_lookup_elem(&nat_out, &k);
 	if (!fl || !(fl->flags & NV_NAT_OFFLOADED) || p.ip->ttl <= 1)
 		return to_userspace(ctx, NV_EXC_NAT_OUT, vsid, slot, 0);
-	struct nv_config *cfg = host_config();
-	if (!cfg)
-		return to_userspace(ctx, NV_EXC_NAT_OUT, vsid, slot, 0);
-
-	struct bpf_fib_lookup fib = {};
-	fib.family = AF_INET;
-	fib.ifindex = cfg->external_ifindex;
-	fib.l4_protocol = p.ip->protocol;
-	fib.tot_len = bpf_ntohs(p.ip->tot_len);
-	__builtin_memcpy(&fib.ipv4_src, fl->ext, 4);
-	fib.ipv4_dst = p.ip->daddr;
-	if (bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_DIRECT) != BPF_FIB_LKUP_RET_SUCCESS)
-		return to_userspace(ctx, NV_EXC_NAT_OUT, vsid, slot, 0); /* the kernel resolves it */
-
+	struct bpf_fib_lookup fib;
 	__be32 ext;
 	__builtin_memcpy(&ext, fl->ext, 4);
+	if (external_next_hop(ctx, p.ip, ext, &fib) != EXTERNAL_HOP_OK)
+		return to_userspace(ctx, NV_EXC_NAT_OUT, vsid, slot, 0); /* the kernel resolves it */
+
 	nat_set_addr(&p, &p.ip->saddr, ext);
 	nat_set_inside_port(&p, fl->ext_port);
 	nat_decrement_ttl(&p);

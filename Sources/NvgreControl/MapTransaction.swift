@@ -63,7 +63,7 @@ public struct MapPlan {
     static let removalOrder: [PolicyMap] = [.services, .gatewayRouted, .gatewayPrefixes, .gatewayDomains, .externalAddresses, .ports, .portAddresses, .routes,
                                             .lookups, .subnets, .localPAs]
     static let writeOrder: [PolicyMap] = [.localPAs, .subnets, .lookups, .routes, .portAddresses, .ports, .config,
-                                          .externalAddresses, .gatewayDomains, .gatewayPrefixes, .gatewayRouted, .services]
+                                          .externalAddresses, .gatewayPrefixes, .gatewayRouted, .gatewayDomains, .services]
 }
 
 /// Applies a plan step by step and remembers which steps it started, so that `rollBack`

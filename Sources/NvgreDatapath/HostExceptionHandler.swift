@@ -30,11 +30,11 @@ public final class HostExceptionHandler {
     private let resolver: NeighborResolver
     private let sender: PacketSocket
     /// ICMP errors sent to VMs, and the ones not due (IPv4 without DF for too big, errors
-    /// about ICMP errors) or held back by the rate limit.
+    /// about ICMP errors, no-route without a subnet gateway address); `icmpLimit` counts
+    /// the ones it held back.
     public private(set) var icmpErrorsSent = 0
     public private(set) var icmpErrorsNotDue = 0
-    public private(set) var icmpErrorsRateLimited = 0
-    private var icmpBudget = TokenBucket(perSecond: 1000, burst: 50)
+    private let icmpLimit: ICMPRateLimit
     public private(set) var counts: [String: Int] = [:]
     /// Provider addresses whose resolution was started, each once (the set stays small:
     /// one entry per peer host).
@@ -44,8 +44,9 @@ public final class HostExceptionHandler {
     public var onEvent: (Event) -> Void = { _ in }
 
     /// Create it on a thread in the host's network namespace (the resolver's socket is).
-    public init(maps: DatapathMaps) throws {
+    public init(maps: DatapathMaps, icmpLimit: ICMPRateLimit = ICMPRateLimit()) throws {
         self.maps = maps
+        self.icmpLimit = icmpLimit
         resolver = try NeighborResolver()
         sender = try PacketSocket()
     }
@@ -76,7 +77,7 @@ public final class HostExceptionHandler {
             outerV6 = (maps.config.lookup(0)?.flags ?? 0) & NV_CFG_HAS_PA6.rawValue != 0
         }
         let mtu = Int(e.mtu) - (outerV6 ? 40 : 20) - Int(NV_GRE_LEN) - 14
-        if sendToVM(.tooBig(mtu: mtu), about: e), let src = f.src { onEvent(.tooBig(vm: src, mtu: mtu)) }
+        if sendToVM(.tooBig(mtu: mtu), about: e, f), let src = f.src { onEvent(.tooBig(vm: src, mtu: mtu)) }
     }
 
     /// The frame is as the VM sent it (the router hands it up before rewriting anything).
@@ -85,14 +86,14 @@ public final class HostExceptionHandler {
             fail("no-route exception in VSID \(e.vsid) without a decodable frame")
             return
         }
-        if sendToVM(.noRoute, about: e) { onEvent(.noRoute(vm: src, destination: dst)) }
+        if sendToVM(.noRoute, about: e, f) { onEvent(.noRoute(vm: src, destination: dst)) }
     }
 
-    /// Sends `error` about the exception's frame back out of the port it came in on, from the
-    /// VM's subnet gateway. True when sent.
-    private func sendToVM(_ error: ICMPError, about e: ExceptionFrame) -> Bool {
-        guard let f = DecodedFrame(e.frame), let dst = f.dst, let sn = maps.subnets.lookup(e.vsid) else {
-            fail("\(e.reasonName) exception in VSID \(e.vsid) without a decodable frame or a subnet")
+    /// Sends `error` about the exception's frame (decoded: `f`) back out of the port it came
+    /// in on, from the VM's subnet gateway. True when sent.
+    private func sendToVM(_ error: ICMPError, about e: ExceptionFrame, _ f: DecodedFrame) -> Bool {
+        guard let dst = f.dst, let sn = maps.subnets.lookup(e.vsid) else {
+            fail("\(e.reasonName) exception in VSID \(e.vsid) without a subnet")
             return false
         }
         let gateway: IPAddress? = dst.family == .v4 ? sn.gateway4 : sn.gateway6
@@ -102,10 +103,7 @@ public final class HostExceptionHandler {
             icmpErrorsNotDue += 1
             return false
         }
-        guard icmpBudget.take(now: monotonicSeconds()) else {
-            icmpErrorsRateLimited += 1
-            return false
-        }
+        guard icmpLimit.allow() else { return false }
         do {
             try sender.send(answer, ifindex: e.ingressIfindex)
             icmpErrorsSent += 1
@@ -161,23 +159,30 @@ public final class HostExceptionHandler {
 }
 
 /// At most `perSecond` ICMP errors a second, `burst` at once (RFC 1812 4.3.2.8, RFC 4443
-/// 2.4(f)): a VM that floods unroutable packets does not get a flood back.
-public struct TokenBucket {
+/// 2.4(f)): a VM that floods unroutable packets does not get a flood back. One per process,
+/// shared by everything in it that answers (the host handler and the gateway).
+public final class ICMPRateLimit {
     public let perSecond: Double
     public let burst: Double
     private var tokens: Double
     private var last: Double?
+    /// Answers held back.
+    public private(set) var limited = 0
 
-    public init(perSecond: Double, burst: Double) {
+    public init(perSecond: Double = 1000, burst: Double = 50) {
         self.perSecond = perSecond
         self.burst = burst
         tokens = burst
     }
 
-    public mutating func take(now: Double) -> Bool {
+    /// True when an answer may go now.
+    public func allow(now: Double = monotonicSeconds()) -> Bool {
         if let last { tokens = min(burst, tokens + (now - last) * perSecond) }
         last = now
-        guard tokens >= 1 else { return false }
+        guard tokens >= 1 else {
+            limited += 1
+            return false
+        }
         tokens -= 1
         return true
     }

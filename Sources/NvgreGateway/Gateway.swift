@@ -45,12 +45,14 @@ public final class Gateway {
     private var underlay: [IPFamily: RawIPSocket] = [:]
     private let portSender: PacketSocket
     private var pendingCounts: [UInt32: (packets: UInt64, bytes: UInt64)] = [:]
-    private var icmpBudget = TokenBucket(perSecond: 1000, burst: 50)
+    private let icmpLimit: ICMPRateLimit
     public var onEvent: (Event) -> Void = { _ in }
 
     /// Create it in the gateway host's network namespace (its sockets send from there).
-    public init(maps: DatapathMaps, externalAddresses: [ExternalAddress], timeouts: NATTimeouts = NATTimeouts()) throws {
+    public init(maps: DatapathMaps, externalAddresses: [ExternalAddress], timeouts: NATTimeouts = NATTimeouts(),
+                icmpLimit: ICMPRateLimit = ICMPRateLimit()) throws {
         self.maps = maps
+        self.icmpLimit = icmpLimit
         self.externalAddresses = externalAddresses
         self.timeouts = timeouts
         outside = try RawIPSocket(.v4)
@@ -65,8 +67,11 @@ public final class Gateway {
         case NV_EXC_OVERSIZE.rawValue where e.ingressIfindex == maps.config.lookup(0)?.external_ifindex:
             tooBigFromOutside(e)
         case NV_EXC_ROUTE_OUT.rawValue: routeToOutside(e)
+        // From the uplink: a route-mode domain's packet that cannot leave; its VM is elsewhere.
         case NV_EXC_NO_ROUTE.rawValue where e.ingressIfindex == maps.config.lookup(0)?.uplink_ifindex:
-            noRouteFromTenant(e)
+            answerTenant(.noRoute, e)
+        case NV_EXC_OVERSIZE.rawValue where e.ingressIfindex == maps.config.lookup(0)?.uplink_ifindex:
+            answerTenant(.tooBig(mtu: Int(e.mtu)), e)
         default: return false
         }
         return true
@@ -76,6 +81,9 @@ public final class Gateway {
     /// The outside host must hear "fragmentation needed" about the packet it sent (to the
     /// external address and port), from the external address, or its transfers stall.
     private func tooBigFromOutside(_ e: ExceptionFrame) {
+        if let sn = maps.subnets.lookup(e.vsid), maps.gatewayDomains.lookup(sn.rdid) == NV_GW_ROUTE.rawValue {
+            return tooBigRoutedFromOutside(e, sn)
+        }
         guard let sn = maps.subnets.lookup(e.vsid), var pkt = ipv4(e.frame),
               let entry = table.outbound(rdid: sn.rdid, proto: pkt.proto, ca: pkt.destination, caPort: pkt.destinationPort,
                                          remote: pkt.source, remotePort: pkt.sourcePort),
@@ -85,10 +93,25 @@ public final class Gateway {
         pkt.setDestination(entry.flow.ext, port: entry.flow.extPort)  // the packet as X sent it
         let mtu = Int(e.mtu) - (record.providerAddress.family == .v6 ? 40 : 20) - Int(NV_GRE_LEN) - Ethernet.headerLength
         let frame = Ethernet.header(dst: sn.gatewayMAC, src: sn.gatewayMAC, type: EtherType.ipv4.rawValue) + pkt.bytes
-        guard let answer = ICMPError.tooBig(mtu: mtu).answer(to: frame, gatewayMAC: sn.gatewayMAC, gateway: entry.flow.ext) else {
+        sendOutside(.tooBig(mtu: mtu), about: frame, from: entry.flow.ext, to: pkt.source, e)
+    }
+
+    /// The same for a route-mode domain: the packet kept its addresses, and the answer comes
+    /// from the gateway's (first) external address.
+    private func tooBigRoutedFromOutside(_ e: ExceptionFrame, _ sn: nv_subnet) {
+        guard let f = DecodedFrame(e.frame), let src = f.dst.flatMap({ maps.lookups.lookup(nv_lookup_key(vsid: e.vsid, ca: $0)) }),
+              let from = externalAddresses.first?.address, let outsider = f.src else { return count(NV_GW_DROP_UNSUPPORTED, e) }
+        let mtu = Int(e.mtu) - (src.providerAddress.family == .v6 ? 40 : 20) - Int(NV_GRE_LEN) - Ethernet.headerLength
+        sendOutside(.tooBig(mtu: mtu), about: e.frame, from: from, to: outsider, e)
+    }
+
+    /// Sends `error` about `frame` to a host outside, from `from`.
+    private func sendOutside(_ error: ICMPError, about frame: [UInt8], from: IPAddress, to outsider: IPAddress, _ e: ExceptionFrame) {
+        guard let answer = error.answer(to: frame, gatewayMAC: MACAddress([2, 0, 0, 0, 0, 0]), gateway: from) else {
             return count(NV_GW_DROP_UNSUPPORTED, e)  // no DF: XDP does not fragment
         }
-        do { try outside.send(Array(answer.dropFirst(Ethernet.headerLength)), to: pkt.source) } catch { onEvent(.failed("\(error)")) }
+        guard icmpLimit.allow() else { return }
+        do { try outside.send(Array(answer.dropFirst(Ethernet.headerLength)), to: outsider) } catch { onEvent(.failed("\(error)")) }
     }
 
     // MARK: route mode (no NAT)
@@ -96,8 +119,10 @@ public final class Gateway {
     /// A routed packet XDP could not send: its next hop is not resolved yet (the kernel
     /// resolves it when this sends the packet) or its TTL runs out here.
     private func routeToOutside(_ e: ExceptionFrame) {
-        guard e.frame.count > Ethernet.headerLength, e.frame[Ethernet.headerLength] >> 4 == 4 else { return count(NV_GW_DROP_UNSUPPORTED, e) }
-        guard let packet = IPPacket.forwardedIPv4(Array(e.frame[Ethernet.headerLength...])) else { return count(NV_GW_DROP_TTL, e) }
+        let ip = Array(e.frame.dropFirst(Ethernet.headerLength))
+        guard e.originalLength <= e.frame.count, ip.count >= 20, ip[0] >> 4 == 4 else { return count(NV_GW_DROP_UNSUPPORTED, e) }
+        guard ip[8] > 1 else { return count(NV_GW_DROP_TTL, e) }
+        guard let packet = IPPacket.forwardedIPv4(ip) else { return count(NV_GW_DROP_UNSUPPORTED, e) }
         do {
             try outside.send(packet, to: IPAddress(v4: Array(packet[16..<20])))
             count(NV_GW_USERSPACE_ROUTED, e)
@@ -106,20 +131,24 @@ public final class Gateway {
         }
     }
 
-    /// A route-mode domain's packet to a destination outside its prefixes: ICMP unreachable
-    /// back to the VM, encapsulated to the VM's host. It comes from the next hop of the
-    /// customer route that brought the packet here (the gateway record's CA), the one source
-    /// outside the subnet that the VM's host accepts from this gateway's PA; the VM's MAC
+    /// An ICMP error for a route-mode domain's VM about a packet that reached G (no route
+    /// out, or too big for the external link), encapsulated to the VM's host. The packet
+    /// came in the VSID of the customer route's next hop (the gateway record), so the VM's
+    /// own subnet is looked up by its address. The answer comes from that next hop's CA, the
+    /// one source outside the VM's subnet that its host accepts from G's PA; the VM's MAC
     /// comes from its record (the decapsulated frame carries router MACs).
-    private func noRouteFromTenant(_ e: ExceptionFrame) {
+    private func answerTenant(_ error: ICMPError, _ e: ExceptionFrame) {
         guard let f = DecodedFrame(e.frame), let src = f.src, let dst = f.dst, let sn = maps.subnets.lookup(e.vsid),
-              let record = maps.lookups.lookup(nv_lookup_key(vsid: e.vsid, ca: src)),
+              let vsid = subnet(of: src, in: sn.rdid), let vmSubnet = maps.subnets.lookup(vsid),
+              let record = maps.lookups.lookup(nv_lookup_key(vsid: vsid, ca: src)),
               let route = maps.routes.lookup(nv_route_key(rdid: sn.rdid, prefix: dst, prefixLength: dst.bytes.count * 8)),
               let nextHop = route.nextHop else { return count(NV_GW_DROP_NO_RECORD, e) }
-        guard let answer = ICMPError.noRoute.answer(to: e.frame, gatewayMAC: sn.gatewayMAC, gateway: nextHop, vm: record.customerMAC),
-              icmpBudget.take(now: monotonicSeconds()) else { return }
+        guard let answer = error.answer(to: e.frame, gatewayMAC: vmSubnet.gatewayMAC, gateway: nextHop, vm: record.customerMAC) else {
+            return count(NV_GW_DROP_UNSUPPORTED, e)  // not due (an ICMP error, or IPv4 without DF)
+        }
+        guard icmpLimit.allow() else { return }
         let proto = src.family == .v4 ? IPProtocol.icmp.rawValue : IPProtocol.icmpv6.rawValue
-        _ = deliver(Array(answer.dropFirst(Ethernet.headerLength)), to: src, vsid: e.vsid,
+        _ = deliver(Array(answer.dropFirst(Ethernet.headerLength)), to: src, vsid: vsid,
                     hash: FlowHash(src: nextHop, dst: src, protocol: proto, sport: 0, dport: 0), e)
     }
 

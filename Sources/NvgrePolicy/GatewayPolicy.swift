@@ -137,6 +137,8 @@ extension Policy {
             if s.customerPort == 0 { fail("\(at).customerPort", s.customerPort, "a port from 1 to 65535") }
             if !served.contains(s.routingDomain) {
                 fail("\(at).routingDomain", s.routingDomain, "a routing domain in gatewayDomains")
+            } else if gatewayDomains.contains(where: { $0.routingDomain == s.routingDomain && $0.mode != .nat }) {
+                fail("\(at).routingDomain", s.routingDomain, "a routing domain in mode nat (a route-mode domain's replies leave untranslated)")
             } else if !subnets.contains(where: { $0.routingDomain == s.routingDomain && $0.prefixes.contains { $0.contains(s.customerAddress) } }) {
                 fail("\(at).customerAddress", s.customerAddress, "an IPv4 address inside a subnet of routing domain \(s.routingDomain)")
             }
@@ -148,7 +150,9 @@ extension Policy {
     /// a NAT domain names none.
     private func validateRouteMode(_ d: GatewayDomain, at: String, fail: (String, CustomStringConvertible, String) -> Void) {
         guard d.mode == .route else {
-            if !d.prefixes.isEmpty { fail("\(at).prefixes", "\(d.prefixes.count) prefixes", "none in mode nat (prefixes are for mode route)") }
+            if !d.prefixes.isEmpty {
+                fail("\(at).prefixes", d.prefixes.map(\.description).joined(separator: ", "), "none in mode nat (prefixes are for mode route)")
+            }
             return
         }
         if d.prefixes.isEmpty { fail("\(at).prefixes", "[]", "at least one physical IPv4 prefix the domain reaches in mode route") }

@@ -10,13 +10,16 @@ public enum ICMPError: Equatable, Sendable {
     case noRoute
 
     /// The Ethernet frame to hand to the host that sent `frame`, or nil when no answer is
-    /// due: not IP, an ICMP error itself, or (too big) an IPv4 packet without DF, which may
-    /// be fragmented but not by XDP. `gateway` is the answering router's address of the
-    /// packet's family; the packet's destination stands in when there is none. `vm` is the
+    /// due: not IP, an ICMP error itself, (too big) an IPv4 packet without DF, which may be
+    /// fragmented but not by XDP, or (no route) no `gateway`. `gateway` is the answering
+    /// router's address of the packet's family; for too big the packet's destination
+    /// stands in when there is none. `vm` is the
     /// sender's MAC when the frame no longer carries it (the router rewrote it first).
     public func answer(to frame: [UInt8], gatewayMAC: MACAddress, gateway: IPAddress?, vm: MACAddress? = nil) -> [UInt8]? {
         guard let f = DecodedFrame(frame), let src = f.src, let dst = f.dst, f.vlan == nil else { return nil }
         let packet = Array(frame[f.l3Offset...])
+        // No route: only a router may say so; the destination must not seem to.
+        if self == .noRoute && gateway == nil { return nil }
         let from = gateway ?? dst
         let payload: [UInt8]
         if src.family == .v4 {

@@ -50,20 +50,29 @@ final class GatewayBenchHost {
 
         """.write(toFile: policyFile, atomically: false, encoding: .utf8)
         let up = try Spawn.run([nvgre, "-n", g, "--instance", instance, "up", "--uplink", "ul", "--policy", policyFile])
-        guard up.status == 0 else { throw ShellErrorText("nvgre up on the benchmark's gateway failed: \(up.output)") }
-        maps = try DatapathMaps(pinDirectory: "/sys/fs/bpf/\(instance)")
-        // Opening TCP flows expire after a second, so that each trial of new flows finds the
-        // external ports free again; the UDP flow of the Mpps rows stays.
-        gateway = try Spawn.start([nvgre, "-n", g, "--instance", instance, "gateway", "--tcp-transitory", "1", "--udp", "3600"],
-                                  output: log, detached: false)
-        try Spawn.waitForOutput(log, containing: "handling exceptions", what: "the benchmark's gateway")
+        guard up.status == 0 else {
+            unlink(policyFile)
+            throw ShellErrorText("nvgre up on the benchmark's gateway failed: \(up.output)")
+        }
+        do {
+            maps = try DatapathMaps(pinDirectory: "/sys/fs/bpf/\(instance)")
+            // Opening TCP flows expire after a second, so that each trial of new flows finds
+            // the external ports free again; the UDP flow of the Mpps rows stays.
+            gateway = try Spawn.start([nvgre, "-n", g, "--instance", instance, "gateway", "--tcp-transitory", "1", "--udp", "3600"],
+                                      output: log, detached: false)
+            try Spawn.waitForOutput(log, containing: "handling exceptions", what: "the benchmark's gateway")
+        } catch {
+            Self.tearDown(nvgre: nvgre, instance: instance, gateway: gateway, files: [policyFile, log])  // nothing left behind
+            throw error
+        }
     }
 
-    func down() {
+    func down() { Self.tearDown(nvgre: nvgre, instance: instance, gateway: gateway, files: [policyFile, log]) }
+
+    private static func tearDown(nvgre: String, instance: String, gateway: pid_t, files: [String]) {
         if gateway > 0 { Spawn.stop(gateway) }
         _ = try? Spawn.run([nvgre, "--instance", instance, "down"])
-        unlink(policyFile)
-        unlink(log)
+        files.forEach { unlink($0) }
     }
 
     // MARK: frames
@@ -179,7 +188,8 @@ final class GatewayBenchHost {
 
 /// `make bench` rows of the gateway: new flows per second set up through userspace (the
 /// same frames' exception path without flow work as the baseline), and the Mpps of an
-/// offloaded NAT flow both ways as a ratio to the plain encap and decap paths.
+/// offloaded NAT flow both ways as a ratio to the plain encap path (its frame restored per
+/// send, as theirs are).
 struct GatewayBench {
     let live: LiveTraffic
     let bench: LiveBench

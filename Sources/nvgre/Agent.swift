@@ -24,7 +24,7 @@ struct Agent: NvgreCommand {
 
 /// The loop of `nvgre agent` and `nvgre gateway`: consume the exception ring until a signal
 /// or `nvgre down`; the gateway (when given) takes the NAT reasons and expires flows.
-func serveExceptions(_ instance: Instance, gateway: Gateway?) throws {
+func serveExceptions(_ instance: Instance, gateway: Gateway?, icmpLimit: ICMPRateLimit = ICMPRateLimit()) throws {
     let lock = try AgentLock(directory: instance.stateDirectory, instance: instance.name)
     defer { lock.release() }
     setvbuf(stdout, nil, _IOLBF, 0)
@@ -36,7 +36,7 @@ func serveExceptions(_ instance: Instance, gateway: Gateway?) throws {
     sigaddset(&stopSignals, SIGTERM)
     pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
 
-    let handler = try HostExceptionHandler(maps: instance.maps)
+    let handler = try HostExceptionHandler(maps: instance.maps, icmpLimit: icmpLimit)
     handler.onEvent = { log("\($0)") }
     let channel = try ExceptionChannel(maps: instance.maps) { e in
         if gateway?.handle(e) != true { handler.handle(e) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import NvgreControl
+import NvgreDatapath
 import NvgreGateway
 import NvgrePolicy
 
@@ -33,7 +34,8 @@ struct GatewayCommand: NvgreCommand {
             throw ControlError("instance \(instance.name) is not a gateway: its policy has no externalAddresses or gatewayDomains",
                                hint: "apply a policy with them (see examples/demo/host-g.yaml), then start the gateway")
         }
-        let gateway = try Gateway(maps: instance.maps, externalAddresses: policy.externalAddresses, timeouts: t)
+        let icmpLimit = ICMPRateLimit()  // one for the whole process
+        let gateway = try Gateway(maps: instance.maps, externalAddresses: policy.externalAddresses, timeouts: t, icmpLimit: icmpLimit)
         let logFlows = logFlows
         gateway.onEvent = { event in
             switch event {
@@ -41,6 +43,6 @@ struct GatewayCommand: NvgreCommand {
             default: log("\(event)")
             }
         }
-        try serveExceptions(instance, gateway: gateway)
+        try serveExceptions(instance, gateway: gateway, icmpLimit: icmpLimit)
     }
 }

@@ -121,6 +121,7 @@ struct RouteModeTests {
         let lab = try startedLab("gwroute")
         try lab.applyEdited(hostG, file: 1) { p in
             p.gatewayDomains[0] = GatewayDomain(routingDomain: "red", mode: .route, prefixes: [IPPrefix(parsing: "203.0.113.0/25")!])
+            p.publishedServices = []  // services are NAT's
         }
         _ = try lab.net.exec(lab.outside, "ip route add 198.19.0.0/16 via \(DemoPlan.gExternal4)")
         _ = try lab.net.exec(lab.outside, "ip addr add \(stranger)/24 dev eth0")
@@ -151,7 +152,17 @@ struct RouteModeTests {
         let noRouteBefore = try lab.counters(hostG).exceptions["no-route"] ?? 0
         let v4 = try Spawn.run(["/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "1", "-W", "1", stranger.description])
         #expect(v4.output.contains("From 198.19.1.250") && v4.output.contains("Net Unreachable"), "\(v4.output)")
-        #expect((try lab.counters(hostG).exceptions["no-route"] ?? 0) == noRouteBefore + 1)
+        // A VM of Red's other subnet: the packet reached G in the next hop's VSID (5001);
+        // the answer goes back in the VM's own (5002).
+        let other = try Spawn.run(["/usr/sbin/ip", "netns", "exec", lab.ns(red2A), "ping", "-c", "1", "-W", "1", stranger.description])
+        #expect(other.output.contains("From 198.19.1.250") && other.output.contains("Net Unreachable"), "\(other.output)")
+        #expect((try lab.counters(hostG).exceptions["no-route"] ?? 0) == noRouteBefore + 2)
+
+        // Too big for the external link: G tells the VM the link's MTU, from the next hop.
+        try lab.net.ip(lab.ns(hostG), "link set ext mtu 1400")
+        let big = try Spawn.run(["/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1472", x.description])
+        #expect(big.output.contains("From 198.19.1.250") && big.output.contains("mtu = 1400"), "\(big.output)")
+        #expect(Traffic.ping(from: lab.ns(redA), to: x, count: 1) == 1, "small packets still pass")
     }
 }
 

@@ -26,6 +26,7 @@ struct GatewayPolicyTests {
     @Test func aRouteModeDomainIsValidAndReadsBackAsWritten() throws {
         var p = gatewayPolicy()
         p.gatewayDomains[0] = GatewayDomain(routingDomain: "red", mode: .route, prefixes: [IPPrefix(parsing: "203.0.113.0/25")!])
+        p.publishedServices = []
         #expect(p.validate() == [])
         for format in PolicyFormat.allCases {
             #expect(try PolicyDocument.decode(PolicyWriter.write(p, as: format)) == p)
@@ -36,11 +37,12 @@ struct GatewayPolicyTests {
 
     static let brokenRules: [BrokenRule] = [
         BrokenRule("route mode without prefixes", "gatewayDomains[0].prefixes", "[]", "at least one physical IPv4 prefix") { p in p.gatewayDomains[0] = GatewayDomain(routingDomain: "red", mode: .route) },
-        BrokenRule("prefixes in mode nat", "gatewayDomains[1].prefixes", "1 prefixes", "none in mode nat") { p in p.gatewayDomains[1].prefixes = [IPPrefix(parsing: "203.0.113.0/25")!] },
-        BrokenRule("IPv6 routed prefix", "gatewayDomains[0].prefixes[0]", "2001:db8:113::/64", "an IPv4 prefix") { p in p.gatewayDomains[0] = routeMode; p.gatewayDomains[0].prefixes = [IPPrefix(parsing: "2001:db8:113::/64")!] },
-        BrokenRule("host bits in a routed prefix", "gatewayDomains[0].prefixes[0]", "203.0.113.7/25", "203.0.113.0/25") { p in p.gatewayDomains[0] = routeMode; p.gatewayDomains[0].prefixes = [IPPrefix(parsing: "203.0.113.7/25")!] },
-        BrokenRule("routed prefix over the domain's own subnet", "gatewayDomains[0].prefixes[0]", "0.0.0.0/0", "outside the domain's own subnet 198.19.1.0/24") { p in p.gatewayDomains[0] = routeMode; p.gatewayDomains[0].prefixes = [IPPrefix(parsing: "0.0.0.0/0")!] },
-        BrokenRule("two routed domains with one address space", "subnets[2].prefixes[0]", "198.19.1.0/24", "no other routed domain uses (red has 198.19.1.0/24)") { p in p.gatewayDomains = [routeMode, GatewayDomain(routingDomain: "blue", mode: .route, prefixes: routeMode.prefixes)] },
+        BrokenRule("service of a route-mode domain", "publishedServices[0].routingDomain", "red", "in mode nat") { p in p.gatewayDomains[0] = routeMode },
+        BrokenRule("prefixes in mode nat", "gatewayDomains[1].prefixes", "203.0.113.0/25", "none in mode nat") { p in p.gatewayDomains[1].prefixes = [IPPrefix(parsing: "203.0.113.0/25")!] },
+        BrokenRule("IPv6 routed prefix", "gatewayDomains[0].prefixes[0]", "2001:db8:113::/64", "an IPv4 prefix") { p in p.gatewayDomains[0] = routeMode; p.publishedServices = []; p.gatewayDomains[0].prefixes = [IPPrefix(parsing: "2001:db8:113::/64")!] },
+        BrokenRule("host bits in a routed prefix", "gatewayDomains[0].prefixes[0]", "203.0.113.7/25", "203.0.113.0/25") { p in p.gatewayDomains[0] = routeMode; p.publishedServices = []; p.gatewayDomains[0].prefixes = [IPPrefix(parsing: "203.0.113.7/25")!] },
+        BrokenRule("routed prefix over the domain's own subnet", "gatewayDomains[0].prefixes[0]", "0.0.0.0/0", "outside the domain's own subnet 198.19.1.0/24") { p in p.gatewayDomains[0] = routeMode; p.publishedServices = []; p.gatewayDomains[0].prefixes = [IPPrefix(parsing: "0.0.0.0/0")!] },
+        BrokenRule("two routed domains with one address space", "subnets[2].prefixes[0]", "198.19.1.0/24", "no other routed domain uses (red has 198.19.1.0/24)") { p in p.gatewayDomains = [routeMode, GatewayDomain(routingDomain: "blue", mode: .route, prefixes: routeMode.prefixes)]; p.publishedServices = [] },
         BrokenRule("external address inside a routed subnet", "subnets[1].prefixes[0]", "198.19.2.0/24", "without the gateway's external address 198.19.2.1") { p in p.gatewayDomains[0] = routeMode; p.externalAddresses[0].address = "198.19.2.1"; p.publishedServices = [] },
         BrokenRule("IPv6 external address", "externalAddresses[0].address", "2001:db8:113::1", "IPv4") { p in p.externalAddresses[0].address = "2001:db8:113::1" },
         BrokenRule("external on the uplink", "externalAddresses[0].interface", "ul", "other than the uplink") { p in p.externalAddresses[0].interface = "ul" },

@@ -47,7 +47,9 @@ struct ICMPErrorTests {
         let icmpError = Ethernet.frame(dst: "02:00:00:00:01:02", src: vmMAC, type: .ipv4, payload: IPPacket.build(
             src: "198.19.1.1", dst: "198.19.1.2", proto: 1, payload: [3, 1, 0, 0, 0, 0, 0, 0] + [UInt8](repeating: 0, count: 1464)))
         #expect(ICMPError.tooBig(mtu: 1458).answer(to: icmpError, gatewayMAC: gwMAC, gateway: nil) == nil)
-        #expect(ICMPError.noRoute.answer(to: icmpError, gatewayMAC: gwMAC, gateway: nil) == nil)
+        #expect(ICMPError.noRoute.answer(to: icmpError, gatewayMAC: gwMAC, gateway: "198.19.1.254") == nil)
+        // Without a router address nobody may say "no route".
+        #expect(ICMPError.noRoute.answer(to: frame("198.19.1.1", "192.0.2.9", size: 10), gatewayMAC: gwMAC, gateway: nil) == nil)
     }
 
     @Test func networkUnreachableIsDueWithOrWithoutDF() throws {
@@ -67,8 +69,13 @@ struct ICMPErrorTests {
         let a = try #require(ICMPError.noRoute.answer(to: original, gatewayMAC: gwMAC, gateway: "2001:db8:19:1::fe"))
         let ip = Array(a[14...])
         #expect(ip[6] == 58 && Array(ip[24..<40]) == Array(original[22..<38]))  // to the sender
+        #expect(Array(ip[8..<24]) == IPAddress(parsing: "2001:db8:19:1::fe")!.bytes)       // from the gateway
         let icmp = Array(ip[40...])
         #expect(icmp[0] == 1 && icmp[1] == 0 && Array(icmp[4..<8]) == [0, 0, 0, 0])
+        // RFC 4443 2.3: the checksum covers the pseudo-header (source, destination, length, 58).
+        var pseudo = Array(ip[8..<40])
+        pseudo += [0, 0, UInt8(icmp.count >> 8), UInt8(icmp.count & 0xff), 0, 0, 0, 58]
+        #expect(internetChecksum(pseudo + icmp) == 0)
         #expect(Array(icmp[8...]) == Array(original[14...]))
     }
 }
