@@ -4,8 +4,9 @@
  * the gateway's external addresses belong to NAT: an offloaded flow is translated back to
  * the tenant's CA and port and encapsulated toward the VM's host; a flow not offloaded yet
  * and a new connection to a published service go to the gateway process; anything else
- * is dropped and counted. Everything else (ARP, the host's own traffic, pings to the
- * gateway itself) belongs to the host. */
+ * is dropped and counted; an ICMP error about a NAT flow goes to the gateway process,
+ * which translates it for the VM. Everything else (ARP, the host's own traffic, pings to
+ * the gateway itself) belongs to the host. */
 #ifndef NV_FROM_EXTERNAL_H
 #define NV_FROM_EXTERNAL_H
 
@@ -29,6 +30,35 @@ static __always_inline int is_published(const struct nat_packet *p)
 	return p->outside && bpf_map_lookup_elem(&services, &k) != NULL;
 }
 
+static __always_inline int is_icmp_error(__u8 type)
+{
+	return type == 3 || type == 11 || type == 12; /* unreachable, time exceeded, parameter problem */
+}
+
+/* An ICMP error quotes the packet it is about, here as NAT sent it: from the external
+ * address and port to the remote. True when that is a NAT flow's (the gateway process
+ * translates the error back for the VM, RFC 5508). `c` is past the ICMP header. */
+static __always_inline int error_about_nat_flow(struct cursor *c)
+{
+	struct iphdr *q = CURSOR_TAKE(c, struct iphdr);
+	__be16 *l4 = (__be16 *)c->pos; /* the quote's first 8 bytes: ports, or ICMP type, code, sum, id */
+	if (!q || q->ihl != 5 || (void *)(l4 + 4) > c->end)
+		return 0;
+	struct nv_nat_in_key k = {};
+	k.proto = q->protocol;
+	__builtin_memcpy(k.ext, &q->saddr, 4);
+	__builtin_memcpy(k.remote, &q->daddr, 4);
+	if (q->protocol == IPPROTO_TCP || q->protocol == IPPROTO_UDP) {
+		k.ext_port = l4[0];
+		k.remote_port = l4[1];
+	} else if (q->protocol == IPPROTO_ICMP) {
+		k.ext_port = l4[2]; /* the echo identifier */
+	} else {
+		return 0;
+	}
+	return bpf_map_lookup_elem(&nat_in, &k) != NULL;
+}
+
 SEC("xdp")
 int nv_from_external(struct xdp_md *ctx)
 {
@@ -46,10 +76,13 @@ int nv_from_external(struct xdp_md *ctx)
 			return route_from_outside(ctx, eth, ip, &f, to);
 		return pass_to_host(ctx);
 	}
-	if (f.proto == IPPROTO_ICMP) {
+	if (f.proto == IPPROTO_ICMP && !is_ipv4_fragment(ip)) {
 		struct icmp_echo_hdr *icmp = CURSOR_TAKE(&c, struct icmp_echo_hdr);
-		if (icmp && icmp->type == ICMP_ECHO && !is_ipv4_fragment(ip))
+		if (icmp && icmp->type == ICMP_ECHO)
 			return pass_to_host(ctx); /* a ping to the gateway itself */
+		if (icmp && is_icmp_error(icmp->type))
+			return error_about_nat_flow(&c) ? to_userspace(ctx, NV_EXC_NAT_IN, 0, NV_NO_STATS_SLOT, 0)
+							: pass_to_host(ctx); /* about the host's own traffic */
 	}
 
 	struct nat_packet p = {};

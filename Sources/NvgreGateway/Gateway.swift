@@ -193,7 +193,7 @@ public final class Gateway {
     // MARK: outside -> tenant
 
     private func fromOutside(_ e: ExceptionFrame) {
-        guard var pkt = ipv4(e.frame) else { return count(NV_GW_DROP_UNSUPPORTED, e) }
+        guard var pkt = ipv4(e.frame) else { return icmpErrorFromOutside(e) }
         var entry = table.inbound(proto: pkt.proto, ext: pkt.destination, extPort: pkt.destinationPort,
                                   remote: pkt.source, remotePort: pkt.sourcePort)
         if entry == nil { entry = newServiceFlow(pkt, e) }
@@ -203,6 +203,19 @@ public final class Gateway {
         let hash = FlowHash(src: pkt.source, dst: pkt.destination, protocol: pkt.proto, sport: pkt.sourcePort, dport: pkt.destinationPort)
         if deliver(pkt.bytes, to: pkt.destination, vsid: flow.flow.vsid, hash: hash, e) { count(NV_GW_USERSPACE_IN, e) }
         observe(&flow, outbound: false, tcpFlags: pkt.tcpFlags)
+    }
+
+    /// An ICMP error about a packet of a flow (XDP checked that the flow exists): translated
+    /// back for the VM. It does not refresh the flow.
+    private func icmpErrorFromOutside(_ e: ExceptionFrame) {
+        guard e.frame.count > Ethernet.headerLength, var error = NATICMPError(ip: Array(e.frame[Ethernet.headerLength...])),
+              let entry = table.inbound(proto: error.quotedProto, ext: error.quotedSource, extPort: error.quotedSourcePort,
+                                        remote: error.quotedDestination, remotePort: error.quotedDestinationPort) else {
+            return count(NV_GW_DROP_UNSUPPORTED, e)
+        }
+        guard error.translate(toCA: entry.flow.ca, port: entry.flow.caPort) else { return count(NV_GW_DROP_TTL, e) }
+        let hash = FlowHash(src: error.source, dst: entry.flow.ca, protocol: IPProtocol.icmp.rawValue, sport: 0, dport: 0)
+        if deliver(error.bytes, to: entry.flow.ca, vsid: entry.flow.vsid, hash: hash, e) { count(NV_GW_USERSPACE_IN, e) }
     }
 
     /// A first packet to a published service (for TCP, a SYN) opens a flow.

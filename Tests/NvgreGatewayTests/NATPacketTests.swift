@@ -1,6 +1,6 @@
 import NvgreDatapath
 import NvgrePolicy
-import NvgreWire
+@testable import NvgreWire
 import Testing
 @testable import NvgreGateway
 
@@ -35,6 +35,46 @@ import Testing
         #expect(p.sourcePort == 77 && p.destinationPort == 0)
         p.setSource(ext, port: 40002)
         #expect(p.bytes == IPPacket.build(src: ext, dst: x, proto: 1, payload: ICMP.echoRequest(id: 40002, sequence: 1, payload: [9])))
+    }
+
+    /// The ICMP error `type`/`code` that `from` sends about `packet`, quoting its IP header and
+    /// `quoteL4` bytes after it, with the TTL given.
+    func icmpError(_ type: UInt8, _ code: UInt8, from: IPAddress, to: IPAddress, about packet: [UInt8], quoteL4: Int = 8, ttl: UInt8 = 64) -> [UInt8] {
+        var icmp: [UInt8] = [type, code, 0, 0, 0, 0, 0, 0] + packet.prefix(20 + quoteL4)
+        icmp.setBE16(internetChecksum(icmp), at: 2)
+        return IPPacket.build(src: from, dst: to, proto: 1, payload: icmp, ttl: ttl)
+    }
+
+    @Test(arguments: [(UInt8(17), 8), (UInt8(6), 20), (UInt8(1), 8)])
+    func anICMPErrorAboutAFlowIsTranslatedBackForTheVM(_ proto: UInt8, _ quoteL4: Int) throws {
+        // The packet as NAT sent it (from the external address and port) and as the VM sent it.
+        func packet(_ src: IPAddress, _ port: UInt16) -> [UInt8] {
+            switch proto {
+            case 17: return IPPacket.build(src: src, dst: x, proto: 17, payload: UDP.datagram(src: src, dst: x, sport: port, dport: 53, payload: [1, 2, 3]), ttl: 62)
+            case 6: return IPPacket.build(src: src, dst: x, proto: 6, payload: TCP.segment(src: src, dst: x, sport: port, dport: 80, seq: 5), ttl: 62)
+            default: return IPPacket.build(src: src, dst: x, proto: 1, payload: ICMP.echoRequest(id: port, sequence: 3, payload: [7]), ttl: 62)
+            }
+        }
+        let received = icmpError(3, 3, from: x, to: ext, about: packet(ext, 40001), quoteL4: quoteL4)
+        var e = try #require(NATICMPError(ip: received))
+        #expect(e.quotedProto == proto && e.quotedSource == ext && e.quotedSourcePort == 40001 && e.quotedDestination == x)
+        #expect(e.quotedDestinationPort == [17: 53, 6: 80, 1: 0][proto])
+        let translated = e.translate(toCA: ca, port: 5353)
+        #expect(translated)
+        #expect(e.bytes == icmpError(3, 3, from: x, to: ca, about: packet(ca, 5353), quoteL4: quoteL4, ttl: 63))
+    }
+
+    @Test func onlyICMPErrorsAboutWhatNATSendsAreTaken() {
+        let udp = IPPacket.build(src: ext, dst: x, proto: 17, payload: UDP.datagram(src: ext, dst: x, sport: 40001, dport: 53, payload: []))
+        #expect(NATICMPError(ip: icmpError(5, 0, from: x, to: ext, about: udp)) == nil)                 // a redirect
+        #expect(NATICMPError(ip: icmpError(3, 3, from: x, to: ext, about: udp, quoteL4: 4)) == nil)     // quote too short
+        let gre = IPPacket.build(src: ext, dst: x, proto: 47, payload: [UInt8](repeating: 0, count: 8))
+        #expect(NATICMPError(ip: icmpError(3, 3, from: x, to: ext, about: gre)) == nil)
+        let reply = IPPacket.build(src: ext, dst: x, proto: 1, payload: ICMP.echoRequest(id: 1, sequence: 1, payload: []).enumerated().map { $0.offset == 0 ? 0 : $0.element })
+        #expect(NATICMPError(ip: icmpError(3, 1, from: x, to: ext, about: reply)) == nil)               // about an echo reply
+        var e = NATICMPError(ip: icmpError(11, 0, from: x, to: ext, about: udp, ttl: 1))!
+        let translated = e.translate(toCA: ca, port: 1)
+        #expect(!translated)                                                                             // its TTL ends here
     }
 
     @Test func whatNATCannotTranslateIsRefused() {

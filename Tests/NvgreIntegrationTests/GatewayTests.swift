@@ -21,6 +21,10 @@ struct GatewayTests {
         #expect(results.get(0)?.ok == true, "Red's transfer to X: \(String(describing: results.get(0)))")
         #expect(results.get(1)?.ok == true, "Blue's transfer to X: \(String(describing: results.get(1)))")
         #expect(Traffic.ping(from: lab.ns(red2B), to: x, count: 3) == 3, "Red 5002 VM on B pings X through NAT")
+        // X refuses a datagram to a closed port: its ICMP error, about the translated packet,
+        // comes back translated, so the VM's connected socket hears "connection refused".
+        let portClosed = try lab.net.exec(lab.ns(redA), "\(systemPython) -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); s.connect(('\(x)', 9)); s.send(b'x'); s.recv(1)\" 2>&1 || true")
+        #expect(portClosed.contains("ConnectionRefusedError"), "\(portClosed)")
 
         // X reaches Red's published service (from the policy file) and Blue's, added live.
         let add = try lab.cli(hostG, ["service", "add", "tcp", "\(ext):\(DemoPlan.blueService)", "--domain", "blue", "--to", "198.19.1.2:80"])
