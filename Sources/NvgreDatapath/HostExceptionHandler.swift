@@ -76,7 +76,7 @@ public final class HostExceptionHandler {
         } else {
             outerV6 = (maps.config.lookup(0)?.flags ?? 0) & NV_CFG_HAS_PA6.rawValue != 0
         }
-        let mtu = Int(e.mtu) - (outerV6 ? 40 : 20) - Int(NV_GRE_LEN) - 14
+        let mtu = NVGRE.customerMTU(underlayMTU: Int(e.mtu), outer: outerV6 ? .v6 : .v4)
         if sendToVM(.tooBig(mtu: mtu), about: e, f), let src = f.src { onEvent(.tooBig(vm: src, mtu: mtu)) }
     }
 

@@ -61,17 +61,16 @@ public final class Gateway {
 
     /// Handles a NAT exception; false for any other reason (the host handler's).
     public func handle(_ e: ExceptionFrame) -> Bool {
+        let cfg = maps.config.lookup(0)
+        let fromUplink = e.ingressIfindex == cfg?.uplink_ifindex, fromExternal = e.ingressIfindex == cfg?.external_ifindex
         switch e.reason {
         case NV_EXC_NAT_OUT.rawValue: toOutside(e)
         case NV_EXC_NAT_IN.rawValue: fromOutside(e)
-        case NV_EXC_OVERSIZE.rawValue where e.ingressIfindex == maps.config.lookup(0)?.external_ifindex:
-            tooBigFromOutside(e)
+        case NV_EXC_OVERSIZE.rawValue where fromExternal: tooBigFromOutside(e)
         case NV_EXC_ROUTE_OUT.rawValue: routeToOutside(e)
         // From the uplink: a route-mode domain's packet that cannot leave; its VM is elsewhere.
-        case NV_EXC_NO_ROUTE.rawValue where e.ingressIfindex == maps.config.lookup(0)?.uplink_ifindex:
-            answerTenant(.noRoute, e)
-        case NV_EXC_OVERSIZE.rawValue where e.ingressIfindex == maps.config.lookup(0)?.uplink_ifindex:
-            answerTenant(.tooBig(mtu: Int(e.mtu)), e)
+        case NV_EXC_NO_ROUTE.rawValue where fromUplink: answerTenant(.noRoute, e)
+        case NV_EXC_OVERSIZE.rawValue where fromUplink: answerTenant(.tooBig(mtu: Int(e.mtu)), e)
         default: return false
         }
         return true
@@ -91,7 +90,7 @@ public final class Gateway {
             return count(NV_GW_DROP_UNSUPPORTED, e)
         }
         pkt.setDestination(entry.flow.ext, port: entry.flow.extPort)  // the packet as X sent it
-        let mtu = Int(e.mtu) - (record.providerAddress.family == .v6 ? 40 : 20) - Int(NV_GRE_LEN) - Ethernet.headerLength
+        let mtu = NVGRE.customerMTU(underlayMTU: Int(e.mtu), outer: record.providerAddress.family)
         let frame = Ethernet.header(dst: sn.gatewayMAC, src: sn.gatewayMAC, type: EtherType.ipv4.rawValue) + pkt.bytes
         sendOutside(.tooBig(mtu: mtu), about: frame, from: entry.flow.ext, to: pkt.source, e)
     }
@@ -101,7 +100,7 @@ public final class Gateway {
     private func tooBigRoutedFromOutside(_ e: ExceptionFrame, _ sn: nv_subnet) {
         guard let f = DecodedFrame(e.frame), let src = f.dst.flatMap({ maps.lookups.lookup(nv_lookup_key(vsid: e.vsid, ca: $0)) }),
               let from = externalAddresses.first?.address, let outsider = f.src else { return count(NV_GW_DROP_UNSUPPORTED, e) }
-        let mtu = Int(e.mtu) - (src.providerAddress.family == .v6 ? 40 : 20) - Int(NV_GRE_LEN) - Ethernet.headerLength
+        let mtu = NVGRE.customerMTU(underlayMTU: Int(e.mtu), outer: src.providerAddress.family)
         sendOutside(.tooBig(mtu: mtu), about: e.frame, from: from, to: outsider, e)
     }
 

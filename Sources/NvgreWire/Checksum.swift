@@ -11,6 +11,16 @@ public func internetChecksum(_ bytes: [UInt8], initial: UInt32 = 0) -> UInt16 {
     return ~UInt16(sum)
 }
 
+/// A one's-complement checksum after some of the 16-bit words it covers changed (RFC 1624
+/// eqn. 3: HC' = ~(~HC + ~m + m')).
+func adjustedChecksum(_ checksum: UInt16, old: [UInt16], new: [UInt16]) -> UInt16 {
+    var sum = UInt32(~checksum)
+    for w in old { sum += UInt32(~w) }
+    for w in new { sum += UInt32(w) }
+    while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
+    return ~UInt16(sum)
+}
+
 /// The un-complemented sum of an IPv4/IPv6 pseudo header, to pass as `initial`.
 public func pseudoHeaderSum(src: IPAddress, dst: IPAddress, protocol proto: UInt8, length: Int) -> UInt32 {
     var sum: UInt32 = 0

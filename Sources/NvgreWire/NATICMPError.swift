@@ -77,13 +77,3 @@ public struct NATICMPError: Sendable, Equatable {
         (0..<count).map { b.be16(at: offset + 2 * $0) }
     }
 }
-
-/// A one's-complement checksum after some of the 16-bit words it covers changed (RFC 1624
-/// eqn. 3: HC' = ~(~HC + ~m + m')).
-func adjustedChecksum(_ checksum: UInt16, old: [UInt16], new: [UInt16]) -> UInt16 {
-    var sum = UInt32(~checksum)
-    for w in old { sum += UInt32(~w) }
-    for w in new { sum += UInt32(w) }
-    while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
-    return ~UInt16(sum)
-}

@@ -7,6 +7,13 @@ public enum NVGRE {
     public static let ipv6Overhead = 62
     public static let outerTTL: UInt8 = 64
 
+    /// The largest customer IP packet that fits an underlay link of `underlayMTU` once
+    /// encapsulated: less the outer IP header, GRE and the inner Ethernet header (as many
+    /// bytes as the overhead constants, whose outer Ethernet header the MTU does not count).
+    public static func customerMTU(underlayMTU: Int, outer: IPFamily) -> Int {
+        underlayMTU - (outer == .v6 ? ipv6Overhead : ipv4Overhead)
+    }
+
     public static func greHeader(vsid: UInt32, flowID: UInt8, flags: UInt16 = flagsAndVersion,
                                  protocolType: UInt16 = EtherType.transparentEthernet.rawValue) -> [UInt8] {
         var g: [UInt8] = []
