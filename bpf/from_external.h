@@ -11,6 +11,7 @@
 #define NV_FROM_EXTERNAL_H
 
 #include "forward.h"
+#include "gw_egress.h"
 #include "gw_route.h"
 #include "nat.h"
 
@@ -21,13 +22,9 @@ static __always_inline int is_external_address(__be32 addr)
 	return bpf_map_lookup_elem(&ext_addrs, &k) != NULL;
 }
 
-static __always_inline int is_published(const struct nat_packet *p)
+static __always_inline struct nv_service *published(const struct nat_packet *p)
 {
-	struct nv_service_key k = {};
-	k.proto = p->ip->protocol;
-	k.port = *p->inside;
-	__builtin_memcpy(k.addr, &p->ip->daddr, 4);
-	return p->outside && bpf_map_lookup_elem(&services, &k) != NULL;
+	return p->outside ? find_service(p->ip->protocol, p->ip->daddr, *p->inside) : NULL;
 }
 
 static __always_inline int is_icmp_error(__u8 type)
@@ -38,12 +35,12 @@ static __always_inline int is_icmp_error(__u8 type)
 /* An ICMP error quotes the packet it is about, here as NAT sent it: from the external
  * address and port to the remote. True when that is a NAT flow's (the gateway process
  * translates the error back for the VM, RFC 5508). `c` is past the ICMP header. */
-static __always_inline int error_about_nat_flow(struct cursor *c)
+static __always_inline struct nv_nat_flow *error_about_nat_flow(struct cursor *c)
 {
 	struct iphdr *q = CURSOR_TAKE(c, struct iphdr);
 	__be16 *l4 = (__be16 *)c->pos; /* the quote's first 8 bytes: ports, or ICMP type, code, sum, id */
 	if (!q || q->ihl != 5 || (void *)(l4 + 4) > c->end)
-		return 0;
+		return NULL;
 	struct nv_nat_in_key k = {};
 	k.proto = q->protocol;
 	__builtin_memcpy(k.ext, &q->saddr, 4);
@@ -54,9 +51,9 @@ static __always_inline int error_about_nat_flow(struct cursor *c)
 	} else if (q->protocol == IPPROTO_ICMP) {
 		k.ext_port = l4[2]; /* the echo identifier */
 	} else {
-		return 0;
+		return NULL;
 	}
-	return bpf_map_lookup_elem(&nat_in, &k) != NULL;
+	return bpf_map_lookup_elem(&nat_in, &k);
 }
 
 SEC("xdp")
@@ -80,9 +77,12 @@ int nv_from_external(struct xdp_md *ctx)
 		struct icmp_echo_hdr *icmp = CURSOR_TAKE(&c, struct icmp_echo_hdr);
 		if (icmp && icmp->type == ICMP_ECHO)
 			return pass_to_host(ctx); /* a ping to the gateway itself */
-		if (icmp && is_icmp_error(icmp->type))
-			return error_about_nat_flow(&c) ? to_userspace(ctx, NV_EXC_NAT_IN, 0, NV_NO_STATS_SLOT, 0)
-							: pass_to_host(ctx); /* about the host's own traffic */
+		if (icmp && is_icmp_error(icmp->type)) {
+			struct nv_nat_flow *about = error_about_nat_flow(&c);
+			if (!about)
+				return pass_to_host(ctx); /* about the host's own traffic */
+			return to_userspace_in_domain(ctx, NV_EXC_NAT_IN, 0, NV_NO_STATS_SLOT, 0, about->rdid);
+		}
 	}
 
 	struct nat_packet p = {};
@@ -96,15 +96,18 @@ int nv_from_external(struct xdp_md *ctx)
 	k.remote_port = p.outside ? *p.outside : 0;
 	struct nv_nat_flow *fl = bpf_map_lookup_elem(&nat_in, &k);
 	if (!fl) {
-		if (is_published(&p))
-			return to_userspace(ctx, NV_EXC_NAT_IN, 0, NV_NO_STATS_SLOT, 0);
+		/* A new connection to a service: in its domain's share, so that a flood at one
+		 * tenant's service leaves the others' services and egress their shares. */
+		struct nv_service *svc = published(&p);
+		if (svc)
+			return to_userspace_in_domain(ctx, NV_EXC_NAT_IN, 0, NV_NO_STATS_SLOT, 0, svc->rdid);
 		return drop(ctx, NV_DROP_EXTERNAL_UNKNOWN);
 	}
 	__u32 vsid = fl->vsid;
 	struct nv_subnet *sn = bpf_map_lookup_elem(&subnets, &vsid);
 	struct nv_lookup_val *rec = find_record(vsid, NV_AF_INET, (const __be32 *)fl->ca);
 	if (!(fl->flags & NV_NAT_OFFLOADED) || p.ip->ttl <= 1 || !sn || !rec)
-		return to_userspace(ctx, NV_EXC_NAT_IN, vsid, NV_NO_STATS_SLOT, 0);
+		return to_userspace_in_domain(ctx, NV_EXC_NAT_IN, vsid, NV_NO_STATS_SLOT, 0, fl->rdid);
 
 	__be32 ca;
 	__builtin_memcpy(&ca, fl->ca, 4);

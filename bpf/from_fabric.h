@@ -6,6 +6,7 @@
 #define NV_FROM_FABRIC_H
 
 #include "policy.h"
+#include "gw_egress.h"
 #include "gw_route.h"
 #include "to_outside.h"
 #include "verdict.h"
@@ -108,10 +109,21 @@ int nv_from_fabric(struct xdp_md *ctx)
 	if (!to_outside && (!dst || !dst->port_ifindex))
 		return drop(ctx, NV_DROP_DST_NOT_LOCAL);
 	__u32 port = dst ? dst->port_ifindex : 0;
+	int hairpin = 0;
+	if (to_outside) {
+		enum egress e = tenant_egress(&inner, *gw_mode);
+		if (e == EGRESS_INFRA) {
+			count_domain(rdid, NV_DOM_TO_INFRA, frame_len(ctx));
+			return drop(ctx, NV_DROP_TO_INFRASTRUCTURE);
+		}
+		hairpin = e == EGRESS_HAIRPIN;
+	}
 
 	if (outer_len < NV_OUTER4_LEN || outer_len > 256 || bpf_xdp_adjust_head(ctx, outer_len))
 		return drop(ctx, NV_DROP_HEADROOM);
 	count_vsid(slot, NV_CNT_DECAP, frame_len(ctx));
+	if (hairpin)
+		return to_userspace_in_domain(ctx, NV_EXC_NAT_OUT, vsid, slot, 0, rdid);
 	if (to_outside && *gw_mode == NV_GW_ROUTE)
 		return route_to_outside(ctx, rdid, vsid, slot);
 	if (to_outside)

@@ -86,7 +86,30 @@ struct {
 	__uint(max_entries, NV_DEFAULT_EXC_RING_BYTES);
 } exceptions SEC(".maps");
 
+/* Each routing domain's share of the exception path (nvgre_abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, NV_DEFAULT_MAX_DOMAINS);
+	__type(key, __u32);
+	__type(value, __u64);
+} exc_buckets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, NV_DEFAULT_MAX_DOMAINS);
+	__type(key, struct nv_domain_counter_key);
+	__type(value, struct nv_reason_stats);
+} domain_stats SEC(".maps");
+
 /* ---- Gateway maps (empty on a host that is not a gateway) ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, NV_DEFAULT_MAX_INFRA_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nv_infra_key);
+	__type(value, __u32);
+} infra SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

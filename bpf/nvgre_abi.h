@@ -16,7 +16,7 @@
 
 #include <linux/types.h> /* __u8..__u64, for BPF and userspace alike */
 
-#define NV_ABI_VERSION 3
+#define NV_ABI_VERSION 4
 
 /* ---- Wire constants (RFC 7637) ---------------------------------------------------- */
 #define NV_GRE_FLAGS_VERSION 0x2000 /* C=0 K=1 S=0, version 0 */
@@ -44,6 +44,8 @@
 #define NV_DEFAULT_MAX_SERVICES 4096
 #define NV_DEFAULT_MAX_EXT_ADDRS 64
 #define NV_DEFAULT_MAX_GW_PREFIXES 4096
+#define NV_DEFAULT_MAX_INFRA_PREFIXES 4096
+#define NV_DEFAULT_MAX_DOMAINS 65536
 #define NV_NO_STATS_SLOT 0xffffffffu     /* counts nothing per VSID */
 
 /* ---- Map keys and values ----------------------------------------------------------- */
@@ -149,6 +151,10 @@ struct nv_config {
 	__u8 pa4[4];
 	__u8 pa6[16];
 	__u32 external_ifindex; /* a gateway's external interface (0: not a gateway) */
+	/* Each routing domain's share of the exception path, per CPU: one exception every
+	 * exc_interval_ns, bursts of exc_burst_ns worth (0: no limit). See exc_buckets. */
+	__u32 exc_interval_ns;
+	__u32 exc_burst_ns;
 };
 
 /* ---- Gateway: NAT44 toward the physical network, published services ----------------
@@ -185,6 +191,48 @@ struct nv_gw_routed_key {
 struct nv_gw_routed {
 	__u32 rdid;
 	__u32 vsid;
+};
+
+/* infra (LPM trie): addresses no tenant traffic may reach through the gateway -> why
+ * (enum nv_infra_origin). The control plane fills it from the policy's
+ * infrastructurePrefixes, every provider address and the uplink's prefixes, the gateway
+ * host's own addresses, its external addresses, and the special ranges (loopback,
+ * link-local, multicast, broadcast, unspecified). The prefix length counts family+pad
+ * (32 bits) before the address. */
+#define NV_INFRA_KEY_PREFIX_BITS 32
+struct nv_infra_key {
+	__u32 prefixlen;
+	__u8 family;
+	__u8 pad[3];
+	__u8 addr[16];
+};
+
+enum nv_infra_origin {
+	NV_INFRA_LISTED = 1,   /* infrastructurePrefixes of the policy */
+	NV_INFRA_PROVIDER = 2, /* a provider address or the uplink's prefix */
+	NV_INFRA_HOST = 3,     /* an address of this host (any interface), or its broadcast */
+	NV_INFRA_EXTERNAL = 4, /* an external address (only published services are reachable) */
+	NV_INFRA_SPECIAL = 5,  /* loopback, link-local, multicast, broadcast, unspecified */
+};
+
+/* exc_buckets (per-CPU hash): routing domain id -> the domain's theoretical arrival time
+ * (ns) on this CPU's exception path: an exception is admitted while it is at most
+ * exc_burst_ns ahead of now, and moves it exc_interval_ns on (GCRA). Written by XDP only. */
+
+/* domain_stats (per-CPU hash): (routing domain, counter) -> packets and bytes. XDP counts
+ * its counters on every CPU; the gateway process adds its own (never written by XDP) to
+ * CPU 0's slot, as for gw_stats. */
+struct nv_domain_counter_key {
+	__u32 rdid;
+	__u32 counter; /* enum nv_domain_counter */
+};
+
+enum nv_domain_counter {
+	NV_DOM_EXC_THROTTLED = 0, /* XDP: over the domain's exception share, dropped */
+	NV_DOM_TO_INFRA,          /* XDP: to an infrastructure address, dropped */
+	NV_DOM_PORTS_EXHAUSTED,   /* gateway process: no NAT port within the domain's share */
+	NV_DOM_USERSPACE_TO_INFRA, /* gateway process: to an infrastructure address, dropped */
+	NV_DOM_MAX
 };
 
 /* ext_addrs: the gateway's external IPv4 addresses -> 1. */
@@ -277,6 +325,8 @@ enum nv_gw_counter {
 	NV_GW_ROUTED_OUT,         /* XDP: routed without NAT toward the outside */
 	NV_GW_ROUTED_IN,          /* XDP: routed without NAT toward a VM */
 	NV_GW_USERSPACE_ROUTED,   /* gateway process: routed without NAT (next hop unresolved) */
+	NV_GW_DROP_INFRA,         /* gateway process: to an infrastructure address: dropped */
+	NV_GW_HAIRPIN,            /* gateway process: a tenant to a published service, both ways */
 	NV_GW_MAX
 };
 
@@ -335,6 +385,8 @@ enum nv_drop_reason {
 	NV_DROP_EXTERNAL_SPOOF,      /* to a routed domain from a source outside its prefixes */
 	NV_DROP_EXTERNAL_NO_RECORD,  /* to a routed domain's CA without a VM lookup record */
 	NV_DROP_EXTERNAL_TTL,        /* to a routed domain with TTL <= 1 */
+	NV_DROP_TO_INFRASTRUCTURE,   /* a tenant's packet to an infrastructure address (infra) */
+	NV_DROP_EXCEPTION_THROTTLED, /* over the routing domain's share of the exception path */
 	NV_DROP_MAX
 };
 
@@ -404,7 +456,9 @@ _Static_assert(sizeof(struct nv_port_ca_key) == 24, "nv_port_ca_key");
 _Static_assert(sizeof(struct nv_route_key) == 28, "nv_route_key");
 _Static_assert(sizeof(struct nv_route_val) == 28, "nv_route_val");
 _Static_assert(sizeof(struct nv_pa_key) == 20, "nv_pa_key");
-_Static_assert(sizeof(struct nv_config) == 32, "nv_config");
+_Static_assert(sizeof(struct nv_config) == 40, "nv_config");
+_Static_assert(sizeof(struct nv_infra_key) == 24, "nv_infra_key");
+_Static_assert(sizeof(struct nv_domain_counter_key) == 8, "nv_domain_counter_key");
 _Static_assert(sizeof(struct nv_ext_addr_key) == 4, "nv_ext_addr_key");
 _Static_assert(sizeof(struct nv_service_key) == 8, "nv_service_key");
 _Static_assert(sizeof(struct nv_service) == 12, "nv_service");

@@ -73,12 +73,57 @@ static __always_inline int reply_in_place(struct xdp_md *ctx, __u32 vsid)
 	return finish(ctx, XDP_TX, NV_TRACE_REPLY, 0, ctx->ingress_ifindex, vsid);
 }
 
+/* Counts one packet of a routing domain (domain_stats); the entry is made on first use. */
+static __always_inline void count_domain(__u32 rdid, enum nv_domain_counter counter, __u32 bytes)
+{
+	struct nv_domain_counter_key k = { .rdid = rdid, .counter = counter };
+	struct nv_reason_stats *s = bpf_map_lookup_elem(&domain_stats, &k);
+	if (!s) {
+		struct nv_reason_stats zero = {};
+		bpf_map_update_elem(&domain_stats, &k, &zero, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&domain_stats, &k);
+	}
+	if (s) {
+		s->packets++;
+		s->bytes += bytes;
+	}
+}
+
+/* The routing domain's share of the exception path on this CPU (GCRA): true when one more
+ * exception fits. Checked before the frame is copied, so one tenant's flood fills only
+ * its own share of the ring and of the process that empties it. */
+static __always_inline int exception_share_left(__u32 rdid)
+{
+	__u32 zero = 0;
+	struct nv_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg || !cfg->exc_interval_ns)
+		return 1;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *tat = bpf_map_lookup_elem(&exc_buckets, &rdid);
+	if (!tat) {
+		bpf_map_update_elem(&exc_buckets, &rdid, &now, BPF_NOEXIST);
+		tat = bpf_map_lookup_elem(&exc_buckets, &rdid);
+		if (!tat)
+			return 0; /* the table is full: no share for a domain it cannot track */
+	}
+	__u64 t = *tat > now ? *tat : now;
+	if (t - now > cfg->exc_burst_ns)
+		return 0;
+	*tat = t + cfg->exc_interval_ns;
+	return 1;
+}
+
 /* Copies the frame into the exception ring for userspace, then drops it here: from this
- * point userspace owns the frame. A full ring is a counted drop, never a silent one. */
-static __always_inline int to_userspace(struct xdp_md *ctx, enum nv_exception_reason reason,
-					__u32 vsid, __u32 stats_slot, __u32 mtu)
+ * point userspace owns the frame. Over its routing domain's (`rdid`) share, or with the
+ * ring full, the frame is a counted drop, never a silent one. */
+static __always_inline int to_userspace_in_domain(struct xdp_md *ctx, enum nv_exception_reason reason,
+						  __u32 vsid, __u32 stats_slot, __u32 mtu, __u32 rdid)
 {
 	__u32 len = frame_len(ctx);
+	if (!exception_share_left(rdid)) {
+		count_domain(rdid, NV_DOM_EXC_THROTTLED, len);
+		return drop(ctx, NV_DROP_EXCEPTION_THROTTLED);
+	}
 	struct nv_exception *e = bpf_ringbuf_reserve(&exceptions, sizeof(*e), 0);
 	if (!e)
 		return drop(ctx, NV_DROP_EXCEPTION_RING_FULL);
@@ -103,6 +148,14 @@ static __always_inline int to_userspace(struct xdp_md *ctx, enum nv_exception_re
 	count_reason(&exc_stats, reason, len);
 	count_vsid(stats_slot, NV_CNT_EXCEPTION, len);
 	return finish(ctx, XDP_DROP, NV_TRACE_EXCEPTION, reason, 0, vsid);
+}
+
+/* The same for a frame of VSID `vsid`, in its subnet's routing domain (0: none known). */
+static __always_inline int to_userspace(struct xdp_md *ctx, enum nv_exception_reason reason,
+					__u32 vsid, __u32 stats_slot, __u32 mtu)
+{
+	struct nv_subnet *sn = bpf_map_lookup_elem(&subnets, &vsid);
+	return to_userspace_in_domain(ctx, reason, vsid, stats_slot, mtu, sn ? sn->rdid : 0);
 }
 
 #endif

@@ -11,16 +11,19 @@ public struct InstanceSettings: Equatable, Sendable {
     /// Requested XDP mode for every attachment: nil tries native first, then generic.
     public var xdpMode: XDPMode?
     public var fibUseRules: Bool
+    public var exceptionShare: ExceptionShare
 
-    public init(uplink: String, uplinkIfindex: UInt32, xdpMode: XDPMode?, fibUseRules: Bool) {
+    public init(uplink: String, uplinkIfindex: UInt32, xdpMode: XDPMode?, fibUseRules: Bool, exceptionShare: ExceptionShare = .default) {
         self.uplink = uplink
         self.uplinkIfindex = uplinkIfindex
         self.xdpMode = xdpMode
         self.fibUseRules = fibUseRules
+        self.exceptionShare = exceptionShare
     }
 
     var text: String {
         "uplink=\(uplink)\nuplinkIfindex=\(uplinkIfindex)\nxdpMode=\(xdpMode?.rawValue ?? "auto")\nfibUseRules=\(fibUseRules)\n"
+            + "exceptionRate=\(exceptionShare.perSecond)\nexceptionBurst=\(exceptionShare.burst)\n"
     }
 
     init?(text: String) {
@@ -31,7 +34,11 @@ public struct InstanceSettings: Equatable, Sendable {
         }
         guard let u = kv["uplink"], let i = kv["uplinkIfindex"].flatMap(UInt32.init), let m = kv["xdpMode"],
               let f = kv["fibUseRules"] else { return nil }
-        self.init(uplink: u, uplinkIfindex: i, xdpMode: XDPMode(rawValue: m), fibUseRules: f == "true")
+        var share = ExceptionShare.default
+        if let r = kv["exceptionRate"].flatMap(UInt32.init), let b = kv["exceptionBurst"].flatMap(UInt32.init) {
+            share = ExceptionShare(perSecond: r, burst: b)
+        }
+        self.init(uplink: u, uplinkIfindex: i, xdpMode: XDPMode(rawValue: m), fibUseRules: f == "true", exceptionShare: share)
     }
 }
 
@@ -78,7 +85,7 @@ public final class Instance {
     // MARK: lifecycle
 
     /// Loads the programs, pins everything, attaches the fabric program to the uplink.
-    public static func up(name: String, uplink: String, mode: XDPMode?, fibUseRules: Bool,
+    public static func up(name: String, uplink: String, mode: XDPMode?, fibUseRules: Bool, exceptionShare: ExceptionShare = .default,
                           options: LoadOptions = LoadOptions()) throws -> Instance {
         try checkName(name)
         if isRunning(name) {
@@ -98,7 +105,8 @@ public final class Instance {
             }
             let link = try dp.attach(.fromFabric, ifindex: uplinkIndex, mode: mode)
             try link.pin(at: "\(dir)/\(linkPin(uplink))")
-            let settings = InstanceSettings(uplink: uplink, uplinkIfindex: uplinkIndex, xdpMode: mode, fibUseRules: fibUseRules)
+            let settings = InstanceSettings(uplink: uplink, uplinkIfindex: uplinkIndex, xdpMode: mode, fibUseRules: fibUseRules,
+                                             exceptionShare: exceptionShare)
             try FileManager.default.createDirectory(atPath: stateDirectory(name), withIntermediateDirectories: true)
             try write(settings.text, to: "\(stateDirectory(name))/settings")
             try write(PolicyWriter.write(Policy(), as: .yaml), to: "\(stateDirectory(name))/policy.yaml")
@@ -145,7 +153,7 @@ public final class Instance {
     // MARK: policy
 
     /// The policy as last applied, without lookup records (those live only in the map).
-    func storedPolicy() throws -> Policy {
+    public func storedPolicy() throws -> Policy {
         let path = "\(stateDirectory)/policy.yaml"
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ControlError("cannot read \(path)", hint: "`nvgre down` and `nvgre up` again, then apply the policy")
@@ -176,6 +184,8 @@ public final class Instance {
 
     public func compileContext() throws -> CompileContext {
         var ctx = CompileContext(uplinkIfindex: settings.uplinkIfindex, fibUseRules: settings.fibUseRules, ifindex: existingInterfaceIndex)
+        ctx.exceptionShare = settings.exceptionShare
+        ctx.hostAddresses = try interfaceAddresses()
         for e in try maps.subnets.rawEntries() {
             ctx.liveSlots[e.key.load(as: UInt32.self)] = e.value.load(as: nv_subnet.self).stats_slot
         }
@@ -252,7 +262,8 @@ public final class Instance {
                                           .portAddresses: "ports[].addresses", .routes: "subnets[].prefixes and customerRoutes",
                                           .localPAs: "providerAddresses", .services: "publishedServices",
                                           .externalAddresses: "externalAddresses", .gatewayDomains: "gatewayDomains",
-                                          .gatewayPrefixes: "gatewayDomains[].prefixes", .gatewayRouted: "subnets[].prefixes of routed domains"]
+                                          .gatewayPrefixes: "gatewayDomains[].prefixes", .gatewayRouted: "subnets[].prefixes of routed domains",
+                                          .infrastructure: "infrastructurePrefixes (with the provider, host and special prefixes)"]
         for (m, f) in field {
             let max = maps.raw(m).maxEntries
             if let n = c.images[m]?.count, n > max {

@@ -27,6 +27,7 @@ extension DatapathMaps {
         case .gatewayRouted: return gatewayRouted
         case .externalAddresses: return externalAddresses
         case .services: return services
+        case .infrastructure: return infrastructure
         }
     }
 
@@ -60,10 +61,10 @@ public struct MapPlan {
     /// addresses and records, records before their subnet), so that a map never holds more
     /// than max(live, desired) entries; additions and changes then go in the other order, so
     /// that nothing points at an entry that is not there yet.
-    static let removalOrder: [PolicyMap] = [.services, .gatewayRouted, .gatewayPrefixes, .gatewayDomains, .externalAddresses, .ports, .portAddresses, .routes,
+    static let removalOrder: [PolicyMap] = [.infrastructure, .services, .gatewayRouted, .gatewayPrefixes, .gatewayDomains, .externalAddresses, .ports, .portAddresses, .routes,
                                             .lookups, .subnets, .localPAs]
     static let writeOrder: [PolicyMap] = [.localPAs, .subnets, .lookups, .routes, .portAddresses, .ports, .config,
-                                          .externalAddresses, .gatewayPrefixes, .gatewayRouted, .gatewayDomains, .services]
+                                          .externalAddresses, .gatewayPrefixes, .gatewayRouted, .gatewayDomains, .services, .infrastructure]
 }
 
 /// Applies a plan step by step and remembers which steps it started, so that `rollBack`

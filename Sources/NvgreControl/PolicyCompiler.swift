@@ -7,7 +7,7 @@ import NvgreWire
 public enum PolicyMap: String, CaseIterable, Sendable {
     case localPAs = "local_pas", subnets, lookups, routes, portAddresses = "port_cas", ports, config
     case gatewayDomains = "gw_domains", gatewayPrefixes = "gw_prefixes", gatewayRouted = "gw_routed"
-    case externalAddresses = "ext_addrs", services
+    case externalAddresses = "ext_addrs", services, infrastructure = "infra"
 
     /// What a person calls the entries of this map (for summaries).
     public var noun: String {
@@ -24,6 +24,7 @@ public enum PolicyMap: String, CaseIterable, Sendable {
         case .gatewayRouted: return "routed subnets"
         case .externalAddresses: return "external addresses"
         case .services: return "published services"
+        case .infrastructure: return "infrastructure prefixes"
         }
     }
 }
@@ -39,6 +40,11 @@ public struct CompileContext {
     public var liveSlots: [UInt32: UInt32] = [:]
     /// Counter slots available (the vsid_stats map's size).
     public var slotCount: UInt32 = UInt32(NV_DEFAULT_MAX_SUBNETS)
+    /// Each routing domain's share of the exception path, and the CPUs it is divided among.
+    public var exceptionShare = ExceptionShare.default
+    public var cpus = Int(libbpf_num_possible_cpus())
+    /// Every address of this host (a gateway's are infrastructure: no tenant reaches them).
+    public var hostAddresses: [InterfaceAddress] = []
 
     public init(uplinkIfindex: UInt32, fibUseRules: Bool = false, ifindex: @escaping (String) -> UInt32?) {
         self.uplinkIfindex = uplinkIfindex
@@ -173,10 +179,40 @@ public enum PolicyCompiler {
         let cfg = nv_config(uplinkIfindex: ctx.uplinkIfindex,
                             pa4: p.providerAddresses.first { $0.address.family == .v4 }?.address,
                             pa6: p.providerAddresses.first { $0.address.family == .v6 }?.address,
-                            useRoutingRules: ctx.fibUseRules, externalIfindex: externalIfindex)
+                            useRoutingRules: ctx.fibUseRules, externalIfindex: externalIfindex,
+                            exceptionShare: ctx.exceptionShare, cpus: ctx.cpus)
         out.images[.config]![RawBytes(of: UInt32(0))] = RawBytes(of: cfg)
+        if p.isGateway {
+            for (prefix, origin) in infrastructure(p, ctx) {
+                out.images[.infrastructure]![RawBytes(of: nv_infra_key(prefix: prefix.address, prefixLength: prefix.length))] = RawBytes(of: origin.rawValue)
+            }
+        }
 
         if !errors.isEmpty { throw PolicyErrors(errors: errors) }
+        return out
+    }
+
+    /// What no tenant may reach through this gateway, each prefix once with the first reason
+    /// found: listed, provider (every PA of the policy and the uplink's prefixes), external,
+    /// this host's own addresses and their broadcast, special ranges.
+    static func infrastructure(_ p: Policy, _ ctx: CompileContext) -> [(IPPrefix, nv_infra_origin)] {
+        var out: [(IPPrefix, nv_infra_origin)] = []
+        var seen = Set<IPPrefix>()
+        func add(_ prefix: IPPrefix, _ origin: nv_infra_origin) {
+            if seen.insert(prefix.canonical).inserted { out.append((prefix.canonical, origin)) }
+        }
+        func host(_ a: IPAddress) -> IPPrefix { IPPrefix(address: a, length: a.bytes.count * 8)! }
+        p.infrastructurePrefixes.forEach { add($0.prefix, NV_INFRA_LISTED) }
+        p.providerAddresses.forEach { add(host($0.address), NV_INFRA_PROVIDER) }
+        Set(p.lookupRecords.map(\.providerAddress)).sorted { $0.description < $1.description }.forEach { add(host($0), NV_INFRA_PROVIDER) }
+        let uplinks = Set(p.providerAddresses.map(\.interface))
+        for a in ctx.hostAddresses where uplinks.contains(a.interface) { add(a.prefix, NV_INFRA_PROVIDER) }
+        p.externalAddresses.forEach { add(host($0.address), NV_INFRA_EXTERNAL) }
+        for a in ctx.hostAddresses {
+            add(host(a.address), NV_INFRA_HOST)
+            if let b = a.prefix.broadcast { add(host(b), NV_INFRA_HOST) }
+        }
+        InfrastructurePrefix.specialPrefixes.forEach { add($0, NV_INFRA_SPECIAL) }
         return out
     }
 

@@ -125,12 +125,37 @@ extension nv_pa_key {
     }
 }
 
+/// Each routing domain's share of the exception path: at most `perSecond` exceptions a
+/// second, in bursts of `burst` (0 per second: no limit). XDP keeps one bucket per CPU, so
+/// the share is divided among the CPUs that may run the programs.
+public struct ExceptionShare: Equatable, Sendable {
+    public var perSecond: UInt32
+    public var burst: UInt32
+
+    public static let `default` = ExceptionShare(perSecond: 2000, burst: 200)
+    public static let unlimited = ExceptionShare(perSecond: 0, burst: 0)
+
+    public init(perSecond: UInt32, burst: UInt32) {
+        self.perSecond = perSecond
+        self.burst = burst
+    }
+
+    /// (nanoseconds between exceptions, burst tolerance in nanoseconds) of one CPU's bucket.
+    public func perCPU(cpus: Int) -> (interval: UInt32, burst: UInt32) {
+        guard perSecond > 0 else { return (0, 0) }
+        let interval = min(UInt64(UInt32.max), 1_000_000_000 * UInt64(max(1, cpus)) / UInt64(perSecond))
+        let perCPUBurst = max(1, UInt64(burst) / UInt64(max(1, cpus)))
+        return (UInt32(max(1, interval)), UInt32(min(UInt64(UInt32.max), (perCPUBurst - 1) * interval)))
+    }
+}
+
 extension nv_config {
     public init(uplinkIfindex: UInt32, pa4: IPAddress?, pa6: IPAddress?, useRoutingRules: Bool = false,
-                externalIfindex: UInt32 = 0) {
+                externalIfindex: UInt32 = 0, exceptionShare: ExceptionShare = .unlimited, cpus: Int = 1) {
         self.init()
         uplink_ifindex = uplinkIfindex
         external_ifindex = externalIfindex
+        (exc_interval_ns, exc_burst_ns) = exceptionShare.perCPU(cpus: cpus)
         if useRoutingRules { flags |= NV_CFG_FIB_USE_RULES.rawValue }
         if let p = pa4 {
             flags |= NV_CFG_HAS_PA4.rawValue
@@ -153,6 +178,19 @@ extension nv_ext_addr_key {
         self.init()
         copyBytes(v4Bytes(address), into: &addr)
     }
+}
+
+extension nv_infra_key {
+    /// An infrastructure prefix of either family.
+    public init(prefix: IPAddress, prefixLength: Int) {
+        self.init()
+        prefixlen = UInt32(NV_INFRA_KEY_PREFIX_BITS) + UInt32(prefixLength)
+        family = prefix.family.rawValue
+        copyBytes(prefix.padded16, into: &addr)
+    }
+
+    /// The key that finds the longest infrastructure prefix holding `address`.
+    public init(address: IPAddress) { self.init(prefix: address, prefixLength: address.bytes.count * 8) }
 }
 
 extension nv_gw_prefix_key {

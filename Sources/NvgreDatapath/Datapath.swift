@@ -76,7 +76,8 @@ public final class Datapath {
                               (m.local_pas, shared.localPAs.fd), (m.config, shared.config.fd),
                               (m.gw_domains, shared.gatewayDomains.fd),
                               (m.gw_prefixes, shared.gatewayPrefixes.fd), (m.gw_routed, shared.gatewayRouted.fd), (m.ext_addrs, shared.externalAddresses.fd),
-                              (m.services, shared.services.fd), (m.nat_out, shared.natOut.fd), (m.nat_in, shared.natIn.fd)] where bpf_map__reuse_fd(map, fd) != 0 {
+                              (m.services, shared.services.fd), (m.nat_out, shared.natOut.fd), (m.nat_in, shared.natIn.fd),
+                              (m.infra, shared.infrastructure.fd)] where bpf_map__reuse_fd(map, fd) != 0 {
                 nvgre__destroy(s)
                 throw DatapathError("reuse the instance's map \(String(cString: bpf_map__name(map)))", errno: errno)
             }
@@ -85,7 +86,8 @@ public final class Datapath {
             do {
                 try Self.preparePinDirectory(dir)
                 for (map, _) in sizes + [(m.config, 0), (m.local_pas, 0), (m.drop_stats, 0), (m.exc_stats, 0),
-                                         (m.gw_domains, 0), (m.gw_prefixes, 0), (m.gw_routed, 0), (m.ext_addrs, 0), (m.services, 0), (m.gw_stats, 0)] {
+                                         (m.gw_domains, 0), (m.gw_prefixes, 0), (m.gw_routed, 0), (m.ext_addrs, 0), (m.services, 0), (m.gw_stats, 0),
+                                         (m.infra, 0), (m.exc_buckets, 0), (m.domain_stats, 0)] {
                     let name = String(cString: bpf_map__name(map))
                     try check("set the pin path of map \(name)", bpf_map__set_pin_path(map, "\(dir)/\(name)"))
                 }

@@ -27,13 +27,17 @@ public final class DatapathMaps: @unchecked Sendable {
     public let natOut: BPFMap<nv_nat_out_key, nv_nat_flow>
     public let natIn: BPFMap<nv_nat_in_key, nv_nat_flow>
     public let gatewayStats: BPFMap<UInt32, nv_reason_stats>
+    public let infrastructure: BPFMap<nv_infra_key, UInt32>
+    public let exceptionBuckets: BPFMap<UInt32, UInt64>
+    public let domainStats: BPFMap<nv_domain_counter_key, nv_reason_stats>
     /// Descriptors opened from pins are ours to close; a loaded object's belong to libbpf.
     private let ownsDescriptors: Bool
 
     /// The map names, as in bpf/maps.h and as pinned.
     public static let names = ["lookups", "subnets", "ports", "port_cas", "routes", "local_pas", "config",
                                "vsid_stats", "drop_stats", "exc_stats", "exceptions",
-                               "gw_domains", "gw_prefixes", "gw_routed", "ext_addrs", "services", "nat_out", "nat_in", "gw_stats"]
+                               "gw_domains", "gw_prefixes", "gw_routed", "ext_addrs", "services", "nat_out", "nat_in", "gw_stats",
+                               "infra", "exc_buckets", "domain_stats"]
 
     init(owning: Bool = false, fd: (String) -> Int32) {
         ownsDescriptors = owning
@@ -56,6 +60,9 @@ public final class DatapathMaps: @unchecked Sendable {
         natOut = BPFMap(fd: fd("nat_out"), name: "nat_out")
         natIn = BPFMap(fd: fd("nat_in"), name: "nat_in")
         gatewayStats = BPFMap(fd: fd("gw_stats"), name: "gw_stats", perCPU: true)
+        infrastructure = BPFMap(fd: fd("infra"), name: "infra")
+        exceptionBuckets = BPFMap(fd: fd("exc_buckets"), name: "exc_buckets", perCPU: true)
+        domainStats = BPFMap(fd: fd("domain_stats"), name: "domain_stats", perCPU: true)
     }
 
     /// Opens the maps pinned in an instance directory.
@@ -77,7 +84,8 @@ public final class DatapathMaps: @unchecked Sendable {
         guard ownsDescriptors else { return }
         for fd in [lookups.fd, subnets.fd, ports.fd, portAddresses.fd, routes.fd, localPAs.fd, config.fd,
                    vsidStats.fd, dropStats.fd, exceptionStats.fd, exceptionRingFD, gatewayDomains.fd,
-                   gatewayPrefixes.fd, gatewayRouted.fd,                   externalAddresses.fd, services.fd, natOut.fd, natIn.fd, gatewayStats.fd] { close(fd) }
+                   gatewayPrefixes.fd, gatewayRouted.fd, externalAddresses.fd, services.fd, natOut.fd, natIn.fd, gatewayStats.fd,
+                   infrastructure.fd, exceptionBuckets.fd, domainStats.fd] { close(fd) }
     }
 
     // MARK: counters
@@ -108,6 +116,11 @@ public final class DatapathMaps: @unchecked Sendable {
             out[nv_vsid_counter(UInt32(c))] = (p, b)
         }
         return out
+    }
+
+    /// A routing domain's counter summed over all CPUs.
+    public func domainCount(_ rdid: UInt32, _ counter: nv_domain_counter) -> (packets: UInt64, bytes: UInt64) {
+        sum(domainStats.lookupPerCPU(nv_domain_counter_key(rdid: rdid, counter: counter.rawValue)))
     }
 
     private func sum(_ values: [nv_reason_stats]) -> (packets: UInt64, bytes: UInt64) {

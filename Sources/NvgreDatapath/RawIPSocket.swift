@@ -20,6 +20,13 @@ public final class RawIPSocket {
 
     deinit { close(fd) }
 
+    /// Sends only through `interface` (SO_BINDTODEVICE): the routing table cannot take a
+    /// packet anywhere else.
+    public func bind(toDevice interface: String) throws {
+        let rc = interface.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0) + 1)) }
+        if rc != 0 { throw DatapathError("bind a raw socket to \(interface)", errno: errno) }
+    }
+
     /// `packet` starts with its IP header; it goes to that header's destination.
     public func send(_ packet: [UInt8], to destination: IPAddress) throws {
         let sent = withSocketAddress(destination, port: 0) { sendto(fd, packet, packet.count, 0, $0, $1) }

@@ -33,6 +33,8 @@ public enum ReasonNames {
         (NV_DROP_EXTERNAL_SPOOF, "external-source-not-routed"),
         (NV_DROP_EXTERNAL_NO_RECORD, "external-destination-unknown"),
         (NV_DROP_EXTERNAL_TTL, "external-ttl-expired"),
+        (NV_DROP_TO_INFRASTRUCTURE, "to-infrastructure"),
+        (NV_DROP_EXCEPTION_THROTTLED, "exception-throttled"),
     ]
 
     public static let exceptions: [(nv_exception_reason, String)] = [
@@ -68,6 +70,16 @@ public enum ReasonNames {
         (NV_GW_ROUTED_OUT, "routed-out"),
         (NV_GW_ROUTED_IN, "routed-in"),
         (NV_GW_USERSPACE_ROUTED, "userspace-routed"),
+        (NV_GW_DROP_INFRA, "drop-to-infrastructure"),
+        (NV_GW_HAIRPIN, "hairpin"),
+    ]
+
+    /// Per routing domain (domain_stats).
+    public static let domain: [(nv_domain_counter, String)] = [
+        (NV_DOM_EXC_THROTTLED, "exception-throttled"),
+        (NV_DOM_TO_INFRA, "to-infrastructure"),
+        (NV_DOM_PORTS_EXHAUSTED, "ports-exhausted"),
+        (NV_DOM_USERSPACE_TO_INFRA, "userspace-to-infrastructure"),
     ]
 
     public static func drop(_ code: UInt32) -> String {

@@ -18,7 +18,7 @@ public final class Gateway {
         case created(NATFlow, service: Bool)
         case offloaded(NATFlow)
         case expired(NATFlow)
-        case exhausted(proto: UInt8, ca: IPAddress)
+        case exhausted(proto: UInt8, ca: IPAddress, rdid: UInt32, share: Bool)
         case failed(String)
 
         public var description: String {
@@ -26,7 +26,8 @@ public final class Gateway {
             case let .created(f, service): return "\(service ? "service flow" : "flow") \(Self.text(f)) created"
             case let .offloaded(f): return "flow \(Self.text(f)) established: offloaded to XDP"
             case let .expired(f): return "flow \(Self.text(f)) expired"
-            case let .exhausted(p, ca): return "no free external \(Self.protoName(p)) port for \(ca): packet dropped"
+            case let .exhausted(p, ca, rdid, share):
+                return "no free external \(Self.protoName(p)) port for \(ca) (domain \(rdid)\(share ? ", at its share of the ports" : "")): packet dropped"
             case let .failed(why): return "gateway: \(why)"
             }
         }
@@ -45,18 +46,33 @@ public final class Gateway {
     private var underlay: [IPFamily: RawIPSocket] = [:]
     private let portSender: PacketSocket
     private var pendingCounts: [UInt32: (packets: UInt64, bytes: UInt64)] = [:]
+    /// (routing domain << 32 | enum nv_domain_counter) -> what this process counted.
+    private var pendingDomainCounts: [UInt64: (packets: UInt64, bytes: UInt64)] = [:]
     private let icmpLimit: ICMPRateLimit
+    /// Routing domain id -> the percentage of each external address's NAT ports (per
+    /// protocol) it may hold; domains not listed may hold them all.
+    public var portShares: [UInt32: UInt32]
+    private var egress: EgressRule!
+    private let hostAddresses = HostAddressCache()
     public var onEvent: (Event) -> Void = { _ in }
 
     /// Create it in the gateway host's network namespace (its sockets send from there).
+    /// The raw socket that sends translated packets out is bound to the external interface,
+    /// so the kernel never routes them anywhere else.
     public init(maps: DatapathMaps, externalAddresses: [ExternalAddress], timeouts: NATTimeouts = NATTimeouts(),
-                icmpLimit: ICMPRateLimit = ICMPRateLimit()) throws {
+                icmpLimit: ICMPRateLimit = ICMPRateLimit(), portShares: [UInt32: UInt32] = [:]) throws {
         self.maps = maps
         self.icmpLimit = icmpLimit
         self.externalAddresses = externalAddresses
         self.timeouts = timeouts
+        self.portShares = portShares
         outside = try RawIPSocket(.v4)
+        if let external = externalAddresses.first?.interface { try outside.bind(toDevice: external) }
         portSender = try PacketSocket()
+        let hosts = hostAddresses
+        egress = EgressRule(isInfrastructure: { maps.infrastructure.lookup(nv_infra_key(address: $0)) != nil },
+                            isHostAddress: { hosts.contains($0) },
+                            isService: { maps.services.lookup(nv_service_key(proto: $0, address: $1, port: $2)) != nil })
     }
 
     /// Handles a NAT exception; false for any other reason (the host handler's).
@@ -120,10 +136,14 @@ public final class Gateway {
     private func routeToOutside(_ e: ExceptionFrame) {
         let ip = Array(e.frame.dropFirst(Ethernet.headerLength))
         guard e.originalLength <= e.frame.count, ip.count >= 20, ip[0] >> 4 == 4 else { return count(NV_GW_DROP_UNSUPPORTED, e) }
+        let destination = IPAddress(v4: Array(ip[16..<20]))
+        if egress.verdict(destination: destination, proto: ip[9], port: 0, mode: .route, flowExists: false) != .out {
+            return refuseInfrastructure(e)
+        }
         guard ip[8] > 1 else { return count(NV_GW_DROP_TTL, e) }
         guard let packet = IPPacket.forwardedIPv4(ip) else { return count(NV_GW_DROP_UNSUPPORTED, e) }
         do {
-            try outside.send(packet, to: IPAddress(v4: Array(packet[16..<20])))
+            try outside.send(packet, to: destination)
             count(NV_GW_USERSPACE_ROUTED, e)
         } catch {
             onEvent(.failed("\(error)"))
@@ -159,10 +179,20 @@ public final class Gateway {
         if subnet(of: pkt.destination, in: rdid) != nil { return count(NV_GW_DROP_INSIDE, e) }
         var entry = table.outbound(rdid: rdid, proto: pkt.proto, ca: pkt.source, caPort: pkt.sourcePort,
                                    remote: pkt.destination, remotePort: pkt.destinationPort)
+        let verdict = egress.verdict(destination: pkt.destination, proto: pkt.proto, port: pkt.destinationPort, mode: .nat,
+                                     flowExists: entry != nil)
+        if verdict == .infrastructure { return refuseInfrastructure(e) }
         if entry == nil { entry = newOutboundFlow(pkt, rdid: rdid, e) }
         guard var flow = entry else { return }
         guard pkt.decrementTTL() else { return count(NV_GW_DROP_TTL, e) }
         pkt.setSource(flow.flow.ext, port: flow.flow.extPort)
+        if verdict == .hairpin {
+            // To a published service (or back to a tenant that reached one): in again from
+            // the external address, exactly as an outside client's packet would come.
+            observe(&flow, outbound: true, tcpFlags: pkt.tcpFlags)
+            count(NV_GW_HAIRPIN, e)
+            return translateIn(pkt, e)
+        }
         do {
             try outside.send(pkt.bytes, to: pkt.destination)
             count(NV_GW_USERSPACE_OUT, e)
@@ -175,24 +205,39 @@ public final class Gateway {
     private func newOutboundFlow(_ pkt: NATPacket, rdid: UInt32, _ e: ExceptionFrame) -> NATEntry? {
         guard let vsid = subnet(of: pkt.source, in: rdid) else { count(NV_GW_DROP_NO_RECORD, e); return nil }
         guard !externalAddresses.isEmpty else { count(NV_GW_PORTS_EXHAUSTED, e); return nil }
+        var atShare = false
         // The same CA keeps the same external address while it has ports there.
         let hint = Int(pkt.source.bytes.reduce(rdid) { $0 &* 31 &+ UInt32($1) } % UInt32(externalAddresses.count))
         for i in 0..<externalAddresses.count {
             let ext = externalAddresses[(hint + i) % externalAddresses.count]
-            guard let port = table.ports.allocate(proto: pkt.proto, address: ext.address, range: ext.natPorts, hint: Int.random(in: 0..<65536)) else { continue }
+            if let share = portShares[rdid],
+               table.ports.held(by: rdid, proto: pkt.proto, address: ext.address) >= PortPool.quota(share: share, of: ext.natPorts) {
+                atShare = true
+                continue
+            }
+            guard let port = table.ports.allocate(proto: pkt.proto, address: ext.address, range: ext.natPorts, hint: Int.random(in: 0..<65536),
+                                                  for: rdid) else { continue }
             let flow = NATFlow(proto: pkt.proto, rdid: rdid, vsid: vsid, ca: pkt.source, caPort: pkt.sourcePort, ext: ext.address,
                                extPort: port, remote: pkt.destination, remotePort: pkt.destinationPort)
             return create(flow, fromOutside: false, e)
         }
         count(NV_GW_PORTS_EXHAUSTED, e)
-        onEvent(.exhausted(proto: pkt.proto, ca: pkt.source))
+        countDomain(rdid, NV_DOM_PORTS_EXHAUSTED, e)
+        onEvent(.exhausted(proto: pkt.proto, ca: pkt.source, rdid: rdid, share: atShare))
         return nil
     }
 
     // MARK: outside -> tenant
 
     private func fromOutside(_ e: ExceptionFrame) {
-        guard var pkt = ipv4(e.frame) else { return icmpErrorFromOutside(e) }
+        guard let pkt = ipv4(e.frame) else { return icmpErrorFromOutside(e) }
+        translateIn(pkt, e)
+    }
+
+    /// A packet to an external address (from outside, or a tenant's hairpin): to the flow's
+    /// CA and port, or a new flow to a published service.
+    private func translateIn(_ packet: NATPacket, _ e: ExceptionFrame) {
+        var pkt = packet
         var entry = table.inbound(proto: pkt.proto, ext: pkt.destination, extPort: pkt.destinationPort,
                                   remote: pkt.source, remotePort: pkt.sourcePort)
         if entry == nil { entry = newServiceFlow(pkt, e) }
@@ -310,7 +355,10 @@ public final class Gateway {
         } else {
             established = e.sawOutbound && e.sawInbound
         }
-        if established && !e.offloaded && !e.closing { offload(&e) }
+        // A hairpin flow (its remote is one of our external addresses) stays here both ways:
+        // XDP would send it out of the external interface.
+        let hairpin = externalAddresses.contains { $0.address == e.flow.remote }
+        if established && !e.offloaded && !e.closing && !hairpin { offload(&e) }
         table.update(e)
     }
 
@@ -371,7 +419,7 @@ public final class Gateway {
             e.sawOutbound = e.offloaded
             e.sawInbound = e.offloaded
             e.synAcked = e.offloaded
-            if !e.fromOutside { table.ports.claim(proto: flow.proto, address: flow.ext, port: flow.extPort) }
+            if !e.fromOutside { table.ports.claim(proto: flow.proto, address: flow.ext, port: flow.extPort, for: flow.rdid) }
             table.insert(e)
             found += 1
         }
@@ -395,6 +443,18 @@ public final class Gateway {
 
     private func count(_ c: nv_gw_counter, _ e: ExceptionFrame) { add(c, 1, UInt64(e.originalLength)) }
 
+    /// A tenant's packet to an infrastructure address: dropped, counted for its domain.
+    private func refuseInfrastructure(_ e: ExceptionFrame) {
+        count(NV_GW_DROP_INFRA, e)
+        if let sn = maps.subnets.lookup(e.vsid) { countDomain(sn.rdid, NV_DOM_USERSPACE_TO_INFRA, e) }
+    }
+
+    private func countDomain(_ rdid: UInt32, _ c: nv_domain_counter, _ e: ExceptionFrame) {
+        let key = UInt64(rdid) << 32 | UInt64(c.rawValue)
+        let old = pendingDomainCounts[key] ?? (0, 0)
+        pendingDomainCounts[key] = (old.packets + 1, old.bytes + UInt64(e.originalLength))
+    }
+
     private func add(_ c: nv_gw_counter, _ packets: UInt64, _ bytes: UInt64) {
         let old = pendingCounts[c.rawValue] ?? (0, 0)
         pendingCounts[c.rawValue] = (old.packets + packets, old.bytes + bytes)
@@ -411,5 +471,14 @@ public final class Gateway {
             do { try maps.gatewayStats.updatePerCPU(c, values) } catch { onEvent(.failed("\(error)")) }
         }
         pendingCounts = [:]
+        for (packed, v) in pendingDomainCounts {
+            let key = nv_domain_counter_key(rdid: UInt32(packed >> 32), counter: UInt32(truncatingIfNeeded: packed))
+            var values = maps.domainStats.lookupPerCPU(key)
+            if values.isEmpty { values = Array(repeating: nv_reason_stats(), count: Int(libbpf_num_possible_cpus())) }
+            values[0].packets += v.packets
+            values[0].bytes += v.bytes
+            do { try maps.domainStats.updatePerCPU(key, values) } catch { onEvent(.failed("\(error)")) }
+        }
+        pendingDomainCounts = [:]
     }
 }

@@ -34,24 +34,36 @@ public struct NATEntry: Sendable {
 }
 
 /// Which external ports are taken, per (protocol, external address): a port is given to one
-/// flow at a time, so flows of tenants with the same CA and ports never meet.
+/// flow at a time, so flows of tenants with the same CA and ports never meet. Each port
+/// remembers the routing domain holding it, for the domains' shares of the pool.
 struct PortPool {
     private struct Owner: Hashable {
         let proto: UInt8
         let address: IPAddress
     }
-    private var used: [Owner: Set<UInt16>] = [:]
+    private struct Holder: Hashable {
+        let owner: Owner
+        let rdid: UInt32
+    }
+    private var used: [Owner: [UInt16: UInt32]] = [:]
+    private var held: [Holder: Int] = [:]
 
-    /// A free port of `range`, searched from a pseudo-random start; nil when all are taken.
-    mutating func allocate(proto: UInt8, address: IPAddress, range: PortRange, hint: Int) -> UInt16? {
+    /// The most ports of `range` that a domain with `share` percent may hold (at least one).
+    static func quota(share: UInt32, of range: PortRange) -> Int { max(1, range.count * Int(min(share, 100)) / 100) }
+
+    /// A free port of `range` for domain `rdid`, searched from a pseudo-random start; nil
+    /// when all are taken.
+    mutating func allocate(proto: UInt8, address: IPAddress, range: PortRange, hint: Int, for rdid: UInt32) -> UInt16? {
         let owner = Owner(proto: proto, address: address)
-        var taken = used[owner, default: []]
+        var taken = used[owner, default: [:]]
         guard taken.count < range.count else { return nil }
         let start = abs(hint) % range.count
         for i in 0..<range.count {
             let port = UInt16(Int(range.first) + (start + i) % range.count)
-            if taken.insert(port).inserted {
+            if taken[port] == nil {
+                taken[port] = rdid
                 used[owner] = taken
+                held[Holder(owner: owner, rdid: rdid), default: 0] += 1
                 return port
             }
         }
@@ -60,15 +72,26 @@ struct PortPool {
 
     /// Marks a port taken (flows found in the maps after a restart); false if it already was.
     @discardableResult
-    mutating func claim(proto: UInt8, address: IPAddress, port: UInt16) -> Bool {
-        used[Owner(proto: proto, address: address), default: []].insert(port).inserted
+    mutating func claim(proto: UInt8, address: IPAddress, port: UInt16, for rdid: UInt32) -> Bool {
+        let owner = Owner(proto: proto, address: address)
+        guard used[owner]?[port] == nil else { return false }
+        used[owner, default: [:]][port] = rdid
+        held[Holder(owner: owner, rdid: rdid), default: 0] += 1
+        return true
     }
 
     mutating func release(proto: UInt8, address: IPAddress, port: UInt16) {
-        used[Owner(proto: proto, address: address)]?.remove(port)
+        let owner = Owner(proto: proto, address: address)
+        guard let rdid = used[owner]?.removeValue(forKey: port) else { return }
+        held[Holder(owner: owner, rdid: rdid), default: 1] -= 1
     }
 
     func inUse(proto: UInt8, address: IPAddress) -> Int { used[Owner(proto: proto, address: address)]?.count ?? 0 }
+
+    /// How many ports of (protocol, address) domain `rdid` holds.
+    func held(by rdid: UInt32, proto: UInt8, address: IPAddress) -> Int {
+        held[Holder(owner: Owner(proto: proto, address: address), rdid: rdid)] ?? 0
+    }
 }
 
 /// The gateway's flows, found by either direction's key. Pure bookkeeping: the maps are

@@ -55,12 +55,38 @@ public struct GatewayDomain: Equatable, Sendable {
     public var routingDomain: String
     public var mode: GatewayMode
     public var prefixes: [IPPrefix]
+    /// The most of each external address's NAT ports (per protocol) that this domain may
+    /// hold at once, in percent: the rest stays for the other domains sharing the address.
+    public var natPortShare: UInt32
 
-    public init(routingDomain: String, mode: GatewayMode = .nat, prefixes: [IPPrefix] = []) {
+    public static let defaultNATPortShare: UInt32 = 50
+
+    public init(routingDomain: String, mode: GatewayMode = .nat, prefixes: [IPPrefix] = [],
+                natPortShare: UInt32 = GatewayDomain.defaultNATPortShare) {
         self.routingDomain = routingDomain
         self.mode = mode
         self.prefixes = prefixes
+        self.natPortShare = natPortShare
     }
+}
+
+/// A prefix no tenant may reach through the gateway (management networks, the store,
+/// monitoring). Provider addresses, the uplink's prefixes, the gateway host's own addresses
+/// and the special ranges are in the same set without being listed (`specialPrefixes`).
+public struct InfrastructurePrefix: Equatable, Sendable {
+    public var prefix: IPPrefix
+    public var name: String
+
+    public init(prefix: IPPrefix, name: String = "") {
+        self.prefix = prefix
+        self.name = name
+    }
+
+    /// Never a destination out of a virtual network: unspecified, loopback, link-local,
+    /// multicast, reserved and limited broadcast (IPv4); unspecified, loopback, link-local
+    /// and multicast (IPv6).
+    public static let specialPrefixes: [IPPrefix] = ["0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4",
+                                                     "::/128", "::1/128", "fe80::/10", "ff00::/8"].map { IPPrefix(parsing: $0)! }
 }
 
 public enum ServiceProtocol: String, CaseIterable, Equatable, Sendable {
@@ -95,6 +121,16 @@ public struct PublishedService: Equatable, Sendable {
 extension Policy {
     public var isGateway: Bool { !gatewayDomains.isEmpty || !externalAddresses.isEmpty }
 
+    /// Routing domain id -> its share of each external address's NAT ports, in percent.
+    /// Empty when one domain alone is served with NAT: there is nobody to keep ports for.
+    public var natPortShares: [UInt32: UInt32] {
+        let nat = gatewayDomains.filter { $0.mode == .nat }
+        guard nat.count > 1 else { return [:] }
+        var out: [UInt32: UInt32] = [:]
+        for d in nat { if let id = routingDomains.first(where: { $0.name == d.routingDomain })?.id { out[id] = d.natPortShare } }
+        return out
+    }
+
     /// The gateway's rules; part of `validate()`.
     func validateGateway(domainNames: Set<String>, fail: (String, CustomStringConvertible, String) -> Void) {
         var addresses = Set<IPAddress>()
@@ -122,6 +158,12 @@ extension Policy {
         validateRoutedSubnetsDisjoint(fail: fail)
         if !gatewayDomains.isEmpty && externalAddresses.isEmpty {
             fail("externalAddresses", "[]", "at least one external address when gatewayDomains serves a routing domain")
+        }
+        for (i, d) in gatewayDomains.enumerated() where !(1...100).contains(d.natPortShare) {
+            fail("gatewayDomains[\(i)].natPortShare", d.natPortShare, "a percentage from 1 to 100")
+        }
+        for (i, x) in infrastructurePrefixes.enumerated() where !x.prefix.isCanonical {
+            fail("infrastructurePrefixes[\(i)].prefix", x.prefix, "a prefix without host bits (\(x.prefix.canonical))")
         }
         var outside = Set<String>()
         for (i, s) in publishedServices.enumerated() {

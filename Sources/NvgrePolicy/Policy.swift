@@ -13,6 +13,7 @@ public struct Policy: Equatable, Sendable {
     public var externalAddresses: [ExternalAddress] = []
     public var gatewayDomains: [GatewayDomain] = []
     public var publishedServices: [PublishedService] = []
+    public var infrastructurePrefixes: [InfrastructurePrefix] = []
 
     public init() {}
 
@@ -27,6 +28,7 @@ public struct Policy: Equatable, Sendable {
         externalAddresses += other.externalAddresses
         gatewayDomains += other.gatewayDomains
         publishedServices += other.publishedServices
+        infrastructurePrefixes += other.infrastructurePrefixes
     }
 }
 

@@ -28,7 +28,7 @@ public enum PolicyDocument {
         if let root {
             let top = ctx.fields(root, "", allowed: ["routingDomains", "subnets", "lookupRecords", "customerRoutes",
                                                     "providerAddresses", "ports", "externalAddresses", "gatewayDomains",
-                                                    "publishedServices"])
+                                                    "publishedServices", "infrastructurePrefixes"])
             policy.routingDomains = ctx.list(top["routingDomains"], "routingDomains") { n, at in
                 let f = ctx.fields(n, at, allowed: ["id", "name"], required: ["id", "name"])
                 guard let id = ctx.number(f["id"], "\(at).id", 1...UInt32.max), let name = ctx.text(f["name"], "\(at).name") else { return nil }
@@ -83,11 +83,12 @@ public enum PolicyDocument {
                 return ExternalAddress(address: a, interface: i, natPorts: ports)
             }
             policy.gatewayDomains = ctx.list(top["gatewayDomains"], "gatewayDomains") { n, at in
-                let f = ctx.fields(n, at, allowed: ["routingDomain", "mode", "prefixes"], required: ["routingDomain"])
+                let f = ctx.fields(n, at, allowed: ["routingDomain", "mode", "prefixes", "natPortShare"], required: ["routingDomain"])
                 let mode = f["mode"].map { ctx.choice($0, "\(at).mode", GatewayMode.self) } ?? .nat
                 let prefixes = f["prefixes"].map { ctx.list($0, "\(at).prefixes") { ctx.prefix($0, $1) } } ?? []
-                guard let rd = ctx.text(f["routingDomain"], "\(at).routingDomain"), let mode else { return nil }
-                return GatewayDomain(routingDomain: rd, mode: mode, prefixes: prefixes)
+                let share = f["natPortShare"].map { ctx.number($0, "\(at).natPortShare", 1...100) } ?? GatewayDomain.defaultNATPortShare
+                guard let rd = ctx.text(f["routingDomain"], "\(at).routingDomain"), let mode, let share else { return nil }
+                return GatewayDomain(routingDomain: rd, mode: mode, prefixes: prefixes, natPortShare: share)
             }
             policy.publishedServices = ctx.list(top["publishedServices"], "publishedServices") { n, at in
                 let f = ctx.fields(n, at, allowed: ["protocol", "externalAddress", "externalPort", "routingDomain", "customerAddress", "customerPort"],
@@ -100,6 +101,12 @@ public enum PolicyDocument {
                       let cp = ctx.number(f["customerPort"], "\(at).customerPort", 1...65535) else { return nil }
                 return PublishedService(proto: proto, externalAddress: ea, externalPort: UInt16(ep), routingDomain: rd,
                                         customerAddress: ca, customerPort: UInt16(cp))
+            }
+            policy.infrastructurePrefixes = ctx.list(top["infrastructurePrefixes"], "infrastructurePrefixes") { n, at in
+                let f = ctx.fields(n, at, allowed: ["prefix", "name"], required: ["prefix"])
+                let name = f["name"].map { ctx.text($0, "\(at).name") } ?? ""
+                guard let prefix = ctx.prefix(f["prefix"], "\(at).prefix"), let name else { return nil }
+                return InfrastructurePrefix(prefix: prefix, name: name)
             }
         }
         if let fast { policy.lookupRecords = fast.records }

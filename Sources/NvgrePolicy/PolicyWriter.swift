@@ -66,18 +66,22 @@ public enum PolicyWriter {
              ("addresses", .list(port.addresses.map { .text($0.description) }))]
         }
         // A gateway's sections, only when the policy has any (most hosts are not gateways).
-        if p.isGateway || !p.publishedServices.isEmpty {
+        if p.isGateway || !p.publishedServices.isEmpty || !p.infrastructurePrefixes.isEmpty {
             section("externalAddresses", p.externalAddresses) { e in
                 [("address", .text(e.address.description)), ("interface", .text(e.interface)), ("natPorts", .text(e.natPorts.description))]
             }
             section("gatewayDomains", p.gatewayDomains) { d in
                 [("routingDomain", .text(d.routingDomain)), ("mode", .text(d.mode.rawValue))]
                     + (d.prefixes.isEmpty ? [] : [("prefixes", .list(d.prefixes.map { .text($0.description) }))])
+                    + (d.natPortShare == GatewayDomain.defaultNATPortShare ? [] : [("natPortShare", .number(d.natPortShare))])
             }
             section("publishedServices", p.publishedServices) { s in
                 [("protocol", .text(s.proto.rawValue)), ("externalAddress", .text(s.externalAddress.description)),
                  ("externalPort", .number(UInt32(s.externalPort))), ("routingDomain", .text(s.routingDomain)),
                  ("customerAddress", .text(s.customerAddress.description)), ("customerPort", .number(UInt32(s.customerPort)))]
+            }
+            section("infrastructurePrefixes", p.infrastructurePrefixes) { i in
+                [("prefix", .text(i.prefix.description))] + (i.name.isEmpty ? [] : [("name", .text(i.name))])
             }
         }
         if json { out += "\n}\n" }

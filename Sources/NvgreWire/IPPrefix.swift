@@ -51,6 +51,14 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
         return length <= other.length ? contains(other.address) : other.contains(address)
     }
 
+    /// The IPv4 directed broadcast of the prefix (its last address); nil for IPv6, /31, /32.
+    public var broadcast: IPAddress? {
+        guard family == .v4, length < 31 else { return nil }
+        let host = UInt32.max >> UInt32(length)
+        let net = address.bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } | host
+        return IPAddress(v4: [UInt8(net >> 24), UInt8(truncatingIfNeeded: net >> 16), UInt8(truncatingIfNeeded: net >> 8), UInt8(truncatingIfNeeded: net)])
+    }
+
     private func masked(_ ip: IPAddress) -> IPAddress {
         var b = ip.bytes
         for i in 0..<b.count {

@@ -35,7 +35,8 @@ struct GatewayCommand: NvgreCommand {
                                hint: "apply a policy with them (see examples/demo/host-g.yaml), then start the gateway")
         }
         let icmpLimit = ICMPRateLimit()  // one for the whole process
-        let gateway = try Gateway(maps: instance.maps, externalAddresses: policy.externalAddresses, timeouts: t, icmpLimit: icmpLimit)
+        let gateway = try Gateway(maps: instance.maps, externalAddresses: policy.externalAddresses, timeouts: t, icmpLimit: icmpLimit,
+                                  portShares: policy.natPortShares)
         let logFlows = logFlows
         gateway.onEvent = { event in
             switch event {

@@ -13,6 +13,8 @@ struct Up: NvgreCommand {
     @Option(help: ArgumentHelp("The interface on the provider network.", valueName: "iface")) var uplink: String
     @Option(help: ArgumentHelp("auto (native, else generic), native or generic.", valueName: "mode")) var xdpMode = "auto"
     @Flag(help: "Honour `ip rule` policy routing for the underlay (about 200 ns more per encapsulated packet).") var fibRules = false
+    @Option(help: ArgumentHelp("Each routing domain's share of the exception path: at most this many frames a second handed to userspace, the rest dropped and counted (exception-throttled); 0: no limit.", valueName: "n")) var exceptionRate: String?
+    @Option(help: ArgumentHelp("The burst of frames a routing domain may hand to userspace at once.", valueName: "n")) var exceptionBurst: String?
     @Option(help: ArgumentHelp("Capacity of the lookup record map.", valueName: "n")) var maxLookups: String?
     @Option(help: ArgumentHelp("Capacity of the subnet map (and counter slots).", valueName: "n")) var maxSubnets: String?
     @Option(help: ArgumentHelp("Capacity of the port map.", valueName: "n")) var maxPorts: String?
@@ -31,8 +33,12 @@ struct Up: NvgreCommand {
         if let s = maxLookups { options.maxLookups = try parseNumber(s, "--max-lookups", 1...67_108_864) }
         if let s = maxSubnets { options.maxSubnets = try parseNumber(s, "--max-subnets", 1...1_048_576) }
         if let s = maxPorts { options.maxPorts = try parseNumber(s, "--max-ports", 1...1_048_576) }
+        var share = ExceptionShare.default
+        if let s = exceptionRate { share.perSecond = try parseNumber(s, "--exception-rate", 0...10_000_000) }
+        if let s = exceptionBurst { share.burst = try parseNumber(s, "--exception-burst", 1...1_000_000) }
         let desired = policy.isEmpty ? nil : try readPolicy(policy)
-        let instance = try Instance.up(name: global.instance, uplink: uplink, mode: mode, fibUseRules: fibRules, options: options)
+        let instance = try Instance.up(name: global.instance, uplink: uplink, mode: mode, fibUseRules: fibRules,
+                                       exceptionShare: share, options: options)
         if let desired {
             do {
                 printSummary(try instance.apply(desired), json: global.json)

@@ -3,6 +3,7 @@ import CNvgre
 import Foundation
 import NvgreControl
 import NvgreDatapath
+import NvgrePolicy
 
 struct Stats: NvgreCommand {
     static let configuration = CommandConfiguration(
@@ -20,7 +21,7 @@ struct Stats: NvgreCommand {
         var n: UInt32 = 0
         repeat {
             if interval != nil && !global.json && isatty(1) != 0 { print("\u{1b}[H\u{1b}[2J", terminator: "") }
-            report(instance.maps)
+            report(instance.maps, domains: (try? instance.storedPolicy())?.routingDomains ?? [])
             fflush(stdout)
             n += 1
             if let i = interval, rounds.map({ n < $0 }) ?? true { sleep(i) } else { break }
@@ -31,7 +32,7 @@ struct Stats: NvgreCommand {
         (NV_CNT_ENCAP, "encap"), (NV_CNT_DECAP, "decap"), (NV_CNT_LOCAL, "local"), (NV_CNT_ROUTE, "routed"), (NV_CNT_EXCEPTION, "exception"),
     ]
 
-    func report(_ maps: DatapathMaps) {
+    func report(_ maps: DatapathMaps, domains: [RoutingDomain]) {
         let slots = maps.subnets.keys().compactMap { vsid in maps.subnets.lookup(vsid).map { (vsid, $0.stats_slot) } }.sorted { $0.0 < $1.0 }
         let vsids = slots.map { vsid, slot in (vsid, maps.vsidCounters(slot: slot)) }
         let drops = ReasonNames.drops.map { ($0.1, maps.dropCount($0.0)) }
@@ -40,6 +41,9 @@ struct Stats: NvgreCommand {
         let gateway = ReasonNames.gateway.map { ($0.1, maps.gatewayCount($0.0)) }
         let flows = maps.natOut.keys().compactMap { maps.natOut.lookup($0) }
         let offloaded = flows.filter { $0.flags & UInt8(NV_NAT_OFFLOADED.rawValue) != 0 }.count
+        // Each routing domain's drops at its shares (exception path, NAT ports) and its
+        // packets kept from the infrastructure.
+        let perDomain = domains.sorted { $0.id < $1.id }.map { d in (d, ReasonNames.domain.map { ($0.1, maps.domainCount(d.id, $0.0)) }) }
         func pb(_ c: (packets: UInt64, bytes: UInt64)) -> JSON { .object([("packets", .number(c.packets)), ("bytes", .number(c.bytes))]) }
         if global.json {
             print(JSON.object([
@@ -51,6 +55,9 @@ struct Stats: NvgreCommand {
                 ("gateway", .object(gateway.map { ($0.0, pb($0.1)) } + [
                     ("flows", .number(UInt64(flows.count))), ("flowsOffloaded", .number(UInt64(offloaded))),
                 ])),
+                ("domains", .array(perDomain.map { d, c in
+                    .object([("domain", .string(d.name)), ("id", .number(UInt64(d.id)))] + c.map { ($0.0, pb($0.1)) })
+                })),
             ]).rendered())
             return
         }
@@ -65,6 +72,10 @@ struct Stats: NvgreCommand {
         if !flows.isEmpty || gateway.contains(where: { $0.1.packets > 0 }) {
             print("gateway: \(flows.count) flows, \(offloaded) offloaded (packets/bytes):")
             for (name, c) in gateway { print("  \(pad(name, 28)) \(c.packets)/\(c.bytes)") }
+        }
+        for (d, c) in perDomain where c.contains(where: { $0.1.packets > 0 }) {
+            print("routing domain \(d.name) (\(d.id)) (packets/bytes):")
+            for (name, c) in c { print("  \(pad(name, 28)) \(c.packets)/\(c.bytes)") }
         }
     }
 }

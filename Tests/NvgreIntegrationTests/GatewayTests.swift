@@ -102,8 +102,11 @@ struct GatewayTests {
         let lab = DemoLab(net: LabNetwork(tag: "gwports"))
         try lab.build()
         try lab.start()
-        // Two NAT ports only, then a third flow.
-        try lab.applyEdited(hostG, file: 1) { $0.externalAddresses[0].natPorts = PortRange(first: 40000, last: 40001) }
+        // Two NAT ports only, all of them Red's to take, then a third flow.
+        try lab.applyEdited(hostG, file: 1) {
+            $0.externalAddresses[0].natPorts = PortRange(first: 40000, last: 40001)
+            $0.gatewayDomains[0].natPortShare = 100
+        }
         lab.killGateway()
         try lab.startGateway()
         for _ in 0..<3 { _ = try lab.net.exec(lab.ns(redA), "bash -c 'echo hi > /dev/udp/\(x)/9'") }
