@@ -15,13 +15,6 @@
 #include "gw_route.h"
 #include "nat.h"
 
-static __always_inline int is_external_address(__be32 addr)
-{
-	struct nv_ext_addr_key k;
-	__builtin_memcpy(k.addr, &addr, 4);
-	return bpf_map_lookup_elem(&ext_addrs, &k) != NULL;
-}
-
 static __always_inline struct nv_service *published(const struct nat_packet *p)
 {
 	return p->outside ? find_service(p->ip->protocol, p->ip->daddr, *p->inside) : NULL;
@@ -81,7 +74,8 @@ int nv_from_external(struct xdp_md *ctx)
 			struct nv_nat_flow *about = error_about_nat_flow(&c);
 			if (!about)
 				return pass_to_host(ctx); /* about the host's own traffic */
-			return to_userspace_in_domain(ctx, NV_EXC_NAT_IN, 0, NV_NO_STATS_SLOT, 0, about->rdid);
+			return to_userspace_in_domain(ctx, NV_EXC_NAT_IN, 0, NV_NO_STATS_SLOT, 0, about->rdid,
+						      about->flags & NV_NAT_SERVICE);
 		}
 	}
 
@@ -100,14 +94,15 @@ int nv_from_external(struct xdp_md *ctx)
 		 * tenant's service leaves the others' services and egress their shares. */
 		struct nv_service *svc = published(&p);
 		if (svc)
-			return to_userspace_in_domain(ctx, NV_EXC_NAT_IN, 0, NV_NO_STATS_SLOT, 0, svc->rdid);
+			return to_userspace_in_domain(ctx, NV_EXC_NAT_IN, 0, NV_NO_STATS_SLOT, 0, svc->rdid, 1);
 		return drop(ctx, NV_DROP_EXTERNAL_UNKNOWN);
 	}
 	__u32 vsid = fl->vsid;
 	struct nv_subnet *sn = bpf_map_lookup_elem(&subnets, &vsid);
 	struct nv_lookup_val *rec = find_record(vsid, NV_AF_INET, (const __be32 *)fl->ca);
 	if (!(fl->flags & NV_NAT_OFFLOADED) || p.ip->ttl <= 1 || !sn || !rec)
-		return to_userspace_in_domain(ctx, NV_EXC_NAT_IN, vsid, NV_NO_STATS_SLOT, 0, fl->rdid);
+		return to_userspace_in_domain(ctx, NV_EXC_NAT_IN, vsid, NV_NO_STATS_SLOT, 0, fl->rdid,
+					      fl->flags & NV_NAT_SERVICE); /* a reply to the tenant: its own share */
 
 	__be32 ca;
 	__builtin_memcpy(&ca, fl->ca, 4);

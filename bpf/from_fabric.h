@@ -111,7 +111,7 @@ int nv_from_fabric(struct xdp_md *ctx)
 	__u32 port = dst ? dst->port_ifindex : 0;
 	int hairpin = 0;
 	if (to_outside) {
-		enum egress e = tenant_egress(&inner, *gw_mode);
+		enum egress e = tenant_egress(&inner, rdid, *gw_mode);
 		if (e == EGRESS_INFRA) {
 			count_domain(rdid, NV_DOM_TO_INFRA, frame_len(ctx));
 			return drop(ctx, NV_DROP_TO_INFRASTRUCTURE);
@@ -123,7 +123,7 @@ int nv_from_fabric(struct xdp_md *ctx)
 		return drop(ctx, NV_DROP_HEADROOM);
 	count_vsid(slot, NV_CNT_DECAP, frame_len(ctx));
 	if (hairpin)
-		return to_userspace_in_domain(ctx, NV_EXC_NAT_OUT, vsid, slot, 0, rdid);
+		return to_userspace_in_domain(ctx, NV_EXC_NAT_OUT, vsid, slot, 0, rdid, 0);
 	if (to_outside && *gw_mode == NV_GW_ROUTE)
 		return route_to_outside(ctx, rdid, vsid, slot);
 	if (to_outside)

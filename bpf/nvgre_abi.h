@@ -217,7 +217,10 @@ enum nv_infra_origin {
 
 /* exc_buckets (per-CPU hash): routing domain id -> the domain's theoretical arrival time
  * (ns) on this CPU's exception path: an exception is admitted while it is at most
- * exc_burst_ns ahead of now, and moves it exc_interval_ns on (GCRA). Written by XDP only. */
+ * exc_burst_ns ahead of now, and moves it exc_interval_ns on (GCRA). Written by XDP only.
+ * What comes from outside to a domain (new connections to its services, its flows' packets
+ * and ICMP errors) has a bucket of its own: the domain id with NV_SHARE_FROM_OUTSIDE set. */
+#define NV_SHARE_FROM_OUTSIDE 0x80000000u
 
 /* domain_stats (per-CPU hash): (routing domain, counter) -> packets and bytes. XDP counts
  * its counters on every CPU; the gateway process adds its own (never written by XDP) to

@@ -92,17 +92,17 @@ static __always_inline void count_domain(__u32 rdid, enum nv_domain_counter coun
 /* The routing domain's share of the exception path on this CPU (GCRA): true when one more
  * exception fits. Checked before the frame is copied, so one tenant's flood fills only
  * its own share of the ring and of the process that empties it. */
-static __always_inline int exception_share_left(__u32 rdid)
+static __always_inline int exception_share_left(__u32 share)
 {
 	__u32 zero = 0;
 	struct nv_config *cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg || !cfg->exc_interval_ns)
 		return 1;
 	__u64 now = bpf_ktime_get_ns();
-	__u64 *tat = bpf_map_lookup_elem(&exc_buckets, &rdid);
+	__u64 *tat = bpf_map_lookup_elem(&exc_buckets, &share);
 	if (!tat) {
-		bpf_map_update_elem(&exc_buckets, &rdid, &now, BPF_NOEXIST);
-		tat = bpf_map_lookup_elem(&exc_buckets, &rdid);
+		bpf_map_update_elem(&exc_buckets, &share, &now, BPF_NOEXIST);
+		tat = bpf_map_lookup_elem(&exc_buckets, &share);
 		if (!tat)
 			return 0; /* the table is full: no share for a domain it cannot track */
 	}
@@ -115,12 +115,15 @@ static __always_inline int exception_share_left(__u32 rdid)
 
 /* Copies the frame into the exception ring for userspace, then drops it here: from this
  * point userspace owns the frame. Over its routing domain's (`rdid`) share, or with the
- * ring full, the frame is a counted drop, never a silent one. */
+ * ring full, the frame is a counted drop, never a silent one. What outsiders send to a
+ * domain (`from_outside`) has a share of its own, so a flood at a tenant's service does not
+ * take the tenant's own egress either. */
 static __always_inline int to_userspace_in_domain(struct xdp_md *ctx, enum nv_exception_reason reason,
-						  __u32 vsid, __u32 stats_slot, __u32 mtu, __u32 rdid)
+						  __u32 vsid, __u32 stats_slot, __u32 mtu, __u32 rdid,
+						  int from_outside)
 {
 	__u32 len = frame_len(ctx);
-	if (!exception_share_left(rdid)) {
+	if (!exception_share_left(from_outside ? rdid | NV_SHARE_FROM_OUTSIDE : rdid)) {
 		count_domain(rdid, NV_DOM_EXC_THROTTLED, len);
 		return drop(ctx, NV_DROP_EXCEPTION_THROTTLED);
 	}
@@ -155,7 +158,7 @@ static __always_inline int to_userspace(struct xdp_md *ctx, enum nv_exception_re
 					__u32 vsid, __u32 stats_slot, __u32 mtu)
 {
 	struct nv_subnet *sn = bpf_map_lookup_elem(&subnets, &vsid);
-	return to_userspace_in_domain(ctx, reason, vsid, stats_slot, mtu, sn ? sn->rdid : 0);
+	return to_userspace_in_domain(ctx, reason, vsid, stats_slot, mtu, sn ? sn->rdid : 0, 0);
 }
 
 #endif

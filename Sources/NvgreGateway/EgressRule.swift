@@ -20,22 +20,26 @@ public struct EgressRule {
     public var isInfrastructure: (IPAddress) -> Bool
     /// True when the address is configured on this host now.
     public var isHostAddress: (IPAddress) -> Bool
+    /// True when the address is one of the gateway's external addresses.
+    public var isExternal: (IPAddress) -> Bool
     /// True when (protocol, address, port) is a published service.
     public var isService: (UInt8, IPAddress, UInt16) -> Bool
 
     public init(isInfrastructure: @escaping (IPAddress) -> Bool, isHostAddress: @escaping (IPAddress) -> Bool,
-                isService: @escaping (UInt8, IPAddress, UInt16) -> Bool) {
+                isExternal: @escaping (IPAddress) -> Bool, isService: @escaping (UInt8, IPAddress, UInt16) -> Bool) {
         self.isInfrastructure = isInfrastructure
         self.isHostAddress = isHostAddress
+        self.isExternal = isExternal
         self.isService = isService
     }
 
-    /// `flowExists`: the gateway already has a flow of this domain for the packet (set up
-    /// when its first packet passed this rule).
+    /// `flowExists`: the gateway already has a flow of this domain for the packet (to an
+    /// external address, only a hairpin flow set up through a service can exist).
     public func verdict(destination: IPAddress, proto: UInt8, port: UInt16, mode: GatewayModeABI, flowExists: Bool) -> Verdict {
         guard isInfrastructure(destination) || isHostAddress(destination) else { return .out }
         let portful = proto == IPProtocol.tcp.rawValue || proto == IPProtocol.udp.rawValue
-        if mode == .nat, destination.family == .v4, portful, port != 0, flowExists || isService(proto, destination, port) {
+        if mode == .nat, destination.family == .v4, portful, port != 0, isExternal(destination),
+           flowExists || isService(proto, destination, port) {
             return .hairpin
         }
         return .infrastructure

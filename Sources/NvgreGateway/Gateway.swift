@@ -72,6 +72,7 @@ public final class Gateway {
         let hosts = hostAddresses
         egress = EgressRule(isInfrastructure: { maps.infrastructure.lookup(nv_infra_key(address: $0)) != nil },
                             isHostAddress: { hosts.contains($0) },
+                            isExternal: { maps.externalAddresses.lookup(nv_ext_addr_key($0)) != nil },
                             isService: { maps.services.lookup(nv_service_key(proto: $0, address: $1, port: $2)) != nil })
     }
 

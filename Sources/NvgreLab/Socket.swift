@@ -18,7 +18,7 @@ public final class Socket: @unchecked Sendable {
         var one: Int32 = 1
         setsockopt(s.fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         try s.bind(family: family, port: port)
-        if Glibc.listen(s.fd, 4) != 0 { throw DatapathError("listen on port \(port)", errno: errno) }
+        if Glibc.listen(s.fd, 64) != 0 { throw DatapathError("listen on port \(port)", errno: errno) }
         return s
     }
 
@@ -57,6 +57,13 @@ public final class Socket: @unchecked Sendable {
     private func readable(within timeout: Double) -> Bool {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         return poll(&p, 1, Int32(timeout * 1000)) > 0
+    }
+
+    /// Accepts (and closes) connections until none comes within `timeout`: how many came.
+    public func acceptedConnections(timeout: Double) -> Int {
+        var n = 0
+        while accept(timeout: timeout) != nil { n += 1 }
+        return n
     }
 
     func accept(timeout: Double) -> Socket? {

@@ -90,6 +90,19 @@ public enum Traffic {
         try NetworkNamespace.run(in: ns) { try Socket.udp(family: family, port: port) }
     }
 
+    /// A TCP socket listening on every address of namespace `ns`.
+    public static func tcpListener(in ns: String, family: IPFamily, port: UInt16) throws -> Socket {
+        try NetworkNamespace.run(in: ns) { try Socket.listen(family: family, port: port) }
+    }
+
+    /// Seconds a TCP connection from namespace `ns` to `address`:`port` took to open; nil
+    /// when it did not open within `timeout`.
+    public static func connectSeconds(from ns: String, to address: IPAddress, port: UInt16, timeout: Double) -> Double? {
+        let start = monotonicSeconds()
+        guard (try? NetworkNamespace.run(in: ns) { try Socket.connect(to: address, port: port, timeout: timeout) }) != nil else { return nil }
+        return monotonicSeconds() - start
+    }
+
     /// Sends raw Ethernet frames out of `interface` in namespace `ns` (AF_PACKET), as a
     /// misbehaving VM or a forged underlay sender would.
     public static func sendFrames(_ frames: [[UInt8]], interface: String, in ns: String) throws {

@@ -129,3 +129,53 @@ struct DiffTests {
         #expect(plan.changes.values.allSatisfy { $0.added.isEmpty && $0.changed.isEmpty })
     }
 }
+
+/// What a gateway host's infra map holds: no tenant reaches any of it through the gateway.
+struct InfrastructureCompileTests {
+    @Test func listedProviderHostExternalAndSpecialPrefixesAreAllThere() throws {
+        var p = twoTenants()
+        p.ports = []
+        p.externalAddresses = [ExternalAddress(address: "203.0.113.1", interface: "ext")]
+        p.gatewayDomains = [GatewayDomain(routingDomain: "red"), GatewayDomain(routingDomain: "blue")]
+        p.infrastructurePrefixes = [InfrastructurePrefix(prefix: IPPrefix(parsing: "10.9.0.0/16")!, name: "management")]
+        var ctx = CompileContext(uplinkIfindex: 3, ifindex: { ["ul": 3, "ext": 4, "mgmt": 5][$0] })
+        ctx.hostAddresses = [InterfaceAddress(interface: "ul", prefix: IPPrefix(parsing: "198.18.0.1/16")!),
+                             InterfaceAddress(interface: "ext", prefix: IPPrefix(parsing: "203.0.113.1/24")!),
+                             InterfaceAddress(interface: "mgmt", prefix: IPPrefix(parsing: "192.0.2.5/24")!),
+                             InterfaceAddress(interface: "lo", prefix: IPPrefix(parsing: "127.0.0.1/8")!)]
+        let c = try PolicyCompiler.compile(p, ctx)
+        var entries: [String: UInt32] = [:]
+        for (k, v) in c.images[.infrastructure]!.entries {
+            let key = k.load(as: nv_infra_key.self)
+            let bits = Int(key.prefixlen) - Int(NV_INFRA_KEY_PREFIX_BITS)
+            let bytes = withUnsafeBytes(of: key.addr) { Array($0) }
+            let a = key.family == NV_AF_INET ? IPAddress(v4: Array(bytes.prefix(4))) : IPAddress(v6: bytes)
+            entries["\(a)/\(bits)"] = v.load(as: UInt32.self)
+        }
+        let expected: [String: nv_infra_origin] = [
+            "10.9.0.0/16": NV_INFRA_LISTED,
+            "198.18.0.1/32": NV_INFRA_PROVIDER, "198.18.0.2/32": NV_INFRA_PROVIDER, "198.18.0.3/32": NV_INFRA_PROVIDER,
+            "198.18.0.0/16": NV_INFRA_PROVIDER,  // the uplink's prefix: the provider network
+            "203.0.113.1/32": NV_INFRA_EXTERNAL, "203.0.113.255/32": NV_INFRA_HOST,
+            "192.0.2.5/32": NV_INFRA_HOST, "192.0.2.255/32": NV_INFRA_HOST, "198.18.255.255/32": NV_INFRA_HOST,
+            "127.0.0.1/32": NV_INFRA_HOST, "127.255.255.255/32": NV_INFRA_HOST, "127.0.0.0/8": NV_INFRA_SPECIAL, "169.254.0.0/16": NV_INFRA_SPECIAL,
+            "224.0.0.0/4": NV_INFRA_SPECIAL, "240.0.0.0/4": NV_INFRA_SPECIAL, "0.0.0.0/8": NV_INFRA_SPECIAL,
+            "::/128": NV_INFRA_SPECIAL, "::1/128": NV_INFRA_SPECIAL, "fe80::/10": NV_INFRA_SPECIAL, "ff00::/8": NV_INFRA_SPECIAL,
+        ]
+        #expect(entries == expected.mapValues(\.rawValue))
+        // The external network itself (203.0.113.0/24) is where tenants go: not in it.
+        #expect(entries["203.0.113.0/24"] == nil)
+
+        // An ordinary host has none: tenants leave the virtual network only at a gateway.
+        #expect(try PolicyCompiler.compile(twoTenants(), context()).images[.infrastructure]!.count == 0)
+    }
+
+    @Test func theExceptionShareIsDividedAmongTheCPUs() {
+        let share = ExceptionShare(perSecond: 2000, burst: 200)
+        #expect(share.perCPU(cpus: 1) == (500_000, 199 * 500_000))
+        #expect(share.perCPU(cpus: 2) == (1_000_000, 99 * 1_000_000))
+        #expect(ExceptionShare.unlimited.perCPU(cpus: 2) == (0, 0))
+        let cfg = nv_config(uplinkIfindex: 3, pa4: nil, pa6: nil, exceptionShare: share, cpus: 2)
+        #expect(cfg.exc_interval_ns == 1_000_000 && cfg.exc_burst_ns == 99_000_000)
+    }
+}

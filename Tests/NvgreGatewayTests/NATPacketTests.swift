@@ -98,14 +98,38 @@ import Testing
         var pool = PortPool()
         let a: IPAddress = "203.0.113.1"
         let range = PortRange(first: 40000, last: 40001)
-        let p1 = pool.allocate(proto: 6, address: a, range: range, hint: 5)
-        let p2 = pool.allocate(proto: 6, address: a, range: range, hint: 5)
+        let p1 = pool.allocate(proto: 6, address: a, range: range, hint: 5, for: 1)
+        let p2 = pool.allocate(proto: 6, address: a, range: range, hint: 5, for: 1)
         #expect(p1 != nil && p2 != nil && p1 != p2)
-        #expect(pool.allocate(proto: 6, address: a, range: range, hint: 0) == nil)
+        #expect(pool.allocate(proto: 6, address: a, range: range, hint: 0, for: 1) == nil)
         // Another protocol has its own ports.
-        #expect(pool.allocate(proto: 17, address: a, range: range, hint: 0) != nil)
+        #expect(pool.allocate(proto: 17, address: a, range: range, hint: 0, for: 1) != nil)
         pool.release(proto: 6, address: a, port: p1!)
-        #expect(pool.allocate(proto: 6, address: a, range: range, hint: 9) == p1)
+        #expect(pool.allocate(proto: 6, address: a, range: range, hint: 9, for: 1) == p1)
+    }
+
+    @Test func eachDomainsPortsAreCountedForItsShare() {
+        var pool = PortPool()
+        let a: IPAddress = "203.0.113.1", b: IPAddress = "203.0.113.3"
+        let range = PortRange(first: 40000, last: 40009)
+        #expect(PortPool.quota(share: 50, of: range) == 5)
+        #expect(PortPool.quota(share: 1, of: range) == 1, "a share never rounds down to no port")
+        #expect(PortPool.quota(share: 100, of: PortRange.defaultNAT) == 32768)
+        let red = (0..<3).compactMap { i in pool.allocate(proto: 17, address: a, range: range, hint: i, for: 1) }
+        _ = pool.allocate(proto: 17, address: a, range: range, hint: 7, for: 2)
+        _ = pool.allocate(proto: 17, address: b, range: range, hint: 7, for: 1)
+        #expect(pool.held(by: 1, proto: 17, address: a) == 3)
+        #expect(pool.held(by: 2, proto: 17, address: a) == 1)
+        #expect(pool.held(by: 1, proto: 17, address: b) == 1, "per external address")
+        #expect(pool.held(by: 1, proto: 6, address: a) == 0, "per protocol")
+        pool.release(proto: 17, address: a, port: red[0])
+        #expect(pool.held(by: 1, proto: 17, address: a) == 2)
+        // Flows found in the maps after a restart count for their domain too.
+        var recovered = PortPool()
+        let first = recovered.claim(proto: 17, address: a, port: 40005, for: 2)
+        let twice = recovered.claim(proto: 17, address: a, port: 40005, for: 1)
+        #expect(first && !twice, "a taken port is not claimed twice")
+        #expect(recovered.held(by: 2, proto: 17, address: a) == 1 && recovered.held(by: 1, proto: 17, address: a) == 0)
     }
 
     @Test func timeoutsFollowTCPState() {
@@ -118,5 +142,42 @@ import Testing
         #expect(NATTable.timeout(e, t) == 100)
         e.flags |= 2  // a FIN was seen
         #expect(NATTable.timeout(e, t) == 10)
+    }
+}
+
+/// The gateway process's half of the egress rule, with the infrastructure set, the host's
+/// addresses and the services given as plain sets.
+@Suite struct EgressRuleTests {
+    let infra: [IPPrefix] = ["198.18.0.0/16", "203.0.113.1/32", "127.0.0.0/8", "10.9.0.0/16"].map { IPPrefix(parsing: $0)! }
+    let host: Set<IPAddress> = ["203.0.113.77"]
+    let services: Set<String> = ["6 203.0.113.1 8080"]
+
+    var rule: EgressRule {
+        let infra = infra, host = host, services = services
+        return EgressRule(isInfrastructure: { a in infra.contains { $0.contains(a) } }, isHostAddress: { host.contains($0) },
+                          isExternal: { $0 == "203.0.113.1" }, isService: { services.contains("\($0) \($1) \($2)") })
+    }
+
+    @Test func theOutsideIsReachedAndInfrastructureIsNot() {
+        #expect(rule.verdict(destination: "203.0.113.2", proto: 17, port: 53, mode: .nat, flowExists: false) == .out)
+        #expect(rule.verdict(destination: "203.0.113.2", proto: 1, port: 0, mode: .route, flowExists: false) == .out)
+        for d: IPAddress in ["198.18.0.1", "198.18.0.3", "127.0.0.1", "10.9.1.1", "203.0.113.77", "203.0.113.1"] {
+            for mode in [GatewayModeABI.nat, .route] {
+                #expect(rule.verdict(destination: d, proto: 17, port: 9, mode: mode, flowExists: false) == .infrastructure, "\(d) \(mode)")
+            }
+        }
+        // A flow opens only an external address (the other end of a hairpin flow), never
+        // the rest of the infrastructure.
+        #expect(rule.verdict(destination: "198.18.0.2", proto: 17, port: 9, mode: .nat, flowExists: true) == .infrastructure)
+        #expect(rule.verdict(destination: "203.0.113.1", proto: 17, port: 40000, mode: .nat, flowExists: true) == .hairpin)
+    }
+
+    @Test func onlyAPublishedServiceIsReachedOnAnExternalAddress() {
+        #expect(rule.verdict(destination: "203.0.113.1", proto: 6, port: 8080, mode: .nat, flowExists: false) == .hairpin)
+        #expect(rule.verdict(destination: "203.0.113.1", proto: 17, port: 8080, mode: .nat, flowExists: false) == .infrastructure, "another protocol")
+        #expect(rule.verdict(destination: "203.0.113.1", proto: 6, port: 22, mode: .nat, flowExists: false) == .infrastructure, "another port")
+        #expect(rule.verdict(destination: "203.0.113.1", proto: 1, port: 0, mode: .nat, flowExists: false) == .infrastructure, "ICMP")
+        #expect(rule.verdict(destination: "203.0.113.1", proto: 6, port: 8080, mode: .route, flowExists: false) == .infrastructure,
+                "route mode has no NAT to hairpin through")
     }
 }

@@ -33,6 +33,21 @@ struct GatewayPolicyTests {
         }
     }
 
+    @Test func infrastructurePrefixesAndPortSharesReadBackAsWritten() throws {
+        var p = gatewayPolicy()
+        p.infrastructurePrefixes = [InfrastructurePrefix(prefix: IPPrefix(parsing: "10.9.0.0/16")!, name: "management"),
+                                    InfrastructurePrefix(prefix: IPPrefix(parsing: "2001:db8:ff::/48")!)]
+        p.gatewayDomains[1].natPortShare = 25
+        #expect(p.validate() == [])
+        for format in PolicyFormat.allCases {
+            #expect(try PolicyDocument.decode(PolicyWriter.write(p, as: format)) == p)
+        }
+        #expect(p.natPortShares == [1: 50, 2: 25], "the default keeps half of each address's ports for the other domains")
+        p.gatewayDomains.removeLast()
+        p.publishedServices = []
+        #expect(p.natPortShares == [:], "one NAT domain alone has nobody to keep ports for")
+    }
+
     static let routeMode = GatewayDomain(routingDomain: "red", mode: .route, prefixes: [IPPrefix(parsing: "203.0.113.0/25")!])
 
     static let brokenRules: [BrokenRule] = [
@@ -52,6 +67,8 @@ struct GatewayPolicyTests {
         BrokenRule("service CA outside the domain", "publishedServices[0].customerAddress", "198.19.9.9", "inside a subnet of routing domain red") { p in p.publishedServices[0].customerAddress = "198.19.9.9" },
         BrokenRule("service of an unserved domain", "publishedServices[0].routingDomain", "blue", "in gatewayDomains") { p in p.gatewayDomains.removeLast(); p.publishedServices[0].routingDomain = "blue" },
         BrokenRule("same service twice", "publishedServices[1].externalPort", "8080", "one service per protocol") { p in p.publishedServices.append(p.publishedServices[0]) },
+        BrokenRule("no NAT port share", "gatewayDomains[0].natPortShare", "0", "a percentage from 1 to 100") { p in p.gatewayDomains[0].natPortShare = 0 },
+        BrokenRule("host bits in an infrastructure prefix", "infrastructurePrefixes[0].prefix", "10.9.1.1/16", "10.9.0.0/16") { p in p.infrastructurePrefixes = [InfrastructurePrefix(prefix: IPPrefix(parsing: "10.9.1.1/16")!)] },
         BrokenRule("served without an external address", "externalAddresses", "[]", "at least one external address") { p in p.externalAddresses = []; p.publishedServices = [] },
     ]
 
@@ -61,6 +78,13 @@ struct GatewayPolicyTests {
         rule.mutate(&p)
         let errors = p.validate()
         #expect(errors.contains { $0.field == rule.field && $0.value == rule.value && $0.allowed.contains(rule.allowed) }, "\(rule.name): got \(errors)")
+    }
+
+    @Test func aPortShareOutOfRangeIsNamedWhenRead() {
+        let text = "gatewayDomains:\n  - {routingDomain: red, natPortShare: 150}\n"
+        #expect { try PolicyDocument.decode(text, validate: false) } throws: { e in
+            (e as? PolicyErrors)?.errors.contains { $0.field == "gatewayDomains[0].natPortShare" && $0.value == "150" } == true
+        }
     }
 
     @Test func badPortRangesAreNamed() {
