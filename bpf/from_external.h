@@ -62,10 +62,15 @@ int nv_from_external(struct xdp_md *ctx)
 		return pass_to_host(ctx);
 	if (!is_external_address(ip->daddr)) {
 		struct nv_gw_routed *to = gw_routed_subnet(ip->daddr);
-		if (to)
-			return route_from_outside(ctx, eth, ip, &f, to);
-		return pass_to_host(ctx);
+		if (!to)
+			return pass_to_host(ctx);
+		if (infra_covers(NV_AF_INET, &ip->saddr))
+			return drop(ctx, NV_DROP_EXTERNAL_FROM_INFRA);
+		return route_from_outside(ctx, eth, ip, &f, to);
 	}
+	/* Nothing for a tenant comes from an infrastructure address (a tenant could never
+	 * answer it: gw_egress.h): such a source on the external side is forged. */
+	int from_infra = infra_covers(NV_AF_INET, &ip->saddr);
 	if (f.proto == IPPROTO_ICMP && !is_ipv4_fragment(ip)) {
 		struct icmp_echo_hdr *icmp = CURSOR_TAKE(&c, struct icmp_echo_hdr);
 		if (icmp && icmp->type == ICMP_ECHO)
@@ -74,10 +79,14 @@ int nv_from_external(struct xdp_md *ctx)
 			struct nv_nat_flow *about = error_about_nat_flow(&c);
 			if (!about)
 				return pass_to_host(ctx); /* about the host's own traffic */
+			if (from_infra)
+				return drop(ctx, NV_DROP_EXTERNAL_FROM_INFRA);
 			return to_userspace_in_domain(ctx, NV_EXC_NAT_IN, 0, NV_NO_STATS_SLOT, 0, about->rdid,
 						      about->flags & NV_NAT_SERVICE);
 		}
 	}
+	if (from_infra)
+		return drop(ctx, NV_DROP_EXTERNAL_FROM_INFRA);
 
 	struct nat_packet p = {};
 	if (nat_parse(ctx, &p, 0) < 0)

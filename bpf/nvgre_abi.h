@@ -155,6 +155,9 @@ struct nv_config {
 	 * exc_interval_ns, bursts of exc_burst_ns worth (0: no limit). See exc_buckets. */
 	__u32 exc_interval_ns;
 	__u32 exc_burst_ns;
+	/* The same for each VM port, within its domain's share (0: no limit per port). */
+	__u32 exc_port_interval_ns;
+	__u32 exc_port_burst_ns;
 };
 
 /* ---- Gateway: NAT44 toward the physical network, published services ----------------
@@ -221,6 +224,8 @@ enum nv_infra_origin {
  * What comes from outside to a domain (new connections to its services, its flows' packets
  * and ICMP errors) has a bucket of its own: the domain id with NV_SHARE_FROM_OUTSIDE set. */
 #define NV_SHARE_FROM_OUTSIDE 0x80000000u
+/* A VM port's own bucket: its ifindex with this bit set (checked before the domain's). */
+#define NV_SHARE_PORT 0x40000000u
 
 /* domain_stats (per-CPU hash): (routing domain, counter) -> packets and bytes. XDP counts
  * its counters on every CPU; the gateway process adds its own (never written by XDP) to
@@ -390,6 +395,7 @@ enum nv_drop_reason {
 	NV_DROP_EXTERNAL_TTL,        /* to a routed domain with TTL <= 1 */
 	NV_DROP_TO_INFRASTRUCTURE,   /* a tenant's packet to an infrastructure address (infra) */
 	NV_DROP_EXCEPTION_THROTTLED, /* over the routing domain's share of the exception path */
+	NV_DROP_EXTERNAL_FROM_INFRA, /* to a tenant from an infrastructure address on the outside */
 	NV_DROP_MAX
 };
 
@@ -459,7 +465,7 @@ _Static_assert(sizeof(struct nv_port_ca_key) == 24, "nv_port_ca_key");
 _Static_assert(sizeof(struct nv_route_key) == 28, "nv_route_key");
 _Static_assert(sizeof(struct nv_route_val) == 28, "nv_route_val");
 _Static_assert(sizeof(struct nv_pa_key) == 20, "nv_pa_key");
-_Static_assert(sizeof(struct nv_config) == 40, "nv_config");
+_Static_assert(sizeof(struct nv_config) == 48, "nv_config");
 _Static_assert(sizeof(struct nv_infra_key) == 24, "nv_infra_key");
 _Static_assert(sizeof(struct nv_domain_counter_key) == 8, "nv_domain_counter_key");
 _Static_assert(sizeof(struct nv_ext_addr_key) == 4, "nv_ext_addr_key");

@@ -89,14 +89,13 @@ static __always_inline void count_domain(__u32 rdid, enum nv_domain_counter coun
 	}
 }
 
-/* The routing domain's share of the exception path on this CPU (GCRA): true when one more
- * exception fits. Checked before the frame is copied, so one tenant's flood fills only
- * its own share of the ring and of the process that empties it. */
-static __always_inline int exception_share_left(__u32 share)
+/* One share of the exception path on this CPU (GCRA): true when one more exception fits
+ * bucket `share` (exc_buckets), which admits one every `interval` ns with bursts of `burst`
+ * ns worth. Checked before the frame is copied, so one tenant's flood fills only its own
+ * share of the ring and of the process that empties it. */
+static __always_inline int exception_share_left(__u32 share, __u32 interval, __u32 burst)
 {
-	__u32 zero = 0;
-	struct nv_config *cfg = bpf_map_lookup_elem(&config, &zero);
-	if (!cfg || !cfg->exc_interval_ns)
+	if (!interval)
 		return 1;
 	__u64 now = bpf_ktime_get_ns();
 	__u64 *tat = bpf_map_lookup_elem(&exc_buckets, &share);
@@ -104,13 +103,26 @@ static __always_inline int exception_share_left(__u32 share)
 		bpf_map_update_elem(&exc_buckets, &share, &now, BPF_NOEXIST);
 		tat = bpf_map_lookup_elem(&exc_buckets, &share);
 		if (!tat)
-			return 0; /* the table is full: no share for a domain it cannot track */
+			return 0; /* the table is full: no share for what it cannot track */
 	}
 	__u64 t = *tat > now ? *tat : now;
-	if (t - now > cfg->exc_burst_ns)
+	if (t - now > burst)
 		return 0;
-	*tat = t + cfg->exc_interval_ns;
+	*tat = t + interval;
 	return 1;
+}
+
+/* The frame's shares: its VM port's (when it came from one), then its domain's. */
+static __always_inline int exception_admitted(__u32 ifindex, __u32 rdid, int from_outside)
+{
+	__u32 zero = 0;
+	struct nv_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg)
+		return 1;
+	if (cfg->exc_port_interval_ns && bpf_map_lookup_elem(&ports, &ifindex) &&
+	    !exception_share_left(ifindex | NV_SHARE_PORT, cfg->exc_port_interval_ns, cfg->exc_port_burst_ns))
+		return 0;
+	return exception_share_left(from_outside ? rdid | NV_SHARE_FROM_OUTSIDE : rdid, cfg->exc_interval_ns, cfg->exc_burst_ns);
 }
 
 /* Copies the frame into the exception ring for userspace, then drops it here: from this
@@ -123,7 +135,8 @@ static __always_inline int to_userspace_in_domain(struct xdp_md *ctx, enum nv_ex
 						  int from_outside)
 {
 	__u32 len = frame_len(ctx);
-	if (!exception_share_left(from_outside ? rdid | NV_SHARE_FROM_OUTSIDE : rdid)) {
+	__u32 ingress = ctx->ingress_ifindex;
+	if (!exception_admitted(ingress, rdid, from_outside)) {
 		count_domain(rdid, NV_DOM_EXC_THROTTLED, len);
 		return drop(ctx, NV_DROP_EXCEPTION_THROTTLED);
 	}
@@ -133,7 +146,7 @@ static __always_inline int to_userspace_in_domain(struct xdp_md *ctx, enum nv_ex
 
 	__u64 cap = len < NV_EXC_SNAPLEN ? len : NV_EXC_SNAPLEN;
 	e->hdr.reason = reason;
-	e->hdr.ingress_ifindex = ctx->ingress_ifindex;
+	e->hdr.ingress_ifindex = ingress;
 	e->hdr.vsid = vsid;
 	e->hdr.orig_len = len;
 	e->hdr.mtu = mtu;

@@ -11,19 +11,24 @@ public struct InstanceSettings: Equatable, Sendable {
     /// Requested XDP mode for every attachment: nil tries native first, then generic.
     public var xdpMode: XDPMode?
     public var fibUseRules: Bool
+    /// Each routing domain's share of the exception path, and each VM port's within it.
     public var exceptionShare: ExceptionShare
+    public var portExceptionShare: ExceptionShare
 
-    public init(uplink: String, uplinkIfindex: UInt32, xdpMode: XDPMode?, fibUseRules: Bool, exceptionShare: ExceptionShare = .default) {
+    public init(uplink: String, uplinkIfindex: UInt32, xdpMode: XDPMode?, fibUseRules: Bool, exceptionShare: ExceptionShare = .default,
+                portExceptionShare: ExceptionShare = .defaultPerPort) {
         self.uplink = uplink
         self.uplinkIfindex = uplinkIfindex
         self.xdpMode = xdpMode
         self.fibUseRules = fibUseRules
         self.exceptionShare = exceptionShare
+        self.portExceptionShare = portExceptionShare
     }
 
     var text: String {
         "uplink=\(uplink)\nuplinkIfindex=\(uplinkIfindex)\nxdpMode=\(xdpMode?.rawValue ?? "auto")\nfibUseRules=\(fibUseRules)\n"
             + "exceptionRate=\(exceptionShare.perSecond)\nexceptionBurst=\(exceptionShare.burst)\n"
+            + "portExceptionRate=\(portExceptionShare.perSecond)\nportExceptionBurst=\(portExceptionShare.burst)\n"
     }
 
     init?(text: String) {
@@ -34,11 +39,12 @@ public struct InstanceSettings: Equatable, Sendable {
         }
         guard let u = kv["uplink"], let i = kv["uplinkIfindex"].flatMap(UInt32.init), let m = kv["xdpMode"],
               let f = kv["fibUseRules"] else { return nil }
-        var share = ExceptionShare.default
-        if let r = kv["exceptionRate"].flatMap(UInt32.init), let b = kv["exceptionBurst"].flatMap(UInt32.init) {
-            share = ExceptionShare(perSecond: r, burst: b)
+        func share(_ name: String, _ otherwise: ExceptionShare) -> ExceptionShare {
+            guard let r = kv["\(name)Rate"].flatMap(UInt32.init), let b = kv["\(name)Burst"].flatMap(UInt32.init) else { return otherwise }
+            return ExceptionShare(perSecond: r, burst: b)
         }
-        self.init(uplink: u, uplinkIfindex: i, xdpMode: XDPMode(rawValue: m), fibUseRules: f == "true", exceptionShare: share)
+        self.init(uplink: u, uplinkIfindex: i, xdpMode: XDPMode(rawValue: m), fibUseRules: f == "true",
+                  exceptionShare: share("exception", .default), portExceptionShare: share("portException", .defaultPerPort))
     }
 }
 
@@ -86,6 +92,7 @@ public final class Instance {
 
     /// Loads the programs, pins everything, attaches the fabric program to the uplink.
     public static func up(name: String, uplink: String, mode: XDPMode?, fibUseRules: Bool, exceptionShare: ExceptionShare = .default,
+                          portExceptionShare: ExceptionShare = .defaultPerPort,
                           options: LoadOptions = LoadOptions()) throws -> Instance {
         try checkName(name)
         if isRunning(name) {
@@ -106,7 +113,7 @@ public final class Instance {
             let link = try dp.attach(.fromFabric, ifindex: uplinkIndex, mode: mode)
             try link.pin(at: "\(dir)/\(linkPin(uplink))")
             let settings = InstanceSettings(uplink: uplink, uplinkIfindex: uplinkIndex, xdpMode: mode, fibUseRules: fibUseRules,
-                                             exceptionShare: exceptionShare)
+                                             exceptionShare: exceptionShare, portExceptionShare: portExceptionShare)
             try FileManager.default.createDirectory(atPath: stateDirectory(name), withIntermediateDirectories: true)
             try write(settings.text, to: "\(stateDirectory(name))/settings")
             try write(PolicyWriter.write(Policy(), as: .yaml), to: "\(stateDirectory(name))/policy.yaml")
@@ -185,6 +192,7 @@ public final class Instance {
     public func compileContext() throws -> CompileContext {
         var ctx = CompileContext(uplinkIfindex: settings.uplinkIfindex, fibUseRules: settings.fibUseRules, ifindex: existingInterfaceIndex)
         ctx.exceptionShare = settings.exceptionShare
+        ctx.portExceptionShare = settings.portExceptionShare
         ctx.hostAddresses = try interfaceAddresses()
         for e in try maps.subnets.rawEntries() {
             ctx.liveSlots[e.key.load(as: UInt32.self)] = e.value.load(as: nv_subnet.self).stats_slot

@@ -42,6 +42,7 @@ public struct CompileContext {
     public var slotCount: UInt32 = UInt32(NV_DEFAULT_MAX_SUBNETS)
     /// Each routing domain's share of the exception path, and the CPUs it is divided among.
     public var exceptionShare = ExceptionShare.default
+    public var portExceptionShare = ExceptionShare.defaultPerPort
     public var cpus = Int(libbpf_num_possible_cpus())
     /// Every address of this host (a gateway's are infrastructure: no tenant reaches them).
     public var hostAddresses: [InterfaceAddress] = []
@@ -180,7 +181,7 @@ public enum PolicyCompiler {
                             pa4: p.providerAddresses.first { $0.address.family == .v4 }?.address,
                             pa6: p.providerAddresses.first { $0.address.family == .v6 }?.address,
                             useRoutingRules: ctx.fibUseRules, externalIfindex: externalIfindex,
-                            exceptionShare: ctx.exceptionShare, cpus: ctx.cpus)
+                            exceptionShare: ctx.exceptionShare, portExceptionShare: ctx.portExceptionShare, cpus: ctx.cpus)
         out.images[.config]![RawBytes(of: UInt32(0))] = RawBytes(of: cfg)
         if p.isGateway {
             for (prefix, origin) in infrastructure(p, ctx) {

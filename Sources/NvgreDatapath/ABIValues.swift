@@ -133,6 +133,8 @@ public struct ExceptionShare: Equatable, Sendable {
     public var burst: UInt32
 
     public static let `default` = ExceptionShare(perSecond: 2000, burst: 200)
+    /// A VM port's, within its domain's: one VM takes at most a quarter of its tenant's.
+    public static let defaultPerPort = ExceptionShare(perSecond: 500, burst: 50)
     public static let unlimited = ExceptionShare(perSecond: 0, burst: 0)
 
     public init(perSecond: UInt32, burst: UInt32) {
@@ -151,11 +153,13 @@ public struct ExceptionShare: Equatable, Sendable {
 
 extension nv_config {
     public init(uplinkIfindex: UInt32, pa4: IPAddress?, pa6: IPAddress?, useRoutingRules: Bool = false,
-                externalIfindex: UInt32 = 0, exceptionShare: ExceptionShare = .unlimited, cpus: Int = 1) {
+                externalIfindex: UInt32 = 0, exceptionShare: ExceptionShare = .unlimited,
+                portExceptionShare: ExceptionShare = .unlimited, cpus: Int = 1) {
         self.init()
         uplink_ifindex = uplinkIfindex
         external_ifindex = externalIfindex
         (exc_interval_ns, exc_burst_ns) = exceptionShare.perCPU(cpus: cpus)
+        (exc_port_interval_ns, exc_port_burst_ns) = portExceptionShare.perCPU(cpus: cpus)
         if useRoutingRules { flags |= NV_CFG_FIB_USE_RULES.rawValue }
         if let p = pa4 {
             flags |= NV_CFG_HAS_PA4.rawValue

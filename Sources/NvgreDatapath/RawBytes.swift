@@ -1,10 +1,11 @@
-/// The bytes of one map key or value (at most 40, which every ABI struct fits), stored
-/// inline so that a million of them hash and compare without a heap allocation each.
+/// The bytes of one map key or value (at most 48, which every ABI struct fits: nv_config
+/// is the largest), stored inline so that a million of them hash and compare without a
+/// heap allocation each.
 public struct RawBytes: Hashable, Sendable {
-    private var w0: UInt64 = 0, w1: UInt64 = 0, w2: UInt64 = 0, w3: UInt64 = 0, w4: UInt64 = 0
+    private var w0: UInt64 = 0, w1: UInt64 = 0, w2: UInt64 = 0, w3: UInt64 = 0, w4: UInt64 = 0, w5: UInt64 = 0
     public private(set) var count: Int
 
-    public static let capacity = 40
+    public static let capacity = 48
 
     /// The bytes of a C struct or integer from the ABI header.
     public init<T>(of value: T) {

@@ -15,6 +15,8 @@ struct Up: NvgreCommand {
     @Flag(help: "Honour `ip rule` policy routing for the underlay (about 200 ns more per encapsulated packet).") var fibRules = false
     @Option(help: ArgumentHelp("Each routing domain's share of the exception path: at most this many frames a second handed to userspace, the rest dropped and counted (exception-throttled); 0: no limit.", valueName: "n")) var exceptionRate: String?
     @Option(help: ArgumentHelp("The burst of frames a routing domain may hand to userspace at once.", valueName: "n")) var exceptionBurst: String?
+    @Option(help: ArgumentHelp("Each VM port's share of the exception path, within its domain's (frames a second; 0: no limit per port).", valueName: "n")) var portExceptionRate: String?
+    @Option(help: ArgumentHelp("The burst of frames a VM port may hand to userspace at once.", valueName: "n")) var portExceptionBurst: String?
     @Option(help: ArgumentHelp("Capacity of the lookup record map.", valueName: "n")) var maxLookups: String?
     @Option(help: ArgumentHelp("Capacity of the subnet map (and counter slots).", valueName: "n")) var maxSubnets: String?
     @Option(help: ArgumentHelp("Capacity of the port map.", valueName: "n")) var maxPorts: String?
@@ -36,9 +38,12 @@ struct Up: NvgreCommand {
         var share = ExceptionShare.default
         if let s = exceptionRate { share.perSecond = try parseNumber(s, "--exception-rate", 0...10_000_000) }
         if let s = exceptionBurst { share.burst = try parseNumber(s, "--exception-burst", 1...1_000_000) }
+        var portShare = ExceptionShare.defaultPerPort
+        if let s = portExceptionRate { portShare.perSecond = try parseNumber(s, "--port-exception-rate", 0...10_000_000) }
+        if let s = portExceptionBurst { portShare.burst = try parseNumber(s, "--port-exception-burst", 1...1_000_000) }
         let desired = policy.isEmpty ? nil : try readPolicy(policy)
         let instance = try Instance.up(name: global.instance, uplink: uplink, mode: mode, fibUseRules: fibRules,
-                                       exceptionShare: share, options: options)
+                                       exceptionShare: share, portExceptionShare: portShare, options: options)
         if let desired {
             do {
                 printSummary(try instance.apply(desired), json: global.json)

@@ -175,7 +175,8 @@ struct InfrastructureCompileTests {
         #expect(share.perCPU(cpus: 1) == (500_000, 199 * 500_000))
         #expect(share.perCPU(cpus: 2) == (1_000_000, 99 * 1_000_000))
         #expect(ExceptionShare.unlimited.perCPU(cpus: 2) == (0, 0))
-        let cfg = nv_config(uplinkIfindex: 3, pa4: nil, pa6: nil, exceptionShare: share, cpus: 2)
+        let cfg = nv_config(uplinkIfindex: 3, pa4: nil, pa6: nil, exceptionShare: share, portExceptionShare: .defaultPerPort, cpus: 2)
         #expect(cfg.exc_interval_ns == 1_000_000 && cfg.exc_burst_ns == 99_000_000)
+        #expect(cfg.exc_port_interval_ns == 4_000_000 && cfg.exc_port_burst_ns == 24 * 4_000_000, "500/s in bursts of 50 per port")
     }
 }
