@@ -240,6 +240,7 @@ enum nv_domain_counter {
 	NV_DOM_TO_INFRA,          /* XDP: to an infrastructure address, dropped */
 	NV_DOM_PORTS_EXHAUSTED,   /* gateway process: no NAT port within the domain's share */
 	NV_DOM_USERSPACE_TO_INFRA, /* gateway process: to an infrastructure address, dropped */
+	NV_DOM_FLOW_SHARE_FULL,   /* gateway process: a new flow over the domain's share of the flow table */
 	NV_DOM_MAX
 };
 

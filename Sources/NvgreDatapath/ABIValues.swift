@@ -195,6 +195,13 @@ extension nv_infra_key {
 
     /// The key that finds the longest infrastructure prefix holding `address`.
     public init(address: IPAddress) { self.init(prefix: address, prefixLength: address.bytes.count * 8) }
+
+    /// The prefix this key holds.
+    public var prefix: IPPrefix? {
+        let bytes = withUnsafeBytes(of: addr) { Array($0) }
+        let a = family == UInt8(NV_AF_INET) ? IPAddress(v4: Array(bytes.prefix(4))) : IPAddress(v6: bytes)
+        return IPPrefix(address: a, length: Int(prefixlen) - Int(NV_INFRA_KEY_PREFIX_BITS))
+    }
 }
 
 extension nv_gw_prefix_key {

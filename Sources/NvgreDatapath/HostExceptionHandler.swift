@@ -98,7 +98,12 @@ public final class HostExceptionHandler {
         }
         let gateway: IPAddress? = dst.family == .v4 ? sn.gateway4 : sn.gateway6
         // A routed packet carries the router's MACs by now: the VM is the one on the port.
-        let vm = maps.ports.lookup(e.ingressIfindex).map { MACAddress(bytes(of: $0.mac, count: 6)) }
+        // Answers go only to a VM port, never out of the uplink or to the host's stack.
+        guard let port = maps.ports.lookup(e.ingressIfindex) else {
+            fail("\(e.reasonName) exception from interface \(e.ingressIfindex), which is no VM port: not answered")
+            return false
+        }
+        let vm = MACAddress(bytes(of: port.mac, count: 6))
         guard let answer = error.answer(to: e.frame, gatewayMAC: sn.gatewayMAC, gateway: gateway, vm: vm) else {
             icmpErrorsNotDue += 1
             return false

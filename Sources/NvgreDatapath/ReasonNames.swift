@@ -81,6 +81,13 @@ public enum ReasonNames {
         (NV_DOM_TO_INFRA, "to-infrastructure"),
         (NV_DOM_PORTS_EXHAUSTED, "ports-exhausted"),
         (NV_DOM_USERSPACE_TO_INFRA, "userspace-to-infrastructure"),
+        (NV_DOM_FLOW_SHARE_FULL, "flow-share-full"),
+    ]
+
+    /// Why a prefix is in the infra map.
+    public static let infrastructureOrigins: [(nv_infra_origin, String)] = [
+        (NV_INFRA_LISTED, "listed"), (NV_INFRA_PROVIDER, "provider"), (NV_INFRA_HOST, "host"),
+        (NV_INFRA_EXTERNAL, "external"), (NV_INFRA_SPECIAL, "special"),
     ]
 
     public static func drop(_ code: UInt32) -> String {

@@ -50,8 +50,8 @@ public final class Gateway {
     private var pendingDomainCounts: [UInt64: (packets: UInt64, bytes: UInt64)] = [:]
     private let icmpLimit: ICMPRateLimit
     /// Routing domain id -> the percentage of each external address's NAT ports (per
-    /// protocol) it may hold; domains not listed may hold them all.
-    public var portShares: [UInt32: UInt32]
+    /// protocol) and of the flow table it may hold; domains not listed may hold them all.
+    public var natShares: [UInt32: UInt32]
     private var egress: EgressRule!
     private let hostAddresses = HostAddressCache()
     public var onEvent: (Event) -> Void = { _ in }
@@ -60,12 +60,12 @@ public final class Gateway {
     /// The raw socket that sends translated packets out is bound to the external interface,
     /// so the kernel never routes them anywhere else.
     public init(maps: DatapathMaps, externalAddresses: [ExternalAddress], timeouts: NATTimeouts = NATTimeouts(),
-                icmpLimit: ICMPRateLimit = ICMPRateLimit(), portShares: [UInt32: UInt32] = [:]) throws {
+                icmpLimit: ICMPRateLimit = ICMPRateLimit(), natShares: [UInt32: UInt32] = [:]) throws {
         self.maps = maps
         self.icmpLimit = icmpLimit
         self.externalAddresses = externalAddresses
         self.timeouts = timeouts
-        self.portShares = portShares
+        self.natShares = natShares
         outside = try RawIPSocket(.v4)
         if let external = externalAddresses.first?.interface { try outside.bind(toDevice: external) }
         portSender = try PacketSocket()
@@ -211,7 +211,7 @@ public final class Gateway {
         let hint = Int(pkt.source.bytes.reduce(rdid) { $0 &* 31 &+ UInt32($1) } % UInt32(externalAddresses.count))
         for i in 0..<externalAddresses.count {
             let ext = externalAddresses[(hint + i) % externalAddresses.count]
-            if let share = portShares[rdid],
+            if let share = natShares[rdid],
                table.ports.held(by: rdid, proto: pkt.proto, address: ext.address) >= PortPool.quota(share: share, of: ext.natPorts) {
                 atShare = true
                 continue
@@ -317,8 +317,15 @@ public final class Gateway {
 
     // MARK: flows
 
-    /// Writes a new flow into both maps (nat_in first: a reply may come back at once).
+    /// Writes a new flow into both maps (nat_in first: a reply may come back at once),
+    /// within its domain's share of the flow table.
     private func create(_ flow: NATFlow, fromOutside: Bool, _ e: ExceptionFrame) -> NATEntry? {
+        if let share = natShares[flow.rdid], table.count(of: flow.rdid) >= PortPool.quota(share: share, ofCount: Int(maps.natOut.maxEntries)) {
+            if !fromOutside { table.ports.release(proto: flow.proto, address: flow.ext, port: flow.extPort) }
+            count(NV_GW_FLOW_TABLE_FULL, e)
+            countDomain(flow.rdid, NV_DOM_FLOW_SHARE_FULL, e)
+            return nil
+        }
         let now = monotonicNanoseconds()
         let flags = fromOutside ? UInt8(NV_NAT_SERVICE.rawValue) : 0
         let value = flow.value(flags: flags, lastSeenNanoseconds: now)

@@ -49,7 +49,10 @@ struct PortPool {
     private var held: [Holder: Int] = [:]
 
     /// The most ports of `range` that a domain with `share` percent may hold (at least one).
-    static func quota(share: UInt32, of range: PortRange) -> Int { max(1, range.count * Int(min(share, 100)) / 100) }
+    static func quota(share: UInt32, of range: PortRange) -> Int { quota(share: share, ofCount: range.count) }
+
+    /// The same of any pool of `count`.
+    static func quota(share: UInt32, ofCount count: Int) -> Int { max(1, count * Int(min(share, 100)) / 100) }
 
     /// A free port of `range` for domain `rdid`, searched from a pseudo-random start; nil
     /// when all are taken.
@@ -106,9 +109,13 @@ public struct NATTable {
 
     private(set) var entries: [OutKey: NATEntry] = [:]
     private var inbound: [InKey: OutKey] = [:]
+    private var perDomain: [UInt32: Int] = [:]
     var ports = PortPool()
 
     public var count: Int { entries.count }
+
+    /// How many flows routing domain `rdid` holds.
+    public func count(of rdid: UInt32) -> Int { perDomain[rdid] ?? 0 }
     public var all: [NATEntry] { Array(entries.values) }
 
     static func outKey(_ f: NATFlow) -> OutKey {
@@ -129,6 +136,7 @@ public struct NATTable {
 
     mutating func insert(_ e: NATEntry) {
         let k = Self.outKey(e.flow)
+        if entries[k] == nil { perDomain[e.flow.rdid, default: 0] += 1 }
         entries[k] = e
         inbound[Self.inKey(e.flow)] = k
     }
@@ -136,7 +144,7 @@ public struct NATTable {
     mutating func update(_ e: NATEntry) { entries[Self.outKey(e.flow)] = e }
 
     mutating func remove(_ f: NATFlow) {
-        entries[Self.outKey(f)] = nil
+        if entries.removeValue(forKey: Self.outKey(f)) != nil { perDomain[f.rdid, default: 1] -= 1 }
         inbound[Self.inKey(f)] = nil
         ports.release(proto: f.proto, address: f.ext, port: f.extPort)
     }

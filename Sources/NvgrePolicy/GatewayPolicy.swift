@@ -55,18 +55,19 @@ public struct GatewayDomain: Equatable, Sendable {
     public var routingDomain: String
     public var mode: GatewayMode
     public var prefixes: [IPPrefix]
-    /// The most of each external address's NAT ports (per protocol) that this domain may
-    /// hold at once, in percent: the rest stays for the other domains sharing the address.
-    public var natPortShare: UInt32
+    /// The most of the gateway's shared NAT resources that this domain may hold at once, in
+    /// percent: of each external address's ports (per protocol), and of the flow table. The
+    /// rest stays for the other domains.
+    public var natShare: UInt32
 
-    public static let defaultNATPortShare: UInt32 = 50
+    public static let defaultNATShare: UInt32 = 50
 
     public init(routingDomain: String, mode: GatewayMode = .nat, prefixes: [IPPrefix] = [],
-                natPortShare: UInt32 = GatewayDomain.defaultNATPortShare) {
+                natShare: UInt32 = GatewayDomain.defaultNATShare) {
         self.routingDomain = routingDomain
         self.mode = mode
         self.prefixes = prefixes
-        self.natPortShare = natPortShare
+        self.natShare = natShare
     }
 }
 
@@ -121,13 +122,13 @@ public struct PublishedService: Equatable, Sendable {
 extension Policy {
     public var isGateway: Bool { !gatewayDomains.isEmpty || !externalAddresses.isEmpty }
 
-    /// Routing domain id -> its share of each external address's NAT ports, in percent.
+    /// Routing domain id -> its share of the NAT ports and of the flow table, in percent.
     /// Empty when one domain alone is served with NAT: there is nobody to keep ports for.
-    public var natPortShares: [UInt32: UInt32] {
+    public var natShares: [UInt32: UInt32] {
         let nat = gatewayDomains.filter { $0.mode == .nat }
         guard nat.count > 1 else { return [:] }
         var out: [UInt32: UInt32] = [:]
-        for d in nat { if let id = routingDomains.first(where: { $0.name == d.routingDomain })?.id { out[id] = d.natPortShare } }
+        for d in nat { if let id = routingDomains.first(where: { $0.name == d.routingDomain })?.id { out[id] = d.natShare } }
         return out
     }
 
@@ -159,8 +160,8 @@ extension Policy {
         if !gatewayDomains.isEmpty && externalAddresses.isEmpty {
             fail("externalAddresses", "[]", "at least one external address when gatewayDomains serves a routing domain")
         }
-        for (i, d) in gatewayDomains.enumerated() where !(1...100).contains(d.natPortShare) {
-            fail("gatewayDomains[\(i)].natPortShare", d.natPortShare, "a percentage from 1 to 100")
+        for (i, d) in gatewayDomains.enumerated() where !(1...100).contains(d.natShare) {
+            fail("gatewayDomains[\(i)].natShare", d.natShare, "a percentage from 1 to 100")
         }
         for (i, x) in infrastructurePrefixes.enumerated() where !x.prefix.isCanonical {
             fail("infrastructurePrefixes[\(i)].prefix", x.prefix, "a prefix without host bits (\(x.prefix.canonical))")

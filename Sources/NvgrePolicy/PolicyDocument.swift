@@ -83,12 +83,12 @@ public enum PolicyDocument {
                 return ExternalAddress(address: a, interface: i, natPorts: ports)
             }
             policy.gatewayDomains = ctx.list(top["gatewayDomains"], "gatewayDomains") { n, at in
-                let f = ctx.fields(n, at, allowed: ["routingDomain", "mode", "prefixes", "natPortShare"], required: ["routingDomain"])
+                let f = ctx.fields(n, at, allowed: ["routingDomain", "mode", "prefixes", "natShare"], required: ["routingDomain"])
                 let mode = f["mode"].map { ctx.choice($0, "\(at).mode", GatewayMode.self) } ?? .nat
                 let prefixes = f["prefixes"].map { ctx.list($0, "\(at).prefixes") { ctx.prefix($0, $1) } } ?? []
-                let share = f["natPortShare"].map { ctx.number($0, "\(at).natPortShare", 1...100) } ?? GatewayDomain.defaultNATPortShare
+                let share = f["natShare"].map { ctx.number($0, "\(at).natShare", 1...100) } ?? GatewayDomain.defaultNATShare
                 guard let rd = ctx.text(f["routingDomain"], "\(at).routingDomain"), let mode, let share else { return nil }
-                return GatewayDomain(routingDomain: rd, mode: mode, prefixes: prefixes, natPortShare: share)
+                return GatewayDomain(routingDomain: rd, mode: mode, prefixes: prefixes, natShare: share)
             }
             policy.publishedServices = ctx.list(top["publishedServices"], "publishedServices") { n, at in
                 let f = ctx.fields(n, at, allowed: ["protocol", "externalAddress", "externalPort", "routingDomain", "customerAddress", "customerPort"],

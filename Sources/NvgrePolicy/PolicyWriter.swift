@@ -73,7 +73,7 @@ public enum PolicyWriter {
             section("gatewayDomains", p.gatewayDomains) { d in
                 [("routingDomain", .text(d.routingDomain)), ("mode", .text(d.mode.rawValue))]
                     + (d.prefixes.isEmpty ? [] : [("prefixes", .list(d.prefixes.map { .text($0.description) }))])
-                    + (d.natPortShare == GatewayDomain.defaultNATPortShare ? [] : [("natPortShare", .number(d.natPortShare))])
+                    + (d.natShare == GatewayDomain.defaultNATShare ? [] : [("natShare", .number(d.natShare))])
             }
             section("publishedServices", p.publishedServices) { s in
                 [("protocol", .text(s.proto.rawValue)), ("externalAddress", .text(s.externalAddress.description)),

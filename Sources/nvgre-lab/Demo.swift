@@ -132,6 +132,23 @@ struct Demo: ParsableCommand {
             check(added.status == 0 && (try? fetched.get(i).get().ok) == true,
                   "X reaches \(vm.tenant)'s service \(ext):\(port) -> \(vm.ip4):80 on B, 1 MiB over TCP, both at once: \(fetched.get(i).text)")
         }
+        // A tenant reaches another tenant's published service as any client would (hairpin).
+        let hairpin = Result { try Traffic.tcpTransfer(from: lab.ns(blueA), to: lab.ns(redB), address: ext, port: DemoPlan.redService,
+                                                       serverPort: 80, bytes: 65536, timeout: 5) }
+        check((try? hairpin.get().ok) == true,
+              "Blue VM on A reaches Red's published service \(ext):\(DemoPlan.redService) through G like any client (hairpin): \(hairpin.text)")
+        // ...and never the provider network or the gateway itself.
+        let infraHosts = [DemoPlan.a, DemoPlan.b, DemoPlan.g]
+        let listeners = try infraHosts.map { try Traffic.udpListener(in: lab.ns($0), family: .v4, port: 9100) }
+        let blocked0 = try dropCount(lab, "to-infrastructure")
+        for target in infraHosts.map(\.pa4) + [ext] {
+            _ = try? lab.net.exec(lab.ns(redA), "bash -c 'echo probe > /dev/udp/\(target)/9100'")
+        }
+        let arrived = listeners.map { $0.receive(timeout: 0.5).count }.reduce(0, +)
+        let blocked = try dropCount(lab, "to-infrastructure") - blocked0
+        check(arrived == 0 && blocked == infraHosts.count + 1,
+              "Red VM sends UDP to every provider address and G's external address: \(arrived) arrived, \(blocked) dropped at G as to-infrastructure")
+
         let g = try lab.cli(DemoPlan.g, ["-j", "stats"])
         let json = (try? JSONSerialization.jsonObject(with: Data(g.output.utf8))) as? [String: Any]
         let gw = (json?["gateway"] as? [String: Any]) ?? [:]
@@ -139,6 +156,13 @@ struct Demo: ParsableCommand {
         let userspace = n("userspace-out") + n("userspace-in"), offloaded = n("offloaded-out") + n("offloaded-in")
         check(n("flows-offloaded") >= 4 && offloaded > 10 * userspace,
               "established flows run in XDP on G: \(n("flows-offloaded")) flows offloaded, \(offloaded) packets translated by XDP, \(userspace) by the gateway process")
+    }
+
+    /// A drop counter of G, from `nvgre -j stats`.
+    private func dropCount(_ lab: DemoLab, _ reason: String) throws -> Int {
+        let r = try lab.cli(DemoPlan.g, ["-j", "stats"])
+        let json = (try? JSONSerialization.jsonObject(with: Data(r.output.utf8))) as? [String: Any]
+        return (((json?["drops"] as? [String: Any])?[reason] as? [String: Any])?["packets"] as? Int) ?? 0
     }
 
     /// The command line as a user would type it (binary name only).

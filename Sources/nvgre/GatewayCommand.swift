@@ -36,7 +36,7 @@ struct GatewayCommand: NvgreCommand {
         }
         let icmpLimit = ICMPRateLimit()  // one for the whole process
         let gateway = try Gateway(maps: instance.maps, externalAddresses: policy.externalAddresses, timeouts: t, icmpLimit: icmpLimit,
-                                  portShares: policy.natPortShares)
+                                  natShares: policy.natShares)
         let logFlows = logFlows
         gateway.onEvent = { event in
             switch event {

@@ -1,15 +1,17 @@
 import ArgumentParser
+import CNvgre
 import Foundation
 import NvgreControl
 import NvgreDatapath
 import NvgrePolicy
+import NvgreWire
 
 struct Show: NvgreCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the live state: everything, or one kind.",
-        discussion: "Kinds: all, interfaces, domains, subnets, lookups, routes, pas, ports.")
+        discussion: "Kinds: all, interfaces, domains, subnets, lookups, routes, pas, ports, infrastructure (a gateway's: what no tenant reaches through it, and why).")
 
-    static let kinds = ["all", "interfaces", "domains", "subnets", "lookups", "routes", "pas", "ports"]
+    static let kinds = ["all", "interfaces", "domains", "subnets", "lookups", "routes", "pas", "ports", "infrastructure"]
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "What to show.") var kind = "all"
@@ -81,6 +83,7 @@ struct Show: NvgreCommand {
                          ("addresses", .array(p.addresses.map { .string($0.description) }))])
             }), policy.ports.map { p in "\(pad(p.interface, 16)) vsid \(pad(String(p.vsid), 9)) \(p.mac) \(p.addresses.map(\.description).joined(separator: ", "))" }))
         }
+        if want("infrastructure") { sections.append(try infrastructureSection(instance.maps, policy)) }
         policy.lookupRecords = []
 
         if global.json {
@@ -101,6 +104,30 @@ struct Show: NvgreCommand {
             for l in lines { print(kind == "all" ? "  " + l : l) }
             if kind == "all" && lines.isEmpty { print("  (none)") }
         }
+    }
+
+    /// The live infra map: each prefix no tenant reaches through this gateway, and why.
+    func infrastructureSection(_ maps: DatapathMaps, _ policy: Policy) throws -> (String, JSON, [String]) {
+        let names = Dictionary(ReasonNames.infrastructureOrigins.map { ($0.0.rawValue, $0.1) }, uniquingKeysWith: { a, _ in a })
+        var rows: [(prefix: IPPrefix, why: String)] = []
+        for e in try maps.infrastructure.rawEntries() {
+            guard let p = e.key.load(as: nv_infra_key.self).prefix else { continue }
+            rows.append((p, names[e.value.load(as: UInt32.self)] ?? "unknown"))
+        }
+        rows.sort { a, b in
+            a.prefix.family != b.prefix.family ? a.prefix.family == .v4 : a.prefix.address.bytes.lexicographicallyPrecedes(b.prefix.address.bytes)
+        }
+        let listed = Dictionary(policy.infrastructurePrefixes.map { ($0.prefix.canonical, $0.name) }, uniquingKeysWith: { a, _ in a })
+        let json: [JSON] = rows.map { r in
+            var f: [(String, JSON)] = [("prefix", .string(r.prefix.description)), ("why", .string(r.why))]
+            if let name = listed[r.prefix], !name.isEmpty { f.append(("name", .string(name))) }
+            return .object(f)
+        }
+        let text: [String] = rows.map { r in
+            let name = listed[r.prefix].flatMap { $0.isEmpty ? nil : " (\($0))" } ?? ""
+            return "\(pad(r.prefix.description, 24)) \(r.why)\(name)"
+        }
+        return ("infrastructure", .array(json), text)
     }
 
     /// Which customer routes are not programmed, and why (compiled without the records).

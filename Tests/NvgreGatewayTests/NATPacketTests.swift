@@ -132,6 +132,21 @@ import Testing
         #expect(recovered.held(by: 2, proto: 17, address: a) == 1 && recovered.held(by: 1, proto: 17, address: a) == 0)
     }
 
+    @Test func theTableCountsEachDomainsFlows() {
+        var table = NATTable()
+        func flow(_ rdid: UInt32, _ port: UInt16) -> NATFlow {
+            NATFlow(proto: 17, rdid: rdid, vsid: 5001, ca: "198.19.1.1", caPort: port, ext: "203.0.113.1", extPort: port, remote: "203.0.113.2", remotePort: 53)
+        }
+        for p in 1...3 { table.insert(NATEntry(flow: flow(1, UInt16(p)), flags: 0, fromOutside: false, lastSeen: 0)) }
+        table.insert(NATEntry(flow: flow(2, 1), flags: 0, fromOutside: false, lastSeen: 0))
+        table.insert(NATEntry(flow: flow(1, 1), flags: 1, fromOutside: false, lastSeen: 5))  // an update, not a new flow
+        #expect(table.count(of: 1) == 3 && table.count(of: 2) == 1 && table.count == 4)
+        table.remove(flow(1, 2))
+        table.remove(flow(1, 2))  // twice: counted once
+        #expect(table.count(of: 1) == 2)
+        #expect(PortPool.quota(share: 50, ofCount: 262144) == 131072)
+    }
+
     @Test func timeoutsFollowTCPState() {
         var t = NATTimeouts()
         t.tcpEstablished = 100; t.tcpTransitory = 10; t.udp = 30; t.icmp = 5

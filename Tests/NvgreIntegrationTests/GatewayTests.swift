@@ -105,7 +105,7 @@ struct GatewayTests {
         // Two NAT ports only, all of them Red's to take, then a third flow.
         try lab.applyEdited(hostG, file: 1) {
             $0.externalAddresses[0].natPorts = PortRange(first: 40000, last: 40001)
-            $0.gatewayDomains[0].natPortShare = 100
+            $0.gatewayDomains[0].natShare = 100
         }
         lab.killGateway()
         try lab.startGateway()

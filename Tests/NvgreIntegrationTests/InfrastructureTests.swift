@@ -13,13 +13,16 @@ import Testing
 struct InfrastructureTests {
     static let port: UInt16 = 9100
     let x = DemoPlan.x4, ext = DemoPlan.gExternal4
-    var targets: [IPAddress] { DemoPlan.hosts.map(\.pa4) + [ext] }
+    /// A monitoring host on the outside network, in a listed infrastructure prefix.
+    static let monitoring: IPAddress = "203.0.113.200", monitoringPrefix = IPPrefix(parsing: "203.0.113.192/26")!
+    /// Every PA, an unused address of the provider prefix, G's external address, monitoring.
+    var targets: [IPAddress] { DemoPlan.hosts.map(\.pa4) + ["198.18.0.77", ext, Self.monitoring] }
 
-    /// Listeners on every host (any address), the attempts from `vms`, then what arrived.
+    /// Listeners on every host and on X (any address), the attempts from `vms`, then what arrived.
     func attack(_ lab: DemoLab, from vms: [DemoVM]) throws -> (udp: Int, tcp: Int, pings: Int) {
-        let hosts = DemoPlan.hosts
-        let udp = try hosts.map { try Traffic.udpListener(in: lab.ns($0), family: .v4, port: Self.port) }
-        let tcp = try hosts.map { try Traffic.tcpListener(in: lab.ns($0), family: .v4, port: Self.port) }
+        let listeners = DemoPlan.hosts.map { lab.ns($0) } + [lab.outside]
+        let udp = try listeners.map { try Traffic.udpListener(in: $0, family: .v4, port: Self.port) }
+        let tcp = try listeners.map { try Traffic.tcpListener(in: $0, family: .v4, port: Self.port) }
         var pings = 0
         for vm in vms {
             // All at once per VM: a datagram, a connection attempt and a ping to each target.
@@ -47,9 +50,15 @@ struct InfrastructureTests {
         }
     }
 
-    /// Hosts A and B route the external prefix to G, so that a reply could come back.
-    func routeRepliesBack(_ lab: DemoLab) throws {
+    /// Hosts A and B route the external prefix to G, so that a reply could come back; X
+    /// gets the monitoring address, listed as infrastructure in G's policy.
+    func prepare(_ lab: DemoLab, _ edit: (inout Policy) -> Void = { _ in }) throws {
         for h in DemoPlan.hypervisors { _ = try lab.net.ip(lab.ns(h), "route replace 203.0.113.0/24 via \(DemoPlan.g.pa4)") }
+        _ = try lab.net.ip(lab.outside, "addr add \(Self.monitoring)/24 dev eth0")
+        try lab.applyEdited(hostG, file: 1) { p in
+            p.infrastructurePrefixes = [InfrastructurePrefix(prefix: Self.monitoringPrefix, name: "monitoring")]
+            edit(&p)
+        }
     }
 
     func domainCounters(_ lab: DemoLab) throws -> [String: [String: Int]] {
@@ -65,8 +74,14 @@ struct InfrastructureTests {
 
     @Test func tenantsReachNoInfrastructureAddressThroughTheGateway() throws {
         let lab = try startedLab("infra")
-        try routeRepliesBack(lab)
+        try prepare(lab)
         #expect(Traffic.ping(from: lab.ns(redA), to: x, count: 2) == 2, "control: Red reaches X")
+        // What G holds as infrastructure, and why.
+        let shown = try lab.cli(hostG, ["-j", "show", "infrastructure"])
+        let infra = ((try JSONSerialization.jsonObject(with: Data(shown.output.utf8)) as? [String: Any])?["infrastructure"] as? [[String: Any]]) ?? []
+        let why = Dictionary(infra.compactMap { e in (e["prefix"] as? String).map { ($0, e["why"] as? String ?? "") } }, uniquingKeysWith: { a, _ in a })
+        #expect(why["203.0.113.192/26"] == "listed" && why["198.18.0.0/24"] == "provider" && why["198.18.0.1/32"] == "provider"
+                && why["203.0.113.1/32"] == "external" && why["127.0.0.0/8"] == "special" && why["203.0.113.255/32"] == "host", "\(shown.output)")
         let before = try lab.counters(hostG).drops["to-infrastructure"] ?? 0
 
         let seen = try attack(lab, from: DemoPlan.vms)
@@ -96,12 +111,11 @@ struct InfrastructureTests {
 
     @Test func aRouteModeDomainReachesNoInfrastructureEither() throws {
         let lab = try startedLab("infraroute")
-        try lab.applyEdited(hostG, file: 1) { p in
+        try prepare(lab) { p in
             p.gatewayDomains[0] = GatewayDomain(routingDomain: "red", mode: .route, prefixes: [IPPrefix(parsing: "203.0.113.0/24")!])
             p.publishedServices = []
         }
         _ = try lab.net.exec(lab.outside, "ip route add 198.19.0.0/16 via \(ext)")
-        try routeRepliesBack(lab)
         #expect(Traffic.ping(from: lab.ns(redA), to: x, count: 2) == 2, "control: Red is routed to X")
 
         let before = try lab.counters(hostG).drops["to-infrastructure"] ?? 0
@@ -176,6 +190,29 @@ struct NoisyNeighbourTests {
         #expect(redThrottled > 1000, "the flood is dropped at Red's share: \(redThrottled)")
         #expect(blueThrottled == 0, "Blue lost nothing to Red's flood: \(blueThrottled)")
         #expect((try lab.counters(hostG).drops["exception-ring-full"] ?? 0) == 0)
+    }
+
+    @Test func aTenantTakesAtMostItsShareOfTheNATPorts() throws {
+        let lab = try startedLab("portshare")
+        // Four UDP ports on the shared address; each domain may hold half (the default).
+        try lab.applyEdited(hostG, file: 1) { $0.externalAddresses[0].natPorts = PortRange(first: 40000, last: 40003) }
+        lab.killGateway()
+        try lab.startGateway()
+        let echo = try Traffic.udpListener(in: lab.outside, family: .v4, port: 5402)
+        // Four new flows of Red's (each datagram from a new source port): two get ports, the
+        // others find Red at its share; then Blue's two still get the other two ports.
+        for (vm, text) in [(redA, "red0"), (redA, "red1"), (redA, "red2"), (redB, "red3"), (blueA, "Ablue"), (blueB, "Bblue")] {
+            _ = try lab.net.exec(lab.ns(vm), "bash -c 'echo \(text) > /dev/udp/\(x)/5402'")
+            usleep(50_000)
+        }
+        let got = Set(echo.receive(timeout: 1).map { String(decoding: $0, as: UTF8.self) })
+        #expect(got.contains("Ablue\n") && got.contains("Bblue\n"), "Blue still gets both of its ports: \(got)")
+        #expect(got.filter { $0.hasPrefix("red") }.count == 2, "Red gets two of the four: \(got)")
+        usleep(300_000)  // the gateway flushes its counters between polls
+        let domains = try InfrastructureTests().domainCounters(lab)
+        #expect(domains["red"]?["ports-exhausted"] == 2 && (domains["blue"]?["ports-exhausted"] ?? 0) == 0, "\(domains)")
+        let log = (try? String(contentsOfFile: lab.gatewayLog, encoding: .utf8)) ?? ""
+        #expect(log.contains("at its share of the ports"), "\(log)")
     }
 
     @Test func aSYNFloodAtOneServiceLeavesTheOtherServicesAndEgressWorking() throws {

@@ -37,15 +37,15 @@ struct GatewayPolicyTests {
         var p = gatewayPolicy()
         p.infrastructurePrefixes = [InfrastructurePrefix(prefix: IPPrefix(parsing: "10.9.0.0/16")!, name: "management"),
                                     InfrastructurePrefix(prefix: IPPrefix(parsing: "2001:db8:ff::/48")!)]
-        p.gatewayDomains[1].natPortShare = 25
+        p.gatewayDomains[1].natShare = 25
         #expect(p.validate() == [])
         for format in PolicyFormat.allCases {
             #expect(try PolicyDocument.decode(PolicyWriter.write(p, as: format)) == p)
         }
-        #expect(p.natPortShares == [1: 50, 2: 25], "the default keeps half of each address's ports for the other domains")
+        #expect(p.natShares == [1: 50, 2: 25], "the default keeps half of each address's ports for the other domains")
         p.gatewayDomains.removeLast()
         p.publishedServices = []
-        #expect(p.natPortShares == [:], "one NAT domain alone has nobody to keep ports for")
+        #expect(p.natShares == [:], "one NAT domain alone has nobody to keep ports for")
     }
 
     static let routeMode = GatewayDomain(routingDomain: "red", mode: .route, prefixes: [IPPrefix(parsing: "203.0.113.0/25")!])
@@ -67,7 +67,7 @@ struct GatewayPolicyTests {
         BrokenRule("service CA outside the domain", "publishedServices[0].customerAddress", "198.19.9.9", "inside a subnet of routing domain red") { p in p.publishedServices[0].customerAddress = "198.19.9.9" },
         BrokenRule("service of an unserved domain", "publishedServices[0].routingDomain", "blue", "in gatewayDomains") { p in p.gatewayDomains.removeLast(); p.publishedServices[0].routingDomain = "blue" },
         BrokenRule("same service twice", "publishedServices[1].externalPort", "8080", "one service per protocol") { p in p.publishedServices.append(p.publishedServices[0]) },
-        BrokenRule("no NAT port share", "gatewayDomains[0].natPortShare", "0", "a percentage from 1 to 100") { p in p.gatewayDomains[0].natPortShare = 0 },
+        BrokenRule("no NAT port share", "gatewayDomains[0].natShare", "0", "a percentage from 1 to 100") { p in p.gatewayDomains[0].natShare = 0 },
         BrokenRule("host bits in an infrastructure prefix", "infrastructurePrefixes[0].prefix", "10.9.1.1/16", "10.9.0.0/16") { p in p.infrastructurePrefixes = [InfrastructurePrefix(prefix: IPPrefix(parsing: "10.9.1.1/16")!)] },
         BrokenRule("served without an external address", "externalAddresses", "[]", "at least one external address") { p in p.externalAddresses = []; p.publishedServices = [] },
     ]
@@ -81,9 +81,9 @@ struct GatewayPolicyTests {
     }
 
     @Test func aPortShareOutOfRangeIsNamedWhenRead() {
-        let text = "gatewayDomains:\n  - {routingDomain: red, natPortShare: 150}\n"
+        let text = "gatewayDomains:\n  - {routingDomain: red, natShare: 150}\n"
         #expect { try PolicyDocument.decode(text, validate: false) } throws: { e in
-            (e as? PolicyErrors)?.errors.contains { $0.field == "gatewayDomains[0].natPortShare" && $0.value == "150" } == true
+            (e as? PolicyErrors)?.errors.contains { $0.field == "gatewayDomains[0].natShare" && $0.value == "150" } == true
         }
     }
 
