@@ -168,11 +168,13 @@ final class GatewayBenchHost {
             for f in frames { try live.send(f, ifindex: ifindex, count: 1, batch: 1) }
         }
         let sent = monotonicSeconds() - t0
-        var last = before, lastChange = t0
+        // The process flushes its counters between polls, so a busy ring can hide them for a
+        // while: standing still counts from the end of sending, not from the first send.
+        var last = before, lastChange = t0, stillSince = t0 + sent
         while true {
             let now = monotonicSeconds(), c = maps.gatewayCount(counter).packets
-            if c != last { (last, lastChange) = (c, now) }
-            if c - before >= UInt64(count) || now - lastChange > 0.5 { break }
+            if c != last { (last, lastChange, stillSince) = (c, now, now) }
+            if c - before >= UInt64(count) || now - stillSince > 0.5 { break }
             usleep(1000)
         }
         let done = Double(last - before), seconds = max(lastChange - t0, 1e-6)
