@@ -76,6 +76,8 @@ let badInputs: [BadInput] = [
     BadInput("up twice", ["up", "--uplink", "ul"], status: 1, ["already running", "nvgre down"]),
     BadInput("up on a missing uplink", ["up", "--uplink", "eth9"], instance: "nvgre-cli-other", ["--uplink: eth9", "an existing interface"]),
     BadInput("up with a bad XDP mode", ["up", "--uplink", "ul", "--xdp-mode", "offload"], instance: "nvgre-cli-other", ["--xdp-mode: offload", "auto, native or generic"]),
+    BadInput("up with an exception rate that is no number", ["up", "--uplink", "ul", "--exception-rate", "fast"], instance: "nvgre-cli-other", ["--exception-rate: fast", "a whole number from 0"]),
+    BadInput("up with a zero exception burst", ["up", "--uplink", "ul", "--port-exception-burst", "0"], instance: "nvgre-cli-other", ["--port-exception-burst: 0", "a whole number from 1"]),
     BadInput("apply a missing file", ["apply", "/nonexistent/policy.yaml"], ["file: /nonexistent/policy.yaml", "a readable policy file"]),
     // policy files: nothing is applied when any line is wrong
     BadInput("unknown top-level key", ["apply", "FILE"], file: localPolicy + "tenants: []\n", ["tenants", "a known key"]),
@@ -90,6 +92,12 @@ let badInputs: [BadInput] = [
     BadInput("not YAML", ["apply", "FILE"], file: "subnets: [\n", ["file", "YAML or JSON"]),
     BadInput("JSON with a bad prefix", ["apply", "FILE"], file: #"{"subnets": [{"vsid": 5001, "routingDomain": "red", "prefixes": ["198.19.1.0/40"], "gatewayMAC": "02:00:00:00:ff:01"}]}"#, ["subnets[0].prefixes[0]: 198.19.1.0/40", "a prefix such as"]),
     BadInput("a list expected", ["apply", "FILE"], file: "ports: {interface: port1}\n", ["ports", "a list"]),
+    BadInput("infrastructure prefix with host bits", ["apply", "FILE"], file: localPolicy + "infrastructurePrefixes:\n  - {prefix: 203.0.113.7/26, name: monitoring}\n",
+             ["infrastructurePrefixes[0].prefix: 203.0.113.7/26", "without host bits (203.0.113.0/26)"]),
+    BadInput("infrastructure prefix malformed", ["apply", "FILE"], file: localPolicy + "infrastructurePrefixes:\n  - {prefix: monitoring}\n",
+             ["infrastructurePrefixes[0].prefix: monitoring", "a prefix such as"]),
+    BadInput("NAT share over 100", ["apply", "FILE"], file: localPolicy + "gatewayDomains:\n  - {routingDomain: red, natShare: 150}\n",
+             ["gatewayDomains[0].natShare: 150", "from 1 to 100"]),
 ]
 
 /// Every bad input fails with its message and exit code, and leaves the live state as it
