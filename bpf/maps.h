@@ -86,9 +86,11 @@ struct {
 	__uint(max_entries, NV_DEFAULT_EXC_RING_BYTES);
 } exceptions SEC(".maps");
 
-/* Each routing domain's share of the exception path (nvgre_abi.h). */
+/* Each routing domain's and VM port's share of the exception path (nvgre_abi.h). LRU: a
+ * bucket unused for long may go, and comes back full, rather than a full table leaving a
+ * new domain no share at all. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, NV_DEFAULT_MAX_DOMAINS);
 	__type(key, __u32);
 	__type(value, __u64);

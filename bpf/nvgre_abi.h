@@ -218,7 +218,7 @@ enum nv_infra_origin {
 	NV_INFRA_SPECIAL = 5,  /* loopback, link-local, multicast, broadcast, unspecified */
 };
 
-/* exc_buckets (per-CPU hash): routing domain id -> the domain's theoretical arrival time
+/* exc_buckets (per-CPU LRU hash): routing domain id -> the domain's theoretical arrival time
  * (ns) on this CPU's exception path: an exception is admitted while it is at most
  * exc_burst_ns ahead of now, and moves it exc_interval_ns on (GCRA). Written by XDP only.
  * What comes from outside to a domain (new connections to its services, its flows' packets

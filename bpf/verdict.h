@@ -103,7 +103,7 @@ static __always_inline int exception_share_left(__u32 share, __u32 interval, __u
 		bpf_map_update_elem(&exc_buckets, &share, &now, BPF_NOEXIST);
 		tat = bpf_map_lookup_elem(&exc_buckets, &share);
 		if (!tat)
-			return 0; /* the table is full: no share for what it cannot track */
+			return 1; /* not tracked (cannot happen with LRU): admit rather than starve */
 	}
 	__u64 t = *tat > now ? *tat : now;
 	if (t - now > burst)

@@ -212,7 +212,7 @@ public final class Gateway {
         for i in 0..<externalAddresses.count {
             let ext = externalAddresses[(hint + i) % externalAddresses.count]
             if let share = natShares[rdid],
-               table.ports.held(by: rdid, proto: pkt.proto, address: ext.address) >= PortPool.quota(share: share, of: ext.natPorts) {
+               table.ports.held(by: rdid, proto: pkt.proto, address: ext.address) >= natQuota(share: share, of: ext.natPorts) {
                 atShare = true
                 continue
             }
@@ -320,7 +320,7 @@ public final class Gateway {
     /// Writes a new flow into both maps (nat_in first: a reply may come back at once),
     /// within its domain's share of the flow table.
     private func create(_ flow: NATFlow, fromOutside: Bool, _ e: ExceptionFrame) -> NATEntry? {
-        if let share = natShares[flow.rdid], table.count(of: flow.rdid) >= PortPool.quota(share: share, ofCount: Int(maps.natOut.maxEntries)) {
+        if let share = natShares[flow.rdid], table.count(of: flow.rdid) >= natQuota(share: share, ofCount: Int(maps.natOut.maxEntries)) {
             if !fromOutside { table.ports.release(proto: flow.proto, address: flow.ext, port: flow.extPort) }
             count(NV_GW_FLOW_TABLE_FULL, e)
             countDomain(flow.rdid, NV_DOM_FLOW_SHARE_FULL, e)

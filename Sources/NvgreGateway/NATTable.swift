@@ -33,6 +33,12 @@ public struct NATEntry: Sendable {
     public var closing: Bool { flags & UInt8(NV_NAT_FIN.rawValue | NV_NAT_RST.rawValue) != 0 }
 }
 
+/// The most of a shared NAT resource that a domain with `share` percent may hold (at least
+/// one): ports of a range, or entries of the flow table.
+func natQuota(share: UInt32, of range: PortRange) -> Int { natQuota(share: share, ofCount: range.count) }
+
+func natQuota(share: UInt32, ofCount count: Int) -> Int { max(1, count * Int(min(share, 100)) / 100) }
+
 /// Which external ports are taken, per (protocol, external address): a port is given to one
 /// flow at a time, so flows of tenants with the same CA and ports never meet. Each port
 /// remembers the routing domain holding it, for the domains' shares of the pool.

@@ -112,9 +112,9 @@ import Testing
         var pool = PortPool()
         let a: IPAddress = "203.0.113.1", b: IPAddress = "203.0.113.3"
         let range = PortRange(first: 40000, last: 40009)
-        #expect(PortPool.quota(share: 50, of: range) == 5)
-        #expect(PortPool.quota(share: 1, of: range) == 1, "a share never rounds down to no port")
-        #expect(PortPool.quota(share: 100, of: PortRange.defaultNAT) == 32768)
+        #expect(natQuota(share: 50, of: range) == 5)
+        #expect(natQuota(share: 1, of: range) == 1, "a share never rounds down to no port")
+        #expect(natQuota(share: 100, of: PortRange.defaultNAT) == 32768)
         let red = (0..<3).compactMap { i in pool.allocate(proto: 17, address: a, range: range, hint: i, for: 1) }
         _ = pool.allocate(proto: 17, address: a, range: range, hint: 7, for: 2)
         _ = pool.allocate(proto: 17, address: b, range: range, hint: 7, for: 1)
@@ -144,7 +144,7 @@ import Testing
         table.remove(flow(1, 2))
         table.remove(flow(1, 2))  // twice: counted once
         #expect(table.count(of: 1) == 2)
-        #expect(PortPool.quota(share: 50, ofCount: 262144) == 131072)
+        #expect(natQuota(share: 50, ofCount: 262144) == 131072)
     }
 
     @Test func timeoutsFollowTCPState() {
