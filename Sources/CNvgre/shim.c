@@ -56,3 +56,19 @@ const char *nv_libbpf_capture_text(void)
 	pthread_mutex_unlock(&capture_lock);
 	return out;
 }
+
+int nv_map_names(const char **names, int max)
+{
+	struct nvgre obj;
+	memset(&obj, 0, sizeof(obj));
+	if (nvgre__create_skeleton(&obj))
+		return -ENOMEM;
+	int n = 0;
+	for (int i = 0; i < obj.skeleton->map_cnt && n < max; i++) {
+		const char *name = obj.skeleton->maps[i].name; /* a string literal of the skeleton */
+		if (!strchr(name, '.'))
+			names[n++] = name;
+	}
+	bpf_object__destroy_skeleton(obj.skeleton);
+	return n;
+}

@@ -266,13 +266,8 @@ public final class Instance {
     /// The whole desired state must fit the maps as sized at `nvgre up`.
     func checkCapacity(_ c: CompiledPolicy) throws {
         var errors: [PolicyError] = []
-        let field: [PolicyMap: String] = [.lookups: "lookupRecords", .subnets: "subnets", .ports: "ports",
-                                          .portAddresses: "ports[].addresses", .routes: "subnets[].prefixes and customerRoutes",
-                                          .localPAs: "providerAddresses", .services: "publishedServices",
-                                          .externalAddresses: "externalAddresses", .gatewayDomains: "gatewayDomains",
-                                          .gatewayPrefixes: "gatewayDomains[].prefixes", .gatewayRouted: "subnets[].prefixes of routed domains",
-                                          .infrastructure: "infrastructurePrefixes (with the provider, host and special prefixes)"]
-        for (m, f) in field {
+        for m in PolicyMap.allCases {
+            guard let f = m.field else { continue }
             let max = maps.raw(m).maxEntries
             if let n = c.images[m]?.count, n > max {
                 errors.append(PolicyError(f, "\(n) \(m.noun)", "at most \(max) (the size of map \(m.rawValue); `nvgre up --max-lookups` sizes lookups)"))

@@ -13,23 +13,7 @@ protocol RawMapAccess {
 extension BPFMap: RawMapAccess {}
 
 extension DatapathMaps {
-    func raw(_ m: PolicyMap) -> RawMapAccess {
-        switch m {
-        case .localPAs: return localPAs
-        case .subnets: return subnets
-        case .lookups: return lookups
-        case .routes: return routes
-        case .portAddresses: return portAddresses
-        case .ports: return ports
-        case .config: return config
-        case .gatewayDomains: return gatewayDomains
-        case .gatewayPrefixes: return gatewayPrefixes
-        case .gatewayRouted: return gatewayRouted
-        case .externalAddresses: return externalAddresses
-        case .services: return services
-        case .infrastructure: return infrastructure
-        }
-    }
+    func raw(_ m: PolicyMap) -> RawMapAccess { raw(m.rawValue) }
 
     /// What the policy maps hold now.
     public func liveImages(only: [PolicyMap] = PolicyMap.allCases) throws -> [PolicyMap: MapImage] {

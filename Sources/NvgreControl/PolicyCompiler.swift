@@ -3,7 +3,8 @@ import NvgreDatapath
 import NvgrePolicy
 import NvgreWire
 
-/// The maps a policy is programmed into (the counters and the exception ring are not).
+/// The maps a policy is programmed into (the counters and the exception ring are not), by
+/// their C names; what a person calls their entries, and the policy field that fills them.
 public enum PolicyMap: String, CaseIterable, Sendable {
     case localPAs = "local_pas", subnets, lookups, routes, portAddresses = "port_cas", ports, config
     case gatewayDomains = "gw_domains", gatewayPrefixes = "gw_prefixes", gatewayRouted = "gw_routed"
@@ -25,6 +26,26 @@ public enum PolicyMap: String, CaseIterable, Sendable {
         case .externalAddresses: return "external addresses"
         case .services: return "published services"
         case .infrastructure: return "infrastructure prefixes"
+        }
+    }
+
+    /// The policy field whose size decides this map's (for capacity errors); nil for the
+    /// one-entry host settings.
+    public var field: String? {
+        switch self {
+        case .localPAs: return "providerAddresses"
+        case .subnets: return "subnets"
+        case .lookups: return "lookupRecords"
+        case .routes: return "subnets[].prefixes and customerRoutes"
+        case .portAddresses: return "ports[].addresses"
+        case .ports: return "ports"
+        case .config: return nil
+        case .gatewayDomains: return "gatewayDomains"
+        case .gatewayPrefixes: return "gatewayDomains[].prefixes"
+        case .gatewayRouted: return "subnets[].prefixes of routed domains"
+        case .externalAddresses: return "externalAddresses"
+        case .services: return "publishedServices"
+        case .infrastructure: return "infrastructurePrefixes (with the provider, host and special prefixes)"
         }
     }
 }

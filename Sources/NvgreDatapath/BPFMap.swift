@@ -10,11 +10,20 @@ public struct BPFMap<Key, Value> {
     public let name: String
     /// Per-CPU maps hold one value per possible CPU.
     public let perCPU: Bool
+    /// Bytes of a key and of a value: the types' sizes, or the kernel's for a raw view.
+    let keySize: Int
+    let valueSize: Int
 
     public init(fd: Int32, name: String, perCPU: Bool = false) {
+        self.init(fd: fd, name: name, perCPU: perCPU, keySize: MemoryLayout<Key>.size, valueSize: MemoryLayout<Value>.size)
+    }
+
+    init(fd: Int32, name: String, perCPU: Bool, keySize: Int, valueSize: Int) {
         self.fd = fd
         self.name = name
         self.perCPU = perCPU
+        self.keySize = keySize
+        self.valueSize = valueSize
     }
 
     /// The map's capacity as the kernel reports it.

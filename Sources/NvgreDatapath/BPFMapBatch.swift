@@ -7,9 +7,6 @@ import Glibc
 /// Hash maps use the kernel's batch operations (one syscall per few thousand entries); maps
 /// without them (the LPM trie, arrays) fall back to one call per entry.
 extension BPFMap {
-    var keySize: Int { MemoryLayout<Key>.size }
-    var valueSize: Int { MemoryLayout<Value>.size }
-
     /// Every entry, read in batches where the map type allows it.
     public func rawEntries() throws -> [(key: RawBytes, value: RawBytes)] {
         precondition(!perCPU, "raw entries of per-CPU maps are not read")

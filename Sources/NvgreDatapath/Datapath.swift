@@ -57,44 +57,11 @@ public final class Datapath {
             throw DatapathError("open the embedded BPF object", errno: errno,
                                 detail: String(cString: nv_libbpf_capture_text()))
         }
-        let m = s.pointee.maps
-        let sizes: [(OpaquePointer?, UInt32)] = [
-            (m.lookups, options.maxLookups), (m.subnets, options.maxSubnets),
-            (m.vsid_stats, options.maxSubnets), (m.ports, options.maxPorts),
-            (m.port_cas, options.maxPortAddresses), (m.routes, options.maxRoutes),
-            (m.exceptions, options.exceptionRingBytes),
-            (m.nat_out, options.maxNATFlows), (m.nat_in, options.maxNATFlows),
-        ]
-        for (map, size) in sizes where bpf_map__set_max_entries(map, size) != 0 {
+        do {
+            try Self.prepare(s, options: options, pinDirectory: pinDirectory)
+        } catch {
             nvgre__destroy(s)
-            throw DatapathError("set the size of map \(String(cString: bpf_map__name(map)))", errno: errno)
-        }
-        s.pointee.rodata.pointee.nv_trace_enabled = options.trace ? 1 : 0
-        if let shared = options.policyMapsFrom {
-            for (map, fd) in [(m.lookups, shared.lookups.fd), (m.subnets, shared.subnets.fd), (m.ports, shared.ports.fd),
-                              (m.port_cas, shared.portAddresses.fd), (m.routes, shared.routes.fd),
-                              (m.local_pas, shared.localPAs.fd), (m.config, shared.config.fd),
-                              (m.gw_domains, shared.gatewayDomains.fd),
-                              (m.gw_prefixes, shared.gatewayPrefixes.fd), (m.gw_routed, shared.gatewayRouted.fd), (m.ext_addrs, shared.externalAddresses.fd),
-                              (m.services, shared.services.fd), (m.nat_out, shared.natOut.fd), (m.nat_in, shared.natIn.fd),
-                              (m.infra, shared.infrastructure.fd)] where bpf_map__reuse_fd(map, fd) != 0 {
-                nvgre__destroy(s)
-                throw DatapathError("reuse the instance's map \(String(cString: bpf_map__name(map)))", errno: errno)
-            }
-        }
-        if let dir = pinDirectory {
-            do {
-                try Self.preparePinDirectory(dir)
-                for (map, _) in sizes + [(m.config, 0), (m.local_pas, 0), (m.drop_stats, 0), (m.exc_stats, 0),
-                                         (m.gw_domains, 0), (m.gw_prefixes, 0), (m.gw_routed, 0), (m.ext_addrs, 0), (m.services, 0), (m.gw_stats, 0),
-                                         (m.infra, 0), (m.exc_buckets, 0), (m.domain_stats, 0)] {
-                    let name = String(cString: bpf_map__name(map))
-                    try check("set the pin path of map \(name)", bpf_map__set_pin_path(map, "\(dir)/\(name)"))
-                }
-            } catch {
-                nvgre__destroy(s)
-                throw error
-            }
+            throw error
         }
         let rc = nvgre__load(s)
         if rc != 0 {
@@ -110,6 +77,26 @@ public final class Datapath {
     }
 
     deinit { nvgre__destroy(skel) }
+
+    /// Before load, every map of MapRegistry: its size from the options, the instance's
+    /// map reused by a tracing load, its pin path under the instance directory.
+    private static func prepare(_ s: UnsafeMutablePointer<nvgre>, options: LoadOptions, pinDirectory: String?) throws {
+        s.pointee.rodata.pointee.nv_trace_enabled = options.trace ? 1 : 0
+        if let dir = pinDirectory { try preparePinDirectory(dir) }
+        for name in MapRegistry.names {
+            guard let map = bpf_object__find_map_by_name(s.pointee.obj, name) else {
+                throw DatapathError("find map \(name) in the BPF object", errno: ENOENT)
+            }
+            if let size = MapRegistry.sizedBy[name], bpf_map__set_max_entries(map, options[keyPath: size]) != 0 {
+                throw DatapathError("set the size of map \(name)", errno: errno)
+            }
+            if let shared = options.policyMapsFrom, !MapRegistry.belongsToOneLoad(type: bpf_map__type(map)),
+               bpf_map__reuse_fd(map, shared.fd(name)) != 0 {
+                throw DatapathError("reuse the instance's map \(name)", errno: errno)
+            }
+            if let dir = pinDirectory { try check("set the pin path of map \(name)", bpf_map__set_pin_path(map, "\(dir)/\(name)")) }
+        }
+    }
 
     /// bpffs must be mounted, and the instance directory must exist on it.
     static func preparePinDirectory(_ dir: String) throws {

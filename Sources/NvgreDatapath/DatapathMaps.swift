@@ -5,70 +5,33 @@ import Glibc
 
 /// The maps of one data path instance, typed by the ABI header: either those of a loaded
 /// object, or those pinned under an instance's bpffs directory (opened without loading any
-/// program, which is what makes `nvgre lookup add` cheap).
+/// program, which is what makes `nvgre lookup add` cheap). Every map of MapRegistry is
+/// here by its C name; the typed views are in DatapathMaps+Typed.swift.
 /// Immutable after init (descriptors only), hence safe to share between threads.
 public final class DatapathMaps: @unchecked Sendable {
-    public let lookups: BPFMap<nv_lookup_key, nv_lookup_val>
-    public let subnets: BPFMap<UInt32, nv_subnet>
-    public let ports: BPFMap<UInt32, nv_port>
-    public let portAddresses: BPFMap<nv_port_ca_key, UInt32>
-    public let routes: BPFMap<nv_route_key, nv_route_val>
-    public let localPAs: BPFMap<nv_pa_key, UInt32>
-    public let config: BPFMap<UInt32, nv_config>
-    public let vsidStats: BPFMap<UInt32, nv_vsid_stats>
-    public let dropStats: BPFMap<UInt32, nv_reason_stats>
-    public let exceptionStats: BPFMap<UInt32, nv_reason_stats>
-    public let exceptionRingFD: Int32
-    public let gatewayDomains: BPFMap<UInt32, UInt32>
-    public let gatewayPrefixes: BPFMap<nv_gw_prefix_key, UInt32>
-    public let gatewayRouted: BPFMap<nv_gw_routed_key, nv_gw_routed>
-    public let externalAddresses: BPFMap<nv_ext_addr_key, UInt32>
-    public let services: BPFMap<nv_service_key, nv_service>
-    public let natOut: BPFMap<nv_nat_out_key, nv_nat_flow>
-    public let natIn: BPFMap<nv_nat_in_key, nv_nat_flow>
-    public let gatewayStats: BPFMap<UInt32, nv_reason_stats>
-    public let infrastructure: BPFMap<nv_infra_key, UInt32>
-    public let exceptionBuckets: BPFMap<UInt32, UInt64>
-    public let domainStats: BPFMap<nv_domain_counter_key, nv_reason_stats>
+    private let fds: [String: Int32]
+    private let infos: [String: bpf_map_info]
     /// Descriptors opened from pins are ours to close; a loaded object's belong to libbpf.
     private let ownsDescriptors: Bool
 
-    /// The map names, as in bpf/maps.h and as pinned.
-    public static let names = ["lookups", "subnets", "ports", "port_cas", "routes", "local_pas", "config",
-                               "vsid_stats", "drop_stats", "exc_stats", "exceptions",
-                               "gw_domains", "gw_prefixes", "gw_routed", "ext_addrs", "services", "nat_out", "nat_in", "gw_stats",
-                               "infra", "exc_buckets", "domain_stats"]
-
     init(owning: Bool = false, fd: (String) -> Int32) {
         ownsDescriptors = owning
-        lookups = BPFMap(fd: fd("lookups"), name: "lookups")
-        subnets = BPFMap(fd: fd("subnets"), name: "subnets")
-        ports = BPFMap(fd: fd("ports"), name: "ports")
-        portAddresses = BPFMap(fd: fd("port_cas"), name: "port_cas")
-        routes = BPFMap(fd: fd("routes"), name: "routes")
-        localPAs = BPFMap(fd: fd("local_pas"), name: "local_pas")
-        config = BPFMap(fd: fd("config"), name: "config")
-        vsidStats = BPFMap(fd: fd("vsid_stats"), name: "vsid_stats", perCPU: true)
-        dropStats = BPFMap(fd: fd("drop_stats"), name: "drop_stats", perCPU: true)
-        exceptionStats = BPFMap(fd: fd("exc_stats"), name: "exc_stats", perCPU: true)
-        exceptionRingFD = fd("exceptions")
-        gatewayDomains = BPFMap(fd: fd("gw_domains"), name: "gw_domains")
-        gatewayPrefixes = BPFMap(fd: fd("gw_prefixes"), name: "gw_prefixes")
-        gatewayRouted = BPFMap(fd: fd("gw_routed"), name: "gw_routed")
-        externalAddresses = BPFMap(fd: fd("ext_addrs"), name: "ext_addrs")
-        services = BPFMap(fd: fd("services"), name: "services")
-        natOut = BPFMap(fd: fd("nat_out"), name: "nat_out")
-        natIn = BPFMap(fd: fd("nat_in"), name: "nat_in")
-        gatewayStats = BPFMap(fd: fd("gw_stats"), name: "gw_stats", perCPU: true)
-        infrastructure = BPFMap(fd: fd("infra"), name: "infra")
-        exceptionBuckets = BPFMap(fd: fd("exc_buckets"), name: "exc_buckets", perCPU: true)
-        domainStats = BPFMap(fd: fd("domain_stats"), name: "domain_stats", perCPU: true)
+        var fds: [String: Int32] = [:], infos: [String: bpf_map_info] = [:]
+        for name in MapRegistry.names {
+            let f = fd(name)
+            fds[name] = f
+            var info = bpf_map_info()
+            var len = UInt32(MemoryLayout<bpf_map_info>.size)
+            if f >= 0 && bpf_obj_get_info_by_fd(f, &info, &len) == 0 { infos[name] = info }
+        }
+        self.fds = fds
+        self.infos = infos
     }
 
     /// Opens the maps pinned in an instance directory.
     public convenience init(pinDirectory dir: String) throws {
         var opened: [String: Int32] = [:]
-        for name in Self.names {
+        for name in MapRegistry.names {
             let fd = bpf_obj_get("\(dir)/\(name)")
             if fd < 0 {
                 let e = errno
@@ -82,11 +45,30 @@ public final class DatapathMaps: @unchecked Sendable {
 
     deinit {
         guard ownsDescriptors else { return }
-        for fd in [lookups.fd, subnets.fd, ports.fd, portAddresses.fd, routes.fd, localPAs.fd, config.fd,
-                   vsidStats.fd, dropStats.fd, exceptionStats.fd, exceptionRingFD, gatewayDomains.fd,
-                   gatewayPrefixes.fd, gatewayRouted.fd, externalAddresses.fd, services.fd, natOut.fd, natIn.fd, gatewayStats.fd,
-                   infrastructure.fd, exceptionBuckets.fd, domainStats.fd] { close(fd) }
+        for fd in fds.values where fd >= 0 { close(fd) }
     }
+
+    /// The typed view of map `name`. Its key and value types must have the sizes the kernel
+    /// reports for the map: a Swift view that disagrees with bpf/maps.h stops here.
+    public subscript<Key, Value>(_ name: String) -> BPFMap<Key, Value> {
+        let info = infos[name]
+        if let info {
+            precondition(info.key_size == MemoryLayout<Key>.size && info.value_size == MemoryLayout<Value>.size,
+                         "map \(name): the kernel has \(info.key_size)-byte keys and \(info.value_size)-byte values, the view \(Key.self) and \(Value.self)")
+        }
+        return BPFMap(fd: fds[name] ?? -1, name: name, perCPU: info.map { MapRegistry.isPerCPU(type: $0.type) } ?? false)
+    }
+
+    /// Map `name` in raw bytes, with the sizes the kernel reports (the control plane's diff
+    /// and apply need no types).
+    public func raw(_ name: String) -> BPFMap<UInt8, UInt8> {
+        let info = infos[name] ?? bpf_map_info()
+        return BPFMap(fd: fds[name] ?? -1, name: name, perCPU: MapRegistry.isPerCPU(type: info.type),
+                      keySize: Int(info.key_size), valueSize: Int(info.value_size))
+    }
+
+    /// The descriptor of map `name` (the exception ring's, for libbpf's ring_buffer).
+    public func fd(_ name: String) -> Int32 { fds[name] ?? -1 }
 
     // MARK: counters
 

@@ -19,6 +19,11 @@
 /* setns(fd, CLONE_NEWNET) on the calling thread; returns 0 or -errno. */
 int nv_setns_net(int fd);
 
+/* The names of the object's maps as bpf/maps.h declares them (libbpf's internal maps
+ * left out), from the generated skeleton's table, without opening the object. Writes at
+ * most `max` pointers to static strings; returns how many, or -errno. */
+int nv_map_names(const char **names, int max);
+
 /* Pins the calling thread to one CPU (0, or -errno). */
 int nv_pin_thread_to_cpu(int cpu);
 
