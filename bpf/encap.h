@@ -12,12 +12,6 @@
 #include "policy.h"
 #include "verdict.h"
 
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-#ifndef AF_INET6
-#define AF_INET6 10
-#endif
 
 static __always_inline int encap_and_send(struct xdp_md *ctx, const struct flow *f,
 					  const struct nv_lookup_val *rec, __u32 vsid,

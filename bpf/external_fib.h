@@ -5,7 +5,7 @@
 #ifndef NV_EXTERNAL_FIB_H
 #define NV_EXTERNAL_FIB_H
 
-#include "encap.h" /* AF_INET */
+#include "policy.h"
 
 enum external_hop {
 	EXTERNAL_HOP_OK,         /* fib->dmac, fib->smac and fib->ifindex are set */

@@ -24,9 +24,7 @@ static __always_inline void decrement_ttl(void *l3, void *end, __u8 family)
 		struct iphdr *ip = l3;
 		if ((void *)(ip + 1) > end)
 			return;
-		__be16 old = *(__be16 *)&ip->ttl; /* TTL and protocol share one checksum word */
-		ip->ttl--;
-		csum_replace2(&ip->check, old, *(__be16 *)&ip->ttl);
+		ipv4_decrement_ttl(ip);
 	} else {
 		struct ipv6hdr *ip6 = l3;
 		if ((void *)(ip6 + 1) > end)

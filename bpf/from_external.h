@@ -22,7 +22,7 @@ static __always_inline struct nv_service *published(const struct nat_packet *p)
 
 static __always_inline int is_icmp_error(__u8 type)
 {
-	return type == 3 || type == 11 || type == 12; /* unreachable, time exceeded, parameter problem */
+	return type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED || type == ICMP_PARAMETERPROB;
 }
 
 /* An ICMP error quotes the packet it is about, here as NAT sent it: from the external
@@ -117,7 +117,7 @@ int nv_from_external(struct xdp_md *ctx)
 	__builtin_memcpy(&ca, fl->ca, 4);
 	nat_set_addr(&p, &p.ip->daddr, ca);
 	nat_set_inside_port(&p, fl->ca_port);
-	nat_decrement_ttl(&p);
+	ipv4_decrement_ttl(p.ip);
 	mac_copy(p.eth->h_source, sn->gw_mac);
 	mac_copy(p.eth->h_dest, rec->mac);
 	nat_seen(fl, &p);

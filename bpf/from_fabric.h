@@ -29,6 +29,15 @@ static __always_inline int same_pa(const struct nv_lookup_val *rec, const struct
 	return words_equal(rec->pa, outer->src, 4);
 }
 
+/* Removes the outer Ethernet, IP and GRE headers (`outer_len` bytes, 42 over IPv4 and 62
+ * over IPv6 PAs): the customer frame is what remains. 0, or -1 when it cannot be done. */
+static __always_inline int decap(struct xdp_md *ctx, int outer_len)
+{
+	if (outer_len < NV_OUTER4_LEN || outer_len > 256)
+		return -1;
+	return bpf_xdp_adjust_head(ctx, outer_len) ? -1 : 0;
+}
+
 SEC("xdp")
 int nv_from_fabric(struct xdp_md *ctx)
 {
@@ -119,7 +128,7 @@ int nv_from_fabric(struct xdp_md *ctx)
 		hairpin = e == EGRESS_HAIRPIN;
 	}
 
-	if (outer_len < NV_OUTER4_LEN || outer_len > 256 || bpf_xdp_adjust_head(ctx, outer_len))
+	if (decap(ctx, outer_len) < 0)
 		return drop(ctx, NV_DROP_HEADROOM);
 	count_vsid(slot, NV_CNT_DECAP, frame_len(ctx));
 	if (hairpin)

@@ -11,7 +11,6 @@
 
 #include "external_fib.h"
 #include "forward.h"
-#include "nat.h" /* count_gw */
 
 static __always_inline int gw_prefix_covers(__u32 rdid, __be32 addr)
 {

@@ -12,7 +12,10 @@
 
 /* linux/icmp.h pulls in libc headers, which a BPF build cannot use. */
 #define ICMP_ECHOREPLY 0
+#define ICMP_DEST_UNREACH 3
 #define ICMP_ECHO 8
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
 
 struct icmp_echo_hdr {
 	__u8 type;
@@ -24,6 +27,8 @@ struct icmp_echo_hdr {
 
 #define NV_TCP_FIN 0x01
 #define NV_TCP_RST 0x04
+/* The byte of TCP flags (CWR .. FIN): the one before the window. */
+#define NV_TCP_FLAGS_OFFSET (offsetof(struct tcphdr, window) - 1)
 
 /* An IPv4 packet right after the Ethernet header, as NAT sees it. `inside` is the port on
  * the tenant's side of the gateway (the source port going out, the destination port coming
@@ -59,7 +64,7 @@ static __always_inline int nat_parse(struct xdp_md *ctx, struct nat_packet *p, i
 		p->inside = outbound ? &t->source : &t->dest;
 		p->outside = outbound ? &t->dest : &t->source;
 		p->l4_check = &t->check;
-		p->tcp_flags = ((__u8 *)t)[13];
+		p->tcp_flags = ((__u8 *)t)[NV_TCP_FLAGS_OFFSET];
 	} else if (f.proto == IPPROTO_UDP) {
 		struct udphdr *u = CURSOR_TAKE(&c, struct udphdr);
 		if (!u)
@@ -79,16 +84,6 @@ static __always_inline int nat_parse(struct xdp_md *ctx, struct nat_packet *p, i
 		return -1;
 	}
 	return 0;
-}
-
-static __always_inline void csum_replace4(__sum16 *sum, __be32 old, __be32 new)
-{
-	__u32 s = (__u16)~*sum;
-	s += (__u16)~(old & 0xffff);
-	s += (__u16)~(old >> 16);
-	s += new & 0xffff;
-	s += new >> 16;
-	*sum = csum_fold(s);
 }
 
 static __always_inline void nat_fix_udp_zero(struct nat_packet *p)
@@ -117,15 +112,6 @@ static __always_inline void nat_set_inside_port(struct nat_packet *p, __be16 new
 	*p->inside = new;
 }
 
-/* TTL and protocol share one checksum word; the word is built from the two bytes rather
- * than read through a cast, which the compiler may reorder around the byte store. */
-static __always_inline void nat_decrement_ttl(struct nat_packet *p)
-{
-	__u8 ttl = p->ip->ttl, proto = p->ip->protocol;
-	p->ip->ttl = ttl - 1;
-	csum_replace2(&p->ip->check, bpf_htons((__u16)ttl << 8 | proto), bpf_htons((__u16)(ttl - 1) << 8 | proto));
-}
-
 /* What XDP records in a flow entry for each packet it translates. */
 static __always_inline void nat_seen(struct nv_nat_flow *fl, const struct nat_packet *p)
 {
@@ -136,11 +122,6 @@ static __always_inline void nat_seen(struct nv_nat_flow *fl, const struct nat_pa
 		fl->flags |= NV_NAT_FIN;
 	if ((p->tcp_flags & NV_TCP_RST) && !(fl->flags & NV_NAT_RST))
 		fl->flags |= NV_NAT_RST;
-}
-
-static __always_inline void count_gw(enum nv_gw_counter counter, __u32 bytes)
-{
-	count_reason(&gw_stats, counter, bytes);
 }
 
 #endif

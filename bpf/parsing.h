@@ -14,6 +14,14 @@
 #include <bpf/bpf_endian.h>
 #include "nvgre_abi.h"
 
+/* bpf_fib_lookup's families (sys/socket.h is libc's, which a BPF build cannot use). */
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
 #ifndef ETH_P_8021Q
 #define ETH_P_8021Q 0x8100
 #endif

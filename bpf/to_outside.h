@@ -32,7 +32,7 @@ static __always_inline int nat_to_outside(struct xdp_md *ctx, __u32 rdid, __u32 
 
 	nat_set_addr(&p, &p.ip->saddr, ext);
 	nat_set_inside_port(&p, fl->ext_port);
-	nat_decrement_ttl(&p);
+	ipv4_decrement_ttl(p.ip);
 	mac_copy(p.eth->h_dest, fib.dmac);
 	mac_copy(p.eth->h_source, fib.smac);
 	nat_seen(fl, &p);

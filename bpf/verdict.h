@@ -52,6 +52,11 @@ static __always_inline void count_reason(void *map, __u32 reason, __u32 bytes)
 	}
 }
 
+static __always_inline void count_gw(enum nv_gw_counter counter, __u32 bytes)
+{
+	count_reason(&gw_stats, counter, bytes);
+}
+
 static __always_inline int drop(struct xdp_md *ctx, enum nv_drop_reason reason)
 {
 	count_reason(&drop_stats, reason, frame_len(ctx));
