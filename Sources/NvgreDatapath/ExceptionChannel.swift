@@ -13,6 +13,15 @@ public struct ExceptionFrame: Sendable {
     public let frame: [UInt8]          // the first NV_EXC_SNAPLEN bytes
 
     public var reasonName: String { ReasonNames.exception(reason) }
+
+    public init(reason: UInt32, ingressIfindex: UInt32, vsid: UInt32, originalLength: Int, mtu: UInt32 = 0, frame: [UInt8]) {
+        self.reason = reason
+        self.ingressIfindex = ingressIfindex
+        self.vsid = vsid
+        self.originalLength = originalLength
+        self.mtu = mtu
+        self.frame = frame
+    }
 }
 
 /// The Swift end of the exception ring buffer: polls it, hands each frame to `handler` and

@@ -1,0 +1,35 @@
+import CNvgre
+import NvgreDatapath
+import NvgreWire
+
+extension Gateway {
+    /// Sends an IP packet to the VM `vm`: inner Ethernet from the subnet's router MAC to the
+    /// VM's, NVGRE to the VM's host (or straight to its port when it runs here).
+    func deliver(_ ip: [UInt8], to vm: IPAddress, vsid: UInt32, hash: FlowHash, _ e: ExceptionFrame) -> Bool {
+        guard let record = maps.record(vsid: vsid, ca: vm), let sn = maps.subnet(vsid), let cfg = maps.hostConfig else {
+            count(NV_GW_DROP_NO_RECORD, e)
+            return false
+        }
+        let type: EtherType = vm.family == .v4 ? .ipv4 : .ipv6
+        let inner = Ethernet.header(dst: record.customerMAC, src: sn.gatewayMAC, type: type.rawValue) + ip
+        do {
+            if record.port_ifindex != 0 {
+                try sender.sendToPort(inner, ifindex: record.port_ifindex)
+                return true
+            }
+            let pa = record.providerAddress
+            guard let src = cfg.providerAddress(pa.family) else {
+                onEvent(.failed("no \(pa.family) provider address to send from"))
+                return false
+            }
+            let tos = vm.family == .v4 ? ip[1] : UInt8(truncatingIfNeeded: (UInt16(ip[0]) << 8 | UInt16(ip[1])) >> 4)
+            let frame = NVGRE.encapsulate(inner: inner, vsid: vsid, hash: hash, tos: tos, outerSrcMAC: MACAddress([2, 0, 0, 0, 0, 0]),
+                                          outerDstMAC: MACAddress([2, 0, 0, 0, 0, 0]), srcPA: src, dstPA: pa)
+            try sender.sendUnderlay(Array(frame.dropFirst(Ethernet.headerLength)), to: pa)
+            return true
+        } catch {
+            onEvent(.failed("\(error)"))
+            return false
+        }
+    }
+}
