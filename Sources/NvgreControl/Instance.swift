@@ -186,7 +186,7 @@ public final class Instance {
         }
         sorted.sort { $0.order < $1.order }
         return sorted.map { LookupRecord(vsid: $0.k.vsid, customerAddress: $0.k.customerAddress, providerAddress: $0.v.providerAddress,
-                                         mac: $0.v.customerMAC, type: RecordType(abi: $0.v.type) ?? .staticRecord) }
+                                         mac: $0.v.customerMAC, type: RecordType(abi: $0.v.recordType) ?? .staticRecord) }
     }
 
     public func compileContext() throws -> CompileContext {

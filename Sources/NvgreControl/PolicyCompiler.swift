@@ -149,7 +149,7 @@ public enum PolicyCompiler {
         for (i, r) in p.customerRoutes.enumerated() {
             let rdid = domainID[r.routingDomain] ?? 0
             let key = RawBytes(of: nv_route_key(rdid: rdid, prefix: r.prefix.address, prefixLength: r.prefix.length))
-            if let v = out.images[.routes]![key], v.load(as: nv_route_val.self).kind == NV_ROUTE_SUBNET.rawValue, best[key] == nil {
+            if let v = out.images[.routes]![key], v.load(as: nv_route_val.self).routeKind == NV_ROUTE_SUBNET, best[key] == nil {
                 out.idleRoutes.append((i, "a virtual subnet of \(r.routingDomain) has this prefix"))
                 continue
             }
@@ -172,7 +172,7 @@ public enum PolicyCompiler {
         // The gateway's part: served domains, external addresses and interface, services.
         for d in p.gatewayDomains {
             let rdid = domainID[d.routingDomain] ?? 0
-            out.images[.gatewayDomains]![RawBytes(of: rdid)] = RawBytes(of: d.mode == .route ? NV_GW_ROUTE.rawValue : NV_GW_NAT.rawValue)
+            out.images[.gatewayDomains]![RawBytes(of: rdid)] = RawBytes(of: d.mode == .route ? NV_GW_ROUTE : NV_GW_NAT)
             guard d.mode == .route else { continue }
             for prefix in d.prefixes {
                 out.images[.gatewayPrefixes]![RawBytes(of: nv_gw_prefix_key(rdid: rdid, prefix: prefix.address, prefixLength: prefix.length))] = RawBytes(of: UInt32(1))
@@ -253,11 +253,11 @@ extension RecordType {
         }
     }
 
-    init?(abi: UInt8) {
-        switch UInt32(abi) {
-        case NV_REC_STATIC.rawValue: self = .staticRecord
-        case NV_REC_L2_ONLY.rawValue: self = .l2Only
-        case NV_REC_GATEWAY.rawValue: self = .gateway
+    init?(abi: nv_record_type) {
+        switch abi {
+        case NV_REC_STATIC: self = .staticRecord
+        case NV_REC_L2_ONLY: self = .l2Only
+        case NV_REC_GATEWAY: self = .gateway
         default: return nil
         }
     }

@@ -126,19 +126,19 @@ public final class Tracer {
         let r = try dp.testRun(program, frame: frame, ingressIfindex: idx)
         var out = TraceOutcome(input: frame, verdict: r.verdict, kind: "unknown", output: r.output)
         if let t = r.trace {
-            switch UInt32(t.kind) {
-            case NV_TRACE_FORWARD.rawValue:
+            switch t.traceKind {
+            case NV_TRACE_FORWARD:
                 out.kind = "forward"
                 out.egressIfindex = t.egress_ifindex
                 out.egressName = nameOf[t.egress_ifindex] ?? interfaceName(t.egress_ifindex)
-            case NV_TRACE_REPLY.rawValue: out.kind = "reply"
-            case NV_TRACE_PASS.rawValue: out.kind = "pass"
-            case NV_TRACE_DROP.rawValue:
+            case NV_TRACE_REPLY: out.kind = "reply"
+            case NV_TRACE_PASS: out.kind = "pass"
+            case NV_TRACE_DROP:
                 out.kind = "drop"
-                out.reason = ReasonNames.drop(UInt32(t.code))
-            case NV_TRACE_EXCEPTION.rawValue:
+                out.reason = ReasonNames.drop(t.dropReason)
+            case NV_TRACE_EXCEPTION:
                 out.kind = "exception"
-                out.reason = ReasonNames.exception(UInt32(t.code))
+                out.reason = ReasonNames.exception(t.exceptionReason)
             default: break
             }
             if t.vsid != 0 { out.vsid = t.vsid }

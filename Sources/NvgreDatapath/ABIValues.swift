@@ -299,7 +299,7 @@ public struct NATFlow: Hashable, Sendable {
         return k
     }
 
-    public func value(flags: UInt8, lastSeenNanoseconds: UInt64) -> nv_nat_flow {
+    public func value(flags: NATFlags, lastSeenNanoseconds: UInt64) -> nv_nat_flow {
         var v = nv_nat_flow()
         v.last_seen_ns = lastSeenNanoseconds
         v.rdid = rdid
@@ -311,7 +311,7 @@ public struct NATFlow: Hashable, Sendable {
         v.ext_port = extPort.bigEndian
         v.remote_port = remotePort.bigEndian
         v.proto = proto
-        v.flags = flags
+        v.natFlags = flags
         return v
     }
 }
@@ -322,4 +322,74 @@ extension nv_config {
         if family == .v4 { return flags & NV_CFG_HAS_PA4.rawValue != 0 ? IPAddress(v4: bytes(of: pa4, count: 4)) : nil }
         return flags & NV_CFG_HAS_PA6.rawValue != 0 ? IPAddress(v6: bytes(of: pa6, count: 16)) : nil
     }
+}
+
+// MARK: the typed edge
+// Numbers from the ABI header are compared here and nowhere else: every other file sees the
+// imported C enums (nv_exception_reason, nv_route_kind, ...) or the option set below.
+
+/// enum nv_nat_flags, as an option set.
+public struct NATFlags: OptionSet, Hashable, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    public static let offloaded = NATFlags(rawValue: UInt8(NV_NAT_OFFLOADED.rawValue))
+    public static let fin = NATFlags(rawValue: UInt8(NV_NAT_FIN.rawValue))
+    public static let rst = NATFlags(rawValue: UInt8(NV_NAT_RST.rawValue))
+    public static let service = NATFlags(rawValue: UInt8(NV_NAT_SERVICE.rawValue))
+    /// FIN or RST seen: the flow is closing.
+    public static let closing: NATFlags = [.fin, .rst]
+}
+
+extension nv_nat_flow {
+    public var natFlags: NATFlags {
+        get { NATFlags(rawValue: flags) }
+        set { flags = newValue.rawValue }
+    }
+}
+
+extension nv_route_val {
+    public var routeKind: nv_route_kind { nv_route_kind(kind) }
+}
+
+extension nv_lookup_val {
+    public var recordType: nv_record_type { nv_record_type(UInt32(type)) }
+}
+
+extension nv_trace {
+    public var traceKind: nv_trace_kind { nv_trace_kind(UInt32(kind)) }
+    /// The drop reason (kind NV_TRACE_DROP) or exception reason (NV_TRACE_EXCEPTION).
+    public var dropReason: nv_drop_reason { nv_drop_reason(UInt32(code)) }
+    public var exceptionReason: nv_exception_reason { nv_exception_reason(UInt32(code)) }
+}
+
+extension nv_config {
+    public func has(_ flag: nv_config_flags) -> Bool { flags & flag.rawValue != 0 }
+}
+
+extension nv_exception_reason: @retroactive Hashable {}
+extension nv_vsid_counter: @retroactive Hashable {}
+extension nv_gw_counter: @retroactive Hashable {}
+extension nv_domain_counter: @retroactive Hashable {}
+extension nv_drop_reason: @retroactive Hashable {}
+extension nv_gw_mode: @retroactive Hashable {}
+
+extension nv_drop_reason: @retroactive CaseIterable {
+    public static var allCases: [nv_drop_reason] { (0..<NV_DROP_MAX.rawValue).map { nv_drop_reason(rawValue: $0) } }
+}
+
+extension nv_exception_reason: @retroactive CaseIterable {
+    public static var allCases: [nv_exception_reason] { (0..<NV_EXC_MAX.rawValue).map { nv_exception_reason(rawValue: $0) } }
+}
+
+extension nv_vsid_counter: @retroactive CaseIterable {
+    public static var allCases: [nv_vsid_counter] { (0..<NV_CNT_MAX.rawValue).map { nv_vsid_counter(rawValue: $0) } }
+}
+
+extension nv_gw_counter: @retroactive CaseIterable {
+    public static var allCases: [nv_gw_counter] { (0..<NV_GW_MAX.rawValue).map { nv_gw_counter(rawValue: $0) } }
+}
+
+extension nv_domain_counter: @retroactive CaseIterable {
+    public static var allCases: [nv_domain_counter] { (0..<NV_DOM_MAX.rawValue).map { nv_domain_counter(rawValue: $0) } }
 }

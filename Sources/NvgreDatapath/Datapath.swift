@@ -143,4 +143,4 @@ public final class Datapath {
     }
 }
 
-extension nv_vsid_counter: @retroactive Hashable {}
+

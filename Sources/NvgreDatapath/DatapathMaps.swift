@@ -89,13 +89,14 @@ public final class DatapathMaps: @unchecked Sendable {
     public func vsidCounters(slot: UInt32) -> [nv_vsid_counter: (packets: UInt64, bytes: UInt64)] {
         var out: [nv_vsid_counter: (packets: UInt64, bytes: UInt64)] = [:]
         let perCPU = vsidStats.lookupPerCPU(slot)
-        for c in 0..<Int(NV_CNT_MAX.rawValue) {
+        for counter in nv_vsid_counter.allCases {
+            let offset = Int(counter.rawValue) * MemoryLayout<UInt64>.stride  // packets[] and bytes[] are indexed by counter
             var p: UInt64 = 0, b: UInt64 = 0
             for var s in perCPU {
-                withUnsafeBytes(of: &s.packets) { p += $0.load(fromByteOffset: c * 8, as: UInt64.self) }
-                withUnsafeBytes(of: &s.bytes) { b += $0.load(fromByteOffset: c * 8, as: UInt64.self) }
+                withUnsafeBytes(of: &s.packets) { p += $0.load(fromByteOffset: offset, as: UInt64.self) }
+                withUnsafeBytes(of: &s.bytes) { b += $0.load(fromByteOffset: offset, as: UInt64.self) }
             }
-            out[nv_vsid_counter(UInt32(c))] = (p, b)
+            out[counter] = (p, b)
         }
         return out
     }

@@ -5,7 +5,7 @@ import Glibc
 
 /// A frame the fast path handed to userspace, with why and where it came in.
 public struct ExceptionFrame: Sendable {
-    public let reason: UInt32          // nv_exception_reason
+    public let reason: nv_exception_reason
     public let ingressIfindex: UInt32
     public let vsid: UInt32
     public let originalLength: Int
@@ -14,7 +14,7 @@ public struct ExceptionFrame: Sendable {
 
     public var reasonName: String { ReasonNames.exception(reason) }
 
-    public init(reason: UInt32, ingressIfindex: UInt32, vsid: UInt32, originalLength: Int, mtu: UInt32 = 0, frame: [UInt8]) {
+    public init(reason: nv_exception_reason, ingressIfindex: UInt32, vsid: UInt32, originalLength: Int, mtu: UInt32 = 0, frame: [UInt8]) {
         self.reason = reason
         self.ingressIfindex = ingressIfindex
         self.vsid = vsid
@@ -29,7 +29,7 @@ public struct ExceptionFrame: Sendable {
 public final class ExceptionChannel {
     private var ring: OpaquePointer?
     private let handler: (ExceptionFrame) -> Void
-    public private(set) var received: [UInt32: Int] = [:]
+    public private(set) var received: [nv_exception_reason: Int] = [:]
     public private(set) var malformed = 0
 
     public convenience init(datapath: Datapath, handler: @escaping (ExceptionFrame) -> Void = { _ in }) throws {
@@ -66,10 +66,10 @@ public final class ExceptionChannel {
         guard record.count >= hdrSize else { malformed += 1; return }
         let h = record.loadUnaligned(as: nv_exception_hdr.self)
         let cap = min(Int(h.cap_len), record.count - hdrSize)
-        let frame = ExceptionFrame(reason: h.reason, ingressIfindex: h.ingress_ifindex, vsid: h.vsid,
+        let frame = ExceptionFrame(reason: nv_exception_reason(h.reason), ingressIfindex: h.ingress_ifindex, vsid: h.vsid,
                                    originalLength: Int(h.orig_len), mtu: h.mtu,
                                    frame: Array(record[hdrSize..<(hdrSize + cap)]))
-        received[h.reason, default: 0] += 1
+        received[nv_exception_reason(h.reason), default: 0] += 1
         handler(frame)
     }
 }

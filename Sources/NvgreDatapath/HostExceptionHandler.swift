@@ -54,9 +54,9 @@ public final class HostExceptionHandler {
     public func handle(_ e: ExceptionFrame) {
         counts[e.reasonName, default: 0] += 1
         switch e.reason {
-        case NV_EXC_NO_NEIGH.rawValue: resolveUnderlayNeighbor(for: e)
-        case NV_EXC_OVERSIZE.rawValue: answerTooBig(e)
-        case NV_EXC_NO_ROUTE.rawValue: answerNoRoute(e)
+        case NV_EXC_NO_NEIGH: resolveUnderlayNeighbor(for: e)
+        case NV_EXC_OVERSIZE: answerTooBig(e)
+        case NV_EXC_NO_ROUTE: answerNoRoute(e)
         default: break
         }
     }
@@ -74,7 +74,7 @@ public final class HostExceptionHandler {
         if let record = maps.lookups.lookup(nv_lookup_key(vsid: e.vsid, ca: dst)) {
             outerV6 = record.providerAddress.family == .v6
         } else {
-            outerV6 = (maps.config.lookup(0)?.flags ?? 0) & NV_CFG_HAS_PA6.rawValue != 0
+            outerV6 = maps.config.lookup(0)?.has(NV_CFG_HAS_PA6) ?? false
         }
         let mtu = NVGRE.customerMTU(underlayMTU: Int(e.mtu), outer: outerV6 ? .v6 : .v4)
         if sendToVM(.tooBig(mtu: mtu), about: e, f), let src = f.src { onEvent(.tooBig(vm: src, mtu: mtu)) }

@@ -90,6 +90,9 @@ public enum ReasonNames {
         (NV_INFRA_EXTERNAL, "external"), (NV_INFRA_SPECIAL, "special"),
     ]
 
+    public static func drop(_ reason: nv_drop_reason) -> String { drop(reason.rawValue) }
+    public static func exception(_ reason: nv_exception_reason) -> String { exception(reason.rawValue) }
+
     public static func drop(_ code: UInt32) -> String {
         drops.first { $0.0.rawValue == code }?.1 ?? "drop-\(code)"
     }

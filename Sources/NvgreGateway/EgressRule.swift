@@ -35,7 +35,7 @@ public struct EgressRule {
 
     /// `flowExists`: the gateway already has a flow of this domain for the packet (to an
     /// external address, only a hairpin flow set up through a service can exist).
-    public func verdict(destination: IPAddress, proto: UInt8, port: UInt16, mode: GatewayModeABI, flowExists: Bool) -> Verdict {
+    public func verdict(destination: IPAddress, proto: UInt8, port: UInt16, mode: EgressMode, flowExists: Bool) -> Verdict {
         guard isInfrastructure(destination) || isHostAddress(destination) else { return .out }
         let portful = proto == IPProtocol.tcp.rawValue || proto == IPProtocol.udp.rawValue
         if mode == .nat, destination.family == .v4, portful, port != 0, isExternal(destination),
@@ -46,15 +46,7 @@ public struct EgressRule {
     }
 }
 
-/// How the gateway serves a routing domain, as the gw_domains map says.
-public enum GatewayModeABI: Equatable, Sendable {
+/// How the gateway serves the packet's routing domain: only NAT has a hairpin to offer.
+public enum EgressMode: Equatable, Sendable {
     case nat, route
-
-    public init?(_ raw: UInt32) {
-        switch raw {
-        case NV_GW_NAT.rawValue: self = .nat
-        case NV_GW_ROUTE.rawValue: self = .route
-        default: return nil
-        }
-    }
 }

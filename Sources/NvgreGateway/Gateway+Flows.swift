@@ -15,7 +15,7 @@ extension Gateway {
             return nil
         }
         let now = clock()
-        let flags = fromOutside ? UInt8(NV_NAT_SERVICE.rawValue) : 0
+        let flags: NATFlags = fromOutside ? .service : []
         let value = flow.value(flags: flags, lastSeenNanoseconds: now)
         do {
             try maps.writeFlowIn(flow.inKey, value, flags: UInt64(BPF_ANY))
@@ -41,8 +41,8 @@ extension Gateway {
     func observe(_ e: inout NATEntry, outbound: Bool, tcpFlags: UInt8) {
         e.lastSeen = clock()
         if outbound { e.sawOutbound = true } else { e.sawInbound = true }
-        if tcpFlags & NATPacket.fin != 0 { e.flags |= UInt8(NV_NAT_FIN.rawValue) }
-        if tcpFlags & NATPacket.rst != 0 { e.flags |= UInt8(NV_NAT_RST.rawValue) }
+        if tcpFlags & NATPacket.fin != 0 { e.flags.insert(.fin) }
+        if tcpFlags & NATPacket.rst != 0 { e.flags.insert(.rst) }
         let fromInitiator = outbound != e.fromOutside
         let established: Bool
         if e.flow.proto == IPProtocol.tcp.rawValue {
@@ -59,7 +59,7 @@ extension Gateway {
     }
 
     func offload(_ e: inout NATEntry) {
-        let flags = e.flags | UInt8(NV_NAT_OFFLOADED.rawValue)
+        let flags = e.flags.union(.offloaded)
         let value = e.flow.value(flags: flags, lastSeenNanoseconds: e.lastSeen)
         do {
             try maps.writeFlowIn(e.flow.inKey, value, flags: UInt64(BPF_EXIST))
@@ -82,7 +82,7 @@ extension Gateway {
             var last = e.lastSeen
             for v in [maps.flowOut(e.flow.outKey), maps.flowIn(e.flow.inKey)].compactMap({ $0 }) {
                 last = max(last, v.last_seen_ns)
-                e.flags |= v.flags & UInt8(NV_NAT_FIN.rawValue | NV_NAT_RST.rawValue)
+                e.flags.formUnion(v.natFlags.intersection(.closing))
             }
             let idle = Double(now &- min(last, now)) / 1e9
             if idle <= NATTable.timeout(e, timeouts) {
@@ -111,7 +111,7 @@ extension Gateway {
                 maps.deleteFlowOut(key)  // half a flow: nothing can come back to it
                 continue
             }
-            var e = NATEntry(flow: flow, flags: v.flags | back.flags, fromOutside: v.flags & UInt8(NV_NAT_SERVICE.rawValue) != 0,
+            var e = NATEntry(flow: flow, flags: v.natFlags.union(back.natFlags), fromOutside: v.natFlags.contains(.service),
                              lastSeen: max(v.last_seen_ns, back.last_seen_ns))
             e.sawOutbound = e.offloaded
             e.sawInbound = e.offloaded

@@ -50,7 +50,7 @@ extension Gateway {
     /// The outside host must hear "fragmentation needed" about the packet it sent (to the
     /// external address and port), from the external address, or its transfers stall.
     func tooBigFromOutside(_ e: ExceptionFrame) {
-        if let sn = maps.subnet(e.vsid), maps.servedMode(sn.rdid) == NV_GW_ROUTE.rawValue {
+        if let sn = maps.subnet(e.vsid), maps.servedMode(sn.rdid) == NV_GW_ROUTE {
             return tooBigRoutedFromOutside(e, sn)
         }
         guard let sn = maps.subnet(e.vsid), var pkt = ipv4(e.frame),

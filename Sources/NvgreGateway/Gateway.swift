@@ -76,13 +76,13 @@ public final class Gateway {
         let cfg = maps.hostConfig
         let fromUplink = e.ingressIfindex == cfg?.uplink_ifindex, fromExternal = e.ingressIfindex == cfg?.external_ifindex
         switch e.reason {
-        case NV_EXC_NAT_OUT.rawValue: toOutside(e)
-        case NV_EXC_NAT_IN.rawValue: fromOutside(e)
-        case NV_EXC_OVERSIZE.rawValue where fromExternal: tooBigFromOutside(e)
-        case NV_EXC_ROUTE_OUT.rawValue: routeToOutside(e)
+        case NV_EXC_NAT_OUT: toOutside(e)
+        case NV_EXC_NAT_IN: fromOutside(e)
+        case NV_EXC_OVERSIZE where fromExternal: tooBigFromOutside(e)
+        case NV_EXC_ROUTE_OUT: routeToOutside(e)
         // From the uplink: a route-mode domain's packet that cannot leave; its VM is elsewhere.
-        case NV_EXC_NO_ROUTE.rawValue where fromUplink: answerTenant(.noRoute, e)
-        case NV_EXC_OVERSIZE.rawValue where fromUplink: answerTenant(.tooBig(mtu: Int(e.mtu)), e)
+        case NV_EXC_NO_ROUTE where fromUplink: answerTenant(.noRoute, e)
+        case NV_EXC_OVERSIZE where fromUplink: answerTenant(.tooBig(mtu: Int(e.mtu)), e)
         default: return false
         }
         return true
@@ -98,7 +98,7 @@ public final class Gateway {
 
     /// The VSID of the subnet of routing domain `rdid` that holds `address`, if any.
     func subnet(of address: IPAddress, in rdid: UInt32) -> UInt32? {
-        guard let r = maps.route(rdid: rdid, address: address), r.kind == NV_ROUTE_SUBNET.rawValue else { return nil }
+        guard let r = maps.route(rdid: rdid, address: address), r.routeKind == NV_ROUTE_SUBNET else { return nil }
         return r.vsid
     }
 

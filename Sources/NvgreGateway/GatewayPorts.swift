@@ -1,4 +1,5 @@
 import CNvgre
+import NvgreDatapath
 import NvgreWire
 
 // What the gateway engine needs of the world, as two small protocols: the data path's maps
@@ -10,8 +11,8 @@ public protocol GatewayMaps: AnyObject {
     /// The host's settings (uplink, external interface, provider addresses).
     var hostConfig: nv_config? { get }
     func subnet(_ vsid: UInt32) -> nv_subnet?
-    /// How this gateway serves routing domain `rdid` (enum nv_gw_mode), if it does.
-    func servedMode(_ rdid: UInt32) -> UInt32?
+    /// How this gateway serves routing domain `rdid`, if it does.
+    func servedMode(_ rdid: UInt32) -> nv_gw_mode?
     func record(vsid: UInt32, ca: IPAddress) -> nv_lookup_val?
     /// The longest route of domain `rdid` that holds `address`.
     func route(rdid: UInt32, address: IPAddress) -> nv_route_val?
@@ -56,5 +57,3 @@ public protocol GatewaySender: AnyObject {
     func sendUnderlay(_ packet: [UInt8], to pa: IPAddress) throws
 }
 
-extension nv_gw_counter: @retroactive Hashable {}
-extension nv_domain_counter: @retroactive Hashable {}

@@ -11,7 +11,7 @@ public final class PinnedGatewayMaps: GatewayMaps {
 
     public var hostConfig: nv_config? { maps.config.lookup(0) }
     public func subnet(_ vsid: UInt32) -> nv_subnet? { maps.subnets.lookup(vsid) }
-    public func servedMode(_ rdid: UInt32) -> UInt32? { maps.gatewayDomains.lookup(rdid) }
+    public func servedMode(_ rdid: UInt32) -> nv_gw_mode? { maps.gatewayDomains.lookup(rdid).map { nv_gw_mode(rawValue: $0) } }
     public func record(vsid: UInt32, ca: IPAddress) -> nv_lookup_val? { maps.lookups.lookup(nv_lookup_key(vsid: vsid, ca: ca)) }
     public func route(rdid: UInt32, address: IPAddress) -> nv_route_val? {
         maps.routes.lookup(nv_route_key(rdid: rdid, prefix: address, prefixLength: address.bytes.count * 8))

@@ -18,8 +18,8 @@ public struct NATTimeouts: Sendable, Equatable {
 /// and what the gateway process saw of it.
 public struct NATEntry: Sendable {
     public var flow: NATFlow
-    /// enum nv_nat_flags as last written to (or read from) the maps.
-    public var flags: UInt8
+    /// The flags as last written to (or read from) the maps.
+    public var flags: NATFlags
     /// Opened from outside, to a published service.
     public var fromOutside: Bool
     public var sawOutbound = false
@@ -29,8 +29,8 @@ public struct NATEntry: Sendable {
     /// CLOCK_MONOTONIC nanoseconds of the last packet the process handled.
     public var lastSeen: UInt64
 
-    public var offloaded: Bool { flags & UInt8(NV_NAT_OFFLOADED.rawValue) != 0 }
-    public var closing: Bool { flags & UInt8(NV_NAT_FIN.rawValue | NV_NAT_RST.rawValue) != 0 }
+    public var offloaded: Bool { flags.contains(.offloaded) }
+    public var closing: Bool { !flags.isDisjoint(with: .closing) }
 }
 
 /// The most of a shared NAT resource that a domain with `share` percent may hold (at least

@@ -126,7 +126,7 @@ final class GatewayBenchHost {
         }
         _ = try live.send(inboundUDP(extPort: flow.extPort), namespace: ns.x, interface: "eth0", cpus: [0], countPerCPU: 1)
         _ = try waitFor("the gateway to offload the benchmark's UDP flow") {
-            (maps.natIn.lookup(flow.inKey)?.flags ?? 0) & UInt8(NV_NAT_OFFLOADED.rawValue) != 0 ? true : nil
+            maps.natIn.lookup(flow.inKey)?.natFlags.contains(.offloaded) == true ? true : nil
         }
         return flow.extPort
     }

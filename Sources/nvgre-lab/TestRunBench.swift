@@ -93,8 +93,8 @@ struct TestRunBench {
         }
         // Every row must have done what it is named for: no drop of any reason, and the
         // exceptions all reached the ring.
-        let drops = (0..<UInt32(NV_DROP_MAX.rawValue)).reduce(UInt64(0)) { sum, reason in
-            sum + dp.dropStats.lookupPerCPU(reason).reduce(0) { $0 + $1.packets }
+        let drops = nv_drop_reason.allCases.reduce(UInt64(0)) { sum, reason in
+            sum + dp.maps.dropCount(reason).packets
         }
         guard drops == 0 else { throw ShellErrorText("the program-cost runs dropped \(drops) frames; the rows would not measure what they name") }
         let exceptions = channel.received.values.reduce(0, +)

@@ -40,7 +40,7 @@ struct Stats: NvgreCommand {
         // A gateway's NAT counters (all zero elsewhere) and its flows in the maps.
         let gateway = ReasonNames.gateway.map { ($0.1, maps.gatewayCount($0.0)) }
         let flows = maps.natOut.keys().compactMap { maps.natOut.lookup($0) }
-        let offloaded = flows.filter { $0.flags & UInt8(NV_NAT_OFFLOADED.rawValue) != 0 }.count
+        let offloaded = flows.filter { $0.natFlags.contains(.offloaded) }.count
         // Each routing domain's drops at its shares (exception path, NAT ports) and its
         // packets kept from the infrastructure.
         let perDomain = domains.sorted { $0.id < $1.id }.map { d in (d, ReasonNames.domain.map { ($0.1, maps.domainCount(d.id, $0.0)) }) }

@@ -60,7 +60,7 @@ struct FastPathTests {
                     "\(name): trace \(t.kind)/\(t.code), expected exception \(ReasonNames.exception(reason.rawValue))")
             #expect(exceptions.count == 1, "\(name): \(exceptions.count) exception records")
             if let e = exceptions.first {
-                #expect(e.reason == reason.rawValue, "\(name): ring reason \(e.reasonName)")
+                #expect(e.reason == reason, "\(name): ring reason \(e.reasonName)")
                 #expect(e.ingressIfindex == host.port(c.ingress), "\(name): ring ingress \(e.ingressIfindex)")
                 #expect(e.frame == (frame ?? c.frame), "\(name): ring frame differs")
                 #expect(e.originalLength == (frame ?? c.frame).count, "\(name): ring length \(e.originalLength)")
@@ -95,7 +95,7 @@ struct FastPathTests {
         let channel = try ExceptionChannel(datapath: host.dp) { _ in seen += 1 }
         try channel.poll(timeoutMilliseconds: 0)
         #expect(seen >= 1)
-        #expect(channel.received[NV_EXC_NO_LOOKUP.rawValue] == seen)
+        #expect(channel.received[NV_EXC_NO_LOOKUP] == seen)
         let again = try NetworkNamespace.run(in: host.ns) {
             try host.dp.testRun(.fromVM, frame: frame, ingressIfindex: host.port("port1"))
         }
@@ -108,6 +108,20 @@ struct FastPathTests {
         #expect(Set(ReasonNames.drops.map { $0.1 }).count == ReasonNames.drops.count)
         #expect(ReasonNames.exceptions.count == Int(NV_EXC_MAX.rawValue))
         #expect(Set(ReasonNames.exceptions.map { $0.0.rawValue }) == Set(0..<NV_EXC_MAX.rawValue))
+    }
+
+    /// Every counter of the ABI header has exactly one stable name, the gateway's and each
+    /// routing domain's too.
+    @Test func everyCounterHasOneName() {
+        func check<C: Hashable>(_ table: [(C, String)], _ all: [C], _ what: String) {
+            #expect(table.count == all.count && Set(table.map(\.0)) == Set(all), "\(what): \(table.count) names for \(all.count) counters")
+            #expect(Set(table.map(\.1)).count == table.count, "\(what): a name used twice")
+        }
+        check(ReasonNames.drops, nv_drop_reason.allCases, "drops")
+        check(ReasonNames.exceptions, nv_exception_reason.allCases, "exceptions")
+        check(ReasonNames.gateway, nv_gw_counter.allCases, "gateway")
+        check(ReasonNames.domain, nv_domain_counter.allCases, "routing domains")
+        #expect(Set(ReasonNames.infrastructureOrigins.map(\.0.rawValue)) == Set(NV_INFRA_LISTED.rawValue...NV_INFRA_SPECIAL.rawValue))
     }
 }
 

@@ -36,7 +36,7 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
         #expect(g.count(NV_GW_FLOWS_CREATED) == 2 && g.count(NV_GW_USERSPACE_OUT) == 2)
         // The flow is in both maps, not offloaded yet (no answer seen).
         #expect(g.maps.natOut.count == 2 && g.maps.natIn.count == 2)
-        #expect(g.maps.natOut.values.allSatisfy { $0.flags & UInt8(NV_NAT_OFFLOADED.rawValue) == 0 })
+        #expect(g.maps.natOut.values.allSatisfy { !$0.natFlags.contains(.offloaded) })
     }
 
     @Test func portsRunOutAndEachDomainHoldsAtMostItsShare() {
@@ -81,10 +81,10 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
         #expect(d.pa == G.paA && d.vsid == G.red.vsid)
         #expect(d.inner == Ethernet.frame(dst: G.vmMAC1, src: G.red.gwMAC, type: .ipv4,
                                           payload: G.tcp(G.x, 80, G.vm1, 33000, flags: 0x12, ttl: 63)))
-        #expect(g.maps.natOut.values.allSatisfy { $0.flags & UInt8(NV_NAT_OFFLOADED.rawValue) == 0 }, "not before the ACK")
+        #expect(g.maps.natOut.values.allSatisfy { !$0.natFlags.contains(.offloaded) }, "not before the ACK")
         g.fromTenant(G.red, G.tcp(G.vm1, 33000, G.x, 80, flags: 0x10))  // ACK
-        #expect(g.maps.natOut.values.allSatisfy { $0.flags & UInt8(NV_NAT_OFFLOADED.rawValue) != 0 })
-        #expect(g.maps.natIn.values.allSatisfy { $0.flags & UInt8(NV_NAT_OFFLOADED.rawValue) != 0 })
+        #expect(g.maps.natOut.values.allSatisfy { $0.natFlags.contains(.offloaded) })
+        #expect(g.maps.natIn.values.allSatisfy { $0.natFlags.contains(.offloaded) })
         #expect(g.count(NV_GW_FLOWS_OFFLOADED) == 1)
 
         // Established: 100 s idle allowed; XDP's traffic counts as activity.
@@ -94,7 +94,7 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
         g.now += 90_000_000_000
         #expect(g.gateway.expire() == 0, "XDP saw it 90 s ago")
         // A FIN seen by XDP makes it transitory: 10 s.
-        for k in g.maps.natOut.keys { g.maps.natOut[k]!.flags |= UInt8(NV_NAT_FIN.rawValue) }
+        for k in g.maps.natOut.keys { g.maps.natOut[k]!.natFlags.insert(.fin) }
         g.now += 11_000_000_000
         #expect(g.gateway.expire() == 1)
         #expect(g.maps.natOut.isEmpty && g.maps.natIn.isEmpty && g.gateway.table.count == 0)
@@ -124,7 +124,7 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
         first.fromOutside(G.tcp(G.x, 5555, G.ext, 8080, flags: 0x02))  // a service flow (no pool port)
         // Half a flow (its nat_in entry lost) is removed, not recovered.
         let orphan = NATFlow(proto: 17, rdid: 1, vsid: 5001, ca: G.vm1, caPort: 9, ext: G.ext, extPort: 40001, remote: G.x, remotePort: 9)
-        first.maps.natOut[RawBytes(of: orphan.outKey)] = orphan.value(flags: 0, lastSeenNanoseconds: 0)
+        first.maps.natOut[RawBytes(of: orphan.outKey)] = orphan.value(flags: [], lastSeenNanoseconds: 0)
 
         let second = MemoryGateway(natPorts: PortRange(first: 40000, last: 40001))
         second.maps.natOut = first.maps.natOut
@@ -191,7 +191,7 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
                                           payload: G.tcp(G.ext, 8080, G.vm1, 41000, flags: 0x12, ttl: 62)))
         g.fromTenant(G.blue, G.tcp(G.vm1, 41000, G.ext, 8080, flags: 0x10))
         #expect(g.sender.outside.isEmpty, "a hairpin never leaves the gateway")
-        #expect(g.maps.natOut.values.allSatisfy { $0.flags & UInt8(NV_NAT_OFFLOADED.rawValue) == 0 }, "nor is it offloaded")
+        #expect(g.maps.natOut.values.allSatisfy { !$0.natFlags.contains(.offloaded) }, "nor is it offloaded")
         #expect(g.count(NV_GW_HAIRPIN) == 3)
     }
 
@@ -203,7 +203,7 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
         g.fromOutside(G.tcp(G.x, 5555, G.ext, 8080, flags: 0x02))
         let flow = try #require(g.flows.first)
         #expect(flow.ca == G.vm2 && flow.caPort == 80 && flow.ext == G.ext && flow.extPort == 8080 && flow.remote == G.x)
-        #expect(g.maps.natOut.values.allSatisfy { $0.flags & UInt8(NV_NAT_SERVICE.rawValue) != 0 })
+        #expect(g.maps.natOut.values.allSatisfy { $0.natFlags.contains(.service) })
         let d = try #require(g.sender.delivered.first)
         #expect(d.inner == Ethernet.frame(dst: G.vmMAC2, src: G.red.gwMAC, type: .ipv4,
                                           payload: G.tcp(G.x, 5555, G.vm2, 80, flags: 0x02, ttl: 63)))

@@ -9,7 +9,7 @@ import NvgreWire
 final class MemoryGatewayMaps: GatewayMaps {
     var hostConfig: nv_config?
     var subnets: [UInt32: nv_subnet] = [:]
-    var modes: [UInt32: UInt32] = [:]
+    var modes: [UInt32: nv_gw_mode] = [:]
     var records: [String: nv_lookup_val] = [:]
     var routes: [(rdid: UInt32, prefix: IPPrefix, value: nv_route_val)] = []
     var services: [String: nv_service] = [:]
@@ -22,7 +22,7 @@ final class MemoryGatewayMaps: GatewayMaps {
     var domainCounts: [DomainCounter: UInt64] = [:]
 
     func subnet(_ vsid: UInt32) -> nv_subnet? { subnets[vsid] }
-    func servedMode(_ rdid: UInt32) -> UInt32? { modes[rdid] }
+    func servedMode(_ rdid: UInt32) -> nv_gw_mode? { modes[rdid] }
     func record(vsid: UInt32, ca: IPAddress) -> nv_lookup_val? { records["\(vsid) \(ca)"] }
     func route(rdid: UInt32, address: IPAddress) -> nv_route_val? {
         routes.filter { $0.rdid == rdid && $0.prefix.contains(address) }.max { $0.prefix.length < $1.prefix.length }?.value
@@ -109,7 +109,7 @@ final class MemoryGateway {
         maps.hostConfig = nv_config(uplinkIfindex: Self.uplink, pa4: Self.paG, pa6: nil, externalIfindex: Self.external)
         for t in [Self.red, Self.blue] {
             maps.subnets[t.vsid] = nv_subnet(routingDomain: t.rdid, statsSlot: t.rdid, gatewayMAC: t.gwMAC, gateway4: "198.19.1.254", gateway6: nil)
-            maps.modes[t.rdid] = NV_GW_NAT.rawValue
+            maps.modes[t.rdid] = NV_GW_NAT
             maps.routes.append((t.rdid, IPPrefix(parsing: "198.19.1.0/24")!, nv_route_val(vsid: t.vsid, kind: NV_ROUTE_SUBNET)))
             maps.records["\(t.vsid) \(Self.vm1)"] = nv_lookup_val(pa: Self.paA, mac: Self.vmMAC1)
             maps.records["\(t.vsid) \(Self.vm2)"] = nv_lookup_val(pa: Self.paB, mac: Self.vmMAC2)
@@ -129,7 +129,7 @@ final class MemoryGateway {
     @discardableResult
     func fromTenant(_ t: (rdid: UInt32, vsid: UInt32, gwMAC: MACAddress), _ ip: [UInt8]) -> Bool {
         let frame = Ethernet.frame(dst: t.gwMAC, src: Self.vmMAC1, type: .ipv4, payload: ip)
-        return gateway.handle(ExceptionFrame(reason: NV_EXC_NAT_OUT.rawValue, ingressIfindex: Self.uplink, vsid: t.vsid,
+        return gateway.handle(ExceptionFrame(reason: NV_EXC_NAT_OUT, ingressIfindex: Self.uplink, vsid: t.vsid,
                                              originalLength: frame.count, frame: frame))
     }
 
@@ -137,7 +137,7 @@ final class MemoryGateway {
     @discardableResult
     func fromOutside(_ ip: [UInt8]) -> Bool {
         let frame = Ethernet.frame(dst: "02:00:00:00:0e:01", src: "02:00:00:00:0e:02", type: .ipv4, payload: ip)
-        return gateway.handle(ExceptionFrame(reason: NV_EXC_NAT_IN.rawValue, ingressIfindex: Self.external, vsid: 0,
+        return gateway.handle(ExceptionFrame(reason: NV_EXC_NAT_IN, ingressIfindex: Self.external, vsid: 0,
                                              originalLength: frame.count, frame: frame))
     }
 

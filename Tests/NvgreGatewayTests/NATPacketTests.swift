@@ -137,9 +137,9 @@ import Testing
         func flow(_ rdid: UInt32, _ port: UInt16) -> NATFlow {
             NATFlow(proto: 17, rdid: rdid, vsid: 5001, ca: "198.19.1.1", caPort: port, ext: "203.0.113.1", extPort: port, remote: "203.0.113.2", remotePort: 53)
         }
-        for p in 1...3 { table.insert(NATEntry(flow: flow(1, UInt16(p)), flags: 0, fromOutside: false, lastSeen: 0)) }
-        table.insert(NATEntry(flow: flow(2, 1), flags: 0, fromOutside: false, lastSeen: 0))
-        table.insert(NATEntry(flow: flow(1, 1), flags: 1, fromOutside: false, lastSeen: 5))  // an update, not a new flow
+        for p in 1...3 { table.insert(NATEntry(flow: flow(1, UInt16(p)), flags: [], fromOutside: false, lastSeen: 0)) }
+        table.insert(NATEntry(flow: flow(2, 1), flags: [], fromOutside: false, lastSeen: 0))
+        table.insert(NATEntry(flow: flow(1, 1), flags: .offloaded, fromOutside: false, lastSeen: 5))  // an update, not a new flow
         #expect(table.count(of: 1) == 3 && table.count(of: 2) == 1 && table.count == 4)
         table.remove(flow(1, 2))
         table.remove(flow(1, 2))  // twice: counted once
@@ -151,11 +151,11 @@ import Testing
         var t = NATTimeouts()
         t.tcpEstablished = 100; t.tcpTransitory = 10; t.udp = 30; t.icmp = 5
         let f = NATFlow(proto: 6, rdid: 1, vsid: 5001, ca: "198.19.1.1", caPort: 1, ext: "203.0.113.1", extPort: 2, remote: "203.0.113.2", remotePort: 3)
-        var e = NATEntry(flow: f, flags: 0, fromOutside: false, lastSeen: 0)
+        var e = NATEntry(flow: f, flags: [], fromOutside: false, lastSeen: 0)
         #expect(NATTable.timeout(e, t) == 10)
-        e.flags = 1  // offloaded: established
+        e.flags = .offloaded  // established
         #expect(NATTable.timeout(e, t) == 100)
-        e.flags |= 2  // a FIN was seen
+        e.flags.insert(.fin)  // a FIN was seen
         #expect(NATTable.timeout(e, t) == 10)
     }
 }
@@ -177,7 +177,7 @@ import Testing
         #expect(rule.verdict(destination: "203.0.113.2", proto: 17, port: 53, mode: .nat, flowExists: false) == .out)
         #expect(rule.verdict(destination: "203.0.113.2", proto: 1, port: 0, mode: .route, flowExists: false) == .out)
         for d: IPAddress in ["198.18.0.1", "198.18.0.3", "127.0.0.1", "10.9.1.1", "203.0.113.77", "203.0.113.1"] {
-            for mode in [GatewayModeABI.nat, .route] {
+            for mode in [EgressMode.nat, .route] {
                 #expect(rule.verdict(destination: d, proto: 17, port: 9, mode: mode, flowExists: false) == .infrastructure, "\(d) \(mode)")
             }
         }
