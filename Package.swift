@@ -2,11 +2,12 @@
 import PackageDescription
 
 // Layers, dependencies pointing down only:
-//   nvgre (CLI), nvgre-lab (demo, benchmarks), NvgreLab (namespaced topologies)
-//     -> NvgreGateway (NAT flows of a gateway host: userspace translation, offload, expiry)
-//     -> NvgreControl (compile policy to map images, diff, transactional apply, instances, trace)
-//     -> NvgreDatapath (libbpf: load, attach, maps, test-run, exception ring)
-//        and NvgrePolicy (the desired state, its validation, YAML/JSON read and write)
+//   nvgre (CLI: arguments, output, exit codes), nvgre-lab (demo, benchmarks), NvgreLab (namespaced topologies)
+//     -> NvgreControl (instances, policy compiled to map images, diffed, applied all or nothing; the
+//        exception service; trace)  and, beside it, NvgreGateway (the gateway's NAT engine: no system
+//        calls of its own, maps and sockets behind GatewayMaps and GatewaySender)
+//     -> NvgreDatapath (libbpf: the map registry, load, attach, maps, test-run, exception ring; every
+//        system call)  and NvgrePolicy (the desired state, its validation, YAML/JSON read and write)
 //     -> NvgreWire (pure packet codecs)
 // CNvgre is the one thin C target: the shared ABI header, the generated libbpf skeleton
 // (made by `make`), and the few calls Swift cannot make directly (setns, libbpf logging).

@@ -81,11 +81,11 @@ public final class Instance {
         let ok = !name.isEmpty && name.count <= 32 && name.utf8.allSatisfy {
             ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2d || $0 == 0x5f
         }
-        if !ok { throw PolicyErrors(errors: [PolicyError("--instance", name, "1 to 32 letters, digits, - or _")]) }
+        if !ok { throw PolicyErrors(errors: [PolicyError("instance", name, "1 to 32 letters, digits, - or _")]) }
     }
 
     public static func isRunning(_ name: String) -> Bool {
-        access("\(pinDirectory(name))/config", F_OK) == 0
+        Files.exists("\(pinDirectory(name))/config")
     }
 
     // MARK: lifecycle
@@ -100,7 +100,7 @@ public final class Instance {
                                hint: "run `nvgre down` first, or choose another name with --instance")
         }
         guard let uplinkIndex = existingInterfaceIndex(uplink) else {
-            throw PolicyErrors(errors: [PolicyError("--uplink", uplink, "an existing interface in this network namespace")])
+            throw PolicyErrors(errors: [PolicyError("uplink", uplink, "an existing interface in this network namespace")])
         }
         let dir = pinDirectory(name)
         do {
@@ -238,13 +238,13 @@ public final class Instance {
             }
             try Self.write(PolicyWriter.write(withoutRecords(policy), as: .yaml), to: "\(stateDirectory)/policy.yaml")
         } catch {
-            for pin in newLinks { unlink("\(pinDirectory)/\(pin)") }
+            for pin in newLinks { Files.remove("\(pinDirectory)/\(pin)") }
             let problems = tx.rollBack()
             throw ControlError("apply failed, nothing was changed: \(error)",
                                hint: problems.isEmpty ? nil : "rolling back also failed: \(problems.joined(separator: "; "))")
         }
         for port in attachedNow.subtracting(wanted) { detachPort(port) }
-        if let ext = detachExternal { unlink("\(pinDirectory)/\(Self.externalLinkPin(ext))") }
+        if let ext = detachExternal { Files.remove("\(pinDirectory)/\(Self.externalLinkPin(ext))") }
         summary.seconds = monotonicSeconds() - started
         return summary
     }
@@ -331,23 +331,16 @@ public final class Instance {
     func attach(_ program: Program, to interface: String, pin: String) throws {
         let idx = try interfaceIndex(interface)
         guard let progPin = Self.programPins.first(where: { $0.0 == program })?.1 else { return }
-        let progFD = bpf_obj_get("\(pinDirectory)/\(progPin)")
-        if progFD < 0 { throw DatapathError("open the pinned program \(pinDirectory)/\(progPin)", errno: errno) }
-        defer { close(progFD) }
-        let link = try attachXDP(programFD: progFD, name: program.rawValue, ifindex: idx, mode: settings.xdpMode)
+        let link = try attachPinnedXDP(programAt: "\(pinDirectory)/\(progPin)", name: program.rawValue, ifindex: idx, mode: settings.xdpMode)
         try link.pin(at: "\(pinDirectory)/\(pin)")
     }
 
     /// Unpinning the link detaches the program (no process holds it open).
     func detachPort(_ interface: String) {
-        unlink("\(pinDirectory)/\(Self.linkPin(interface))")
+        Files.remove("\(pinDirectory)/\(Self.linkPin(interface))")
     }
 
-    static func write(_ text: String, to path: String) throws {
-        let tmp = path + ".tmp"
-        try text.write(toFile: tmp, atomically: false, encoding: .utf8)
-        if rename(tmp, path) != 0 { throw DatapathError("replace \(path)", errno: errno) }
-    }
+    static func write(_ text: String, to path: String) throws { try Files.replace(path, with: text) }
 }
 
 /// What an apply did (or, with --dry-run, would do).

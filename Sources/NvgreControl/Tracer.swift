@@ -14,14 +14,13 @@ public struct TraceFrameSpec: Sendable {
     public var ingress: TraceIngress
     public var dst: IPAddress
     public var src: IPAddress?
-    public var proto = "icmp"          // icmp, tcp, udp, arp, nd
+    public var proto = TraceProtocol.icmp
     public var dport: UInt16?
     public var payloadBytes = 32
     public var vsid: UInt32?           // from the uplink: the frame's VSID
     public var outerSource: IPAddress? // from the uplink: default, the PA of the source CA's record
     public var dstMAC: MACAddress?
 
-    public static let protocols = ["icmp", "tcp", "udp", "arp", "nd"]
 
     public init(ingress: TraceIngress, dst: IPAddress) {
         self.ingress = ingress
@@ -29,11 +28,21 @@ public struct TraceFrameSpec: Sendable {
     }
 }
 
+/// What a described frame carries.
+public enum TraceProtocol: String, CaseIterable, Sendable {
+    case icmp, tcp, udp, arp, nd
+}
+
+/// What the program decided for a frame (its trace record's kind).
+public enum TraceDecision: String, Sendable {
+    case forward, reply, pass, drop, exception, unknown
+}
+
 /// What the program did with one frame.
 public struct TraceOutcome {
     public var input: [UInt8]
     public var verdict: UInt32
-    public var kind: String        // forward, reply, pass, drop, exception
+    public var kind: TraceDecision
     public var reason: String?     // drop or exception reason name
     public var egressIfindex: UInt32?
     public var egressName: String?
@@ -117,27 +126,27 @@ public final class Tracer {
         switch ingress {
         case let .port(name):
             guard let i = ifindexOf[name], policy.ports.contains(where: { $0.interface == name }) else {
-                throw PolicyErrors(errors: [PolicyError("--port", name, "a port of the policy (\(policy.ports.map(\.interface).joined(separator: ", ")))")])
+                throw PolicyErrors(errors: [PolicyError("port", name, "a port of the policy (\(policy.ports.map(\.interface).joined(separator: ", ")))")])
             }
             (program, idx) = (.fromVM, i)
         case .uplink:
             (program, idx) = (.fromFabric, uplinkIfindex)
         }
         let r = try dp.testRun(program, frame: frame, ingressIfindex: idx)
-        var out = TraceOutcome(input: frame, verdict: r.verdict, kind: "unknown", output: r.output)
+        var out = TraceOutcome(input: frame, verdict: r.verdict, kind: .unknown, output: r.output)
         if let t = r.trace {
             switch t.traceKind {
             case NV_TRACE_FORWARD:
-                out.kind = "forward"
+                out.kind = .forward
                 out.egressIfindex = t.egress_ifindex
                 out.egressName = nameOf[t.egress_ifindex] ?? interfaceName(t.egress_ifindex)
-            case NV_TRACE_REPLY: out.kind = "reply"
-            case NV_TRACE_PASS: out.kind = "pass"
+            case NV_TRACE_REPLY: out.kind = .reply
+            case NV_TRACE_PASS: out.kind = .pass
             case NV_TRACE_DROP:
-                out.kind = "drop"
+                out.kind = .drop
                 out.reason = ReasonNames.drop(t.dropReason)
             case NV_TRACE_EXCEPTION:
-                out.kind = "exception"
+                out.kind = .exception
                 out.reason = ReasonNames.exception(t.exceptionReason)
             default: break
             }
@@ -152,35 +161,34 @@ public final class Tracer {
         func bad(_ field: String, _ value: String, _ allowed: String) -> PolicyErrors {
             PolicyErrors(errors: [PolicyError(field, value, allowed)])
         }
-        guard TraceFrameSpec.protocols.contains(spec.proto) else { throw bad("--proto", spec.proto, TraceFrameSpec.protocols.joined(separator: ", ")) }
-        if spec.proto == "arp" && spec.dst.family != .v4 { throw bad("--dst", "\(spec.dst)", "an IPv4 address (ARP); use --proto nd for IPv6") }
-        if spec.proto == "nd" && spec.dst.family != .v6 { throw bad("--dst", "\(spec.dst)", "an IPv6 address (neighbor discovery)") }
+        if spec.proto == .arp && spec.dst.family != .v4 { throw bad("dst", "\(spec.dst)", "an IPv4 address (ARP); use protocol nd for IPv6") }
+        if spec.proto == .nd && spec.dst.family != .v6 { throw bad("dst", "\(spec.dst)", "an IPv6 address (neighbor discovery)") }
         func record(_ vsid: UInt32, _ ca: IPAddress) -> LookupRecord? {
             policy.lookupRecords.first { $0.vsid == vsid && $0.customerAddress == ca }
         }
         switch spec.ingress {
         case let .port(name):
             guard let port = policy.ports.first(where: { $0.interface == name }) else {
-                throw bad("--port", name, "a port of the policy (\(policy.ports.map(\.interface).joined(separator: ", ")))")
+                throw bad("port", name, "a port of the policy (\(policy.ports.map(\.interface).joined(separator: ", ")))")
             }
             guard let src = spec.src ?? port.addresses.first(where: { $0.family == spec.dst.family }) else {
-                throw bad("--src", "", "an \(spec.dst.family) source address (port \(name) has none)")
+                throw bad("src", "", "an \(spec.dst.family) source address (port \(name) has none)")
             }
-            if src.family != spec.dst.family { throw bad("--src", "\(src)", "an \(spec.dst.family) address, like --dst") }
+            if src.family != spec.dst.family { throw bad("src", "\(src)", "an \(spec.dst.family) address, like the destination") }
             let subnet = policy.subnets.first { $0.vsid == port.vsid }
             let inSubnet = subnet?.prefixes.contains { $0.contains(spec.dst) } ?? false
             let dstMAC = spec.dstMAC ?? (inSubnet ? record(port.vsid, spec.dst)?.mac : nil) ?? subnet?.gatewayMAC ?? .broadcast
             return customerFrame(spec, src: src, srcMAC: port.mac, dstMAC: dstMAC)
         case .uplink:
-            guard let vsid = spec.vsid else { throw bad("--vsid", "", "the VSID of the NVGRE frame (required with --uplink)") }
-            guard let src = spec.src else { throw bad("--src", "", "the inner source customer address (required with --uplink)") }
-            if src.family != spec.dst.family { throw bad("--src", "\(src)", "an \(spec.dst.family) address, like --dst") }
+            guard let vsid = spec.vsid else { throw bad("vsid", "", "the VSID of the NVGRE frame (required from the uplink)") }
+            guard let src = spec.src else { throw bad("src", "", "the inner source customer address (required from the uplink)") }
+            if src.family != spec.dst.family { throw bad("src", "\(src)", "an \(spec.dst.family) address, like the destination") }
             let srcRecord = record(vsid, src)
             guard let outerSrc = spec.outerSource ?? srcRecord?.providerAddress else {
-                throw bad("--outer-src", "", "the sender's provider address (no lookup record for \(src) in VSID \(vsid) names one)")
+                throw bad("outerSource", "", "the sender's provider address (no lookup record for \(src) in VSID \(vsid) names one)")
             }
             guard let outerDst = policy.providerAddresses.first(where: { $0.address.family == outerSrc.family })?.address else {
-                throw bad("--outer-src", "\(outerSrc)", "an address of a family this host has a provider address in")
+                throw bad("outerSource", "\(outerSrc)", "an address of a family this host has a provider address in")
             }
             let dstMAC = spec.dstMAC ?? record(vsid, spec.dst)?.mac ?? policy.subnets.first { $0.vsid == vsid }?.gatewayMAC ?? .broadcast
             let inner = customerFrame(spec, src: src, srcMAC: srcRecord?.mac ?? MACAddress([2, 0, 0, 0, 0, 1]), dstMAC: dstMAC)
@@ -195,21 +203,21 @@ public final class Tracer {
         let data = [UInt8](repeating: 0x5a, count: spec.payloadBytes)
         let ethType: EtherType = src.family == .v4 ? .ipv4 : .ipv6
         switch spec.proto {
-        case "arp":
+        case .arp:
             return Ethernet.frame(dst: .broadcast, src: srcMAC, type: .arp,
                                   payload: ARP.packet(op: 1, senderMAC: srcMAC, senderIP: src, targetMAC: MACAddress([0, 0, 0, 0, 0, 0]), targetIP: spec.dst))
-        case "nd":
+        case .nd:
             let (group, groupMAC) = ICMPv6.solicitedNode(spec.dst)
             let icmp = ICMPv6.neighborSolicitation(target: spec.dst, sourceMAC: srcMAC, src: src, dst: group)
             let ip = IPv6Header(src: src, dst: group, nextHeader: IPProtocol.icmpv6.rawValue, payloadLength: icmp.count, hopLimit: 255).bytes
             return Ethernet.frame(dst: groupMAC, src: srcMAC, type: .ipv6, payload: ip + icmp)
-        case "tcp":
+        case .tcp:
             let l4 = TCP.segment(src: src, dst: spec.dst, sport: 40000, dport: spec.dport ?? 80)
             return Ethernet.frame(dst: dstMAC, src: srcMAC, type: ethType, payload: IPPacket.build(src: src, dst: spec.dst, proto: IPProtocol.tcp.rawValue, payload: l4))
-        case "udp":
+        case .udp:
             let l4 = UDP.datagram(src: src, dst: spec.dst, sport: 40000, dport: spec.dport ?? 53, payload: data)
             return Ethernet.frame(dst: dstMAC, src: srcMAC, type: ethType, payload: IPPacket.build(src: src, dst: spec.dst, proto: IPProtocol.udp.rawValue, payload: l4))
-        default:
+        case .icmp:
             let l4 = src.family == .v4 ? ICMP.echoRequest(id: 1, sequence: 1, payload: data)
                 : ICMPv6.echoRequest(id: 1, sequence: 1, payload: data, src: src, dst: spec.dst)
             let proto = src.family == .v4 ? IPProtocol.icmp.rawValue : IPProtocol.icmpv6.rawValue

@@ -73,3 +73,20 @@ public final class ExceptionChannel {
         handler(frame)
     }
 }
+
+/// A handler of exceptions beside a host's own (the gateway's), driven by the exception
+/// service (NvgreControl's ExceptionService).
+public protocol ExceptionHandling: AnyObject {
+    /// What the logs call it ("gateway").
+    var role: String { get }
+    /// Handles the frame; false when it is not this handler's.
+    func handle(_ e: ExceptionFrame) -> Bool
+    /// Once before the first poll (reading state back after a restart); a line for the log.
+    func start() -> String
+    /// After every poll (counters are flushed between polls, not per frame).
+    func afterPoll()
+    /// About once a second (expiry).
+    func everySecond()
+    /// A line for the log when the service stops.
+    func stopping() -> String
+}

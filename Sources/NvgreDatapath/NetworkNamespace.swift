@@ -24,4 +24,15 @@ public enum NetworkNamespace {
         }
         return try body()
     }
+
+    /// Moves the calling thread into namespace `name` for good (a single-threaded command
+    /// line tool's `-n`). nil when there is no such namespace.
+    public static func enter(_ name: String) throws -> Bool {
+        let target = open("/run/netns/\(name)", O_RDONLY | O_CLOEXEC)
+        if target < 0 { return false }
+        defer { close(target) }
+        let rc = nv_setns_net(target)
+        if rc != 0 { throw DatapathError("enter network namespace \(name)", errno: -rc) }
+        return true
+    }
 }

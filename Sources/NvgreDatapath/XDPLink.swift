@@ -100,3 +100,12 @@ public func interfaceName(_ ifindex: UInt32) -> String? {
     guard if_indextoname(ifindex, &buf) != nil else { return nil }
     return String(cString: buf)
 }
+
+/// Attaches the program pinned at `path` to interface `ifindex` (the program's descriptor is
+/// held only while attaching: the link keeps the program).
+public func attachPinnedXDP(programAt path: String, name: String, ifindex: UInt32, mode: XDPMode?) throws -> XDPLink {
+    let fd = bpf_obj_get(path)
+    if fd < 0 { throw DatapathError("open the pinned program \(path)", errno: errno) }
+    defer { close(fd) }
+    return try attachXDP(programFD: fd, name: name, ifindex: ifindex, mode: mode)
+}

@@ -20,16 +20,14 @@ struct GlobalOptions: ParsableArguments {
     /// Enters the namespace (this process is single-threaded here, so setns holds).
     func enter() throws {
         guard let ns = netns else { return }
-        let fd = open("/run/netns/\(ns)", O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw fieldError("--netns", ns, "a network namespace in /run/netns (see `ip netns list`)") }
-        defer { close(fd) }
-        let rc = nv_setns_net(fd)
-        if rc != 0 { throw DatapathError("enter network namespace \(ns)", errno: -rc) }
+        if try !NetworkNamespace.enter(ns) {
+            throw fieldError("--netns", ns, "a network namespace in /run/netns (see `ip netns list`)")
+        }
     }
 
     func openInstance() throws -> Instance {
         try enter()
-        return try Instance.open(instance)
+        return try asOptions { try Instance.open(instance) }
     }
 }
 
@@ -57,6 +55,19 @@ extension NvgreCommand {
 
 func printError(_ message: String) {
     FileHandle.standardError.write(("nvgre: " + message + "\n").data(using: .utf8)!)
+}
+
+/// The layers below the CLI name what is wrong by the model's field names; the user typed
+/// options, so their errors are given back under the option's name.
+let optionNames = ["instance": "--instance", "uplink": "--uplink", "port": "--port", "dst": "--dst", "src": "--src",
+                   "vsid": "--vsid", "outerSource": "--outer-src"]
+
+func asOptions<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let e as PolicyErrors {
+        throw PolicyErrors(errors: e.errors.map { PolicyError(optionNames[$0.field] ?? $0.field, $0.value, $0.allowed) })
+    }
 }
 
 func fieldError(_ field: String, _ value: String, _ allowed: String) -> PolicyErrors {

@@ -42,8 +42,10 @@ struct Up: NvgreCommand {
         if let s = portExceptionRate { portShare.perSecond = try parseNumber(s, "--port-exception-rate", 0...10_000_000) }
         if let s = portExceptionBurst { portShare.burst = try parseNumber(s, "--port-exception-burst", 1...1_000_000) }
         let desired = policy.isEmpty ? nil : try readPolicy(policy)
-        let instance = try Instance.up(name: global.instance, uplink: uplink, mode: mode, fibUseRules: fibRules,
-                                       exceptionShare: share, portExceptionShare: portShare, options: options)
+        let instance = try asOptions {
+            try Instance.up(name: global.instance, uplink: uplink, mode: mode, fibUseRules: fibRules,
+                            exceptionShare: share, portExceptionShare: portShare, options: options)
+        }
         if let desired {
             do {
                 printSummary(try instance.apply(desired), json: global.json)
@@ -70,7 +72,7 @@ struct Down: NvgreCommand {
 
     func execute() throws {
         try global.enter()
-        let removed = try Instance.down(global.instance)
+        let removed = try asOptions { try Instance.down(global.instance) }
         if global.json {
             print(JSON.object([("instance", .string(global.instance)), ("removed", .array(removed.map { .string($0) }))]).rendered())
         } else {

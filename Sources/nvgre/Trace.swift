@@ -40,9 +40,10 @@ struct Trace: NvgreCommand {
         try global.enter()
         let tracer: Tracer
         if let policy {
-            tracer = try Tracer(policy: try readPolicy(policy), entering: ingress)
+            let p = try readPolicy(policy)
+            tracer = try asOptions { try Tracer(policy: p, entering: ingress) }
         } else {
-            tracer = try Tracer(instance: try Instance.open(global.instance))
+            tracer = try asOptions { try Tracer(instance: try Instance.open(global.instance)) }
         }
         var frames: [[UInt8]]
         if let pcap {
@@ -52,17 +53,20 @@ struct Trace: NvgreCommand {
             guard let dst else { throw fieldError("--dst", "", "a destination address (or --pcap FILE)") }
             var spec = TraceFrameSpec(ingress: ingress, dst: try parseAddress(dst, "--dst"))
             spec.src = try src.map { try parseAddress($0, "--src") }
-            spec.proto = proto
+            guard let parsed = TraceProtocol(rawValue: proto) else {
+                throw fieldError("--proto", proto, TraceProtocol.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            spec.proto = parsed
             spec.dport = try dport.map { UInt16(try parseNumber($0, "--dport", 1...65535)) }
             spec.payloadBytes = Int(try parseNumber(size, "--size", 0...9000))
             spec.vsid = try vsid.map { try parseVSID($0, "--vsid") }
             spec.outerSource = try outerSrc.map { try parseAddress($0, "--outer-src") }
             spec.dstMAC = try dstMac.map { try parseMAC($0, "--dst-mac") }
-            frames = [try tracer.frame(spec)]
+            frames = [try asOptions { try tracer.frame(spec) }]
         }
-        let outcomes = try frames.map { try tracer.run($0, entering: ingress) }
+        let outcomes = try asOptions { try frames.map { try tracer.run($0, entering: ingress) } }
         if let write {
-            let kept = outcomes.filter { $0.kind == "forward" || $0.kind == "reply" || $0.kind == "pass" }.map(\.output)
+            let kept = outcomes.filter { [.forward, .reply, .pass].contains($0.kind) }.map(\.output)
             guard FileManager.default.createFile(atPath: write, contents: Data(Pcap.file(kept))) else {
                 throw fieldError("--write", write, "a path where a file can be written")
             }
@@ -75,13 +79,13 @@ struct Trace: NvgreCommand {
     }
 
     func json(_ o: TraceOutcome) -> JSON {
-        var f: [(String, JSON)] = [("verdict", .string(o.verdictName)), ("decision", .string(o.kind))]
+        var f: [(String, JSON)] = [("verdict", .string(o.verdictName)), ("decision", .string(o.kind.rawValue))]
         if let r = o.reason { f.append(("reason", .string(r))) }
         if let e = o.egressName { f.append(("egress", .string(e))) }
         if let i = o.egressIfindex { f.append(("egressIfindex", .number(UInt64(i)))) }
         if let v = o.vsid { f.append(("vsid", .number(UInt64(v)))) }
         f.append(("input", .array(FrameDescription.lines(o.input).map { .string($0) })))
-        if o.kind != "drop" && o.kind != "exception" { f.append(("output", .array(FrameDescription.lines(o.output).map { .string($0) }))) }
+        if o.kind != .drop && o.kind != .exception { f.append(("output", .array(FrameDescription.lines(o.output).map { .string($0) }))) }
         return .object(f)
     }
 
@@ -95,15 +99,15 @@ struct Trace: NvgreCommand {
         FrameDescription.lines(o.input).forEach { print("  " + $0) }
         var line = "verdict: \(o.verdictName)"
         switch o.kind {
-        case "forward": line += ", forwarded to \(o.egressName ?? "ifindex \(o.egressIfindex ?? 0)")" + (o.vsid.map { " in VSID \($0)" } ?? "")
-        case "reply": line += ", answered on the port it came from"
-        case "pass": line += ", handed to the host stack (not NVGRE traffic)"
-        case "drop": line += ", dropped: \(o.reason ?? "?")"
-        case "exception": line += ", handed to userspace: \(o.reason ?? "?")"
+        case .forward: line += ", forwarded to \(o.egressName ?? "ifindex \(o.egressIfindex ?? 0)")" + (o.vsid.map { " in VSID \($0)" } ?? "")
+        case .reply: line += ", answered on the port it came from"
+        case .pass: line += ", handed to the host stack (not NVGRE traffic)"
+        case .drop: line += ", dropped: \(o.reason ?? "?")"
+        case .exception: line += ", handed to userspace: \(o.reason ?? "?")"
         default: break
         }
         print(line)
-        if o.kind == "forward" || o.kind == "reply" {
+        if o.kind == .forward || o.kind == .reply {
             print("frame out:")
             FrameDescription.lines(o.output).forEach { print("  " + $0) }
         }

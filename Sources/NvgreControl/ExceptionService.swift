@@ -1,0 +1,62 @@
+import Foundation
+import NvgreDatapath
+
+/// The loop of `nvgre agent` and `nvgre gateway`: consumes an instance's exception ring until
+/// a signal or `nvgre down`. The host handler answers and resolves; `extra` (the gateway)
+/// takes its reasons first. It holds no state the data path needs, so stopping or restarting
+/// it never stops forwarding; frames needing it meanwhile wait in the ring or are counted.
+public enum ExceptionService {
+    /// Underlay neighbors are kept resolved ahead of traffic, and refreshed as they age.
+    static let refreshEvery = 30.0
+
+    public static func run(_ instance: Instance, extra: ExceptionHandling?, icmpLimit: ICMPRateLimit = ICMPRateLimit(),
+                           log: @escaping (String) -> Void) throws {
+        let lock = try agentLock(instance)
+        defer { lock.release() }
+        var signals = StopSignals()
+
+        let handler = try HostExceptionHandler(maps: instance.maps, icmpLimit: icmpLimit)
+        handler.onEvent = { log("\($0)") }
+        let channel = try ExceptionChannel(maps: instance.maps) { e in
+            if extra?.handle(e) != true { handler.handle(e) }
+        }
+        var lastRefresh = monotonicSeconds()
+        let peers = try handler.refreshUnderlayNeighbors()
+        if let extra { log(extra.start()) }
+        let role = extra?.role ?? "agent"
+        log("\(role) for instance \(instance.name) on uplink \(instance.settings.uplink): \(peers) remote provider addresses resolved ahead; handling exceptions (pid \(processID))")
+
+        // A down and a new up within a poll would leave us on the old maps: the pin's inode tells.
+        let configPin = "\(instance.pinDirectory)/config"
+        let pinned = Files.inode(configPin)
+        var why = ""
+        var lastCheck = monotonicSeconds()
+        while why.isEmpty {
+            try channel.poll(timeoutMilliseconds: 100)
+            extra?.afterPoll()
+            if let sig = signals.pending() { why = sig }
+            if monotonicSeconds() - lastRefresh >= refreshEvery {
+                lastRefresh = monotonicSeconds()
+                _ = try? handler.refreshUnderlayNeighbors()
+            }
+            if monotonicSeconds() - lastCheck >= 1 {
+                lastCheck = monotonicSeconds()
+                if Files.inode(configPin) != pinned { why = "the instance went down" }
+                extra?.everySecond()
+            }
+        }
+        let counts = handler.counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        log("\(role) stopping (\(why)); handled \(counts.isEmpty ? "nothing" : counts.joined(separator: " "))\(extra.map { "; " + $0.stopping() } ?? "")")
+    }
+
+    /// One consumer per exception ring (two would each see part of it): an exclusive lock on
+    /// `<state>/agent.pid`, which holds the agent's pid.
+    static func agentLock(_ instance: Instance) throws -> PidFileLock {
+        switch try PidFileLock.acquire("\(instance.stateDirectory)/agent.pid") {
+        case let .locked(lock): return lock
+        case let .heldBy(pid):
+            throw ControlError("an agent for instance \(instance.name) is already running (pid \(pid.isEmpty ? "?" : pid))",
+                               hint: "stop it first (kill \(pid.isEmpty ? "PID" : pid)); one agent consumes an instance's exceptions")
+        }
+    }
+}

@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The few file system calls the control plane makes, with errors that name the file.
+public enum Files {
+    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    /// Removes a file or a pin; one already gone is not an error.
+    public static func remove(_ path: String) { _ = unlink(path) }
+
+    /// The inode of `path` (a pin replaced by a new `up` has another), nil when absent.
+    public static func inode(_ path: String) -> UInt? {
+        var st = stat()
+        return stat(path, &st) == 0 ? UInt(st.st_ino) : nil
+    }
+
+    /// Writes `text` to a temporary file beside `path`, then renames it over `path`.
+    public static func replace(_ path: String, with text: String) throws {
+        let tmp = path + ".tmp"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd < 0 { throw DatapathError("write \(tmp)", errno: errno) }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let e = errno
+        close(fd)
+        if written != bytes.count { throw DatapathError("write \(tmp)", errno: written < 0 ? e : EIO) }
+        if rename(tmp, path) != 0 { throw DatapathError("replace \(path)", errno: errno) }
+    }
+}
+
+/// An exclusive lock on a file that holds the locking process's pid, released by the kernel
+/// if the process dies. `holder` is the pid in the file when someone else has the lock.
+public final class PidFileLock {
+    public let path: String
+    private let fd: Int32
+
+    public enum Outcome {
+        case locked(PidFileLock)
+        case heldBy(String)
+    }
+
+    private init(path: String, fd: Int32) {
+        self.path = path
+        self.fd = fd
+    }
+
+    public static func acquire(_ path: String) throws -> Outcome {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        if fd < 0 { throw DatapathError("open \(path)", errno: errno) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            var buf = [UInt8](repeating: 0, count: 32)
+            let n = read(fd, &buf, buf.count)
+            close(fd)
+            let pid = String(decoding: buf.prefix(max(n, 0)), as: UTF8.self).filter { !$0.isWhitespace }
+            return .heldBy(pid)
+        }
+        ftruncate(fd, 0)
+        let text = "\(getpid())\n"
+        _ = text.withCString { write(fd, $0, strlen($0)) }
+        return .locked(PidFileLock(path: path, fd: fd))
+    }
+
+    public func release() {
+        unlink(path)
+        close(fd)
+    }
+}
+
+/// SIGINT and SIGTERM blocked and collected between polls: no handler, no globals.
+public struct StopSignals {
+    private var set = sigset_t()
+
+    public init() {
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    /// "SIGINT" or "SIGTERM" when one is pending (taken), else nil; never waits.
+    public mutating func pending() -> String? {
+        var zero = timespec()
+        let sig = sigtimedwait(&set, nil, &zero)
+        return sig > 0 ? (sig == SIGINT ? "SIGINT" : "SIGTERM") : nil
+    }
+}
+
+/// This process's id (for logs).
+public var processID: Int32 { getpid() }

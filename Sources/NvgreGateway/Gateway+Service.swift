@@ -1,0 +1,20 @@
+import NvgreDatapath
+
+/// The gateway as the exception service drives it.
+extension Gateway: ExceptionHandling {
+    public var role: String { "gateway" }
+
+    public func start() -> String {
+        let flows = recover()
+        return "gateway: external \(externalAddresses.map { "\($0.address) ports \($0.natPorts)" }.joined(separator: ", ")); \(flows) flows found in the maps"
+    }
+
+    public func afterPoll() { flushCounters() }
+
+    public func everySecond() {
+        expire()
+        flushCounters()
+    }
+
+    public func stopping() -> String { "\(table.count) flows left in the maps" }
+}
