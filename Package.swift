@@ -16,11 +16,11 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "nvgre", targets: ["nvgre"]),
-        .executable(name: "nvgre-lab", targets: ["nvgre-lab"]),
+        .executable(name: "nvgre-lab", targets: ["nvgre-lab"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2")
     ],
     targets: [
         .target(
@@ -37,33 +37,42 @@ let package = Package(
         // The gateway host's userspace path: NAT flows, published services, offload to XDP.
         .target(name: "NvgreGateway", dependencies: ["NvgreDatapath", "NvgrePolicy", "NvgreWire", "CNvgre"]),
         // Namespaced labs (topologies of hosts and VMs) for tests, the demo and benchmarks.
-        .target(name: "NvgreLab", dependencies: ["NvgreControl", "NvgreDatapath", "NvgrePolicy", "NvgreWire", "CNvgre"]),
+        .target(
+            name: "NvgreLab", dependencies: ["NvgreControl", "NvgreDatapath", "NvgrePolicy", "NvgreWire", "CNvgre"]),
         .executableTarget(
             name: "nvgre",
             dependencies: [
                 "NvgreControl", "NvgreGateway", "NvgrePolicy", "NvgreDatapath", "NvgreWire",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser")
             ]
         ),
         .testTarget(name: "NvgreWireTests", dependencies: ["NvgreWire"]),
         .testTarget(name: "NvgrePolicyTests", dependencies: ["NvgrePolicy", "NvgreWire"]),
-        .testTarget(name: "NvgreGatewayTests", dependencies: ["NvgreGateway", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
-        .testTarget(name: "NvgreControlTests", dependencies: ["NvgreControl", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
+        .testTarget(
+            name: "NvgreGatewayTests",
+            dependencies: ["NvgreGateway", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
+        .testTarget(
+            name: "NvgreControlTests",
+            dependencies: ["NvgreControl", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
         // Runs the built `nvgre` binary (the dependency makes `swift test` build it).
-        .testTarget(name: "NvgreCLITests", dependencies: ["nvgre", "NvgreLab", "NvgreControl", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
+        .testTarget(
+            name: "NvgreCLITests",
+            dependencies: ["nvgre", "NvgreLab", "NvgreControl", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
         .executableTarget(
             name: "nvgre-lab",
             dependencies: [
                 "NvgreLab", "NvgreDatapath", "NvgreWire", "CNvgre",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser")
             ]
         ),
         // The demo topology end to end: the built binaries, namespaces, tcpdump, tshark, scapy.
-        .testTarget(name: "NvgreIntegrationTests", dependencies: ["nvgre", "NvgreLab", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"],
-                    exclude: ["decoders"]),
+        .testTarget(
+            name: "NvgreIntegrationTests",
+            dependencies: ["nvgre", "NvgreLab", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"],
+            exclude: ["decoders"]),
         // `nvgre-lab bench --quick`: every figure of the benchmark report exists.
         .testTarget(name: "NvgreBenchTests", dependencies: ["nvgre-lab", "nvgre", "NvgreLab"]),
-        .testTarget(name: "NvgreDatapathTests", dependencies: ["NvgreDatapath", "NvgreWire", "NvgreLab", "CNvgre"]),
+        .testTarget(name: "NvgreDatapathTests", dependencies: ["NvgreDatapath", "NvgreWire", "NvgreLab", "CNvgre"])
     ],
     swiftLanguageModes: [.v5]
 )

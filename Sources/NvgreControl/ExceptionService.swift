@@ -9,8 +9,10 @@ public enum ExceptionService {
     /// Underlay neighbors are kept resolved ahead of traffic, and refreshed as they age.
     static let refreshEvery = 30.0
 
-    public static func run(_ instance: Instance, extra: ExceptionHandling?, icmpLimit: ICMPRateLimit = ICMPRateLimit(),
-                           log: @escaping (String) -> Void) throws {
+    public static func run(
+        _ instance: Instance, extra: ExceptionHandling?, icmpLimit: ICMPRateLimit = ICMPRateLimit(),
+        log: @escaping (String) -> Void
+    ) throws {
         let lock = try agentLock(instance)
         defer { lock.release() }
         var signals = StopSignals()
@@ -24,7 +26,9 @@ public enum ExceptionService {
         let peers = try handler.refreshUnderlayNeighbors()
         if let extra { log(extra.start()) }
         let role = extra?.role ?? "agent"
-        log("\(role) for instance \(instance.name) on uplink \(instance.settings.uplink): \(peers) remote provider addresses resolved ahead; handling exceptions (pid \(processID))")
+        log(
+            "\(role) for instance \(instance.name) on uplink \(instance.settings.uplink): \(peers) remote provider addresses resolved ahead; handling exceptions (pid \(processID))"
+        )
 
         // A down and a new up within a poll would leave us on the old maps: the pin's inode tells.
         let configPin = "\(instance.pinDirectory)/config"
@@ -46,7 +50,9 @@ public enum ExceptionService {
             }
         }
         let counts = handler.counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        log("\(role) stopping (\(why)); handled \(counts.isEmpty ? "nothing" : counts.joined(separator: " "))\(extra.map { "; " + $0.stopping() } ?? "")")
+        log(
+            "\(role) stopping (\(why)); handled \(counts.isEmpty ? "nothing" : counts.joined(separator: " "))\(extra.map { "; " + $0.stopping() } ?? "")"
+        )
     }
 
     /// One consumer per exception ring (two would each see part of it): an exclusive lock on
@@ -55,8 +61,9 @@ public enum ExceptionService {
         switch try PidFileLock.acquire("\(instance.stateDirectory)/agent.pid") {
         case let .locked(lock): return lock
         case let .heldBy(pid):
-            throw ControlError("an agent for instance \(instance.name) is already running (pid \(pid.isEmpty ? "?" : pid))",
-                               hint: "stop it first (kill \(pid.isEmpty ? "PID" : pid)); one agent consumes an instance's exceptions")
+            throw ControlError(
+                "an agent for instance \(instance.name) is already running (pid \(pid.isEmpty ? "?" : pid))",
+                hint: "stop it first (kill \(pid.isEmpty ? "PID" : pid)); one agent consumes an instance's exceptions")
         }
     }
 }

@@ -15,8 +15,11 @@ public struct InstanceSettings: Equatable, Sendable {
     public var exceptionShare: ExceptionShare
     public var portExceptionShare: ExceptionShare
 
-    public init(uplink: String, uplinkIfindex: UInt32, xdpMode: XDPMode?, fibUseRules: Bool, exceptionShare: ExceptionShare = .default,
-                portExceptionShare: ExceptionShare = .defaultPerPort) {
+    public init(
+        uplink: String, uplinkIfindex: UInt32, xdpMode: XDPMode?, fibUseRules: Bool,
+        exceptionShare: ExceptionShare = .default,
+        portExceptionShare: ExceptionShare = .defaultPerPort
+    ) {
         self.uplink = uplink
         self.uplinkIfindex = uplinkIfindex
         self.xdpMode = xdpMode
@@ -38,13 +41,17 @@ public struct InstanceSettings: Equatable, Sendable {
             if parts.count == 2 { kv[parts[0]] = parts[1] }
         }
         guard let u = kv["uplink"], let i = kv["uplinkIfindex"].flatMap(UInt32.init), let m = kv["xdpMode"],
-              let f = kv["fibUseRules"] else { return nil }
+            let f = kv["fibUseRules"]
+        else { return nil }
         func share(_ name: String, _ otherwise: ExceptionShare) -> ExceptionShare {
-            guard let r = kv["\(name)Rate"].flatMap(UInt32.init), let b = kv["\(name)Burst"].flatMap(UInt32.init) else { return otherwise }
+            guard let r = kv["\(name)Rate"].flatMap(UInt32.init), let b = kv["\(name)Burst"].flatMap(UInt32.init) else {
+                return otherwise
+            }
             return ExceptionShare(perSecond: r, burst: b)
         }
-        self.init(uplink: u, uplinkIfindex: i, xdpMode: XDPMode(rawValue: m), fibUseRules: f == "true",
-                  exceptionShare: share("exception", .default), portExceptionShare: share("portException", .defaultPerPort))
+        self.init(
+            uplink: u, uplinkIfindex: i, xdpMode: XDPMode(rawValue: m), fibUseRules: f == "true",
+            exceptionShare: share("exception", .default), portExceptionShare: share("portException", .defaultPerPort))
     }
 }
 
@@ -64,8 +71,10 @@ public final class Instance {
 
     static func pinDirectory(_ name: String) -> String { "\(pinRoot)/\(name)" }
     static func stateDirectory(_ name: String) -> String { "\(stateRoot)/\(name)" }
-    static let programPins: [(Program, String)] = [(.fromVM, "prog_from_vm"), (.fromFabric, "prog_from_fabric"),
-                                                   (.fromExternal, "prog_from_external")]
+    static let programPins: [(Program, String)] = [
+        (.fromVM, "prog_from_vm"), (.fromFabric, "prog_from_fabric"),
+        (.fromExternal, "prog_from_external")
+    ]
     static func linkPin(_ interface: String) -> String { "link_\(interface)" }
     /// A gateway's external interface: its own prefix, so that it is never taken for a port.
     static func externalLinkPin(_ interface: String) -> String { "extlink_\(interface)" }
@@ -78,9 +87,12 @@ public final class Instance {
 
     /// Instance names become directory names.
     public static func checkName(_ name: String) throws {
-        let ok = !name.isEmpty && name.count <= 32 && name.utf8.allSatisfy {
-            ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2d || $0 == 0x5f
-        }
+        let ok =
+            !name.isEmpty && name.count <= 32
+            && name.utf8.allSatisfy {
+                ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2d
+                    || $0 == 0x5f
+            }
         if !ok { throw PolicyErrors(errors: [PolicyError("instance", name, "1 to 32 letters, digits, - or _")]) }
     }
 
@@ -91,16 +103,21 @@ public final class Instance {
     // MARK: lifecycle
 
     /// Loads the programs, pins everything, attaches the fabric program to the uplink.
-    public static func up(name: String, uplink: String, mode: XDPMode?, fibUseRules: Bool, exceptionShare: ExceptionShare = .default,
-                          portExceptionShare: ExceptionShare = .defaultPerPort,
-                          options: LoadOptions = LoadOptions()) throws -> Instance {
+    public static func up(
+        name: String, uplink: String, mode: XDPMode?, fibUseRules: Bool, exceptionShare: ExceptionShare = .default,
+        portExceptionShare: ExceptionShare = .defaultPerPort,
+        options: LoadOptions = LoadOptions()
+    ) throws -> Instance {
         try checkName(name)
         if isRunning(name) {
-            throw ControlError("instance \(name) is already running (pins in \(pinDirectory(name)))",
-                               hint: "run `nvgre down` first, or choose another name with --instance")
+            throw ControlError(
+                "instance \(name) is already running (pins in \(pinDirectory(name)))",
+                hint: "run `nvgre down` first, or choose another name with --instance")
         }
         guard let uplinkIndex = existingInterfaceIndex(uplink) else {
-            throw PolicyErrors(errors: [PolicyError("uplink", uplink, "an existing interface in this network namespace")])
+            throw PolicyErrors(errors: [
+                PolicyError("uplink", uplink, "an existing interface in this network namespace")
+            ])
         }
         let dir = pinDirectory(name)
         do {
@@ -112,8 +129,9 @@ public final class Instance {
             }
             let link = try dp.attach(.fromFabric, ifindex: uplinkIndex, mode: mode)
             try link.pin(at: "\(dir)/\(linkPin(uplink))")
-            let settings = InstanceSettings(uplink: uplink, uplinkIfindex: uplinkIndex, xdpMode: mode, fibUseRules: fibUseRules,
-                                             exceptionShare: exceptionShare, portExceptionShare: portExceptionShare)
+            let settings = InstanceSettings(
+                uplink: uplink, uplinkIfindex: uplinkIndex, xdpMode: mode, fibUseRules: fibUseRules,
+                exceptionShare: exceptionShare, portExceptionShare: portExceptionShare)
             try FileManager.default.createDirectory(atPath: stateDirectory(name), withIntermediateDirectories: true)
             try write(settings.text, to: "\(stateDirectory(name))/settings")
             try write(PolicyWriter.write(Policy(), as: .yaml), to: "\(stateDirectory(name))/policy.yaml")
@@ -136,9 +154,11 @@ public final class Instance {
         }
         let maps = try DatapathMaps(pinDirectory: pinDirectory(name))
         guard let text = try? String(contentsOfFile: "\(stateDirectory(name))/settings", encoding: .utf8),
-              let settings = InstanceSettings(text: text) else {
-            throw ControlError("the state of instance \(name) is missing or damaged (\(stateDirectory(name))/settings)",
-                               hint: "`nvgre down` and `nvgre up` again, then apply the policy")
+            let settings = InstanceSettings(text: text)
+        else {
+            throw ControlError(
+                "the state of instance \(name) is missing or damaged (\(stateDirectory(name))/settings)",
+                hint: "`nvgre down` and `nvgre up` again, then apply the policy")
         }
         return Instance(name: name, settings: settings, maps: maps)
     }
@@ -148,8 +168,12 @@ public final class Instance {
     public static func down(_ name: String) throws -> [String] {
         try checkName(name)
         let dir = pinDirectory(name), state = stateDirectory(name)
-        guard isRunning(name) || FileManager.default.fileExists(atPath: dir) || FileManager.default.fileExists(atPath: state) else {
-            throw ControlError("no instance \(name) is running here", hint: "`nvgre show` lists what runs; --instance picks another")
+        guard
+            isRunning(name) || FileManager.default.fileExists(atPath: dir)
+                || FileManager.default.fileExists(atPath: state)
+        else {
+            throw ControlError(
+                "no instance \(name) is running here", hint: "`nvgre show` lists what runs; --instance picks another")
         }
         let pins = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
         try Datapath.removePins(at: dir)
@@ -181,16 +205,22 @@ public final class Instance {
         var sorted = entries.map { e -> (k: nv_lookup_key, v: nv_lookup_val, order: (UInt32, UInt8, UInt64, UInt64)) in
             let k = e.key.load(as: nv_lookup_key.self)
             let hi = withUnsafeBytes(of: k.ca) { UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)) }
-            let lo = withUnsafeBytes(of: k.ca) { UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+            let lo = withUnsafeBytes(of: k.ca) {
+                UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            }
             return (k, e.value.load(as: nv_lookup_val.self), (k.vsid, k.family, hi, lo))
         }
         sorted.sort { $0.order < $1.order }
-        return sorted.map { LookupRecord(vsid: $0.k.vsid, customerAddress: $0.k.customerAddress, providerAddress: $0.v.providerAddress,
-                                         mac: $0.v.customerMAC, type: RecordType(abi: $0.v.recordType) ?? .staticRecord) }
+        return sorted.map {
+            LookupRecord(
+                vsid: $0.k.vsid, customerAddress: $0.k.customerAddress, providerAddress: $0.v.providerAddress,
+                mac: $0.v.customerMAC, type: RecordType(abi: $0.v.recordType) ?? .staticRecord)
+        }
     }
 
     public func compileContext() throws -> CompileContext {
-        var ctx = CompileContext(uplinkIfindex: settings.uplinkIfindex, fibUseRules: settings.fibUseRules, ifindex: existingInterfaceIndex)
+        var ctx = CompileContext(
+            uplinkIfindex: settings.uplinkIfindex, fibUseRules: settings.fibUseRules, ifindex: existingInterfaceIndex)
         ctx.exceptionShare = settings.exceptionShare
         ctx.portExceptionShare = settings.portExceptionShare
         ctx.hostAddresses = try interfaceAddresses()
@@ -203,7 +233,9 @@ public final class Instance {
 
     /// Makes `desired` the live state: validated, compiled, diffed against the live maps,
     /// and applied all or nothing (maps, port attachments, stored state).
-    public func apply(_ desired: Policy, dryRun: Bool = false, progress: @escaping (String) -> Void = { _ in }) throws -> ApplySummary {
+    public func apply(_ desired: Policy, dryRun: Bool = false, progress: @escaping (String) -> Void = { _ in }) throws
+        -> ApplySummary
+    {
         let started = monotonicSeconds()
         let policy = try desired.validated()
         try checkUplink(policy)
@@ -217,10 +249,11 @@ public final class Instance {
         let externalNow = attachedExternal(), externalWanted = policy.externalAddresses.first?.interface
         let attachExternal = externalWanted != nil && externalWanted != externalNow ? externalWanted : nil
         let detachExternal = externalNow != nil && externalNow != externalWanted ? externalNow : nil
-        var summary = ApplySummary(plan: plan, idleRoutes: compiled.idleRoutes.map { ($0.index, $0.why) },
-                                   attach: wanted.subtracting(attachedNow).sorted() + (attachExternal.map { ["\($0) (external)"] } ?? []),
-                                   detach: attachedNow.subtracting(wanted).sorted() + (detachExternal.map { ["\($0) (external)"] } ?? []),
-                                   dryRun: dryRun)
+        var summary = ApplySummary(
+            plan: plan, idleRoutes: compiled.idleRoutes.map { ($0.index, $0.why) },
+            attach: wanted.subtracting(attachedNow).sorted() + (attachExternal.map { ["\($0) (external)"] } ?? []),
+            detach: attachedNow.subtracting(wanted).sorted() + (detachExternal.map { ["\($0) (external)"] } ?? []),
+            dryRun: dryRun)
         if dryRun { return summary }
 
         let tx = MapTransaction(maps: maps, progress: progress)
@@ -240,8 +273,9 @@ public final class Instance {
         } catch {
             for pin in newLinks { Files.remove("\(pinDirectory)/\(pin)") }
             let problems = tx.rollBack()
-            throw ControlError("apply failed, nothing was changed: \(error)",
-                               hint: problems.isEmpty ? nil : "rolling back also failed: \(problems.joined(separator: "; "))")
+            throw ControlError(
+                "apply failed, nothing was changed: \(error)",
+                hint: problems.isEmpty ? nil : "rolling back also failed: \(problems.joined(separator: "; "))")
         }
         for port in attachedNow.subtracting(wanted) { detachPort(port) }
         if let ext = detachExternal { Files.remove("\(pinDirectory)/\(Self.externalLinkPin(ext))") }
@@ -258,7 +292,9 @@ public final class Instance {
     /// Provider addresses live on the instance's uplink.
     func checkUplink(_ p: Policy) throws {
         let errors = p.providerAddresses.enumerated().filter { $0.element.interface != settings.uplink }.map {
-            PolicyError("providerAddresses[\($0.offset)].interface", $0.element.interface, "the instance's uplink \(settings.uplink)")
+            PolicyError(
+                "providerAddresses[\($0.offset)].interface", $0.element.interface,
+                "the instance's uplink \(settings.uplink)")
         }
         if !errors.isEmpty { throw PolicyErrors(errors: errors) }
     }
@@ -270,7 +306,10 @@ public final class Instance {
             guard let f = m.field else { continue }
             let max = maps.raw(m).maxEntries
             if let n = c.images[m]?.count, n > max {
-                errors.append(PolicyError(f, "\(n) \(m.noun)", "at most \(max) (the size of map \(m.rawValue); `nvgre up --max-lookups` sizes lookups)"))
+                errors.append(
+                    PolicyError(
+                        f, "\(n) \(m.noun)",
+                        "at most \(max) (the size of map \(m.rawValue); `nvgre up --max-lookups` sizes lookups)"))
             }
         }
         if !errors.isEmpty { throw PolicyErrors(errors: errors) }
@@ -286,26 +325,31 @@ public final class Instance {
         if !errors.isEmpty { throw PolicyErrors(errors: errors) }
         let key = nv_lookup_key(vsid: r.vsid, ca: r.customerAddress)
         if let old = maps.lookups.lookup(key) {
-            throw ControlError("a lookup record for \(r.customerAddress) in VSID \(r.vsid) exists already (provider address \(old.providerAddress), MAC \(old.customerMAC))",
-                               hint: "delete it first (`nvgre lookup del`), or change it in a policy file and `nvgre apply` it")
+            throw ControlError(
+                "a lookup record for \(r.customerAddress) in VSID \(r.vsid) exists already (provider address \(old.providerAddress), MAC \(old.customerMAC))",
+                hint: "delete it first (`nvgre lookup del`), or change it in a policy file and `nvgre apply` it")
         }
         let value = nv_lookup_val(pa: r.providerAddress, mac: r.mac, type: r.type.abi)
         do {
             try maps.lookups.update(key, value, flags: UInt64(BPF_NOEXIST))
         } catch let e as DatapathError where e.errno == E2BIG || e.errno == ENOSPC {
-            throw ControlError("the lookups map is full (\(maps.lookups.maxEntries) records)",
-                               hint: "`nvgre up --max-lookups N` sizes it; saving, then down, up and apply moves the policy over")
+            throw ControlError(
+                "the lookups map is full (\(maps.lookups.maxEntries) records)",
+                hint: "`nvgre up --max-lookups N` sizes it; saving, then down, up and apply moves the policy over")
         }
     }
 
     public func deleteLookupRecord(vsid: UInt32, customerAddress: IPAddress) throws {
         let stored = try storedPolicy()
         if let port = stored.ports.first(where: { $0.vsid == vsid && $0.addresses.contains(customerAddress) }) {
-            throw ControlError("the lookup record for \(customerAddress) in VSID \(vsid) belongs to the VM on port \(port.interface)",
-                               hint: "delete the port first (`nvgre port del \(port.interface)`)")
+            throw ControlError(
+                "the lookup record for \(customerAddress) in VSID \(vsid) belongs to the VM on port \(port.interface)",
+                hint: "delete the port first (`nvgre port del \(port.interface)`)")
         }
         guard try maps.lookups.delete(nv_lookup_key(vsid: vsid, ca: customerAddress)) else {
-            throw ControlError("there is no lookup record for \(customerAddress) in VSID \(vsid)", hint: "`nvgre show lookups` lists them")
+            throw ControlError(
+                "there is no lookup record for \(customerAddress) in VSID \(vsid)",
+                hint: "`nvgre show lookups` lists them")
         }
     }
 
@@ -314,7 +358,8 @@ public final class Instance {
     /// Interfaces of this instance with a pinned XDP link, the uplink excluded.
     public func attachedPorts() -> [String] {
         let pins = (try? FileManager.default.contentsOfDirectory(atPath: pinDirectory)) ?? []
-        return pins.filter { $0.hasPrefix("link_") }.map { String($0.dropFirst(5)) }.filter { $0 != settings.uplink }.sorted()
+        return pins.filter { $0.hasPrefix("link_") }.map { String($0.dropFirst(5)) }.filter { $0 != settings.uplink }
+            .sorted()
     }
 
     /// The gateway's external interface, when its program is attached.
@@ -331,7 +376,8 @@ public final class Instance {
     func attach(_ program: Program, to interface: String, pin: String) throws {
         let idx = try interfaceIndex(interface)
         guard let progPin = Self.programPins.first(where: { $0.0 == program })?.1 else { return }
-        let link = try attachPinnedXDP(programAt: "\(pinDirectory)/\(progPin)", name: program.rawValue, ifindex: idx, mode: settings.xdpMode)
+        let link = try attachPinnedXDP(
+            programAt: "\(pinDirectory)/\(progPin)", name: program.rawValue, ifindex: idx, mode: settings.xdpMode)
         try link.pin(at: "\(pinDirectory)/\(pin)")
     }
 

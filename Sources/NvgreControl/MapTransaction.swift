@@ -45,10 +45,15 @@ public struct MapPlan {
     /// addresses and records, records before their subnet), so that a map never holds more
     /// than max(live, desired) entries; additions and changes then go in the other order, so
     /// that nothing points at an entry that is not there yet.
-    static let removalOrder: [PolicyMap] = [.infrastructure, .services, .gatewayRouted, .gatewayPrefixes, .gatewayDomains, .externalAddresses, .ports, .portAddresses, .routes,
-                                            .lookups, .subnets, .localPAs]
-    static let writeOrder: [PolicyMap] = [.localPAs, .subnets, .lookups, .routes, .portAddresses, .ports, .config,
-                                          .externalAddresses, .gatewayPrefixes, .gatewayRouted, .gatewayDomains, .services, .infrastructure]
+    static let removalOrder: [PolicyMap] = [
+        .infrastructure, .services, .gatewayRouted, .gatewayPrefixes, .gatewayDomains, .externalAddresses, .ports,
+        .portAddresses, .routes,
+        .lookups, .subnets, .localPAs
+    ]
+    static let writeOrder: [PolicyMap] = [
+        .localPAs, .subnets, .lookups, .routes, .portAddresses, .ports, .config,
+        .externalAddresses, .gatewayPrefixes, .gatewayRouted, .gatewayDomains, .services, .infrastructure
+    ]
 }
 
 /// Applies a plan step by step and remembers which steps it started, so that `rollBack`

@@ -6,9 +6,16 @@ import NvgreWire
 /// The maps a policy is programmed into (the counters and the exception ring are not), by
 /// their C names; what a person calls their entries, and the policy field that fills them.
 public enum PolicyMap: String, CaseIterable, Sendable {
-    case localPAs = "local_pas", subnets, lookups, routes, portAddresses = "port_cas", ports, config
-    case gatewayDomains = "gw_domains", gatewayPrefixes = "gw_prefixes", gatewayRouted = "gw_routed"
-    case externalAddresses = "ext_addrs", services, infrastructure = "infra"
+    case localPAs = "local_pas"
+    case subnets, lookups, routes
+    case portAddresses = "port_cas"
+    case ports, config
+    case gatewayDomains = "gw_domains"
+    case gatewayPrefixes = "gw_prefixes"
+    case gatewayRouted = "gw_routed"
+    case externalAddresses = "ext_addrs"
+    case services
+    case infrastructure = "infra"
 
     /// What a person calls the entries of this map (for summaries).
     public var noun: String {
@@ -98,7 +105,9 @@ public enum PolicyCompiler {
         var portOf: [RecordID: UInt32] = [:]
         for (i, port) in p.ports.enumerated() {
             guard let idx = ctx.ifindex(port.interface) else {
-                errors.append(PolicyError("ports[\(i)].interface", port.interface, "an existing interface in this network namespace"))
+                errors.append(
+                    PolicyError(
+                        "ports[\(i)].interface", port.interface, "an existing interface in this network namespace"))
                 continue
             }
             out.images[.ports]![RawBytes(of: idx)] = RawBytes(of: nv_port(vsid: port.vsid, mac: port.mac))
@@ -116,7 +125,10 @@ public enum PolicyCompiler {
             if slot == nil {
                 while used.contains(nextFree) { nextFree += 1 }
                 if nextFree >= ctx.slotCount {
-                    errors.append(PolicyError("subnets[\(i)].vsid", "\(s.vsid)", "at most \(ctx.slotCount) virtual subnets (the instance's size)"))
+                    errors.append(
+                        PolicyError(
+                            "subnets[\(i)].vsid", "\(s.vsid)",
+                            "at most \(ctx.slotCount) virtual subnets (the instance's size)"))
                     continue
                 }
                 slot = nextFree
@@ -124,12 +136,14 @@ public enum PolicyCompiler {
                 out.newSlots.append(nextFree)
             }
             let rdid = domainID[s.routingDomain] ?? 0
-            let value = nv_subnet(routingDomain: rdid, statsSlot: slot!, gatewayMAC: s.gatewayMAC,
-                                  gateway4: s.gateways.first { $0.family == .v4 }, gateway6: s.gateways.first { $0.family == .v6 })
+            let value = nv_subnet(
+                routingDomain: rdid, statsSlot: slot!, gatewayMAC: s.gatewayMAC,
+                gateway4: s.gateways.first { $0.family == .v4 }, gateway6: s.gateways.first { $0.family == .v6 })
             out.images[.subnets]![RawBytes(of: s.vsid)] = RawBytes(of: value)
             for prefix in s.prefixes {
                 let key = nv_route_key(rdid: rdid, prefix: prefix.address, prefixLength: prefix.length)
-                out.images[.routes]![RawBytes(of: key)] = RawBytes(of: nv_route_val(vsid: s.vsid, kind: NV_ROUTE_SUBNET))
+                out.images[.routes]![RawBytes(of: key)] = RawBytes(
+                    of: nv_route_val(vsid: s.vsid, kind: NV_ROUTE_SUBNET))
             }
         }
 
@@ -137,8 +151,9 @@ public enum PolicyCompiler {
         var lookups = [RawBytes: RawBytes](minimumCapacity: p.lookupRecords.count)
         for r in p.lookupRecords {
             let key = nv_lookup_key(vsid: r.vsid, ca: r.customerAddress)
-            let val = nv_lookup_val(pa: r.providerAddress, mac: r.mac, type: r.type.abi,
-                                    portIfindex: portOf[RecordID(vsid: r.vsid, address: r.customerAddress)] ?? 0)
+            let val = nv_lookup_val(
+                pa: r.providerAddress, mac: r.mac, type: r.type.abi,
+                portIfindex: portOf[RecordID(vsid: r.vsid, address: r.customerAddress)] ?? 0)
             lookups[RawBytes(of: key)] = RawBytes(of: val)
         }
         out.images[.lookups] = MapImage(lookups)
@@ -149,11 +164,17 @@ public enum PolicyCompiler {
         for (i, r) in p.customerRoutes.enumerated() {
             let rdid = domainID[r.routingDomain] ?? 0
             let key = RawBytes(of: nv_route_key(rdid: rdid, prefix: r.prefix.address, prefixLength: r.prefix.length))
-            if let v = out.images[.routes]![key], v.load(as: nv_route_val.self).routeKind == NV_ROUTE_SUBNET, best[key] == nil {
+            if let v = out.images[.routes]![key], v.load(as: nv_route_val.self).routeKind == NV_ROUTE_SUBNET,
+                best[key] == nil
+            {
                 out.idleRoutes.append((i, "a virtual subnet of \(r.routingDomain) has this prefix"))
                 continue
             }
-            guard let via = p.subnets.first(where: { $0.routingDomain == r.routingDomain && $0.prefixes.contains { $0.contains(r.nextHop) } }) else {
+            guard
+                let via = p.subnets.first(where: {
+                    $0.routingDomain == r.routingDomain && $0.prefixes.contains { $0.contains(r.nextHop) }
+                })
+            else {
                 out.idleRoutes.append((i, "next hop \(r.nextHop) is in no virtual subnet of \(r.routingDomain)"))
                 continue
             }
@@ -165,7 +186,8 @@ public enum PolicyCompiler {
             best[key] = (i, r.metric, via.vsid)
         }
         for (key, b) in best {
-            out.images[.routes]![key] = RawBytes(of: nv_route_val(vsid: b.vsid, kind: NV_ROUTE_CUSTOMER, nextHop: p.customerRoutes[b.index].nextHop))
+            out.images[.routes]![key] = RawBytes(
+                of: nv_route_val(vsid: b.vsid, kind: NV_ROUTE_CUSTOMER, nextHop: p.customerRoutes[b.index].nextHop))
         }
         out.idleRoutes.sort { $0.index < $1.index }
 
@@ -175,38 +197,54 @@ public enum PolicyCompiler {
             out.images[.gatewayDomains]![RawBytes(of: rdid)] = RawBytes(of: d.mode == .route ? NV_GW_ROUTE : NV_GW_NAT)
             guard d.mode == .route else { continue }
             for prefix in d.prefixes {
-                out.images[.gatewayPrefixes]![RawBytes(of: nv_gw_prefix_key(rdid: rdid, prefix: prefix.address, prefixLength: prefix.length))] = RawBytes(of: UInt32(1))
+                out.images[.gatewayPrefixes]![
+                    RawBytes(of: nv_gw_prefix_key(rdid: rdid, prefix: prefix.address, prefixLength: prefix.length))] =
+                    RawBytes(of: UInt32(1))
             }
             for s in p.subnets where s.routingDomain == d.routingDomain {
                 for prefix in s.prefixes where prefix.family == .v4 {
-                    out.images[.gatewayRouted]![RawBytes(of: nv_gw_routed_key(prefix: prefix.address, prefixLength: prefix.length))] =
+                    out.images[.gatewayRouted]![
+                        RawBytes(of: nv_gw_routed_key(prefix: prefix.address, prefixLength: prefix.length))] =
                         RawBytes(of: nv_gw_routed(rdid: rdid, vsid: s.vsid))
                 }
             }
         }
         var externalIfindex: UInt32 = 0
         if let e = p.externalAddresses.first {
-            if let idx = ctx.ifindex(e.interface) { externalIfindex = idx } else {
-                errors.append(PolicyError("externalAddresses[0].interface", e.interface, "an existing interface in this network namespace"))
+            if let idx = ctx.ifindex(e.interface) {
+                externalIfindex = idx
+            } else {
+                errors.append(
+                    PolicyError(
+                        "externalAddresses[0].interface", e.interface, "an existing interface in this network namespace"
+                    ))
             }
         }
-        for e in p.externalAddresses { out.images[.externalAddresses]![RawBytes(of: nv_ext_addr_key(e.address))] = RawBytes(of: UInt32(1)) }
+        for e in p.externalAddresses {
+            out.images[.externalAddresses]![RawBytes(of: nv_ext_addr_key(e.address))] = RawBytes(of: UInt32(1))
+        }
         for s in p.publishedServices {
             let key = nv_service_key(proto: s.proto.number, address: s.externalAddress, port: s.externalPort)
-            out.images[.services]![RawBytes(of: key)] = RawBytes(of: nv_service(rdid: domainID[s.routingDomain] ?? 0, ca: s.customerAddress, port: s.customerPort))
+            out.images[.services]![RawBytes(of: key)] = RawBytes(
+                of: nv_service(rdid: domainID[s.routingDomain] ?? 0, ca: s.customerAddress, port: s.customerPort))
         }
 
         // Provider addresses and the host settings.
-        for pa in p.providerAddresses { out.images[.localPAs]![RawBytes(of: nv_pa_key(pa.address))] = RawBytes(of: UInt32(1)) }
-        let cfg = nv_config(uplinkIfindex: ctx.uplinkIfindex,
-                            pa4: p.providerAddresses.first { $0.address.family == .v4 }?.address,
-                            pa6: p.providerAddresses.first { $0.address.family == .v6 }?.address,
-                            useRoutingRules: ctx.fibUseRules, externalIfindex: externalIfindex,
-                            exceptionShare: ctx.exceptionShare, portExceptionShare: ctx.portExceptionShare, cpus: ctx.cpus)
+        for pa in p.providerAddresses {
+            out.images[.localPAs]![RawBytes(of: nv_pa_key(pa.address))] = RawBytes(of: UInt32(1))
+        }
+        let cfg = nv_config(
+            uplinkIfindex: ctx.uplinkIfindex,
+            pa4: p.providerAddresses.first { $0.address.family == .v4 }?.address,
+            pa6: p.providerAddresses.first { $0.address.family == .v6 }?.address,
+            useRoutingRules: ctx.fibUseRules, externalIfindex: externalIfindex,
+            exceptionShare: ctx.exceptionShare, portExceptionShare: ctx.portExceptionShare, cpus: ctx.cpus)
         out.images[.config]![RawBytes(of: UInt32(0))] = RawBytes(of: cfg)
         if p.isGateway {
             for (prefix, origin) in infrastructure(p, ctx) {
-                out.images[.infrastructure]![RawBytes(of: nv_infra_key(prefix: prefix.address, prefixLength: prefix.length))] = RawBytes(of: origin.rawValue)
+                out.images[.infrastructure]![
+                    RawBytes(of: nv_infra_key(prefix: prefix.address, prefixLength: prefix.length))] = RawBytes(
+                        of: origin.rawValue)
             }
         }
 
@@ -226,7 +264,9 @@ public enum PolicyCompiler {
         func host(_ a: IPAddress) -> IPPrefix { IPPrefix(address: a, length: a.bytes.count * 8)! }
         p.infrastructurePrefixes.forEach { add($0.prefix, NV_INFRA_LISTED) }
         p.providerAddresses.forEach { add(host($0.address), NV_INFRA_PROVIDER) }
-        Set(p.lookupRecords.map(\.providerAddress)).sorted { $0.description < $1.description }.forEach { add(host($0), NV_INFRA_PROVIDER) }
+        Set(p.lookupRecords.map(\.providerAddress)).sorted { $0.description < $1.description }.forEach {
+            add(host($0), NV_INFRA_PROVIDER)
+        }
         let uplinks = Set(p.providerAddresses.map(\.interface))
         for a in ctx.hostAddresses where uplinks.contains(a.interface) { add(a.prefix, NV_INFRA_PROVIDER) }
         p.externalAddresses.forEach { add(host($0.address), NV_INFRA_EXTERNAL) }

@@ -17,10 +17,9 @@ public struct TraceFrameSpec: Sendable {
     public var proto = TraceProtocol.icmp
     public var dport: UInt16?
     public var payloadBytes = 32
-    public var vsid: UInt32?           // from the uplink: the frame's VSID
-    public var outerSource: IPAddress? // from the uplink: default, the PA of the source CA's record
+    public var vsid: UInt32?  // from the uplink: the frame's VSID
+    public var outerSource: IPAddress?  // from the uplink: default, the PA of the source CA's record
     public var dstMAC: MACAddress?
-
 
     public init(ingress: TraceIngress, dst: IPAddress) {
         self.ingress = ingress
@@ -43,7 +42,7 @@ public struct TraceOutcome {
     public var input: [UInt8]
     public var verdict: UInt32
     public var kind: TraceDecision
-    public var reason: String?     // drop or exception reason name
+    public var reason: String?  // drop or exception reason name
     public var egressIfindex: UInt32?
     public var egressName: String?
     public var vsid: UInt32?
@@ -126,7 +125,10 @@ public final class Tracer {
         switch ingress {
         case let .port(name):
             guard let i = ifindexOf[name], policy.ports.contains(where: { $0.interface == name }) else {
-                throw PolicyErrors(errors: [PolicyError("port", name, "a port of the policy (\(policy.ports.map(\.interface).joined(separator: ", ")))")])
+                throw PolicyErrors(errors: [
+                    PolicyError(
+                        "port", name, "a port of the policy (\(policy.ports.map(\.interface).joined(separator: ", ")))")
+                ])
             }
             (program, idx) = (.fromVM, i)
         case .uplink:
@@ -161,67 +163,104 @@ public final class Tracer {
         func bad(_ field: String, _ value: String, _ allowed: String) -> PolicyErrors {
             PolicyErrors(errors: [PolicyError(field, value, allowed)])
         }
-        if spec.proto == .arp && spec.dst.family != .v4 { throw bad("dst", "\(spec.dst)", "an IPv4 address (ARP); use protocol nd for IPv6") }
-        if spec.proto == .nd && spec.dst.family != .v6 { throw bad("dst", "\(spec.dst)", "an IPv6 address (neighbor discovery)") }
+        if spec.proto == .arp && spec.dst.family != .v4 {
+            throw bad("dst", "\(spec.dst)", "an IPv4 address (ARP); use protocol nd for IPv6")
+        }
+        if spec.proto == .nd && spec.dst.family != .v6 {
+            throw bad("dst", "\(spec.dst)", "an IPv6 address (neighbor discovery)")
+        }
         func record(_ vsid: UInt32, _ ca: IPAddress) -> LookupRecord? {
             policy.lookupRecords.first { $0.vsid == vsid && $0.customerAddress == ca }
         }
         switch spec.ingress {
         case let .port(name):
             guard let port = policy.ports.first(where: { $0.interface == name }) else {
-                throw bad("port", name, "a port of the policy (\(policy.ports.map(\.interface).joined(separator: ", ")))")
+                throw bad(
+                    "port", name, "a port of the policy (\(policy.ports.map(\.interface).joined(separator: ", ")))")
             }
             guard let src = spec.src ?? port.addresses.first(where: { $0.family == spec.dst.family }) else {
                 throw bad("src", "", "an \(spec.dst.family) source address (port \(name) has none)")
             }
-            if src.family != spec.dst.family { throw bad("src", "\(src)", "an \(spec.dst.family) address, like the destination") }
+            if src.family != spec.dst.family {
+                throw bad("src", "\(src)", "an \(spec.dst.family) address, like the destination")
+            }
             let subnet = policy.subnets.first { $0.vsid == port.vsid }
             let inSubnet = subnet?.prefixes.contains { $0.contains(spec.dst) } ?? false
-            let dstMAC = spec.dstMAC ?? (inSubnet ? record(port.vsid, spec.dst)?.mac : nil) ?? subnet?.gatewayMAC ?? .broadcast
+            let dstMAC =
+                spec.dstMAC ?? (inSubnet ? record(port.vsid, spec.dst)?.mac : nil) ?? subnet?.gatewayMAC ?? .broadcast
             return customerFrame(spec, src: src, srcMAC: port.mac, dstMAC: dstMAC)
         case .uplink:
-            guard let vsid = spec.vsid else { throw bad("vsid", "", "the VSID of the NVGRE frame (required from the uplink)") }
-            guard let src = spec.src else { throw bad("src", "", "the inner source customer address (required from the uplink)") }
-            if src.family != spec.dst.family { throw bad("src", "\(src)", "an \(spec.dst.family) address, like the destination") }
+            guard let vsid = spec.vsid else {
+                throw bad("vsid", "", "the VSID of the NVGRE frame (required from the uplink)")
+            }
+            guard let src = spec.src else {
+                throw bad("src", "", "the inner source customer address (required from the uplink)")
+            }
+            if src.family != spec.dst.family {
+                throw bad("src", "\(src)", "an \(spec.dst.family) address, like the destination")
+            }
             let srcRecord = record(vsid, src)
             guard let outerSrc = spec.outerSource ?? srcRecord?.providerAddress else {
-                throw bad("outerSource", "", "the sender's provider address (no lookup record for \(src) in VSID \(vsid) names one)")
+                throw bad(
+                    "outerSource", "",
+                    "the sender's provider address (no lookup record for \(src) in VSID \(vsid) names one)")
             }
-            guard let outerDst = policy.providerAddresses.first(where: { $0.address.family == outerSrc.family })?.address else {
+            guard
+                let outerDst = policy.providerAddresses.first(where: { $0.address.family == outerSrc.family })?.address
+            else {
                 throw bad("outerSource", "\(outerSrc)", "an address of a family this host has a provider address in")
             }
-            let dstMAC = spec.dstMAC ?? record(vsid, spec.dst)?.mac ?? policy.subnets.first { $0.vsid == vsid }?.gatewayMAC ?? .broadcast
-            let inner = customerFrame(spec, src: src, srcMAC: srcRecord?.mac ?? MACAddress([2, 0, 0, 0, 0, 1]), dstMAC: dstMAC)
+            let dstMAC =
+                spec.dstMAC ?? record(vsid, spec.dst)?.mac ?? policy.subnets.first { $0.vsid == vsid }?.gatewayMAC
+                ?? .broadcast
+            let inner = customerFrame(
+                spec, src: src, srcMAC: srcRecord?.mac ?? MACAddress([2, 0, 0, 0, 0, 1]), dstMAC: dstMAC)
             let d = DecodedFrame(inner)
             let hash = FlowHash(src: src, dst: spec.dst, protocol: d?.ipProtocol ?? 0)
-            return NVGRE.encapsulate(inner: inner, vsid: vsid, hash: hash, outerSrcMAC: MACAddress([2, 0, 0, 0, 0, 0xfe]),
-                                     outerDstMAC: MACAddress([2, 0, 0, 0, 0, 0xfd]), srcPA: outerSrc, dstPA: outerDst)
+            return NVGRE.encapsulate(
+                inner: inner, vsid: vsid, hash: hash, outerSrcMAC: MACAddress([2, 0, 0, 0, 0, 0xfe]),
+                outerDstMAC: MACAddress([2, 0, 0, 0, 0, 0xfd]), srcPA: outerSrc, dstPA: outerDst)
         }
     }
 
-    private func customerFrame(_ spec: TraceFrameSpec, src: IPAddress, srcMAC: MACAddress, dstMAC: MACAddress) -> [UInt8] {
+    private func customerFrame(_ spec: TraceFrameSpec, src: IPAddress, srcMAC: MACAddress, dstMAC: MACAddress)
+        -> [UInt8]
+    {
         let data = [UInt8](repeating: 0x5a, count: spec.payloadBytes)
         let ethType: EtherType = src.family == .v4 ? .ipv4 : .ipv6
         switch spec.proto {
         case .arp:
-            return Ethernet.frame(dst: .broadcast, src: srcMAC, type: .arp,
-                                  payload: ARP.packet(op: 1, senderMAC: srcMAC, senderIP: src, targetMAC: MACAddress([0, 0, 0, 0, 0, 0]), targetIP: spec.dst))
+            return Ethernet.frame(
+                dst: .broadcast, src: srcMAC, type: .arp,
+                payload: ARP.packet(
+                    op: 1, senderMAC: srcMAC, senderIP: src, targetMAC: MACAddress([0, 0, 0, 0, 0, 0]),
+                    targetIP: spec.dst))
         case .nd:
             let (group, groupMAC) = ICMPv6.solicitedNode(spec.dst)
             let icmp = ICMPv6.neighborSolicitation(target: spec.dst, sourceMAC: srcMAC, src: src, dst: group)
-            let ip = IPv6Header(src: src, dst: group, nextHeader: IPProtocol.icmpv6.rawValue, payloadLength: icmp.count, hopLimit: 255).bytes
+            let ip = IPv6Header(
+                src: src, dst: group, nextHeader: IPProtocol.icmpv6.rawValue, payloadLength: icmp.count, hopLimit: 255
+            ).bytes
             return Ethernet.frame(dst: groupMAC, src: srcMAC, type: .ipv6, payload: ip + icmp)
         case .tcp:
             let l4 = TCP.segment(src: src, dst: spec.dst, sport: 40000, dport: spec.dport ?? 80)
-            return Ethernet.frame(dst: dstMAC, src: srcMAC, type: ethType, payload: IPPacket.build(src: src, dst: spec.dst, proto: IPProtocol.tcp.rawValue, payload: l4))
+            return Ethernet.frame(
+                dst: dstMAC, src: srcMAC, type: ethType,
+                payload: IPPacket.build(src: src, dst: spec.dst, proto: IPProtocol.tcp.rawValue, payload: l4))
         case .udp:
             let l4 = UDP.datagram(src: src, dst: spec.dst, sport: 40000, dport: spec.dport ?? 53, payload: data)
-            return Ethernet.frame(dst: dstMAC, src: srcMAC, type: ethType, payload: IPPacket.build(src: src, dst: spec.dst, proto: IPProtocol.udp.rawValue, payload: l4))
+            return Ethernet.frame(
+                dst: dstMAC, src: srcMAC, type: ethType,
+                payload: IPPacket.build(src: src, dst: spec.dst, proto: IPProtocol.udp.rawValue, payload: l4))
         case .icmp:
-            let l4 = src.family == .v4 ? ICMP.echoRequest(id: 1, sequence: 1, payload: data)
+            let l4 =
+                src.family == .v4
+                ? ICMP.echoRequest(id: 1, sequence: 1, payload: data)
                 : ICMPv6.echoRequest(id: 1, sequence: 1, payload: data, src: src, dst: spec.dst)
             let proto = src.family == .v4 ? IPProtocol.icmp.rawValue : IPProtocol.icmpv6.rawValue
-            return Ethernet.frame(dst: dstMAC, src: srcMAC, type: ethType, payload: IPPacket.build(src: src, dst: spec.dst, proto: proto, payload: l4))
+            return Ethernet.frame(
+                dst: dstMAC, src: srcMAC, type: ethType,
+                payload: IPPacket.build(src: src, dst: spec.dst, proto: proto, payload: l4))
         }
     }
 }

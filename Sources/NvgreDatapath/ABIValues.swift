@@ -49,8 +49,10 @@ extension nv_lookup_val {
 }
 
 extension nv_subnet {
-    public init(routingDomain: UInt32, statsSlot: UInt32, gatewayMAC: MACAddress,
-                gateway4: IPAddress? = nil, gateway6: IPAddress? = nil) {
+    public init(
+        routingDomain: UInt32, statsSlot: UInt32, gatewayMAC: MACAddress,
+        gateway4: IPAddress? = nil, gateway6: IPAddress? = nil
+    ) {
         self.init()
         rdid = routingDomain
         stats_slot = statsSlot
@@ -152,9 +154,11 @@ public struct ExceptionShare: Equatable, Sendable {
 }
 
 extension nv_config {
-    public init(uplinkIfindex: UInt32, pa4: IPAddress?, pa6: IPAddress?, useRoutingRules: Bool = false,
-                externalIfindex: UInt32 = 0, exceptionShare: ExceptionShare = .unlimited,
-                portExceptionShare: ExceptionShare = .unlimited, cpus: Int = 1) {
+    public init(
+        uplinkIfindex: UInt32, pa4: IPAddress?, pa6: IPAddress?, useRoutingRules: Bool = false,
+        externalIfindex: UInt32 = 0, exceptionShare: ExceptionShare = .unlimited,
+        portExceptionShare: ExceptionShare = .unlimited, cpus: Int = 1
+    ) {
         self.init()
         uplink_ifindex = uplinkIfindex
         external_ifindex = externalIfindex
@@ -258,8 +262,10 @@ public struct NATFlow: Hashable, Sendable {
     public var remote: IPAddress
     public var remotePort: UInt16
 
-    public init(proto: UInt8, rdid: UInt32, vsid: UInt32, ca: IPAddress, caPort: UInt16, ext: IPAddress, extPort: UInt16,
-                remote: IPAddress, remotePort: UInt16) {
+    public init(
+        proto: UInt8, rdid: UInt32, vsid: UInt32, ca: IPAddress, caPort: UInt16, ext: IPAddress, extPort: UInt16,
+        remote: IPAddress, remotePort: UInt16
+    ) {
         self.proto = proto
         self.rdid = rdid
         self.vsid = vsid
@@ -272,10 +278,11 @@ public struct NATFlow: Hashable, Sendable {
     }
 
     public init(_ v: nv_nat_flow) {
-        self.init(proto: v.proto, rdid: v.rdid, vsid: v.vsid, ca: IPAddress(v4: bytes(of: v.ca, count: 4)),
-                  caPort: UInt16(bigEndian: v.ca_port), ext: IPAddress(v4: bytes(of: v.ext, count: 4)),
-                  extPort: UInt16(bigEndian: v.ext_port), remote: IPAddress(v4: bytes(of: v.remote, count: 4)),
-                  remotePort: UInt16(bigEndian: v.remote_port))
+        self.init(
+            proto: v.proto, rdid: v.rdid, vsid: v.vsid, ca: IPAddress(v4: bytes(of: v.ca, count: 4)),
+            caPort: UInt16(bigEndian: v.ca_port), ext: IPAddress(v4: bytes(of: v.ext, count: 4)),
+            extPort: UInt16(bigEndian: v.ext_port), remote: IPAddress(v4: bytes(of: v.remote, count: 4)),
+            remotePort: UInt16(bigEndian: v.remote_port))
     }
 
     public var outKey: nv_nat_out_key {
@@ -379,7 +386,9 @@ extension nv_drop_reason: @retroactive CaseIterable {
 }
 
 extension nv_exception_reason: @retroactive CaseIterable {
-    public static var allCases: [nv_exception_reason] { (0..<NV_EXC_MAX.rawValue).map { nv_exception_reason(rawValue: $0) } }
+    public static var allCases: [nv_exception_reason] {
+        (0..<NV_EXC_MAX.rawValue).map { nv_exception_reason(rawValue: $0) }
+    }
 }
 
 extension nv_vsid_counter: @retroactive CaseIterable {
@@ -391,5 +400,7 @@ extension nv_gw_counter: @retroactive CaseIterable {
 }
 
 extension nv_domain_counter: @retroactive CaseIterable {
-    public static var allCases: [nv_domain_counter] { (0..<NV_DOM_MAX.rawValue).map { nv_domain_counter(rawValue: $0) } }
+    public static var allCases: [nv_domain_counter] {
+        (0..<NV_DOM_MAX.rawValue).map { nv_domain_counter(rawValue: $0) }
+    }
 }

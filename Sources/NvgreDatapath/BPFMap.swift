@@ -1,6 +1,7 @@
 import CNvgre
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A typed view of one BPF map. Key and Value are the C structs imported from the ABI
@@ -15,7 +16,8 @@ public struct BPFMap<Key, Value> {
     let valueSize: Int
 
     public init(fd: Int32, name: String, perCPU: Bool = false) {
-        self.init(fd: fd, name: name, perCPU: perCPU, keySize: MemoryLayout<Key>.size, valueSize: MemoryLayout<Value>.size)
+        self.init(
+            fd: fd, name: name, perCPU: perCPU, keySize: MemoryLayout<Key>.size, valueSize: MemoryLayout<Value>.size)
     }
 
     init(fd: Int32, name: String, perCPU: Bool, keySize: Int, valueSize: Int) {
@@ -86,7 +88,10 @@ public struct BPFMap<Key, Value> {
         var out: [Key] = []
         let cur = UnsafeMutablePointer<Key>.allocate(capacity: 1)
         let next = UnsafeMutablePointer<Key>.allocate(capacity: 1)
-        defer { cur.deallocate(); next.deallocate() }
+        defer {
+            cur.deallocate()
+            next.deallocate()
+        }
         var rc = bpf_map_get_next_key(fd, nil, next)
         while rc == 0 {
             out.append(next.pointee)

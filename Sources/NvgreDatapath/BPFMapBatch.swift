@@ -1,6 +1,7 @@
 import CNvgre
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Whole-map reads and batched writes in raw bytes, for the control plane's diff and apply.
@@ -15,12 +16,19 @@ extension BPFMap {
         let cur = UnsafeMutableRawPointer.allocate(byteCount: keySize, alignment: 8)
         let next = UnsafeMutableRawPointer.allocate(byteCount: keySize, alignment: 8)
         let value = UnsafeMutableRawPointer.allocate(byteCount: valueSize, alignment: 8)
-        defer { cur.deallocate(); next.deallocate(); value.deallocate() }
+        defer {
+            cur.deallocate()
+            next.deallocate()
+            value.deallocate()
+        }
         var rc = bpf_map_get_next_key(fd, nil, next)
         while rc == 0 {
             if bpf_map_lookup_elem(fd, next, value) == 0 {
-                out.append((RawBytes(UnsafeRawBufferPointer(start: next, count: keySize)),
-                            RawBytes(UnsafeRawBufferPointer(start: value, count: valueSize))))
+                out.append(
+                    (
+                        RawBytes(UnsafeRawBufferPointer(start: next, count: keySize)),
+                        RawBytes(UnsafeRawBufferPointer(start: value, count: valueSize))
+                    ))
             }
             cur.copyMemory(from: next, byteCount: keySize)
             rc = bpf_map_get_next_key(fd, cur, next)
@@ -34,7 +42,12 @@ extension BPFMap {
         let values = UnsafeMutableRawPointer.allocate(byteCount: valueSize * chunk, alignment: 8)
         let inToken = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
         let outToken = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
-        defer { keys.deallocate(); values.deallocate(); inToken.deallocate(); outToken.deallocate() }
+        defer {
+            keys.deallocate()
+            values.deallocate()
+            inToken.deallocate()
+            outToken.deallocate()
+        }
         var opts = bpf_map_batch_opts()
         prepareOpts(&opts, size: nv_sizeof_batch_opts())
         var out: [(key: RawBytes, value: RawBytes)] = []
@@ -48,8 +61,11 @@ extension BPFMap {
                 throw DatapathError("read map \(name) in batches", errno: err)
             }
             for i in 0..<Int(count) {
-                out.append((RawBytes(UnsafeRawBufferPointer(start: keys + i * keySize, count: keySize)),
-                            RawBytes(UnsafeRawBufferPointer(start: values + i * valueSize, count: valueSize))))
+                out.append(
+                    (
+                        RawBytes(UnsafeRawBufferPointer(start: keys + i * keySize, count: keySize)),
+                        RawBytes(UnsafeRawBufferPointer(start: values + i * valueSize, count: valueSize))
+                    ))
             }
             if err == ENOENT { return out }
             inToken.copyMemory(from: outToken, byteCount: 64)
@@ -63,7 +79,10 @@ extension BPFMap {
         let chunk = 16384
         let keys = UnsafeMutableRawPointer.allocate(byteCount: keySize * chunk, alignment: 8)
         let values = UnsafeMutableRawPointer.allocate(byteCount: valueSize * chunk, alignment: 8)
-        defer { keys.deallocate(); values.deallocate() }
+        defer {
+            keys.deallocate()
+            values.deallocate()
+        }
         var opts = bpf_map_batch_opts()
         prepareOpts(&opts, size: nv_sizeof_batch_opts())
         var start = entries.startIndex
@@ -77,12 +96,15 @@ extension BPFMap {
                 }
                 var count = UInt32(end - start)
                 let rc = bpf_map_update_batch(fd, keys, values, &count, &opts)
-                if rc == 0 { start = end; continue }
+                if rc == 0 {
+                    start = end
+                    continue
+                }
                 let err = rc == -1 ? errno : -rc
                 guard start == entries.startIndex, count == 0, err == EINVAL || err == ENOTSUP || err == 524 else {
                     throw DatapathError("write \(end - start) entries to map \(name)", errno: err)
                 }
-                batched = false // this map type has no batch update: one call per entry
+                batched = false  // this map type has no batch update: one call per entry
             }
             for i in start..<end { try rawUpdate(entries[i].key, entries[i].value) }
             start = end
@@ -110,7 +132,10 @@ extension BPFMap {
             let end = min(start + chunk, keys.count)
             for i in start..<end { keys[i].copy(to: buf + (i - start) * keySize) }
             var count = UInt32(end - start)
-            if bpf_map_delete_batch(fd, buf, &count, &opts) == 0 { start = end; continue }
+            if bpf_map_delete_batch(fd, buf, &count, &opts) == 0 {
+                start = end
+                continue
+            }
             // Not batchable here, or a key was missing: the rest of the chunk one by one.
             for i in (start + Int(count))..<end {
                 let rc = bpf_map_delete_elem(fd, buf + (i - start) * keySize)
@@ -128,6 +153,8 @@ extension BPFMap {
         defer { buf.deallocate() }
         buf.initializeMemory(as: UInt8.self, repeating: 0, count: stride * cpus)
         var k = key
-        try check("clear counters in map \(name)", withUnsafeBytes(of: &k) { bpf_map_update_elem(fd, $0.baseAddress, buf, UInt64(BPF_ANY)) })
+        try check(
+            "clear counters in map \(name)",
+            withUnsafeBytes(of: &k) { bpf_map_update_elem(fd, $0.baseAddress, buf, UInt64(BPF_ANY)) })
     }
 }

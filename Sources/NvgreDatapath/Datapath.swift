@@ -1,6 +1,7 @@
 import CNvgre
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Sizes and switches fixed when the object is loaded.
@@ -54,8 +55,9 @@ public final class Datapath {
         var openOpts = bpf_object_open_opts()
         prepareOpts(&openOpts, size: nv_sizeof_open_opts())
         guard let s = nvgre__open_opts(&openOpts) else {
-            throw DatapathError("open the embedded BPF object", errno: errno,
-                                detail: String(cString: nv_libbpf_capture_text()))
+            throw DatapathError(
+                "open the embedded BPF object", errno: errno,
+                detail: String(cString: nv_libbpf_capture_text()))
         }
         do {
             try Self.prepare(s, options: options, pinDirectory: pinDirectory)
@@ -91,10 +93,13 @@ public final class Datapath {
                 throw DatapathError("set the size of map \(name)", errno: errno)
             }
             if let shared = options.policyMapsFrom, !MapRegistry.belongsToOneLoad(type: bpf_map__type(map)),
-               bpf_map__reuse_fd(map, shared.fd(name)) != 0 {
+                bpf_map__reuse_fd(map, shared.fd(name)) != 0
+            {
                 throw DatapathError("reuse the instance's map \(name)", errno: errno)
             }
-            if let dir = pinDirectory { try check("set the pin path of map \(name)", bpf_map__set_pin_path(map, "\(dir)/\(name)")) }
+            if let dir = pinDirectory {
+                try check("set the pin path of map \(name)", bpf_map__set_pin_path(map, "\(dir)/\(name)"))
+            }
         }
     }
 
@@ -103,9 +108,10 @@ public final class Datapath {
         var fs = statfs()
         let parent = dir.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
         if statfs(parent, &fs) != 0 { throw DatapathError("check bpffs at \(parent)", errno: errno) }
-        if fs.f_type != 0xcafe4a11 { // BPF_FS_MAGIC
-            throw DatapathError("use \(parent) for pinning", errno: 0,
-                                detail: "\(parent) is not a bpffs mount; mount it: mount -t bpf bpf /sys/fs/bpf")
+        if fs.f_type != 0xcafe4a11 {  // BPF_FS_MAGIC
+            throw DatapathError(
+                "use \(parent) for pinning", errno: 0,
+                detail: "\(parent) is not a bpffs mount; mount it: mount -t bpf bpf /sys/fs/bpf")
         }
         if mkdir(dir, 0o700) != 0 && errno != EEXIST {
             throw DatapathError("create the instance directory \(dir) on bpffs", errno: errno)
@@ -121,7 +127,9 @@ public final class Datapath {
         }
         var names: [String] = []
         while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            let name = withUnsafeBytes(of: e.pointee.d_name) {
+                String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
+            }
             if name != "." && name != ".." { names.append(name) }
         }
         closedir(d)
@@ -142,5 +150,3 @@ public final class Datapath {
         }
     }
 }
-
-

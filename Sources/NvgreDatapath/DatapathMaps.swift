@@ -1,6 +1,7 @@
 import CNvgre
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The maps of one data path instance, typed by the ABI header: either those of a loaded
@@ -53,18 +54,22 @@ public final class DatapathMaps: @unchecked Sendable {
     public subscript<Key, Value>(_ name: String) -> BPFMap<Key, Value> {
         let info = infos[name]
         if let info {
-            precondition(info.key_size == MemoryLayout<Key>.size && info.value_size == MemoryLayout<Value>.size,
-                         "map \(name): the kernel has \(info.key_size)-byte keys and \(info.value_size)-byte values, the view \(Key.self) and \(Value.self)")
+            precondition(
+                info.key_size == MemoryLayout<Key>.size && info.value_size == MemoryLayout<Value>.size,
+                "map \(name): the kernel has \(info.key_size)-byte keys and \(info.value_size)-byte values, the view \(Key.self) and \(Value.self)"
+            )
         }
-        return BPFMap(fd: fds[name] ?? -1, name: name, perCPU: info.map { MapRegistry.isPerCPU(type: $0.type) } ?? false)
+        return BPFMap(
+            fd: fds[name] ?? -1, name: name, perCPU: info.map { MapRegistry.isPerCPU(type: $0.type) } ?? false)
     }
 
     /// Map `name` in raw bytes, with the sizes the kernel reports (the control plane's diff
     /// and apply need no types).
     public func raw(_ name: String) -> BPFMap<UInt8, UInt8> {
         let info = infos[name] ?? bpf_map_info()
-        return BPFMap(fd: fds[name] ?? -1, name: name, perCPU: MapRegistry.isPerCPU(type: info.type),
-                      keySize: Int(info.key_size), valueSize: Int(info.value_size))
+        return BPFMap(
+            fd: fds[name] ?? -1, name: name, perCPU: MapRegistry.isPerCPU(type: info.type),
+            keySize: Int(info.key_size), valueSize: Int(info.value_size))
     }
 
     /// The descriptor of map `name` (the exception ring's, for libbpf's ring_buffer).

@@ -1,6 +1,7 @@
 import CNvgre
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A frame the fast path handed to userspace, with why and where it came in.
@@ -9,12 +10,15 @@ public struct ExceptionFrame: Sendable {
     public let ingressIfindex: UInt32
     public let vsid: UInt32
     public let originalLength: Int
-    public let mtu: UInt32             // for NV_EXC_OVERSIZE
-    public let frame: [UInt8]          // the first NV_EXC_SNAPLEN bytes
+    public let mtu: UInt32  // for NV_EXC_OVERSIZE
+    public let frame: [UInt8]  // the first NV_EXC_SNAPLEN bytes
 
     public var reasonName: String { ReasonNames.exception(reason) }
 
-    public init(reason: nv_exception_reason, ingressIfindex: UInt32, vsid: UInt32, originalLength: Int, mtu: UInt32 = 0, frame: [UInt8]) {
+    public init(
+        reason: nv_exception_reason, ingressIfindex: UInt32, vsid: UInt32, originalLength: Int, mtu: UInt32 = 0,
+        frame: [UInt8]
+    ) {
         self.reason = reason
         self.ingressIfindex = ingressIfindex
         self.vsid = vsid
@@ -45,8 +49,9 @@ public final class ExceptionChannel {
             return 0
         }
         // The ring holds an unretained reference: it is freed in deinit, before self goes.
-        ring = ring_buffer__new(maps.exceptionRingFD, callback,
-                                Unmanaged.passUnretained(self).toOpaque(), nil)
+        ring = ring_buffer__new(
+            maps.exceptionRingFD, callback,
+            Unmanaged.passUnretained(self).toOpaque(), nil)
         if ring == nil { throw DatapathError("open the exception ring buffer", errno: errno) }
     }
 
@@ -63,12 +68,16 @@ public final class ExceptionChannel {
 
     private func deliver(_ record: UnsafeRawBufferPointer) {
         let hdrSize = MemoryLayout<nv_exception_hdr>.size
-        guard record.count >= hdrSize else { malformed += 1; return }
+        guard record.count >= hdrSize else {
+            malformed += 1
+            return
+        }
         let h = record.loadUnaligned(as: nv_exception_hdr.self)
         let cap = min(Int(h.cap_len), record.count - hdrSize)
-        let frame = ExceptionFrame(reason: nv_exception_reason(h.reason), ingressIfindex: h.ingress_ifindex, vsid: h.vsid,
-                                   originalLength: Int(h.orig_len), mtu: h.mtu,
-                                   frame: Array(record[hdrSize..<(hdrSize + cap)]))
+        let frame = ExceptionFrame(
+            reason: nv_exception_reason(h.reason), ingressIfindex: h.ingress_ifindex, vsid: h.vsid,
+            originalLength: Int(h.orig_len), mtu: h.mtu,
+            frame: Array(record[hdrSize..<(hdrSize + cap)]))
         received[nv_exception_reason(h.reason), default: 0] += 1
         handler(frame)
     }

@@ -1,6 +1,7 @@
 import NvgreWire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An address configured on an interface of this network namespace, with its prefix.
@@ -31,15 +32,25 @@ public func interfaceAddresses() throws -> [InterfaceAddress] {
         let family = Int32(sa.pointee.sa_family)
         let (address, length): (IPAddress?, Int)
         if family == AF_INET {
-            address = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { s in withUnsafeBytes(of: s.pointee.sin_addr) { IPAddress(v4: Array($0)) } }
-            length = mask.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { s in withUnsafeBytes(of: s.pointee.sin_addr) { ones($0) } }
+            address = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { s in
+                withUnsafeBytes(of: s.pointee.sin_addr) { IPAddress(v4: Array($0)) }
+            }
+            length = mask.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { s in
+                withUnsafeBytes(of: s.pointee.sin_addr) { ones($0) }
+            }
         } else if family == AF_INET6 {
-            address = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { s in withUnsafeBytes(of: s.pointee.sin6_addr) { IPAddress(v6: Array($0)) } }
-            length = mask.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { s in withUnsafeBytes(of: s.pointee.sin6_addr) { ones($0) } }
+            address = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { s in
+                withUnsafeBytes(of: s.pointee.sin6_addr) { IPAddress(v6: Array($0)) }
+            }
+            length = mask.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { s in
+                withUnsafeBytes(of: s.pointee.sin6_addr) { ones($0) }
+            }
         } else {
             continue
         }
-        if let address, let prefix = IPPrefix(address: address, length: length) { out.append(InterfaceAddress(interface: name, prefix: prefix)) }
+        if let address, let prefix = IPPrefix(address: address, length: length) {
+            out.append(InterfaceAddress(interface: name, prefix: prefix))
+        }
     }
     return out
 }

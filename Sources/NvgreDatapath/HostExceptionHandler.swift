@@ -18,9 +18,11 @@ public final class HostExceptionHandler {
 
         public var description: String {
             switch self {
-            case let .resolving(pa, vsid): return "underlay neighbor \(pa) unresolved (VSID \(vsid)): resolution started"
+            case let .resolving(pa, vsid):
+                return "underlay neighbor \(pa) unresolved (VSID \(vsid)): resolution started"
             case let .tooBig(vm, mtu): return "\(vm) sent a packet too big for the underlay: told it MTU \(mtu)"
-            case let .noRoute(vm, dst): return "\(vm) sent a packet to \(dst), which no route covers: told it unreachable"
+            case let .noRoute(vm, dst):
+                return "\(vm) sent a packet to \(dst), which no route covers: told it unreachable"
             case let .failed(why): return "could not handle an exception: \(why)"
             }
         }
@@ -122,8 +124,9 @@ public final class HostExceptionHandler {
     /// The frame is the customer frame; its lookup record names the PA to resolve.
     private func resolveUnderlayNeighbor(for e: ExceptionFrame) {
         guard let f = DecodedFrame(e.frame), let dst = f.dst,
-              let record = maps.lookups.lookup(nv_lookup_key(vsid: e.vsid, ca: dst)),
-              let cfg = maps.config.lookup(0) else {
+            let record = maps.lookups.lookup(nv_lookup_key(vsid: e.vsid, ca: dst)),
+            let cfg = maps.config.lookup(0)
+        else {
             fail("no-neighbor exception in VSID \(e.vsid) without a usable lookup record")
             return
         }

@@ -1,7 +1,8 @@
 import CNvgre
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The live-traffic instrument (bpf/bench.bpf.c): a generator that sends a frame into an
@@ -34,7 +35,10 @@ public final class LiveTraffic {
     public struct Spread: Sendable {
         public var base: UInt32, count: UInt32, wordOffset: UInt32, checksumOffset: UInt32
         public init(base: UInt32, count: UInt32, wordOffset: UInt32, checksumOffset: UInt32) {
-            self.base = base; self.count = count; self.wordOffset = wordOffset; self.checksumOffset = checksumOffset
+            self.base = base
+            self.count = count
+            self.wordOffset = wordOffset
+            self.checksumOffset = checksumOffset
         }
     }
 
@@ -90,8 +94,10 @@ public final class LiveTraffic {
     /// Sends `countPerCPU` copies of `frame` out of `interface` in namespace `namespace` from
     /// one thread pinned to each CPU in `cpus`, all started together. Returns the wall-clock
     /// seconds from the start until the last thread finished.
-    public func send(_ frame: [UInt8], namespace: String, interface: String, cpus: [Int],
-                     countPerCPU: UInt32) throws -> Double {
+    public func send(
+        _ frame: [UInt8], namespace: String, interface: String, cpus: [Int],
+        countPerCPU: UInt32
+    ) throws -> Double {
         let start = StartGate(parties: cpus.count)
         let results = ThreadResults(count: cpus.count)
         let threads = cpus.enumerated().map { i, cpu in
@@ -129,7 +135,8 @@ private final class StartGate: @unchecked Sendable {
     init(parties: Int) { self.parties = parties }
 
     func arriveAndWait() {
-        cond.lock(); defer { cond.unlock() }
+        cond.lock()
+        defer { cond.unlock() }
         arrived += 1
         cond.broadcast()
         while !released { cond.wait() }
@@ -138,7 +145,8 @@ private final class StartGate: @unchecked Sendable {
     /// Waits until every thread arrived (or failed before arriving), releases them and
     /// returns the release time.
     func waitForAll() -> Double {
-        cond.lock(); defer { cond.unlock() }
+        cond.lock()
+        defer { cond.unlock() }
         while arrived < parties { cond.wait() }
         let t = monotonicSeconds()
         released = true
@@ -146,7 +154,12 @@ private final class StartGate: @unchecked Sendable {
         return t
     }
 
-    func arriveFailed() { cond.lock(); arrived += 1; cond.broadcast(); cond.unlock() }
+    func arriveFailed() {
+        cond.lock()
+        arrived += 1
+        cond.broadcast()
+        cond.unlock()
+    }
 }
 
 private final class ThreadResults: @unchecked Sendable {
@@ -156,11 +169,15 @@ private final class ThreadResults: @unchecked Sendable {
     init(count: Int) { results = Array(repeating: nil, count: count) }
 
     func set(_ i: Int, _ r: Result<Double, Error>) {
-        cond.lock(); results[i] = r; cond.broadcast(); cond.unlock()
+        cond.lock()
+        results[i] = r
+        cond.broadcast()
+        cond.unlock()
     }
 
     func waitAll() -> [Result<Double, Error>] {
-        cond.lock(); defer { cond.unlock() }
+        cond.lock()
+        defer { cond.unlock() }
         while results.contains(where: { $0 == nil }) { cond.wait() }
         return results.map { $0! }
     }

@@ -22,16 +22,18 @@ public enum MapRegistry {
     static let sizedBy: [String: KeyPath<LoadOptions, UInt32>] = [
         "lookups": \.maxLookups, "subnets": \.maxSubnets, "vsid_stats": \.maxSubnets, "ports": \.maxPorts,
         "port_cas": \.maxPortAddresses, "routes": \.maxRoutes, "exceptions": \.exceptionRingBytes,
-        "nat_out": \.maxNATFlows, "nat_in": \.maxNATFlows,
+        "nat_out": \.maxNATFlows, "nat_in": \.maxNATFlows
     ]
 
     /// Per-CPU maps (counters, the exception shares) and the exception ring belong to one
     /// load; a tracing load shares every other map (policy, NAT flows) with the instance.
     static func belongsToOneLoad(type: bpf_map_type) -> Bool {
-        [BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_MAP_TYPE_RINGBUF].contains(type)
+        [BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_MAP_TYPE_RINGBUF]
+            .contains(type)
     }
 
     static func isPerCPU(type: UInt32) -> Bool {
-        [BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH].map(\.rawValue).contains(type)
+        [BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH].map(\.rawValue).contains(
+            type)
     }
 }

@@ -1,7 +1,8 @@
 import CNvgre
 import NvgreWire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Asks the kernel to resolve an underlay neighbor, as `ip neigh replace ADDR dev DEV use`
@@ -25,25 +26,32 @@ public final class NeighborResolver {
     public func resolve(_ address: IPAddress, ifindex: UInt32) throws {
         if let state = try state(of: address, ifindex: ifindex), state & Self.staticStates != 0 { return }
         // ndm_state NUD_NONE: the kernel moves the entry through INCOMPLETE.
-        let reply = try exchange(request(Self.rtmNewNeigh, flags: NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, address, ifindex, ntfUse: true),
-                                 "resolve neighbor \(address) on ifindex \(ifindex)")
-        if let err = Self.error(in: reply), err != 0 { throw DatapathError("resolve neighbor \(address) on ifindex \(ifindex)", errno: -err) }
+        let reply = try exchange(
+            request(Self.rtmNewNeigh, flags: NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, address, ifindex, ntfUse: true),
+            "resolve neighbor \(address) on ifindex \(ifindex)")
+        if let err = Self.error(in: reply), err != 0 {
+            throw DatapathError("resolve neighbor \(address) on ifindex \(ifindex)", errno: -err)
+        }
     }
 
     /// The NUD state of the neighbor entry for `address` on `ifindex`, nil when there is none.
     public func state(of address: IPAddress, ifindex: UInt32) throws -> UInt16? {
-        let reply = try exchange(request(Self.rtmGetNeigh, flags: 0, address, ifindex, ntfUse: false), "look up neighbor \(address)")
+        let reply = try exchange(
+            request(Self.rtmGetNeigh, flags: 0, address, ifindex, ntfUse: false), "look up neighbor \(address)")
         if let err = Self.error(in: reply) {
             if err == -ENOENT { return nil }
             throw DatapathError("look up neighbor \(address) on ifindex \(ifindex)", errno: -err)
         }
         // RTM_NEWNEIGH: nlmsghdr (16), then ndmsg whose ndm_state is at byte 8.
-        guard reply.count >= 28, reply.withUnsafeBytes({ $0.load(fromByteOffset: 4, as: UInt16.self) }) == Self.rtmNewNeigh else { return nil }
+        guard reply.count >= 28,
+            reply.withUnsafeBytes({ $0.load(fromByteOffset: 4, as: UInt16.self) }) == Self.rtmNewNeigh
+        else { return nil }
         return reply.withUnsafeBytes { $0.load(fromByteOffset: 24, as: UInt16.self) }
     }
 
     /// nlmsghdr (16) + ndmsg (12) + rtattr NDA_DST (4 + address).
-    private func request(_ type: UInt16, flags: Int32, _ address: IPAddress, _ ifindex: UInt32, ntfUse: Bool) -> [UInt8] {
+    private func request(_ type: UInt16, flags: Int32, _ address: IPAddress, _ ifindex: UInt32, ntfUse: Bool) -> [UInt8]
+    {
         let attrLen = 4 + address.bytes.count
         let total = 16 + 12 + ((attrLen + 3) & ~3)
         var msg = [UInt8](repeating: 0, count: total)
@@ -79,7 +87,8 @@ public final class NeighborResolver {
 
     /// NLMSG_ERROR carries a result (0 is the acknowledgement); nil for any other message.
     private static func error(in reply: [UInt8]) -> Int32? {
-        guard reply.count >= 20, reply.withUnsafeBytes({ $0.load(fromByteOffset: 4, as: UInt16.self) }) == nlmsgError else { return nil }
+        guard reply.count >= 20, reply.withUnsafeBytes({ $0.load(fromByteOffset: 4, as: UInt16.self) }) == nlmsgError
+        else { return nil }
         return reply.withUnsafeBytes { $0.load(fromByteOffset: 16, as: Int32.self) }
     }
 }

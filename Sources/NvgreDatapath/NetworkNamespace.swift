@@ -1,6 +1,7 @@
 import CNvgre
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs work inside a named network namespace (`ip netns` names, /run/netns/NAME).

@@ -1,6 +1,7 @@
 import CNvgre
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A raw AF_PACKET socket for handing frames to interfaces of the namespace it was opened

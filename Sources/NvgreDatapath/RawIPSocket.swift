@@ -1,8 +1,9 @@
 import CNvgre
-#if canImport(Glibc)
-import Glibc
-#endif
 import NvgreWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A send-only raw IP socket (IPPROTO_RAW: the caller writes the whole IP header) in the
 /// namespace it was opened in. The kernel routes the packet and resolves the next hop, so
@@ -35,17 +36,23 @@ public final class RawIPSocket {
 }
 
 /// Calls `body` with a sockaddr_in or sockaddr_in6 for `address` and `port` (host order).
-public func withSocketAddress<T>(_ address: IPAddress, port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+public func withSocketAddress<T>(_ address: IPAddress, port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T)
+    -> T
+{
     if address.family == .v4 {
         var sa = sockaddr_in()
         sa.sin_family = sa_family_t(AF_INET)
         sa.sin_port = port.bigEndian
         withUnsafeMutableBytes(of: &sa.sin_addr) { $0.copyBytes(from: address.bytes) }
-        return withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        return withUnsafePointer(to: &sa) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
     }
     var sa = sockaddr_in6()
     sa.sin6_family = sa_family_t(AF_INET6)
     sa.sin6_port = port.bigEndian
     withUnsafeMutableBytes(of: &sa.sin6_addr) { $0.copyBytes(from: address.bytes) }
-    return withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+    return withUnsafePointer(to: &sa) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+    }
 }

@@ -35,7 +35,7 @@ public enum ReasonNames {
         (NV_DROP_EXTERNAL_TTL, "external-ttl-expired"),
         (NV_DROP_TO_INFRASTRUCTURE, "to-infrastructure"),
         (NV_DROP_EXCEPTION_THROTTLED, "exception-throttled"),
-        (NV_DROP_EXTERNAL_FROM_INFRA, "external-source-infrastructure"),
+        (NV_DROP_EXTERNAL_FROM_INFRA, "external-source-infrastructure")
     ]
 
     public static let exceptions: [(nv_exception_reason, String)] = [
@@ -50,7 +50,7 @@ public enum ReasonNames {
         (NV_EXC_MULTICAST, "multicast"),
         (NV_EXC_NAT_OUT, "nat-outbound"),
         (NV_EXC_NAT_IN, "nat-inbound"),
-        (NV_EXC_ROUTE_OUT, "routed-outbound"),
+        (NV_EXC_ROUTE_OUT, "routed-outbound")
     ]
 
     /// The gateway's counters (gw_stats).
@@ -72,7 +72,7 @@ public enum ReasonNames {
         (NV_GW_ROUTED_IN, "routed-in"),
         (NV_GW_USERSPACE_ROUTED, "userspace-routed"),
         (NV_GW_DROP_INFRA, "drop-to-infrastructure"),
-        (NV_GW_HAIRPIN, "hairpin"),
+        (NV_GW_HAIRPIN, "hairpin")
     ]
 
     /// Per routing domain (domain_stats).
@@ -81,13 +81,13 @@ public enum ReasonNames {
         (NV_DOM_TO_INFRA, "to-infrastructure"),
         (NV_DOM_PORTS_EXHAUSTED, "ports-exhausted"),
         (NV_DOM_USERSPACE_TO_INFRA, "userspace-to-infrastructure"),
-        (NV_DOM_FLOW_SHARE_FULL, "flow-share-full"),
+        (NV_DOM_FLOW_SHARE_FULL, "flow-share-full")
     ]
 
     /// Why a prefix is in the infra map.
     public static let infrastructureOrigins: [(nv_infra_origin, String)] = [
         (NV_INFRA_LISTED, "listed"), (NV_INFRA_PROVIDER, "provider"), (NV_INFRA_HOST, "host"),
-        (NV_INFRA_EXTERNAL, "external"), (NV_INFRA_SPECIAL, "special"),
+        (NV_INFRA_EXTERNAL, "external"), (NV_INFRA_SPECIAL, "special")
     ]
 
     public static func drop(_ reason: nv_drop_reason) -> String { drop(reason.rawValue) }

@@ -1,11 +1,12 @@
 import CNvgre
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// How an XDP program runs on an interface.
 public enum XDPMode: String, Sendable {
-    case native   // in the driver (veth supports it)
+    case native  // in the driver (veth supports it)
     case generic  // in the stack, after the skb is built; works everywhere, slower
 
     var flags: UInt32 { self == .native ? UInt32(XDP_FLAGS_DRV_MODE) : UInt32(XDP_FLAGS_SKB_MODE) }
@@ -56,7 +57,8 @@ public func attachXDP(programFD: Int32, name: String, ifindex: UInt32, mode: XDP
         opts.flags = m.flags
         let fd = bpf_link_create(programFD, Int32(ifindex), BPF_XDP, &opts)
         if fd >= 0 { return XDPLink(fd: fd, ifindex: ifindex, mode: m) }
-        lastError = DatapathError.fromReturn("attach \(name) to \(interfaceName(ifindex) ?? "ifindex \(ifindex)") in \(m.rawValue) mode", fd)
+        lastError = DatapathError.fromReturn(
+            "attach \(name) to \(interfaceName(ifindex) ?? "ifindex \(ifindex)") in \(m.rawValue) mode", fd)
     }
     throw lastError!
 }

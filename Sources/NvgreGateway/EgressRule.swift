@@ -11,8 +11,8 @@ import NvgreWire
 /// Pure: what it consults comes in as functions, so it is tested without maps or sockets.
 public struct EgressRule {
     public enum Verdict: Equatable {
-        case out          // toward the physical network
-        case hairpin      // to a published service (or a hairpin flow's other end)
+        case out  // toward the physical network
+        case hairpin  // to a published service (or a hairpin flow's other end)
         case infrastructure
     }
 
@@ -25,8 +25,10 @@ public struct EgressRule {
     /// True when (protocol, address, port) is a published service.
     public var isService: (UInt8, IPAddress, UInt16) -> Bool
 
-    public init(isInfrastructure: @escaping (IPAddress) -> Bool, isHostAddress: @escaping (IPAddress) -> Bool,
-                isExternal: @escaping (IPAddress) -> Bool, isService: @escaping (UInt8, IPAddress, UInt16) -> Bool) {
+    public init(
+        isInfrastructure: @escaping (IPAddress) -> Bool, isHostAddress: @escaping (IPAddress) -> Bool,
+        isExternal: @escaping (IPAddress) -> Bool, isService: @escaping (UInt8, IPAddress, UInt16) -> Bool
+    ) {
         self.isInfrastructure = isInfrastructure
         self.isHostAddress = isHostAddress
         self.isExternal = isExternal
@@ -35,11 +37,14 @@ public struct EgressRule {
 
     /// `flowExists`: the gateway already has a flow of this domain for the packet (to an
     /// external address, only a hairpin flow set up through a service can exist).
-    public func verdict(destination: IPAddress, proto: UInt8, port: UInt16, mode: EgressMode, flowExists: Bool) -> Verdict {
+    public func verdict(destination: IPAddress, proto: UInt8, port: UInt16, mode: EgressMode, flowExists: Bool)
+        -> Verdict
+    {
         guard isInfrastructure(destination) || isHostAddress(destination) else { return .out }
         let portful = proto == IPProtocol.tcp.rawValue || proto == IPProtocol.udp.rawValue
         if mode == .nat, destination.family == .v4, portful, port != 0, isExternal(destination),
-           flowExists || isService(proto, destination, port) {
+            flowExists || isService(proto, destination, port)
+        {
             return .hairpin
         }
         return .infrastructure

@@ -23,8 +23,9 @@ extension Gateway {
                 return false
             }
             let tos = vm.family == .v4 ? ip[1] : UInt8(truncatingIfNeeded: (UInt16(ip[0]) << 8 | UInt16(ip[1])) >> 4)
-            let frame = NVGRE.encapsulate(inner: inner, vsid: vsid, hash: hash, tos: tos, outerSrcMAC: MACAddress([2, 0, 0, 0, 0, 0]),
-                                          outerDstMAC: MACAddress([2, 0, 0, 0, 0, 0]), srcPA: src, dstPA: pa)
+            let frame = NVGRE.encapsulate(
+                inner: inner, vsid: vsid, hash: hash, tos: tos, outerSrcMAC: MACAddress([2, 0, 0, 0, 0, 0]),
+                outerDstMAC: MACAddress([2, 0, 0, 0, 0, 0]), srcPA: src, dstPA: pa)
             try sender.sendUnderlay(Array(frame.dropFirst(Ethernet.headerLength)), to: pa)
             return true
         } catch {

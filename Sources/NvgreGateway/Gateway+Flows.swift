@@ -8,7 +8,9 @@ extension Gateway {
     /// Writes a new flow into both maps (nat_in first: a reply may come back at once),
     /// within its domain's share of the flow table.
     func create(_ flow: NATFlow, fromOutside: Bool, _ e: ExceptionFrame) -> NATEntry? {
-        if let share = natShares[flow.rdid], table.count(of: flow.rdid) >= natQuota(share: share, ofCount: maps.flowCapacity) {
+        if let share = natShares[flow.rdid],
+            table.count(of: flow.rdid) >= natQuota(share: share, ofCount: maps.flowCapacity)
+        {
             if !fromOutside { table.ports.release(proto: flow.proto, address: flow.ext, port: flow.extPort) }
             count(NV_GW_FLOW_TABLE_FULL, e)
             countDomain(flow.rdid, NV_DOM_FLOW_SHARE_FULL, e)
@@ -46,7 +48,9 @@ extension Gateway {
         let fromInitiator = outbound != e.fromOutside
         let established: Bool
         if e.flow.proto == IPProtocol.tcp.rawValue {
-            if !fromInitiator && tcpFlags & (NATPacket.syn | NATPacket.ack) == NATPacket.syn | NATPacket.ack { e.synAcked = true }
+            if !fromInitiator && tcpFlags & (NATPacket.syn | NATPacket.ack) == NATPacket.syn | NATPacket.ack {
+                e.synAcked = true
+            }
             established = fromInitiator && e.synAcked && tcpFlags & NATPacket.syn == 0
         } else {
             established = e.sawOutbound && e.sawInbound
@@ -111,12 +115,15 @@ extension Gateway {
                 maps.deleteFlowOut(key)  // half a flow: nothing can come back to it
                 continue
             }
-            var e = NATEntry(flow: flow, flags: v.natFlags.union(back.natFlags), fromOutside: v.natFlags.contains(.service),
-                             lastSeen: max(v.last_seen_ns, back.last_seen_ns))
+            var e = NATEntry(
+                flow: flow, flags: v.natFlags.union(back.natFlags), fromOutside: v.natFlags.contains(.service),
+                lastSeen: max(v.last_seen_ns, back.last_seen_ns))
             e.sawOutbound = e.offloaded
             e.sawInbound = e.offloaded
             e.synAcked = e.offloaded
-            if !e.fromOutside { table.ports.claim(proto: flow.proto, address: flow.ext, port: flow.extPort, for: flow.rdid) }
+            if !e.fromOutside {
+                table.ports.claim(proto: flow.proto, address: flow.ext, port: flow.extPort, for: flow.rdid)
+            }
             table.insert(e)
             found += 1
         }

@@ -10,7 +10,9 @@ extension Gateway {
     /// resolves it when this sends the packet) or its TTL runs out here.
     func routeToOutside(_ e: ExceptionFrame) {
         let ip = Array(e.frame.dropFirst(Ethernet.headerLength))
-        guard e.originalLength <= e.frame.count, ip.count >= 20, ip[0] >> 4 == 4 else { return count(NV_GW_DROP_UNSUPPORTED, e) }
+        guard e.originalLength <= e.frame.count, ip.count >= 20, ip[0] >> 4 == 4 else {
+            return count(NV_GW_DROP_UNSUPPORTED, e)
+        }
         let destination = IPAddress(v4: Array(ip[16..<20]))
         if egress.verdict(destination: destination, proto: ip[9], port: 0, mode: .route, flowExists: false) != .out {
             return refuseInfrastructure(e)
@@ -33,17 +35,22 @@ extension Gateway {
     /// comes from its record (the decapsulated frame carries router MACs).
     func answerTenant(_ error: ICMPError, _ e: ExceptionFrame) {
         guard let f = DecodedFrame(e.frame), let src = f.src, let dst = f.dst, let sn = maps.subnet(e.vsid),
-              let vsid = subnet(of: src, in: sn.rdid), let vmSubnet = maps.subnet(vsid),
-              let record = maps.record(vsid: vsid, ca: src),
-              let route = maps.route(rdid: sn.rdid, address: dst),
-              let nextHop = route.nextHop else { return count(NV_GW_DROP_NO_RECORD, e) }
-        guard let answer = error.answer(to: e.frame, gatewayMAC: vmSubnet.gatewayMAC, gateway: nextHop, vm: record.customerMAC) else {
+            let vsid = subnet(of: src, in: sn.rdid), let vmSubnet = maps.subnet(vsid),
+            let record = maps.record(vsid: vsid, ca: src),
+            let route = maps.route(rdid: sn.rdid, address: dst),
+            let nextHop = route.nextHop
+        else { return count(NV_GW_DROP_NO_RECORD, e) }
+        guard
+            let answer = error.answer(
+                to: e.frame, gatewayMAC: vmSubnet.gatewayMAC, gateway: nextHop, vm: record.customerMAC)
+        else {
             return count(NV_GW_DROP_UNSUPPORTED, e)  // not due (an ICMP error, or IPv4 without DF)
         }
         guard icmpLimit.allow() else { return }
         let proto = src.family == .v4 ? IPProtocol.icmp.rawValue : IPProtocol.icmpv6.rawValue
-        _ = deliver(Array(answer.dropFirst(Ethernet.headerLength)), to: src, vsid: vsid,
-                    hash: FlowHash(src: nextHop, dst: src, protocol: proto, sport: 0, dport: 0), e)
+        _ = deliver(
+            Array(answer.dropFirst(Ethernet.headerLength)), to: src, vsid: vsid,
+            hash: FlowHash(src: nextHop, dst: src, protocol: proto, sport: 0, dport: 0), e)
     }
 
     /// A packet from outside, translated by XDP, did not fit the underlay once encapsulated.
@@ -54,9 +61,11 @@ extension Gateway {
             return tooBigRoutedFromOutside(e, sn)
         }
         guard let sn = maps.subnet(e.vsid), var pkt = ipv4(e.frame),
-              let entry = table.outbound(rdid: sn.rdid, proto: pkt.proto, ca: pkt.destination, caPort: pkt.destinationPort,
-                                         remote: pkt.source, remotePort: pkt.sourcePort),
-              let record = maps.record(vsid: e.vsid, ca: pkt.destination) else {
+            let entry = table.outbound(
+                rdid: sn.rdid, proto: pkt.proto, ca: pkt.destination, caPort: pkt.destinationPort,
+                remote: pkt.source, remotePort: pkt.sourcePort),
+            let record = maps.record(vsid: e.vsid, ca: pkt.destination)
+        else {
             return count(NV_GW_DROP_UNSUPPORTED, e)
         }
         pkt.setDestination(entry.flow.ext, port: entry.flow.extPort)  // the packet as X sent it
@@ -69,17 +78,22 @@ extension Gateway {
     /// from the gateway's (first) external address.
     func tooBigRoutedFromOutside(_ e: ExceptionFrame, _ sn: nv_subnet) {
         guard let f = DecodedFrame(e.frame), let src = f.dst.flatMap({ maps.record(vsid: e.vsid, ca: $0) }),
-              let from = externalAddresses.first?.address, let outsider = f.src else { return count(NV_GW_DROP_UNSUPPORTED, e) }
+            let from = externalAddresses.first?.address, let outsider = f.src
+        else { return count(NV_GW_DROP_UNSUPPORTED, e) }
         let mtu = NVGRE.customerMTU(underlayMTU: Int(e.mtu), outer: src.providerAddress.family)
         sendOutside(.tooBig(mtu: mtu), about: e.frame, from: from, to: outsider, e)
     }
 
     /// Sends `error` about `frame` to a host outside, from `from`.
-    func sendOutside(_ error: ICMPError, about frame: [UInt8], from: IPAddress, to outsider: IPAddress, _ e: ExceptionFrame) {
+    func sendOutside(
+        _ error: ICMPError, about frame: [UInt8], from: IPAddress, to outsider: IPAddress, _ e: ExceptionFrame
+    ) {
         guard let answer = error.answer(to: frame, gatewayMAC: MACAddress([2, 0, 0, 0, 0, 0]), gateway: from) else {
             return count(NV_GW_DROP_UNSUPPORTED, e)  // no DF: XDP does not fragment
         }
         guard icmpLimit.allow() else { return }
-        do { try sender.sendOutside(Array(answer.dropFirst(Ethernet.headerLength)), to: outsider) } catch { onEvent(.failed("\(error)")) }
+        do { try sender.sendOutside(Array(answer.dropFirst(Ethernet.headerLength)), to: outsider) } catch {
+            onEvent(.failed("\(error)"))
+        }
     }
 }

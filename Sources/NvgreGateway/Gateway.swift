@@ -29,7 +29,8 @@ public final class Gateway {
             case let .offloaded(f): return "flow \(Self.text(f)) established: offloaded to XDP"
             case let .expired(f): return "flow \(Self.text(f)) expired"
             case let .exhausted(p, ca, rdid, share):
-                return "no free external \(Self.protoName(p)) port for \(ca) (domain \(rdid)\(share ? ", at its share of the ports" : "")): packet dropped"
+                return
+                    "no free external \(Self.protoName(p)) port for \(ca) (domain \(rdid)\(share ? ", at its share of the ports" : "")): packet dropped"
             case let .failed(why): return "gateway: \(why)"
             }
         }
@@ -56,9 +57,12 @@ public final class Gateway {
     private var pendingDomainCounts: [DomainCounter: (packets: UInt64, bytes: UInt64)] = [:]
     public var onEvent: (Event) -> Void = { _ in }
 
-    public init(maps: GatewayMaps, sender: GatewaySender, externalAddresses: [ExternalAddress], timeouts: NATTimeouts = NATTimeouts(),
-                icmpLimit: ICMPRateLimit = ICMPRateLimit(), natShares: [UInt32: UInt32] = [:],
-                isHostAddress: @escaping (IPAddress) -> Bool = { _ in false }, clock: @escaping () -> UInt64) {
+    public init(
+        maps: GatewayMaps, sender: GatewaySender, externalAddresses: [ExternalAddress],
+        timeouts: NATTimeouts = NATTimeouts(),
+        icmpLimit: ICMPRateLimit = ICMPRateLimit(), natShares: [UInt32: UInt32] = [:],
+        isHostAddress: @escaping (IPAddress) -> Bool = { _ in false }, clock: @escaping () -> UInt64
+    ) {
         self.maps = maps
         self.sender = sender
         self.icmpLimit = icmpLimit
@@ -66,15 +70,17 @@ public final class Gateway {
         self.timeouts = timeouts
         self.natShares = natShares
         self.clock = clock
-        egress = EgressRule(isInfrastructure: { maps.isInfrastructure($0) }, isHostAddress: isHostAddress,
-                            isExternal: { maps.isExternalAddress($0) },
-                            isService: { maps.service(proto: $0, address: $1, port: $2) != nil })
+        egress = EgressRule(
+            isInfrastructure: { maps.isInfrastructure($0) }, isHostAddress: isHostAddress,
+            isExternal: { maps.isExternalAddress($0) },
+            isService: { maps.service(proto: $0, address: $1, port: $2) != nil })
     }
 
     /// Handles a gateway exception; false for any other reason (the host handler's).
     public func handle(_ e: ExceptionFrame) -> Bool {
         let cfg = maps.hostConfig
-        let fromUplink = e.ingressIfindex == cfg?.uplink_ifindex, fromExternal = e.ingressIfindex == cfg?.external_ifindex
+        let fromUplink = e.ingressIfindex == cfg?.uplink_ifindex,
+            fromExternal = e.ingressIfindex == cfg?.external_ifindex
         switch e.reason {
         case NV_EXC_NAT_OUT: toOutside(e)
         case NV_EXC_NAT_IN: fromOutside(e)
@@ -92,7 +98,8 @@ public final class Gateway {
 
     /// The frame's IPv4 packet, when NAT can translate it.
     func ipv4(_ frame: [UInt8]) -> NATPacket? {
-        guard frame.count > Ethernet.headerLength, UInt16(frame[12]) << 8 | UInt16(frame[13]) == EtherType.ipv4.rawValue else { return nil }
+        guard frame.count > Ethernet.headerLength, UInt16(frame[12]) << 8 | UInt16(frame[13]) == EtherType.ipv4.rawValue
+        else { return nil }
         return NATPacket(ip: Array(frame[Ethernet.headerLength...]))
     }
 

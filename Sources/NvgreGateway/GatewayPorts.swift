@@ -56,4 +56,3 @@ public protocol GatewaySender: AnyObject {
     /// An outer IP packet (NVGRE) to another host's provider address.
     func sendUnderlay(_ packet: [UInt8], to pa: IPAddress) throws
 }
-

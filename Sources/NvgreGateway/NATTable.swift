@@ -132,12 +132,16 @@ public struct NATTable {
         InKey(proto: f.proto, ext: f.ext, extPort: f.extPort, remote: f.remote, remotePort: f.remotePort)
     }
 
-    func outbound(rdid: UInt32, proto: UInt8, ca: IPAddress, caPort: UInt16, remote: IPAddress, remotePort: UInt16) -> NATEntry? {
+    func outbound(rdid: UInt32, proto: UInt8, ca: IPAddress, caPort: UInt16, remote: IPAddress, remotePort: UInt16)
+        -> NATEntry?
+    {
         entries[OutKey(rdid: rdid, proto: proto, ca: ca, caPort: caPort, remote: remote, remotePort: remotePort)]
     }
 
     func inbound(proto: UInt8, ext: IPAddress, extPort: UInt16, remote: IPAddress, remotePort: UInt16) -> NATEntry? {
-        inbound[InKey(proto: proto, ext: ext, extPort: extPort, remote: remote, remotePort: remotePort)].flatMap { entries[$0] }
+        inbound[InKey(proto: proto, ext: ext, extPort: extPort, remote: remote, remotePort: remotePort)].flatMap {
+            entries[$0]
+        }
     }
 
     mutating func insert(_ e: NATEntry) {

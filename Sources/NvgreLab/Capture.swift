@@ -1,7 +1,8 @@
 import Foundation
 import NvgreWire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// tcpdump on an interface of a lab namespace, writing a pcap file: an independent view of
@@ -18,8 +19,12 @@ public final class Capture {
         // --immediate-mode hands each packet over at once (else those still in the kernel's
         // ring when we stop are counted but never written); -U writes each at once; -Z root
         // keeps the right to write our private directory.
-        pid = try Spawn.start(["/bin/sh", "-c", "exec ip netns exec \(ns) tcpdump -i \(interface) -n --immediate-mode -U -Z root -s 512 -w \(path) '\(filter)'"],
-                              output: log, detached: false)
+        pid = try Spawn.start(
+            [
+                "/bin/sh", "-c",
+                "exec ip netns exec \(ns) tcpdump -i \(interface) -n --immediate-mode -U -Z root -s 512 -w \(path) '\(filter)'"
+            ],
+            output: log, detached: false)
         do {
             try Spawn.waitForOutput(log, containing: "listening on", what: "tcpdump on \(interface) in \(ns)")
         } catch {

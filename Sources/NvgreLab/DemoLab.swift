@@ -3,8 +3,9 @@ import NvgreControl
 import NvgreDatapath
 import NvgrePolicy
 import NvgreWire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The demo topology on network namespaces, driven through the `nvgre` binary as a user
@@ -20,7 +21,10 @@ public final class DemoLab {
     /// The family of the provider addresses the policy uses (the underlay carries both).
     public let underlay: IPFamily
     public let nvgre = builtBinary("nvgre")
-    public var keep: Bool { get { net.keep } set { net.keep = newValue } }
+    public var keep: Bool {
+        get { net.keep }
+        set { net.keep = newValue }
+    }
     private var agents: [String: pid_t] = [:]
     private var started: [String] = []
     private var temporaryFiles: [String] = []
@@ -101,7 +105,8 @@ public final class DemoLab {
     /// A veth delivers frames that XDP redirects into its peer only when it runs XDP itself.
     private func receivesRedirects(_ interface: String, in namespace: String, _ bare: Datapath) throws {
         try NetworkNamespace.run(in: namespace) {
-            try attachXDPToInterface(programFD: bare.programFD(.barePass), name: "nv_bare_pass", ifindex: try interfaceIndex(interface))
+            try attachXDPToInterface(
+                programFD: bare.programFD(.barePass), name: "nv_bare_pass", ifindex: try interfaceIndex(interface))
         }
     }
 
@@ -137,7 +142,8 @@ public final class DemoLab {
         for h in DemoPlan.hypervisors {
             if !started.contains(instance(h)) { started.append(instance(h)) }
             try? FileManager.default.createDirectory(atPath: Instance.stateRoot, withIntermediateDirectories: true)
-            agents[h.name] = try Spawn.start([nvgre, "-n", ns(h), "--instance", instance(h), "agent"], output: agentLog(h), detached: detached)
+            agents[h.name] = try Spawn.start(
+                [nvgre, "-n", ns(h), "--instance", instance(h), "agent"], output: agentLog(h), detached: detached)
         }
         try startGateway(detached: detached)
         try waitForAgents()
@@ -149,8 +155,9 @@ public final class DemoLab {
         let g = DemoPlan.g
         if !started.contains(instance(g)) { started.append(instance(g)) }
         unlink(gatewayLog)
-        agents[g.name] = try Spawn.start([nvgre, "-n", ns(g), "--instance", instance(g), "gateway", "--log-flows"] + gatewayArguments,
-                                         output: gatewayLog, detached: detached)
+        agents[g.name] = try Spawn.start(
+            [nvgre, "-n", ns(g), "--instance", instance(g), "gateway", "--log-flows"] + gatewayArguments,
+            output: gatewayLog, detached: detached)
         try Spawn.waitForOutput(gatewayLog, containing: "handling exceptions", what: "the gateway on host G")
     }
 
@@ -171,7 +178,9 @@ public final class DemoLab {
                 let pa = peer.pa(underlay)
                 let deadline = Date().addingTimeInterval(10)
                 while !((try? sh("ip -n \(ns(h)) neigh show \(pa) dev ul")) ?? "").contains("lladdr") {
-                    if Date() > deadline { throw ShellErrorText("host \(h.name) did not resolve \(pa) on the underlay") }
+                    if Date() > deadline {
+                        throw ShellErrorText("host \(h.name) did not resolve \(pa) on the underlay")
+                    }
                     usleep(20_000)
                 }
             }
@@ -220,11 +229,19 @@ public final class DemoLab {
         let files = ["\(Self.examples)/tenants.yaml", "\(Self.examples)/host-\(h.name.lowercased()).yaml"]
         if underlay == .v4 { return files }
         return try files.map { path in
-            var p = try PolicyDocument.decode(bytes: [UInt8](FileManager.default.contents(atPath: path) ?? Data()), validate: false)
-            for i in p.lookupRecords.indices { p.lookupRecords[i].providerAddress = Self.ipv6PA(p.lookupRecords[i].providerAddress) }
-            for i in p.providerAddresses.indices { p.providerAddresses[i].address = Self.ipv6PA(p.providerAddresses[i].address) }
-            let out = NSTemporaryDirectory() + "\(net.prefix)-\(URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)-v6.yaml"
-            try PolicyWriter.write(p, as: .yaml, header: "\(path) with IPv6 provider addresses").write(toFile: out, atomically: false, encoding: .utf8)  // atomic writes leave TemporaryDirectory.* behind
+            var p = try PolicyDocument.decode(
+                bytes: [UInt8](FileManager.default.contents(atPath: path) ?? Data()), validate: false)
+            for i in p.lookupRecords.indices {
+                p.lookupRecords[i].providerAddress = Self.ipv6PA(p.lookupRecords[i].providerAddress)
+            }
+            for i in p.providerAddresses.indices {
+                p.providerAddresses[i].address = Self.ipv6PA(p.providerAddresses[i].address)
+            }
+            let out =
+                NSTemporaryDirectory()
+                + "\(net.prefix)-\(URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)-v6.yaml"
+            try PolicyWriter.write(p, as: .yaml, header: "\(path) with IPv6 provider addresses").write(
+                toFile: out, atomically: false, encoding: .utf8)  // atomic writes leave TemporaryDirectory.* behind
             temporaryFiles.append(out)
             return out
         }
@@ -234,10 +251,12 @@ public final class DemoLab {
     /// changed by `edit`, as a user would edit and re-apply it. Throws when apply fails.
     public func applyEdited(_ h: DemoHost, file index: Int, _ edit: (inout Policy) -> Void) throws {
         var files = try policyFiles(h)
-        var p = try PolicyDocument.decode(bytes: [UInt8](FileManager.default.contents(atPath: files[index]) ?? Data()), validate: false)
+        var p = try PolicyDocument.decode(
+            bytes: [UInt8](FileManager.default.contents(atPath: files[index]) ?? Data()), validate: false)
         edit(&p)
         let out = NSTemporaryDirectory() + "\(net.prefix)-\(h.name)-edited-\(index).yaml"
-        try PolicyWriter.write(p, as: .yaml, header: "\(files[index]) edited by a test").write(toFile: out, atomically: false, encoding: .utf8)
+        try PolicyWriter.write(p, as: .yaml, header: "\(files[index]) edited by a test").write(
+            toFile: out, atomically: false, encoding: .utf8)
         temporaryFiles.append(out)
         files[index] = out
         try checked([nvgre, "-n", ns(h), "--instance", instance(h), "apply"] + files)

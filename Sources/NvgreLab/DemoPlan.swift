@@ -2,9 +2,9 @@ import NvgreWire
 
 /// A customer VM of the demo topology.
 public struct DemoVM: Sendable, CustomStringConvertible {
-    public let host: String      // "A" or "B"
-    public let name: String      // its port on the host ("red1"), its namespace's suffix
-    public let tenant: String    // "Red" or "Blue"
+    public let host: String  // "A" or "B"
+    public let name: String  // its port on the host ("red1"), its namespace's suffix
+    public let tenant: String  // "Red" or "Blue"
     public let vsid: UInt32
     public let mac: MACAddress
     public let ip4: IPAddress
@@ -18,7 +18,7 @@ public struct DemoVM: Sendable, CustomStringConvertible {
 
 /// A host on the underlay: its provider addresses of either family.
 public struct DemoHost: Sendable {
-    public let name: String      // "A", "B", "G"
+    public let name: String  // "A", "B", "G"
     public let pa4: IPAddress
     public let pa6: IPAddress
 
@@ -53,7 +53,7 @@ public enum DemoPlan {
         return [
             vm(h, "red1", "Red", 5001, mac: "02:00:00:00:01:0\(n)", subnet: 1, n),
             vm(h, "red2", "Red", 5002, mac: "02:00:00:00:02:0\(n)", subnet: 2, n),
-            vm(h, "blue1", "Blue", 6001, mac: "02:00:00:00:01:0\(n)", subnet: 1, n),
+            vm(h, "blue1", "Blue", 6001, mac: "02:00:00:00:01:0\(n)", subnet: 1, n)
         ]
     }
 
@@ -61,9 +61,13 @@ public enum DemoPlan {
         vms.first { $0.host == host.name && $0.name == name }!
     }
 
-    private static func vm(_ h: DemoHost, _ name: String, _ tenant: String, _ vsid: UInt32, mac: String, subnet: Int, _ n: Int) -> DemoVM {
-        DemoVM(host: h.name, name: name, tenant: tenant, vsid: vsid, mac: MACAddress(parsing: mac)!,
-               ip4: IPAddress(parsing: "198.19.\(subnet).\(n)")!, ip6: IPAddress(parsing: "2001:db8:19:\(subnet)::\(n)")!,
-               gateway4: IPAddress(parsing: "198.19.\(subnet).254")!, gateway6: IPAddress(parsing: "2001:db8:19:\(subnet)::fe")!)
+    private static func vm(
+        _ h: DemoHost, _ name: String, _ tenant: String, _ vsid: UInt32, mac: String, subnet: Int, _ n: Int
+    ) -> DemoVM {
+        DemoVM(
+            host: h.name, name: name, tenant: tenant, vsid: vsid, mac: MACAddress(parsing: mac)!,
+            ip4: IPAddress(parsing: "198.19.\(subnet).\(n)")!, ip6: IPAddress(parsing: "2001:db8:19:\(subnet)::\(n)")!,
+            gateway4: IPAddress(parsing: "198.19.\(subnet).254")!,
+            gateway6: IPAddress(parsing: "2001:db8:19:\(subnet)::fe")!)
     }
 }

@@ -46,7 +46,9 @@ public final class LabNetwork {
         prefix = Self.runPrefix
     }
 
-    public static var runPrefix: String { ProcessInfo.processInfo.environment["NVGRE_TEST_PREFIX"] ?? "nvt\(getpid())x" }
+    public static var runPrefix: String {
+        ProcessInfo.processInfo.environment["NVGRE_TEST_PREFIX"] ?? "nvt\(getpid())x"
+    }
 
     /// Creates namespace `<prefix>-<name>` with loopback up; returns its full name.
     @discardableResult
@@ -72,8 +74,10 @@ public final class LabNetwork {
     /// A veth pair between two namespaces. `queues` > 1 gives each end that many rx and tx
     /// queues, so XDP traffic sent from several CPUs is received on each sender's CPU. Both
     /// ends come up.
-    public func veth(_ a: String, in nsA: String, _ b: String, in nsB: String, macA: String? = nil, macB: String? = nil,
-                     queues: Int = 1) throws {
+    public func veth(
+        _ a: String, in nsA: String, _ b: String, in nsB: String, macA: String? = nil, macB: String? = nil,
+        queues: Int = 1
+    ) throws {
         let q = queues > 1 ? " numtxqueues \(queues) numrxqueues \(queues)" : ""
         try ip(nsA, "link add \(a)\(q) type veth peer name \(b)\(q) netns \(nsB)")
         if let m = macA { try ip(nsA, "link set \(a) address \(m)") }
@@ -86,7 +90,10 @@ public final class LabNetwork {
     /// is on for the namespace and the uplink.
     public func setForwarding(_ on: Bool, in ns: String, uplink: String) throws {
         let v = on ? 1 : 0
-        try exec(ns, "sysctl -qw net.ipv4.conf.all.forwarding=\(v) net.ipv4.conf.\(uplink).forwarding=\(v) net.ipv6.conf.all.forwarding=\(v)")
+        try exec(
+            ns,
+            "sysctl -qw net.ipv4.conf.all.forwarding=\(v) net.ipv4.conf.\(uplink).forwarding=\(v) net.ipv6.conf.all.forwarding=\(v)"
+        )
     }
 
     /// The MAC address of `interface` in namespace `ns`.
@@ -101,7 +108,9 @@ public final class LabNetwork {
     /// `ip -j [-s] link show dev IFACE` in namespace `ns`, parsed.
     static func link(_ interface: String, in ns: String, statistics: Bool = false) throws -> [String: Any] {
         let out = try sh("ip -n \(ns) -j \(statistics ? "-s " : "")link show dev \(interface)")
-        guard let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]], let link = json.first else {
+        guard let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]],
+            let link = json.first
+        else {
             throw ShellErrorText("`ip link show dev \(interface)` in \(ns) said: \(out)")
         }
         return link

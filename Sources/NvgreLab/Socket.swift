@@ -1,8 +1,9 @@
 import Foundation
 import NvgreDatapath
 import NvgreWire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A small blocking socket with timeouts, for lab traffic. The namespace it lives in is the
@@ -49,7 +50,9 @@ public final class Socket: @unchecked Sendable {
         // thread is spawning holds a copy of every descriptor until its exec closes them.
         let deadline = monotonicSeconds() + 2
         while withSocketAddress(any, port: port, { Glibc.bind(fd, $0, $1) }) != 0 {
-            if errno != EADDRINUSE || monotonicSeconds() > deadline { throw DatapathError("bind port \(port)", errno: errno) }
+            if errno != EADDRINUSE || monotonicSeconds() > deadline {
+                throw DatapathError("bind port \(port)", errno: errno)
+            }
             usleep(20_000)
         }
     }

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Programs run by labs, through posix_spawn: Foundation's Process polls for the exit and
@@ -8,7 +9,7 @@ import Glibc
 public enum Spawn {
     public struct Result {
         public let status: Int32
-        public let output: String   // standard output and error, interleaved
+        public let output: String  // standard output and error, interleaved
         public let seconds: Double  // wall clock from spawn to exit
     }
 
@@ -24,8 +25,9 @@ public enum Spawn {
         clock_gettime(CLOCK_MONOTONIC, &t1)
         let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return Result(status: code, output: output,
-                      seconds: Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) / 1e9)
+        return Result(
+            status: code, output: output,
+            seconds: Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) / 1e9)
     }
 
     /// Starts `argv` in the background with its output appended to `output`. `detached`
@@ -66,12 +68,16 @@ public enum Spawn {
 extension Spawn {
     /// Waits until the file `path` (a background program's output) contains `text`; throws
     /// with what it holds after `seconds`.
-    public static func waitForOutput(_ path: String, containing text: String, within seconds: Double = 10, what: String) throws {
+    public static func waitForOutput(_ path: String, containing text: String, within seconds: Double = 10, what: String)
+        throws
+    {
         let deadline = Date().addingTimeInterval(seconds)
         while true {
             let output = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
             if output.contains(text) { return }
-            if Date() > deadline { throw ShellErrorText("\(what) did not start: \(output.isEmpty ? "no output" : output)") }
+            if Date() > deadline {
+                throw ShellErrorText("\(what) did not start: \(output.isEmpty ? "no output" : output)")
+            }
             usleep(20_000)
         }
     }

@@ -2,8 +2,9 @@ import CNvgre
 import Foundation
 import NvgreDatapath
 import NvgreWire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Traffic between lab namespaces. Sockets are opened on a thread moved into the namespace
@@ -21,7 +22,7 @@ public enum Traffic {
     public struct Transfer: CustomStringConvertible {
         public let sent: Int
         public let received: Int
-        public let intact: Bool     // every byte as sent, in order
+        public let intact: Bool  // every byte as sent, in order
         public let seconds: Double
         public var ok: Bool { received == sent && intact }
         public var description: String {
@@ -33,10 +34,14 @@ public enum Traffic {
     /// arrives. The client connects to `address`:`port`; the server listens on `serverPort`
     /// (the same port unless a NAT gateway translates it on the way). With `fetch` the server
     /// sends and the client receives (a download, as from a web server).
-    public static func tcpTransfer(from client: String, to server: String, address: IPAddress, port: UInt16 = 5201,
-                                   serverPort: UInt16? = nil, fetch: Bool = false, bytes: Int = 1 << 20,
-                                   timeout: Double = 10) throws -> Transfer {
-        let listener = try NetworkNamespace.run(in: server) { try Socket.listen(family: address.family, port: serverPort ?? port) }
+    public static func tcpTransfer(
+        from client: String, to server: String, address: IPAddress, port: UInt16 = 5201,
+        serverPort: UInt16? = nil, fetch: Bool = false, bytes: Int = 1 << 20,
+        timeout: Double = 10
+    ) throws -> Transfer {
+        let listener = try NetworkNamespace.run(in: server) {
+            try Socket.listen(family: address.family, port: serverPort ?? port)
+        }
         let result = ReceiveResult()
         let serverSide = Thread {
             defer { result.done.signal() }
@@ -45,10 +50,13 @@ public enum Traffic {
         }
         serverSide.start()
         let start = Date()
-        let conn = try NetworkNamespace.run(in: client) { try Socket.connect(to: address, port: port, timeout: timeout) }
+        let conn = try NetworkNamespace.run(in: client) {
+            try Socket.connect(to: address, port: port, timeout: timeout)
+        }
         if fetch { receive(on: conn, into: result, timeout: timeout) } else { send(bytes, on: conn) }
         _ = result.done.wait(timeout: .now() + timeout)
-        return Transfer(sent: bytes, received: result.received, intact: result.intact, seconds: Date().timeIntervalSince(start))
+        return Transfer(
+            sent: bytes, received: result.received, intact: result.intact, seconds: Date().timeIntervalSince(start))
     }
 
     private static func send(_ bytes: Int, on conn: Socket) {
@@ -70,7 +78,10 @@ public enum Traffic {
         while true {
             let n = conn.read(&buf, timeout: timeout)
             if n <= 0 { break }
-            for i in 0..<n where buf[i] != pattern(expected + i) { intact = false; break }
+            for i in 0..<n where buf[i] != pattern(expected + i) {
+                intact = false
+                break
+            }
             expected += n
         }
         result.received = expected
@@ -97,9 +108,12 @@ public enum Traffic {
 
     /// Seconds a TCP connection from namespace `ns` to `address`:`port` took to open; nil
     /// when it did not open within `timeout`.
-    public static func connectSeconds(from ns: String, to address: IPAddress, port: UInt16, timeout: Double) -> Double? {
+    public static func connectSeconds(from ns: String, to address: IPAddress, port: UInt16, timeout: Double) -> Double?
+    {
         let start = monotonicSeconds()
-        guard (try? NetworkNamespace.run(in: ns) { try Socket.connect(to: address, port: port, timeout: timeout) }) != nil else { return nil }
+        guard
+            (try? NetworkNamespace.run(in: ns) { try Socket.connect(to: address, port: port, timeout: timeout) }) != nil
+        else { return nil }
         return monotonicSeconds() - start
     }
 
@@ -129,7 +143,8 @@ public enum Traffic {
     public static func receivedPackets(_ interface: String, in ns: String) throws -> Int {
         let link = try LabNetwork.link(interface, in: ns, statistics: true)
         guard let stats = link["stats64"] as? [String: Any], let rx = stats["rx"] as? [String: Any],
-              let packets = rx["packets"] as? Int else {
+            let packets = rx["packets"] as? Int
+        else {
             throw ShellErrorText("no receive counter for \(interface) in \(ns): \(link)")
         }
         return packets
@@ -142,11 +157,19 @@ public final class TCPSession {
     private let client: Socket
     private let server: Socket
 
-    public init(from clientNS: String, to serverNS: String, address: IPAddress, port: UInt16, serverPort: UInt16? = nil,
-                timeout: Double = 5) throws {
-        let listener = try NetworkNamespace.run(in: serverNS) { try Socket.listen(family: address.family, port: serverPort ?? port) }
-        client = try NetworkNamespace.run(in: clientNS) { try Socket.connect(to: address, port: port, timeout: timeout) }
-        guard let s = listener.accept(timeout: timeout) else { throw ShellErrorText("no connection reached \(serverNS) on port \(serverPort ?? port)") }
+    public init(
+        from clientNS: String, to serverNS: String, address: IPAddress, port: UInt16, serverPort: UInt16? = nil,
+        timeout: Double = 5
+    ) throws {
+        let listener = try NetworkNamespace.run(in: serverNS) {
+            try Socket.listen(family: address.family, port: serverPort ?? port)
+        }
+        client = try NetworkNamespace.run(in: clientNS) {
+            try Socket.connect(to: address, port: port, timeout: timeout)
+        }
+        guard let s = listener.accept(timeout: timeout) else {
+            throw ShellErrorText("no connection reached \(serverNS) on port \(serverPort ?? port)")
+        }
         server = s
     }
 

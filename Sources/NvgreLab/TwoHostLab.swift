@@ -57,8 +57,10 @@ public final class TwoHostLab {
 
     public init(tag: String) throws {
         net = LabNetwork(tag: tag)
-        a = try LabHost(name: "A", ns: try net.namespace("ha"), vmNS: try net.namespace("vma"), pa: "198.18.0.1", vm: Self.vm1)
-        b = try LabHost(name: "B", ns: try net.namespace("hb"), vmNS: try net.namespace("vmb"), pa: "198.18.0.2", vm: Self.vm2)
+        a = try LabHost(
+            name: "A", ns: try net.namespace("ha"), vmNS: try net.namespace("vma"), pa: "198.18.0.1", vm: Self.vm1)
+        b = try LabHost(
+            name: "B", ns: try net.namespace("hb"), vmNS: try net.namespace("vmb"), pa: "198.18.0.2", vm: Self.vm2)
         try net.veth("ul", in: a.ns, "ul", in: b.ns)
         for h in [a, b] { try wire(h) }
         for h in [a, b] { try program(h, peers: [a, b]) }
@@ -75,17 +77,23 @@ public final class TwoHostLab {
     }
 
     private func program(_ h: LabHost, peers: [LabHost]) throws {
-        let (uplink, port) = try NetworkNamespace.run(in: h.ns) { (try interfaceIndex("ul"), try interfaceIndex("port")) }
+        let (uplink, port) = try NetworkNamespace.run(in: h.ns) {
+            (try interfaceIndex("ul"), try interfaceIndex("port"))
+        }
         try h.dp.config.update(0, nv_config(uplinkIfindex: uplink, pa4: h.pa, pa6: nil))
         try h.dp.localPAs.update(nv_pa_key(h.pa), 1)
-        try h.dp.subnets.update(Self.vsid, nv_subnet(routingDomain: 1, statsSlot: 1, gatewayMAC: Self.gatewayMAC,
-                                                     gateway4: "198.19.1.254", gateway6: "2001:db8:19:1::fe"))
+        try h.dp.subnets.update(
+            Self.vsid,
+            nv_subnet(
+                routingDomain: 1, statsSlot: 1, gatewayMAC: Self.gatewayMAC,
+                gateway4: "198.19.1.254", gateway6: "2001:db8:19:1::fe"))
         try h.dp.ports.update(port, nv_port(vsid: Self.vsid, mac: h.vm.mac))
         for ca in [h.vm.ip4, h.vm.ip6] { try h.dp.portAddresses.update(nv_port_ca_key(ifindex: port, ca: ca), 1) }
         for peer in peers {
             for ca in [peer.vm.ip4, peer.vm.ip6] {
-                try h.dp.lookups.update(nv_lookup_key(vsid: Self.vsid, ca: ca),
-                                        nv_lookup_val(pa: peer.pa, mac: peer.vm.mac, portIfindex: peer === h ? port : 0))
+                try h.dp.lookups.update(
+                    nv_lookup_key(vsid: Self.vsid, ca: ca),
+                    nv_lookup_val(pa: peer.pa, mac: peer.vm.mac, portIfindex: peer === h ? port : 0))
             }
         }
         try NetworkNamespace.run(in: h.ns) {
@@ -125,6 +133,14 @@ public final class TwoHostLab {
 final class StopFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
-    func set() { lock.lock(); value = true; lock.unlock() }
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+    func set() {
+        lock.lock()
+        value = true
+        lock.unlock()
+    }
 }

@@ -33,7 +33,8 @@ public struct PortRange: Equatable, Sendable, CustomStringConvertible {
     /// "1024-65535", or one port "8080".
     public init?(parsing s: String) {
         let parts = s.split(separator: "-", omittingEmptySubsequences: false)
-        guard (1...2).contains(parts.count), let a = UInt16(parts[0]), let b = UInt16(parts.last!), a >= 1, a <= b else { return nil }
+        guard (1...2).contains(parts.count), let a = UInt16(parts[0]), let b = UInt16(parts.last!), a >= 1, a <= b
+        else { return nil }
         self.init(first: a, last: b)
     }
 
@@ -44,7 +45,7 @@ public struct PortRange: Equatable, Sendable, CustomStringConvertible {
 
 /// What the gateway does for a routing domain.
 public enum GatewayMode: String, CaseIterable, Equatable, Sendable {
-    case nat    // outbound NAT on the external addresses; published services come in
+    case nat  // outbound NAT on the external addresses; published services come in
     case route  // plain routing, no NAT: the domain's subnets and `prefixes` reach each other
 }
 
@@ -62,8 +63,10 @@ public struct GatewayDomain: Equatable, Sendable {
 
     public static let defaultNATShare: UInt32 = 50
 
-    public init(routingDomain: String, mode: GatewayMode = .nat, prefixes: [IPPrefix] = [],
-                natShare: UInt32 = GatewayDomain.defaultNATShare) {
+    public init(
+        routingDomain: String, mode: GatewayMode = .nat, prefixes: [IPPrefix] = [],
+        natShare: UInt32 = GatewayDomain.defaultNATShare
+    ) {
         self.routingDomain = routingDomain
         self.mode = mode
         self.prefixes = prefixes
@@ -86,8 +89,10 @@ public struct InfrastructurePrefix: Equatable, Sendable {
     /// Never a destination out of a virtual network: unspecified, loopback, link-local,
     /// multicast, reserved and limited broadcast (IPv4); unspecified, loopback, link-local
     /// and multicast (IPv6).
-    public static let specialPrefixes: [IPPrefix] = ["0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4",
-                                                     "::/128", "::1/128", "fe80::/10", "ff00::/8"].map { IPPrefix(parsing: $0)! }
+    public static let specialPrefixes: [IPPrefix] = [
+        "0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4",
+        "::/128", "::1/128", "fe80::/10", "ff00::/8"
+    ].map { IPPrefix(parsing: $0)! }
 }
 
 public enum ServiceProtocol: String, CaseIterable, Equatable, Sendable {
@@ -105,8 +110,10 @@ public struct PublishedService: Equatable, Sendable {
     public var customerAddress: IPAddress
     public var customerPort: UInt16
 
-    public init(proto: ServiceProtocol, externalAddress: IPAddress, externalPort: UInt16, routingDomain: String,
-                customerAddress: IPAddress, customerPort: UInt16) {
+    public init(
+        proto: ServiceProtocol, externalAddress: IPAddress, externalPort: UInt16, routingDomain: String,
+        customerAddress: IPAddress, customerPort: UInt16
+    ) {
         self.proto = proto
         self.externalAddress = externalAddress
         self.externalPort = externalPort
@@ -128,7 +135,9 @@ extension Policy {
         let nat = gatewayDomains.filter { $0.mode == .nat }
         guard nat.count > 1 else { return [:] }
         var out: [UInt32: UInt32] = [:]
-        for d in nat { if let id = routingDomains.first(where: { $0.name == d.routingDomain })?.id { out[id] = d.natShare } }
+        for d in nat {
+            if let id = routingDomains.first(where: { $0.name == d.routingDomain })?.id { out[id] = d.natShare }
+        }
         return out
     }
 
@@ -141,9 +150,14 @@ extension Policy {
                 fail("\(at).address", e.address, "a unicast IPv4 address (the gateway translates IPv4 to IPv4)")
             }
             if !addresses.insert(e.address).inserted { fail("\(at).address", e.address, "an address listed once") }
-            if e.interface.isEmpty || e.interface.count > 15 { fail("\(at).interface", e.interface, "an interface name of 1 to 15 characters") }
+            if e.interface.isEmpty || e.interface.count > 15 {
+                fail("\(at).interface", e.interface, "an interface name of 1 to 15 characters")
+            }
             if i > 0, e.interface != externalAddresses[0].interface {
-                fail("\(at).interface", e.interface, "the external interface of the other addresses (\(externalAddresses[0].interface)); a gateway has one")
+                fail(
+                    "\(at).interface", e.interface,
+                    "the external interface of the other addresses (\(externalAddresses[0].interface)); a gateway has one"
+                )
             }
             if let pa = providerAddresses.first, pa.interface == e.interface {
                 fail("\(at).interface", e.interface, "an interface other than the uplink \(pa.interface)")
@@ -152,8 +166,12 @@ extension Policy {
         var served = Set<String>()
         for (i, d) in gatewayDomains.enumerated() {
             let at = "gatewayDomains[\(i)]"
-            if !domainNames.contains(d.routingDomain) { fail("\(at).routingDomain", d.routingDomain, "the name of a routing domain in this policy") }
-            if !served.insert(d.routingDomain).inserted { fail("\(at).routingDomain", d.routingDomain, "a routing domain listed once") }
+            if !domainNames.contains(d.routingDomain) {
+                fail("\(at).routingDomain", d.routingDomain, "the name of a routing domain in this policy")
+            }
+            if !served.insert(d.routingDomain).inserted {
+                fail("\(at).routingDomain", d.routingDomain, "a routing domain listed once")
+            }
             validateRouteMode(d, at: at, fail: fail)
         }
         validateRoutedSubnetsDisjoint(fail: fail)
@@ -181,28 +199,47 @@ extension Policy {
             if !served.contains(s.routingDomain) {
                 fail("\(at).routingDomain", s.routingDomain, "a routing domain in gatewayDomains")
             } else if gatewayDomains.contains(where: { $0.routingDomain == s.routingDomain && $0.mode != .nat }) {
-                fail("\(at).routingDomain", s.routingDomain, "a routing domain in mode nat (a route-mode domain's replies leave untranslated)")
-            } else if !subnets.contains(where: { $0.routingDomain == s.routingDomain && $0.prefixes.contains { $0.contains(s.customerAddress) } }) {
-                fail("\(at).customerAddress", s.customerAddress, "an IPv4 address inside a subnet of routing domain \(s.routingDomain)")
+                fail(
+                    "\(at).routingDomain", s.routingDomain,
+                    "a routing domain in mode nat (a route-mode domain's replies leave untranslated)")
+            } else if !subnets.contains(where: {
+                $0.routingDomain == s.routingDomain && $0.prefixes.contains { $0.contains(s.customerAddress) }
+            }) {
+                fail(
+                    "\(at).customerAddress", s.customerAddress,
+                    "an IPv4 address inside a subnet of routing domain \(s.routingDomain)")
             }
-            if !outside.insert(s.outside).inserted { fail("\(at).externalPort", s.externalPort, "one service per protocol, address and port (\(s.outside) is taken)") }
+            if !outside.insert(s.outside).inserted {
+                fail(
+                    "\(at).externalPort", s.externalPort,
+                    "one service per protocol, address and port (\(s.outside) is taken)")
+            }
         }
     }
 
     /// A route-mode domain names IPv4 physical prefixes that its own subnets do not overlap;
     /// a NAT domain names none.
-    private func validateRouteMode(_ d: GatewayDomain, at: String, fail: (String, CustomStringConvertible, String) -> Void) {
+    private func validateRouteMode(
+        _ d: GatewayDomain, at: String, fail: (String, CustomStringConvertible, String) -> Void
+    ) {
         guard d.mode == .route else {
             if !d.prefixes.isEmpty {
-                fail("\(at).prefixes", d.prefixes.map(\.description).joined(separator: ", "), "none in mode nat (prefixes are for mode route)")
+                fail(
+                    "\(at).prefixes", d.prefixes.map(\.description).joined(separator: ", "),
+                    "none in mode nat (prefixes are for mode route)")
             }
             return
         }
-        if d.prefixes.isEmpty { fail("\(at).prefixes", "[]", "at least one physical IPv4 prefix the domain reaches in mode route") }
+        if d.prefixes.isEmpty {
+            fail("\(at).prefixes", "[]", "at least one physical IPv4 prefix the domain reaches in mode route")
+        }
         let own = subnets.filter { $0.routingDomain == d.routingDomain }.flatMap(\.prefixes)
         for (j, prefix) in d.prefixes.enumerated() {
             let field = "\(at).prefixes[\(j)]"
-            if prefix.family != .v4 { fail(field, prefix, "an IPv4 prefix (the gateway routes IPv4)"); continue }
+            if prefix.family != .v4 {
+                fail(field, prefix, "an IPv4 prefix (the gateway routes IPv4)")
+                continue
+            }
             if !prefix.isCanonical { fail(field, prefix, "a prefix without host bits (\(prefix.canonical))") }
             if let clash = own.first(where: { $0.overlaps(prefix) }) {
                 fail(field, prefix, "a prefix outside the domain's own subnet \(clash)")
@@ -219,7 +256,10 @@ extension Policy {
             for (j, prefix) in s.prefixes.enumerated() where prefix.family == .v4 {
                 let field = "subnets[\(i)].prefixes[\(j)]"
                 if let other = seen.first(where: { $0.0.overlaps(prefix) && $0.1 != s.routingDomain }) {
-                    fail(field, prefix, "a prefix no other routed domain uses (\(other.1) has \(other.0)); the gateway routes \(s.routingDomain) without NAT")
+                    fail(
+                        field, prefix,
+                        "a prefix no other routed domain uses (\(other.1) has \(other.0)); the gateway routes \(s.routingDomain) without NAT"
+                    )
                 }
                 if let e = externalAddresses.first(where: { prefix.contains($0.address) }) {
                     fail(field, prefix, "a prefix without the gateway's external address \(e.address)")

@@ -34,7 +34,7 @@ public struct Policy: Equatable, Sendable {
 
 /// A tenant's network: the virtual subnets routed between each other on every host.
 public struct RoutingDomain: Equatable, Sendable {
-    public var id: UInt32      // 1...; the data path's routing domain id
+    public var id: UInt32  // 1...; the data path's routing domain id
     public var name: String
 
     public init(id: UInt32, name: String) {
@@ -47,12 +47,14 @@ public struct RoutingDomain: Equatable, Sendable {
 /// addresses in it.
 public struct VirtualSubnet: Equatable, Sendable {
     public var vsid: UInt32
-    public var routingDomain: String        // a RoutingDomain's name
-    public var prefixes: [IPPrefix]         // at most one per family
-    public var gateways: [IPAddress]        // the router's address per family, inside a prefix
+    public var routingDomain: String  // a RoutingDomain's name
+    public var prefixes: [IPPrefix]  // at most one per family
+    public var gateways: [IPAddress]  // the router's address per family, inside a prefix
     public var gatewayMAC: MACAddress
 
-    public init(vsid: UInt32, routingDomain: String, prefixes: [IPPrefix], gateways: [IPAddress], gatewayMAC: MACAddress) {
+    public init(
+        vsid: UInt32, routingDomain: String, prefixes: [IPPrefix], gateways: [IPAddress], gatewayMAC: MACAddress
+    ) {
         self.vsid = vsid
         self.routingDomain = routingDomain
         self.prefixes = prefixes
@@ -64,8 +66,8 @@ public struct VirtualSubnet: Equatable, Sendable {
 /// What kind of destination a lookup record describes (HNV's record types).
 public enum RecordType: String, CaseIterable, Equatable, Sendable {
     case staticRecord = "static"  // an ordinary VM
-    case l2Only = "l2-only"       // switched within its VSID, never a routing target
-    case gateway = "gateway"      // behind a gateway: userspace decides
+    case l2Only = "l2-only"  // switched within its VSID, never a routing target
+    case gateway = "gateway"  // behind a gateway: userspace decides
 }
 
 /// (VSID, customer address) -> (provider address, MAC).
@@ -76,8 +78,10 @@ public struct LookupRecord: Equatable, Sendable {
     public var mac: MACAddress
     public var type: RecordType
 
-    public init(vsid: UInt32, customerAddress: IPAddress, providerAddress: IPAddress, mac: MACAddress,
-                type: RecordType = .staticRecord) {
+    public init(
+        vsid: UInt32, customerAddress: IPAddress, providerAddress: IPAddress, mac: MACAddress,
+        type: RecordType = .staticRecord
+    ) {
         self.vsid = vsid
         self.customerAddress = customerAddress
         self.providerAddress = providerAddress

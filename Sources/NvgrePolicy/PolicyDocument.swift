@@ -26,81 +26,117 @@ public enum PolicyDocument {
         let ctx = DecodeContext()
         var policy = Policy()
         if let root {
-            let top = ctx.fields(root, "", allowed: ["routingDomains", "subnets", "lookupRecords", "customerRoutes",
-                                                    "providerAddresses", "ports", "externalAddresses", "gatewayDomains",
-                                                    "publishedServices", "infrastructurePrefixes"])
+            let top = ctx.fields(
+                root, "",
+                allowed: [
+                    "routingDomains", "subnets", "lookupRecords", "customerRoutes",
+                    "providerAddresses", "ports", "externalAddresses", "gatewayDomains",
+                    "publishedServices", "infrastructurePrefixes"
+                ])
             policy.routingDomains = ctx.list(top["routingDomains"], "routingDomains") { n, at in
                 let f = ctx.fields(n, at, allowed: ["id", "name"], required: ["id", "name"])
-                guard let id = ctx.number(f["id"], "\(at).id", 1...UInt32.max), let name = ctx.text(f["name"], "\(at).name") else { return nil }
+                guard let id = ctx.number(f["id"], "\(at).id", 1...UInt32.max),
+                    let name = ctx.text(f["name"], "\(at).name")
+                else { return nil }
                 return RoutingDomain(id: id, name: name)
             }
             policy.subnets = ctx.list(top["subnets"], "subnets") { n, at in
-                let f = ctx.fields(n, at, allowed: ["vsid", "routingDomain", "prefixes", "gateways", "gatewayMAC"],
-                                   required: ["vsid", "routingDomain", "prefixes", "gatewayMAC"])
+                let f = ctx.fields(
+                    n, at, allowed: ["vsid", "routingDomain", "prefixes", "gateways", "gatewayMAC"],
+                    required: ["vsid", "routingDomain", "prefixes", "gatewayMAC"])
                 let prefixes = ctx.list(f["prefixes"], "\(at).prefixes") { ctx.prefix($0, $1) }
                 let gateways = ctx.list(f["gateways"], "\(at).gateways") { ctx.address($0, $1) }
                 guard let vsid = ctx.number(f["vsid"], "\(at).vsid", 0...UInt32.max),
-                      let rd = ctx.text(f["routingDomain"], "\(at).routingDomain"),
-                      let mac = ctx.mac(f["gatewayMAC"], "\(at).gatewayMAC") else { return nil }
-                return VirtualSubnet(vsid: vsid, routingDomain: rd, prefixes: prefixes, gateways: gateways, gatewayMAC: mac)
+                    let rd = ctx.text(f["routingDomain"], "\(at).routingDomain"),
+                    let mac = ctx.mac(f["gatewayMAC"], "\(at).gatewayMAC")
+                else { return nil }
+                return VirtualSubnet(
+                    vsid: vsid, routingDomain: rd, prefixes: prefixes, gateways: gateways, gatewayMAC: mac)
             }
             policy.lookupRecords = ctx.list(top["lookupRecords"], "lookupRecords") { n, at in
-                let f = ctx.fields(n, at, allowed: ["vsid", "customerAddress", "providerAddress", "mac", "type"],
-                                   required: ["vsid", "customerAddress", "providerAddress", "mac"])
+                let f = ctx.fields(
+                    n, at, allowed: ["vsid", "customerAddress", "providerAddress", "mac", "type"],
+                    required: ["vsid", "customerAddress", "providerAddress", "mac"])
                 let type = f["type"].map { ctx.choice($0, "\(at).type", RecordType.self) } ?? .staticRecord
                 guard let vsid = ctx.number(f["vsid"], "\(at).vsid", 0...UInt32.max),
-                      let ca = ctx.address(f["customerAddress"], "\(at).customerAddress"),
-                      let pa = ctx.address(f["providerAddress"], "\(at).providerAddress"),
-                      let mac = ctx.mac(f["mac"], "\(at).mac"), let type else { return nil }
+                    let ca = ctx.address(f["customerAddress"], "\(at).customerAddress"),
+                    let pa = ctx.address(f["providerAddress"], "\(at).providerAddress"),
+                    let mac = ctx.mac(f["mac"], "\(at).mac"), let type
+                else { return nil }
                 return LookupRecord(vsid: vsid, customerAddress: ca, providerAddress: pa, mac: mac, type: type)
             }
             policy.customerRoutes = ctx.list(top["customerRoutes"], "customerRoutes") { n, at in
-                let f = ctx.fields(n, at, allowed: ["routingDomain", "prefix", "nextHop", "metric"],
-                                   required: ["routingDomain", "prefix", "nextHop"])
+                let f = ctx.fields(
+                    n, at, allowed: ["routingDomain", "prefix", "nextHop", "metric"],
+                    required: ["routingDomain", "prefix", "nextHop"])
                 let metric = f["metric"].map { ctx.number($0, "\(at).metric", 0...UInt32.max) } ?? 256
                 guard let rd = ctx.text(f["routingDomain"], "\(at).routingDomain"),
-                      let prefix = ctx.prefix(f["prefix"], "\(at).prefix"),
-                      let nh = ctx.address(f["nextHop"], "\(at).nextHop"), let metric else { return nil }
+                    let prefix = ctx.prefix(f["prefix"], "\(at).prefix"),
+                    let nh = ctx.address(f["nextHop"], "\(at).nextHop"), let metric
+                else { return nil }
                 return CustomerRoute(routingDomain: rd, prefix: prefix, nextHop: nh, metric: metric)
             }
             policy.providerAddresses = ctx.list(top["providerAddresses"], "providerAddresses") { n, at in
                 let f = ctx.fields(n, at, allowed: ["address", "interface"], required: ["address", "interface"])
-                guard let a = ctx.address(f["address"], "\(at).address"), let i = ctx.text(f["interface"], "\(at).interface") else { return nil }
+                guard let a = ctx.address(f["address"], "\(at).address"),
+                    let i = ctx.text(f["interface"], "\(at).interface")
+                else { return nil }
                 return ProviderAddress(address: a, interface: i)
             }
             policy.ports = ctx.list(top["ports"], "ports") { n, at in
-                let f = ctx.fields(n, at, allowed: ["interface", "vsid", "mac", "addresses"], required: ["interface", "vsid", "mac"])
+                let f = ctx.fields(
+                    n, at, allowed: ["interface", "vsid", "mac", "addresses"], required: ["interface", "vsid", "mac"])
                 let addresses = ctx.list(f["addresses"], "\(at).addresses") { ctx.address($0, $1) }
-                guard let i = ctx.text(f["interface"], "\(at).interface"), let vsid = ctx.number(f["vsid"], "\(at).vsid", 0...UInt32.max),
-                      let mac = ctx.mac(f["mac"], "\(at).mac") else { return nil }
+                guard let i = ctx.text(f["interface"], "\(at).interface"),
+                    let vsid = ctx.number(f["vsid"], "\(at).vsid", 0...UInt32.max),
+                    let mac = ctx.mac(f["mac"], "\(at).mac")
+                else { return nil }
                 return VMPort(interface: i, vsid: vsid, mac: mac, addresses: addresses)
             }
             policy.externalAddresses = ctx.list(top["externalAddresses"], "externalAddresses") { n, at in
-                let f = ctx.fields(n, at, allowed: ["address", "interface", "natPorts"], required: ["address", "interface"])
+                let f = ctx.fields(
+                    n, at, allowed: ["address", "interface", "natPorts"], required: ["address", "interface"])
                 let ports = f["natPorts"].map { ctx.portRange($0, "\(at).natPorts") } ?? .defaultNAT
-                guard let a = ctx.address(f["address"], "\(at).address"), let i = ctx.text(f["interface"], "\(at).interface"),
-                      let ports else { return nil }
+                guard let a = ctx.address(f["address"], "\(at).address"),
+                    let i = ctx.text(f["interface"], "\(at).interface"),
+                    let ports
+                else { return nil }
                 return ExternalAddress(address: a, interface: i, natPorts: ports)
             }
             policy.gatewayDomains = ctx.list(top["gatewayDomains"], "gatewayDomains") { n, at in
-                let f = ctx.fields(n, at, allowed: ["routingDomain", "mode", "prefixes", "natShare"], required: ["routingDomain"])
+                let f = ctx.fields(
+                    n, at, allowed: ["routingDomain", "mode", "prefixes", "natShare"], required: ["routingDomain"])
                 let mode = f["mode"].map { ctx.choice($0, "\(at).mode", GatewayMode.self) } ?? .nat
                 let prefixes = f["prefixes"].map { ctx.list($0, "\(at).prefixes") { ctx.prefix($0, $1) } } ?? []
-                let share = f["natShare"].map { ctx.number($0, "\(at).natShare", 1...100) } ?? GatewayDomain.defaultNATShare
-                guard let rd = ctx.text(f["routingDomain"], "\(at).routingDomain"), let mode, let share else { return nil }
+                let share =
+                    f["natShare"].map { ctx.number($0, "\(at).natShare", 1...100) } ?? GatewayDomain.defaultNATShare
+                guard let rd = ctx.text(f["routingDomain"], "\(at).routingDomain"), let mode, let share else {
+                    return nil
+                }
                 return GatewayDomain(routingDomain: rd, mode: mode, prefixes: prefixes, natShare: share)
             }
             policy.publishedServices = ctx.list(top["publishedServices"], "publishedServices") { n, at in
-                let f = ctx.fields(n, at, allowed: ["protocol", "externalAddress", "externalPort", "routingDomain", "customerAddress", "customerPort"],
-                                   required: ["protocol", "externalAddress", "externalPort", "routingDomain", "customerAddress", "customerPort"])
-                guard let protoNode = f["protocol"], let proto = ctx.choice(protoNode, "\(at).protocol", ServiceProtocol.self),
-                      let ea = ctx.address(f["externalAddress"], "\(at).externalAddress"),
-                      let ep = ctx.number(f["externalPort"], "\(at).externalPort", 1...65535),
-                      let rd = ctx.text(f["routingDomain"], "\(at).routingDomain"),
-                      let ca = ctx.address(f["customerAddress"], "\(at).customerAddress"),
-                      let cp = ctx.number(f["customerPort"], "\(at).customerPort", 1...65535) else { return nil }
-                return PublishedService(proto: proto, externalAddress: ea, externalPort: UInt16(ep), routingDomain: rd,
-                                        customerAddress: ca, customerPort: UInt16(cp))
+                let f = ctx.fields(
+                    n, at,
+                    allowed: [
+                        "protocol", "externalAddress", "externalPort", "routingDomain", "customerAddress",
+                        "customerPort"
+                    ],
+                    required: [
+                        "protocol", "externalAddress", "externalPort", "routingDomain", "customerAddress",
+                        "customerPort"
+                    ])
+                guard let protoNode = f["protocol"],
+                    let proto = ctx.choice(protoNode, "\(at).protocol", ServiceProtocol.self),
+                    let ea = ctx.address(f["externalAddress"], "\(at).externalAddress"),
+                    let ep = ctx.number(f["externalPort"], "\(at).externalPort", 1...65535),
+                    let rd = ctx.text(f["routingDomain"], "\(at).routingDomain"),
+                    let ca = ctx.address(f["customerAddress"], "\(at).customerAddress"),
+                    let cp = ctx.number(f["customerPort"], "\(at).customerPort", 1...65535)
+                else { return nil }
+                return PublishedService(
+                    proto: proto, externalAddress: ea, externalPort: UInt16(ep), routingDomain: rd,
+                    customerAddress: ca, customerPort: UInt16(cp))
             }
             policy.infrastructurePrefixes = ctx.list(top["infrastructurePrefixes"], "infrastructurePrefixes") { n, at in
                 let f = ctx.fields(n, at, allowed: ["prefix", "name"], required: ["prefix"])
@@ -207,7 +243,8 @@ final class DecodeContext {
         }
     }
 
-    func choice<T: RawRepresentable & CaseIterable>(_ n: Node, _ at: String, _: T.Type) -> T? where T.RawValue == String {
+    func choice<T: RawRepresentable & CaseIterable>(_ n: Node, _ at: String, _: T.Type) -> T?
+    where T.RawValue == String {
         parsed(n, at, "one of \(T.allCases.map(\.rawValue).joined(separator: ", "))") { T(rawValue: $0) }
     }
 }

@@ -21,7 +21,9 @@ public enum PolicyWriter {
             if json {
                 out += firstSection ? "" : ",\n"
                 out += "  \"\(name)\": ["
-                if items.isEmpty { out += "]" } else {
+                if items.isEmpty {
+                    out += "]"
+                } else {
                     out += "\n"
                     for (i, item) in items.enumerated() {
                         out += "    "
@@ -32,7 +34,9 @@ public enum PolicyWriter {
                 }
             } else {
                 out += "\(name):"
-                if items.isEmpty { out += " []\n" } else {
+                if items.isEmpty {
+                    out += " []\n"
+                } else {
                     out += "\n"
                     for item in items {
                         out += "  - "
@@ -45,30 +49,44 @@ public enum PolicyWriter {
         }
         section("routingDomains", p.routingDomains) { [("id", .number($0.id)), ("name", .text($0.name))] }
         section("subnets", p.subnets) { s in
-            [("vsid", .number(s.vsid)), ("routingDomain", .text(s.routingDomain)),
-             ("prefixes", .list(s.prefixes.map { .text($0.description) })),
-             ("gateways", .list(s.gateways.map { .text($0.description) })),
-             ("gatewayMAC", .text(s.gatewayMAC.description))]
+            [
+                ("vsid", .number(s.vsid)), ("routingDomain", .text(s.routingDomain)),
+                ("prefixes", .list(s.prefixes.map { .text($0.description) })),
+                ("gateways", .list(s.gateways.map { .text($0.description) })),
+                ("gatewayMAC", .text(s.gatewayMAC.description))
+            ]
         }
         section("lookupRecords", p.lookupRecords) { r in
-            var f: [(String, Value)] = [("vsid", .number(r.vsid)), ("customerAddress", .text(r.customerAddress.description)),
-                                        ("providerAddress", .text(r.providerAddress.description)), ("mac", .text(r.mac.description))]
+            var f: [(String, Value)] = [
+                ("vsid", .number(r.vsid)), ("customerAddress", .text(r.customerAddress.description)),
+                ("providerAddress", .text(r.providerAddress.description)), ("mac", .text(r.mac.description))
+            ]
             if r.type != .staticRecord { f.append(("type", .text(r.type.rawValue))) }
             return f
         }
         section("customerRoutes", p.customerRoutes) { r in
-            [("routingDomain", .text(r.routingDomain)), ("prefix", .text(r.prefix.description)),
-             ("nextHop", .text(r.nextHop.description)), ("metric", .number(r.metric))]
+            [
+                ("routingDomain", .text(r.routingDomain)), ("prefix", .text(r.prefix.description)),
+                ("nextHop", .text(r.nextHop.description)), ("metric", .number(r.metric))
+            ]
         }
-        section("providerAddresses", p.providerAddresses) { [("address", .text($0.address.description)), ("interface", .text($0.interface))] }
+        section("providerAddresses", p.providerAddresses) {
+            [("address", .text($0.address.description)), ("interface", .text($0.interface))]
+        }
         section("ports", p.ports) { port in
-            [("interface", .text(port.interface)), ("vsid", .number(port.vsid)), ("mac", .text(port.mac.description)),
-             ("addresses", .list(port.addresses.map { .text($0.description) }))]
+            [
+                ("interface", .text(port.interface)), ("vsid", .number(port.vsid)),
+                ("mac", .text(port.mac.description)),
+                ("addresses", .list(port.addresses.map { .text($0.description) }))
+            ]
         }
         // A gateway's sections, only when the policy has any (most hosts are not gateways).
         if p.isGateway || !p.publishedServices.isEmpty || !p.infrastructurePrefixes.isEmpty {
             section("externalAddresses", p.externalAddresses) { e in
-                [("address", .text(e.address.description)), ("interface", .text(e.interface)), ("natPorts", .text(e.natPorts.description))]
+                [
+                    ("address", .text(e.address.description)), ("interface", .text(e.interface)),
+                    ("natPorts", .text(e.natPorts.description))
+                ]
             }
             section("gatewayDomains", p.gatewayDomains) { d in
                 [("routingDomain", .text(d.routingDomain)), ("mode", .text(d.mode.rawValue))]
@@ -76,9 +94,12 @@ public enum PolicyWriter {
                     + (d.natShare == GatewayDomain.defaultNATShare ? [] : [("natShare", .number(d.natShare))])
             }
             section("publishedServices", p.publishedServices) { s in
-                [("protocol", .text(s.proto.rawValue)), ("externalAddress", .text(s.externalAddress.description)),
-                 ("externalPort", .number(UInt32(s.externalPort))), ("routingDomain", .text(s.routingDomain)),
-                 ("customerAddress", .text(s.customerAddress.description)), ("customerPort", .number(UInt32(s.customerPort)))]
+                [
+                    ("protocol", .text(s.proto.rawValue)), ("externalAddress", .text(s.externalAddress.description)),
+                    ("externalPort", .number(UInt32(s.externalPort))), ("routingDomain", .text(s.routingDomain)),
+                    ("customerAddress", .text(s.customerAddress.description)),
+                    ("customerPort", .number(UInt32(s.customerPort)))
+                ]
             }
             section("infrastructurePrefixes", p.infrastructurePrefixes) { i in
                 [("prefix", .text(i.prefix.description))] + (i.name.isEmpty ? [] : [("name", .text(i.name))])

@@ -21,7 +21,8 @@ enum RecordLines {
         var start = 0
         while start < bytes.count {
             if bytes[start] == header[0], bytes.count - start >= header.count,
-               bytes[start..<(start + header.count)].elementsEqual(header) {
+                bytes[start..<(start + header.count)].elementsEqual(header)
+            {
                 lineStarts.append(start)
             }
             guard let nl = bytes[start...].firstIndex(of: 0x0a) else { break }
@@ -30,7 +31,7 @@ enum RecordLines {
         guard lineStarts.count == 1, let headerStart = lineStarts.first else { return nil }
         guard let headerEnd = bytes[headerStart...].firstIndex(of: 0x0a) else { return nil }
         let afterKey = bytes[(headerStart + header.count)..<headerEnd]
-        guard isBlankOrComment(afterKey) else { return nil } // `lookupRecords: []` and the like
+        guard isBlankOrComment(afterKey) else { return nil }  // `lookupRecords: []` and the like
         // The section: indented lines up to the next line that starts in column 0.
         var records: [LookupRecord] = []
         var line = headerEnd + 1
@@ -46,7 +47,9 @@ enum RecordLines {
             line = end + 1
             sectionEnd = min(line, bytes.count)
         }
-        let rest = String(decoding: bytes[..<headerStart], as: UTF8.self) + String(decoding: bytes[sectionEnd...], as: UTF8.self)
+        let rest =
+            String(decoding: bytes[..<headerStart], as: UTF8.self)
+            + String(decoding: bytes[sectionEnd...], as: UTF8.self)
         return (records, rest)
     }
 
@@ -63,10 +66,10 @@ enum RecordLines {
         var i = s.startIndex
         func skipSpaces() { while i < s.endIndex, s[i] == 0x20 { i += 1 } }
         skipSpaces()
-        guard i < s.endIndex, s[i] == 0x2d else { return nil } // -
+        guard i < s.endIndex, s[i] == 0x2d else { return nil }  // -
         i += 1
         skipSpaces()
-        guard i < s.endIndex, s[i] == 0x7b else { return nil } // {
+        guard i < s.endIndex, s[i] == 0x7b else { return nil }  // {
         i += 1
         var vsid: UInt32?, ca: IPAddress?, pa: IPAddress?, mac: MACAddress?, type: RecordType?
         while true {
@@ -74,7 +77,7 @@ enum RecordLines {
             let keyStart = i
             while i < s.endIndex, isKeyByte(s[i]) { i += 1 }
             let key = s[keyStart..<i]
-            guard i < s.endIndex, s[i] == 0x3a else { return nil } // :
+            guard i < s.endIndex, s[i] == 0x3a else { return nil }  // :
             i += 1
             guard i < s.endIndex, s[i] == 0x20 else { return nil }
             skipSpaces()
@@ -84,7 +87,7 @@ enum RecordLines {
                 i += 1
                 let vs = i
                 while i < s.endIndex, s[i] != 0x22 {
-                    if s[i] == 0x5c { return nil } // escapes: leave to the general parser
+                    if s[i] == 0x5c { return nil }  // escapes: leave to the general parser
                     i += 1
                 }
                 guard i < s.endIndex else { return nil }
@@ -94,7 +97,9 @@ enum RecordLines {
                 let vs = i
                 while i < s.endIndex, s[i] != 0x2c, s[i] != 0x7d {
                     let b = s[i]
-                    if b == 0x23 || b == 0x27 || b == 0x22 || b == 0x5b || b == 0x7b || b == 0x5d || b == 0x26 || b == 0x2a {
+                    if b == 0x23 || b == 0x27 || b == 0x22 || b == 0x5b || b == 0x7b || b == 0x5d || b == 0x26
+                        || b == 0x2a
+                    {
                         return nil
                     }
                     i += 1
@@ -120,11 +125,14 @@ enum RecordLines {
                 guard let v = RecordType(rawValue: String(decoding: value, as: UTF8.self)) else { return nil }
                 type = v
             } else {
-                return nil // unknown or repeated key
+                return nil  // unknown or repeated key
             }
             skipSpaces()
             guard i < s.endIndex else { return nil }
-            if s[i] == 0x2c { i += 1; continue }
+            if s[i] == 0x2c {
+                i += 1
+                continue
+            }
             guard s[i] == 0x7d else { return nil }
             i += 1
             break

@@ -18,7 +18,9 @@ extension Policy {
             if d.id == 0 { fail("\(at).id", d.id, "a routing domain id from 1 to 4294967295") }
             if !domainIDs.insert(d.id).inserted { fail("\(at).id", d.id, "an id no other routing domain uses") }
             if d.name.isEmpty || d.name.count > 64 { fail("\(at).name", d.name, "a name of 1 to 64 characters") }
-            if !domainNames.insert(d.name).inserted { fail("\(at).name", d.name, "a name no other routing domain uses") }
+            if !domainNames.insert(d.name).inserted {
+                fail("\(at).name", d.name, "a name no other routing domain uses")
+            }
         }
 
         // Subnets: usable VSID in exactly one routing domain, one prefix per family,
@@ -26,15 +28,27 @@ extension Policy {
         var subnetByVSID: [UInt32: VirtualSubnet] = [:]
         for (i, s) in subnets.enumerated() {
             let at = "subnets[\(i)]"
-            if !Self.vsidRange.contains(s.vsid) { fail("\(at).vsid", s.vsid, "a VSID from 4096 to 16777214 (0-4095 are reserved, 16777215 is vendor-specific)") }
-            if subnetByVSID[s.vsid] != nil { fail("\(at).vsid", s.vsid, "a VSID no other subnet uses (a VSID belongs to one routing domain)") }
+            if !Self.vsidRange.contains(s.vsid) {
+                fail(
+                    "\(at).vsid", s.vsid,
+                    "a VSID from 4096 to 16777214 (0-4095 are reserved, 16777215 is vendor-specific)")
+            }
+            if subnetByVSID[s.vsid] != nil {
+                fail("\(at).vsid", s.vsid, "a VSID no other subnet uses (a VSID belongs to one routing domain)")
+            }
             subnetByVSID[s.vsid] = s
-            if !domainNames.contains(s.routingDomain) { fail("\(at).routingDomain", s.routingDomain, "the name of a routing domain in this policy") }
+            if !domainNames.contains(s.routingDomain) {
+                fail("\(at).routingDomain", s.routingDomain, "the name of a routing domain in this policy")
+            }
             if s.prefixes.isEmpty { fail("\(at).prefixes", "[]", "one IPv4 and/or one IPv6 prefix") }
             var families = Set<IPFamily>()
             for (j, p) in s.prefixes.enumerated() {
-                if !families.insert(p.family).inserted { fail("\(at).prefixes[\(j)]", p, "at most one prefix per family") }
-                if !p.isCanonical { fail("\(at).prefixes[\(j)]", p, "a prefix without host bits, such as \(p.canonical)") }
+                if !families.insert(p.family).inserted {
+                    fail("\(at).prefixes[\(j)]", p, "at most one prefix per family")
+                }
+                if !p.isCanonical {
+                    fail("\(at).prefixes[\(j)]", p, "a prefix without host bits, such as \(p.canonical)")
+                }
             }
             for (j, g) in s.gateways.enumerated() where !s.prefixes.contains(where: { $0.contains(g) }) {
                 fail("\(at).gateways[\(j)]", g, "an address inside one of the subnet's prefixes")
@@ -45,8 +59,9 @@ extension Policy {
         for (i, s) in subnets.enumerated() {
             for (k, t) in subnets.enumerated() where k > i && t.routingDomain == s.routingDomain {
                 for p in s.prefixes where t.prefixes.contains(where: { $0.overlaps(p) }) {
-                    fail("subnets[\(k)].prefixes", t.prefixes.map(\.description).joined(separator: ","),
-                         "prefixes that do not overlap subnets[\(i)] (\(p)) in routing domain \(s.routingDomain)")
+                    fail(
+                        "subnets[\(k)].prefixes", t.prefixes.map(\.description).joined(separator: ","),
+                        "prefixes that do not overlap subnets[\(i)] (\(p)) in routing domain \(s.routingDomain)")
                 }
             }
         }
@@ -54,11 +69,20 @@ extension Policy {
         // Provider addresses: unique, all on the one uplink of this host.
         var pas = Set<IPAddress>()
         for (i, p) in providerAddresses.enumerated() {
-            if !pas.insert(p.address).inserted { fail("providerAddresses[\(i)].address", p.address, "an address listed once") }
-            if p.address.isUnspecified { fail("providerAddresses[\(i)].address", p.address, "a unicast address of this host") }
-            if p.interface.isEmpty || p.interface.count > 15 { fail("providerAddresses[\(i)].interface", p.interface, "an interface name of 1 to 15 characters") }
+            if !pas.insert(p.address).inserted {
+                fail("providerAddresses[\(i)].address", p.address, "an address listed once")
+            }
+            if p.address.isUnspecified {
+                fail("providerAddresses[\(i)].address", p.address, "a unicast address of this host")
+            }
+            if p.interface.isEmpty || p.interface.count > 15 {
+                fail("providerAddresses[\(i)].interface", p.interface, "an interface name of 1 to 15 characters")
+            }
             if i > 0, p.interface != providerAddresses[0].interface {
-                fail("providerAddresses[\(i)].interface", p.interface, "the uplink of the other provider addresses (\(providerAddresses[0].interface)); a host has one uplink")
+                fail(
+                    "providerAddresses[\(i)].interface", p.interface,
+                    "the uplink of the other provider addresses (\(providerAddresses[0].interface)); a host has one uplink"
+                )
             }
         }
 
@@ -67,10 +91,16 @@ extension Policy {
         var recordAt: [RecordKey: Int] = [:]
         recordAt.reserveCapacity(lookupRecords.count)
         for (i, r) in lookupRecords.enumerated() {
-            guard Self.checkRecord(r, at: "lookupRecords[\(i)]", subnet: subnetByVSID[r.vsid], &errors) else { continue }
+            guard Self.checkRecord(r, at: "lookupRecords[\(i)]", subnet: subnetByVSID[r.vsid], &errors) else {
+                continue
+            }
             let key = RecordKey(vsid: r.vsid, address: r.customerAddress)
-            if recordAt[key] == nil { recordAt[key] = i } else {
-                fail("lookupRecords[\(i)].customerAddress", r.customerAddress, "an address with one lookup record per VSID (\(r.vsid) has it already)")
+            if recordAt[key] == nil {
+                recordAt[key] = i
+            } else {
+                fail(
+                    "lookupRecords[\(i)].customerAddress", r.customerAddress,
+                    "an address with one lookup record per VSID (\(r.vsid) has it already)")
             }
         }
 
@@ -79,11 +109,19 @@ extension Policy {
         var routeSeen = Set<String>()
         for (i, r) in customerRoutes.enumerated() {
             let at = "customerRoutes[\(i)]"
-            if !domainNames.contains(r.routingDomain) { fail("\(at).routingDomain", r.routingDomain, "the name of a routing domain in this policy") }
-            if !r.prefix.isCanonical { fail("\(at).prefix", r.prefix, "a prefix without host bits, such as \(r.prefix.canonical)") }
-            if r.nextHop.family != r.prefix.family { fail("\(at).nextHop", r.nextHop, "an \(r.prefix.family) address, like the prefix") }
+            if !domainNames.contains(r.routingDomain) {
+                fail("\(at).routingDomain", r.routingDomain, "the name of a routing domain in this policy")
+            }
+            if !r.prefix.isCanonical {
+                fail("\(at).prefix", r.prefix, "a prefix without host bits, such as \(r.prefix.canonical)")
+            }
+            if r.nextHop.family != r.prefix.family {
+                fail("\(at).nextHop", r.nextHop, "an \(r.prefix.family) address, like the prefix")
+            }
             if !routeSeen.insert("\(r.routingDomain) \(r.prefix) \(r.nextHop)").inserted {
-                fail("\(at).nextHop", r.nextHop, "a next hop listed once for \(r.prefix) in routing domain \(r.routingDomain)")
+                fail(
+                    "\(at).nextHop", r.nextHop,
+                    "a next hop listed once for \(r.prefix) in routing domain \(r.routingDomain)")
             }
         }
 
@@ -91,8 +129,12 @@ extension Policy {
         var interfaces = Set<String>()
         for (i, p) in ports.enumerated() {
             let at = "ports[\(i)]"
-            if p.interface.isEmpty || p.interface.count > 15 { fail("\(at).interface", p.interface, "an interface name of 1 to 15 characters") }
-            if !interfaces.insert(p.interface).inserted { fail("\(at).interface", p.interface, "an interface used by one port only") }
+            if p.interface.isEmpty || p.interface.count > 15 {
+                fail("\(at).interface", p.interface, "an interface name of 1 to 15 characters")
+            }
+            if !interfaces.insert(p.interface).inserted {
+                fail("\(at).interface", p.interface, "an interface used by one port only")
+            }
             Self.checkUnicast(p.mac, "\(at).mac", &errors)
             guard let s = subnetByVSID[p.vsid] else {
                 fail("\(at).vsid", p.vsid, "the VSID of a subnet in this policy")
@@ -106,12 +148,18 @@ extension Policy {
                 // As in HNV, a local VM has a lookup record too: it names this host's
                 // provider address and the port's MAC, so other hosts and this one agree.
                 guard let r = recordAt[RecordKey(vsid: p.vsid, address: a)].map({ lookupRecords[$0] }) else {
-                    fail("\(at).addresses[\(j)]", a, "an address with a lookup record in VSID \(p.vsid) (add the VM's record: this host's provider address and the port's MAC)")
+                    fail(
+                        "\(at).addresses[\(j)]", a,
+                        "an address with a lookup record in VSID \(p.vsid) (add the VM's record: this host's provider address and the port's MAC)"
+                    )
                     continue
                 }
                 if r.mac != p.mac { fail("\(at).mac", p.mac, "the MAC of the VM's lookup record for \(a) (\(r.mac))") }
                 if !pas.isEmpty, !pas.contains(r.providerAddress) {
-                    fail("\(at).addresses[\(j)]", a, "an address whose lookup record names a provider address of this host (it names \(r.providerAddress))")
+                    fail(
+                        "\(at).addresses[\(j)]", a,
+                        "an address whose lookup record names a provider address of this host (it names \(r.providerAddress))"
+                    )
                 }
             }
         }
@@ -135,18 +183,24 @@ extension Policy {
     /// The rules of one lookup record on its own (its subnet given): what `lookup add` checks
     /// without reading every other record. False when the subnet is missing.
     @discardableResult
-    static func checkRecord(_ r: LookupRecord, at: @autoclosure () -> String, subnet: VirtualSubnet?,
-                            _ errors: inout [PolicyError]) -> Bool {
+    static func checkRecord(
+        _ r: LookupRecord, at: @autoclosure () -> String, subnet: VirtualSubnet?,
+        _ errors: inout [PolicyError]
+    ) -> Bool {
         guard let s = subnet else {
             errors.append(PolicyError("\(at()).vsid", "\(r.vsid)", "the VSID of a subnet in this policy"))
             return false
         }
         if !s.prefixes.contains(where: { $0.contains(r.customerAddress) }) {
-            errors.append(PolicyError("\(at()).customerAddress", r.customerAddress.description,
-                                      "an address inside subnet \(r.vsid)'s prefixes (\(s.prefixes.map(\.description).joined(separator: ", ")))"))
+            errors.append(
+                PolicyError(
+                    "\(at()).customerAddress", r.customerAddress.description,
+                    "an address inside subnet \(r.vsid)'s prefixes (\(s.prefixes.map(\.description).joined(separator: ", ")))"
+                ))
         }
         if r.providerAddress.isUnspecified {
-            errors.append(PolicyError("\(at()).providerAddress", r.providerAddress.description, "a provider address of a host"))
+            errors.append(
+                PolicyError("\(at()).providerAddress", r.providerAddress.description, "a provider address of a host"))
         }
         checkUnicast(r.mac, "\(at()).mac", &errors)
         return true
@@ -160,9 +214,12 @@ extension Policy {
         return errors
     }
 
-    private static func checkUnicast(_ mac: MACAddress, _ field: @autoclosure () -> String, _ errors: inout [PolicyError]) {
+    private static func checkUnicast(
+        _ mac: MACAddress, _ field: @autoclosure () -> String, _ errors: inout [PolicyError]
+    ) {
         if mac.isMulticast || mac.isZero {
-            errors.append(PolicyError(field(), mac.description, "a unicast MAC address (first octet even, not all zero)"))
+            errors.append(
+                PolicyError(field(), mac.description, "a unicast MAC address (first octet even, not all zero)"))
         }
     }
 }

@@ -35,14 +35,22 @@ public func pseudoHeaderSum(src: IPAddress, dst: IPAddress, protocol proto: UInt
 }
 
 extension Array where Element == UInt8 {
-    mutating func appendBE16(_ v: UInt16) { append(UInt8(v >> 8)); append(UInt8(v & 0xff)) }
+    mutating func appendBE16(_ v: UInt16) {
+        append(UInt8(v >> 8))
+        append(UInt8(v & 0xff))
+    }
     mutating func appendBE32(_ v: UInt32) {
-        append(UInt8(v >> 24)); append(UInt8((v >> 16) & 0xff))
-        append(UInt8((v >> 8) & 0xff)); append(UInt8(v & 0xff))
+        append(UInt8(v >> 24))
+        append(UInt8((v >> 16) & 0xff))
+        append(UInt8((v >> 8) & 0xff))
+        append(UInt8(v & 0xff))
     }
     func be16(at i: Int) -> UInt16 { UInt16(self[i]) << 8 | UInt16(self[i + 1]) }
     func be32(at i: Int) -> UInt32 {
         UInt32(self[i]) << 24 | UInt32(self[i + 1]) << 16 | UInt32(self[i + 2]) << 8 | UInt32(self[i + 3])
     }
-    mutating func setBE16(_ v: UInt16, at i: Int) { self[i] = UInt8(v >> 8); self[i + 1] = UInt8(v & 0xff) }
+    mutating func setBE16(_ v: UInt16, at i: Int) {
+        self[i] = UInt8(v >> 8)
+        self[i + 1] = UInt8(v & 0xff)
+    }
 }

@@ -15,7 +15,9 @@ public enum ICMPError: Equatable, Sendable {
     /// router's address of the packet's family; for too big the packet's destination
     /// stands in when there is none. `vm` is the
     /// sender's MAC when the frame no longer carries it (the router rewrote it first).
-    public func answer(to frame: [UInt8], gatewayMAC: MACAddress, gateway: IPAddress?, vm: MACAddress? = nil) -> [UInt8]? {
+    public func answer(to frame: [UInt8], gatewayMAC: MACAddress, gateway: IPAddress?, vm: MACAddress? = nil)
+        -> [UInt8]?
+    {
         guard let f = DecodedFrame(frame), let src = f.src, let dst = f.dst, f.vlan == nil else { return nil }
         let packet = Array(frame[f.l3Offset...])
         // No route: only a router may say so; the destination must not seem to.
@@ -25,7 +27,11 @@ public enum ICMPError: Equatable, Sendable {
         if src.family == .v4 {
             guard packet.count >= 20 else { return nil }
             if case .tooBig = self, packet[6] & 0x40 == 0 { return nil }  // no DF
-            if f.ipProtocol == IPProtocol.icmp.rawValue, Self.isError(packet, headerLength: Int(packet[0] & 0x0f) * 4, v6: false) { return nil }
+            if f.ipProtocol == IPProtocol.icmp.rawValue,
+                Self.isError(packet, headerLength: Int(packet[0] & 0x0f) * 4, v6: false)
+            {
+                return nil
+            }
             var icmp: [UInt8]
             switch self {
             case let .tooBig(mtu):
@@ -39,7 +45,9 @@ public enum ICMPError: Equatable, Sendable {
             icmp.setBE16(internetChecksum(icmp), at: 2)
             payload = IPPacket.build(src: from, dst: src, proto: IPProtocol.icmp.rawValue, payload: icmp)
         } else {
-            if f.ipProtocol == IPProtocol.icmpv6.rawValue, Self.isError(packet, headerLength: 40, v6: true) { return nil }
+            if f.ipProtocol == IPProtocol.icmpv6.rawValue, Self.isError(packet, headerLength: 40, v6: true) {
+                return nil
+            }
             let (type, body): (UInt8, [UInt8])
             switch self {
             case let .tooBig(mtu):
@@ -50,10 +58,12 @@ public enum ICMPError: Equatable, Sendable {
                 (type, body) = (1, [0, 0, 0, 0])
             }
             // The error must fit the IPv6 minimum MTU, 1280 (RFC 4443).
-            let message = ICMPv6.message(type: type, code: 0, body: body + packet.prefix(1280 - 40 - 8), src: from, dst: src)
+            let message = ICMPv6.message(
+                type: type, code: 0, body: body + packet.prefix(1280 - 40 - 8), src: from, dst: src)
             payload = IPPacket.build(src: from, dst: src, proto: IPProtocol.icmpv6.rawValue, payload: message)
         }
-        return Ethernet.frame(dst: vm ?? f.srcMAC, src: gatewayMAC, type: src.family == .v4 ? .ipv4 : .ipv6, payload: payload)
+        return Ethernet.frame(
+            dst: vm ?? f.srcMAC, src: gatewayMAC, type: src.family == .v4 ? .ipv4 : .ipv6, payload: payload)
     }
 
     /// ICMP errors are never answered with errors (RFC 1122, RFC 4443).

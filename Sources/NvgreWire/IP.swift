@@ -11,14 +11,16 @@ public struct IPv4Header: Sendable {
     public var tos: UInt8 = 0
     public var totalLength: UInt16
     public var identification: UInt16 = 0
-    public var flagsAndFragment: UInt16 = 0x4000 // DF
+    public var flagsAndFragment: UInt16 = 0x4000  // DF
     public var ttl: UInt8 = 64
     public var proto: UInt8
     public var src: IPAddress
     public var dst: IPAddress
 
-    public init(src: IPAddress, dst: IPAddress, proto: UInt8, payloadLength: Int, ttl: UInt8 = 64,
-                tos: UInt8 = 0, identification: UInt16 = 0, flagsAndFragment: UInt16 = 0x4000) {
+    public init(
+        src: IPAddress, dst: IPAddress, proto: UInt8, payloadLength: Int, ttl: UInt8 = 64,
+        tos: UInt8 = 0, identification: UInt16 = 0, flagsAndFragment: UInt16 = 0x4000
+    ) {
         self.src = src
         self.dst = dst
         self.proto = proto
@@ -51,8 +53,10 @@ public struct IPv6Header: Sendable {
     public var src: IPAddress
     public var dst: IPAddress
 
-    public init(src: IPAddress, dst: IPAddress, nextHeader: UInt8, payloadLength: Int, hopLimit: UInt8 = 64,
-                trafficClass: UInt8 = 0, flowLabel: UInt32 = 0) {
+    public init(
+        src: IPAddress, dst: IPAddress, nextHeader: UInt8, payloadLength: Int, hopLimit: UInt8 = 64,
+        trafficClass: UInt8 = 0, flowLabel: UInt32 = 0
+    ) {
         self.src = src
         self.dst = dst
         self.nextHeader = nextHeader
@@ -73,15 +77,20 @@ public struct IPv6Header: Sendable {
 
 /// An IP packet (header + payload) of either family.
 public enum IPPacket {
-    public static func build(src: IPAddress, dst: IPAddress, proto: UInt8, payload: [UInt8],
-                             ttl: UInt8 = 64, tos: UInt8 = 0) -> [UInt8] {
+    public static func build(
+        src: IPAddress, dst: IPAddress, proto: UInt8, payload: [UInt8],
+        ttl: UInt8 = 64, tos: UInt8 = 0
+    ) -> [UInt8] {
         precondition(src.family == dst.family, "mixed families")
         switch src.family {
         case .v4:
-            return IPv4Header(src: src, dst: dst, proto: proto, payloadLength: payload.count, ttl: ttl, tos: tos).bytes + payload
+            return IPv4Header(src: src, dst: dst, proto: proto, payloadLength: payload.count, ttl: ttl, tos: tos).bytes
+                + payload
         case .v6:
-            return IPv6Header(src: src, dst: dst, nextHeader: proto, payloadLength: payload.count, hopLimit: ttl,
-                              trafficClass: tos).bytes + payload
+            return IPv6Header(
+                src: src, dst: dst, nextHeader: proto, payloadLength: payload.count, hopLimit: ttl,
+                trafficClass: tos
+            ).bytes + payload
         }
     }
 

@@ -56,7 +56,10 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
         guard family == .v4, length < 31 else { return nil }
         let host = UInt32.max >> UInt32(length)
         let net = address.bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } | host
-        return IPAddress(v4: [UInt8(net >> 24), UInt8(truncatingIfNeeded: net >> 16), UInt8(truncatingIfNeeded: net >> 8), UInt8(truncatingIfNeeded: net)])
+        return IPAddress(v4: [
+            UInt8(net >> 24), UInt8(truncatingIfNeeded: net >> 16), UInt8(truncatingIfNeeded: net >> 8),
+            UInt8(truncatingIfNeeded: net)
+        ])
     }
 
     private func masked(_ ip: IPAddress) -> IPAddress {

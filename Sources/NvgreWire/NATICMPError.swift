@@ -6,7 +6,7 @@
 public struct NATICMPError: Sendable, Equatable {
     public private(set) var bytes: [UInt8]  // from the outer IPv4 header to the end
     private let headerLength: Int
-    private let quote: Int        // offset of the quoted IPv4 header
+    private let quote: Int  // offset of the quoted IPv4 header
     private let quoteHeader: Int  // its length
     public let quotedProto: UInt8
 
@@ -15,16 +15,22 @@ public struct NATICMPError: Sendable, Equatable {
     /// nil unless an unfragmented IPv4 ICMP error quoting at least the IPv4 header and 8
     /// bytes of a TCP or UDP packet or an ICMP echo request.
     public init?(ip: [UInt8]) {
-        guard ip.count >= 20, ip[0] >> 4 == 4, ip[9] == IPProtocol.icmp.rawValue, ip.be16(at: 6) & 0x3fff == 0 else { return nil }
+        guard ip.count >= 20, ip[0] >> 4 == 4, ip[9] == IPProtocol.icmp.rawValue, ip.be16(at: 6) & 0x3fff == 0 else {
+            return nil
+        }
         let ihl = Int(ip[0] & 0x0f) * 4, total = Int(ip.be16(at: 2))
-        guard ihl >= 20, total <= ip.count, total >= ihl + 8 + 20 + 8, Self.errorTypes.contains(ip[ihl]) else { return nil }
+        guard ihl >= 20, total <= ip.count, total >= ihl + 8 + 20 + 8, Self.errorTypes.contains(ip[ihl]) else {
+            return nil
+        }
         let q = ihl + 8
         guard ip[q] >> 4 == 4 else { return nil }
         let qihl = Int(ip[q] & 0x0f) * 4
         guard qihl >= 20, total >= q + qihl + 8 else { return nil }
         let p = ip[q + 9]
-        guard p == IPProtocol.tcp.rawValue || p == IPProtocol.udp.rawValue
-                || (p == IPProtocol.icmp.rawValue && ip[q + qihl] == NATPacket.echoRequest) else { return nil }
+        guard
+            p == IPProtocol.tcp.rawValue || p == IPProtocol.udp.rawValue
+                || (p == IPProtocol.icmp.rawValue && ip[q + qihl] == NATPacket.echoRequest)
+        else { return nil }
         bytes = Array(ip.prefix(total))
         headerLength = ihl
         quote = q
@@ -57,7 +63,8 @@ public struct NATICMPError: Sendable, Equatable {
         let new = words(bytes, at: quote + 12, count: 2) + [port]
         // The quoted transport checksum, when the quote holds it: TCP and UDP cover the
         // addresses (pseudo-header) and ports, an echo only its identifier.
-        let sumAt: Int? = quotedProto == IPProtocol.udp.rawValue ? l4 + 6 : quotedProto == IPProtocol.tcp.rawValue ? l4 + 16 : l4 + 2
+        let sumAt: Int? =
+            quotedProto == IPProtocol.udp.rawValue ? l4 + 6 : quotedProto == IPProtocol.tcp.rawValue ? l4 + 16 : l4 + 2
         if let at = sumAt, at + 2 <= bytes.count, !(quotedProto == IPProtocol.udp.rawValue && bytes.be16(at: at) == 0) {
             let covered = isEcho ? (old.suffix(1), new.suffix(1)) : (old[...], new[...])
             var sum = adjustedChecksum(bytes.be16(at: at), old: Array(covered.0), new: Array(covered.1))

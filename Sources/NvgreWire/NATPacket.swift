@@ -3,7 +3,7 @@
 /// identifier stands in for the port on the side that chose it: the source port of a
 /// request, the destination port of a reply (the other port reads 0).
 public struct NATPacket: Sendable, Equatable {
-    public private(set) var bytes: [UInt8]   // from the IPv4 header to the end of the packet
+    public private(set) var bytes: [UInt8]  // from the IPv4 header to the end of the packet
     public let headerLength: Int
     public let proto: UInt8
 
@@ -82,12 +82,16 @@ public struct NATPacket: Sendable, Equatable {
         switch proto {
         case IPProtocol.tcp.rawValue:
             bytes.setBE16(0, at: l4 + 16)
-            let sum = internetChecksum(Array(bytes[l4...]), initial: pseudoHeaderSum(src: source, dst: destination, protocol: proto, length: segment.count))
+            let sum = internetChecksum(
+                Array(bytes[l4...]),
+                initial: pseudoHeaderSum(src: source, dst: destination, protocol: proto, length: segment.count))
             bytes.setBE16(sum, at: l4 + 16)
         case IPProtocol.udp.rawValue:
             guard bytes.be16(at: l4 + 6) != 0 else { return }
             bytes.setBE16(0, at: l4 + 6)
-            var sum = internetChecksum(Array(bytes[l4...]), initial: pseudoHeaderSum(src: source, dst: destination, protocol: proto, length: segment.count))
+            var sum = internetChecksum(
+                Array(bytes[l4...]),
+                initial: pseudoHeaderSum(src: source, dst: destination, protocol: proto, length: segment.count))
             if sum == 0 { sum = 0xffff }
             bytes.setBE16(sum, at: l4 + 6)
         default:

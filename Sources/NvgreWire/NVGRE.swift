@@ -14,8 +14,10 @@ public enum NVGRE {
         underlayMTU - (outer == .v6 ? ipv6Overhead : ipv4Overhead)
     }
 
-    public static func greHeader(vsid: UInt32, flowID: UInt8, flags: UInt16 = flagsAndVersion,
-                                 protocolType: UInt16 = EtherType.transparentEthernet.rawValue) -> [UInt8] {
+    public static func greHeader(
+        vsid: UInt32, flowID: UInt8, flags: UInt16 = flagsAndVersion,
+        protocolType: UInt16 = EtherType.transparentEthernet.rawValue
+    ) -> [UInt8] {
         var g: [UInt8] = []
         g.appendBE16(flags)
         g.appendBE16(protocolType)
@@ -25,18 +27,22 @@ public enum NVGRE {
 
     /// Encapsulates `inner` (a customer Ethernet frame). `hash` supplies FlowID and the IPv6
     /// flow label; `tos` is copied from the inner IP header by the encapsulator.
-    public static func encapsulate(inner: [UInt8], vsid: UInt32, hash: FlowHash, tos: UInt8 = 0,
-                                   outerSrcMAC: MACAddress, outerDstMAC: MACAddress,
-                                   srcPA: IPAddress, dstPA: IPAddress) -> [UInt8] {
+    public static func encapsulate(
+        inner: [UInt8], vsid: UInt32, hash: FlowHash, tos: UInt8 = 0,
+        outerSrcMAC: MACAddress, outerDstMAC: MACAddress,
+        srcPA: IPAddress, dstPA: IPAddress
+    ) -> [UInt8] {
         let gre = greHeader(vsid: vsid, flowID: hash.flowID) + inner
         switch srcPA.family {
         case .v4:
-            let ip = IPv4Header(src: srcPA, dst: dstPA, proto: IPProtocol.gre.rawValue, payloadLength: gre.count,
-                                ttl: outerTTL, tos: tos)
+            let ip = IPv4Header(
+                src: srcPA, dst: dstPA, proto: IPProtocol.gre.rawValue, payloadLength: gre.count,
+                ttl: outerTTL, tos: tos)
             return Ethernet.header(dst: outerDstMAC, src: outerSrcMAC, type: EtherType.ipv4.rawValue) + ip.bytes + gre
         case .v6:
-            let ip = IPv6Header(src: srcPA, dst: dstPA, nextHeader: IPProtocol.gre.rawValue, payloadLength: gre.count,
-                                hopLimit: outerTTL, trafficClass: tos, flowLabel: hash.flowLabel)
+            let ip = IPv6Header(
+                src: srcPA, dst: dstPA, nextHeader: IPProtocol.gre.rawValue, payloadLength: gre.count,
+                hopLimit: outerTTL, trafficClass: tos, flowLabel: hash.flowLabel)
             return Ethernet.header(dst: outerDstMAC, src: outerSrcMAC, type: EtherType.ipv6.rawValue) + ip.bytes + gre
         }
     }

@@ -8,13 +8,19 @@ public enum Pcap {
 
     /// The frames of a pcap file, in order.
     public static func frames(from data: [UInt8]) throws -> [[UInt8]] {
-        guard data.count >= 24 else { throw ReadError(description: "too short for a pcap header (\(data.count) bytes)") }
+        guard data.count >= 24 else {
+            throw ReadError(description: "too short for a pcap header (\(data.count) bytes)")
+        }
         let magic = data.le32(at: 0)
         let swapped: Bool
         switch magic {
         case 0xa1b2_c3d4, 0xa1b2_3c4d: swapped = false
         case 0xd4c3_b2a1, 0x4d3c_b2a1: swapped = true
-        default: throw ReadError(description: "not a pcap file (magic \(String(magic, radix: 16))); pcapng is not read, convert with `tshark -F pcap`")
+        default:
+            throw ReadError(
+                description:
+                    "not a pcap file (magic \(String(magic, radix: 16))); pcapng is not read, convert with `tshark -F pcap`"
+            )
         }
         func u32(_ at: Int) -> UInt32 { swapped ? data.le32(at: at).byteSwapped : data.le32(at: at) }
         let link = u32(20)
@@ -35,10 +41,10 @@ public enum Pcap {
     public static func file(_ frames: [[UInt8]]) -> [UInt8] {
         var out: [UInt8] = []
         out.appendLE32(0xa1b2_c3d4)
-        out += [2, 0, 4, 0] // version 2.4
-        out.appendLE32(0) // thiszone
-        out.appendLE32(0) // sigfigs
-        out.appendLE32(65535) // snaplen
+        out += [2, 0, 4, 0]  // version 2.4
+        out.appendLE32(0)  // thiszone
+        out.appendLE32(0)  // sigfigs
+        out.appendLE32(65535)  // snaplen
         out.appendLE32(linkTypeEthernet)
         for f in frames {
             out.appendLE32(0)

@@ -1,13 +1,16 @@
 /// UDP, TCP (header only, for flow tests), ICMP and ICMPv6 messages with correct checksums.
 public enum UDP {
-    public static func datagram(src: IPAddress, dst: IPAddress, sport: UInt16, dport: UInt16, payload: [UInt8]) -> [UInt8] {
+    public static func datagram(src: IPAddress, dst: IPAddress, sport: UInt16, dport: UInt16, payload: [UInt8])
+        -> [UInt8]
+    {
         var d: [UInt8] = []
         d.appendBE16(sport)
         d.appendBE16(dport)
         d.appendBE16(UInt16(8 + payload.count))
         d.appendBE16(0)
         d += payload
-        var sum = internetChecksum(d, initial: pseudoHeaderSum(src: src, dst: dst, protocol: IPProtocol.udp.rawValue, length: d.count))
+        var sum = internetChecksum(
+            d, initial: pseudoHeaderSum(src: src, dst: dst, protocol: IPProtocol.udp.rawValue, length: d.count))
         if sum == 0 { sum = 0xffff }
         d.setBE16(sum, at: 6)
         return d
@@ -16,8 +19,10 @@ public enum UDP {
 
 public enum TCP {
     /// A 20-byte TCP header (no options) with the given flags, plus payload.
-    public static func segment(src: IPAddress, dst: IPAddress, sport: UInt16, dport: UInt16, seq: UInt32 = 1,
-                               ack: UInt32 = 0, flags: UInt8 = 0x02, payload: [UInt8] = []) -> [UInt8] {
+    public static func segment(
+        src: IPAddress, dst: IPAddress, sport: UInt16, dport: UInt16, seq: UInt32 = 1,
+        ack: UInt32 = 0, flags: UInt8 = 0x02, payload: [UInt8] = []
+    ) -> [UInt8] {
         var d: [UInt8] = []
         d.appendBE16(sport)
         d.appendBE16(dport)
@@ -28,7 +33,10 @@ public enum TCP {
         d.appendBE16(0)
         d.appendBE16(0)
         d += payload
-        d.setBE16(internetChecksum(d, initial: pseudoHeaderSum(src: src, dst: dst, protocol: IPProtocol.tcp.rawValue, length: d.count)), at: 16)
+        d.setBE16(
+            internetChecksum(
+                d, initial: pseudoHeaderSum(src: src, dst: dst, protocol: IPProtocol.tcp.rawValue, length: d.count)),
+            at: 16)
         return d
     }
 }
@@ -48,11 +56,16 @@ public enum ICMPv6 {
     /// An ICMPv6 message; the checksum covers the pseudo header of src and dst.
     public static func message(type: UInt8, code: UInt8, body: [UInt8], src: IPAddress, dst: IPAddress) -> [UInt8] {
         var d: [UInt8] = [type, code, 0, 0] + body
-        d.setBE16(internetChecksum(d, initial: pseudoHeaderSum(src: src, dst: dst, protocol: IPProtocol.icmpv6.rawValue, length: d.count)), at: 2)
+        d.setBE16(
+            internetChecksum(
+                d, initial: pseudoHeaderSum(src: src, dst: dst, protocol: IPProtocol.icmpv6.rawValue, length: d.count)),
+            at: 2)
         return d
     }
 
-    public static func echoRequest(id: UInt16, sequence: UInt16, payload: [UInt8], src: IPAddress, dst: IPAddress) -> [UInt8] {
+    public static func echoRequest(id: UInt16, sequence: UInt16, payload: [UInt8], src: IPAddress, dst: IPAddress)
+        -> [UInt8]
+    {
         var body: [UInt8] = []
         body.appendBE16(id)
         body.appendBE16(sequence)
@@ -60,15 +73,19 @@ public enum ICMPv6 {
     }
 
     /// Neighbor solicitation for `target`, optionally with a source link-layer address option.
-    public static func neighborSolicitation(target: IPAddress, sourceMAC: MACAddress?, src: IPAddress, dst: IPAddress) -> [UInt8] {
+    public static func neighborSolicitation(target: IPAddress, sourceMAC: MACAddress?, src: IPAddress, dst: IPAddress)
+        -> [UInt8]
+    {
         var body: [UInt8] = [0, 0, 0, 0] + target.bytes
         if let mac = sourceMAC { body += [1, 1] + mac.bytes }
         return message(type: 135, code: 0, body: body, src: src, dst: dst)
     }
 
     /// Neighbor advertisement with the target link-layer address option.
-    public static func neighborAdvertisement(target: IPAddress, targetMAC: MACAddress, router: Bool, solicited: Bool,
-                                             override: Bool, src: IPAddress, dst: IPAddress) -> [UInt8] {
+    public static func neighborAdvertisement(
+        target: IPAddress, targetMAC: MACAddress, router: Bool, solicited: Bool,
+        override: Bool, src: IPAddress, dst: IPAddress
+    ) -> [UInt8] {
         let flags = (router ? 0x80 : 0) | (solicited ? 0x40 : 0) | (override ? 0x20 : 0)
         let body: [UInt8] = [UInt8(flags), 0, 0, 0] + target.bytes + [2, 1] + targetMAC.bytes
         return message(type: 136, code: 0, body: body, src: src, dst: dst)
@@ -83,8 +100,10 @@ public enum ICMPv6 {
 }
 
 public enum ARP {
-    public static func packet(op: UInt16, senderMAC: MACAddress, senderIP: IPAddress,
-                              targetMAC: MACAddress, targetIP: IPAddress) -> [UInt8] {
+    public static func packet(
+        op: UInt16, senderMAC: MACAddress, senderIP: IPAddress,
+        targetMAC: MACAddress, targetIP: IPAddress
+    ) -> [UInt8] {
         var d: [UInt8] = []
         d.appendBE16(1)
         d.appendBE16(EtherType.ipv4.rawValue)

@@ -16,10 +16,15 @@ struct Bench: ParsableCommand {
         case testrun, live, scale, gateway, control
     }
 
-    @Flag(help: "A short run (under a minute) that proves the instrument works: fewer and shorter trials, 100,000 records instead of 1,000,000; figures are rougher.")
+    @Flag(
+        help:
+            "A short run (under a minute) that proves the instrument works: fewer and shorter trials, 100,000 records instead of 1,000,000; figures are rougher."
+    )
     var quick = false
 
-    @Option(parsing: .upToNextOption, help: "Sections to run (default: all): \(Section.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(
+        parsing: .upToNextOption,
+        help: "Sections to run (default: all): \(Section.allCases.map(\.rawValue).joined(separator: ", ")).")
     var only: [Section] = []
 
     @Option(help: "Write every figure and the machine's description as JSON here.")
@@ -28,7 +33,10 @@ struct Bench: ParsableCommand {
     @Option(help: "Draw the Mpps rows as a PNG chart here.")
     var chart = ".build/bench/bench.png"
 
-    @Option(help: "Record each one-core live row with `perf record -a -g` into this directory (one extra trial of ~2 s each).")
+    @Option(
+        help:
+            "Record each one-core live row with `perf record -a -g` into this directory (one extra trial of ~2 s each)."
+    )
     var perf: String?
 
     func run() throws {
@@ -41,8 +49,10 @@ struct Bench: ParsableCommand {
 
         if sections.contains(.testrun) {
             report.add(try TestRunBench(samples: quick ? 3000 : 20000).run(net))
-            let testRunRows = ["encap (from VM, IPv4 PA)", "decap (from fabric)", "local switch (from VM)",
-                               "routed 5001->5002, encap", "ARP reply (from VM)", "exception to userspace (no record)"]
+            let testRunRows = [
+                "encap (from VM, IPv4 PA)", "decap (from fabric)", "local switch (from VM)",
+                "routed 5001->5002, encap", "ARP reply (from VM)", "exception to userspace (no record)"
+            ]
             report.compare("bare XDP_TX (MAC swap)", to: "bare XDP_PASS")
             for name in testRunRows { report.compare(name, to: "bare XDP_PASS") }
         }
@@ -69,8 +79,12 @@ struct Bench: ParsableCommand {
                         report.compare(path.name + suffix, to: reflector.path.name + suffix)
                     }
                     for (ours, kernels) in [(host.encap, vxlan.encap), (host.decap, vxlan.decap)] {
-                        report.target("\(ours.name) vs reflector\(suffix)", ours.name + suffix, over: reflector.path.name + suffix, .atLeast, 0.85)
-                        report.target("\(ours.name) vs kernel vxlan\(suffix)", ours.name + suffix, over: kernels.name + suffix, .atLeast, 8)
+                        report.target(
+                            "\(ours.name) vs reflector\(suffix)", ours.name + suffix,
+                            over: reflector.path.name + suffix, .atLeast, 0.85)
+                        report.target(
+                            "\(ours.name) vs kernel vxlan\(suffix)", ours.name + suffix, over: kernels.name + suffix,
+                            .atLeast, 8)
                     }
                 }
             }
@@ -80,7 +94,8 @@ struct Bench: ParsableCommand {
                 var encap = host.encap
                 encap.name += ", frame restored per send"
                 encap.restore = true
-                let gw = try GatewayBench(live: live, bench: bench, quick: quick).run(net, coreSets: coreSets, baseline: encap)
+                let gw = try GatewayBench(live: live, bench: bench, quick: quick).run(
+                    net, coreSets: coreSets, baseline: encap)
                 report.add(gw.rows)
                 report.compare(GatewayBench.newFlows, to: GatewayBench.exceptionBaseline)
                 for cpus in coreSets {
@@ -101,7 +116,9 @@ struct Bench: ParsableCommand {
                     names.append(row.name)
                 }
                 report.compare(names[1], to: names[0])
-                report.target("\(large.formatted()) vs 1,000 records: cost", names[1], over: names[0], .atMost, 1.10, onCost: true)
+                report.target(
+                    "\(large.formatted()) vs 1,000 records: cost", names[1], over: names[0], .atMost, 1.10, onCost: true
+                )
                 _ = try host.applyScale(records: 0)
             }
         }
@@ -112,15 +129,21 @@ struct Bench: ParsableCommand {
             report.compare("nvgre lookup add (median)", to: "baseline: nvgre show domains")
         }
 
-        report.notes.append(String(format: "whole run: %.0f s%@", monotonicSeconds() - started, quick ? " (quick)" : ""))
+        report.notes.append(
+            String(format: "whole run: %.0f s%@", monotonicSeconds() - started, quick ? " (quick)" : ""))
         report.printTable()
         for path in [json, chart] {
-            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         }
-        let settings = ["quick": String(quick), "sections": sections.map(\.rawValue).sorted().joined(separator: ","),
-                        "frame": "64 bytes (UDP)", "cores": String(cores)]
+        let settings = [
+            "quick": String(quick), "sections": sections.map(\.rawValue).sorted().joined(separator: ","),
+            "frame": "64 bytes (UDP)", "cores": String(cores)
+        ]
         try report.writeJSON(to: json, settings: settings)
-        try report.writeChart(to: chart, title: "nvgre-xdp: Mpps of 64-byte frames (\(BenchReport.machine()["cpuModel"] ?? "this machine"))")
+        try report.writeChart(
+            to: chart,
+            title: "nvgre-xdp: Mpps of 64-byte frames (\(BenchReport.machine()["cpuModel"] ?? "this machine"))")
         print("\nJSON: \(json)\nchart: \(chart)")
     }
 }

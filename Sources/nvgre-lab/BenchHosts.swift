@@ -23,7 +23,8 @@ enum BenchPlan {
     /// port1 <-> eth0 (VM, vm1's MAC) and ul <-> fab (fabric, B's MAC), ul holding PA A
     /// with B as a permanent neighbor, forwarding on.
     static func wireHost(_ net: LabNetwork, _ tag: String, queues: Int) throws -> (h: String, v: String, f: String) {
-        let h = try quietNamespace(net, "\(tag)-h"), v = try quietNamespace(net, "\(tag)-v"), f = try quietNamespace(net, "\(tag)-f")
+        let h = try quietNamespace(net, "\(tag)-h"), v = try quietNamespace(net, "\(tag)-v"),
+            f = try quietNamespace(net, "\(tag)-f")
         try net.veth("port1", in: h, "eth0", in: v, macB: vm1.mac.description, queues: queues)
         try net.veth("ul", in: h, "fab", in: f, macB: peerMAC.description, queues: queues)
         try net.ip(h, "addr add \(paA)/24 dev ul")
@@ -42,7 +43,8 @@ struct ReflectorPair {
         try net.veth("g0", in: gen, "r0", in: refl, queues: queues)
         let bare = try Datapath()
         try NetworkNamespace.run(in: refl) {
-            try attachXDPToInterface(programFD: bare.programFD(.bareTX), name: "nv_bare_tx", ifindex: try interfaceIndex("r0"))
+            try attachXDPToInterface(
+                programFD: bare.programFD(.bareTX), name: "nv_bare_tx", ifindex: try interfaceIndex("r0"))
         }
         path = .init(name: "bare XDP_TX reflector", frame: BenchFrames.outbound, from: (gen, "g0"), sink: (gen, "g0"))
     }
@@ -89,20 +91,21 @@ final class NvgreBenchHost {
     private func writePolicy(scaleRecords: Int) throws {
         let (vm1, vm2, paA, paB) = (BenchPlan.vm1, BenchPlan.vm2, BenchPlan.paA, BenchPlan.paB)
         var text = """
-        routingDomains: [{id: 1, name: red}]
-        subnets: [{vsid: 5001, routingDomain: red, prefixes: [198.19.1.0/24, "2001:db8:19:1::/64"], gateways: [198.19.1.254], gatewayMAC: 02:00:00:00:ff:01}]
-        providerAddresses: [{address: \(paA), interface: ul}]
-        ports: [{interface: port1, vsid: 5001, mac: \(vm1.mac), addresses: [\(vm1.ip4), "\(vm1.ip6)"]}]
-        lookupRecords:
-          - {vsid: 5001, customerAddress: \(vm1.ip4), providerAddress: \(paA), mac: \(vm1.mac)}
-          - {vsid: 5001, customerAddress: "\(vm1.ip6)", providerAddress: \(paA), mac: \(vm1.mac)}
-          - {vsid: 5001, customerAddress: \(vm2.ip4), providerAddress: \(paB), mac: \(vm2.mac)}
+            routingDomains: [{id: 1, name: red}]
+            subnets: [{vsid: 5001, routingDomain: red, prefixes: [198.19.1.0/24, "2001:db8:19:1::/64"], gateways: [198.19.1.254], gatewayMAC: 02:00:00:00:ff:01}]
+            providerAddresses: [{address: \(paA), interface: ul}]
+            ports: [{interface: port1, vsid: 5001, mac: \(vm1.mac), addresses: [\(vm1.ip4), "\(vm1.ip6)"]}]
+            lookupRecords:
+              - {vsid: 5001, customerAddress: \(vm1.ip4), providerAddress: \(paA), mac: \(vm1.mac)}
+              - {vsid: 5001, customerAddress: "\(vm1.ip6)", providerAddress: \(paA), mac: \(vm1.mac)}
+              - {vsid: 5001, customerAddress: \(vm2.ip4), providerAddress: \(paB), mac: \(vm2.mac)}
 
-        """
+            """
         text.reserveCapacity(text.utf8.count + scaleRecords * 100)
         for i in 0..<UInt32(scaleRecords) {
             let low = BenchPlan.scaleBase + i
-            text += "  - {vsid: 5001, customerAddress: \"2001:db8:19:1::\(String(low >> 16, radix: 16)):\(String(low & 0xffff, radix: 16))\", providerAddress: \(paB), mac: \(vm2.mac)}\n"
+            text +=
+                "  - {vsid: 5001, customerAddress: \"2001:db8:19:1::\(String(low >> 16, radix: 16)):\(String(low & 0xffff, radix: 16))\", providerAddress: \(paB), mac: \(vm2.mac)}\n"
         }
         try text.write(toFile: policyFile, atomically: false, encoding: .utf8)
     }
@@ -112,9 +115,10 @@ final class NvgreBenchHost {
     }
 
     var decap: LiveBench.Path {
-        let frame = NVGRE.encapsulate(inner: BenchFrames.inbound, vsid: 5001,
-                                      hash: FlowHash(src: BenchPlan.vm2.ip4, dst: BenchPlan.vm1.ip4, protocol: 17, sport: 2000, dport: 1000),
-                                      outerSrcMAC: BenchPlan.peerMAC, outerDstMAC: ulMAC, srcPA: BenchPlan.paB, dstPA: BenchPlan.paA)
+        let frame = NVGRE.encapsulate(
+            inner: BenchFrames.inbound, vsid: 5001,
+            hash: FlowHash(src: BenchPlan.vm2.ip4, dst: BenchPlan.vm1.ip4, protocol: 17, sport: 2000, dport: 1000),
+            outerSrcMAC: BenchPlan.peerMAC, outerDstMAC: ulMAC, srcPA: BenchPlan.paB, dstPA: BenchPlan.paA)
         return .init(name: "nvgre decap path", frame: frame, from: (ns.f, "fab"), sink: (ns.v, "eth0"))
     }
 
@@ -123,11 +127,13 @@ final class NvgreBenchHost {
         let prefix: IPAddress = "2001:db8:19:1::"
         var dst = prefix.bytes
         withUnsafeBytes(of: BenchPlan.scaleBase.bigEndian) { dst.replaceSubrange(12..<16, with: $0) }
-        let frame = BenchFrames.udp(srcMAC: BenchPlan.vm1.mac, dstMAC: BenchPlan.vm2.mac, src: BenchPlan.vm1.ip6, dst: IPAddress(v6: dst))
+        let frame = BenchFrames.udp(
+            srcMAC: BenchPlan.vm1.mac, dstMAC: BenchPlan.vm2.mac, src: BenchPlan.vm1.ip6, dst: IPAddress(v6: dst))
         // Ethernet 14 + IPv6 40: the destination's low word is at 14 + 24 + 12, the UDP checksum at 14 + 40 + 6.
-        return .init(name: "nvgre encap, \(records.formatted()) records at random", frame: frame,
-                     from: (ns.v, "eth0"), sink: (ns.f, "fab"),
-                     spread: .init(base: BenchPlan.scaleBase, count: UInt32(records), wordOffset: 50, checksumOffset: 60))
+        return .init(
+            name: "nvgre encap, \(records.formatted()) records at random", frame: frame,
+            from: (ns.v, "eth0"), sink: (ns.f, "fab"),
+            spread: .init(base: BenchPlan.scaleBase, count: UInt32(records), wordOffset: 50, checksumOffset: 60))
     }
 }
 
@@ -145,7 +151,9 @@ struct VXLANBenchHost {
         let h = ns.h
         // Bridged frames skip iptables, as on a tuned overlay host (br_netfilter, when the
         // module is loaded, would otherwise add its hooks to the kernel's row).
-        try net.exec(h, "sh -c 'for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e \"$f\" ] && echo 0 > \"$f\"; done; true'")
+        try net.exec(
+            h, "sh -c 'for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e \"$f\" ] && echo 0 > \"$f\"; done; true'"
+        )
         try net.ip(h, "link add vx0 type vxlan id 5001 local \(BenchPlan.paA) dstport 4789 nolearning dev ul")
         try net.ip(h, "link add br0 type bridge")
         for dev in ["port1", "vx0"] { try net.ip(h, "link set \(dev) master br0") }
@@ -156,7 +164,8 @@ struct VXLANBenchHost {
         let bare = try Datapath()
         try NetworkNamespace.run(in: h) {
             for dev in ["port1", "ul"] {
-                try attachXDPToInterface(programFD: bare.programFD(.barePass), name: "nv_bare_pass", ifindex: try interfaceIndex(dev))
+                try attachXDPToInterface(
+                    programFD: bare.programFD(.barePass), name: "nv_bare_pass", ifindex: try interfaceIndex(dev))
             }
         }
     }
@@ -169,8 +178,10 @@ struct VXLANBenchHost {
         // VXLAN (RFC 7348): flags with the I bit, 24 reserved bits, the VNI, 8 reserved bits.
         let vxlan: [UInt8] = [0x08, 0, 0, 0, 0x00, 0x13, 0x89, 0] + BenchFrames.inbound
         let udp = UDP.datagram(src: BenchPlan.paB, dst: BenchPlan.paA, sport: 49152, dport: 4789, payload: vxlan)
-        let frame = Ethernet.frame(dst: ulMAC, src: BenchPlan.peerMAC, type: .ipv4,
-                                   payload: IPPacket.build(src: BenchPlan.paB, dst: BenchPlan.paA, proto: IPProtocol.udp.rawValue, payload: udp))
+        let frame = Ethernet.frame(
+            dst: ulMAC, src: BenchPlan.peerMAC, type: .ipv4,
+            payload: IPPacket.build(
+                src: BenchPlan.paB, dst: BenchPlan.paA, proto: IPProtocol.udp.rawValue, payload: udp))
         return .init(name: "kernel vxlan decap", frame: frame, from: (ns.f, "fab"), sink: (ns.v, "eth0"))
     }
 }

@@ -24,14 +24,19 @@ struct BenchRow: Codable {
         BenchRow(section: section, name: name, nsPerPacket: ns, details: details)
     }
 
-    static func figure(_ section: String, _ name: String, _ value: Double, _ unit: String, details: [String: Double] = [:]) -> BenchRow {
+    static func figure(
+        _ section: String, _ name: String, _ value: Double, _ unit: String, details: [String: Double] = [:]
+    ) -> BenchRow {
         BenchRow(section: section, name: name, value: value, unit: unit, details: details)
     }
 }
 
 /// A target of the issue: a ratio between two rows of the same run, and its bound.
 struct TargetCheck: Codable {
-    enum Bound: String, Codable { case atLeast = ">=", atMost = "<=" }
+    enum Bound: String, Codable {
+        case atLeast = ">="
+        case atMost = "<="
+    }
     var what: String
     var row: String
     var baseline: String
@@ -54,26 +59,38 @@ struct BenchReport {
     /// ns over ns for costs, value over value otherwise.
     mutating func compare(_ name: String, to baseline: String) {
         guard let i = rows.firstIndex(where: { $0.name == name }),
-              let b = rows.first(where: { $0.name == baseline }) else { return }
+            let b = rows.first(where: { $0.name == baseline })
+        else { return }
         let r = rows[i]
         let ratio: Double?
-        if let m = r.mpps, let bm = b.mpps, bm > 0 { ratio = m / bm }
-        else if let n = r.nsPerPacket, let bn = b.nsPerPacket, bn > 0 { ratio = n / bn }
-        else if let v = r.value, let bv = b.value, bv > 0 { ratio = v / bv }
-        else { ratio = nil }
+        if let m = r.mpps, let bm = b.mpps, bm > 0 {
+            ratio = m / bm
+        } else if let n = r.nsPerPacket, let bn = b.nsPerPacket, bn > 0 {
+            ratio = n / bn
+        } else if let v = r.value, let bv = b.value, bv > 0 {
+            ratio = v / bv
+        } else {
+            ratio = nil
+        }
         rows[i].baseline = baseline
         rows[i].ratio = ratio
     }
 
     /// Checks `row` against `baseline` on Mpps (or on ns per packet with `onCost`).
-    mutating func target(_ what: String, _ row: String, over baseline: String, _ bound: TargetCheck.Bound, _ limit: Double,
-                         onCost: Bool = false) {
-        guard let r = rows.first(where: { $0.name == row }), let b = rows.first(where: { $0.name == baseline }) else { return }
+    mutating func target(
+        _ what: String, _ row: String, over baseline: String, _ bound: TargetCheck.Bound, _ limit: Double,
+        onCost: Bool = false
+    ) {
+        guard let r = rows.first(where: { $0.name == row }), let b = rows.first(where: { $0.name == baseline }) else {
+            return
+        }
         let value: (BenchRow) -> Double? = { onCost ? $0.nsPerPacket : $0.mpps }
         guard let v = value(r), let bv = value(b), bv > 0 else { return }
         let ratio = v / bv
-        targets.append(TargetCheck(what: what, row: row, baseline: baseline, metric: onCost ? "ns/packet" : "Mpps", ratio: ratio,
-                                   bound: bound, limit: limit, met: bound == .atLeast ? ratio >= limit : ratio <= limit))
+        targets.append(
+            TargetCheck(
+                what: what, row: row, baseline: baseline, metric: onCost ? "ns/packet" : "Mpps", ratio: ratio,
+                bound: bound, limit: limit, met: bound == .atLeast ? ratio >= limit : ratio <= limit))
     }
 
     func printTable() {
@@ -82,8 +99,9 @@ struct BenchReport {
             if r.section != section {
                 section = r.section
                 print("\n\(section)")
-                print("  " + pad("row", 40) + pad("Mpps", 8, right: true) + pad("ns/pkt", 9, right: true)
-                      + pad("figure", 14, right: true) + "  " + pad("ratio", 7, right: true) + "  baseline")
+                print(
+                    "  " + pad("row", 40) + pad("Mpps", 8, right: true) + pad("ns/pkt", 9, right: true)
+                        + pad("figure", 14, right: true) + "  " + pad("ratio", 7, right: true) + "  baseline")
             }
             var line = "  " + pad(r.name, 40)
             line += pad(r.mpps.map { String(format: "%.2f", $0) } ?? "", 8, right: true)
@@ -96,15 +114,19 @@ struct BenchReport {
         if !targets.isEmpty {
             print("\ntargets (ratios of this run)")
             for t in targets {
-                print("  " + pad(t.what, 40) + pad(String(format: "%.2f", t.ratio), 7, right: true)
-                      + "  \(t.bound.rawValue) \(t.limit)  " + (t.met ? "met   " : "MISSED") + "  \(t.row) / \(t.baseline) (\(t.metric))")
+                print(
+                    "  " + pad(t.what, 40) + pad(String(format: "%.2f", t.ratio), 7, right: true)
+                        + "  \(t.bound.rawValue) \(t.limit)  " + (t.met ? "met   " : "MISSED")
+                        + "  \(t.row) / \(t.baseline) (\(t.metric))")
             }
         }
         for n in notes { print("note: \(n)") }
     }
 
     private func pad(_ s: String, _ n: Int, right: Bool = false) -> String {
-        s.count >= n ? s : (right ? String(repeating: " ", count: n - s.count) + s : s + String(repeating: " ", count: n - s.count))
+        s.count >= n
+            ? s
+            : (right ? String(repeating: " ", count: n - s.count) + s : s + String(repeating: " ", count: n - s.count))
     }
 
     func writeJSON(to path: String, settings: [String: String]) throws {
@@ -127,7 +149,10 @@ struct BenchReport {
         guard !rated.isEmpty else { return }
         let dir = NSTemporaryDirectory()
         let data = dir + "bench-chart.dat", script = dir + "bench-chart.gp"
-        defer { unlink(data); unlink(script) }
+        defer {
+            unlink(data)
+            unlink(script)
+        }
         // Top to bottom in report order: gnuplot's y axis grows upwards.
         var text = ""
         for (i, r) in rated.enumerated().reversed() {
@@ -167,7 +192,9 @@ struct BenchReport {
         m["onlineCPUs"] = String(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
         if let line = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("model name") }) {
-            m["cpuModel"] = line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) }
+            m["cpuModel"] = line.split(separator: ":", maxSplits: 1).last.map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }
         }
         let meminfo = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
         if let line = meminfo.split(separator: "\n").first(where: { $0.hasPrefix("MemTotal") }) {
@@ -175,7 +202,8 @@ struct BenchReport {
         }
         let os = (try? String(contentsOfFile: "/etc/os-release", encoding: .utf8)) ?? ""
         if let line = os.split(separator: "\n").first(where: { $0.hasPrefix("PRETTY_NAME=") }) {
-            m["os"] = String(line.dropFirst("PRETTY_NAME=".count)).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            m["os"] = String(line.dropFirst("PRETTY_NAME=".count)).trimmingCharacters(
+                in: CharacterSet(charactersIn: "\""))
         }
         m["date"] = ISO8601DateFormatter().string(from: Date())
         return m

@@ -18,7 +18,9 @@ struct ControlBench {
         let instance = net.prefix + "-ctl"
         func cli(_ args: [String]) throws -> (seconds: Double, output: String) {
             let r = try Spawn.run([nvgre, "-n", ns, "--instance", instance] + args)
-            guard r.status == 0 else { throw ShellErrorText("nvgre \(args.joined(separator: " ")) failed: \(r.output)") }
+            guard r.status == 0 else {
+                throw ShellErrorText("nvgre \(args.joined(separator: " ")) failed: \(r.output)")
+            }
             return (r.seconds, r.output)
         }
         defer { _ = try? cli(["down"]) }
@@ -36,18 +38,27 @@ struct ControlBench {
             throw ShellErrorText("applying the same file again changed the instance: \(reapply.output)")
         }
         let addTimes = try (0..<adds).map { i in
-            try cli(["lookup", "add", "9999", "198.19.0.\(i + 1)", "--pa", "198.18.9.9", "--mac", "02:ff:00:00:00:\(String(format: "%02x", i))"]).seconds
+            try cli([
+                "lookup", "add", "9999", "198.19.0.\(i + 1)", "--pa", "198.18.9.9", "--mac",
+                "02:ff:00:00:00:\(String(format: "%02x", i))"
+            ]).seconds
         }
         let info = try sh("bpftool -j map show pinned /sys/fs/bpf/\(instance)/lookups")
-        let memlock = (try? JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])?["bytes_memlock"] as? Int ?? 0
+        let memlock =
+            (try? JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])?["bytes_memlock"] as? Int ?? 0
         let perRecord = Double(memlock) / Double(records + adds)
         let n = records.formatted()
         return [
-            .figure(section, "nvgre apply, \(n) records", apply, "s", details: ["records": Double(records), "fileBytes": Double(size)]),
+            .figure(
+                section, "nvgre apply, \(n) records", apply, "s",
+                details: ["records": Double(records), "fileBytes": Double(size)]),
             .figure(section, "nvgre apply again (no change)", reapply.seconds, "s"),
-            .figure(section, "nvgre lookup add (median)", median(addTimes), "s", details: ["maxSeconds": addTimes.max() ?? 0, "runs": Double(adds)]),
+            .figure(
+                section, "nvgre lookup add (median)", median(addTimes), "s",
+                details: ["maxSeconds": addTimes.max() ?? 0, "runs": Double(adds)]),
             .figure(section, "baseline: nvgre show domains", baseline, "s", details: ["runs": Double(adds)]),
-            .figure(section, "kernel memory per lookup record", perRecord, "B", details: ["bytesMemlock": Double(memlock)]),
+            .figure(
+                section, "kernel memory per lookup record", perRecord, "B", details: ["bytesMemlock": Double(memlock)])
         ]
     }
 
@@ -63,13 +74,15 @@ struct ControlBench {
         text += "subnets:\n"
         text += "  - {vsid: 9999, routingDomain: adds, prefixes: [198.19.0.0/16], gatewayMAC: 02:00:00:ff:ff:ff}\n"
         for t in 0..<tenants {
-            text += "  - {vsid: \(10000 + t), routingDomain: t\(t), prefixes: [198.19.0.0/16], gateways: [198.19.255.254], gatewayMAC: 02:00:00:ff:00:\(String(format: "%02x", t))}\n"
+            text +=
+                "  - {vsid: \(10000 + t), routingDomain: t\(t), prefixes: [198.19.0.0/16], gateways: [198.19.255.254], gatewayMAC: 02:00:00:ff:00:\(String(format: "%02x", t))}\n"
         }
         text += "lookupRecords:\n"
         text.reserveCapacity(records * 110)
         for i in 0..<records {
             let t = i / perTenant, a = i % perTenant + 1
-            text += "  - {vsid: \(10000 + t), customerAddress: 198.19.\(a >> 8).\(a & 255), providerAddress: 198.18.\((i >> 8) & 255).\(i & 255 | 1), mac: 02:\(hex(t)):00:\(hex(a >> 8)):\(hex(a & 255)):01}\n"
+            text +=
+                "  - {vsid: \(10000 + t), customerAddress: 198.19.\(a >> 8).\(a & 255), providerAddress: 198.18.\((i >> 8) & 255).\(i & 255 | 1), mac: 02:\(hex(t)):00:\(hex(a >> 8)):\(hex(a & 255)):01}\n"
         }
         text += "providerAddresses:\n  - {address: 198.18.0.1, interface: ul}\n"
         try text.write(toFile: path, atomically: false, encoding: .utf8)

@@ -7,7 +7,8 @@ import NvgreWire
 /// checked with real traffic and narrated as one pass/fail line.
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Two tenants with overlapping addresses on two hosts, over a bridge underlay, checked with real traffic.")
+        abstract:
+            "Two tenants with overlapping addresses on two hosts, over a bridge underlay, checked with real traffic.")
 
     @Flag(help: "Leave everything up for poking at (remove it with `make demo-down`).") var keep = false
 
@@ -26,13 +27,14 @@ struct Demo: ParsableCommand {
         let (blueA, blueB) = (DemoPlan.vm(a, "blue1"), DemoPlan.vm(b, "blue1"))
         let (red2A, red2B) = (DemoPlan.vm(a, "red2"), DemoPlan.vm(b, "red2"))
 
-        print("""
-        nvgre demo: hosts A (PA \(a.pa4)) and B (PA \(b.pa4)) and gateway host G (PA \(DemoPlan.g.pa4)) on a bridge
-        underlay (br0 in \(lab.fabric)); outside host X (\(DemoPlan.x4)) behind G.
-          Red:  VSID 5001 198.19.1.0/24 and VSID 5002 198.19.2.0/24 (one routing domain), VMs on A and B
-          Blue: VSID 6001 198.19.1.0/24, the very addresses and MACs of Red's 5001 VMs
-          Both reach X through G, which NATs them to \(DemoPlan.gExternal4); the underlay MTU is 1500
-        """)
+        print(
+            """
+            nvgre demo: hosts A (PA \(a.pa4)) and B (PA \(b.pa4)) and gateway host G (PA \(DemoPlan.g.pa4)) on a bridge
+            underlay (br0 in \(lab.fabric)); outside host X (\(DemoPlan.x4)) behind G.
+              Red:  VSID 5001 198.19.1.0/24 and VSID 5002 198.19.2.0/24 (one routing domain), VMs on A and B
+              Blue: VSID 6001 198.19.1.0/24, the very addresses and MACs of Red's 5001 VMs
+              Both reach X through G, which NATs them to \(DemoPlan.gExternal4); the underlay MTU is 1500
+            """)
         try lab.build()
         for h in DemoPlan.hosts {
             for cmd in [lab.upCommand(h), try lab.applyCommand(h)] {
@@ -43,36 +45,51 @@ struct Demo: ParsableCommand {
             }
         }
         try lab.startAgents(detached: keep)
-        print("agents: `nvgre agent` on A and B (logs in \(lab.agentLog(a)), \(lab.agentLog(b))); `nvgre gateway` on G (log in \(lab.gatewayLog))\n")
+        print(
+            "agents: `nvgre agent` on A and B (logs in \(lab.agentLog(a)), \(lab.agentLog(b))); `nvgre gateway` on G (log in \(lab.gatewayLog))\n"
+        )
 
         for (from, to, tenant) in [(redA, redB, "Red"), (blueA, blueB, "Blue")] {
             let got = Traffic.ping(from: lab.ns(from), to: to.ip4)
-            check(got == 5, "\(tenant) VM on A reaches \(tenant) VM on B: ping \(from.ip4) -> \(to.ip4), \(got)/5 replies")
+            check(
+                got == 5, "\(tenant) VM on A reaches \(tenant) VM on B: ping \(from.ip4) -> \(to.ip4), \(got)/5 replies"
+            )
             let t = Result { try Traffic.tcpTransfer(from: lab.ns(from), to: lab.ns(to), address: to.ip4) }
             check((try? t.get().ok) == true, "\(tenant) VM on A sends 1 MiB over TCP to \(tenant) VM on B: \(t.text)")
         }
         let got6 = Traffic.ping(from: lab.ns(redA), to: redB.ip6)
         check(got6 == 5, "Red over IPv6: ping \(redA.ip6) -> \(redB.ip6), \(got6)/5 replies")
         let routed = Traffic.ping(from: lab.ns(redA), to: red2B.ip4)
-        check(routed == 5, "Red 5001 on A reaches Red 5002 on B through the distributed router: ping \(redA.ip4) -> \(red2B.ip4), \(routed)/5 replies")
+        check(
+            routed == 5,
+            "Red 5001 on A reaches Red 5002 on B through the distributed router: ping \(redA.ip4) -> \(red2B.ip4), \(routed)/5 replies"
+        )
         let routedLocal = Traffic.ping(from: lab.ns(red2A), to: redA.ip4)
-        check(routedLocal == 5, "Red 5002 reaches Red 5001 on the same host A: ping \(red2A.ip4) -> \(redA.ip4), \(routedLocal)/5 replies")
+        check(
+            routedLocal == 5,
+            "Red 5002 reaches Red 5001 on the same host A: ping \(red2A.ip4) -> \(redA.ip4), \(routedLocal)/5 replies")
 
         let blueBefore = try Traffic.receivedPackets("eth0", in: lab.ns(blueB))
         let redGot = Traffic.ping(from: lab.ns(redA), to: blueB.ip4)
         let blueAfter = try Traffic.receivedPackets("eth0", in: lab.ns(blueB))
-        check(redGot == 5 && blueAfter == blueBefore,
-              "Red never reaches Blue: Red's ping to \(blueB.ip4) was answered by Red's VM (\(redGot)/5); Blue's VM with that address received \(blueAfter - blueBefore) packets")
+        check(
+            redGot == 5 && blueAfter == blueBefore,
+            "Red never reaches Blue: Red's ping to \(blueB.ip4) was answered by Red's VM (\(redGot)/5); Blue's VM with that address received \(blueAfter - blueBefore) packets"
+        )
 
-        let capture = try Capture(in: lab.fabric, interface: "to-a", filter: "ip proto 47 or ip6 proto 47", name: "\(lab.net.prefix)-demo")
+        let capture = try Capture(
+            in: lab.fabric, interface: "to-a", filter: "ip proto 47 or ip6 proto 47", name: "\(lab.net.prefix)-demo")
         _ = Traffic.ping(from: lab.ns(redA), to: redB.ip4, count: 2)
         _ = Traffic.ping(from: lab.ns(blueA), to: blueB.ip4, count: 2)
         let lines = try capture.tcpdumpLines()
         let keys = lines.compactMap(greKey)
         let redKeys = keys.filter { $0 >> 8 == 5001 }.count, blueKeys = keys.filter { $0 >> 8 == 6001 }.count
-        check(redKeys == 4 && blueKeys == 4 && keys.count == 8,
-              "the underlay carries NVGRE: tcpdump on A's bridge port saw \(keys.count) GRE frames, \(redKeys) with VSID 5001 (key 0x1389xx) for Red, \(blueKeys) with VSID 6001 (key 0x1771xx) for Blue")
-        let red = lines.filter { greKey($0).map { $0 >> 8 == 5001 } ?? false }, blue = lines.filter { greKey($0).map { $0 >> 8 == 6001 } ?? false }
+        check(
+            redKeys == 4 && blueKeys == 4 && keys.count == 8,
+            "the underlay carries NVGRE: tcpdump on A's bridge port saw \(keys.count) GRE frames, \(redKeys) with VSID 5001 (key 0x1389xx) for Red, \(blueKeys) with VSID 6001 (key 0x1771xx) for Blue"
+        )
+        let red = lines.filter { greKey($0).map { $0 >> 8 == 5001 } ?? false },
+            blue = lines.filter { greKey($0).map { $0 >> 8 == 6001 } ?? false }
         for line in red.prefix(2) + blue.prefix(2) { print("    " + excerpt(line)) }
 
         try gatewayClaims(lab, check)
@@ -81,18 +98,21 @@ struct Demo: ParsableCommand {
         print(try lab.cli(a, ["stats"]).output.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
         print("\n$ nvgre -n \(lab.ns(DemoPlan.g)) --instance \(lab.instance(DemoPlan.g)) stats    (the gateway's part)")
         let gStats = try lab.cli(DemoPlan.g, ["stats"]).output.split(separator: "\n")
-        if let i = gStats.firstIndex(where: { $0.hasPrefix("gateway:") }) { for line in gStats[i...] { print("    " + line) } }
+        if let i = gStats.firstIndex(where: { $0.hasPrefix("gateway:") }) {
+            for line in gStats[i...] { print("    " + line) }
+        }
 
         if keep {
             lab.keep = true
-            print("""
+            print(
+                """
 
-            Kept for you. Try:
-              ip netns exec \(lab.ns(redA)) ping \(redB.ip4)
-              nvgre -n \(lab.ns(a)) --instance \(lab.instance(a)) show      (the binary is .build/debug/nvgre)
-              ip netns exec \(lab.fabric) tcpdump -n -i to-a     (A's port on the underlay bridge)
-            Remove it all with: make demo-down
-            """)
+                Kept for you. Try:
+                  ip netns exec \(lab.ns(redA)) ping \(redB.ip4)
+                  nvgre -n \(lab.ns(a)) --instance \(lab.instance(a)) show      (the binary is .build/debug/nvgre)
+                  ip netns exec \(lab.fabric) tcpdump -n -i to-a     (A's port on the underlay bridge)
+                Remove it all with: make demo-down
+                """)
         }
         print(failures == 0 ? "\ndemo: every check passed" : "\ndemo: \(failures) check(s) FAILED")
         if failures > 0 { throw ExitCode(1) }
@@ -106,37 +126,62 @@ struct Demo: ParsableCommand {
         let (redB, blueB) = (DemoPlan.vm(DemoPlan.b, "red1"), DemoPlan.vm(DemoPlan.b, "blue1"))
         let (x, ext) = (DemoPlan.x4, DemoPlan.gExternal4)
         print("")
-        let pmtu = try Spawn.run(["/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1472", x.description])
-        check(pmtu.output.contains("mtu = 1458"),
-              "Red VM sends a 1500-byte DF packet to X: told \"fragmentation needed, MTU 1458\" (20 outer IP + 8 GRE + 14 inner Ethernet fit in 1500)")
+        let pmtu = try Spawn.run([
+            "/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1472",
+            x.description
+        ])
+        check(
+            pmtu.output.contains("mtu = 1458"),
+            "Red VM sends a 1500-byte DF packet to X: told \"fragmentation needed, MTU 1458\" (20 outer IP + 8 GRE + 14 inner Ethernet fit in 1500)"
+        )
 
         let fetched = Transfers()
         DispatchQueue.concurrentPerform(iterations: 2) { i in
             let vm = i == 0 ? redA : blueA
-            fetched.set(i, Result { try Traffic.tcpTransfer(from: lab.ns(vm), to: lab.outside, address: x, port: 5201 + UInt16(i), fetch: true) })
+            fetched.set(
+                i,
+                Result {
+                    try Traffic.tcpTransfer(
+                        from: lab.ns(vm), to: lab.outside, address: x, port: 5201 + UInt16(i), fetch: true)
+                })
         }
         for (i, vm) in [redA, blueA].enumerated() {
-            check((try? fetched.get(i).get().ok) == true,
-                  "\(vm.tenant) VM \(vm.ip4) on A fetches 1 MiB from X over TCP through NAT, both tenants at once, full-size segments after PMTU discovery: \(fetched.get(i).text)")
+            check(
+                (try? fetched.get(i).get().ok) == true,
+                "\(vm.tenant) VM \(vm.ip4) on A fetches 1 MiB from X over TCP through NAT, both tenants at once, full-size segments after PMTU discovery: \(fetched.get(i).text)"
+            )
         }
 
-        let add = ["service", "add", "tcp", "\(ext):\(DemoPlan.blueService)", "--domain", "blue", "--to", "\(blueB.ip4):80"]
+        let add = [
+            "service", "add", "tcp", "\(ext):\(DemoPlan.blueService)", "--domain", "blue", "--to", "\(blueB.ip4):80"
+        ]
         print("$ nvgre -n \(lab.ns(DemoPlan.g)) --instance \(lab.instance(DemoPlan.g)) " + add.joined(separator: " "))
         let added = try lab.cli(DemoPlan.g, add)
         for line in added.output.split(separator: "\n") { print("    \(line)") }
         DispatchQueue.concurrentPerform(iterations: 2) { i in
             let (vm, port) = i == 0 ? (redB, DemoPlan.redService) : (blueB, DemoPlan.blueService)
-            fetched.set(i, Result { try Traffic.tcpTransfer(from: lab.outside, to: lab.ns(vm), address: ext, port: port, serverPort: 80) })
+            fetched.set(
+                i,
+                Result {
+                    try Traffic.tcpTransfer(from: lab.outside, to: lab.ns(vm), address: ext, port: port, serverPort: 80)
+                })
         }
         for (i, (vm, port)) in [(redB, DemoPlan.redService), (blueB, DemoPlan.blueService)].enumerated() {
-            check(added.status == 0 && (try? fetched.get(i).get().ok) == true,
-                  "X reaches \(vm.tenant)'s service \(ext):\(port) -> \(vm.ip4):80 on B, 1 MiB over TCP, both at once: \(fetched.get(i).text)")
+            check(
+                added.status == 0 && (try? fetched.get(i).get().ok) == true,
+                "X reaches \(vm.tenant)'s service \(ext):\(port) -> \(vm.ip4):80 on B, 1 MiB over TCP, both at once: \(fetched.get(i).text)"
+            )
         }
         // A tenant reaches another tenant's published service as any client would (hairpin).
-        let hairpin = Result { try Traffic.tcpTransfer(from: lab.ns(blueA), to: lab.ns(redB), address: ext, port: DemoPlan.redService,
-                                                       serverPort: 80, bytes: 65536, timeout: 5) }
-        check((try? hairpin.get().ok) == true,
-              "Blue VM on A reaches Red's published service \(ext):\(DemoPlan.redService) through G like any client (hairpin): \(hairpin.text)")
+        let hairpin = Result {
+            try Traffic.tcpTransfer(
+                from: lab.ns(blueA), to: lab.ns(redB), address: ext, port: DemoPlan.redService,
+                serverPort: 80, bytes: 65536, timeout: 5)
+        }
+        check(
+            (try? hairpin.get().ok) == true,
+            "Blue VM on A reaches Red's published service \(ext):\(DemoPlan.redService) through G like any client (hairpin): \(hairpin.text)"
+        )
         // ...and never the provider network or the gateway itself.
         let infraHosts = [DemoPlan.a, DemoPlan.b, DemoPlan.g]
         let listeners = try infraHosts.map { try Traffic.udpListener(in: lab.ns($0), family: .v4, port: 9100) }
@@ -146,16 +191,20 @@ struct Demo: ParsableCommand {
         }
         let arrived = listeners.map { $0.receive(timeout: 0.5).count }.reduce(0, +)
         let blocked = try dropCount(lab, "to-infrastructure") - blocked0
-        check(arrived == 0 && blocked == infraHosts.count + 1,
-              "Red VM sends UDP to every provider address and G's external address: \(arrived) arrived, \(blocked) dropped at G as to-infrastructure")
+        check(
+            arrived == 0 && blocked == infraHosts.count + 1,
+            "Red VM sends UDP to every provider address and G's external address: \(arrived) arrived, \(blocked) dropped at G as to-infrastructure"
+        )
 
         let g = try lab.cli(DemoPlan.g, ["-j", "stats"])
         let json = (try? JSONSerialization.jsonObject(with: Data(g.output.utf8))) as? [String: Any]
         let gw = (json?["gateway"] as? [String: Any]) ?? [:]
         func n(_ k: String) -> Int { ((gw[k] as? [String: Any])?["packets"] as? Int) ?? (gw[k] as? Int) ?? 0 }
         let userspace = n("userspace-out") + n("userspace-in"), offloaded = n("offloaded-out") + n("offloaded-in")
-        check(n("flows-offloaded") >= 4 && offloaded > 10 * userspace,
-              "established flows run in XDP on G: \(n("flows-offloaded")) flows offloaded, \(offloaded) packets translated by XDP, \(userspace) by the gateway process")
+        check(
+            n("flows-offloaded") >= 4 && offloaded > 10 * userspace,
+            "established flows run in XDP on G: \(n("flows-offloaded")) flows offloaded, \(offloaded) packets translated by XDP, \(userspace) by the gateway process"
+        )
     }
 
     /// A drop counter of G, from `nvgre -j stats`.
@@ -167,9 +216,10 @@ struct Demo: ParsableCommand {
 
     /// The command line as a user would type it (binary name only).
     private func shown(_ argv: [String]) -> String {
-        ([URL(fileURLWithPath: argv[0]).lastPathComponent] + argv.dropFirst().map { arg in
-            arg.hasPrefix(DemoLab.examples) ? "examples/demo" + arg.dropFirst(DemoLab.examples.count) : arg
-        }).joined(separator: " ")
+        ([URL(fileURLWithPath: argv[0]).lastPathComponent]
+            + argv.dropFirst().map { arg in
+                arg.hasPrefix(DemoLab.examples) ? "examples/demo" + arg.dropFirst(DemoLab.examples.count) : arg
+            }).joined(separator: " ")
     }
 
     /// tcpdump's "key=0x13890a" read independently of our decoder.
@@ -198,9 +248,14 @@ extension Result where Success == Traffic.Transfer {
 final class Transfers: @unchecked Sendable {
     private var results: [Int: Result<Traffic.Transfer, Error>] = [:]
     private let lock = NSLock()
-    func set(_ i: Int, _ r: Result<Traffic.Transfer, Error>) { lock.lock(); results[i] = r; lock.unlock() }
+    func set(_ i: Int, _ r: Result<Traffic.Transfer, Error>) {
+        lock.lock()
+        results[i] = r
+        lock.unlock()
+    }
     func get(_ i: Int) -> Result<Traffic.Transfer, Error> {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         return results[i] ?? .failure(ShellErrorText("no result"))
     }
 }

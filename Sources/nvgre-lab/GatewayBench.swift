@@ -49,9 +49,11 @@ final class GatewayBenchHost {
         gatewayDomains: [{routingDomain: red, mode: nat}]
 
         """.write(toFile: policyFile, atomically: false, encoding: .utf8)
-        let up = try Spawn.run([nvgre, "-n", g, "--instance", instance, "up", "--uplink", "ul", "--policy", policyFile,
-                                 // The bench measures the gateway process itself, not one domain's share of it.
-                                 "--exception-rate", "0"])
+        let up = try Spawn.run([
+            nvgre, "-n", g, "--instance", instance, "up", "--uplink", "ul", "--policy", policyFile,
+            // The bench measures the gateway process itself, not one domain's share of it.
+            "--exception-rate", "0"
+        ])
         guard up.status == 0 else {
             unlink(policyFile)
             throw ShellErrorText("nvgre up on the benchmark's gateway failed: \(up.output)")
@@ -60,8 +62,9 @@ final class GatewayBenchHost {
             maps = try DatapathMaps(pinDirectory: "/sys/fs/bpf/\(instance)")
             // Opening TCP flows expire after a second, so that each trial of new flows finds
             // the external ports free again; the UDP flow of the Mpps rows stays.
-            gateway = try Spawn.start([nvgre, "-n", g, "--instance", instance, "gateway", "--tcp-transitory", "1", "--udp", "3600"],
-                                      output: log, detached: false)
+            gateway = try Spawn.start(
+                [nvgre, "-n", g, "--instance", instance, "gateway", "--tcp-transitory", "1", "--udp", "3600"],
+                output: log, detached: false)
             try Spawn.waitForOutput(log, containing: "handling exceptions", what: "the benchmark's gateway")
         } catch {
             Self.tearDown(nvgre: nvgre, instance: instance, gateway: gateway, files: [policyFile, log])  // nothing left behind
@@ -81,15 +84,18 @@ final class GatewayBenchHost {
 
     /// A customer frame from Red's VM as host B encapsulates it toward G.
     func fromTenant(_ inner: [UInt8], sport: UInt16, dport: UInt16, proto: UInt8) -> [UInt8] {
-        NVGRE.encapsulate(inner: inner, vsid: Self.vsid,
-                          hash: FlowHash(src: BenchPlan.vm1.ip4, dst: Self.x, protocol: proto, sport: sport, dport: dport),
-                          outerSrcMAC: BenchPlan.peerMAC, outerDstMAC: ulMAC, srcPA: BenchPlan.paB, dstPA: BenchPlan.paA)
+        NVGRE.encapsulate(
+            inner: inner, vsid: Self.vsid,
+            hash: FlowHash(src: BenchPlan.vm1.ip4, dst: Self.x, protocol: proto, sport: sport, dport: dport),
+            outerSrcMAC: BenchPlan.peerMAC, outerDstMAC: ulMAC, srcPA: BenchPlan.paB, dstPA: BenchPlan.paA)
     }
 
     /// The benchmarks' UDP flow from the VM (port 1000) to X (port 2000), encapsulated.
     var outboundUDP: [UInt8] {
-        fromTenant(BenchFrames.udp(srcMAC: BenchPlan.vm1.mac, dstMAC: "02:00:00:00:fe:01", src: BenchPlan.vm1.ip4, dst: Self.x),
-                   sport: 1000, dport: 2000, proto: IPProtocol.udp.rawValue)
+        fromTenant(
+            BenchFrames.udp(
+                srcMAC: BenchPlan.vm1.mac, dstMAC: "02:00:00:00:fe:01", src: BenchPlan.vm1.ip4, dst: Self.x),
+            sport: 1000, dport: 2000, proto: IPProtocol.udp.rawValue)
     }
 
     /// X's answer to the external address and the port the gateway gave the flow.
@@ -100,8 +106,11 @@ final class GatewayBenchHost {
     /// A TCP SYN from the VM's port `sport` to X's port 80: a new flow each.
     func syn(sport: UInt16) -> [UInt8] {
         let vm = BenchPlan.vm1.ip4
-        let inner = Ethernet.frame(dst: "02:00:00:00:fe:01", src: BenchPlan.vm1.mac, type: .ipv4, payload: IPPacket.build(
-            src: vm, dst: Self.x, proto: IPProtocol.tcp.rawValue, payload: TCP.segment(src: vm, dst: Self.x, sport: sport, dport: 80)))
+        let inner = Ethernet.frame(
+            dst: "02:00:00:00:fe:01", src: BenchPlan.vm1.mac, type: .ipv4,
+            payload: IPPacket.build(
+                src: vm, dst: Self.x, proto: IPProtocol.tcp.rawValue,
+                payload: TCP.segment(src: vm, dst: Self.x, sport: sport, dport: 80)))
         return fromTenant(inner, sport: sport, dport: 80, proto: IPProtocol.tcp.rawValue)
     }
 
@@ -109,8 +118,10 @@ final class GatewayBenchHost {
     /// reads it from the ring, parses it and counts it, and sets up nothing.
     var unsupported: [UInt8] {
         let vm = BenchPlan.vm1.ip4
-        let inner = Ethernet.frame(dst: "02:00:00:00:fe:01", src: BenchPlan.vm1.mac, type: .ipv4, payload: IPPacket.build(
-            src: vm, dst: Self.x, proto: 132, payload: [UInt8](repeating: 0, count: 20)))
+        let inner = Ethernet.frame(
+            dst: "02:00:00:00:fe:01", src: BenchPlan.vm1.mac, type: .ipv4,
+            payload: IPPacket.build(
+                src: vm, dst: Self.x, proto: 132, payload: [UInt8](repeating: 0, count: 20)))
         return fromTenant(inner, sport: 0, dport: 0, proto: 132)
     }
 
@@ -124,7 +135,8 @@ final class GatewayBenchHost {
             maps.natOut.keys().compactMap { maps.natOut.lookup($0) }.map { NATFlow($0) }
                 .first { $0.proto == IPProtocol.udp.rawValue && $0.caPort == 1000 && $0.remotePort == 2000 }
         }
-        _ = try live.send(inboundUDP(extPort: flow.extPort), namespace: ns.x, interface: "eth0", cpus: [0], countPerCPU: 1)
+        _ = try live.send(
+            inboundUDP(extPort: flow.extPort), namespace: ns.x, interface: "eth0", cpus: [0], countPerCPU: 1)
         _ = try waitFor("the gateway to offload the benchmark's UDP flow") {
             maps.natIn.lookup(flow.inKey)?.natFlags.contains(.offloaded) == true ? true : nil
         }
@@ -143,12 +155,16 @@ final class GatewayBenchHost {
     // MARK: rows
 
     var natOut: LiveBench.Path {
-        .init(name: "nvgre NAT out, offloaded (decap + NAT)", frame: outboundUDP, from: (ns.f, "fab"), sink: (ns.x, "eth0"), restore: true)
+        .init(
+            name: "nvgre NAT out, offloaded (decap + NAT)", frame: outboundUDP, from: (ns.f, "fab"),
+            sink: (ns.x, "eth0"), restore: true)
     }
 
     func natIn(extPort: UInt16) -> LiveBench.Path {
-        .init(name: "nvgre NAT in, offloaded (NAT + encap)", frame: inboundUDP(extPort: extPort), from: (ns.x, "eth0"), sink: (ns.f, "fab"),
-              restore: true)
+        .init(
+            name: "nvgre NAT in, offloaded (NAT + encap)", frame: inboundUDP(extPort: extPort), from: (ns.x, "eth0"),
+            sink: (ns.f, "fab"),
+            restore: true)
     }
 
     /// Sends `count` frames (`frame(i)`) one by one from the fabric side as fast as the
@@ -157,8 +173,10 @@ final class GatewayBenchHost {
     /// Returns events per second (from the first send to the last change seen), with the
     /// raw figures. Frames beyond what the ring holds are dropped there (counted), so the
     /// rate is the process's own, not the sender's.
-    func userspaceRate(_ live: LiveTraffic, count: Int, counting counter: nv_gw_counter,
-                       frame: (Int) -> [UInt8]) throws -> (perSecond: Double, details: [String: Double]) {
+    func userspaceRate(
+        _ live: LiveTraffic, count: Int, counting counter: nv_gw_counter,
+        frame: (Int) -> [UInt8]
+    ) throws -> (perSecond: Double, details: [String: Double]) {
         let frames = (0..<count).map(frame)
         let before = maps.gatewayCount(counter).packets
         let ringFullBefore = maps.dropCount(NV_DROP_EXCEPTION_RING_FULL).packets
@@ -178,8 +196,13 @@ final class GatewayBenchHost {
             usleep(1000)
         }
         let done = Double(last - before), seconds = max(lastChange - t0, 1e-6)
-        return (done / seconds, ["framesSent": Double(count), "handled": done, "seconds": seconds, "sendSeconds": sent,
-                                 "ringFullDrops": Double(maps.dropCount(NV_DROP_EXCEPTION_RING_FULL).packets - ringFullBefore)])
+        return (
+            done / seconds,
+            [
+                "framesSent": Double(count), "handled": done, "seconds": seconds, "sendSeconds": sent,
+                "ringFullDrops": Double(maps.dropCount(NV_DROP_EXCEPTION_RING_FULL).packets - ringFullBefore)
+            ]
+        )
     }
 
     /// Waits until the TCP flows of a trial expired (their ports free again).
@@ -207,7 +230,9 @@ struct GatewayBench {
     static let exceptionBaseline = "baseline: exceptions handled by the gateway process, no flow set up (frames/s)"
 
     /// The flow-setup rows, then the Mpps rows on each core set, `baseline` first.
-    func run(_ net: LabNetwork, coreSets: [[Int]], baseline: LiveBench.Path) throws -> (rows: [BenchRow], paths: [LiveBench.Path]) {
+    func run(_ net: LabNetwork, coreSets: [[Int]], baseline: LiveBench.Path) throws -> (
+        rows: [BenchRow], paths: [LiveBench.Path]
+    ) {
         let host = try GatewayBenchHost(net, queues: coreSets.last?.count ?? 1)
         defer { host.down() }
         let extPort = try host.offloadedUDPFlow(live)
@@ -220,8 +245,12 @@ struct GatewayBench {
         var flows: [(Double, [String: Double])] = [], exceptions: [(Double, [String: Double])] = []
         for _ in 0..<trials {
             let unsupported = host.unsupported
-            exceptions.append(try host.userspaceRate(live, count: n, counting: NV_GW_DROP_UNSUPPORTED) { _ in unsupported })
-            flows.append(try host.userspaceRate(live, count: n, counting: NV_GW_FLOWS_CREATED) { host.syn(sport: UInt16(10000 + $0)) })
+            exceptions.append(
+                try host.userspaceRate(live, count: n, counting: NV_GW_DROP_UNSUPPORTED) { _ in unsupported })
+            flows.append(
+                try host.userspaceRate(live, count: n, counting: NV_GW_FLOWS_CREATED) {
+                    host.syn(sport: UInt16(10000 + $0))
+                })
             try host.waitForFlowsToExpire(keeping: kept)
         }
         for (name, runs) in [(Self.exceptionBaseline, exceptions), (Self.newFlows, flows)] {

@@ -33,7 +33,8 @@ struct LiveBench {
 
     func attachSink(_ path: Path) throws {
         try NetworkNamespace.run(in: path.sink.ns) {
-            try attachXDPToInterface(programFD: live.sinkProgramFD, name: "nv_bench_sink", ifindex: try interfaceIndex(path.sink.interface))
+            try attachXDPToInterface(
+                programFD: live.sinkProgramFD, name: "nv_bench_sink", ifindex: try interfaceIndex(path.sink.interface))
         }
     }
 
@@ -42,11 +43,15 @@ struct LiveBench {
         try attachSink(path)
         live.setSpread(path.spread)
         live.setRestore(path.restore ? path.frame : nil)
-        defer { live.setSpread(nil); live.setRestore(nil) }
+        defer {
+            live.setSpread(nil)
+            live.setRestore(nil)
+        }
         func trial(perCPU: UInt32) throws -> (mpps: Double, delivered: UInt64, seconds: Double) {
             try live.resetSink()
-            let seconds = try live.send(path.frame, namespace: path.from.ns, interface: path.from.interface,
-                                        cpus: cpus, countPerCPU: perCPU)
+            let seconds = try live.send(
+                path.frame, namespace: path.from.ns, interface: path.from.interface,
+                cpus: cpus, countPerCPU: perCPU)
             let delivered = live.sinkCount
             return (Double(delivered) / seconds / 1e6, delivered, seconds)
         }
@@ -56,16 +61,19 @@ struct LiveBench {
         let mpps = runs.map(\.mpps).sorted()[runs.count / 2]
         let sent = Double(perCPU) * Double(cpus.count)
         let delivered = runs.map { Double($0.delivered) }.sorted()[runs.count / 2]
-        var details: [String: Double] = ["cores": Double(cpus.count), "framesSentPerTrial": sent,
-                                         "framesDeliveredMedian": delivered, "deliveredFraction": delivered / sent,
-                                         "minMpps": runs.map(\.mpps).min()!, "maxMpps": runs.map(\.mpps).max()!]
+        var details: [String: Double] = [
+            "cores": Double(cpus.count), "framesSentPerTrial": sent,
+            "framesDeliveredMedian": delivered, "deliveredFraction": delivered / sent,
+            "minMpps": runs.map(\.mpps).min()!, "maxMpps": runs.map(\.mpps).max()!
+        ]
         for (i, r) in runs.enumerated() { details["trial\(i + 1)Mpps"] = r.mpps }
         let cores = cpus.count == 1 ? "1 core" : "\(cpus.count) cores"
         let name = "\(path.name), \(cores)"
         if let dir = perfDirectory, cpus.count == 1 {
             let file = dir + "/" + name.map { $0.isLetter || $0.isNumber ? $0 : "-" } + ".perf.data"
             let log = NSTemporaryDirectory() + "perf-record.log"
-            let perf = try Spawn.start(["/usr/bin/perf", "record", "-a", "-g", "-o", file], output: log, detached: false)
+            let perf = try Spawn.start(
+                ["/usr/bin/perf", "record", "-a", "-g", "-o", file], output: log, detached: false)
             usleep(500_000)
             _ = try trial(perCPU: UInt32(min(Double(perCPU) * 2 / trialSeconds, 50_000_000)))
             Spawn.stop(perf, within: 30)
@@ -78,16 +86,25 @@ struct LiveBench {
 /// The UDP frames of the benchmarks: 64 bytes on the wire, that is 60 in memory plus the
 /// FCS (IPv6 headers alone take 62).
 enum BenchFrames {
-    static func udp(srcMAC: MACAddress, dstMAC: MACAddress, src: IPAddress, dst: IPAddress, sport: UInt16 = 1000, dport: UInt16 = 2000) -> [UInt8] {
+    static func udp(
+        srcMAC: MACAddress, dstMAC: MACAddress, src: IPAddress, dst: IPAddress, sport: UInt16 = 1000,
+        dport: UInt16 = 2000
+    ) -> [UInt8] {
         let headers = 14 + (src.family == .v4 ? 20 : 40) + 8
-        return Ethernet.frame(dst: dstMAC, src: srcMAC, type: src.family == .v4 ? .ipv4 : .ipv6, payload: IPPacket.build(
-            src: src, dst: dst, proto: IPProtocol.udp.rawValue,
-            payload: UDP.datagram(src: src, dst: dst, sport: sport, dport: dport, payload: [UInt8](repeating: 0, count: max(0, 60 - headers)))))
+        return Ethernet.frame(
+            dst: dstMAC, src: srcMAC, type: src.family == .v4 ? .ipv4 : .ipv6,
+            payload: IPPacket.build(
+                src: src, dst: dst, proto: IPProtocol.udp.rawValue,
+                payload: UDP.datagram(
+                    src: src, dst: dst, sport: sport, dport: dport,
+                    payload: [UInt8](repeating: 0, count: max(0, 60 - headers)))))
     }
 
     /// The benchmarks' customer flow: vm1 (on the host under test) to vm2 (behind host B),
     /// and its reply.
-    static let outbound = udp(srcMAC: BenchPlan.vm1.mac, dstMAC: BenchPlan.vm2.mac, src: BenchPlan.vm1.ip4, dst: BenchPlan.vm2.ip4)
-    static let inbound = udp(srcMAC: BenchPlan.vm2.mac, dstMAC: BenchPlan.vm1.mac, src: BenchPlan.vm2.ip4, dst: BenchPlan.vm1.ip4,
-                             sport: 2000, dport: 1000)
+    static let outbound = udp(
+        srcMAC: BenchPlan.vm1.mac, dstMAC: BenchPlan.vm2.mac, src: BenchPlan.vm1.ip4, dst: BenchPlan.vm2.ip4)
+    static let inbound = udp(
+        srcMAC: BenchPlan.vm2.mac, dstMAC: BenchPlan.vm1.mac, src: BenchPlan.vm2.ip4, dst: BenchPlan.vm1.ip4,
+        sport: 2000, dport: 1000)
 }

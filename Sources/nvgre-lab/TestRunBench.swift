@@ -37,16 +37,26 @@ struct TestRunBench {
         }
         try dp.config.update(0, nv_config(uplinkIfindex: ul, pa4: paA, pa6: nil))
         try dp.localPAs.update(nv_pa_key(paA), 1)
-        try dp.subnets.update(5001, nv_subnet(routingDomain: 1, statsSlot: 1, gatewayMAC: TwoHostLab.gatewayMAC, gateway4: "198.19.1.254"))
-        try dp.subnets.update(5002, nv_subnet(routingDomain: 1, statsSlot: 2, gatewayMAC: "02:00:00:00:ff:02", gateway4: "198.19.2.254"))
-        try dp.routes.update(nv_route_key(rdid: 1, prefix: "198.19.1.0", prefixLength: 24), nv_route_val(vsid: 5001, kind: NV_ROUTE_SUBNET))
-        try dp.routes.update(nv_route_key(rdid: 1, prefix: "198.19.2.0", prefixLength: 24), nv_route_val(vsid: 5002, kind: NV_ROUTE_SUBNET))
+        try dp.subnets.update(
+            5001, nv_subnet(routingDomain: 1, statsSlot: 1, gatewayMAC: TwoHostLab.gatewayMAC, gateway4: "198.19.1.254")
+        )
+        try dp.subnets.update(
+            5002, nv_subnet(routingDomain: 1, statsSlot: 2, gatewayMAC: "02:00:00:00:ff:02", gateway4: "198.19.2.254"))
+        try dp.routes.update(
+            nv_route_key(rdid: 1, prefix: "198.19.1.0", prefixLength: 24),
+            nv_route_val(vsid: 5001, kind: NV_ROUTE_SUBNET))
+        try dp.routes.update(
+            nv_route_key(rdid: 1, prefix: "198.19.2.0", prefixLength: 24),
+            nv_route_val(vsid: 5002, kind: NV_ROUTE_SUBNET))
         try dp.ports.update(p1, nv_port(vsid: 5001, mac: vm1.mac))
         try dp.portAddresses.update(nv_port_ca_key(ifindex: p1, ca: vm1.ip4), 1)
-        try dp.lookups.update(nv_lookup_key(vsid: 5001, ca: vm1.ip4), nv_lookup_val(pa: paA, mac: vm1.mac, portIfindex: p1))
-        try dp.lookups.update(nv_lookup_key(vsid: 5001, ca: vm2.ip4), nv_lookup_val(pa: paA, mac: vm2.mac, portIfindex: p2))
+        try dp.lookups.update(
+            nv_lookup_key(vsid: 5001, ca: vm1.ip4), nv_lookup_val(pa: paA, mac: vm1.mac, portIfindex: p1))
+        try dp.lookups.update(
+            nv_lookup_key(vsid: 5001, ca: vm2.ip4), nv_lookup_val(pa: paA, mac: vm2.mac, portIfindex: p2))
         try dp.lookups.update(nv_lookup_key(vsid: 5001, ca: remote.ip4), nv_lookup_val(pa: paB, mac: remote.mac))
-        try dp.lookups.update(nv_lookup_key(vsid: 5002, ca: routedRemote.ip4), nv_lookup_val(pa: paB, mac: routedRemote.mac))
+        try dp.lookups.update(
+            nv_lookup_key(vsid: 5002, ca: routedRemote.ip4), nv_lookup_val(pa: paB, mac: routedRemote.mac))
 
         func udp(_ s: LabVM, to dst: IPAddress, mac: MACAddress) -> [UInt8] {
             BenchFrames.udp(srcMAC: s.mac, dstMAC: mac, src: s.ip4, dst: dst)
@@ -55,11 +65,15 @@ struct TestRunBench {
         let toLocal = udp(vm1, to: vm2.ip4, mac: vm2.mac)
         let routed = udp(vm1, to: routedRemote.ip4, mac: TwoHostLab.gatewayMAC)
         let toUnknown = udp(vm1, to: unknown, mac: "02:00:00:00:01:77")
-        let arpRequest = Ethernet.frame(dst: .broadcast, src: vm1.mac, type: .arp, payload: ARP.packet(
-            op: 1, senderMAC: vm1.mac, senderIP: vm1.ip4, targetMAC: MACAddress([0, 0, 0, 0, 0, 0]), targetIP: remote.ip4))
-        let fromRemote = NVGRE.encapsulate(inner: udp(remote, to: vm1.ip4, mac: vm1.mac), vsid: 5001,
-                                           hash: FlowHash(src: remote.ip4, dst: vm1.ip4, protocol: 17, sport: 1000, dport: 2000),
-                                           outerSrcMAC: peerMAC, outerDstMAC: ulMAC, srcPA: paB, dstPA: paA)
+        let arpRequest = Ethernet.frame(
+            dst: .broadcast, src: vm1.mac, type: .arp,
+            payload: ARP.packet(
+                op: 1, senderMAC: vm1.mac, senderIP: vm1.ip4, targetMAC: MACAddress([0, 0, 0, 0, 0, 0]),
+                targetIP: remote.ip4))
+        let fromRemote = NVGRE.encapsulate(
+            inner: udp(remote, to: vm1.ip4, mac: vm1.mac), vsid: 5001,
+            hash: FlowHash(src: remote.ip4, dst: vm1.ip4, protocol: 17, sport: 1000, dport: 2000),
+            outerSrcMAC: peerMAC, outerDstMAC: ulMAC, srcPA: paB, dstPA: paA)
 
         let rows: [(String, Program, [UInt8], UInt32, UInt32)] = [
             ("bare XDP_PASS", .barePass, toRemote, p1, XDP_PASS.rawValue),
@@ -69,7 +83,7 @@ struct TestRunBench {
             ("local switch (from VM)", .fromVM, toLocal, p1, XDP_REDIRECT.rawValue),
             ("routed 5001->5002, encap", .fromVM, routed, p1, XDP_REDIRECT.rawValue),
             ("ARP reply (from VM)", .fromVM, arpRequest, p1, XDP_TX.rawValue),
-            ("exception to userspace (no record)", .fromVM, toUnknown, p1, XDP_DROP.rawValue),
+            ("exception to userspace (no record)", .fromVM, toUnknown, p1, XDP_DROP.rawValue)
         ]
         // The exception row fills the ring: drain it between blocks, as an agent would.
         let channel = try ExceptionChannel(datapath: dp)
@@ -96,16 +110,22 @@ struct TestRunBench {
         let drops = nv_drop_reason.allCases.reduce(UInt64(0)) { sum, reason in
             sum + dp.maps.dropCount(reason).packets
         }
-        guard drops == 0 else { throw ShellErrorText("the program-cost runs dropped \(drops) frames; the rows would not measure what they name") }
+        guard drops == 0 else {
+            throw ShellErrorText(
+                "the program-cost runs dropped \(drops) frames; the rows would not measure what they name")
+        }
         let exceptions = channel.received.values.reduce(0, +)
         guard exceptions == samplesByRow[7].count + block else {
             throw ShellErrorText("\(exceptions) exceptions reached the ring, expected \(samplesByRow[7].count + block)")
         }
         return rows.enumerated().map { i, row in
             let sorted = samplesByRow[i].sorted()
-            return .cost(section, row.0, ns: Double(sorted[sorted.count / 2]),
-                         details: ["samples": Double(sorted.count), "p10": Double(sorted[sorted.count / 10]),
-                                   "p90": Double(sorted[sorted.count * 9 / 10])])
+            return .cost(
+                section, row.0, ns: Double(sorted[sorted.count / 2]),
+                details: [
+                    "samples": Double(sorted.count), "p10": Double(sorted[sorted.count / 10]),
+                    "p90": Double(sorted[sorted.count * 9 / 10])
+                ])
         }
     }
 }

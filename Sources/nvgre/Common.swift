@@ -8,10 +8,14 @@ import NvgreWire
 
 /// Options every command takes.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Instance name: pins in /sys/fs/bpf/NAME, state in /run/nvgre/NAME.", valueName: "name"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Instance name: pins in /sys/fs/bpf/NAME, state in /run/nvgre/NAME.", valueName: "name"))
     var instance: String = ProcessInfo.processInfo.environment["NVGRE_INSTANCE"] ?? "nvgre"
 
-    @Option(name: [.customShort("n"), .long], help: ArgumentHelp("Run in this network namespace (as `ip -n`).", valueName: "netns"))
+    @Option(
+        name: [.customShort("n"), .long],
+        help: ArgumentHelp("Run in this network namespace (as `ip -n`).", valueName: "netns"))
     var netns: String?
 
     @Flag(name: [.customShort("j"), .long], help: "JSON output for machines.")
@@ -42,7 +46,9 @@ extension NvgreCommand {
         do {
             try execute()
         } catch let e as PolicyErrors {
-            printError(e.errors.count == 1 ? "\(e)" : "\(e.errors.count) problems:\n" + e.errors.map { "  \($0)" }.joined(separator: "\n"))
+            printError(
+                e.errors.count == 1
+                    ? "\(e)" : "\(e.errors.count) problems:\n" + e.errors.map { "  \($0)" }.joined(separator: "\n"))
             throw ExitCode(2)
         } catch let e as ExitCode {
             throw e
@@ -59,14 +65,17 @@ func printError(_ message: String) {
 
 /// The layers below the CLI name what is wrong by the model's field names; the user typed
 /// options, so their errors are given back under the option's name.
-let optionNames = ["instance": "--instance", "uplink": "--uplink", "port": "--port", "dst": "--dst", "src": "--src",
-                   "vsid": "--vsid", "outerSource": "--outer-src"]
+let optionNames = [
+    "instance": "--instance", "uplink": "--uplink", "port": "--port", "dst": "--dst", "src": "--src",
+    "vsid": "--vsid", "outerSource": "--outer-src"
+]
 
 func asOptions<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
     } catch let e as PolicyErrors {
-        throw PolicyErrors(errors: e.errors.map { PolicyError(optionNames[$0.field] ?? $0.field, $0.value, $0.allowed) })
+        throw PolicyErrors(
+            errors: e.errors.map { PolicyError(optionNames[$0.field] ?? $0.field, $0.value, $0.allowed) })
     }
 }
 
@@ -84,12 +93,16 @@ func parseVSID(_ s: String, _ field: String) throws -> UInt32 {
 }
 
 func parseAddress(_ s: String, _ field: String) throws -> IPAddress {
-    guard let a = IPAddress(parsing: s) else { throw fieldError(field, s, "an IPv4 address (198.19.1.1) or an IPv6 address (2001:db8::1)") }
+    guard let a = IPAddress(parsing: s) else {
+        throw fieldError(field, s, "an IPv4 address (198.19.1.1) or an IPv6 address (2001:db8::1)")
+    }
     return a
 }
 
 func parsePrefix(_ s: String, _ field: String) throws -> IPPrefix {
-    guard let p = IPPrefix(parsing: s) else { throw fieldError(field, s, "a prefix such as 198.19.1.0/24 or 2001:db8:19:1::/64") }
+    guard let p = IPPrefix(parsing: s) else {
+        throw fieldError(field, s, "a prefix such as 198.19.1.0/24 or 2001:db8:19:1::/64")
+    }
     return p
 }
 
@@ -99,7 +112,9 @@ func parseMAC(_ s: String, _ field: String) throws -> MACAddress {
 }
 
 func parseNumber(_ s: String, _ field: String, _ range: ClosedRange<UInt32>) throws -> UInt32 {
-    guard let v = UInt32(s), range.contains(v) else { throw fieldError(field, s, "a whole number from \(range.lowerBound) to \(range.upperBound)") }
+    guard let v = UInt32(s), range.contains(v) else {
+        throw fieldError(field, s, "a whole number from \(range.lowerBound) to \(range.upperBound)")
+    }
     return v
 }
 

@@ -9,7 +9,8 @@ import NvgrePolicy
 struct GatewayCommand: NvgreCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
-        abstract: "Run a gateway host's userspace path: NAT for the served routing domains, published services, and what `nvgre agent` does.",
+        abstract:
+            "Run a gateway host's userspace path: NAT for the served routing domains, published services, and what `nvgre agent` does.",
         discussion: """
             A flow's first packets are translated here; once established (TCP: the initiator's ACK of the SYN+ACK; UDP and ICMP echo: an answer) it is offloaded to XDP both ways. Idle flows expire: established TCP after --tcp-established seconds, other TCP (opening, or after FIN/RST) after --tcp-transitory, UDP after --udp, ICMP echo after --icmp. Stopping this process does not stop offloaded flows; a new one finds them in the maps. Counters: `nvgre stats`.
             """)
@@ -19,7 +20,10 @@ struct GatewayCommand: NvgreCommand {
     @Option(help: "Idle seconds before an opening or closing TCP flow expires.") var tcpTransitory = "240"
     @Option(help: "Idle seconds before a UDP flow expires.") var udp = "300"
     @Option(help: "Idle seconds before an ICMP echo flow expires.") var icmp = "60"
-    @Flag(help: "Log each flow as it is created, offloaded and expired (off: at many flows a second the log would cost more than the flows; the counters count them either way).")
+    @Flag(
+        help:
+            "Log each flow as it is created, offloaded and expired (off: at many flows a second the log would cost more than the flows; the counters count them either way)."
+    )
     var logFlows = false
 
     func execute() throws {
@@ -31,12 +35,14 @@ struct GatewayCommand: NvgreCommand {
         let instance = try global.openInstance()
         let policy = try instance.livePolicy()
         guard !policy.externalAddresses.isEmpty, !policy.gatewayDomains.isEmpty else {
-            throw ControlError("instance \(instance.name) is not a gateway: its policy has no externalAddresses or gatewayDomains",
-                               hint: "apply a policy with them (see examples/demo/host-g.yaml), then start the gateway")
+            throw ControlError(
+                "instance \(instance.name) is not a gateway: its policy has no externalAddresses or gatewayDomains",
+                hint: "apply a policy with them (see examples/demo/host-g.yaml), then start the gateway")
         }
         let icmpLimit = ICMPRateLimit()  // one for the whole process
-        let gateway = try Gateway(maps: instance.maps, externalAddresses: policy.externalAddresses, timeouts: t, icmpLimit: icmpLimit,
-                                  natShares: policy.natShares)
+        let gateway = try Gateway(
+            maps: instance.maps, externalAddresses: policy.externalAddresses, timeouts: t, icmpLimit: icmpLimit,
+            natShares: policy.natShares)
         let logFlows = logFlows
         gateway.onEvent = { event in
             switch event {

@@ -20,7 +20,10 @@ enum JSON {
         let pad = String(repeating: "  ", count: indent + 1), end = String(repeating: "  ", count: indent)
         switch self {
         case let .object(fields):
-            if fields.isEmpty { out += "{}"; return }
+            if fields.isEmpty {
+                out += "{}"
+                return
+            }
             out += "{\n"
             for (i, (k, v)) in fields.enumerated() {
                 out += pad + quote(k) + ": "
@@ -29,9 +32,16 @@ enum JSON {
             }
             out += end + "}"
         case let .array(items):
-            if items.isEmpty { out += "[]"; return }
+            if items.isEmpty {
+                out += "[]"
+                return
+            }
             // Arrays of scalars stay on one line.
-            if items.allSatisfy({ if case .object = $0 { return false }; if case .array = $0 { return false }; return true }) {
+            if items.allSatisfy({
+                if case .object = $0 { return false }
+                if case .array = $0 { return false }
+                return true
+            }) {
                 out += "[" + items.map { $0.rendered() }.joined(separator: ", ") + "]"
                 return
             }

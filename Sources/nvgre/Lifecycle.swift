@@ -7,20 +7,36 @@ import NvgrePolicy
 struct Up: NvgreCommand {
     static let configuration = CommandConfiguration(
         abstract: "Load the data path, pin it, and attach the fabric program to the uplink.",
-        discussion: "VM ports are attached as they are added (port add, or apply). Native XDP is tried first, generic where the driver refuses, unless --xdp-mode says otherwise.")
+        discussion:
+            "VM ports are attached as they are added (port add, or apply). Native XDP is tried first, generic where the driver refuses, unless --xdp-mode says otherwise."
+    )
 
     @OptionGroup var global: GlobalOptions
     @Option(help: ArgumentHelp("The interface on the provider network.", valueName: "iface")) var uplink: String
-    @Option(help: ArgumentHelp("auto (native, else generic), native or generic.", valueName: "mode")) var xdpMode = "auto"
-    @Flag(help: "Honour `ip rule` policy routing for the underlay (about 200 ns more per encapsulated packet).") var fibRules = false
-    @Option(help: ArgumentHelp("Each routing domain's share of the exception path: at most this many frames a second handed to userspace, the rest dropped and counted (exception-throttled); 0: no limit.", valueName: "n")) var exceptionRate: String?
-    @Option(help: ArgumentHelp("The burst of frames a routing domain may hand to userspace at once.", valueName: "n")) var exceptionBurst: String?
-    @Option(help: ArgumentHelp("Each VM port's share of the exception path, within its domain's (frames a second; 0: no limit per port).", valueName: "n")) var portExceptionRate: String?
-    @Option(help: ArgumentHelp("The burst of frames a VM port may hand to userspace at once.", valueName: "n")) var portExceptionBurst: String?
+    @Option(help: ArgumentHelp("auto (native, else generic), native or generic.", valueName: "mode")) var xdpMode =
+        "auto"
+    @Flag(help: "Honour `ip rule` policy routing for the underlay (about 200 ns more per encapsulated packet).")
+    var fibRules = false
+    @Option(
+        help: ArgumentHelp(
+            "Each routing domain's share of the exception path: at most this many frames a second handed to userspace, the rest dropped and counted (exception-throttled); 0: no limit.",
+            valueName: "n")) var exceptionRate: String?
+    @Option(help: ArgumentHelp("The burst of frames a routing domain may hand to userspace at once.", valueName: "n"))
+    var exceptionBurst: String?
+    @Option(
+        help: ArgumentHelp(
+            "Each VM port's share of the exception path, within its domain's (frames a second; 0: no limit per port).",
+            valueName: "n")) var portExceptionRate: String?
+    @Option(help: ArgumentHelp("The burst of frames a VM port may hand to userspace at once.", valueName: "n"))
+    var portExceptionBurst: String?
     @Option(help: ArgumentHelp("Capacity of the lookup record map.", valueName: "n")) var maxLookups: String?
-    @Option(help: ArgumentHelp("Capacity of the subnet map (and counter slots).", valueName: "n")) var maxSubnets: String?
+    @Option(help: ArgumentHelp("Capacity of the subnet map (and counter slots).", valueName: "n")) var maxSubnets:
+        String?
     @Option(help: ArgumentHelp("Capacity of the port map.", valueName: "n")) var maxPorts: String?
-    @Option(help: ArgumentHelp("Apply this policy file once up (all or nothing: on failure the instance is taken down). Repeat it to apply several files as one policy.", valueName: "file")) var policy: [String] = []
+    @Option(
+        help: ArgumentHelp(
+            "Apply this policy file once up (all or nothing: on failure the instance is taken down). Repeat it to apply several files as one policy.",
+            valueName: "file")) var policy: [String] = []
 
     func execute() throws {
         try global.enter()
@@ -39,12 +55,15 @@ struct Up: NvgreCommand {
         if let s = exceptionRate { share.perSecond = try parseNumber(s, "--exception-rate", 0...10_000_000) }
         if let s = exceptionBurst { share.burst = try parseNumber(s, "--exception-burst", 1...1_000_000) }
         var portShare = ExceptionShare.defaultPerPort
-        if let s = portExceptionRate { portShare.perSecond = try parseNumber(s, "--port-exception-rate", 0...10_000_000) }
+        if let s = portExceptionRate {
+            portShare.perSecond = try parseNumber(s, "--port-exception-rate", 0...10_000_000)
+        }
         if let s = portExceptionBurst { portShare.burst = try parseNumber(s, "--port-exception-burst", 1...1_000_000) }
         let desired = policy.isEmpty ? nil : try readPolicy(policy)
         let instance = try asOptions {
-            try Instance.up(name: global.instance, uplink: uplink, mode: mode, fibUseRules: fibRules,
-                            exceptionShare: share, portExceptionShare: portShare, options: options)
+            try Instance.up(
+                name: global.instance, uplink: uplink, mode: mode, fibUseRules: fibRules,
+                exceptionShare: share, portExceptionShare: portShare, options: options)
         }
         if let desired {
             do {
@@ -56,10 +75,15 @@ struct Up: NvgreCommand {
         }
         let attached = xdpAttachMode(ifindex: instance.settings.uplinkIfindex)?.rawValue ?? "none"
         if !global.json {
-            print("instance \(instance.name) up: nv_from_fabric on \(uplink) (\(attached) XDP), pins in \(instance.pinDirectory)")
+            print(
+                "instance \(instance.name) up: nv_from_fabric on \(uplink) (\(attached) XDP), pins in \(instance.pinDirectory)"
+            )
         } else if desired == nil {
-            print(JSON.object([("instance", .string(instance.name)), ("uplink", .string(uplink)), ("xdp", .string(attached)),
-                               ("pins", .string(instance.pinDirectory))]).rendered())
+            print(
+                JSON.object([
+                    ("instance", .string(instance.name)), ("uplink", .string(uplink)), ("xdp", .string(attached)),
+                    ("pins", .string(instance.pinDirectory))
+                ]).rendered())
         }
     }
 }
@@ -74,7 +98,9 @@ struct Down: NvgreCommand {
         try global.enter()
         let removed = try asOptions { try Instance.down(global.instance) }
         if global.json {
-            print(JSON.object([("instance", .string(global.instance)), ("removed", .array(removed.map { .string($0) }))]).rendered())
+            print(
+                JSON.object([("instance", .string(global.instance)), ("removed", .array(removed.map { .string($0) }))])
+                    .rendered())
         } else {
             print("instance \(global.instance) down: removed \(removed.count) pins (links detached)")
         }

@@ -6,7 +6,9 @@ import NvgrePolicy
 struct Apply: NvgreCommand {
     static let configuration = CommandConfiguration(
         abstract: "Make a policy file (YAML or JSON, a full desired state) the live state.",
-        discussion: "Several files are read as one policy, each section concatenated in the order given (for instance the tenant tables all hosts share, then this host's provider addresses and ports); item numbers in messages count across the files in that order. The whole policy is validated first; then only the differences against the live maps are written, in batches. All or nothing: if anything fails, the live state is what it was before.")
+        discussion:
+            "Several files are read as one policy, each section concatenated in the order given (for instance the tenant tables all hosts share, then this host's provider addresses and ports); item numbers in messages count across the files in that order. The whole policy is validated first; then only the differences against the live maps are written, in batches. All or nothing: if anything fails, the live state is what it was before."
+    )
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: ArgumentHelp("Policy files, or - for standard input.", valueName: "file")) var files: [String]
@@ -29,14 +31,18 @@ struct Save: NvgreCommand {
         abstract: "Write the live state as a policy file; applying it changes nothing.")
 
     @OptionGroup var global: GlobalOptions
-    @Option(name: .shortAndLong, help: ArgumentHelp("Write here instead of standard output.", valueName: "file")) var output: String?
+    @Option(name: .shortAndLong, help: ArgumentHelp("Write here instead of standard output.", valueName: "file"))
+    var output: String?
     @Option(help: ArgumentHelp("yaml or json.", valueName: "format")) var format = "yaml"
 
     func execute() throws {
         guard let f = PolicyFormat(rawValue: format) else { throw fieldError("--format", format, "yaml or json") }
         let instance = try global.openInstance()
-        let text = PolicyWriter.write(try instance.livePolicy(), as: f,
-                                      header: "nvgre policy of instance \(instance.name) (uplink \(instance.settings.uplink)), written by `nvgre save`")
+        let text = PolicyWriter.write(
+            try instance.livePolicy(), as: f,
+            header:
+                "nvgre policy of instance \(instance.name) (uplink \(instance.settings.uplink)), written by `nvgre save`"
+        )
         if let output {
             guard FileManager.default.createFile(atPath: output, contents: text.data(using: .utf8)) else {
                 throw fieldError("--output", output, "a path where a file can be written")
@@ -52,14 +58,29 @@ func printSummary(_ s: ApplySummary, json: Bool) {
     let order: [PolicyMap] = [.localPAs, .subnets, .routes, .lookups, .ports, .portAddresses, .config]
     if json {
         var fields: [(String, JSON)] = [("dryRun", .bool(s.dryRun)), ("changed", .bool(!s.changesNothing))]
-        fields.append(("maps", .object(order.map { m in
-            let c = s.plan.changes[m] ?? MapChanges()
-            return (m.rawValue, .object([("added", .number(UInt64(c.added.count))), ("changed", .number(UInt64(c.changed.count))),
-                                         ("removed", .number(UInt64(c.removed.count)))]))
-        })))
+        fields.append(
+            (
+                "maps",
+                .object(
+                    order.map { m in
+                        let c = s.plan.changes[m] ?? MapChanges()
+                        return (
+                            m.rawValue,
+                            .object([
+                                ("added", .number(UInt64(c.added.count))),
+                                ("changed", .number(UInt64(c.changed.count))),
+                                ("removed", .number(UInt64(c.removed.count)))
+                            ])
+                        )
+                    })
+            ))
         fields.append(("attached", .array(s.attach.map { .string($0) })))
         fields.append(("detached", .array(s.detach.map { .string($0) })))
-        fields.append(("idleRoutes", .array(s.idleRoutes.map { .object([("index", .number(UInt64($0.index))), ("why", .string($0.why))]) })))
+        fields.append(
+            (
+                "idleRoutes",
+                .array(s.idleRoutes.map { .object([("index", .number(UInt64($0.index))), ("why", .string($0.why))]) })
+            ))
         fields.append(("seconds", .string(String(format: "%.3f", s.seconds))))
         print(JSON.object(fields).rendered())
         return
@@ -67,7 +88,9 @@ func printSummary(_ s: ApplySummary, json: Bool) {
     if s.changesNothing {
         print(s.dryRun ? "nothing would change" : "nothing to change: the live state is already this policy")
     } else {
-        print(s.dryRun ? "would change (dry run, nothing written):" : "applied in \(String(format: "%.2f", s.seconds)) s:")
+        print(
+            s.dryRun ? "would change (dry run, nothing written):" : "applied in \(String(format: "%.2f", s.seconds)) s:"
+        )
         for m in order {
             guard let c = s.plan.changes[m], !c.isEmpty else { continue }
             print("  \(m.noun): \(c.added.count) added, \(c.changed.count) changed, \(c.removed.count) removed")

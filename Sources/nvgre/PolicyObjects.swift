@@ -8,8 +8,9 @@ import NvgreWire
 // except single lookup records, which are checked on their own so they stay fast.
 
 struct DomainCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "domain", abstract: "Routing domains (a tenant's network).",
-                                                    subcommands: [Add.self, Del.self])
+    static let configuration = CommandConfiguration(
+        commandName: "domain", abstract: "Routing domains (a tenant's network).",
+        subcommands: [Add.self, Del.self])
 
     struct Add: NvgreCommand {
         static let configuration = CommandConfiguration(abstract: "Add a routing domain.")
@@ -20,22 +21,28 @@ struct DomainCommand: ParsableCommand {
         func execute() throws {
             let rdid = try parseNumber(id, "--id", 1...UInt32.max)
             try edit(global) { p in
-                if p.routingDomains.contains(where: { $0.name == name }) { throw fieldError("name", name, "a routing domain name not used yet") }
+                if p.routingDomains.contains(where: { $0.name == name }) {
+                    throw fieldError("name", name, "a routing domain name not used yet")
+                }
                 p.routingDomains.append(RoutingDomain(id: rdid, name: name))
             }
         }
     }
 
     struct Del: NvgreCommand {
-        static let configuration = CommandConfiguration(abstract: "Delete a routing domain (its subnets and routes first).")
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a routing domain (its subnets and routes first).")
         @OptionGroup var global: GlobalOptions
         @Argument var name: String
 
         func execute() throws {
             try edit(global) { p in
-                guard let i = p.routingDomains.firstIndex(where: { $0.name == name }) else { throw fieldError("name", name, "an existing routing domain") }
+                guard let i = p.routingDomains.firstIndex(where: { $0.name == name }) else {
+                    throw fieldError("name", name, "an existing routing domain")
+                }
                 if let s = p.subnets.first(where: { $0.routingDomain == name }) {
-                    throw fieldError("name", name, "a routing domain without subnets (subnet \(s.vsid) is in it; delete it first)")
+                    throw fieldError(
+                        "name", name, "a routing domain without subnets (subnet \(s.vsid) is in it; delete it first)")
                 }
                 p.routingDomains.remove(at: i)
                 p.customerRoutes.removeAll { $0.routingDomain == name }
@@ -45,8 +52,9 @@ struct DomainCommand: ParsableCommand {
 }
 
 struct SubnetCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "subnet", abstract: "Virtual subnets (one VSID each).",
-                                                    subcommands: [Add.self, Del.self])
+    static let configuration = CommandConfiguration(
+        commandName: "subnet", abstract: "Virtual subnets (one VSID each).",
+        subcommands: [Add.self, Del.self])
 
     struct Add: NvgreCommand {
         static let configuration = CommandConfiguration(abstract: "Add a virtual subnet.")
@@ -63,23 +71,31 @@ struct SubnetCommand: ParsableCommand {
             let gateways = try gateway.map { try parseAddress($0, "--gateway") }
             let mac = try parseMAC(gatewayMac, "--gateway-mac")
             try edit(global) { p in
-                if p.subnets.contains(where: { $0.vsid == v }) { throw fieldError("vsid", vsid, "a VSID with no subnet yet") }
-                p.subnets.append(VirtualSubnet(vsid: v, routingDomain: domain, prefixes: prefixes, gateways: gateways, gatewayMAC: mac))
+                if p.subnets.contains(where: { $0.vsid == v }) {
+                    throw fieldError("vsid", vsid, "a VSID with no subnet yet")
+                }
+                p.subnets.append(
+                    VirtualSubnet(
+                        vsid: v, routingDomain: domain, prefixes: prefixes, gateways: gateways, gatewayMAC: mac))
             }
         }
     }
 
     struct Del: NvgreCommand {
-        static let configuration = CommandConfiguration(abstract: "Delete a virtual subnet and its lookup records (its ports first).")
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a virtual subnet and its lookup records (its ports first).")
         @OptionGroup var global: GlobalOptions
         @Argument var vsid: String
 
         func execute() throws {
             let v = try parseVSID(vsid, "vsid")
             try edit(global) { p in
-                guard let i = p.subnets.firstIndex(where: { $0.vsid == v }) else { throw fieldError("vsid", vsid, "the VSID of an existing subnet") }
+                guard let i = p.subnets.firstIndex(where: { $0.vsid == v }) else {
+                    throw fieldError("vsid", vsid, "the VSID of an existing subnet")
+                }
                 if let port = p.ports.first(where: { $0.vsid == v }) {
-                    throw fieldError("vsid", vsid, "a subnet without ports (port \(port.interface) is in it; delete it first)")
+                    throw fieldError(
+                        "vsid", vsid, "a subnet without ports (port \(port.interface) is in it; delete it first)")
                 }
                 p.subnets.remove(at: i)
                 p.lookupRecords.removeAll { $0.vsid == v }
@@ -89,11 +105,13 @@ struct SubnetCommand: ParsableCommand {
 }
 
 struct LookupCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "lookup", abstract: "Lookup records: (VSID, customer address) -> (provider address, MAC).",
-                                                    subcommands: [Add.self, Del.self])
+    static let configuration = CommandConfiguration(
+        commandName: "lookup", abstract: "Lookup records: (VSID, customer address) -> (provider address, MAC).",
+        subcommands: [Add.self, Del.self])
 
     struct Add: NvgreCommand {
-        static let configuration = CommandConfiguration(abstract: "Add a lookup record (as New-NetVirtualizationLookupRecord).")
+        static let configuration = CommandConfiguration(
+            abstract: "Add a lookup record (as New-NetVirtualizationLookupRecord).")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "VSID of the record.") var vsid: String
         @Argument(help: "Customer address.") var ca: String
@@ -104,7 +122,9 @@ struct LookupCommand: ParsableCommand {
         func execute() throws {
             let v = try parseVSID(vsid, "vsid")
             let c = try parseAddress(ca, "ca"), p = try parseAddress(pa, "--pa"), m = try parseMAC(mac, "--mac")
-            guard let t = RecordType(rawValue: type) else { throw fieldError("--type", type, "static, l2-only or gateway") }
+            guard let t = RecordType(rawValue: type) else {
+                throw fieldError("--type", type, "static, l2-only or gateway")
+            }
             let instance = try global.openInstance()
             try instance.addLookupRecord(LookupRecord(vsid: v, customerAddress: c, providerAddress: p, mac: m, type: t))
             if global.json { print(JSON.object([("added", .number(1))]).rendered()) }
@@ -126,11 +146,13 @@ struct LookupCommand: ParsableCommand {
 }
 
 struct RouteCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "route", abstract: "Customer routes of a routing domain (to a gateway).",
-                                                    subcommands: [Add.self, Del.self])
+    static let configuration = CommandConfiguration(
+        commandName: "route", abstract: "Customer routes of a routing domain (to a gateway).",
+        subcommands: [Add.self, Del.self])
 
     struct Add: NvgreCommand {
-        static let configuration = CommandConfiguration(abstract: "Add a customer route (as New-NetVirtualizationCustomerRoute).")
+        static let configuration = CommandConfiguration(
+            abstract: "Add a customer route (as New-NetVirtualizationCustomerRoute).")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Destination prefix.") var prefix: String
         @Option(help: "Routing domain.") var domain: String
@@ -147,7 +169,8 @@ struct RouteCommand: ParsableCommand {
     }
 
     struct Del: NvgreCommand {
-        static let configuration = CommandConfiguration(abstract: "Delete customer routes (all next hops of the prefix unless --via).")
+        static let configuration = CommandConfiguration(
+            abstract: "Delete customer routes (all next hops of the prefix unless --via).")
         @OptionGroup var global: GlobalOptions
         @Argument var prefix: String
         @Option var domain: String
@@ -157,19 +180,25 @@ struct RouteCommand: ParsableCommand {
             let pf = try parsePrefix(prefix, "prefix"), nh = try via.map { try parseAddress($0, "--via") }
             try edit(global) { p in
                 let before = p.customerRoutes.count
-                p.customerRoutes.removeAll { $0.routingDomain == domain && $0.prefix == pf && (nh == nil || $0.nextHop == nh) }
-                if p.customerRoutes.count == before { throw fieldError("prefix", prefix, "a customer route of routing domain \(domain)") }
+                p.customerRoutes.removeAll {
+                    $0.routingDomain == domain && $0.prefix == pf && (nh == nil || $0.nextHop == nh)
+                }
+                if p.customerRoutes.count == before {
+                    throw fieldError("prefix", prefix, "a customer route of routing domain \(domain)")
+                }
             }
         }
     }
 }
 
 struct ProviderAddressCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "pa", abstract: "Provider addresses of this host (on the uplink).",
-                                                    subcommands: [Add.self, Del.self])
+    static let configuration = CommandConfiguration(
+        commandName: "pa", abstract: "Provider addresses of this host (on the uplink).",
+        subcommands: [Add.self, Del.self])
 
     struct Add: NvgreCommand {
-        static let configuration = CommandConfiguration(abstract: "Add a provider address (as New-NetVirtualizationProviderAddress).")
+        static let configuration = CommandConfiguration(
+            abstract: "Add a provider address (as New-NetVirtualizationProviderAddress).")
         @OptionGroup var global: GlobalOptions
         @Argument var address: String
 
@@ -177,7 +206,9 @@ struct ProviderAddressCommand: ParsableCommand {
             let a = try parseAddress(address, "address")
             let instance = try global.openInstance()
             var p = try instance.livePolicy()
-            if p.providerAddresses.contains(where: { $0.address == a }) { throw fieldError("address", address, "a provider address not added yet") }
+            if p.providerAddresses.contains(where: { $0.address == a }) {
+                throw fieldError("address", address, "a provider address not added yet")
+            }
             p.providerAddresses.append(ProviderAddress(address: a, interface: instance.settings.uplink))
             printSummary(try instance.apply(p), json: global.json)
         }
@@ -191,7 +222,9 @@ struct ProviderAddressCommand: ParsableCommand {
         func execute() throws {
             let a = try parseAddress(address, "address")
             try edit(global) { p in
-                guard let i = p.providerAddresses.firstIndex(where: { $0.address == a }) else { throw fieldError("address", address, "a provider address of this host") }
+                guard let i = p.providerAddresses.firstIndex(where: { $0.address == a }) else {
+                    throw fieldError("address", address, "a provider address of this host")
+                }
                 p.providerAddresses.remove(at: i)
             }
         }
@@ -199,13 +232,16 @@ struct ProviderAddressCommand: ParsableCommand {
 }
 
 struct PortCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "port", abstract: "VM ports: the VM's interface on this host, its VSID, MAC and addresses.",
-                                                    subcommands: [Add.self, Del.self])
+    static let configuration = CommandConfiguration(
+        commandName: "port", abstract: "VM ports: the VM's interface on this host, its VSID, MAC and addresses.",
+        subcommands: [Add.self, Del.self])
 
     struct Add: NvgreCommand {
         static let configuration = CommandConfiguration(
             abstract: "Add a VM port and attach the from-VM program to it.",
-            discussion: "Each address needs the VM's lookup record (this host's provider address and the port's MAC). On veth, frames redirected to the VM need an XDP program or GRO on the VM's end of the pair.")
+            discussion:
+                "Each address needs the VM's lookup record (this host's provider address and the port's MAC). On veth, frames redirected to the VM need an XDP program or GRO on the VM's end of the pair."
+        )
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The interface (host end of the VM's link).") var interface: String
         @Option(help: "VSID of the VM.") var vsid: String
@@ -216,7 +252,9 @@ struct PortCommand: ParsableCommand {
             let v = try parseVSID(vsid, "--vsid"), m = try parseMAC(mac, "--mac")
             let cas = try ca.map { try parseAddress($0, "--ca") }
             try edit(global) { p in
-                if p.ports.contains(where: { $0.interface == interface }) { throw fieldError("interface", interface, "an interface that is not a port yet") }
+                if p.ports.contains(where: { $0.interface == interface }) {
+                    throw fieldError("interface", interface, "an interface that is not a port yet")
+                }
                 p.ports.append(VMPort(interface: interface, vsid: v, mac: m, addresses: cas))
             }
         }
@@ -229,7 +267,9 @@ struct PortCommand: ParsableCommand {
 
         func execute() throws {
             try edit(global) { p in
-                guard let i = p.ports.firstIndex(where: { $0.interface == interface }) else { throw fieldError("interface", interface, "an existing port") }
+                guard let i = p.ports.firstIndex(where: { $0.interface == interface }) else {
+                    throw fieldError("interface", interface, "an existing port")
+                }
                 p.ports.remove(at: i)
             }
         }

@@ -9,9 +9,13 @@ import NvgreWire
 struct Show: NvgreCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the live state: everything, or one kind.",
-        discussion: "Kinds: all, interfaces, domains, subnets, lookups, routes, pas, ports, infrastructure (a gateway's: what no tenant reaches through it, and why).")
+        discussion:
+            "Kinds: all, interfaces, domains, subnets, lookups, routes, pas, ports, infrastructure (a gateway's: what no tenant reaches through it, and why)."
+    )
 
-    static let kinds = ["all", "interfaces", "domains", "subnets", "lookups", "routes", "pas", "ports", "infrastructure"]
+    static let kinds = [
+        "all", "interfaces", "domains", "subnets", "lookups", "routes", "pas", "ports", "infrastructure"
+    ]
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "What to show.") var kind = "all"
@@ -26,62 +30,123 @@ struct Show: NvgreCommand {
 
         if want("interfaces") {
             var rows: [JSON] = [], text: [String] = []
-            let ifaces = [(instance.settings.uplink, "uplink")] + policy.ports.map { ($0.interface, "port") }
+            let ifaces =
+                [(instance.settings.uplink, "uplink")] + policy.ports.map { ($0.interface, "port") }
                 + (policy.externalAddresses.first.map { [($0.interface, "external")] } ?? [])
-            let attached = Set(instance.attachedPorts() + [instance.settings.uplink] + (instance.attachedExternal().map { [$0] } ?? []))
+            let attached = Set(
+                instance.attachedPorts() + [instance.settings.uplink] + (instance.attachedExternal().map { [$0] } ?? [])
+            )
             for (name, role) in ifaces {
                 let idx = existingInterfaceIndex(name) ?? 0
                 let mode = idx == 0 ? nil : xdpAttachMode(ifindex: idx)
                 let program = ["uplink": "nv_from_fabric", "external": "nv_from_external"][role] ?? "nv_from_vm"
-                rows.append(.object([("interface", .string(name)), ("role", .string(role)), ("ifindex", .number(UInt64(idx))),
-                                     ("program", .string(program)), ("pinnedLink", .bool(attached.contains(name))),
-                                     ("xdp", .string(mode?.rawValue ?? "none"))]))
-                text.append("\(pad(name, 16)) \(pad(role, 7)) ifindex \(pad(String(idx), 5)) \(pad(program, 15)) xdp \(mode?.rawValue ?? "none (missing or detached)")")
+                rows.append(
+                    .object([
+                        ("interface", .string(name)), ("role", .string(role)), ("ifindex", .number(UInt64(idx))),
+                        ("program", .string(program)), ("pinnedLink", .bool(attached.contains(name))),
+                        ("xdp", .string(mode?.rawValue ?? "none"))
+                    ]))
+                text.append(
+                    "\(pad(name, 16)) \(pad(role, 7)) ifindex \(pad(String(idx), 5)) \(pad(program, 15)) xdp \(mode?.rawValue ?? "none (missing or detached)")"
+                )
             }
             sections.append(("interfaces", .array(rows), text))
         }
         if want("domains") {
-            sections.append(("routingDomains", .array(policy.routingDomains.map { .object([("id", .number(UInt64($0.id))), ("name", .string($0.name))]) }),
-                             policy.routingDomains.map { "\(pad($0.name, 16)) id \($0.id)" }))
+            sections.append(
+                (
+                    "routingDomains",
+                    .array(
+                        policy.routingDomains.map {
+                            .object([("id", .number(UInt64($0.id))), ("name", .string($0.name))])
+                        }),
+                    policy.routingDomains.map { "\(pad($0.name, 16)) id \($0.id)" }
+                ))
         }
         if want("subnets") {
-            sections.append(("subnets", .array(policy.subnets.map { s in
-                .object([("vsid", .number(UInt64(s.vsid))), ("routingDomain", .string(s.routingDomain)),
-                         ("prefixes", .array(s.prefixes.map { .string($0.description) })),
-                         ("gateways", .array(s.gateways.map { .string($0.description) })), ("gatewayMAC", .string(s.gatewayMAC.description))])
-            }), policy.subnets.map { s in
-                "vsid \(pad(String(s.vsid), 9)) domain \(pad(s.routingDomain, 10)) \(s.prefixes.map(\.description).joined(separator: ", ")) via \(s.gateways.map(\.description).joined(separator: ", ")) (\(s.gatewayMAC))"
-            }))
+            sections.append(
+                (
+                    "subnets",
+                    .array(
+                        policy.subnets.map { s in
+                            .object([
+                                ("vsid", .number(UInt64(s.vsid))), ("routingDomain", .string(s.routingDomain)),
+                                ("prefixes", .array(s.prefixes.map { .string($0.description) })),
+                                ("gateways", .array(s.gateways.map { .string($0.description) })),
+                                ("gatewayMAC", .string(s.gatewayMAC.description))
+                            ])
+                        }),
+                    policy.subnets.map { s in
+                        "vsid \(pad(String(s.vsid), 9)) domain \(pad(s.routingDomain, 10)) \(s.prefixes.map(\.description).joined(separator: ", ")) via \(s.gateways.map(\.description).joined(separator: ", ")) (\(s.gatewayMAC))"
+                    }
+                ))
         }
         if want("lookups") {
-            sections.append(("lookupRecords", .array(policy.lookupRecords.map { r in
-                .object([("vsid", .number(UInt64(r.vsid))), ("customerAddress", .string(r.customerAddress.description)),
-                         ("providerAddress", .string(r.providerAddress.description)), ("mac", .string(r.mac.description)),
-                         ("type", .string(r.type.rawValue))])
-            }), policy.lookupRecords.map { r in
-                "vsid \(pad(String(r.vsid), 9)) \(pad(r.customerAddress.description, 24)) pa \(pad(r.providerAddress.description, 24)) \(r.mac) \(r.type.rawValue)"
-            }))
+            sections.append(
+                (
+                    "lookupRecords",
+                    .array(
+                        policy.lookupRecords.map { r in
+                            .object([
+                                ("vsid", .number(UInt64(r.vsid))),
+                                ("customerAddress", .string(r.customerAddress.description)),
+                                ("providerAddress", .string(r.providerAddress.description)),
+                                ("mac", .string(r.mac.description)),
+                                ("type", .string(r.type.rawValue))
+                            ])
+                        }),
+                    policy.lookupRecords.map { r in
+                        "vsid \(pad(String(r.vsid), 9)) \(pad(r.customerAddress.description, 24)) pa \(pad(r.providerAddress.description, 24)) \(r.mac) \(r.type.rawValue)"
+                    }
+                ))
         }
         if want("routes") {
-            sections.append(("customerRoutes", .array(policy.customerRoutes.enumerated().map { i, r in
-                var f: [(String, JSON)] = [("routingDomain", .string(r.routingDomain)), ("prefix", .string(r.prefix.description)),
-                                           ("nextHop", .string(r.nextHop.description)), ("metric", .number(UInt64(r.metric))),
-                                           ("active", .bool(idle[i] == nil))]
-                if let why = idle[i] { f.append(("why", .string(why))) }
-                return .object(f)
-            }), policy.customerRoutes.enumerated().map { i, r in
-                "\(pad(r.routingDomain, 10)) \(pad(r.prefix.description, 20)) via \(pad(r.nextHop.description, 18)) metric \(pad(String(r.metric), 6)) \(idle[i].map { "idle: \($0)" } ?? "active")"
-            }))
+            sections.append(
+                (
+                    "customerRoutes",
+                    .array(
+                        policy.customerRoutes.enumerated().map { i, r in
+                            var f: [(String, JSON)] = [
+                                ("routingDomain", .string(r.routingDomain)), ("prefix", .string(r.prefix.description)),
+                                ("nextHop", .string(r.nextHop.description)), ("metric", .number(UInt64(r.metric))),
+                                ("active", .bool(idle[i] == nil))
+                            ]
+                            if let why = idle[i] { f.append(("why", .string(why))) }
+                            return .object(f)
+                        }),
+                    policy.customerRoutes.enumerated().map { i, r in
+                        "\(pad(r.routingDomain, 10)) \(pad(r.prefix.description, 20)) via \(pad(r.nextHop.description, 18)) metric \(pad(String(r.metric), 6)) \(idle[i].map { "idle: \($0)" } ?? "active")"
+                    }
+                ))
         }
         if want("pas") {
-            sections.append(("providerAddresses", .array(policy.providerAddresses.map { .object([("address", .string($0.address.description)), ("interface", .string($0.interface))]) }),
-                             policy.providerAddresses.map { "\($0.address) dev \($0.interface)" }))
+            sections.append(
+                (
+                    "providerAddresses",
+                    .array(
+                        policy.providerAddresses.map {
+                            .object([("address", .string($0.address.description)), ("interface", .string($0.interface))]
+                            )
+                        }),
+                    policy.providerAddresses.map { "\($0.address) dev \($0.interface)" }
+                ))
         }
         if want("ports") {
-            sections.append(("ports", .array(policy.ports.map { p in
-                .object([("interface", .string(p.interface)), ("vsid", .number(UInt64(p.vsid))), ("mac", .string(p.mac.description)),
-                         ("addresses", .array(p.addresses.map { .string($0.description) }))])
-            }), policy.ports.map { p in "\(pad(p.interface, 16)) vsid \(pad(String(p.vsid), 9)) \(p.mac) \(p.addresses.map(\.description).joined(separator: ", "))" }))
+            sections.append(
+                (
+                    "ports",
+                    .array(
+                        policy.ports.map { p in
+                            .object([
+                                ("interface", .string(p.interface)), ("vsid", .number(UInt64(p.vsid))),
+                                ("mac", .string(p.mac.description)),
+                                ("addresses", .array(p.addresses.map { .string($0.description) }))
+                            ])
+                        }),
+                    policy.ports.map { p in
+                        "\(pad(p.interface, 16)) vsid \(pad(String(p.vsid), 9)) \(p.mac) \(p.addresses.map(\.description).joined(separator: ", "))"
+                    }
+                ))
         }
         if want("infrastructure") { sections.append(try infrastructureSection(instance.maps, policy)) }
         policy.lookupRecords = []
@@ -89,16 +154,24 @@ struct Show: NvgreCommand {
         if global.json {
             var fields: [(String, JSON)] = []
             if kind == "all" {
-                fields.append(("instance", .object([("name", .string(instance.name)), ("uplink", .string(instance.settings.uplink)),
-                                                    ("xdpMode", .string(instance.settings.xdpMode?.rawValue ?? "auto")),
-                                                    ("fibRules", .bool(instance.settings.fibUseRules)),
-                                                    ("pins", .string(instance.pinDirectory))])))
+                fields.append(
+                    (
+                        "instance",
+                        .object([
+                            ("name", .string(instance.name)), ("uplink", .string(instance.settings.uplink)),
+                            ("xdpMode", .string(instance.settings.xdpMode?.rawValue ?? "auto")),
+                            ("fibRules", .bool(instance.settings.fibUseRules)),
+                            ("pins", .string(instance.pinDirectory))
+                        ])
+                    ))
             }
             fields += sections.map { ($0.0, $0.1) }
             print(JSON.object(fields).rendered())
             return
         }
-        if kind == "all" { print("instance \(instance.name): uplink \(instance.settings.uplink), pins in \(instance.pinDirectory)") }
+        if kind == "all" {
+            print("instance \(instance.name): uplink \(instance.settings.uplink), pins in \(instance.pinDirectory)")
+        }
         for (name, _, lines) in sections {
             if kind == "all" { print("\(name):") }
             for l in lines { print(kind == "all" ? "  " + l : l) }
@@ -108,16 +181,19 @@ struct Show: NvgreCommand {
 
     /// The live infra map: each prefix no tenant reaches through this gateway, and why.
     func infrastructureSection(_ maps: DatapathMaps, _ policy: Policy) throws -> (String, JSON, [String]) {
-        let names = Dictionary(ReasonNames.infrastructureOrigins.map { ($0.0.rawValue, $0.1) }, uniquingKeysWith: { a, _ in a })
+        let names = Dictionary(
+            ReasonNames.infrastructureOrigins.map { ($0.0.rawValue, $0.1) }, uniquingKeysWith: { a, _ in a })
         var rows: [(prefix: IPPrefix, why: String)] = []
         for e in try maps.infrastructure.rawEntries() {
             guard let p = e.key.load(as: nv_infra_key.self).prefix else { continue }
             rows.append((p, names[e.value.load(as: UInt32.self)] ?? "unknown"))
         }
         rows.sort { a, b in
-            a.prefix.family != b.prefix.family ? a.prefix.family == .v4 : a.prefix.address.bytes.lexicographicallyPrecedes(b.prefix.address.bytes)
+            a.prefix.family != b.prefix.family
+                ? a.prefix.family == .v4 : a.prefix.address.bytes.lexicographicallyPrecedes(b.prefix.address.bytes)
         }
-        let listed = Dictionary(policy.infrastructurePrefixes.map { ($0.prefix.canonical, $0.name) }, uniquingKeysWith: { a, _ in a })
+        let listed = Dictionary(
+            policy.infrastructurePrefixes.map { ($0.prefix.canonical, $0.name) }, uniquingKeysWith: { a, _ in a })
         let json: [JSON] = rows.map { r in
             var f: [(String, JSON)] = [("prefix", .string(r.prefix.description)), ("why", .string(r.why))]
             if let name = listed[r.prefix], !name.isEmpty { f.append(("name", .string(name))) }

@@ -29,11 +29,13 @@ struct Stats: NvgreCommand {
     }
 
     static let counterNames: [(nv_vsid_counter, String)] = [
-        (NV_CNT_ENCAP, "encap"), (NV_CNT_DECAP, "decap"), (NV_CNT_LOCAL, "local"), (NV_CNT_ROUTE, "routed"), (NV_CNT_EXCEPTION, "exception"),
+        (NV_CNT_ENCAP, "encap"), (NV_CNT_DECAP, "decap"), (NV_CNT_LOCAL, "local"), (NV_CNT_ROUTE, "routed"),
+        (NV_CNT_EXCEPTION, "exception")
     ]
 
     func report(_ maps: DatapathMaps, domains: [RoutingDomain]) {
-        let slots = maps.subnets.keys().compactMap { vsid in maps.subnets.lookup(vsid).map { (vsid, $0.stats_slot) } }.sorted { $0.0 < $1.0 }
+        let slots = maps.subnets.keys().compactMap { vsid in maps.subnets.lookup(vsid).map { (vsid, $0.stats_slot) } }
+            .sorted { $0.0 < $1.0 }
         let vsids = slots.map { vsid, slot in (vsid, maps.vsidCounters(slot: slot)) }
         let drops = ReasonNames.drops.map { ($0.1, maps.dropCount($0.0)) }
         let exceptions = ReasonNames.exceptions.map { ($0.1, maps.exceptionCount($0.0)) }
@@ -43,27 +45,53 @@ struct Stats: NvgreCommand {
         let offloaded = flows.filter { $0.natFlags.contains(.offloaded) }.count
         // Each routing domain's drops at its shares (exception path, NAT ports) and its
         // packets kept from the infrastructure.
-        let perDomain = domains.sorted { $0.id < $1.id }.map { d in (d, ReasonNames.domain.map { ($0.1, maps.domainCount(d.id, $0.0)) }) }
-        func pb(_ c: (packets: UInt64, bytes: UInt64)) -> JSON { .object([("packets", .number(c.packets)), ("bytes", .number(c.bytes))]) }
+        let perDomain = domains.sorted { $0.id < $1.id }.map { d in
+            (d, ReasonNames.domain.map { ($0.1, maps.domainCount(d.id, $0.0)) })
+        }
+        func pb(_ c: (packets: UInt64, bytes: UInt64)) -> JSON {
+            .object([("packets", .number(c.packets)), ("bytes", .number(c.bytes))])
+        }
         if global.json {
-            print(JSON.object([
-                ("vsids", .array(vsids.map { vsid, c in
-                    .object([("vsid", .number(UInt64(vsid)))] + Self.counterNames.map { ($0.1, pb(c[$0.0] ?? (0, 0))) })
-                })),
-                ("drops", .object(drops.map { ($0.0, pb($0.1)) })),
-                ("exceptions", .object(exceptions.map { ($0.0, pb($0.1)) })),
-                ("gateway", .object(gateway.map { ($0.0, pb($0.1)) } + [
-                    ("flows", .number(UInt64(flows.count))), ("flowsOffloaded", .number(UInt64(offloaded))),
-                ])),
-                ("domains", .array(perDomain.map { d, c in
-                    .object([("domain", .string(d.name)), ("id", .number(UInt64(d.id)))] + c.map { ($0.0, pb($0.1)) })
-                })),
-            ]).rendered())
+            print(
+                JSON.object([
+                    (
+                        "vsids",
+                        .array(
+                            vsids.map { vsid, c in
+                                .object(
+                                    [("vsid", .number(UInt64(vsid)))]
+                                        + Self.counterNames.map { ($0.1, pb(c[$0.0] ?? (0, 0))) })
+                            })
+                    ),
+                    ("drops", .object(drops.map { ($0.0, pb($0.1)) })),
+                    ("exceptions", .object(exceptions.map { ($0.0, pb($0.1)) })),
+                    (
+                        "gateway",
+                        .object(
+                            gateway.map { ($0.0, pb($0.1)) } + [
+                                ("flows", .number(UInt64(flows.count))), ("flowsOffloaded", .number(UInt64(offloaded)))
+                            ])
+                    ),
+                    (
+                        "domains",
+                        .array(
+                            perDomain.map { d, c in
+                                .object(
+                                    [("domain", .string(d.name)), ("id", .number(UInt64(d.id)))]
+                                        + c.map { ($0.0, pb($0.1)) })
+                            })
+                    )
+                ]).rendered())
             return
         }
         print(pad("VSID", 10) + Self.counterNames.map { pad($0.1 + " pkts/bytes", 24) }.joined())
         for (vsid, c) in vsids {
-            print(pad(String(vsid), 10) + Self.counterNames.map { let v = c[$0.0] ?? (0, 0); return pad("\(v.packets)/\(v.bytes)", 24) }.joined())
+            print(
+                pad(String(vsid), 10)
+                    + Self.counterNames.map {
+                        let v = c[$0.0] ?? (0, 0)
+                        return pad("\(v.packets)/\(v.bytes)", 24)
+                    }.joined())
         }
         print("drops (packets/bytes):")
         for (name, c) in drops { print("  \(pad(name, 28)) \(c.packets)/\(c.bytes)") }

@@ -16,17 +16,21 @@ struct Trace: NvgreCommand {
             """)
 
     @OptionGroup var global: GlobalOptions
-    @Option(help: ArgumentHelp("Trace against this policy file instead of a running instance.", valueName: "file")) var policy: String?
+    @Option(help: ArgumentHelp("Trace against this policy file instead of a running instance.", valueName: "file"))
+    var policy: String?
     @Option(help: ArgumentHelp("The frame comes from this VM port.", valueName: "iface")) var port: String?
     @Flag(help: "The frame comes from the fabric (an NVGRE frame on the uplink).") var uplink = false
     @Option(help: ArgumentHelp("Destination customer address.", valueName: "address")) var dst: String?
-    @Option(help: ArgumentHelp("Source customer address (default: the port's address).", valueName: "address")) var src: String?
+    @Option(help: ArgumentHelp("Source customer address (default: the port's address).", valueName: "address")) var src:
+        String?
     @Option(help: ArgumentHelp("icmp, tcp, udp, arp or nd.", valueName: "proto")) var proto = "icmp"
     @Option(help: ArgumentHelp("TCP/UDP destination port.", valueName: "port")) var dport: String?
     @Option(help: ArgumentHelp("Payload bytes (icmp, udp).", valueName: "n")) var size = "32"
     @Option(help: ArgumentHelp("With --uplink: the frame's VSID.", valueName: "vsid")) var vsid: String?
-    @Option(help: ArgumentHelp("With --uplink: the outer source (default: the source CA's PA).", valueName: "address")) var outerSrc: String?
-    @Option(help: ArgumentHelp("Destination MAC of the customer frame (default: from policy).", valueName: "mac")) var dstMac: String?
+    @Option(help: ArgumentHelp("With --uplink: the outer source (default: the source CA's PA).", valueName: "address"))
+    var outerSrc: String?
+    @Option(help: ArgumentHelp("Destination MAC of the customer frame (default: from policy).", valueName: "mac"))
+    var dstMac: String?
     @Option(help: ArgumentHelp("Read the frames from this pcap file.", valueName: "file")) var pcap: String?
     @Option(help: ArgumentHelp("Write the output frames to this pcap file.", valueName: "file")) var write: String?
 
@@ -47,8 +51,12 @@ struct Trace: NvgreCommand {
         }
         var frames: [[UInt8]]
         if let pcap {
-            guard let data = FileManager.default.contents(atPath: pcap) else { throw fieldError("--pcap", pcap, "a readable pcap file") }
-            do { frames = try Pcap.frames(from: [UInt8](data)) } catch { throw fieldError("--pcap", pcap, "a pcap file with Ethernet frames: \(error)") }
+            guard let data = FileManager.default.contents(atPath: pcap) else {
+                throw fieldError("--pcap", pcap, "a readable pcap file")
+            }
+            do { frames = try Pcap.frames(from: [UInt8](data)) } catch {
+                throw fieldError("--pcap", pcap, "a pcap file with Ethernet frames: \(error)")
+            }
         } else {
             guard let dst else { throw fieldError("--dst", "", "a destination address (or --pcap FILE)") }
             var spec = TraceFrameSpec(ingress: ingress, dst: try parseAddress(dst, "--dst"))
@@ -74,7 +82,9 @@ struct Trace: NvgreCommand {
         if global.json {
             print(JSON.array(outcomes.map(json)).rendered())
         } else {
-            for (i, o) in outcomes.enumerated() { printOutcome(o, index: outcomes.count > 1 ? i : nil, ingress: ingress, tracer: tracer) }
+            for (i, o) in outcomes.enumerated() {
+                printOutcome(o, index: outcomes.count > 1 ? i : nil, ingress: ingress, tracer: tracer)
+            }
         }
     }
 
@@ -85,7 +95,9 @@ struct Trace: NvgreCommand {
         if let i = o.egressIfindex { f.append(("egressIfindex", .number(UInt64(i)))) }
         if let v = o.vsid { f.append(("vsid", .number(UInt64(v)))) }
         f.append(("input", .array(FrameDescription.lines(o.input).map { .string($0) })))
-        if o.kind != .drop && o.kind != .exception { f.append(("output", .array(FrameDescription.lines(o.output).map { .string($0) }))) }
+        if o.kind != .drop && o.kind != .exception {
+            f.append(("output", .array(FrameDescription.lines(o.output).map { .string($0) })))
+        }
         return .object(f)
     }
 
@@ -99,7 +111,10 @@ struct Trace: NvgreCommand {
         FrameDescription.lines(o.input).forEach { print("  " + $0) }
         var line = "verdict: \(o.verdictName)"
         switch o.kind {
-        case .forward: line += ", forwarded to \(o.egressName ?? "ifindex \(o.egressIfindex ?? 0)")" + (o.vsid.map { " in VSID \($0)" } ?? "")
+        case .forward:
+            line +=
+                ", forwarded to \(o.egressName ?? "ifindex \(o.egressIfindex ?? 0)")"
+                + (o.vsid.map { " in VSID \($0)" } ?? "")
         case .reply: line += ", answered on the port it came from"
         case .pass: line += ", handed to the host stack (not NVGRE traffic)"
         case .drop: line += ", dropped: \(o.reason ?? "?")"
@@ -112,7 +127,9 @@ struct Trace: NvgreCommand {
             FrameDescription.lines(o.output).forEach { print("  " + $0) }
         }
         if o.reason == "underlay-unreachable" && !tracer.standIns.isEmpty {
-            print("note: the uplink \(tracer.standIns.joined(separator: ", ")) does not exist here, so the underlay route lookup has nothing to use")
+            print(
+                "note: the uplink \(tracer.standIns.joined(separator: ", ")) does not exist here, so the underlay route lookup has nothing to use"
+            )
         }
     }
 }

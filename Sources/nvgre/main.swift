@@ -7,9 +7,12 @@ struct Nvgre: ParsableCommand {
         commandName: "nvgre",
         abstract: "NVGRE network virtualization on XDP: data path lifecycle, tenant policy, counters, tracing.",
         discussion: "Global options (-n NETNS, -j, --instance NAME) go before or after the subcommand, as with `ip`.",
-        subcommands: [Up.self, Down.self, Apply.self, Save.self, Show.self, Stats.self, Trace.self,
-                      DomainCommand.self, SubnetCommand.self, LookupCommand.self, RouteCommand.self,
-                      ProviderAddressCommand.self, PortCommand.self, ServiceCommand.self, Agent.self, GatewayCommand.self, Check.self])
+        subcommands: [
+            Up.self, Down.self, Apply.self, Save.self, Show.self, Stats.self, Trace.self,
+            DomainCommand.self, SubnetCommand.self, LookupCommand.self, RouteCommand.self,
+            ProviderAddressCommand.self, PortCommand.self, ServiceCommand.self, Agent.self, GatewayCommand.self,
+            Check.self
+        ])
 }
 
 /// `nvgre -n ns -j show` as `ip -n ns -j link`: global options written before the

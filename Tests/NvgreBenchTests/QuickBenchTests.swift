@@ -15,15 +15,21 @@ struct QuickBenchTests {
         let r = try Spawn.run([builtBinary("nvgre-lab"), "bench", "--quick", "--json", json, "--chart", chart])
         try #require(r.status == 0, "nvgre-lab bench --quick failed: \(r.output)")
 
-        let doc = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
+        let doc = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
         let rows = try #require(doc["rows"] as? [[String: Any]])
         func figure(_ name: String, _ key: String) -> Double? {
             rows.first { $0["name"] as? String == name }?[key] as? Double
         }
-        let costs = ["bare XDP_PASS", "bare XDP_TX (MAC swap)", "encap (from VM, IPv4 PA)", "decap (from fabric)", "local switch (from VM)",
-                     "routed 5001->5002, encap", "ARP reply (from VM)", "exception to userspace (no record)"]
+        let costs = [
+            "bare XDP_PASS", "bare XDP_TX (MAC swap)", "encap (from VM, IPv4 PA)", "decap (from fabric)",
+            "local switch (from VM)",
+            "routed 5001->5002, encap", "ARP reply (from VM)", "exception to userspace (no record)"
+        ]
         for name in costs { #expect((figure(name, "nsPerPacket") ?? 0) > 0, "\(name)") }
-        let paths = ["bare XDP_TX reflector", "nvgre encap path", "nvgre decap path", "kernel vxlan encap", "kernel vxlan decap"]
+        let paths = [
+            "bare XDP_TX reflector", "nvgre encap path", "nvgre decap path", "kernel vxlan encap", "kernel vxlan decap"
+        ]
         let coreCounts = ProcessInfo.processInfo.activeProcessorCount >= 2 ? ["1 core", "2 cores"] : ["1 core"]
         for path in paths {
             for cores in coreCounts {
@@ -35,7 +41,10 @@ struct QuickBenchTests {
         }
         // The gateway: flow set-up through userspace against its exception baseline, and an
         // offloaded NAT flow both ways against the encap path (its frame restored as theirs).
-        for name in ["new TCP flows set up through userspace (SYNs/s)", "baseline: exceptions handled by the gateway process, no flow set up (frames/s)"] {
+        for name in [
+            "new TCP flows set up through userspace (SYNs/s)",
+            "baseline: exceptions handled by the gateway process, no flow set up (frames/s)"
+        ] {
             #expect((figure(name, "value") ?? 0) > 0, "\(name)")
         }
         #expect((figure("new TCP flows set up through userspace (SYNs/s)", "ratio") ?? 0) > 0)
@@ -43,14 +52,19 @@ struct QuickBenchTests {
             for cores in coreCounts {
                 let name = "\(path), \(cores)"
                 #expect((figure(name, "mpps") ?? 0) > 0 && (figure(name, "ratio") ?? 0) > 0, "\(name)")
-                #expect(rows.first { $0["name"] as? String == name }?["baseline"] as? String == "nvgre encap path, frame restored per send, \(cores)")
+                #expect(
+                    rows.first { $0["name"] as? String == name }?["baseline"] as? String
+                        == "nvgre encap path, frame restored per send, \(cores)")
             }
         }
         for records in ["1,000", "100,000"] {
-            #expect((figure("nvgre encap, \(records) records at random, 1 core", "mpps") ?? 0) > 0, "\(records) records")
+            #expect(
+                (figure("nvgre encap, \(records) records at random, 1 core", "mpps") ?? 0) > 0, "\(records) records")
         }
-        for name in ["nvgre apply, 100,000 records", "nvgre apply again (no change)", "nvgre lookup add (median)",
-                     "baseline: nvgre show domains", "kernel memory per lookup record"] {
+        for name in [
+            "nvgre apply, 100,000 records", "nvgre apply again (no change)", "nvgre lookup add (median)",
+            "baseline: nvgre show domains", "kernel memory per lookup record"
+        ] {
             #expect((figure(name, "value") ?? 0) > 0, "\(name)")
         }
         // Every ratio that the issue sets a target for, each from two rows of this run.

@@ -9,14 +9,18 @@ struct AgentAndFilesTests {
         let h = try CLIHost(tag: "agent")
         #expect(h.run(["up", "--uplink", "ul"]).status == 0)
         let log = h.temporaryPath("agent.log")
-        let pid = try Spawn.start([CLIHost.binary, "-n", h.ns, "--instance", h.instance, "agent"], output: log, detached: false)
+        let pid = try Spawn.start(
+            [CLIHost.binary, "-n", h.ns, "--instance", h.instance, "agent"], output: log, detached: false)
         defer { Spawn.stop(pid) }
         let deadline = Date().addingTimeInterval(10)
-        while !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("handling exceptions"), Date() < deadline { usleep(20_000) }
+        while !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("handling exceptions"),
+            Date() < deadline
+        { usleep(20_000) }
 
         let second = h.run(["agent"])
         #expect(second.status == 1)
-        #expect(second.err.contains("an agent for instance \(h.instance) is already running (pid \(pid))"), "\(second.err)")
+        #expect(
+            second.err.contains("an agent for instance \(h.instance) is already running (pid \(pid))"), "\(second.err)")
 
         #expect(h.run(["down"]).status == 0)
         var status: Int32 = 0
@@ -26,7 +30,9 @@ struct AgentAndFilesTests {
             if !exited { usleep(20_000) }
         }
         #expect(exited, "the agent outlived its instance")
-        #expect(((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("agent stopping (the instance went down)"))
+        #expect(
+            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains(
+                "agent stopping (the instance went down)"))
     }
 
     /// The example split in two files (tenant tables, this host's PA and ports) applies to

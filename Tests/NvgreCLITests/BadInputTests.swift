@@ -12,8 +12,13 @@ struct BadInput: Sendable, CustomTestStringConvertible {
     let says: [String]
     let instance: String?
 
-    init(_ name: String, _ args: [String], file: String? = nil, instance: String? = nil, status: Int32 = 2, _ says: [String]) {
-        (self.name, self.args, self.file, self.instance, self.status, self.says) = (name, args, file, instance, status, says)
+    init(
+        _ name: String, _ args: [String], file: String? = nil, instance: String? = nil, status: Int32 = 2,
+        _ says: [String]
+    ) {
+        (self.name, self.args, self.file, self.instance, self.status, self.says) = (
+            name, args, file, instance, status, says
+        )
     }
 
     var testDescription: String { name }
@@ -31,73 +36,179 @@ func policyWith(_ old: String, _ new: String) -> String {
 let badInputs: [BadInput] = [
     // lookup add / del
     BadInput("reserved VSID", ["lookup", "add", "100", "198.19.1.9"] + record, ["vsid: 100", "4096 to 16777214"]),
-    BadInput("vendor VSID", ["lookup", "add", "16777215", "198.19.1.9"] + record, ["vsid: 16777215", "vendor-specific"]),
+    BadInput(
+        "vendor VSID", ["lookup", "add", "16777215", "198.19.1.9"] + record, ["vsid: 16777215", "vendor-specific"]),
     BadInput("VSID not a number", ["lookup", "add", "red", "198.19.1.9"] + record, ["vsid: red", "4096 to 16777214"]),
-    BadInput("malformed CA", ["lookup", "add", "5001", "198.19.1.300"] + record, ["ca: 198.19.1.300", "an IPv4 address"]),
-    BadInput("malformed PA", ["lookup", "add", "5001", "198.19.1.9", "--pa", "198.18.0.x", "--mac", "02:00:00:00:01:09"], ["--pa: 198.18.0.x", "an IPv4 address"]),
-    BadInput("malformed MAC", ["lookup", "add", "5001", "198.19.1.9", "--pa", "198.18.0.2", "--mac", "02:00:00:00:zz:09"], ["--mac: 02:00:00:00:zz:09", "a MAC address"]),
-    BadInput("multicast MAC", ["lookup", "add", "5001", "198.19.1.9", "--pa", "198.18.0.2", "--mac", "01:00:5e:00:00:09"], ["lookup.mac: 01:00:5e:00:00:09", "unicast"]),
-    BadInput("CA outside the subnet", ["lookup", "add", "5001", "198.19.7.9"] + record, ["lookup.customerAddress: 198.19.7.9", "inside subnet 5001"]),
-    BadInput("IPv6 CA in an IPv4 subnet", ["lookup", "add", "5001", "2001:db8:19:1::9"] + record, ["lookup.customerAddress: 2001:db8:19:1::9", "inside subnet 5001"]),
-    BadInput("record in a missing subnet", ["lookup", "add", "7000", "198.19.1.9"] + record, ["lookup.vsid: 7000", "the VSID of a subnet"]),
-    BadInput("unknown record type", ["lookup", "add", "5001", "198.19.1.9", "--type", "dynamic"] + record, ["--type: dynamic", "static, l2-only or gateway"]),
-    BadInput("record exists", ["lookup", "add", "5001", "198.19.1.2"] + record, status: 1, ["198.19.1.2 in VSID 5001 exists already"]),
-    BadInput("deleting a missing record", ["lookup", "del", "5001", "198.19.1.99"], status: 1, ["no lookup record for 198.19.1.99"]),
-    BadInput("deleting a port's record", ["lookup", "del", "5001", "198.19.1.1"], status: 1, ["belongs to the VM on port port1"]),
+    BadInput(
+        "malformed CA", ["lookup", "add", "5001", "198.19.1.300"] + record, ["ca: 198.19.1.300", "an IPv4 address"]),
+    BadInput(
+        "malformed PA", ["lookup", "add", "5001", "198.19.1.9", "--pa", "198.18.0.x", "--mac", "02:00:00:00:01:09"],
+        ["--pa: 198.18.0.x", "an IPv4 address"]),
+    BadInput(
+        "malformed MAC", ["lookup", "add", "5001", "198.19.1.9", "--pa", "198.18.0.2", "--mac", "02:00:00:00:zz:09"],
+        ["--mac: 02:00:00:00:zz:09", "a MAC address"]),
+    BadInput(
+        "multicast MAC", ["lookup", "add", "5001", "198.19.1.9", "--pa", "198.18.0.2", "--mac", "01:00:5e:00:00:09"],
+        ["lookup.mac: 01:00:5e:00:00:09", "unicast"]),
+    BadInput(
+        "CA outside the subnet", ["lookup", "add", "5001", "198.19.7.9"] + record,
+        ["lookup.customerAddress: 198.19.7.9", "inside subnet 5001"]),
+    BadInput(
+        "IPv6 CA in an IPv4 subnet", ["lookup", "add", "5001", "2001:db8:19:1::9"] + record,
+        ["lookup.customerAddress: 2001:db8:19:1::9", "inside subnet 5001"]),
+    BadInput(
+        "record in a missing subnet", ["lookup", "add", "7000", "198.19.1.9"] + record,
+        ["lookup.vsid: 7000", "the VSID of a subnet"]),
+    BadInput(
+        "unknown record type", ["lookup", "add", "5001", "198.19.1.9", "--type", "dynamic"] + record,
+        ["--type: dynamic", "static, l2-only or gateway"]),
+    BadInput(
+        "record exists", ["lookup", "add", "5001", "198.19.1.2"] + record, status: 1,
+        ["198.19.1.2 in VSID 5001 exists already"]),
+    BadInput(
+        "deleting a missing record", ["lookup", "del", "5001", "198.19.1.99"], status: 1,
+        ["no lookup record for 198.19.1.99"]),
+    BadInput(
+        "deleting a port's record", ["lookup", "del", "5001", "198.19.1.1"], status: 1,
+        ["belongs to the VM on port port1"]),
     // subnets, domains, routes, provider addresses, ports
-    BadInput("subnet exists", ["subnet", "add", "5001", "--domain", "red", "--prefix", "198.19.9.0/24"] + gwMAC, ["vsid: 5001", "no subnet yet"]),
-    BadInput("subnet in an unknown domain", ["subnet", "add", "5003", "--domain", "green", "--prefix", "198.19.3.0/24"] + gwMAC, ["subnets[2].routingDomain: green", "routing domain"]),
-    BadInput("prefix with host bits", ["subnet", "add", "5003", "--domain", "red", "--prefix", "198.19.3.7/24"] + gwMAC, ["198.19.3.7/24", "such as 198.19.3.0/24"]),
-    BadInput("overlapping subnets", ["subnet", "add", "5003", "--domain", "red", "--prefix", "198.19.1.128/25"] + gwMAC, ["198.19.1.128/25", "do not overlap"]),
-    BadInput("malformed prefix", ["subnet", "add", "5003", "--domain", "red", "--prefix", "198.19.3.0/33"] + gwMAC, ["--prefix: 198.19.3.0/33", "a prefix such as"]),
-    BadInput("broadcast gateway MAC", ["subnet", "add", "5003", "--domain", "red", "--prefix", "198.19.3.0/24", "--gateway-mac", "ff:ff:ff:ff:ff:ff"], ["gatewayMAC: ff:ff:ff:ff:ff:ff", "unicast"]),
+    BadInput(
+        "subnet exists", ["subnet", "add", "5001", "--domain", "red", "--prefix", "198.19.9.0/24"] + gwMAC,
+        ["vsid: 5001", "no subnet yet"]),
+    BadInput(
+        "subnet in an unknown domain",
+        ["subnet", "add", "5003", "--domain", "green", "--prefix", "198.19.3.0/24"] + gwMAC,
+        ["subnets[2].routingDomain: green", "routing domain"]),
+    BadInput(
+        "prefix with host bits", ["subnet", "add", "5003", "--domain", "red", "--prefix", "198.19.3.7/24"] + gwMAC,
+        ["198.19.3.7/24", "such as 198.19.3.0/24"]),
+    BadInput(
+        "overlapping subnets", ["subnet", "add", "5003", "--domain", "red", "--prefix", "198.19.1.128/25"] + gwMAC,
+        ["198.19.1.128/25", "do not overlap"]),
+    BadInput(
+        "malformed prefix", ["subnet", "add", "5003", "--domain", "red", "--prefix", "198.19.3.0/33"] + gwMAC,
+        ["--prefix: 198.19.3.0/33", "a prefix such as"]),
+    BadInput(
+        "broadcast gateway MAC",
+        ["subnet", "add", "5003", "--domain", "red", "--prefix", "198.19.3.0/24", "--gateway-mac", "ff:ff:ff:ff:ff:ff"],
+        ["gatewayMAC: ff:ff:ff:ff:ff:ff", "unicast"]),
     BadInput("deleting a subnet with ports", ["subnet", "del", "5001"], ["vsid: 5001", "without ports"]),
     BadInput("domain exists", ["domain", "add", "red", "--id", "7"], ["name: red", "not used yet"]),
     BadInput("domain id zero", ["domain", "add", "green", "--id", "0"], ["--id: 0", "from 1 to 4294967295"]),
     BadInput("deleting a domain with subnets", ["domain", "del", "red"], ["name: red", "without subnets"]),
-    BadInput("route next hop of the other family", ["route", "add", "10.0.0.0/8", "--domain", "red", "--via", "2001:db8::1"], ["nextHop: 2001:db8::1", "an IPv4 address, like the prefix"]),
-    BadInput("route metric out of range", ["route", "add", "10.0.0.0/8", "--domain", "red", "--via", "198.19.1.250", "--metric=-1"], ["--metric: -1", "whole number"]),
-    BadInput("route in an unknown domain", ["route", "add", "10.0.0.0/8", "--domain", "green", "--via", "198.19.1.250"], ["routingDomain: green", "routing domain"]),
+    BadInput(
+        "route next hop of the other family", ["route", "add", "10.0.0.0/8", "--domain", "red", "--via", "2001:db8::1"],
+        ["nextHop: 2001:db8::1", "an IPv4 address, like the prefix"]),
+    BadInput(
+        "route metric out of range",
+        ["route", "add", "10.0.0.0/8", "--domain", "red", "--via", "198.19.1.250", "--metric=-1"],
+        ["--metric: -1", "whole number"]),
+    BadInput(
+        "route in an unknown domain", ["route", "add", "10.0.0.0/8", "--domain", "green", "--via", "198.19.1.250"],
+        ["routingDomain: green", "routing domain"]),
     BadInput("provider address twice", ["pa", "add", "198.18.0.1"], ["address: 198.18.0.1", "not added yet"]),
     BadInput("unspecified provider address", ["pa", "add", "0.0.0.0"], ["0.0.0.0", "unicast address of this host"]),
-    BadInput("port on a missing interface", ["port", "add", "port9", "--vsid", "5001", "--mac", "02:00:00:00:01:09"], ["ports[2].interface: port9", "an existing interface"]),
-    BadInput("port address without its record", ["port", "add", "port3", "--vsid", "5001", "--mac", "02:00:00:00:01:03", "--ca", "198.19.1.77"], ["ports[2].addresses[0]: 198.19.1.77", "lookup record"]),
-    BadInput("port MAC unlike its record", ["port", "add", "port3", "--vsid", "5001", "--mac", "02:00:00:00:01:09", "--ca", "198.19.1.3"], ["ports[2].mac: 02:00:00:00:01:09", "the MAC of the VM's lookup record"]),
-    BadInput("port twice", ["port", "add", "port1", "--vsid", "5001", "--mac", "02:00:00:00:01:01"], ["interface: port1", "not a port yet"]),
+    BadInput(
+        "port on a missing interface", ["port", "add", "port9", "--vsid", "5001", "--mac", "02:00:00:00:01:09"],
+        ["ports[2].interface: port9", "an existing interface"]),
+    BadInput(
+        "port address without its record",
+        ["port", "add", "port3", "--vsid", "5001", "--mac", "02:00:00:00:01:03", "--ca", "198.19.1.77"],
+        ["ports[2].addresses[0]: 198.19.1.77", "lookup record"]),
+    BadInput(
+        "port MAC unlike its record",
+        ["port", "add", "port3", "--vsid", "5001", "--mac", "02:00:00:00:01:09", "--ca", "198.19.1.3"],
+        ["ports[2].mac: 02:00:00:00:01:09", "the MAC of the VM's lookup record"]),
+    BadInput(
+        "port twice", ["port", "add", "port1", "--vsid", "5001", "--mac", "02:00:00:00:01:01"],
+        ["interface: port1", "not a port yet"]),
     // other commands and options
     BadInput("unknown show kind", ["show", "everything"], ["kind: everything", "interfaces, domains"]),
     BadInput("watch interval zero", ["stats", "--watch", "0"], ["--watch: 0", "from 1 to 3600"]),
-    BadInput("trace protocol", ["trace", "--port", "port1", "--dst", "198.19.1.2", "--proto", "sctp"], ["--proto: sctp", "icmp, tcp, udp, arp, nd"]),
+    BadInput(
+        "trace protocol", ["trace", "--port", "port1", "--dst", "198.19.1.2", "--proto", "sctp"],
+        ["--proto: sctp", "icmp, tcp, udp, arp, nd"]),
     BadInput("trace without an entry", ["trace", "--dst", "198.19.1.2"], ["--port/--uplink", "exactly one of"]),
-    BadInput("trace from a non-port", ["trace", "--port", "ul", "--dst", "198.19.1.2"], ["--port: ul", "a port of the policy"]),
-    BadInput("ARP for an IPv6 address", ["trace", "--port", "port1", "--dst", "2001:db8::1", "--proto", "arp"], ["--dst: 2001:db8::1", "an IPv4 address (ARP)"]),
+    BadInput(
+        "trace from a non-port", ["trace", "--port", "ul", "--dst", "198.19.1.2"],
+        ["--port: ul", "a port of the policy"]),
+    BadInput(
+        "ARP for an IPv6 address", ["trace", "--port", "port1", "--dst", "2001:db8::1", "--proto", "arp"],
+        ["--dst: 2001:db8::1", "an IPv4 address (ARP)"]),
     BadInput("save format", ["save", "--format", "xml"], ["--format: xml", "yaml or json"]),
     BadInput("instance name", ["show"], instance: "a/b", ["--instance: a/b", "letters, digits"]),
     BadInput("up twice", ["up", "--uplink", "ul"], status: 1, ["already running", "nvgre down"]),
-    BadInput("up on a missing uplink", ["up", "--uplink", "eth9"], instance: "nvgre-cli-other", ["--uplink: eth9", "an existing interface"]),
-    BadInput("up with a bad XDP mode", ["up", "--uplink", "ul", "--xdp-mode", "offload"], instance: "nvgre-cli-other", ["--xdp-mode: offload", "auto, native or generic"]),
-    BadInput("up with an exception rate that is no number", ["up", "--uplink", "ul", "--exception-rate", "fast"], instance: "nvgre-cli-other", ["--exception-rate: fast", "a whole number from 0"]),
-    BadInput("up with a zero exception burst", ["up", "--uplink", "ul", "--port-exception-burst", "0"], instance: "nvgre-cli-other", ["--port-exception-burst: 0", "a whole number from 1"]),
-    BadInput("apply a missing file", ["apply", "/nonexistent/policy.yaml"], ["file: /nonexistent/policy.yaml", "a readable policy file"]),
+    BadInput(
+        "up on a missing uplink", ["up", "--uplink", "eth9"], instance: "nvgre-cli-other",
+        ["--uplink: eth9", "an existing interface"]),
+    BadInput(
+        "up with a bad XDP mode", ["up", "--uplink", "ul", "--xdp-mode", "offload"], instance: "nvgre-cli-other",
+        ["--xdp-mode: offload", "auto, native or generic"]),
+    BadInput(
+        "up with an exception rate that is no number", ["up", "--uplink", "ul", "--exception-rate", "fast"],
+        instance: "nvgre-cli-other", ["--exception-rate: fast", "a whole number from 0"]),
+    BadInput(
+        "up with a zero exception burst", ["up", "--uplink", "ul", "--port-exception-burst", "0"],
+        instance: "nvgre-cli-other", ["--port-exception-burst: 0", "a whole number from 1"]),
+    BadInput(
+        "apply a missing file", ["apply", "/nonexistent/policy.yaml"],
+        ["file: /nonexistent/policy.yaml", "a readable policy file"]),
     // policy files: nothing is applied when any line is wrong
-    BadInput("unknown top-level key", ["apply", "FILE"], file: localPolicy + "tenants: []\n", ["tenants", "a known key"]),
-    BadInput("unknown key in a record", ["apply", "FILE"], file: policyWith("mac: 02:00:00:00:01:03}", "mac: 02:00:00:00:01:03, colour: red}"), ["lookupRecords[2].colour", "a known key"]),
-    BadInput("VSID out of range in a file", ["apply", "FILE"], file: policyWith("{vsid: 6001, routingDomain", "{vsid: 4095, routingDomain"), ["subnets[1].vsid: 4095", "4096 to 16777214"]),
-    BadInput("malformed MAC in a file", ["apply", "FILE"], file: policyWith("mac: 02:00:00:00:01:03}", "mac: 02:00:00:00:01}"), ["lookupRecords[2].mac: 02:00:00:00:01", "a MAC address"]),
-    BadInput("malformed address in a file", ["apply", "FILE"], file: policyWith("customerAddress: 198.19.1.3,", "customerAddress: 198.19.1.333,"), ["lookupRecords[2].customerAddress: 198.19.1.333", "an IPv4 address"]),
-    BadInput("duplicate CA in a VSID", ["apply", "FILE"], file: policyWith("customerAddress: 198.19.1.3,", "customerAddress: 198.19.1.2,"), ["lookupRecords[2].customerAddress: 198.19.1.2", "one lookup record per VSID"]),
-    BadInput("record in a missing subnet (file)", ["apply", "FILE"], file: policyWith("{vsid: 6001, customerAddress", "{vsid: 6002, customerAddress"), ["lookupRecords[3].vsid: 6002", "the VSID of a subnet"]),
-    BadInput("mixed families in a subnet", ["apply", "FILE"], file: policyWith("gateways: [198.19.1.254], gatewayMAC: 02:00:00:00:ff:03", "gateways: [\"2001:db8::fe\"], gatewayMAC: 02:00:00:00:ff:03"), ["subnets[1].gateways[0]: 2001:db8::fe", "inside one of the subnet's prefixes"]),
-    BadInput("provider address on another interface", ["apply", "FILE"], file: policyWith("{address: 198.18.0.1, interface: ul}", "{address: 198.18.0.1, interface: port1}"), ["providerAddresses[0].interface: port1", "the instance's uplink ul"]),
+    BadInput(
+        "unknown top-level key", ["apply", "FILE"], file: localPolicy + "tenants: []\n", ["tenants", "a known key"]),
+    BadInput(
+        "unknown key in a record", ["apply", "FILE"],
+        file: policyWith("mac: 02:00:00:00:01:03}", "mac: 02:00:00:00:01:03, colour: red}"),
+        ["lookupRecords[2].colour", "a known key"]),
+    BadInput(
+        "VSID out of range in a file", ["apply", "FILE"],
+        file: policyWith("{vsid: 6001, routingDomain", "{vsid: 4095, routingDomain"),
+        ["subnets[1].vsid: 4095", "4096 to 16777214"]),
+    BadInput(
+        "malformed MAC in a file", ["apply", "FILE"],
+        file: policyWith("mac: 02:00:00:00:01:03}", "mac: 02:00:00:00:01}"),
+        ["lookupRecords[2].mac: 02:00:00:00:01", "a MAC address"]),
+    BadInput(
+        "malformed address in a file", ["apply", "FILE"],
+        file: policyWith("customerAddress: 198.19.1.3,", "customerAddress: 198.19.1.333,"),
+        ["lookupRecords[2].customerAddress: 198.19.1.333", "an IPv4 address"]),
+    BadInput(
+        "duplicate CA in a VSID", ["apply", "FILE"],
+        file: policyWith("customerAddress: 198.19.1.3,", "customerAddress: 198.19.1.2,"),
+        ["lookupRecords[2].customerAddress: 198.19.1.2", "one lookup record per VSID"]),
+    BadInput(
+        "record in a missing subnet (file)", ["apply", "FILE"],
+        file: policyWith("{vsid: 6001, customerAddress", "{vsid: 6002, customerAddress"),
+        ["lookupRecords[3].vsid: 6002", "the VSID of a subnet"]),
+    BadInput(
+        "mixed families in a subnet", ["apply", "FILE"],
+        file: policyWith(
+            "gateways: [198.19.1.254], gatewayMAC: 02:00:00:00:ff:03",
+            "gateways: [\"2001:db8::fe\"], gatewayMAC: 02:00:00:00:ff:03"),
+        ["subnets[1].gateways[0]: 2001:db8::fe", "inside one of the subnet's prefixes"]),
+    BadInput(
+        "provider address on another interface", ["apply", "FILE"],
+        file: policyWith("{address: 198.18.0.1, interface: ul}", "{address: 198.18.0.1, interface: port1}"),
+        ["providerAddresses[0].interface: port1", "the instance's uplink ul"]),
     BadInput("not YAML", ["apply", "FILE"], file: "subnets: [\n", ["file", "YAML or JSON"]),
-    BadInput("JSON with a bad prefix", ["apply", "FILE"], file: #"{"subnets": [{"vsid": 5001, "routingDomain": "red", "prefixes": ["198.19.1.0/40"], "gatewayMAC": "02:00:00:00:ff:01"}]}"#, ["subnets[0].prefixes[0]: 198.19.1.0/40", "a prefix such as"]),
+    BadInput(
+        "JSON with a bad prefix", ["apply", "FILE"],
+        file:
+            #"{"subnets": [{"vsid": 5001, "routingDomain": "red", "prefixes": ["198.19.1.0/40"], "gatewayMAC": "02:00:00:00:ff:01"}]}"#,
+        ["subnets[0].prefixes[0]: 198.19.1.0/40", "a prefix such as"]),
     BadInput("a list expected", ["apply", "FILE"], file: "ports: {interface: port1}\n", ["ports", "a list"]),
-    BadInput("infrastructure prefix with host bits", ["apply", "FILE"], file: localPolicy + "infrastructurePrefixes:\n  - {prefix: 203.0.113.7/26, name: monitoring}\n",
-             ["infrastructurePrefixes[0].prefix: 203.0.113.7/26", "without host bits (203.0.113.0/26)"]),
-    BadInput("infrastructure prefix malformed", ["apply", "FILE"], file: localPolicy + "infrastructurePrefixes:\n  - {prefix: monitoring}\n",
-             ["infrastructurePrefixes[0].prefix: monitoring", "a prefix such as"]),
-    BadInput("NAT share over 100", ["apply", "FILE"], file: localPolicy + "gatewayDomains:\n  - {routingDomain: red, natShare: 150}\n",
-             ["gatewayDomains[0].natShare: 150", "from 1 to 100"]),
+    BadInput(
+        "infrastructure prefix with host bits", ["apply", "FILE"],
+        file: localPolicy + "infrastructurePrefixes:\n  - {prefix: 203.0.113.7/26, name: monitoring}\n",
+        ["infrastructurePrefixes[0].prefix: 203.0.113.7/26", "without host bits (203.0.113.0/26)"]),
+    BadInput(
+        "infrastructure prefix malformed", ["apply", "FILE"],
+        file: localPolicy + "infrastructurePrefixes:\n  - {prefix: monitoring}\n",
+        ["infrastructurePrefixes[0].prefix: monitoring", "a prefix such as"]),
+    BadInput(
+        "NAT share over 100", ["apply", "FILE"],
+        file: localPolicy + "gatewayDomains:\n  - {routingDomain: red, natShare: 150}\n",
+        ["gatewayDomains[0].natShare: 150", "from 1 to 100"])
 ]
 
 /// Every bad input fails with its message and exit code, and leaves the live state as it

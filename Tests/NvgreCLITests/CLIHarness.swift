@@ -37,7 +37,9 @@ final class CLIHost {
         try net.ip(ns, "addr add 198.18.0.1/24 dev ul")
         // Frames redirected into a veth need an XDP program on the receiving end (the VM's).
         let pass = try Datapath()
-        vmLinks = try [vm1, vm2].map { vm in try NetworkNamespace.run(in: vm) { try pass.attach(.barePass, interface: "eth0") } }
+        vmLinks = try [vm1, vm2].map { vm in
+            try NetworkNamespace.run(in: vm) { try pass.attach(.barePass, interface: "eth0") }
+        }
         try net.ip(vm1, "addr add 198.19.1.1/24 dev eth0")
         try net.ip(vm2, "addr add 198.19.1.2/24 dev eth0")
     }
@@ -67,7 +69,10 @@ final class CLIHost {
         let outPath = NSTemporaryDirectory() + "\(self.instance)-\(UUID().uuidString).out", errPath = outPath + ".err"
         _ = FileManager.default.createFile(atPath: outPath, contents: nil)
         _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-        defer { try? FileManager.default.removeItem(atPath: outPath); try? FileManager.default.removeItem(atPath: errPath) }
+        defer {
+            try? FileManager.default.removeItem(atPath: outPath)
+            try? FileManager.default.removeItem(atPath: errPath)
+        }
         p.standardOutput = FileHandle(forWritingAtPath: outPath)
         p.standardError = FileHandle(forWritingAtPath: errPath)
         let input = Pipe()
@@ -76,8 +81,11 @@ final class CLIHost {
         if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
         input.fileHandleForWriting.closeFile()
         p.waitUntilExit()
-        let outData = FileManager.default.contents(atPath: outPath) ?? Data(), errData = FileManager.default.contents(atPath: errPath) ?? Data()
-        return CLIResult(status: p.terminationStatus, out: String(decoding: outData, as: UTF8.self), err: String(decoding: errData, as: UTF8.self))
+        let outData = FileManager.default.contents(atPath: outPath) ?? Data(),
+            errData = FileManager.default.contents(atPath: errPath) ?? Data()
+        return CLIResult(
+            status: p.terminationStatus, out: String(decoding: outData, as: UTF8.self),
+            err: String(decoding: errData, as: UTF8.self))
     }
 
     /// Writes `text` to a temporary file and returns its path.
@@ -90,7 +98,8 @@ final class CLIHost {
 
     /// examples/two-tenants.yaml, whose interfaces (ul, port1) this host has.
     static let example: String = {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         return try! String(contentsOf: root.appendingPathComponent("examples/two-tenants.yaml"), encoding: .utf8)
     }()
 }

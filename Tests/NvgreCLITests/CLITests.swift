@@ -1,5 +1,5 @@
-import Foundation
 import CNvgre
+import Foundation
 import NvgreDatapath
 import NvgreLab
 import Testing
@@ -37,20 +37,27 @@ struct CLITests {
         #expect(up.status == 0, "\(up.err)")
         #expect(try h.net.ip(h.ns, "link show ul").contains("prog/xdp"))
 
-        for args in [["domain", "add", "red", "--id", "1"],
-                     ["subnet", "add", "5001", "--domain", "red", "--prefix", "198.19.1.0/24", "--gateway", "198.19.1.254", "--gateway-mac", "02:00:00:00:ff:01"],
-                     ["pa", "add", "198.18.0.1"],
-                     ["lookup", "add", "5001", "198.19.1.1", "--pa", "198.18.0.1", "--mac", "02:00:00:00:01:01"],
-                     ["lookup", "add", "5001", "198.19.1.3", "--pa", "198.18.0.2", "--mac", "02:00:00:00:01:03"],
-                     ["port", "add", "port1", "--vsid", "5001", "--mac", "02:00:00:00:01:01", "--ca", "198.19.1.1"],
-                     ["route", "add", "0.0.0.0/0", "--domain", "red", "--via", "198.19.1.250"]] {
+        for args in [
+            ["domain", "add", "red", "--id", "1"],
+            [
+                "subnet", "add", "5001", "--domain", "red", "--prefix", "198.19.1.0/24", "--gateway", "198.19.1.254",
+                "--gateway-mac", "02:00:00:00:ff:01"
+            ],
+            ["pa", "add", "198.18.0.1"],
+            ["lookup", "add", "5001", "198.19.1.1", "--pa", "198.18.0.1", "--mac", "02:00:00:00:01:01"],
+            ["lookup", "add", "5001", "198.19.1.3", "--pa", "198.18.0.2", "--mac", "02:00:00:00:01:03"],
+            ["port", "add", "port1", "--vsid", "5001", "--mac", "02:00:00:00:01:01", "--ca", "198.19.1.1"],
+            ["route", "add", "0.0.0.0/0", "--domain", "red", "--via", "198.19.1.250"]
+        ] {
             let r = h.run(args)
             #expect(r.status == 0, "\(args): \(r.err)")
         }
         let show = try #require(h.run(["show", "-j"]).json as? [String: Any])
         let records = try #require(show["lookupRecords"] as? [[String: Any]])
         #expect(records.count == 2)
-        #expect(records.first?["customerAddress"] as? String == "198.19.1.1" && records.first?["providerAddress"] as? String == "198.18.0.1")
+        #expect(
+            records.first?["customerAddress"] as? String == "198.19.1.1"
+                && records.first?["providerAddress"] as? String == "198.18.0.1")
         let ifaces = try #require(show["interfaces"] as? [[String: Any]])
         #expect(ifaces.map { $0["interface"] as? String } == ["ul", "port1"])
         #expect(ifaces.allSatisfy { ["native", "generic"].contains($0["xdp"] as? String) })
@@ -62,7 +69,8 @@ struct CLITests {
         let dump = try sh("bpftool -j map dump pinned /sys/fs/bpf/\(h.instance)/lookups")
         let entries = try #require(try JSONSerialization.jsonObject(with: Data(dump.utf8)) as? [[String: Any]])
         #expect(entries.count == 2)
-        let wanted = BpftoolEntry(vsid: 5001, ca: [198, 19, 1, 3], pa: [198, 18, 0, 2], mac: [2, 0, 0, 0, 1, 3], type: 1, port: 0)
+        let wanted = BpftoolEntry(
+            vsid: 5001, ca: [198, 19, 1, 3], pa: [198, 18, 0, 2], mac: [2, 0, 0, 0, 1, 3], type: 1, port: 0)
         #expect(entries.contains { BpftoolEntry(json: $0) == wanted }, "\(dump)")
         let port1 = try h.net.ifindex("port1", in: h.ns)
         #expect(entries.contains { BpftoolEntry(json: $0)?.port == port1 })
@@ -100,7 +108,9 @@ struct CLITests {
         }
         // The saved YAML is the example's policy (comments aside): same objects.
         let saved = h.run(["save"]).out
-        #expect(saved.contains("- {vsid: 6001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.3, mac: 02:00:00:00:01:01}"))
+        #expect(
+            saved.contains(
+                "- {vsid: 6001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.3, mac: 02:00:00:00:01:01}"))
         #expect(saved.contains("- {interface: port1, vsid: 5001, mac: 02:00:00:00:01:01, addresses: [198.19.1.1]}"))
 
         // Applying a smaller policy removes what is no longer there, and detaches port1.
@@ -144,7 +154,9 @@ struct CLITests {
             let stats = try #require(h.run(["stats", "-j"]).json as? [String: Any])
             return try #require((stats[kind] as? [String: [String: Int]])?[reason]?["packets"])
         }
-        let tracedReasons = [("drops", "source-ca-spoofed"), ("drops", "provider-address-spoofed"), ("exceptions", "customer-route")]
+        let tracedReasons = [
+            ("drops", "source-ca-spoofed"), ("drops", "provider-address-spoofed"), ("exceptions", "customer-route")
+        ]
         let before = try tracedReasons.map { try count($0.0, $0.1) }
         func trace(_ args: [String]) throws -> [String: Any] {
             let r = h.run(["trace"] + args + ["-j"])
@@ -157,12 +169,16 @@ struct CLITests {
         let spoofed = try trace(["--port", "port1", "--dst", "198.19.1.2", "--src", "198.19.1.9"])
         #expect(spoofed["verdict"] as? String == "XDP_DROP" && spoofed["reason"] as? String == "source-ca-spoofed")
         let arp = try trace(["--port", "port1", "--dst", "198.19.1.254", "--proto", "arp"])
-        #expect(arp["verdict"] as? String == "XDP_TX" && (arp["output"] as? [String])?.last == "ARP reply 198.19.1.254 is-at 02:00:00:00:ff:01")
+        #expect(
+            arp["verdict"] as? String == "XDP_TX"
+                && (arp["output"] as? [String])?.last == "ARP reply 198.19.1.254 is-at 02:00:00:00:ff:01")
         let outside = try trace(["--port", "port1", "--dst", "203.0.113.5", "--proto", "udp"])
         #expect(outside["decision"] as? String == "exception" && outside["reason"] as? String == "customer-route")
         let fromFabric = try trace(["--uplink", "--vsid", "5001", "--src", "198.19.1.3", "--dst", "198.19.1.1"])
         #expect(fromFabric["egress"] as? String == "port1" && fromFabric["vsid"] as? Int == 5001)
-        let forged = try trace(["--uplink", "--vsid", "5001", "--src", "198.19.1.3", "--dst", "198.19.1.1", "--outer-src", "198.18.0.9"])
+        let forged = try trace([
+            "--uplink", "--vsid", "5001", "--src", "198.19.1.3", "--dst", "198.19.1.1", "--outer-src", "198.18.0.9"
+        ])
         #expect(forged["reason"] as? String == "provider-address-spoofed")
         // Tracing uses its own counters: the live ones did not move.
         #expect(try tracedReasons.map { try count($0.0, $0.1) } == before)
@@ -185,7 +201,8 @@ struct CLITests {
         let other = try Datapath()
         let held = try NetworkNamespace.run(in: h.ns) { try other.attach(.barePass, interface: "port2") }
         defer { withExtendedLifetime(held) {} }
-        let policy = localPolicy.replacingOccurrences(of: "198.19.1.3, providerAddress: 198.18.0.2", with: "198.19.1.4, providerAddress: 198.18.0.4")
+        let policy = localPolicy.replacingOccurrences(
+            of: "198.19.1.3, providerAddress: 198.18.0.2", with: "198.19.1.4, providerAddress: 198.18.0.4")
         let r = h.run(["apply", try h.file("local.yaml", policy)])
         #expect(r.status == 1 && r.err.contains("nothing was changed") && r.err.contains("port2"), "\(r.err)")
         #expect(h.run(["save"]).out == before)

@@ -10,16 +10,28 @@ func twoTenants() -> Policy {
     var p = Policy()
     p.routingDomains = [RoutingDomain(id: 1, name: "red"), RoutingDomain(id: 2, name: "blue")]
     p.subnets = [
-        VirtualSubnet(vsid: 5001, routingDomain: "red", prefixes: [IPPrefix(parsing: "198.19.1.0/24")!], gateways: ["198.19.1.254"], gatewayMAC: "02:00:00:00:ff:01"),
-        VirtualSubnet(vsid: 5002, routingDomain: "red", prefixes: [IPPrefix(parsing: "198.19.2.0/24")!], gateways: ["198.19.2.254"], gatewayMAC: "02:00:00:00:ff:02"),
-        VirtualSubnet(vsid: 6001, routingDomain: "blue", prefixes: [IPPrefix(parsing: "198.19.1.0/24")!], gateways: ["198.19.1.254"], gatewayMAC: "02:00:00:00:ff:03"),
+        VirtualSubnet(
+            vsid: 5001, routingDomain: "red", prefixes: [IPPrefix(parsing: "198.19.1.0/24")!],
+            gateways: ["198.19.1.254"], gatewayMAC: "02:00:00:00:ff:01"),
+        VirtualSubnet(
+            vsid: 5002, routingDomain: "red", prefixes: [IPPrefix(parsing: "198.19.2.0/24")!],
+            gateways: ["198.19.2.254"], gatewayMAC: "02:00:00:00:ff:02"),
+        VirtualSubnet(
+            vsid: 6001, routingDomain: "blue", prefixes: [IPPrefix(parsing: "198.19.1.0/24")!],
+            gateways: ["198.19.1.254"], gatewayMAC: "02:00:00:00:ff:03")
     ]
     p.lookupRecords = [
-        LookupRecord(vsid: 5001, customerAddress: "198.19.1.1", providerAddress: "198.18.0.1", mac: "02:00:00:00:01:01"),
-        LookupRecord(vsid: 5001, customerAddress: "198.19.1.2", providerAddress: "198.18.0.2", mac: "02:00:00:00:01:02"),
-        LookupRecord(vsid: 6001, customerAddress: "198.19.1.1", providerAddress: "198.18.0.3", mac: "02:00:00:00:01:01", type: .gateway),
+        LookupRecord(
+            vsid: 5001, customerAddress: "198.19.1.1", providerAddress: "198.18.0.1", mac: "02:00:00:00:01:01"),
+        LookupRecord(
+            vsid: 5001, customerAddress: "198.19.1.2", providerAddress: "198.18.0.2", mac: "02:00:00:00:01:02"),
+        LookupRecord(
+            vsid: 6001, customerAddress: "198.19.1.1", providerAddress: "198.18.0.3", mac: "02:00:00:00:01:01",
+            type: .gateway)
     ]
-    p.customerRoutes = [CustomerRoute(routingDomain: "red", prefix: IPPrefix(parsing: "0.0.0.0/0")!, nextHop: "198.19.1.250")]
+    p.customerRoutes = [
+        CustomerRoute(routingDomain: "red", prefix: IPPrefix(parsing: "0.0.0.0/0")!, nextHop: "198.19.1.250")
+    ]
     p.providerAddresses = [ProviderAddress(address: "198.18.0.1", interface: "ul")]
     p.ports = [VMPort(interface: "port1", vsid: 5001, mac: "02:00:00:00:01:01", addresses: ["198.19.1.1"])]
     return p
@@ -43,7 +55,9 @@ struct CompilerTests {
         let local = lookups[RawBytes(of: nv_lookup_key(vsid: 5001, ca: "198.19.1.1"))]!.load(as: nv_lookup_val.self)
         #expect(local.port_ifindex == 7 && local.providerAddress == "198.18.0.1")
         let blue = lookups[RawBytes(of: nv_lookup_key(vsid: 6001, ca: "198.19.1.1"))]!.load(as: nv_lookup_val.self)
-        #expect(blue.port_ifindex == 0 && blue.type == UInt8(NV_REC_GATEWAY.rawValue) && blue.providerAddress == "198.18.0.3")
+        #expect(
+            blue.port_ifindex == 0 && blue.type == UInt8(NV_REC_GATEWAY.rawValue)
+                && blue.providerAddress == "198.18.0.3")
         // Subnets: routing domain id and a distinct counter slot each, all new.
         let subnets = c.images[.subnets]!.entries.values.map { $0.load(as: nv_subnet.self) }
         #expect(Set(subnets.map(\.stats_slot)).count == 3 && Set(c.newSlots) == [0, 1, 2])
@@ -52,9 +66,11 @@ struct CompilerTests {
         // Routes: three subnet prefixes and the customer route via 5001's subnet.
         let routes = c.images[.routes]!
         #expect(routes.count == 4)
-        let dflt = routes[RawBytes(of: nv_route_key(rdid: 1, prefix: "0.0.0.0", prefixLength: 0))]!.load(as: nv_route_val.self)
+        let dflt = routes[RawBytes(of: nv_route_key(rdid: 1, prefix: "0.0.0.0", prefixLength: 0))]!.load(
+            as: nv_route_val.self)
         #expect(dflt.kind == NV_ROUTE_CUSTOMER.rawValue && dflt.vsid == 5001)
-        let blueNet = routes[RawBytes(of: nv_route_key(rdid: 2, prefix: "198.19.1.0", prefixLength: 24))]!.load(as: nv_route_val.self)
+        let blueNet = routes[RawBytes(of: nv_route_key(rdid: 2, prefix: "198.19.1.0", prefixLength: 24))]!.load(
+            as: nv_route_val.self)
         #expect(blueNet.kind == NV_ROUTE_SUBNET.rawValue && blueNet.vsid == 6001)
         // Port, its address, the PA and the host settings.
         #expect(c.images[.ports]![RawBytes(of: UInt32(7))]!.load(as: nv_port.self).vsid == 5001)
@@ -74,13 +90,14 @@ struct CompilerTests {
         var p = twoTenants()
         let dflt = IPPrefix(parsing: "0.0.0.0/0")!
         p.customerRoutes = [
-            CustomerRoute(routingDomain: "red", prefix: dflt, nextHop: "198.19.9.1", metric: 1),   // next hop in no subnet
+            CustomerRoute(routingDomain: "red", prefix: dflt, nextHop: "198.19.9.1", metric: 1),  // next hop in no subnet
             CustomerRoute(routingDomain: "red", prefix: dflt, nextHop: "198.19.2.250", metric: 50),
             CustomerRoute(routingDomain: "red", prefix: dflt, nextHop: "198.19.1.250", metric: 100),
-            CustomerRoute(routingDomain: "red", prefix: IPPrefix(parsing: "198.19.2.0/24")!, nextHop: "198.19.1.250"), // a subnet's prefix
+            CustomerRoute(routingDomain: "red", prefix: IPPrefix(parsing: "198.19.2.0/24")!, nextHop: "198.19.1.250")  // a subnet's prefix
         ]
         let c = try PolicyCompiler.compile(p, context())
-        let v = c.images[.routes]![RawBytes(of: nv_route_key(rdid: 1, prefix: "0.0.0.0", prefixLength: 0))]!.load(as: nv_route_val.self)
+        let v = c.images[.routes]![RawBytes(of: nv_route_key(rdid: 1, prefix: "0.0.0.0", prefixLength: 0))]!.load(
+            as: nv_route_val.self)
         #expect(v.vsid == 5002 && v.kind == NV_ROUTE_CUSTOMER.rawValue)
         #expect(c.idleRoutes.map(\.index) == [0, 2, 3])
         #expect(c.idleRoutes[0].why.contains("in no virtual subnet"))
@@ -90,7 +107,11 @@ struct CompilerTests {
     @Test func aMissingInterfaceIsNamed() {
         var p = twoTenants()
         p.ports[0].interface = "port9"
-        #expect(throws: PolicyErrors(errors: [PolicyError("ports[0].interface", "port9", "an existing interface in this network namespace")])) {
+        #expect(
+            throws: PolicyErrors(errors: [
+                PolicyError("ports[0].interface", "port9", "an existing interface in this network namespace")
+            ])
+        ) {
             try PolicyCompiler.compile(p, context())
         }
     }
@@ -100,10 +121,15 @@ struct DiffTests {
     @Test func onlyTheDifferencesAreWritten() throws {
         let before = try PolicyCompiler.compile(twoTenants(), context()).images
         var p = twoTenants()
-        p.lookupRecords[1].providerAddress = "198.18.0.9"                 // changed
-        p.lookupRecords.remove(at: 2)                                     // removed (Blue's record)
-        p.lookupRecords.append(LookupRecord(vsid: 5002, customerAddress: "198.19.2.7", providerAddress: "198.18.0.2", mac: "02:00:00:00:02:07"))
-        let slots = Dictionary(uniqueKeysWithValues: before[.subnets]!.entries.map { ($0.key.load(as: UInt32.self), $0.value.load(as: nv_subnet.self).stats_slot) })
+        p.lookupRecords[1].providerAddress = "198.18.0.9"  // changed
+        p.lookupRecords.remove(at: 2)  // removed (Blue's record)
+        p.lookupRecords.append(
+            LookupRecord(
+                vsid: 5002, customerAddress: "198.19.2.7", providerAddress: "198.18.0.2", mac: "02:00:00:00:02:07"))
+        let slots = Dictionary(
+            uniqueKeysWithValues: before[.subnets]!.entries.map {
+                ($0.key.load(as: UInt32.self), $0.value.load(as: nv_subnet.self).stats_slot)
+            })
         let after = try PolicyCompiler.compile(p, context(slots: slots)).images
         let plan = MapPlan(live: before, desired: after)
         let l = plan.changes[.lookups]!
@@ -123,7 +149,7 @@ struct DiffTests {
     @Test func removingEverythingRemovesEveryEntry() throws {
         let a = try PolicyCompiler.compile(twoTenants(), context()).images
         var empty = try PolicyCompiler.compile(Policy(), context()).images
-        empty[.config] = a[.config] // the host settings entry always exists (an array map)
+        empty[.config] = a[.config]  // the host settings entry always exists (an array map)
         let plan = MapPlan(live: a, desired: empty)
         #expect(plan.changes[.lookups]!.removed.count == 3 && plan.changes[.routes]!.removed.count == 4)
         #expect(plan.changes.values.allSatisfy { $0.added.isEmpty && $0.changed.isEmpty })
@@ -139,10 +165,12 @@ struct InfrastructureCompileTests {
         p.gatewayDomains = [GatewayDomain(routingDomain: "red"), GatewayDomain(routingDomain: "blue")]
         p.infrastructurePrefixes = [InfrastructurePrefix(prefix: IPPrefix(parsing: "10.9.0.0/16")!, name: "management")]
         var ctx = CompileContext(uplinkIfindex: 3, ifindex: { ["ul": 3, "ext": 4, "mgmt": 5][$0] })
-        ctx.hostAddresses = [InterfaceAddress(interface: "ul", prefix: IPPrefix(parsing: "198.18.0.1/16")!),
-                             InterfaceAddress(interface: "ext", prefix: IPPrefix(parsing: "203.0.113.1/24")!),
-                             InterfaceAddress(interface: "mgmt", prefix: IPPrefix(parsing: "192.0.2.5/24")!),
-                             InterfaceAddress(interface: "lo", prefix: IPPrefix(parsing: "127.0.0.1/8")!)]
+        ctx.hostAddresses = [
+            InterfaceAddress(interface: "ul", prefix: IPPrefix(parsing: "198.18.0.1/16")!),
+            InterfaceAddress(interface: "ext", prefix: IPPrefix(parsing: "203.0.113.1/24")!),
+            InterfaceAddress(interface: "mgmt", prefix: IPPrefix(parsing: "192.0.2.5/24")!),
+            InterfaceAddress(interface: "lo", prefix: IPPrefix(parsing: "127.0.0.1/8")!)
+        ]
         let c = try PolicyCompiler.compile(p, ctx)
         var entries: [String: UInt32] = [:]
         for (k, v) in c.images[.infrastructure]!.entries {
@@ -158,9 +186,11 @@ struct InfrastructureCompileTests {
             "198.18.0.0/16": NV_INFRA_PROVIDER,  // the uplink's prefix: the provider network
             "203.0.113.1/32": NV_INFRA_EXTERNAL, "203.0.113.255/32": NV_INFRA_HOST,
             "192.0.2.5/32": NV_INFRA_HOST, "192.0.2.255/32": NV_INFRA_HOST, "198.18.255.255/32": NV_INFRA_HOST,
-            "127.0.0.1/32": NV_INFRA_HOST, "127.255.255.255/32": NV_INFRA_HOST, "127.0.0.0/8": NV_INFRA_SPECIAL, "169.254.0.0/16": NV_INFRA_SPECIAL,
+            "127.0.0.1/32": NV_INFRA_HOST, "127.255.255.255/32": NV_INFRA_HOST, "127.0.0.0/8": NV_INFRA_SPECIAL,
+            "169.254.0.0/16": NV_INFRA_SPECIAL,
             "224.0.0.0/4": NV_INFRA_SPECIAL, "240.0.0.0/4": NV_INFRA_SPECIAL, "0.0.0.0/8": NV_INFRA_SPECIAL,
-            "::/128": NV_INFRA_SPECIAL, "::1/128": NV_INFRA_SPECIAL, "fe80::/10": NV_INFRA_SPECIAL, "ff00::/8": NV_INFRA_SPECIAL,
+            "::/128": NV_INFRA_SPECIAL, "::1/128": NV_INFRA_SPECIAL, "fe80::/10": NV_INFRA_SPECIAL,
+            "ff00::/8": NV_INFRA_SPECIAL
         ]
         #expect(entries == expected.mapValues(\.rawValue))
         // The external network itself (203.0.113.0/24) is where tenants go: not in it.
@@ -175,8 +205,11 @@ struct InfrastructureCompileTests {
         #expect(share.perCPU(cpus: 1) == (500_000, 199 * 500_000))
         #expect(share.perCPU(cpus: 2) == (1_000_000, 99 * 1_000_000))
         #expect(ExceptionShare.unlimited.perCPU(cpus: 2) == (0, 0))
-        let cfg = nv_config(uplinkIfindex: 3, pa4: nil, pa6: nil, exceptionShare: share, portExceptionShare: .defaultPerPort, cpus: 2)
+        let cfg = nv_config(
+            uplinkIfindex: 3, pa4: nil, pa6: nil, exceptionShare: share, portExceptionShare: .defaultPerPort, cpus: 2)
         #expect(cfg.exc_interval_ns == 1_000_000 && cfg.exc_burst_ns == 99_000_000)
-        #expect(cfg.exc_port_interval_ns == 4_000_000 && cfg.exc_port_burst_ns == 24 * 4_000_000, "500/s in bursts of 50 per port")
+        #expect(
+            cfg.exc_port_interval_ns == 4_000_000 && cfg.exc_port_burst_ns == 24 * 4_000_000,
+            "500/s in bursts of 50 per port")
     }
 }

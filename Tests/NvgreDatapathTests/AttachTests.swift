@@ -12,8 +12,15 @@ struct AttachTests {
         let ns = try net.namespace("h")
         let peer = try net.namespace("p")
         try net.veth("ul", in: ns, "ulpeer", in: peer)
-        let dp = try Datapath(options: { var o = LoadOptions(); o.maxLookups = 16; return o }())
-        var link: XDPLink? = try NetworkNamespace.run(in: ns) { try dp.attach(.fromFabric, interface: "ul", mode: mode) }
+        let dp = try Datapath(
+            options: {
+                var o = LoadOptions()
+                o.maxLookups = 16
+                return o
+            }())
+        var link: XDPLink? = try NetworkNamespace.run(in: ns) {
+            try dp.attach(.fromFabric, interface: "ul", mode: mode)
+        }
         #expect(link?.mode == mode)
         let shown = try net.ip(ns, "link show ul")
         #expect(shown.contains(mode == .native ? "xdp " : "xdpgeneric"), "\(shown)")
@@ -23,7 +30,12 @@ struct AttachTests {
     }
 
     @Test func attachingToAMissingInterfaceSaysSo() throws {
-        let dp = try Datapath(options: { var o = LoadOptions(); o.maxLookups = 16; return o }())
+        let dp = try Datapath(
+            options: {
+                var o = LoadOptions()
+                o.maxLookups = 16
+                return o
+            }())
         #expect(throws: DatapathError.self) { try dp.attach(.fromVM, interface: "nvgre-no-such-if") }
         do {
             _ = try dp.attach(.fromVM, interface: "nvgre-no-such-if")

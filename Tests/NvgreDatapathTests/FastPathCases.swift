@@ -5,10 +5,10 @@ import NvgreWire
 /// What a case expects the program to decide.
 enum Expected {
     case forward(to: String, output: [UInt8])  // XDP_REDIRECT to that interface, with these bytes
-    case reply(output: [UInt8])                // XDP_TX back out of the ingress
-    case pass                                  // XDP_PASS, frame untouched
-    case drop(nv_drop_reason)                  // XDP_DROP, counted under that reason
-    case exception(nv_exception_reason, frame: [UInt8]? = nil, mtu: UInt32 = 0) // copied to userspace
+    case reply(output: [UInt8])  // XDP_TX back out of the ingress
+    case pass  // XDP_PASS, frame untouched
+    case drop(nv_drop_reason)  // XDP_DROP, counted under that reason
+    case exception(nv_exception_reason, frame: [UInt8]? = nil, mtu: UInt32 = 0)  // copied to userspace
 }
 
 struct FastPathCase {
@@ -26,22 +26,31 @@ struct FastPathCase {
 /// The table: every branch of both programs, IPv4 and IPv6 customer and provider addresses,
 /// two tenants with the same CA and MAC, and a case for every reachable drop reason.
 enum FastPathTable {
-    static func encap(_ inner: [UInt8], vsid: UInt32, hash: FlowHash, to pa: IPAddress, via mac: MACAddress,
-                      tos: UInt8 = 0) -> [UInt8] {
-        NVGRE.encapsulate(inner: inner, vsid: vsid, hash: hash, tos: tos, outerSrcMAC: Plan.uplinkMAC,
-                          outerDstMAC: mac, srcPA: pa.family == .v4 ? Plan.paA : Plan.pa6A, dstPA: pa)
+    static func encap(
+        _ inner: [UInt8], vsid: UInt32, hash: FlowHash, to pa: IPAddress, via mac: MACAddress,
+        tos: UInt8 = 0
+    ) -> [UInt8] {
+        NVGRE.encapsulate(
+            inner: inner, vsid: vsid, hash: hash, tos: tos, outerSrcMAC: Plan.uplinkMAC,
+            outerDstMAC: mac, srcPA: pa.family == .v4 ? Plan.paA : Plan.pa6A, dstPA: pa)
     }
 
-    static func fromVM(_ name: String, port: String = "port1", _ frame: [UInt8], _ expected: Expected,
-                       _ counters: [String]) -> FastPathCase {
+    static func fromVM(
+        _ name: String, port: String = "port1", _ frame: [UInt8], _ expected: Expected,
+        _ counters: [String]
+    ) -> FastPathCase {
         FastPathCase(name: name, program: .fromVM, ingress: port, frame: frame, expected: expected, counters: counters)
     }
 
-    static func fromFabric(_ name: String, _ frame: [UInt8], _ expected: Expected, _ counters: [String]) -> FastPathCase {
-        FastPathCase(name: name, program: .fromFabric, ingress: "ul", frame: frame, expected: expected, counters: counters)
+    static func fromFabric(_ name: String, _ frame: [UInt8], _ expected: Expected, _ counters: [String]) -> FastPathCase
+    {
+        FastPathCase(
+            name: name, program: .fromFabric, ingress: "ul", frame: frame, expected: expected, counters: counters)
     }
 
-    static var all: [FastPathCase] { neighborCases + switchingCases + routingCases + exceptionCases + dropCases + fabricCases }
+    static var all: [FastPathCase] {
+        neighborCases + switchingCases + routingCases + exceptionCases + dropCases + fabricCases
+    }
 
     static let vm1 = Plan.vm1, vm2 = Plan.vm2, vm3 = Plan.vm3, vm4 = Plan.vm4
 
@@ -49,48 +58,68 @@ enum FastPathTable {
 
     static var neighborCases: [FastPathCase] {
         [
-            fromVM("ARP for the subnet gateway is answered with the gateway MAC",
-                   Frames.arpRequest(vm1.mac, vm1.ip4, target: Plan.red.gw4),
-                   .reply(output: Frames.arpReply(to: vm1, from: Plan.red.gwMAC, ip: Plan.red.gw4)), []),
-            fromVM("ARP for a local VM is answered from its lookup record",
-                   Frames.arpRequest(vm1.mac, vm1.ip4, target: vm2.ip4),
-                   .reply(output: Frames.arpReply(to: vm1, from: vm2.mac, ip: vm2.ip4)), []),
-            fromVM("ARP for a remote VM is answered from its lookup record",
-                   Frames.arpRequest(vm1.mac, vm1.ip4, target: vm3.ip4),
-                   .reply(output: Frames.arpReply(to: vm1, from: vm3.mac, ip: vm3.ip4)), []),
-            fromVM("ARP from Blue for an address only Red has is not answered", port: "port3",
-                   Frames.arpRequest(Plan.blue1.mac, Plan.blue1.ip4, target: vm2.ip4),
-                   .drop(NV_DROP_ARP_UNANSWERED), ["drop:arp-target-unknown"]),
-            fromVM("ARP for an unknown address is not answered",
-                   Frames.arpRequest(vm1.mac, vm1.ip4, target: "198.19.1.99"),
-                   .drop(NV_DROP_ARP_UNANSWERED), ["drop:arp-target-unknown"]),
-            fromVM("ARP probe for the VM's own address is not answered (duplicate detection)",
-                   Frames.arpRequest(vm1.mac, "0.0.0.0", target: vm1.ip4),
-                   .drop(NV_DROP_ARP_UNANSWERED), ["drop:arp-target-unknown"]),
-            fromVM("ARP reply from a VM is dropped",
-                   Frames.arpReply(to: vm2, from: vm1.mac, ip: vm1.ip4),
-                   .drop(NV_DROP_ARP_NOT_REQUEST), ["drop:arp-not-request"]),
-            fromVM("ARP with a sender MAC that is not the port's is dropped",
-                   Frames.arpRequest(vm1.mac, vm1.ip4, target: vm2.ip4, sha: "02:00:00:00:09:09"),
-                   .drop(NV_DROP_SRC_MAC_SPOOF), ["drop:source-mac-spoofed"]),
-            fromVM("ARP with a bad hardware length is malformed",
-                   { var f = Frames.arpRequest(vm1.mac, vm1.ip4, target: vm2.ip4); f[18] = 8; return f }(),
-                   .drop(NV_DROP_MALFORMED), ["drop:malformed"]),
-            fromVM("NS for the IPv6 gateway gets an NA with the router flag",
-                   Frames.neighborSolicitation(from: vm1, target: Plan.red.gw6),
-                   .reply(output: Frames.neighborAdvertisement(to: vm1, target: Plan.red.gw6, mac: Plan.red.gwMAC, router: true)), []),
-            fromVM("NS for a remote VM gets an NA from its lookup record",
-                   Frames.neighborSolicitation(from: vm1, target: vm4.ip6),
-                   .reply(output: Frames.neighborAdvertisement(to: vm1, target: vm4.ip6, mac: vm4.mac, router: false)), []),
-            fromVM("NS without a source link-layer option is answered (frame grows)",
-                   Frames.neighborSolicitation(from: vm1, target: vm2.ip6, withOption: false),
-                   .reply(output: Frames.neighborAdvertisement(to: vm1, target: vm2.ip6, mac: vm2.mac, router: false)), []),
-            fromVM("NS for an unknown address is not answered",
-                   Frames.neighborSolicitation(from: vm1, target: "2001:db8:19:1::99"),
-                   .drop(NV_DROP_ND_UNANSWERED), ["drop:nd-target-unknown"]),
-            fromVM("NS from the unspecified address (DAD) is not answered",
-                   Frames.neighborSolicitation(from: vm1, src: "::", target: vm2.ip6, withOption: false),
-                   .drop(NV_DROP_ND_UNANSWERED), ["drop:nd-target-unknown"]),
+            fromVM(
+                "ARP for the subnet gateway is answered with the gateway MAC",
+                Frames.arpRequest(vm1.mac, vm1.ip4, target: Plan.red.gw4),
+                .reply(output: Frames.arpReply(to: vm1, from: Plan.red.gwMAC, ip: Plan.red.gw4)), []),
+            fromVM(
+                "ARP for a local VM is answered from its lookup record",
+                Frames.arpRequest(vm1.mac, vm1.ip4, target: vm2.ip4),
+                .reply(output: Frames.arpReply(to: vm1, from: vm2.mac, ip: vm2.ip4)), []),
+            fromVM(
+                "ARP for a remote VM is answered from its lookup record",
+                Frames.arpRequest(vm1.mac, vm1.ip4, target: vm3.ip4),
+                .reply(output: Frames.arpReply(to: vm1, from: vm3.mac, ip: vm3.ip4)), []),
+            fromVM(
+                "ARP from Blue for an address only Red has is not answered", port: "port3",
+                Frames.arpRequest(Plan.blue1.mac, Plan.blue1.ip4, target: vm2.ip4),
+                .drop(NV_DROP_ARP_UNANSWERED), ["drop:arp-target-unknown"]),
+            fromVM(
+                "ARP for an unknown address is not answered",
+                Frames.arpRequest(vm1.mac, vm1.ip4, target: "198.19.1.99"),
+                .drop(NV_DROP_ARP_UNANSWERED), ["drop:arp-target-unknown"]),
+            fromVM(
+                "ARP probe for the VM's own address is not answered (duplicate detection)",
+                Frames.arpRequest(vm1.mac, "0.0.0.0", target: vm1.ip4),
+                .drop(NV_DROP_ARP_UNANSWERED), ["drop:arp-target-unknown"]),
+            fromVM(
+                "ARP reply from a VM is dropped",
+                Frames.arpReply(to: vm2, from: vm1.mac, ip: vm1.ip4),
+                .drop(NV_DROP_ARP_NOT_REQUEST), ["drop:arp-not-request"]),
+            fromVM(
+                "ARP with a sender MAC that is not the port's is dropped",
+                Frames.arpRequest(vm1.mac, vm1.ip4, target: vm2.ip4, sha: "02:00:00:00:09:09"),
+                .drop(NV_DROP_SRC_MAC_SPOOF), ["drop:source-mac-spoofed"]),
+            fromVM(
+                "ARP with a bad hardware length is malformed",
+                {
+                    var f = Frames.arpRequest(vm1.mac, vm1.ip4, target: vm2.ip4)
+                    f[18] = 8
+                    return f
+                }(),
+                .drop(NV_DROP_MALFORMED), ["drop:malformed"]),
+            fromVM(
+                "NS for the IPv6 gateway gets an NA with the router flag",
+                Frames.neighborSolicitation(from: vm1, target: Plan.red.gw6),
+                .reply(
+                    output: Frames.neighborAdvertisement(
+                        to: vm1, target: Plan.red.gw6, mac: Plan.red.gwMAC, router: true)), []),
+            fromVM(
+                "NS for a remote VM gets an NA from its lookup record",
+                Frames.neighborSolicitation(from: vm1, target: vm4.ip6),
+                .reply(output: Frames.neighborAdvertisement(to: vm1, target: vm4.ip6, mac: vm4.mac, router: false)), []),
+            fromVM(
+                "NS without a source link-layer option is answered (frame grows)",
+                Frames.neighborSolicitation(from: vm1, target: vm2.ip6, withOption: false),
+                .reply(output: Frames.neighborAdvertisement(to: vm1, target: vm2.ip6, mac: vm2.mac, router: false)), []),
+            fromVM(
+                "NS for an unknown address is not answered",
+                Frames.neighborSolicitation(from: vm1, target: "2001:db8:19:1::99"),
+                .drop(NV_DROP_ND_UNANSWERED), ["drop:nd-target-unknown"]),
+            fromVM(
+                "NS from the unspecified address (DAD) is not answered",
+                Frames.neighborSolicitation(from: vm1, src: "::", target: vm2.ip6, withOption: false),
+                .drop(NV_DROP_ND_UNANSWERED), ["drop:nd-target-unknown"])
         ]
     }
 
@@ -107,36 +136,83 @@ enum FastPathTable {
         let blueTo3 = Frames.udp(Plan.blue1.mac, Plan.blue3.mac, Plan.blue1.ip4, Plan.blue3.ip4)
         let plainTo3 = Frames.udp(vm1.mac, vm3.mac, vm1.ip4, vm3.ip4)
         return [
-            fromVM("IPv4 to a VM on this host is switched to its port unchanged", v4local,
-                   .forward(to: "port2", output: v4local), ["5001:local"]),
-            fromVM("IPv6 to a VM on this host is switched to its port unchanged", v6local,
-                   .forward(to: "port2", output: v6local), ["5001:local"]),
-            fromVM("IPv4 CA over an IPv4 PA: NVGRE encap, TOS copied, redirect to the uplink", v4to3,
-                   .forward(to: "ul", output: encap(v4to3, vsid: 5001, hash: Frames.udpHash(vm1.ip4, vm3.ip4), to: Plan.paB, via: Plan.macB, tos: 0xb8)),
-                   ["5001:encap"]),
-            fromVM("IPv4 CA over an IPv6 PA: NVGRE encap with an IPv6 outer header", v4to4,
-                   .forward(to: "ul", output: encap(v4to4, vsid: 5001, hash: Frames.udpHash(vm1.ip4, vm4.ip4), to: Plan.pa6B, via: Plan.mac6B)),
-                   ["5001:encap"]),
-            fromVM("IPv6 CA over an IPv4 PA", v6to3,
-                   .forward(to: "ul", output: encap(v6to3, vsid: 5001, hash: Frames.udpHash(vm1.ip6, vm3.ip6), to: Plan.paB, via: Plan.macB)),
-                   ["5001:encap"]),
-            fromVM("IPv6 CA over an IPv6 PA, traffic class copied", v6to4,
-                   .forward(to: "ul", output: encap(v6to4, vsid: 5001, hash: Frames.udpHash(vm1.ip6, vm4.ip6), to: Plan.pa6B, via: Plan.mac6B, tos: 0x20)),
-                   ["5001:encap"]),
-            fromVM("TCP ports feed the FlowID", tcpTo3,
-                   .forward(to: "ul", output: encap(tcpTo3, vsid: 5001, hash: FlowHash(src: vm1.ip4, dst: vm3.ip4, protocol: 6, sport: 33333, dport: 443), to: Plan.paB, via: Plan.macB)),
-                   ["5001:encap"]),
-            FastPathCase(name: "With ip-rule policy routing honoured, the same encap", program: .fromVM, ingress: "port1", frame: plainTo3,
-                         expected: .forward(to: "ul", output: encap(plainTo3, vsid: 5001, hash: Frames.udpHash(vm1.ip4, vm3.ip4), to: Plan.paB, via: Plan.macB)),
-                         counters: ["5001:encap"],
-                         before: { try $0.dp.config.update(0, nv_config(uplinkIfindex: $0.port("ul"), pa4: Plan.paA, pa6: Plan.pa6A, useRoutingRules: true)) },
-                         after: { try $0.dp.config.update(0, nv_config(uplinkIfindex: $0.port("ul"), pa4: Plan.paA, pa6: Plan.pa6A)) }),
-            fromVM("An 802.1Q tag from the VM is stripped before encap", Ethernet.tagged(plainTo3, vlan: 42),
-                   .forward(to: "ul", output: encap(plainTo3, vsid: 5001, hash: Frames.udpHash(vm1.ip4, vm3.ip4), to: Plan.paB, via: Plan.macB)),
-                   ["5001:encap"]),
-            fromVM("Blue VM with Red's CA and MAC reaches Blue's VM at a different PA in VSID 6001", port: "port3", blueTo3,
-                   .forward(to: "ul", output: encap(blueTo3, vsid: 6001, hash: Frames.udpHash(Plan.blue1.ip4, Plan.blue3.ip4), to: Plan.paC, via: Plan.macC)),
-                   ["6001:encap"]),
+            fromVM(
+                "IPv4 to a VM on this host is switched to its port unchanged", v4local,
+                .forward(to: "port2", output: v4local), ["5001:local"]),
+            fromVM(
+                "IPv6 to a VM on this host is switched to its port unchanged", v6local,
+                .forward(to: "port2", output: v6local), ["5001:local"]),
+            fromVM(
+                "IPv4 CA over an IPv4 PA: NVGRE encap, TOS copied, redirect to the uplink", v4to3,
+                .forward(
+                    to: "ul",
+                    output: encap(
+                        v4to3, vsid: 5001, hash: Frames.udpHash(vm1.ip4, vm3.ip4), to: Plan.paB, via: Plan.macB,
+                        tos: 0xb8)),
+                ["5001:encap"]),
+            fromVM(
+                "IPv4 CA over an IPv6 PA: NVGRE encap with an IPv6 outer header", v4to4,
+                .forward(
+                    to: "ul",
+                    output: encap(
+                        v4to4, vsid: 5001, hash: Frames.udpHash(vm1.ip4, vm4.ip4), to: Plan.pa6B, via: Plan.mac6B)),
+                ["5001:encap"]),
+            fromVM(
+                "IPv6 CA over an IPv4 PA", v6to3,
+                .forward(
+                    to: "ul",
+                    output: encap(
+                        v6to3, vsid: 5001, hash: Frames.udpHash(vm1.ip6, vm3.ip6), to: Plan.paB, via: Plan.macB)),
+                ["5001:encap"]),
+            fromVM(
+                "IPv6 CA over an IPv6 PA, traffic class copied", v6to4,
+                .forward(
+                    to: "ul",
+                    output: encap(
+                        v6to4, vsid: 5001, hash: Frames.udpHash(vm1.ip6, vm4.ip6), to: Plan.pa6B, via: Plan.mac6B,
+                        tos: 0x20)),
+                ["5001:encap"]),
+            fromVM(
+                "TCP ports feed the FlowID", tcpTo3,
+                .forward(
+                    to: "ul",
+                    output: encap(
+                        tcpTo3, vsid: 5001,
+                        hash: FlowHash(src: vm1.ip4, dst: vm3.ip4, protocol: 6, sport: 33333, dport: 443), to: Plan.paB,
+                        via: Plan.macB)),
+                ["5001:encap"]),
+            FastPathCase(
+                name: "With ip-rule policy routing honoured, the same encap", program: .fromVM, ingress: "port1",
+                frame: plainTo3,
+                expected: .forward(
+                    to: "ul",
+                    output: encap(
+                        plainTo3, vsid: 5001, hash: Frames.udpHash(vm1.ip4, vm3.ip4), to: Plan.paB, via: Plan.macB)),
+                counters: ["5001:encap"],
+                before: {
+                    try $0.dp.config.update(
+                        0, nv_config(uplinkIfindex: $0.port("ul"), pa4: Plan.paA, pa6: Plan.pa6A, useRoutingRules: true)
+                    )
+                },
+                after: {
+                    try $0.dp.config.update(0, nv_config(uplinkIfindex: $0.port("ul"), pa4: Plan.paA, pa6: Plan.pa6A))
+                }),
+            fromVM(
+                "An 802.1Q tag from the VM is stripped before encap", Ethernet.tagged(plainTo3, vlan: 42),
+                .forward(
+                    to: "ul",
+                    output: encap(
+                        plainTo3, vsid: 5001, hash: Frames.udpHash(vm1.ip4, vm3.ip4), to: Plan.paB, via: Plan.macB)),
+                ["5001:encap"]),
+            fromVM(
+                "Blue VM with Red's CA and MAC reaches Blue's VM at a different PA in VSID 6001", port: "port3",
+                blueTo3,
+                .forward(
+                    to: "ul",
+                    output: encap(
+                        blueTo3, vsid: 6001, hash: Frames.udpHash(Plan.blue1.ip4, Plan.blue3.ip4), to: Plan.paC,
+                        via: Plan.macC)),
+                ["6001:encap"])
         ]
     }
 
@@ -150,54 +226,77 @@ enum FastPathTable {
         let v6ToRemote = Frames.udp(vm1.mac, Plan.red.gwMAC, vm1.ip6, Plan.vm23.ip6, ttl: 64)
         let v6Routed = Frames.udp(Plan.red2.gwMAC, Plan.vm23.mac, vm1.ip6, Plan.vm23.ip6, ttl: 63)
         return [
-            fromVM("Routed 5001 -> 5002 to another host: MACs rewritten, TTL-1, encap with VSID 5002", toRemote,
-                   .forward(to: "ul", output: encap(routedRemote, vsid: 5002, hash: Frames.udpHash(vm1.ip4, Plan.vm23.ip4), to: Plan.paB, via: Plan.macB)),
-                   ["5001:route", "5002:encap"]),
-            fromVM("Routed 5001 -> 5002 to a port on this host", toLocal,
-                   .forward(to: "port4", output: routedLocal), ["5001:route", "5002:local"]),
-            fromVM("Routed IPv6: hop limit decremented, encap with VSID 5002", v6ToRemote,
-                   .forward(to: "ul", output: encap(v6Routed, vsid: 5002, hash: Frames.udpHash(vm1.ip6, Plan.vm23.ip6), to: Plan.paB, via: Plan.macB)),
-                   ["5001:route", "5002:encap"]),
+            fromVM(
+                "Routed 5001 -> 5002 to another host: MACs rewritten, TTL-1, encap with VSID 5002", toRemote,
+                .forward(
+                    to: "ul",
+                    output: encap(
+                        routedRemote, vsid: 5002, hash: Frames.udpHash(vm1.ip4, Plan.vm23.ip4), to: Plan.paB,
+                        via: Plan.macB)),
+                ["5001:route", "5002:encap"]),
+            fromVM(
+                "Routed 5001 -> 5002 to a port on this host", toLocal,
+                .forward(to: "port4", output: routedLocal), ["5001:route", "5002:local"]),
+            fromVM(
+                "Routed IPv6: hop limit decremented, encap with VSID 5002", v6ToRemote,
+                .forward(
+                    to: "ul",
+                    output: encap(
+                        v6Routed, vsid: 5002, hash: Frames.udpHash(vm1.ip6, Plan.vm23.ip6), to: Plan.paB, via: Plan.macB
+                    )),
+                ["5001:route", "5002:encap"])
         ]
     }
 
     // MARK: frames handed to userspace
 
     static var exceptionCases: [FastPathCase] {
-        let big = Frames.udp(vm1.mac, vm3.mac, vm1.ip4, vm3.ip4, payloadLength: 1440) // 1482 bytes + 42 > 1500
+        let big = Frames.udp(vm1.mac, vm3.mac, vm1.ip4, vm3.ip4, payloadLength: 1440)  // 1482 bytes + 42 > 1500
         let tagged = Ethernet.tagged(Frames.udp(vm1.mac, vm3.mac, vm1.ip4, Plan.noNeighborCA), vlan: 7)
         return [
-            fromVM("Routed with TTL 1 goes to userspace (time exceeded)",
-                   Frames.udp(vm1.mac, Plan.red.gwMAC, vm1.ip4, Plan.vm23.ip4, ttl: 1),
-                   .exception(NV_EXC_TTL_EXPIRED), ["exception:ttl-expired", "5001:exception"]),
-            fromVM("Routed to an l2-only record goes to userspace",
-                   Frames.udp(vm1.mac, Plan.red.gwMAC, vm1.ip4, Plan.l2OnlyCA),
-                   .exception(NV_EXC_NO_LOOKUP), ["exception:no-lookup-record", "5001:exception"]),
-            fromVM("Routed outside the domain's subnets hits the customer default route",
-                   Frames.udp(vm1.mac, Plan.red.gwMAC, vm1.ip4, Plan.outsideHost),
-                   .exception(NV_EXC_CUSTOMER_ROUTE), ["exception:customer-route", "5001:exception"]),
-            fromVM("Routed with no route in Blue's domain", port: "port3",
-                   Frames.udp(Plan.blue1.mac, Plan.blue.gwMAC, Plan.blue1.ip4, "198.19.9.9"),
-                   .exception(NV_EXC_NO_ROUTE), ["exception:no-route", "6001:exception"]),
-            fromVM("No lookup record for the destination CA",
-                   Frames.udp(vm1.mac, "02:00:00:00:01:99", vm1.ip4, "198.19.1.99"),
-                   .exception(NV_EXC_NO_LOOKUP), ["exception:no-lookup-record", "5001:exception"]),
-            fromVM("Destination is a gateway-type record",
-                   Frames.udp(vm1.mac, "02:00:00:00:01:07", vm1.ip4, Plan.gatewayCA),
-                   .exception(NV_EXC_GATEWAY), ["exception:gateway-record", "5001:exception"]),
-            fromVM("Underlay neighbor not resolved: the untagged frame goes to userspace, not dropped", tagged,
-                   .exception(NV_EXC_NO_NEIGH, frame: Frames.udp(vm1.mac, vm3.mac, vm1.ip4, Plan.noNeighborCA)),
-                   ["exception:underlay-neighbor-unresolved", "5001:exception"]),
-            fromVM("Encapsulated size above the uplink MTU goes to userspace with the MTU", big,
-                   .exception(NV_EXC_OVERSIZE, mtu: 1500), ["exception:oversize", "5001:exception"]),
-            fromVM("IPv4 broadcast goes to userspace",
-                   Frames.udp(vm1.mac, .broadcast, vm1.ip4, "255.255.255.255", sport: 68, dport: 67),
-                   .exception(NV_EXC_BROADCAST), ["exception:broadcast", "5001:exception"]),
-            fromVM("IPv6 multicast (router solicitation) goes to userspace",
-                   Ethernet.frame(dst: "33:33:00:00:00:02", src: vm1.mac, type: .ipv6,
-                                  payload: IPv6Header(src: vm1.ip6, dst: "ff02::2", nextHeader: 58, payloadLength: 8, hopLimit: 255).bytes
-                                    + ICMPv6.message(type: 133, code: 0, body: [0, 0, 0, 0], src: vm1.ip6, dst: "ff02::2")),
-                   .exception(NV_EXC_MULTICAST), ["exception:multicast", "5001:exception"]),
+            fromVM(
+                "Routed with TTL 1 goes to userspace (time exceeded)",
+                Frames.udp(vm1.mac, Plan.red.gwMAC, vm1.ip4, Plan.vm23.ip4, ttl: 1),
+                .exception(NV_EXC_TTL_EXPIRED), ["exception:ttl-expired", "5001:exception"]),
+            fromVM(
+                "Routed to an l2-only record goes to userspace",
+                Frames.udp(vm1.mac, Plan.red.gwMAC, vm1.ip4, Plan.l2OnlyCA),
+                .exception(NV_EXC_NO_LOOKUP), ["exception:no-lookup-record", "5001:exception"]),
+            fromVM(
+                "Routed outside the domain's subnets hits the customer default route",
+                Frames.udp(vm1.mac, Plan.red.gwMAC, vm1.ip4, Plan.outsideHost),
+                .exception(NV_EXC_CUSTOMER_ROUTE), ["exception:customer-route", "5001:exception"]),
+            fromVM(
+                "Routed with no route in Blue's domain", port: "port3",
+                Frames.udp(Plan.blue1.mac, Plan.blue.gwMAC, Plan.blue1.ip4, "198.19.9.9"),
+                .exception(NV_EXC_NO_ROUTE), ["exception:no-route", "6001:exception"]),
+            fromVM(
+                "No lookup record for the destination CA",
+                Frames.udp(vm1.mac, "02:00:00:00:01:99", vm1.ip4, "198.19.1.99"),
+                .exception(NV_EXC_NO_LOOKUP), ["exception:no-lookup-record", "5001:exception"]),
+            fromVM(
+                "Destination is a gateway-type record",
+                Frames.udp(vm1.mac, "02:00:00:00:01:07", vm1.ip4, Plan.gatewayCA),
+                .exception(NV_EXC_GATEWAY), ["exception:gateway-record", "5001:exception"]),
+            fromVM(
+                "Underlay neighbor not resolved: the untagged frame goes to userspace, not dropped", tagged,
+                .exception(NV_EXC_NO_NEIGH, frame: Frames.udp(vm1.mac, vm3.mac, vm1.ip4, Plan.noNeighborCA)),
+                ["exception:underlay-neighbor-unresolved", "5001:exception"]),
+            fromVM(
+                "Encapsulated size above the uplink MTU goes to userspace with the MTU", big,
+                .exception(NV_EXC_OVERSIZE, mtu: 1500), ["exception:oversize", "5001:exception"]),
+            fromVM(
+                "IPv4 broadcast goes to userspace",
+                Frames.udp(vm1.mac, .broadcast, vm1.ip4, "255.255.255.255", sport: 68, dport: 67),
+                .exception(NV_EXC_BROADCAST), ["exception:broadcast", "5001:exception"]),
+            fromVM(
+                "IPv6 multicast (router solicitation) goes to userspace",
+                Ethernet.frame(
+                    dst: "33:33:00:00:00:02", src: vm1.mac, type: .ipv6,
+                    payload: IPv6Header(src: vm1.ip6, dst: "ff02::2", nextHeader: 58, payloadLength: 8, hopLimit: 255)
+                        .bytes
+                        + ICMPv6.message(type: 133, code: 0, body: [0, 0, 0, 0], src: vm1.ip6, dst: "ff02::2")),
+                .exception(NV_EXC_MULTICAST), ["exception:multicast", "5001:exception"])
         ]
     }
 
@@ -206,36 +305,51 @@ enum FastPathTable {
     static var dropCases: [FastPathCase] {
         let to3 = Frames.udp(vm1.mac, vm3.mac, vm1.ip4, vm3.ip4)
         return [
-            fromVM("Source MAC not the port's", Frames.udp("02:00:00:00:09:09", vm2.mac, vm1.ip4, vm2.ip4),
-                   .drop(NV_DROP_SRC_MAC_SPOOF), ["drop:source-mac-spoofed"]),
-            fromVM("Source CA not allowed on the port (VM1 claims VM2's address)",
-                   Frames.udp(vm1.mac, vm3.mac, vm2.ip4, vm3.ip4),
-                   .drop(NV_DROP_SRC_CA_SPOOF), ["drop:source-ca-spoofed"]),
-            fromVM("Red VM claims an IPv6 address that is not its own",
-                   Frames.udp(vm1.mac, vm3.mac, "2001:db8:19:1::66", vm3.ip6),
-                   .drop(NV_DROP_SRC_CA_SPOOF), ["drop:source-ca-spoofed"]),
-            fromVM("Stacked VLAN tags", Ethernet.tagged(Ethernet.tagged(to3, vlan: 5), vlan: 6, tpid: 0x88a8),
-                   .drop(NV_DROP_DOUBLE_VLAN), ["drop:stacked-vlan-tags"]),
-            fromVM("Unicast non-IP ethertype", Ethernet.header(dst: vm2.mac, src: vm1.mac, type: 0x88b5) + Frames.payload,
-                   .drop(NV_DROP_NOT_IP), ["drop:not-ip"]),
+            fromVM(
+                "Source MAC not the port's", Frames.udp("02:00:00:00:09:09", vm2.mac, vm1.ip4, vm2.ip4),
+                .drop(NV_DROP_SRC_MAC_SPOOF), ["drop:source-mac-spoofed"]),
+            fromVM(
+                "Source CA not allowed on the port (VM1 claims VM2's address)",
+                Frames.udp(vm1.mac, vm3.mac, vm2.ip4, vm3.ip4),
+                .drop(NV_DROP_SRC_CA_SPOOF), ["drop:source-ca-spoofed"]),
+            fromVM(
+                "Red VM claims an IPv6 address that is not its own",
+                Frames.udp(vm1.mac, vm3.mac, "2001:db8:19:1::66", vm3.ip6),
+                .drop(NV_DROP_SRC_CA_SPOOF), ["drop:source-ca-spoofed"]),
+            fromVM(
+                "Stacked VLAN tags", Ethernet.tagged(Ethernet.tagged(to3, vlan: 5), vlan: 6, tpid: 0x88a8),
+                .drop(NV_DROP_DOUBLE_VLAN), ["drop:stacked-vlan-tags"]),
+            fromVM(
+                "Unicast non-IP ethertype", Ethernet.header(dst: vm2.mac, src: vm1.mac, type: 0x88b5) + Frames.payload,
+                .drop(NV_DROP_NOT_IP), ["drop:not-ip"]),
             fromVM("Truncated IPv4 header", Array(to3.prefix(24)), .drop(NV_DROP_MALFORMED), ["drop:malformed"]),
-            fromVM("Truncated ARP", Array(Frames.arpRequest(vm1.mac, vm1.ip4, target: vm2.ip4).prefix(24)),
-                   .drop(NV_DROP_MALFORMED), ["drop:malformed"]),
-            fromVM("From-VM program on an interface that is not a port", port: "ul", to3,
-                   .drop(NV_DROP_PORT_UNKNOWN), ["drop:port-unknown"]),
-            fromVM("Port whose VSID has no virtual subnet", port: "port5",
-                   Frames.udp("02:00:00:00:07:77", vm3.mac, "198.19.7.7", vm3.ip4),
-                   .drop(NV_DROP_SUBNET_UNKNOWN), ["drop:subnet-unknown"]),
-            fromVM("Remote PA with no underlay route", Frames.udp(vm1.mac, vm3.mac, vm1.ip4, Plan.unreachableCA),
-                   .drop(NV_DROP_FIB_UNREACHABLE), ["drop:underlay-unreachable"]),
-            FastPathCase(name: "Forwarding disabled on the uplink", program: .fromVM, ingress: "port1", frame: to3,
-                         expected: .drop(NV_DROP_FIB_FWD_DISABLED), counters: ["drop:uplink-forwarding-disabled"],
-                         before: { try $0.setForwarding(false) }, after: { try $0.setForwarding(true) }),
-            FastPathCase(name: "No local PA of the record's family", program: .fromVM, ingress: "port1",
-                         frame: Frames.udp(vm1.mac, vm4.mac, vm1.ip4, vm4.ip4),
-                         expected: .drop(NV_DROP_NO_LOCAL_PA), counters: ["drop:no-local-pa"],
-                         before: { try $0.dp.config.update(0, nv_config(uplinkIfindex: $0.port("ul"), pa4: Plan.paA, pa6: nil)) },
-                         after: { try $0.dp.config.update(0, nv_config(uplinkIfindex: $0.port("ul"), pa4: Plan.paA, pa6: Plan.pa6A)) }),
+            fromVM(
+                "Truncated ARP", Array(Frames.arpRequest(vm1.mac, vm1.ip4, target: vm2.ip4).prefix(24)),
+                .drop(NV_DROP_MALFORMED), ["drop:malformed"]),
+            fromVM(
+                "From-VM program on an interface that is not a port", port: "ul", to3,
+                .drop(NV_DROP_PORT_UNKNOWN), ["drop:port-unknown"]),
+            fromVM(
+                "Port whose VSID has no virtual subnet", port: "port5",
+                Frames.udp("02:00:00:00:07:77", vm3.mac, "198.19.7.7", vm3.ip4),
+                .drop(NV_DROP_SUBNET_UNKNOWN), ["drop:subnet-unknown"]),
+            fromVM(
+                "Remote PA with no underlay route", Frames.udp(vm1.mac, vm3.mac, vm1.ip4, Plan.unreachableCA),
+                .drop(NV_DROP_FIB_UNREACHABLE), ["drop:underlay-unreachable"]),
+            FastPathCase(
+                name: "Forwarding disabled on the uplink", program: .fromVM, ingress: "port1", frame: to3,
+                expected: .drop(NV_DROP_FIB_FWD_DISABLED), counters: ["drop:uplink-forwarding-disabled"],
+                before: { try $0.setForwarding(false) }, after: { try $0.setForwarding(true) }),
+            FastPathCase(
+                name: "No local PA of the record's family", program: .fromVM, ingress: "port1",
+                frame: Frames.udp(vm1.mac, vm4.mac, vm1.ip4, vm4.ip4),
+                expected: .drop(NV_DROP_NO_LOCAL_PA), counters: ["drop:no-local-pa"],
+                before: {
+                    try $0.dp.config.update(0, nv_config(uplinkIfindex: $0.port("ul"), pa4: Plan.paA, pa6: nil))
+                },
+                after: {
+                    try $0.dp.config.update(0, nv_config(uplinkIfindex: $0.port("ul"), pa4: Plan.paA, pa6: Plan.pa6A))
+                })
         ]
     }
 
@@ -248,59 +362,96 @@ enum FastPathTable {
         let blueIn = Frames.udp(Plan.blue3.mac, Plan.blue1.mac, Plan.blue3.ip4, Plan.blue1.ip4)
         let gre = NVGRE.greHeader(vsid: 5001, flowID: 1) + in3to1
         return [
-            fromFabric("NVGRE over IPv4 is decapsulated (42 bytes) and redirected to the VM's port",
-                       Frames.nvgre(in3to1, vsid: 5001, from: Plan.paB), .forward(to: "port1", output: in3to1), ["5001:decap"]),
-            fromFabric("NVGRE over IPv6 is decapsulated (62 bytes)",
-                       Frames.nvgre(in4to1, vsid: 5001, from: Plan.pa6B, to: Plan.pa6A), .forward(to: "port1", output: in4to1), ["5001:decap"]),
-            fromFabric("IPv6 customer frame inside IPv4 NVGRE",
-                       Frames.nvgre(in6, vsid: 5001, from: Plan.paB), .forward(to: "port1", output: in6), ["5001:decap"]),
-            fromFabric("Blue's frame with Red's CAs and MACs goes to Blue's port, not Red's",
-                       Frames.nvgre(blueIn, vsid: 6001, from: Plan.paC), .forward(to: "port3", output: blueIn), ["6001:decap"]),
-            fromFabric("Red's inner source from Blue's host PA is spoofed",
-                       Frames.nvgre(in3to1, vsid: 5001, from: Plan.paC), .drop(NV_DROP_PA_SPOOF), ["drop:provider-address-spoofed"]),
-            fromFabric("Routed by the sender's distributed router: a 5001 source in a 5002 frame is checked against its 5001 record",
-                       Frames.nvgre(Frames.udp(Plan.red2.gwMAC, Plan.vm21.mac, vm3.ip4, Plan.vm21.ip4), vsid: 5002, from: Plan.paB),
-                       .forward(to: "port4", output: Frames.udp(Plan.red2.gwMAC, Plan.vm21.mac, vm3.ip4, Plan.vm21.ip4)), ["5002:decap"]),
-            fromFabric("Routed, but the source's record in the other subnet names another PA",
-                       Frames.nvgre(Frames.udp(Plan.red2.gwMAC, Plan.vm21.mac, vm3.ip4, Plan.vm21.ip4), vsid: 5002, from: Plan.paC),
-                       .drop(NV_DROP_PA_SPOOF), ["drop:provider-address-spoofed"]),
-            fromFabric("Routed, but no subnet record of the tenant holds the source",
-                       Frames.nvgre(Frames.udp(Plan.red2.gwMAC, Plan.vm21.mac, "198.19.1.99", Plan.vm21.ip4), vsid: 5002, from: Plan.paB),
-                       .drop(NV_DROP_INNER_SRC_UNKNOWN), ["drop:inner-source-unknown"]),
-            fromFabric("Not GRE: the host's own traffic passes",
-                       Frames.outer(UDP.datagram(src: Plan.paB, dst: Plan.paA, sport: 1, dport: 2, payload: Frames.payload),
-                                    from: Plan.paB, proto: 17), .pass, []),
-            fromFabric("GRE to an address that is not a local PA passes",
-                       Frames.nvgre(in3to1, vsid: 5001, from: Plan.paB, to: "198.18.0.77"), .pass, []),
+            fromFabric(
+                "NVGRE over IPv4 is decapsulated (42 bytes) and redirected to the VM's port",
+                Frames.nvgre(in3to1, vsid: 5001, from: Plan.paB), .forward(to: "port1", output: in3to1), ["5001:decap"]),
+            fromFabric(
+                "NVGRE over IPv6 is decapsulated (62 bytes)",
+                Frames.nvgre(in4to1, vsid: 5001, from: Plan.pa6B, to: Plan.pa6A), .forward(to: "port1", output: in4to1),
+                ["5001:decap"]),
+            fromFabric(
+                "IPv6 customer frame inside IPv4 NVGRE",
+                Frames.nvgre(in6, vsid: 5001, from: Plan.paB), .forward(to: "port1", output: in6), ["5001:decap"]),
+            fromFabric(
+                "Blue's frame with Red's CAs and MACs goes to Blue's port, not Red's",
+                Frames.nvgre(blueIn, vsid: 6001, from: Plan.paC), .forward(to: "port3", output: blueIn), ["6001:decap"]),
+            fromFabric(
+                "Red's inner source from Blue's host PA is spoofed",
+                Frames.nvgre(in3to1, vsid: 5001, from: Plan.paC), .drop(NV_DROP_PA_SPOOF),
+                ["drop:provider-address-spoofed"]),
+            fromFabric(
+                "Routed by the sender's distributed router: a 5001 source in a 5002 frame is checked against its 5001 record",
+                Frames.nvgre(
+                    Frames.udp(Plan.red2.gwMAC, Plan.vm21.mac, vm3.ip4, Plan.vm21.ip4), vsid: 5002, from: Plan.paB),
+                .forward(to: "port4", output: Frames.udp(Plan.red2.gwMAC, Plan.vm21.mac, vm3.ip4, Plan.vm21.ip4)),
+                ["5002:decap"]),
+            fromFabric(
+                "Routed, but the source's record in the other subnet names another PA",
+                Frames.nvgre(
+                    Frames.udp(Plan.red2.gwMAC, Plan.vm21.mac, vm3.ip4, Plan.vm21.ip4), vsid: 5002, from: Plan.paC),
+                .drop(NV_DROP_PA_SPOOF), ["drop:provider-address-spoofed"]),
+            fromFabric(
+                "Routed, but no subnet record of the tenant holds the source",
+                Frames.nvgre(
+                    Frames.udp(Plan.red2.gwMAC, Plan.vm21.mac, "198.19.1.99", Plan.vm21.ip4), vsid: 5002, from: Plan.paB
+                ),
+                .drop(NV_DROP_INNER_SRC_UNKNOWN), ["drop:inner-source-unknown"]),
+            fromFabric(
+                "Not GRE: the host's own traffic passes",
+                Frames.outer(
+                    UDP.datagram(src: Plan.paB, dst: Plan.paA, sport: 1, dport: 2, payload: Frames.payload),
+                    from: Plan.paB, proto: 17), .pass, []),
+            fromFabric(
+                "GRE to an address that is not a local PA passes",
+                Frames.nvgre(in3to1, vsid: 5001, from: Plan.paB, to: "198.18.0.77"), .pass, []),
             fromFabric("ARP on the uplink passes", Frames.arpRequest(Plan.macB, Plan.paB, target: Plan.paA), .pass, []),
-            fromFabric("Outer IPv4 fragment", Frames.outer(gre, from: Plan.paB, flagsAndFragment: 0x2000),
-                       .drop(NV_DROP_OUTER_FRAGMENT), ["drop:outer-fragment"]),
-            fromFabric("Outer IPv6 fragment header", Frames.outer([47, 0, 0, 1, 0, 0, 0, 9] + gre, from: Plan.pa6B, to: Plan.pa6A, proto: 44),
-                       .drop(NV_DROP_OUTER_FRAGMENT), ["drop:outer-fragment"]),
-            fromFabric("GRE checksum bit set", Frames.outer(NVGRE.greHeader(vsid: 5001, flowID: 0, flags: 0xa000) + in3to1, from: Plan.paB),
-                       .drop(NV_DROP_GRE_FLAGS), ["drop:gre-flags"]),
-            fromFabric("GRE version 1", Frames.outer(NVGRE.greHeader(vsid: 5001, flowID: 0, flags: 0x2001) + in3to1, from: Plan.paB),
-                       .drop(NV_DROP_GRE_FLAGS), ["drop:gre-flags"]),
-            fromFabric("GRE protocol not 0x6558", Frames.outer(NVGRE.greHeader(vsid: 5001, flowID: 0, protocolType: 0x0800) + in3to1, from: Plan.paB),
-                       .drop(NV_DROP_GRE_PROTOCOL), ["drop:gre-protocol"]),
-            fromFabric("Reserved VSID 100", Frames.nvgre(in3to1, vsid: 100, from: Plan.paB),
-                       .drop(NV_DROP_VSID_RESERVED), ["drop:vsid-reserved"]),
-            fromFabric("Vendor VSID 0xFFFFFF", Frames.nvgre(in3to1, vsid: 0xffffff, from: Plan.paB),
-                       .drop(NV_DROP_VSID_RESERVED), ["drop:vsid-reserved"]),
-            fromFabric("Unknown VSID", Frames.nvgre(in3to1, vsid: 9999, from: Plan.paB),
-                       .drop(NV_DROP_VSID_UNKNOWN), ["drop:vsid-unknown"]),
-            fromFabric("Inner frame with an 802.1Q tag", Frames.nvgre(Ethernet.tagged(in3to1, vlan: 3), vsid: 5001, from: Plan.paB),
-                       .drop(NV_DROP_INNER_VLAN), ["drop:inner-vlan-tag"]),
-            fromFabric("Inner ARP", Frames.nvgre(Frames.arpRequest(vm3.mac, vm3.ip4, target: vm1.ip4), vsid: 5001, from: Plan.paB),
-                       .drop(NV_DROP_INNER_NOT_IP), ["drop:inner-not-ip"]),
-            fromFabric("Inner source CA without a lookup record",
-                       Frames.nvgre(Frames.udp(vm3.mac, vm1.mac, "198.19.1.99", vm1.ip4), vsid: 5001, from: Plan.paB),
-                       .drop(NV_DROP_INNER_SRC_UNKNOWN), ["drop:inner-source-unknown"]),
-            fromFabric("Inner destination not on this host",
-                       Frames.nvgre(Frames.udp(vm3.mac, vm4.mac, vm3.ip4, vm4.ip4), vsid: 5001, from: Plan.paB),
-                       .drop(NV_DROP_DST_NOT_LOCAL), ["drop:destination-not-local"]),
-            fromFabric("GRE header cut short", Array(Frames.nvgre(in3to1, vsid: 5001, from: Plan.paB).prefix(38)),
-                       .drop(NV_DROP_MALFORMED), ["drop:malformed"]),
+            fromFabric(
+                "Outer IPv4 fragment", Frames.outer(gre, from: Plan.paB, flagsAndFragment: 0x2000),
+                .drop(NV_DROP_OUTER_FRAGMENT), ["drop:outer-fragment"]),
+            fromFabric(
+                "Outer IPv6 fragment header",
+                Frames.outer([47, 0, 0, 1, 0, 0, 0, 9] + gre, from: Plan.pa6B, to: Plan.pa6A, proto: 44),
+                .drop(NV_DROP_OUTER_FRAGMENT), ["drop:outer-fragment"]),
+            fromFabric(
+                "GRE checksum bit set",
+                Frames.outer(NVGRE.greHeader(vsid: 5001, flowID: 0, flags: 0xa000) + in3to1, from: Plan.paB),
+                .drop(NV_DROP_GRE_FLAGS), ["drop:gre-flags"]),
+            fromFabric(
+                "GRE version 1",
+                Frames.outer(NVGRE.greHeader(vsid: 5001, flowID: 0, flags: 0x2001) + in3to1, from: Plan.paB),
+                .drop(NV_DROP_GRE_FLAGS), ["drop:gre-flags"]),
+            fromFabric(
+                "GRE protocol not 0x6558",
+                Frames.outer(NVGRE.greHeader(vsid: 5001, flowID: 0, protocolType: 0x0800) + in3to1, from: Plan.paB),
+                .drop(NV_DROP_GRE_PROTOCOL), ["drop:gre-protocol"]),
+            fromFabric(
+                "Reserved VSID 100", Frames.nvgre(in3to1, vsid: 100, from: Plan.paB),
+                .drop(NV_DROP_VSID_RESERVED), ["drop:vsid-reserved"]),
+            fromFabric(
+                "Vendor VSID 0xFFFFFF", Frames.nvgre(in3to1, vsid: 0xffffff, from: Plan.paB),
+                .drop(NV_DROP_VSID_RESERVED), ["drop:vsid-reserved"]),
+            fromFabric(
+                "Unknown VSID", Frames.nvgre(in3to1, vsid: 9999, from: Plan.paB),
+                .drop(NV_DROP_VSID_UNKNOWN), ["drop:vsid-unknown"]),
+            fromFabric(
+                "Inner frame with an 802.1Q tag",
+                Frames.nvgre(Ethernet.tagged(in3to1, vlan: 3), vsid: 5001, from: Plan.paB),
+                .drop(NV_DROP_INNER_VLAN), ["drop:inner-vlan-tag"]),
+            fromFabric(
+                "Inner ARP",
+                Frames.nvgre(Frames.arpRequest(vm3.mac, vm3.ip4, target: vm1.ip4), vsid: 5001, from: Plan.paB),
+                .drop(NV_DROP_INNER_NOT_IP), ["drop:inner-not-ip"]),
+            fromFabric(
+                "Inner source CA without a lookup record",
+                Frames.nvgre(Frames.udp(vm3.mac, vm1.mac, "198.19.1.99", vm1.ip4), vsid: 5001, from: Plan.paB),
+                .drop(NV_DROP_INNER_SRC_UNKNOWN), ["drop:inner-source-unknown"]),
+            fromFabric(
+                "Inner destination not on this host",
+                Frames.nvgre(Frames.udp(vm3.mac, vm4.mac, vm3.ip4, vm4.ip4), vsid: 5001, from: Plan.paB),
+                .drop(NV_DROP_DST_NOT_LOCAL), ["drop:destination-not-local"]),
+            fromFabric(
+                "GRE header cut short", Array(Frames.nvgre(in3to1, vsid: 5001, from: Plan.paB).prefix(38)),
+                .drop(NV_DROP_MALFORMED), ["drop:malformed"])
         ]
     }
 }

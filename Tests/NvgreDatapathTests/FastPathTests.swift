@@ -52,12 +52,15 @@ struct FastPathTests {
             expectBytes(r.output, c.frame, name)
         case let .drop(reason):
             #expect(r.verdict == XDP_DROP.rawValue, "\(name): verdict \(r.verdict)")
-            #expect(t.kind == UInt16(NV_TRACE_DROP.rawValue) && t.code == UInt16(reason.rawValue),
-                    "\(name): trace \(t.kind)/\(ReasonNames.drop(UInt32(t.code))), expected drop \(ReasonNames.drop(reason.rawValue))")
+            #expect(
+                t.kind == UInt16(NV_TRACE_DROP.rawValue) && t.code == UInt16(reason.rawValue),
+                "\(name): trace \(t.kind)/\(ReasonNames.drop(UInt32(t.code))), expected drop \(ReasonNames.drop(reason.rawValue))"
+            )
         case let .exception(reason, frame, mtu):
             #expect(r.verdict == XDP_DROP.rawValue, "\(name): verdict \(r.verdict)")
-            #expect(t.kind == UInt16(NV_TRACE_EXCEPTION.rawValue) && t.code == UInt16(reason.rawValue),
-                    "\(name): trace \(t.kind)/\(t.code), expected exception \(ReasonNames.exception(reason.rawValue))")
+            #expect(
+                t.kind == UInt16(NV_TRACE_EXCEPTION.rawValue) && t.code == UInt16(reason.rawValue),
+                "\(name): trace \(t.kind)/\(t.code), expected exception \(ReasonNames.exception(reason.rawValue))")
             #expect(exceptions.count == 1, "\(name): \(exceptions.count) exception records")
             if let e = exceptions.first {
                 #expect(e.reason == reason, "\(name): ring reason \(e.reasonName)")
@@ -71,13 +74,16 @@ struct FastPathTests {
 
     private func expectBytes(_ got: [UInt8], _ want: [UInt8], _ name: String) {
         if got == want { return }
-        let firstDiff = zip(got, want).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, want.count)
-        Issue.record("\(name): output differs at byte \(firstDiff) (got \(got.count) bytes, want \(want.count))\n got: \(hex(got))\nwant: \(hex(want))")
+        let firstDiff =
+            zip(got, want).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, want.count)
+        Issue.record(
+            "\(name): output differs at byte \(firstDiff) (got \(got.count) bytes, want \(want.count))\n got: \(hex(got))\nwant: \(hex(want))"
+        )
     }
 
     @Test func exceptionRingFullIsACountedDrop() throws {
         var opts = LoadOptions()
-        opts.exceptionRingBytes = 4096 // one page: a single 2 KiB record fits, the second does not
+        opts.exceptionRingBytes = 4096  // one page: a single 2 KiB record fits, the second does not
         let host = try HostFixture(tag: "ring", options: opts)
         let frame = Frames.udp(Plan.vm1.mac, "02:00:00:00:01:99", Plan.vm1.ip4, "198.19.1.99")
         let verdicts = try NetworkNamespace.run(in: host.ns) {
@@ -88,7 +94,9 @@ struct FastPathTests {
         #expect(verdicts[2].trace?.kind == UInt16(NV_TRACE_DROP.rawValue))
         #expect(verdicts[2].trace?.code == UInt16(NV_DROP_EXCEPTION_RING_FULL.rawValue))
         #expect(host.dp.maps.dropCount(NV_DROP_EXCEPTION_RING_FULL).packets >= 1)
-        #expect(host.dp.maps.exceptionCount(NV_EXC_NO_LOOKUP).packets + host.dp.maps.dropCount(NV_DROP_EXCEPTION_RING_FULL).packets == 3)
+        #expect(
+            host.dp.maps.exceptionCount(NV_EXC_NO_LOOKUP).packets
+                + host.dp.maps.dropCount(NV_DROP_EXCEPTION_RING_FULL).packets == 3)
 
         // The consumer drains the ring; after that exceptions flow again.
         var seen = 0
@@ -114,17 +122,24 @@ struct FastPathTests {
     /// routing domain's too.
     @Test func everyCounterHasOneName() {
         func check<C: Hashable>(_ table: [(C, String)], _ all: [C], _ what: String) {
-            #expect(table.count == all.count && Set(table.map(\.0)) == Set(all), "\(what): \(table.count) names for \(all.count) counters")
+            #expect(
+                table.count == all.count && Set(table.map(\.0)) == Set(all),
+                "\(what): \(table.count) names for \(all.count) counters")
             #expect(Set(table.map(\.1)).count == table.count, "\(what): a name used twice")
         }
         check(ReasonNames.drops, nv_drop_reason.allCases, "drops")
         check(ReasonNames.exceptions, nv_exception_reason.allCases, "exceptions")
         check(ReasonNames.gateway, nv_gw_counter.allCases, "gateway")
         check(ReasonNames.domain, nv_domain_counter.allCases, "routing domains")
-        #expect(Set(ReasonNames.infrastructureOrigins.map(\.0.rawValue)) == Set(NV_INFRA_LISTED.rawValue...NV_INFRA_SPECIAL.rawValue))
+        #expect(
+            Set(ReasonNames.infrastructureOrigins.map(\.0.rawValue))
+                == Set(NV_INFRA_LISTED.rawValue...NV_INFRA_SPECIAL.rawValue))
     }
 }
 
 func hex(_ bytes: [UInt8]) -> String {
-    bytes.map { b in let s = String(b, radix: 16); return s.count == 1 ? "0" + s : s }.joined()
+    bytes.map { b in
+        let s = String(b, radix: 16)
+        return s.count == 1 ? "0" + s : s
+    }.joined()
 }

@@ -15,9 +15,9 @@ struct VM {
 /// 2001:db8:19::/48. Tenant Red (routing domain 1: VSIDs 5001, 5002) and tenant Blue
 /// (routing domain 2: VSID 6001) overlap on purpose: Blue's VMs reuse Red's CAs and MACs.
 enum Plan {
-    static let paA: IPAddress = "198.18.0.1"        // this host
-    static let paB: IPAddress = "198.18.0.2"        // host B (Red's remote VMs)
-    static let paC: IPAddress = "198.18.0.3"        // host C (Blue's remote VMs)
+    static let paA: IPAddress = "198.18.0.1"  // this host
+    static let paB: IPAddress = "198.18.0.2"  // host B (Red's remote VMs)
+    static let paC: IPAddress = "198.18.0.3"  // host C (Blue's remote VMs)
     static let paNoNeighbor: IPAddress = "198.18.0.9"
     static let paUnreachable: IPAddress = "198.18.99.1"
     static let pa6A: IPAddress = "2001:db8:18::1"
@@ -28,21 +28,27 @@ enum Plan {
     static let macC: MACAddress = "02:18:00:00:00:03"
     static let mac6B: MACAddress = "02:18:00:00:00:12"
 
-    static let red = (vsid: UInt32(5001), slot: UInt32(1), rd: UInt32(1), gwMAC: MACAddress("02:00:00:00:ff:01"),
-                      gw4: IPAddress("198.19.1.254"), gw6: IPAddress("2001:db8:19:1::fe"))
-    static let red2 = (vsid: UInt32(5002), slot: UInt32(2), rd: UInt32(1), gwMAC: MACAddress("02:00:00:00:ff:02"),
-                       gw4: IPAddress("198.19.2.254"), gw6: IPAddress("2001:db8:19:2::fe"))
-    static let blue = (vsid: UInt32(6001), slot: UInt32(3), rd: UInt32(2), gwMAC: MACAddress("02:00:00:00:ff:03"),
-                       gw4: IPAddress("198.19.1.254"), gw6: IPAddress("2001:db8:19:1::fe"))
+    static let red = (
+        vsid: UInt32(5001), slot: UInt32(1), rd: UInt32(1), gwMAC: MACAddress("02:00:00:00:ff:01"),
+        gw4: IPAddress("198.19.1.254"), gw6: IPAddress("2001:db8:19:1::fe")
+    )
+    static let red2 = (
+        vsid: UInt32(5002), slot: UInt32(2), rd: UInt32(1), gwMAC: MACAddress("02:00:00:00:ff:02"),
+        gw4: IPAddress("198.19.2.254"), gw6: IPAddress("2001:db8:19:2::fe")
+    )
+    static let blue = (
+        vsid: UInt32(6001), slot: UInt32(3), rd: UInt32(2), gwMAC: MACAddress("02:00:00:00:ff:03"),
+        gw4: IPAddress("198.19.1.254"), gw6: IPAddress("2001:db8:19:1::fe")
+    )
 
     static let vm1 = VM(mac: "02:00:00:00:01:01", ip4: "198.19.1.1", ip6: "2001:db8:19:1::1")  // Red, local
     static let vm2 = VM(mac: "02:00:00:00:01:02", ip4: "198.19.1.2", ip6: "2001:db8:19:1::2")  // Red, local
     static let vm3 = VM(mac: "02:00:00:00:01:03", ip4: "198.19.1.3", ip6: "2001:db8:19:1::3")  // Red, host B (IPv4 PA)
     static let vm4 = VM(mac: "02:00:00:00:01:04", ip4: "198.19.1.4", ip6: "2001:db8:19:1::4")  // Red, host B (IPv6 PA)
-    static let vm21 = VM(mac: "02:00:00:00:02:01", ip4: "198.19.2.1", ip6: "2001:db8:19:2::1") // Red 5002, local
-    static let vm23 = VM(mac: "02:00:00:00:02:03", ip4: "198.19.2.3", ip6: "2001:db8:19:2::3") // Red 5002, host B
-    static let blue1 = VM(mac: vm1.mac, ip4: vm1.ip4, ip6: vm1.ip6)                          // Blue, local
-    static let blue3 = VM(mac: vm3.mac, ip4: vm3.ip4, ip6: vm3.ip6)                          // Blue, host C
+    static let vm21 = VM(mac: "02:00:00:00:02:01", ip4: "198.19.2.1", ip6: "2001:db8:19:2::1")  // Red 5002, local
+    static let vm23 = VM(mac: "02:00:00:00:02:03", ip4: "198.19.2.3", ip6: "2001:db8:19:2::3")  // Red 5002, host B
+    static let blue1 = VM(mac: vm1.mac, ip4: vm1.ip4, ip6: vm1.ip6)  // Blue, local
+    static let blue3 = VM(mac: vm3.mac, ip4: vm3.ip4, ip6: vm3.ip6)  // Blue, host C
 
     static let noNeighborCA: IPAddress = "198.19.1.5"
     static let unreachableCA: IPAddress = "198.19.1.6"
@@ -94,32 +100,41 @@ final class HostFixture {
         try dp.localPAs.update(nv_pa_key(Plan.pa6A), 1)
 
         for s in [Plan.red, Plan.red2, Plan.blue] {
-            try dp.subnets.update(s.vsid, nv_subnet(routingDomain: s.rd, statsSlot: s.slot, gatewayMAC: s.gwMAC,
-                                                    gateway4: s.gw4, gateway6: s.gw6))
+            try dp.subnets.update(
+                s.vsid,
+                nv_subnet(
+                    routingDomain: s.rd, statsSlot: s.slot, gatewayMAC: s.gwMAC,
+                    gateway4: s.gw4, gateway6: s.gw6))
         }
         func route(_ rd: UInt32, _ prefix: IPAddress, _ len: Int, _ vsid: UInt32, _ kind: nv_route_kind) throws {
-            try dp.routes.update(nv_route_key(rdid: rd, prefix: prefix, prefixLength: len), nv_route_val(vsid: vsid, kind: kind))
+            try dp.routes.update(
+                nv_route_key(rdid: rd, prefix: prefix, prefixLength: len), nv_route_val(vsid: vsid, kind: kind))
         }
         try route(1, "198.19.1.0", 24, 5001, NV_ROUTE_SUBNET)
         try route(1, "198.19.2.0", 24, 5002, NV_ROUTE_SUBNET)
         try route(1, "2001:db8:19:1::", 64, 5001, NV_ROUTE_SUBNET)
         try route(1, "2001:db8:19:2::", 64, 5002, NV_ROUTE_SUBNET)
-        try route(1, "0.0.0.0", 0, 5001, NV_ROUTE_CUSTOMER)   // Red's default route via a gateway
+        try route(1, "0.0.0.0", 0, 5001, NV_ROUTE_CUSTOMER)  // Red's default route via a gateway
         try route(2, "198.19.1.0", 24, 6001, NV_ROUTE_SUBNET)  // Blue has no default route
 
-        let ports: [(String, UInt32, VM)] = [("port1", 5001, Plan.vm1), ("port2", 5001, Plan.vm2),
-                                             ("port3", 6001, Plan.blue1), ("port4", 5002, Plan.vm21),
-                                             ("port5", 7777, VM(mac: "02:00:00:00:07:77", ip4: "198.19.7.7", ip6: "2001:db8:19:7::7"))]
+        let ports: [(String, UInt32, VM)] = [
+            ("port1", 5001, Plan.vm1), ("port2", 5001, Plan.vm2),
+            ("port3", 6001, Plan.blue1), ("port4", 5002, Plan.vm21),
+            ("port5", 7777, VM(mac: "02:00:00:00:07:77", ip4: "198.19.7.7", ip6: "2001:db8:19:7::7"))
+        ]
         for (name, vsid, vm) in ports {
             try dp.ports.update(port(name), nv_port(vsid: vsid, mac: vm.mac))
             try dp.portAddresses.update(nv_port_ca_key(ifindex: port(name), ca: vm.ip4), 1)
             try dp.portAddresses.update(nv_port_ca_key(ifindex: port(name), ca: vm.ip6), 1)
         }
 
-        func record(_ vsid: UInt32, _ ca: IPAddress, _ pa: IPAddress, _ mac: MACAddress,
-                    _ type: nv_record_type = NV_REC_STATIC, port name: String? = nil) throws {
-            try dp.lookups.update(nv_lookup_key(vsid: vsid, ca: ca),
-                                  nv_lookup_val(pa: pa, mac: mac, type: type, portIfindex: name.map(port) ?? 0))
+        func record(
+            _ vsid: UInt32, _ ca: IPAddress, _ pa: IPAddress, _ mac: MACAddress,
+            _ type: nv_record_type = NV_REC_STATIC, port name: String? = nil
+        ) throws {
+            try dp.lookups.update(
+                nv_lookup_key(vsid: vsid, ca: ca),
+                nv_lookup_val(pa: pa, mac: mac, type: type, portIfindex: name.map(port) ?? 0))
         }
         for ca in [Plan.vm1.ip4, Plan.vm1.ip6] { try record(5001, ca, Plan.paA, Plan.vm1.mac, port: "port1") }
         for ca in [Plan.vm2.ip4, Plan.vm2.ip6] { try record(5001, ca, Plan.paA, Plan.vm2.mac, port: "port2") }

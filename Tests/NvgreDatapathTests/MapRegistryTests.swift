@@ -17,17 +17,23 @@ struct MapRegistryTests {
         let dir = "/sys/fs/bpf/\(net.prefix)"
         defer { try? Datapath.removePins(at: dir) }
         let dp = try Datapath(options: LoadOptions(), pinDirectory: dir)
-        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: dir)) == names, "every map pinned, nothing else")
+        #expect(
+            Set(try FileManager.default.contentsOfDirectory(atPath: dir)) == names, "every map pinned, nothing else")
         let pinned = try DatapathMaps(pinDirectory: dir)
         for maps in [dp.maps, pinned] {
             for name in MapRegistry.names { #expect(maps.fd(name) >= 0, "\(name)") }
             // Every typed view (a size that disagrees with the kernel's stops the process).
             #expect(maps.lookups.maxEntries == UInt32(NV_DEFAULT_MAX_LOOKUPS))
-            #expect(maps.vsidStats.perCPU && maps.domainStats.perCPU && maps.exceptionBuckets.perCPU && !maps.natIn.perCPU)
-            _ = [maps.subnets.fd, maps.ports.fd, maps.portAddresses.fd, maps.routes.fd, maps.localPAs.fd, maps.config.fd,
-                 maps.dropStats.fd, maps.exceptionStats.fd, maps.exceptionRingFD, maps.infrastructure.fd, maps.gatewayDomains.fd,
-                 maps.gatewayPrefixes.fd, maps.gatewayRouted.fd, maps.externalAddresses.fd, maps.services.fd, maps.natOut.fd,
-                 maps.gatewayStats.fd]
+            #expect(
+                maps.vsidStats.perCPU && maps.domainStats.perCPU && maps.exceptionBuckets.perCPU && !maps.natIn.perCPU)
+            _ = [
+                maps.subnets.fd, maps.ports.fd, maps.portAddresses.fd, maps.routes.fd, maps.localPAs.fd, maps.config.fd,
+                maps.dropStats.fd, maps.exceptionStats.fd, maps.exceptionRingFD, maps.infrastructure.fd,
+                maps.gatewayDomains.fd,
+                maps.gatewayPrefixes.fd, maps.gatewayRouted.fd, maps.externalAddresses.fd, maps.services.fd,
+                maps.natOut.fd,
+                maps.gatewayStats.fd
+            ]
         }
         #expect(pinned.config.fd != dp.maps.config.fd, "opened from the pins, not borrowed")
     }

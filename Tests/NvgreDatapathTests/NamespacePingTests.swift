@@ -18,7 +18,7 @@ struct NamespacePingTests {
         lab.startExceptionConsumers()
         let results = [
             ("A->B IPv4", lab.ping(from: a, to: b.vm.ip4)), ("B->A IPv4", lab.ping(from: b, to: a.vm.ip4)),
-            ("A->B IPv6", lab.ping(from: a, to: b.vm.ip6)), ("B->A IPv6", lab.ping(from: b, to: a.vm.ip6)),
+            ("A->B IPv6", lab.ping(from: a, to: b.vm.ip6)), ("B->A IPv6", lab.ping(from: b, to: a.vm.ip6))
         ]
         lab.stopExceptionConsumers()
 

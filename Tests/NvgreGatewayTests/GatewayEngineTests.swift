@@ -1,9 +1,10 @@
 import CNvgre
 import NvgreDatapath
-@testable import NvgreGateway
 import NvgrePolicy
 import NvgreWire
 import Testing
+
+@testable import NvgreGateway
 
 /// An ICMPv4 message, checksum over the message (built here, not by the code under test).
 func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
@@ -31,7 +32,8 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
         #expect(g.sender.outside.count == 2)
         for (sent, flow) in zip(g.sender.outside, flows.sorted { a, _ in a.rdid == G.red.rdid }) {
             #expect(sent.to == G.x)
-            #expect(sent.packet == G.udp(G.ext, flow.extPort, G.x, 53, ttl: 63), "translated packet of domain \(flow.rdid)")
+            #expect(
+                sent.packet == G.udp(G.ext, flow.extPort, G.x, 53, ttl: 63), "translated packet of domain \(flow.rdid)")
         }
         #expect(g.count(NV_GW_FLOWS_CREATED) == 2 && g.count(NV_GW_USERSPACE_OUT) == 2)
         // The flow is in both maps, not offloaded yet (no answer seen).
@@ -44,7 +46,10 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
         for sport in UInt16(1000)..<1003 { g.fromTenant(G.red, G.udp(G.vm1, sport, G.x, 53)) }
         #expect(g.flows.filter { $0.rdid == 1 }.count == 2, "Red holds half of the 4 ports")
         #expect(g.domainCount(1, NV_DOM_PORTS_EXHAUSTED) == 1 && g.count(NV_GW_PORTS_EXHAUSTED) == 1)
-        #expect(g.events.contains { $0.contains("no free external udp port for 198.19.1.1 (domain 1, at its share of the ports)") })
+        #expect(
+            g.events.contains {
+                $0.contains("no free external udp port for 198.19.1.1 (domain 1, at its share of the ports)")
+            })
         for sport in UInt16(1000)..<1003 { g.fromTenant(G.blue, G.udp(G.vm1, sport, G.x, 53)) }
         #expect(g.flows.filter { $0.rdid == 2 }.count == 2, "Blue still gets its half")
         #expect(g.domainCount(2, NV_DOM_PORTS_EXHAUSTED) == 1)
@@ -54,7 +59,8 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
         let all = MemoryGateway(natPorts: PortRange(first: 40000, last: 40001))
         for sport in UInt16(1000)..<1003 { all.fromTenant(G.red, G.udp(G.vm1, sport, G.x, 53)) }
         #expect(all.flows.count == 2 && all.count(NV_GW_PORTS_EXHAUSTED) == 1)
-        #expect(all.events.contains { $0.contains("no free external udp port for 198.19.1.1 (domain 1): packet dropped") })
+        #expect(
+            all.events.contains { $0.contains("no free external udp port for 198.19.1.1 (domain 1): packet dropped") })
     }
 
     @Test func aDomainHoldsAtMostItsShareOfTheFlowTable() {
@@ -70,7 +76,8 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
 
     @Test func aTCPFlowIsOffloadedOnceTheInitiatorAcknowledgesAndItsTimeoutsFollowItsState() throws {
         var t = NATTimeouts()
-        t.tcpEstablished = 100; t.tcpTransitory = 10
+        t.tcpEstablished = 100
+        t.tcpTransitory = 10
         let g = MemoryGateway(timeouts: t)
         g.fromTenant(G.red, G.tcp(G.vm1, 33000, G.x, 80, flags: 0x02))  // SYN
         let flow = try #require(g.flows.first)
@@ -79,8 +86,11 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
         g.fromOutside(G.tcp(G.x, 80, G.ext, flow.extPort, flags: 0x12))
         let d = try #require(g.sender.delivered.first)
         #expect(d.pa == G.paA && d.vsid == G.red.vsid)
-        #expect(d.inner == Ethernet.frame(dst: G.vmMAC1, src: G.red.gwMAC, type: .ipv4,
-                                          payload: G.tcp(G.x, 80, G.vm1, 33000, flags: 0x12, ttl: 63)))
+        #expect(
+            d.inner
+                == Ethernet.frame(
+                    dst: G.vmMAC1, src: G.red.gwMAC, type: .ipv4,
+                    payload: G.tcp(G.x, 80, G.vm1, 33000, flags: 0x12, ttl: 63)))
         #expect(g.maps.natOut.values.allSatisfy { !$0.natFlags.contains(.offloaded) }, "not before the ACK")
         g.fromTenant(G.red, G.tcp(G.vm1, 33000, G.x, 80, flags: 0x10))  // ACK
         #expect(g.maps.natOut.values.allSatisfy { $0.natFlags.contains(.offloaded) })
@@ -103,13 +113,19 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
 
     @Test func udpAndEchoFlowsExpireByTheirOwnTimeouts() {
         var t = NATTimeouts()
-        t.udp = 30; t.icmp = 5
+        t.udp = 30
+        t.icmp = 5
         let g = MemoryGateway(timeouts: t)
         g.fromTenant(G.red, G.udp(G.vm1, 1, G.x, 53))
-        g.fromTenant(G.red, IPPacket.build(src: G.vm1, dst: G.x, proto: IPProtocol.icmp.rawValue,
-                                           payload: ICMP.echoRequest(id: 77, sequence: 1, payload: [])))
+        g.fromTenant(
+            G.red,
+            IPPacket.build(
+                src: G.vm1, dst: G.x, proto: IPProtocol.icmp.rawValue,
+                payload: ICMP.echoRequest(id: 77, sequence: 1, payload: [])))
         #expect(g.flows.count == 2)
-        #expect(g.flows.contains { $0.proto == 1 && $0.caPort == 77 && $0.remotePort == 0 }, "an echo flow is keyed by its identifier")
+        #expect(
+            g.flows.contains { $0.proto == 1 && $0.caPort == 77 && $0.remotePort == 0 },
+            "an echo flow is keyed by its identifier")
         g.now += 6_000_000_000
         #expect(g.gateway.expire() == 1 && g.flows.allSatisfy { $0.proto == 17 })
         g.now += 25_000_000_000
@@ -123,7 +139,9 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
         first.fromOutside(G.udp(G.x, 53, G.ext, try #require(first.flows.first).extPort))  // answered: offloaded
         first.fromOutside(G.tcp(G.x, 5555, G.ext, 8080, flags: 0x02))  // a service flow (no pool port)
         // Half a flow (its nat_in entry lost) is removed, not recovered.
-        let orphan = NATFlow(proto: 17, rdid: 1, vsid: 5001, ca: G.vm1, caPort: 9, ext: G.ext, extPort: 40001, remote: G.x, remotePort: 9)
+        let orphan = NATFlow(
+            proto: 17, rdid: 1, vsid: 5001, ca: G.vm1, caPort: 9, ext: G.ext, extPort: 40001, remote: G.x, remotePort: 9
+        )
         first.maps.natOut[RawBytes(of: orphan.outKey)] = orphan.value(flags: [], lastSeenNanoseconds: 0)
 
         let second = MemoryGateway(natPorts: PortRange(first: 40000, last: 40001))
@@ -147,15 +165,18 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
         let flow = try #require(g.flows.first)
         // X answers port unreachable about the packet it received (translated).
         let seen = G.udp(G.ext, flow.extPort, G.x, 9, ttl: 63)
-        let error = IPPacket.build(src: G.x, dst: G.ext, proto: IPProtocol.icmp.rawValue,
-                                   payload: icmpMessage(type: 3, code: 3, body: [0, 0, 0, 0] + seen))
+        let error = IPPacket.build(
+            src: G.x, dst: G.ext, proto: IPProtocol.icmp.rawValue,
+            payload: icmpMessage(type: 3, code: 3, body: [0, 0, 0, 0] + seen))
         g.fromOutside(error)
         let d = try #require(g.sender.delivered.first)
         // What the VM must get: the error to its CA, quoting the packet as the VM sent it.
         let quoted = G.udp(G.vm1, 5353, G.x, 9, ttl: 63)
-        let expected = IPPacket.build(src: G.x, dst: G.vm1, proto: IPProtocol.icmp.rawValue,
-                                      payload: icmpMessage(type: 3, code: 3, body: [0, 0, 0, 0] + quoted), ttl: 63)
-        #expect(d.pa == G.paA && d.inner == Ethernet.frame(dst: G.vmMAC1, src: G.red.gwMAC, type: .ipv4, payload: expected))
+        let expected = IPPacket.build(
+            src: G.x, dst: G.vm1, proto: IPProtocol.icmp.rawValue,
+            payload: icmpMessage(type: 3, code: 3, body: [0, 0, 0, 0] + quoted), ttl: 63)
+        #expect(
+            d.pa == G.paA && d.inner == Ethernet.frame(dst: G.vmMAC1, src: G.red.gwMAC, type: .ipv4, payload: expected))
     }
 
     @Test func tenantsNeverReachTheInfrastructure() {
@@ -177,18 +198,26 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
         let blueFlow = try #require(g.flows.first { $0.rdid == G.blue.rdid })
         let serviceFlow = try #require(g.flows.first { $0.rdid == G.red.rdid })
         #expect(blueFlow.remote == G.ext && blueFlow.remotePort == 8080)
-        #expect(serviceFlow.ca == G.vm2 && serviceFlow.caPort == 80 && serviceFlow.remote == G.ext && serviceFlow.remotePort == blueFlow.extPort)
+        #expect(
+            serviceFlow.ca == G.vm2 && serviceFlow.caPort == 80 && serviceFlow.remote == G.ext
+                && serviceFlow.remotePort == blueFlow.extPort)
         // Red's VM on B gets it from the external address and Blue's NAT port, nothing goes out.
         var d = try #require(g.sender.delivered.last)
         #expect(d.pa == G.paB && d.vsid == G.red.vsid)
-        #expect(d.inner == Ethernet.frame(dst: G.vmMAC2, src: G.red.gwMAC, type: .ipv4,
-                                          payload: G.tcp(G.ext, blueFlow.extPort, G.vm2, 80, flags: 0x02, ttl: 62)))
+        #expect(
+            d.inner
+                == Ethernet.frame(
+                    dst: G.vmMAC2, src: G.red.gwMAC, type: .ipv4,
+                    payload: G.tcp(G.ext, blueFlow.extPort, G.vm2, 80, flags: 0x02, ttl: 62)))
         // Red answers; Blue's VM gets it from the service's address and port.
         g.fromTenant(G.red, G.tcp(G.vm2, 80, G.ext, blueFlow.extPort, flags: 0x12))
         d = try #require(g.sender.delivered.last)
         #expect(d.pa == G.paA && d.vsid == G.blue.vsid)
-        #expect(d.inner == Ethernet.frame(dst: G.vmMAC1, src: G.blue.gwMAC, type: .ipv4,
-                                          payload: G.tcp(G.ext, 8080, G.vm1, 41000, flags: 0x12, ttl: 62)))
+        #expect(
+            d.inner
+                == Ethernet.frame(
+                    dst: G.vmMAC1, src: G.blue.gwMAC, type: .ipv4,
+                    payload: G.tcp(G.ext, 8080, G.vm1, 41000, flags: 0x12, ttl: 62)))
         g.fromTenant(G.blue, G.tcp(G.vm1, 41000, G.ext, 8080, flags: 0x10))
         #expect(g.sender.outside.isEmpty, "a hairpin never leaves the gateway")
         #expect(g.maps.natOut.values.allSatisfy { !$0.natFlags.contains(.offloaded) }, "nor is it offloaded")
@@ -198,14 +227,18 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
     @Test func onlyAFirstSYNOpensAServiceFlow() throws {
         let g = MemoryGateway()
         g.fromOutside(G.tcp(G.x, 5555, G.ext, 8080, flags: 0x10))  // a stray ACK
-        g.fromOutside(G.udp(G.x, 5555, G.ext, 8080))               // another protocol
+        g.fromOutside(G.udp(G.x, 5555, G.ext, 8080))  // another protocol
         #expect(g.flows.isEmpty && g.count(NV_GW_DROP_UNSUPPORTED) == 2)
         g.fromOutside(G.tcp(G.x, 5555, G.ext, 8080, flags: 0x02))
         let flow = try #require(g.flows.first)
-        #expect(flow.ca == G.vm2 && flow.caPort == 80 && flow.ext == G.ext && flow.extPort == 8080 && flow.remote == G.x)
+        #expect(
+            flow.ca == G.vm2 && flow.caPort == 80 && flow.ext == G.ext && flow.extPort == 8080 && flow.remote == G.x)
         #expect(g.maps.natOut.values.allSatisfy { $0.natFlags.contains(.service) })
         let d = try #require(g.sender.delivered.first)
-        #expect(d.inner == Ethernet.frame(dst: G.vmMAC2, src: G.red.gwMAC, type: .ipv4,
-                                          payload: G.tcp(G.x, 5555, G.vm2, 80, flags: 0x02, ttl: 63)))
+        #expect(
+            d.inner
+                == Ethernet.frame(
+                    dst: G.vmMAC2, src: G.red.gwMAC, type: .ipv4,
+                    payload: G.tcp(G.x, 5555, G.vm2, 80, flags: 0x02, ttl: 63)))
     }
 }

@@ -25,9 +25,12 @@ final class MemoryGatewayMaps: GatewayMaps {
     func servedMode(_ rdid: UInt32) -> nv_gw_mode? { modes[rdid] }
     func record(vsid: UInt32, ca: IPAddress) -> nv_lookup_val? { records["\(vsid) \(ca)"] }
     func route(rdid: UInt32, address: IPAddress) -> nv_route_val? {
-        routes.filter { $0.rdid == rdid && $0.prefix.contains(address) }.max { $0.prefix.length < $1.prefix.length }?.value
+        routes.filter { $0.rdid == rdid && $0.prefix.contains(address) }.max { $0.prefix.length < $1.prefix.length }?
+            .value
     }
-    func service(proto: UInt8, address: IPAddress, port: UInt16) -> nv_service? { services["\(proto) \(address) \(port)"] }
+    func service(proto: UInt8, address: IPAddress, port: UInt16) -> nv_service? {
+        services["\(proto) \(address) \(port)"]
+    }
     func isExternalAddress(_ address: IPAddress) -> Bool { externals.contains(address) }
     func isInfrastructure(_ address: IPAddress) -> Bool { infrastructure.contains { $0.contains(address) } }
 
@@ -53,7 +56,9 @@ final class MemoryGatewayMaps: GatewayMaps {
     struct MapFull: Error {}
     struct NoEntry: Error {}
 
-    private static func write(_ map: inout [RawBytes: nv_nat_flow], _ key: RawBytes, _ value: nv_nat_flow, flags: UInt64, capacity: Int) throws {
+    private static func write(
+        _ map: inout [RawBytes: nv_nat_flow], _ key: RawBytes, _ value: nv_nat_flow, flags: UInt64, capacity: Int
+    ) throws {
         if flags == UInt64(BPF_EXIST), map[key] == nil { throw NoEntry() }
         if map[key] == nil, map.count >= capacity { throw MapFull() }
         map[key] = value
@@ -79,8 +84,12 @@ final class MemorySender: GatewaySender {
     /// The customer frames sent to VMs on other hosts, NVGRE opened.
     var delivered: [(pa: IPAddress, vsid: UInt32, inner: [UInt8])] {
         underlay.compactMap { p in
-            guard let nv = DecodedNVGRE(Ethernet.frame(dst: MACAddress([2, 0, 0, 0, 0, 0]), src: MACAddress([2, 0, 0, 0, 0, 0]),
-                                                       type: p.to.family == .v4 ? .ipv4 : .ipv6, payload: p.packet)) else { return nil }
+            guard
+                let nv = DecodedNVGRE(
+                    Ethernet.frame(
+                        dst: MACAddress([2, 0, 0, 0, 0, 0]), src: MACAddress([2, 0, 0, 0, 0, 0]),
+                        type: p.to.family == .v4 ? .ipv4 : .ipv6, payload: p.packet))
+            else { return nil }
             return (p.to, nv.vsid, nv.inner)
         }
     }
@@ -105,21 +114,27 @@ final class MemoryGateway {
     var events: [String] = []
     private(set) var gateway: Gateway!
 
-    init(natPorts: PortRange = PortRange(first: 40000, last: 40009), natShares: [UInt32: UInt32] = [:], timeouts: NATTimeouts = NATTimeouts()) {
+    init(
+        natPorts: PortRange = PortRange(first: 40000, last: 40009), natShares: [UInt32: UInt32] = [:],
+        timeouts: NATTimeouts = NATTimeouts()
+    ) {
         maps.hostConfig = nv_config(uplinkIfindex: Self.uplink, pa4: Self.paG, pa6: nil, externalIfindex: Self.external)
         for t in [Self.red, Self.blue] {
-            maps.subnets[t.vsid] = nv_subnet(routingDomain: t.rdid, statsSlot: t.rdid, gatewayMAC: t.gwMAC, gateway4: "198.19.1.254", gateway6: nil)
+            maps.subnets[t.vsid] = nv_subnet(
+                routingDomain: t.rdid, statsSlot: t.rdid, gatewayMAC: t.gwMAC, gateway4: "198.19.1.254", gateway6: nil)
             maps.modes[t.rdid] = NV_GW_NAT
-            maps.routes.append((t.rdid, IPPrefix(parsing: "198.19.1.0/24")!, nv_route_val(vsid: t.vsid, kind: NV_ROUTE_SUBNET)))
+            maps.routes.append(
+                (t.rdid, IPPrefix(parsing: "198.19.1.0/24")!, nv_route_val(vsid: t.vsid, kind: NV_ROUTE_SUBNET)))
             maps.records["\(t.vsid) \(Self.vm1)"] = nv_lookup_val(pa: Self.paA, mac: Self.vmMAC1)
             maps.records["\(t.vsid) \(Self.vm2)"] = nv_lookup_val(pa: Self.paB, mac: Self.vmMAC2)
         }
         maps.services["6 \(Self.ext) 8080"] = nv_service(rdid: Self.red.rdid, ca: Self.vm2, port: 80)
         maps.externals = [Self.ext]
         maps.infrastructure = ["198.18.0.0/24", "203.0.113.1/32", "127.0.0.0/8"].map { IPPrefix(parsing: $0)! }
-        gateway = Gateway(maps: maps, sender: sender,
-                          externalAddresses: [ExternalAddress(address: Self.ext, interface: "ext", natPorts: natPorts)],
-                          timeouts: timeouts, natShares: natShares, clock: { [unowned self] in self.now })
+        gateway = Gateway(
+            maps: maps, sender: sender,
+            externalAddresses: [ExternalAddress(address: Self.ext, interface: "ext", natPorts: natPorts)],
+            timeouts: timeouts, natShares: natShares, clock: { [unowned self] in self.now })
         gateway.onEvent = { [unowned self] in self.events.append("\($0)") }
     }
 
@@ -129,26 +144,37 @@ final class MemoryGateway {
     @discardableResult
     func fromTenant(_ t: (rdid: UInt32, vsid: UInt32, gwMAC: MACAddress), _ ip: [UInt8]) -> Bool {
         let frame = Ethernet.frame(dst: t.gwMAC, src: Self.vmMAC1, type: .ipv4, payload: ip)
-        return gateway.handle(ExceptionFrame(reason: NV_EXC_NAT_OUT, ingressIfindex: Self.uplink, vsid: t.vsid,
-                                             originalLength: frame.count, frame: frame))
+        return gateway.handle(
+            ExceptionFrame(
+                reason: NV_EXC_NAT_OUT, ingressIfindex: Self.uplink, vsid: t.vsid,
+                originalLength: frame.count, frame: frame))
     }
 
     /// An outsider's frame to an external address (NV_EXC_NAT_IN, from the external side).
     @discardableResult
     func fromOutside(_ ip: [UInt8]) -> Bool {
         let frame = Ethernet.frame(dst: "02:00:00:00:0e:01", src: "02:00:00:00:0e:02", type: .ipv4, payload: ip)
-        return gateway.handle(ExceptionFrame(reason: NV_EXC_NAT_IN, ingressIfindex: Self.external, vsid: 0,
-                                             originalLength: frame.count, frame: frame))
+        return gateway.handle(
+            ExceptionFrame(
+                reason: NV_EXC_NAT_IN, ingressIfindex: Self.external, vsid: 0,
+                originalLength: frame.count, frame: frame))
     }
 
-    static func udp(_ src: IPAddress, _ sport: UInt16, _ dst: IPAddress, _ dport: UInt16, ttl: UInt8 = 64, payload: [UInt8] = Array("hi".utf8)) -> [UInt8] {
-        IPPacket.build(src: src, dst: dst, proto: IPProtocol.udp.rawValue,
-                       payload: UDP.datagram(src: src, dst: dst, sport: sport, dport: dport, payload: payload), ttl: ttl)
+    static func udp(
+        _ src: IPAddress, _ sport: UInt16, _ dst: IPAddress, _ dport: UInt16, ttl: UInt8 = 64,
+        payload: [UInt8] = Array("hi".utf8)
+    ) -> [UInt8] {
+        IPPacket.build(
+            src: src, dst: dst, proto: IPProtocol.udp.rawValue,
+            payload: UDP.datagram(src: src, dst: dst, sport: sport, dport: dport, payload: payload), ttl: ttl)
     }
 
-    static func tcp(_ src: IPAddress, _ sport: UInt16, _ dst: IPAddress, _ dport: UInt16, flags: UInt8, ttl: UInt8 = 64) -> [UInt8] {
-        IPPacket.build(src: src, dst: dst, proto: IPProtocol.tcp.rawValue,
-                       payload: TCP.segment(src: src, dst: dst, sport: sport, dport: dport, flags: flags), ttl: ttl)
+    static func tcp(_ src: IPAddress, _ sport: UInt16, _ dst: IPAddress, _ dport: UInt16, flags: UInt8, ttl: UInt8 = 64)
+        -> [UInt8]
+    {
+        IPPacket.build(
+            src: src, dst: dst, proto: IPProtocol.tcp.rawValue,
+            payload: TCP.segment(src: src, dst: dst, sport: sport, dport: dport, flags: flags), ttl: ttl)
     }
 
     var flows: [NATFlow] { maps.natOut.values.map { NATFlow($0) } }

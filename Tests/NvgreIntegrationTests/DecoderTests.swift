@@ -9,7 +9,8 @@ import Testing
 struct DecoderTests {
     /// Frames captured on A's bridge port while Red and Blue each ping once across hosts.
     static func captureTenantPings(_ lab: DemoLab) throws -> Capture {
-        let capture = try Capture(in: lab.fabric, interface: "to-a", filter: "ip proto 47", name: "\(lab.net.prefix)-decoders")
+        let capture = try Capture(
+            in: lab.fabric, interface: "to-a", filter: "ip proto 47", name: "\(lab.net.prefix)-decoders")
         #expect(Traffic.ping(from: lab.ns(redA), to: redB.ip4, count: 1) == 1)
         #expect(Traffic.ping(from: lab.ns(blueA), to: blueB.ip4, count: 1) == 1)
         _ = try capture.frames()  // stops tcpdump, flushing the file
@@ -18,17 +19,23 @@ struct DecoderTests {
 
     /// Expected (outer src, outer dst, VSID, inner src MAC, inner src, inner dst) of the four
     /// frames: request A->B and reply B->A for Red, then for Blue.
-    static let expected: [[String]] = [(5001, redA, redB), (6001, blueA, blueB)].flatMap { vsid, a, b in [
-        ["198.18.0.1", "198.18.0.2", "\(vsid)", a.mac.description, a.ip4.description, b.ip4.description],
-        ["198.18.0.2", "198.18.0.1", "\(vsid)", b.mac.description, b.ip4.description, a.ip4.description],
-    ] }
+    static let expected: [[String]] = [(5001, redA, redB), (6001, blueA, blueB)].flatMap { vsid, a, b in
+        [
+            ["198.18.0.1", "198.18.0.2", "\(vsid)", a.mac.description, a.ip4.description, b.ip4.description],
+            ["198.18.0.2", "198.18.0.1", "\(vsid)", b.mac.description, b.ip4.description, a.ip4.description]
+        ]
+    }
 
     @Test func tsharkReadsTheUnderlay() throws {
         let lab = try startedLab("tshark")
         let capture = try Self.captureTenantPings(lab)
         // Outer and inner occurrences of a field come joined by '|', outer first.
-        let out = try sh("tshark -r \(capture.path) -T fields -E aggregator='|' -e ip.src -e ip.dst -e gre.flags_and_version -e gre.proto -e gre.key -e eth.src -e ip.proto 2>/dev/null")
-        let rows = out.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+        let out = try sh(
+            "tshark -r \(capture.path) -T fields -E aggregator='|' -e ip.src -e ip.dst -e gre.flags_and_version -e gre.proto -e gre.key -e eth.src -e ip.proto 2>/dev/null"
+        )
+        let rows = out.split(separator: "\n").map {
+            $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+        }
         #expect(rows.count == 4, "tshark rows: \(out)")
         var seen: [[String]] = []
         for r in rows where r.count == 7 {
@@ -37,7 +44,8 @@ struct DecoderTests {
             #expect(r[2] == "0x2000", "GRE flags and version: \(r[2])")
             #expect(r[3] == "0x6558", "GRE protocol: \(r[3])")
             #expect(r[6].split(separator: "|").map(String.init) == ["47", "1"], "outer GRE, inner ICMP: \(r[6])")
-            guard ips.count == 2, dsts.count == 2, macs.count == 2, let key = UInt32(r[4].dropFirst(2), radix: 16) else {
+            guard ips.count == 2, dsts.count == 2, macs.count == 2, let key = UInt32(r[4].dropFirst(2), radix: 16)
+            else {
                 Issue.record("unexpected tshark row \(r)")
                 continue
             }
@@ -50,15 +58,23 @@ struct DecoderTests {
         let lab = try startedLab("scapyread")
         let capture = try Self.captureTenantPings(lab)
         let out = try sh("\(systemPython) \(decodersDirectory)/nvgre_scapy.py decode \(capture.path)")
-        let frames = out.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let frames = out.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
         #expect(frames.count == 4, "scapy said: \(out)")
-        #expect(frames.allSatisfy { $0["gre_flags"] as? Int == 0x2000 && $0["gre_proto"] as? Int == 0x6558 && $0["outer_version"] as? Int == 4 })
+        #expect(
+            frames.allSatisfy {
+                $0["gre_flags"] as? Int == 0x2000 && $0["gre_proto"] as? Int == 0x6558
+                    && $0["outer_version"] as? Int == 4
+            })
         let seen = frames.map { f in
             ["outer_src", "outer_dst", "vsid", "inner_src_mac", "inner_src", "inner_dst"].map { "\(f[$0] ?? "")" }
         }
         #expect(seen == Self.expected)
         // FlowID: the same flow keeps its FlowID in each direction.
-        let flows = Dictionary(grouping: frames, by: { "\($0["outer_src"]!)\($0["vsid"]!)" }).mapValues { Set($0.map { "\($0["flow_id"]!)" }) }
+        let flows = Dictionary(grouping: frames, by: { "\($0["outer_src"]!)\($0["vsid"]!)" }).mapValues {
+            Set($0.map { "\($0["flow_id"]!)" })
+        }
         #expect(flows.values.allSatisfy { $0.count == 1 })
     }
 
@@ -70,8 +86,10 @@ struct DecoderTests {
         let blue = try Traffic.udpListener(in: lab.ns(blueB), family: .v4, port: port)
         // Same inner addresses and MACs; only the VSID says which tenant.
         for (vsid, marker) in [(5001, "for-red"), (6001, "for-blue")] {
-            try sh("ip netns exec \(lab.ns(hostG)) \(systemPython) \(decodersDirectory)/nvgre_scapy.py inject ul \(bMAC) "
-                   + "\(hostA.pa4) \(hostB.pa4) \(vsid) \(redA.mac) \(redB.mac) \(redA.ip4) \(redB.ip4) \(port) \(marker)")
+            try sh(
+                "ip netns exec \(lab.ns(hostG)) \(systemPython) \(decodersDirectory)/nvgre_scapy.py inject ul \(bMAC) "
+                    + "\(hostA.pa4) \(hostB.pa4) \(vsid) \(redA.mac) \(redB.mac) \(redA.ip4) \(redB.ip4) \(port) \(marker)"
+            )
         }
         #expect(red.receive(timeout: 1).map { String(decoding: $0, as: UTF8.self) } == ["for-red"])
         #expect(blue.receive(timeout: 0.5).map { String(decoding: $0, as: UTF8.self) } == ["for-blue"])

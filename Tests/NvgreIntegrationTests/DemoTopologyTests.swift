@@ -19,7 +19,8 @@ struct DemoTopologyTests {
         }
         // The distributed router: 5001 -> 5002 across hosts and on one host, both ways.
         for (from, to) in [(redA, red2B), (red2B, redA), (red2A, redA)] {
-            #expect(Traffic.ping(from: lab.ns(from), to: to.address(family)) == 5, "routed \(from) -> \(to) over \(family)")
+            #expect(
+                Traffic.ping(from: lab.ns(from), to: to.address(family)) == 5, "routed \(from) -> \(to) over \(family)")
         }
         // Blue has no route to Red's 5002: the same ping from Blue gets nothing.
         #expect(Traffic.ping(from: lab.ns(blueA), to: red2B.address(family), count: 2) == 0)
@@ -55,12 +56,15 @@ struct DemoTopologyTests {
     /// underlay frames are IPv6 and both customer families cross it.
     @Test func bothCustomerFamiliesOverIPv6Underlay() throws {
         let lab = try startedLab("v46v6", underlay: .v6)
-        let capture = try Capture(in: lab.fabric, interface: "to-a", filter: "ip6 proto 47 or ip proto 47", name: "\(lab.net.prefix)-v6ul")
+        let capture = try Capture(
+            in: lab.fabric, interface: "to-a", filter: "ip6 proto 47 or ip proto 47", name: "\(lab.net.prefix)-v6ul")
         try checkTenants(lab, family: .v4)
         try checkTenants(lab, family: .v6)
         let frames = try capture.frames().compactMap(DecodedNVGRE.init)
         #expect(!frames.isEmpty)
-        #expect(frames.allSatisfy { $0.outer.etherType == EtherType.ipv6.rawValue }, "an NVGRE frame with an IPv4 outer header")
+        #expect(
+            frames.allSatisfy { $0.outer.etherType == EtherType.ipv6.rawValue },
+            "an NVGRE frame with an IPv4 outer header")
         #expect(Set(frames.map(\.vsid)).isSuperset(of: [5001, 5002, 6001]))
         let a = try lab.counters(hostA).drops
         #expect(unexpectedDrops(a).isEmpty, "drops on A: \(unexpectedDrops(a))")

@@ -26,15 +26,19 @@ struct InfrastructureTests {
         var pings = 0
         for vm in vms {
             // All at once per VM: a datagram, a connection attempt and a ping to each target.
-            let script = targets.map { d in
-                "(echo probe > /dev/udp/\(d)/\(Self.port)) 2>/dev/null; (timeout 1 bash -c '</dev/tcp/\(d)/\(Self.port)' 2>/dev/null &); (ping -n -c 1 -W 1 \(d) | grep -c ' 0% packet loss' &)"
-            }.joined(separator: "; ") + "; wait; sleep 1.2"
+            let script =
+                targets.map { d in
+                    "(echo probe > /dev/udp/\(d)/\(Self.port)) 2>/dev/null; (timeout 1 bash -c '</dev/tcp/\(d)/\(Self.port)' 2>/dev/null &); (ping -n -c 1 -W 1 \(d) | grep -c ' 0% packet loss' &)"
+                }.joined(separator: "; ") + "; wait; sleep 1.2"
             let out = try lab.net.exec(lab.ns(vm), "bash -c \"\(script)\" || true")
             pings += out.split(separator: "\n").compactMap { Int($0) }.reduce(0, +)
             // Loopback cannot leave a VM by its own stack: sent as a frame to the router.
-            let udpFrame = UDP.datagram(src: vm.ip4, dst: "127.0.0.1", sport: 40000, dport: Self.port, payload: Array("lo".utf8))
-            let frame = Ethernet.frame(dst: subnetRouterMAC(vm), src: vm.mac, type: .ipv4,
-                                       payload: IPPacket.build(src: vm.ip4, dst: "127.0.0.1", proto: IPProtocol.udp.rawValue, payload: udpFrame))
+            let udpFrame = UDP.datagram(
+                src: vm.ip4, dst: "127.0.0.1", sport: 40000, dport: Self.port, payload: Array("lo".utf8))
+            let frame = Ethernet.frame(
+                dst: subnetRouterMAC(vm), src: vm.mac, type: .ipv4,
+                payload: IPPacket.build(
+                    src: vm.ip4, dst: "127.0.0.1", proto: IPProtocol.udp.rawValue, payload: udpFrame))
             try Traffic.sendFrames([frame], interface: "eth0", in: lab.ns(vm))
         }
         let datagrams = udp.map { $0.receive(timeout: 0.3).count }.reduce(0, +)
@@ -53,7 +57,9 @@ struct InfrastructureTests {
     /// Hosts A and B route the external prefix to G, so that a reply could come back; X
     /// gets the monitoring address, listed as infrastructure in G's policy.
     func prepare(_ lab: DemoLab, _ edit: (inout Policy) -> Void = { _ in }) throws {
-        for h in DemoPlan.hypervisors { _ = try lab.net.ip(lab.ns(h), "route replace 203.0.113.0/24 via \(DemoPlan.g.pa4)") }
+        for h in DemoPlan.hypervisors {
+            _ = try lab.net.ip(lab.ns(h), "route replace 203.0.113.0/24 via \(DemoPlan.g.pa4)")
+        }
         _ = try lab.net.ip(lab.outside, "addr add \(Self.monitoring)/24 dev eth0")
         try lab.applyEdited(hostG, file: 1) { p in
             p.infrastructurePrefixes = [InfrastructurePrefix(prefix: Self.monitoringPrefix, name: "monitoring")]
@@ -78,10 +84,17 @@ struct InfrastructureTests {
         #expect(Traffic.ping(from: lab.ns(redA), to: x, count: 2) == 2, "control: Red reaches X")
         // What G holds as infrastructure, and why.
         let shown = try lab.cli(hostG, ["-j", "show", "infrastructure"])
-        let infra = ((try JSONSerialization.jsonObject(with: Data(shown.output.utf8)) as? [String: Any])?["infrastructure"] as? [[String: Any]]) ?? []
-        let why = Dictionary(infra.compactMap { e in (e["prefix"] as? String).map { ($0, e["why"] as? String ?? "") } }, uniquingKeysWith: { a, _ in a })
-        #expect(why["203.0.113.192/26"] == "listed" && why["198.18.0.0/24"] == "provider" && why["198.18.0.1/32"] == "provider"
-                && why["203.0.113.1/32"] == "external" && why["127.0.0.0/8"] == "special" && why["203.0.113.255/32"] == "host", "\(shown.output)")
+        let infra =
+            ((try JSONSerialization.jsonObject(with: Data(shown.output.utf8)) as? [String: Any])?["infrastructure"]
+                as? [[String: Any]]) ?? []
+        let why = Dictionary(
+            infra.compactMap { e in (e["prefix"] as? String).map { ($0, e["why"] as? String ?? "") } },
+            uniquingKeysWith: { a, _ in a })
+        #expect(
+            why["203.0.113.192/26"] == "listed" && why["198.18.0.0/24"] == "provider"
+                && why["198.18.0.1/32"] == "provider"
+                && why["203.0.113.1/32"] == "external" && why["127.0.0.0/8"] == "special"
+                && why["203.0.113.255/32"] == "host", "\(shown.output)")
         let before = try lab.counters(hostG).drops["to-infrastructure"] ?? 0
 
         let seen = try attack(lab, from: DemoPlan.vms)
@@ -91,17 +104,22 @@ struct InfrastructureTests {
         let least = DemoPlan.vms.count * (targets.count * 3 + 1)
         #expect((drops["to-infrastructure"] ?? 0) - before >= least, "\(drops)")
         let domains = try domainCounters(lab)
-        #expect((domains["red"]?["to-infrastructure"] ?? 0) > 0 && (domains["blue"]?["to-infrastructure"] ?? 0) > 0, "\(domains)")
+        #expect(
+            (domains["red"]?["to-infrastructure"] ?? 0) > 0 && (domains["blue"]?["to-infrastructure"] ?? 0) > 0,
+            "\(domains)")
 
         // The outside and published services still work, for both tenants; a tenant reaches
         // a service at its external address (hairpin), its own and another tenant's.
         #expect(Traffic.ping(from: lab.ns(blueA), to: x, count: 2) == 2, "Blue reaches X")
-        #expect(try Traffic.tcpTransfer(from: lab.ns(redA), to: lab.outside, address: x, bytes: 65536).ok, "Red sends to X")
-        let hairpinRed = try Traffic.tcpTransfer(from: lab.ns(red2A), to: lab.ns(redB), address: ext, port: DemoPlan.redService,
-                                                serverPort: 80, bytes: 65536, timeout: 5)
+        #expect(
+            try Traffic.tcpTransfer(from: lab.ns(redA), to: lab.outside, address: x, bytes: 65536).ok, "Red sends to X")
+        let hairpinRed = try Traffic.tcpTransfer(
+            from: lab.ns(red2A), to: lab.ns(redB), address: ext, port: DemoPlan.redService,
+            serverPort: 80, bytes: 65536, timeout: 5)
         #expect(hairpinRed.ok, "Red 5002 reaches Red's service at \(ext):\(DemoPlan.redService): \(hairpinRed)")
-        let hairpinBlue = try Traffic.tcpTransfer(from: lab.ns(blueA), to: lab.ns(redB), address: ext, port: DemoPlan.redService,
-                                                 serverPort: 80, bytes: 65536, timeout: 5)
+        let hairpinBlue = try Traffic.tcpTransfer(
+            from: lab.ns(blueA), to: lab.ns(redB), address: ext, port: DemoPlan.redService,
+            serverPort: 80, bytes: 65536, timeout: 5)
         #expect(hairpinBlue.ok, "Blue reaches Red's published service like any client: \(hairpinBlue)")
         #expect((try lab.gatewayCounters()["hairpin"] ?? 0) > 0)
         // ...but nothing else on that address.
@@ -112,7 +130,8 @@ struct InfrastructureTests {
     @Test func aRouteModeDomainReachesNoInfrastructureEither() throws {
         let lab = try startedLab("infraroute")
         try prepare(lab) { p in
-            p.gatewayDomains[0] = GatewayDomain(routingDomain: "red", mode: .route, prefixes: [IPPrefix(parsing: "203.0.113.0/24")!])
+            p.gatewayDomains[0] = GatewayDomain(
+                routingDomain: "red", mode: .route, prefixes: [IPPrefix(parsing: "203.0.113.0/24")!])
             p.publishedServices = []
         }
         _ = try lab.net.exec(lab.outside, "ip route add 198.19.0.0/16 via \(ext)")
@@ -122,8 +141,11 @@ struct InfrastructureTests {
         let red = DemoPlan.vms.filter { $0.tenant == "Red" }
         let seen = try attack(lab, from: red)
         #expect(seen.udp == 0 && seen.tcp == 0 && seen.pings == 0, "arrived at the infrastructure: \(seen)")
-        #expect((try lab.counters(hostG).drops["to-infrastructure"] ?? 0) - before >= red.count * (targets.count * 3 + 1))
-        #expect(try Traffic.tcpTransfer(from: lab.ns(redA), to: lab.outside, address: x, fetch: true).ok, "Red still fetches from X")
+        #expect(
+            (try lab.counters(hostG).drops["to-infrastructure"] ?? 0) - before >= red.count * (targets.count * 3 + 1))
+        #expect(
+            try Traffic.tcpTransfer(from: lab.ns(redA), to: lab.outside, address: x, fetch: true).ok,
+            "Red still fetches from X")
     }
 }
 
@@ -135,7 +157,9 @@ struct NoisyNeighbourTests {
 
     /// A background flood from namespace `ns` for `seconds`: new UDP flows (one socket,
     /// destination ports cycling) and TCP SYNs (non-blocking connects) to `target`.
-    func flood(_ lab: DemoLab, from ns: String, to target: IPAddress, port: UInt16? = nil, seconds: Double) throws -> pid_t {
+    func flood(_ lab: DemoLab, from ns: String, to target: IPAddress, port: UInt16? = nil, seconds: Double) throws
+        -> pid_t
+    {
         let script = """
             import socket, time
             end = time.time() + \(seconds)
@@ -157,7 +181,8 @@ struct NoisyNeighbourTests {
             """
         let file = NSTemporaryDirectory() + "\(lab.net.prefix)-flood-\(ns.hashValue & 0xffff).py"
         try script.write(toFile: file, atomically: true, encoding: .utf8)
-        return try Spawn.start(["/usr/sbin/ip", "netns", "exec", ns, systemPython, file], output: "/dev/null", detached: false)
+        return try Spawn.start(
+            ["/usr/sbin/ip", "netns", "exec", ns, systemPython, file], output: "/dev/null", detached: false)
     }
 
     func throttled(_ lab: DemoLab, _ domain: String) throws -> Int {
@@ -175,13 +200,19 @@ struct NoisyNeighbourTests {
         // Blue opens new TCP connections and UDP flows to X all the while.
         var slowest = 0.0, failed: [String] = []
         for i in 0..<8 {
-            if let s = Traffic.connectSeconds(from: lab.ns(blueA), to: x, port: 5400, timeout: 2) { slowest = max(slowest, s) } else { failed.append("tcp \(i)") }
+            if let s = Traffic.connectSeconds(from: lab.ns(blueA), to: x, port: 5400, timeout: 2) {
+                slowest = max(slowest, s)
+            } else {
+                failed.append("tcp \(i)")
+            }
             _ = try lab.net.exec(lab.ns(blueA), "bash -c 'echo blue\(i) > /dev/udp/\(x)/5401'")
             usleep(300_000)
         }
         let accepted = server.acceptedConnections(timeout: 0.5)
         let datagrams = echo.receive(timeout: 0.5).map { String(decoding: $0, as: UTF8.self) }
-        print("noisy neighbour: Blue's slowest new TCP connection through the gateway during Red's flood: \(String(format: "%.3f", slowest)) s")
+        print(
+            "noisy neighbour: Blue's slowest new TCP connection through the gateway during Red's flood: \(String(format: "%.3f", slowest)) s"
+        )
         #expect(failed.isEmpty && slowest < 1.0, "Blue's connections: failed \(failed), slowest \(slowest) s")
         #expect(accepted == 8, "X accepted \(accepted) of Blue's 8 connections")
         #expect(Set(datagrams).isSuperset(of: (0..<8).map { "blue\($0)\n" }), "Blue's UDP flows: \(datagrams)")
@@ -201,7 +232,9 @@ struct NoisyNeighbourTests {
         let echo = try Traffic.udpListener(in: lab.outside, family: .v4, port: 5402)
         // Four new flows of Red's (each datagram from a new source port): two get ports, the
         // others find Red at its share; then Blue's two still get the other two ports.
-        for (vm, text) in [(redA, "red0"), (redA, "red1"), (redA, "red2"), (redB, "red3"), (blueA, "Ablue"), (blueB, "Bblue")] {
+        for (vm, text) in [
+            (redA, "red0"), (redA, "red1"), (redA, "red2"), (redB, "red3"), (blueA, "Ablue"), (blueB, "Bblue")
+        ] {
             _ = try lab.net.exec(lab.ns(vm), "bash -c 'echo \(text) > /dev/udp/\(x)/5402'")
             usleep(50_000)
         }
@@ -210,14 +243,19 @@ struct NoisyNeighbourTests {
         #expect(got.filter { $0.hasPrefix("red") }.count == 2, "Red gets two of the four: \(got)")
         usleep(300_000)  // the gateway flushes its counters between polls
         let domains = try InfrastructureTests().domainCounters(lab)
-        #expect(domains["red"]?["ports-exhausted"] == 2 && (domains["blue"]?["ports-exhausted"] ?? 0) == 0, "\(domains)")
+        #expect(
+            domains["red"]?["ports-exhausted"] == 2 && (domains["blue"]?["ports-exhausted"] ?? 0) == 0, "\(domains)")
         let log = (try? String(contentsOfFile: lab.gatewayLog, encoding: .utf8)) ?? ""
         #expect(log.contains("at its share of the ports"), "\(log)")
     }
 
     @Test func aSYNFloodAtOneServiceLeavesTheOtherServicesAndEgressWorking() throws {
         let lab = try startedLab("synflood")
-        #expect(try lab.cli(hostG, ["service", "add", "tcp", "\(ext):\(DemoPlan.blueService)", "--domain", "blue", "--to", "198.19.1.2:80"]).status == 0)
+        #expect(
+            try lab.cli(
+                hostG,
+                ["service", "add", "tcp", "\(ext):\(DemoPlan.blueService)", "--domain", "blue", "--to", "198.19.1.2:80"]
+            ).status == 0)
         let flooder = try flood(lab, from: lab.outside, to: ext, port: DemoPlan.redService, seconds: 6)
         defer { Spawn.stop(flooder) }
         usleep(1_000_000)
@@ -225,11 +263,17 @@ struct NoisyNeighbourTests {
         let blueService = try Traffic.tcpListener(in: lab.ns(blueB), family: .v4, port: 80)
         var slowest = 0.0, failed = 0
         for _ in 0..<5 {
-            if let s = Traffic.connectSeconds(from: lab.outside, to: ext, port: DemoPlan.blueService, timeout: 2) { slowest = max(slowest, s) } else { failed += 1 }
+            if let s = Traffic.connectSeconds(from: lab.outside, to: ext, port: DemoPlan.blueService, timeout: 2) {
+                slowest = max(slowest, s)
+            } else {
+                failed += 1
+            }
             usleep(300_000)
         }
         print("SYN flood at Red's service: slowest connection to Blue's service \(String(format: "%.3f", slowest)) s")
-        #expect(failed == 0 && slowest < 1.0, "X to Blue's service during the flood: \(failed) failed, slowest \(slowest) s")
+        #expect(
+            failed == 0 && slowest < 1.0, "X to Blue's service during the flood: \(failed) failed, slowest \(slowest) s"
+        )
         #expect(blueService.acceptedConnections(timeout: 0.5) == 5)
         // Every tenant's egress, the flooded tenant's too: outsiders have a share of their own.
         #expect(Traffic.ping(from: lab.ns(redA), to: x, count: 2) == 2, "Red's egress during the flood at its service")

@@ -20,9 +20,12 @@ let (blueA, blueB) = (DemoPlan.vm(hostA, "blue1"), DemoPlan.vm(hostB, "blue1"))
 extension DemoLab {
     /// `nvgre -j stats` of a host: drop and exception packet counts by reason name, and the
     /// per-VSID counters.
-    func counters(_ h: DemoHost) throws -> (drops: [String: Int], exceptions: [String: Int], vsids: [UInt32: [String: Int]]) {
+    func counters(_ h: DemoHost) throws -> (
+        drops: [String: Int], exceptions: [String: Int], vsids: [UInt32: [String: Int]]
+    ) {
         let r = try cli(h, ["-j", "stats"])
-        guard r.status == 0, let json = try JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any] else {
+        guard r.status == 0, let json = try JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any]
+        else {
             throw ShellErrorText("nvgre stats on \(h.name) failed: \(r.output)")
         }
         func packets(_ o: Any?) -> [String: Int] {
@@ -40,7 +43,8 @@ extension DemoLab {
     func gatewayCounters() throws -> [String: Int] {
         let r = try cli(DemoPlan.g, ["-j", "stats"])
         guard r.status == 0, let json = try JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any],
-              let gw = json["gateway"] as? [String: Any] else { throw ShellErrorText("nvgre stats on G: \(r.output)") }
+            let gw = json["gateway"] as? [String: Any]
+        else { throw ShellErrorText("nvgre stats on G: \(r.output)") }
         var out: [String: Int] = [:]
         for (k, v) in gw {
             if let n = v as? Int { out[k] = n } else if let p = (v as? [String: Any])?["packets"] as? Int { out[k] = p }
@@ -50,7 +54,8 @@ extension DemoLab {
 }
 
 /// Where the Python decoders live (next to this file).
-let decodersDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("decoders").path
+let decodersDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("decoders")
+    .path
 
 /// The distribution's Python, which has scapy (python3-scapy), whatever else is on PATH.
 let systemPython = "/usr/bin/python3"

@@ -12,9 +12,13 @@ struct NoRouteTests {
         try lab.applyEdited(hostA, file: 0) { $0.customerRoutes = [] }
         let before = try lab.counters(hostA).exceptions["no-route"] ?? 0
 
-        let v4 = try Spawn.run(["/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "1", "-W", "1", DemoPlan.x4.description])
+        let v4 = try Spawn.run([
+            "/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "1", "-W", "1", DemoPlan.x4.description
+        ])
         #expect(v4.output.contains("From \(redA.gateway4)") && v4.output.contains("Net Unreachable"), "\(v4.output)")
-        let v6 = try Spawn.run(["/usr/sbin/ip", "netns", "exec", lab.ns(blueA), "ping", "-6", "-c", "1", "-W", "1", DemoPlan.x6.description])
+        let v6 = try Spawn.run([
+            "/usr/sbin/ip", "netns", "exec", lab.ns(blueA), "ping", "-6", "-c", "1", "-W", "1", DemoPlan.x6.description
+        ])
         #expect(v6.output.contains("From \(blueA.gateway6)") && v6.output.contains("No route"), "\(v6.output)")
         #expect((try lab.counters(hostA).exceptions["no-route"] ?? 0) == before + 2)
         // Inside the domain nothing changed.

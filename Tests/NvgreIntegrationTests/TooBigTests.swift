@@ -19,25 +19,43 @@ struct TooBigTests {
     @Test func fullSizePacketsLearnTheMTUThatFits() throws {
         let lab = try Self.lab("toobig")
         // ping's own report of the ICMP error names the MTU it was told.
-        let v4 = try Spawn.run(["/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "2", "-W", "1", "-M", "do", "-s", "1472", redB.ip4.description])
+        let v4 = try Spawn.run([
+            "/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "2", "-W", "1", "-M", "do", "-s", "1472",
+            redB.ip4.description
+        ])
         #expect(v4.output.contains("mtu = 1458"), "ping -M do -s 1472: \(v4.output)")
-        let v6 = try Spawn.run(["/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-6", "-c", "2", "-W", "1", "-M", "do", "-s", "1452", redB.ip6.description])
-        #expect(v6.output.contains("mtu=1458") || v6.output.contains("mtu = 1458"), "ping -6 -M do -s 1452: \(v6.output)")
+        let v6 = try Spawn.run([
+            "/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-6", "-c", "2", "-W", "1", "-M", "do", "-s", "1452",
+            redB.ip6.description
+        ])
+        #expect(
+            v6.output.contains("mtu=1458") || v6.output.contains("mtu = 1458"), "ping -6 -M do -s 1452: \(v6.output)")
         // Small enough: delivered.
         #expect(Traffic.ping(from: lab.ns(redA), to: redB.ip4, count: 2) == 2)
-        let fits = try Spawn.run(["/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "2", "-W", "1", "-M", "do", "-s", "1430", redB.ip4.description])
+        let fits = try Spawn.run([
+            "/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "2", "-W", "1", "-M", "do", "-s", "1430",
+            redB.ip4.description
+        ])
         #expect(fits.status == 0, "ping -M do -s 1430 (1458 bytes): \(fits.output)")
         // TCP sends full-size DF segments, learns 1458 and completes, both tenants.
         #expect(try Traffic.tcpTransfer(from: lab.ns(redA), to: lab.ns(redB), address: redB.ip4).ok)
         #expect(try Traffic.tcpTransfer(from: lab.ns(blueB), to: lab.ns(blueA), address: blueA.ip4).ok)
         // Routed toward the gateway (the router rewrote the MACs): the answer still reaches the VM.
-        let routed = try Spawn.run(["/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1472", DemoPlan.x4.description])
+        let routed = try Spawn.run([
+            "/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1472",
+            DemoPlan.x4.description
+        ])
         #expect(routed.output.contains("mtu = 1458"), "ping -M do -s 1472 to X: \(routed.output)")
         // Through the gateway: X's full-size segments to a VM do not fit either; G tells X
         // about the packet X sent (to the external address), so X's transfer completes too.
-        #expect(try Traffic.tcpTransfer(from: lab.ns(redA), to: lab.outside, address: DemoPlan.x4, fetch: true).ok, "Red fetches from X")
-        #expect(try Traffic.tcpTransfer(from: lab.outside, to: lab.ns(redB), address: DemoPlan.gExternal4, port: DemoPlan.redService,
-                                        serverPort: 80).ok, "X sends to Red's published service")
+        #expect(
+            try Traffic.tcpTransfer(from: lab.ns(redA), to: lab.outside, address: DemoPlan.x4, fetch: true).ok,
+            "Red fetches from X")
+        #expect(
+            try Traffic.tcpTransfer(
+                from: lab.outside, to: lab.ns(redB), address: DemoPlan.gExternal4, port: DemoPlan.redService,
+                serverPort: 80
+            ).ok, "X sends to Red's published service")
         #expect((try lab.counters(hostG).exceptions["oversize"] ?? 0) > 0)
         let a = try lab.counters(hostA)
         #expect((a.exceptions["oversize"] ?? 0) > 0, "exceptions on A: \(a.exceptions)")

@@ -16,29 +16,49 @@ struct DocumentTests {
     }
 
     @Test func jsonIsAccepted() throws {
-        let json = #"{"routingDomains": [{"id": 1, "name": "red"}], "subnets": [{"vsid": 5001, "routingDomain": "red", "prefixes": ["198.19.1.0/24"], "gatewayMAC": "12:34:56:00:01:02"}]}"#
+        let json =
+            #"{"routingDomains": [{"id": 1, "name": "red"}], "subnets": [{"vsid": 5001, "routingDomain": "red", "prefixes": ["198.19.1.0/24"], "gatewayMAC": "12:34:56:00:01:02"}]}"#
         let p = try PolicyDocument.decode(json)
         #expect(p.subnets.first?.gatewayMAC == "12:34:56:00:01:02")
     }
 
     @Test func macsAreNeverReadAsBase60Numbers() throws {
-        let yaml = "routingDomains: [{id: 1, name: red}]\nsubnets: [{vsid: 5001, routingDomain: red, prefixes: [198.19.1.0/24], gatewayMAC: 12:34:56:00:01:02}]\n"
+        let yaml =
+            "routingDomains: [{id: 1, name: red}]\nsubnets: [{vsid: 5001, routingDomain: red, prefixes: [198.19.1.0/24], gatewayMAC: 12:34:56:00:01:02}]\n"
         #expect(try PolicyDocument.decode(yaml).subnets.first?.gatewayMAC == "12:34:56:00:01:02")
     }
 
     @Test(arguments: [
         ("unknown top-level key", "routingDomain: []", "routingDomain", "a known key"),
-        ("unknown nested key", "routingDomains: [{id: 1, name: red, colour: blue}]", "routingDomains[0].colour", "a known key"),
+        (
+            "unknown nested key", "routingDomains: [{id: 1, name: red, colour: blue}]", "routingDomains[0].colour",
+            "a known key"
+        ),
         ("missing required key", "routingDomains: [{id: 1}]", "routingDomains[0].name", "required"),
         ("id not a number", "routingDomains: [{id: one, name: red}]", "routingDomains[0].id", "whole number"),
         ("id zero", "routingDomains: [{id: 0, name: red}]", "routingDomains[0].id", "from 1"),
         ("list expected", "subnets: {vsid: 5001}", "subnets", "a list"),
-        ("bad prefix", "subnets: [{vsid: 5001, routingDomain: red, prefixes: [198.19.1.0/33], gatewayMAC: 02:00:00:00:ff:01}]", "subnets[0].prefixes[0]", "a prefix"),
+        (
+            "bad prefix",
+            "subnets: [{vsid: 5001, routingDomain: red, prefixes: [198.19.1.0/33], gatewayMAC: 02:00:00:00:ff:01}]",
+            "subnets[0].prefixes[0]", "a prefix"
+        ),
         ("bad MAC", "ports: [{interface: p1, vsid: 5001, mac: 02:00:00:00:zz:01}]", "ports[0].mac", "a MAC address"),
-        ("bad address", "providerAddresses: [{address: 198.18.0.300, interface: ul}]", "providerAddresses[0].address", "an IPv4 address"),
-        ("bad record type", "lookupRecords: [{vsid: 5001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01, type: dynamic}]", "lookupRecords[0].type", "static, l2-only, gateway"),
+        (
+            "bad address", "providerAddresses: [{address: 198.18.0.300, interface: ul}]",
+            "providerAddresses[0].address", "an IPv4 address"
+        ),
+        (
+            "bad record type",
+            "lookupRecords: [{vsid: 5001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01, type: dynamic}]",
+            "lookupRecords[0].type", "static, l2-only, gateway"
+        ),
         ("not YAML", "routingDomains: [", "file", "parser"),
-        ("validation after decoding", "routingDomains: [{id: 1, name: red}]\nsubnets: [{vsid: 10, routingDomain: red, prefixes: [198.19.1.0/24], gatewayMAC: 02:00:00:00:ff:01}]", "subnets[0].vsid", "4096 to 16777214"),
+        (
+            "validation after decoding",
+            "routingDomains: [{id: 1, name: red}]\nsubnets: [{vsid: 10, routingDomain: red, prefixes: [198.19.1.0/24], gatewayMAC: 02:00:00:00:ff:01}]",
+            "subnets[0].vsid", "4096 to 16777214"
+        )
     ])
     func badInputNamesTheField(_ name: String, _ text: String, _ field: String, _ allowed: String) {
         do {
@@ -58,10 +78,14 @@ struct WriterTests {
     @Test(arguments: PolicyFormat.allCases)
     func writtenPoliciesReadBackTheSame(_ format: PolicyFormat) throws {
         var p = twoTenants()
-        p.lookupRecords.append(LookupRecord(vsid: 5001, customerAddress: "2001:db8:19:1::7", providerAddress: "2001:db8:18::2",
-                                            mac: "02:00:00:00:01:07", type: .l2Only))
-        p.routingDomains[1].name = "blue team \"b\"" // needs quoting
-        for i in p.subnets.indices where p.subnets[i].routingDomain == "blue" { p.subnets[i].routingDomain = "blue team \"b\"" }
+        p.lookupRecords.append(
+            LookupRecord(
+                vsid: 5001, customerAddress: "2001:db8:19:1::7", providerAddress: "2001:db8:18::2",
+                mac: "02:00:00:00:01:07", type: .l2Only))
+        p.routingDomains[1].name = "blue team \"b\""  // needs quoting
+        for i in p.subnets.indices where p.subnets[i].routingDomain == "blue" {
+            p.subnets[i].routingDomain = "blue team \"b\""
+        }
         let text = PolicyWriter.write(p, as: format, header: "a header\nof two lines")
         #expect(try PolicyDocument.decode(text) == p)
     }
@@ -69,9 +93,11 @@ struct WriterTests {
     @Test func bothReadersGiveTheSameRecords() throws {
         var p = twoTenants()
         for i in 0..<200 {
-            p.lookupRecords.append(LookupRecord(vsid: 5002, customerAddress: IPAddress(v4: [198, 19, 2, UInt8(i + 1)]),
-                                                providerAddress: IPAddress(v4: [198, 18, 1, UInt8(i % 250 + 1)]),
-                                                mac: MACAddress([2, 0, 0, 2, 0, UInt8(i)]), type: i % 3 == 0 ? .gateway : .staticRecord))
+            p.lookupRecords.append(
+                LookupRecord(
+                    vsid: 5002, customerAddress: IPAddress(v4: [198, 19, 2, UInt8(i + 1)]),
+                    providerAddress: IPAddress(v4: [198, 18, 1, UInt8(i % 250 + 1)]),
+                    mac: MACAddress([2, 0, 0, 2, 0, UInt8(i)]), type: i % 3 == 0 ? .gateway : .staticRecord))
         }
         let yaml = PolicyWriter.write(p, as: .yaml), json = PolicyWriter.write(p, as: .json)
         #expect(try PolicyDocument.decode(yaml) == PolicyDocument.decode(json))
@@ -79,11 +105,26 @@ struct WriterTests {
 
     @Test(arguments: [
         // Lines the fast reader does not take go to the YAML parser, which names the problem.
-        ("  - {vsid: 5001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:zz:01}", "lookupRecords[0].mac", "a MAC address"),
-        ("  - {vsid: 5001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01, colour: red}", "lookupRecords[0].colour", "a known key"),
-        ("  - {vsid: 5001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1}", "lookupRecords[0].mac", "required"),
-        ("  - {vsid: 5001, customerAddress: 198.19.1.01, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01}", "lookupRecords[0].customerAddress", "an IPv4 address"),
-        ("  - {vsid: 0x1389, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01}", "lookupRecords[0].vsid", "whole number"),
+        (
+            "  - {vsid: 5001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:zz:01}",
+            "lookupRecords[0].mac", "a MAC address"
+        ),
+        (
+            "  - {vsid: 5001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01, colour: red}",
+            "lookupRecords[0].colour", "a known key"
+        ),
+        (
+            "  - {vsid: 5001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1}", "lookupRecords[0].mac",
+            "required"
+        ),
+        (
+            "  - {vsid: 5001, customerAddress: 198.19.1.01, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01}",
+            "lookupRecords[0].customerAddress", "an IPv4 address"
+        ),
+        (
+            "  - {vsid: 0x1389, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01}",
+            "lookupRecords[0].vsid", "whole number"
+        )
     ])
     func recordLinesWithProblemsAreNamed(_ line: String, _ field: String, _ allowed: String) {
         let text = "lookupRecords:\n" + line + "\n"

@@ -4,19 +4,29 @@ import Testing
 struct ChecksumTests {
     @Test func ipv4HeaderChecksumMatchesAKnownHeader() {
         // A captured header whose checksum field is 0xb861 (Wikipedia's IPv4 example).
-        let header: [UInt8] = [0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00,
-                               0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7]
+        let header: [UInt8] = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00,
+            0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7
+        ]
         #expect(internetChecksum(header) == 0xb861)
         let built = IPv4Header(src: "192.168.0.1", dst: "192.168.0.199", proto: 17, payloadLength: 0x73 - 20).bytes
-        #expect(built == [0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61,
-                          0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7])
+        #expect(
+            built == [
+                0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61,
+                0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7
+            ])
     }
 
     @Test func aCorrectChecksumSumsToZero() {
         let d = UDP.datagram(src: "198.19.1.1", dst: "198.19.1.2", sport: 1234, dport: 80, payload: [1, 2, 3])
-        #expect(internetChecksum(d, initial: pseudoHeaderSum(src: "198.19.1.1", dst: "198.19.1.2", protocol: 17, length: d.count)) == 0)
+        #expect(
+            internetChecksum(
+                d, initial: pseudoHeaderSum(src: "198.19.1.1", dst: "198.19.1.2", protocol: 17, length: d.count)) == 0)
         let m = ICMPv6.echoRequest(id: 7, sequence: 1, payload: [9, 9], src: "2001:db8::1", dst: "2001:db8::2")
-        #expect(internetChecksum(m, initial: pseudoHeaderSum(src: "2001:db8::1", dst: "2001:db8::2", protocol: 58, length: m.count)) == 0)
+        #expect(
+            internetChecksum(
+                m, initial: pseudoHeaderSum(src: "2001:db8::1", dst: "2001:db8::2", protocol: 58, length: m.count)) == 0
+        )
     }
 
     @Test func oddLengthPadsWithZero() {
@@ -28,7 +38,9 @@ struct FlowHashTests {
     @Test func finalizerMatchesMurmur3() {
         // Reference values of MurmurHash3's fmix32.
         #expect(FlowHash(src: IPAddress(v4: [0, 0, 0, 0]), dst: IPAddress(v4: [0, 0, 0, 0]), protocol: 0).value == 0)
-        #expect(FlowHash(src: IPAddress(v4: [0, 0, 0, 0]), dst: IPAddress(v4: [0, 0, 0, 0]), protocol: 1).value == 0x514e_28b7)
+        #expect(
+            FlowHash(src: IPAddress(v4: [0, 0, 0, 0]), dst: IPAddress(v4: [0, 0, 0, 0]), protocol: 1).value
+                == 0x514e_28b7)
     }
 
     @Test func symmetricSoBothDirectionsShareAFlowID() {

@@ -29,14 +29,16 @@ struct NVGRECodecTests {
     }
 
     @Test func ipv4EncapsulationHas42BytesOfOverheadAndDecodesBack() {
-        let inner = Ethernet.frame(dst: "02:00:00:00:01:02", src: "02:00:00:00:01:01", type: .ipv4,
-                                   payload: IPPacket.build(src: "198.19.1.1", dst: "198.19.1.2", proto: 17, payload: [0, 1, 2, 3]))
+        let inner = Ethernet.frame(
+            dst: "02:00:00:00:01:02", src: "02:00:00:00:01:01", type: .ipv4,
+            payload: IPPacket.build(src: "198.19.1.1", dst: "198.19.1.2", proto: 17, payload: [0, 1, 2, 3]))
         let hash = FlowHash(src: "198.19.1.1", dst: "198.19.1.2", protocol: 17)
-        let f = NVGRE.encapsulate(inner: inner, vsid: 6001, hash: hash, outerSrcMAC: "02:18:00:00:00:01",
-                                  outerDstMAC: "02:18:00:00:00:02", srcPA: "198.18.0.1", dstPA: "198.18.0.2")
+        let f = NVGRE.encapsulate(
+            inner: inner, vsid: 6001, hash: hash, outerSrcMAC: "02:18:00:00:00:01",
+            outerDstMAC: "02:18:00:00:00:02", srcPA: "198.18.0.1", dstPA: "198.18.0.2")
         #expect(f.count == inner.count + NVGRE.ipv4Overhead)
-        #expect(Array(f[20..<22]) == [0x40, 0x00])   // DF, no fragment offset
-        #expect(f[22] == 64 && f[23] == 47)           // TTL 64, protocol GRE
+        #expect(Array(f[20..<22]) == [0x40, 0x00])  // DF, no fragment offset
+        #expect(f[22] == 64 && f[23] == 47)  // TTL 64, protocol GRE
         #expect(internetChecksum(Array(f[14..<34])) == 0)
         let d = DecodedNVGRE(f)
         #expect(d?.vsid == 6001)
@@ -48,11 +50,13 @@ struct NVGRECodecTests {
     }
 
     @Test func ipv6EncapsulationHas62BytesOfOverheadAndCarriesTheFlowLabel() {
-        let inner = Ethernet.frame(dst: "02:00:00:00:01:02", src: "02:00:00:00:01:01", type: .ipv6,
-                                   payload: IPPacket.build(src: "2001:db8:19::1", dst: "2001:db8:19::2", proto: 17, payload: [7]))
+        let inner = Ethernet.frame(
+            dst: "02:00:00:00:01:02", src: "02:00:00:00:01:01", type: .ipv6,
+            payload: IPPacket.build(src: "2001:db8:19::1", dst: "2001:db8:19::2", proto: 17, payload: [7]))
         let hash = FlowHash(src: "2001:db8:19::1", dst: "2001:db8:19::2", protocol: 17)
-        let f = NVGRE.encapsulate(inner: inner, vsid: 5001, hash: hash, outerSrcMAC: "02:18:00:00:00:01",
-                                  outerDstMAC: "02:18:00:00:00:02", srcPA: "2001:db8:18::1", dstPA: "2001:db8:18::2")
+        let f = NVGRE.encapsulate(
+            inner: inner, vsid: 5001, hash: hash, outerSrcMAC: "02:18:00:00:00:01",
+            outerDstMAC: "02:18:00:00:00:02", srcPA: "2001:db8:18::1", dstPA: "2001:db8:18::2")
         #expect(f.count == inner.count + NVGRE.ipv6Overhead)
         let word = UInt32(f[14]) << 24 | UInt32(f[15]) << 16 | UInt32(f[16]) << 8 | UInt32(f[17])
         #expect(word & 0xfffff == hash.flowLabel)
@@ -61,8 +65,9 @@ struct NVGRECodecTests {
     }
 
     @Test func decoderRejectsWhatIsNotNVGRE() {
-        let udp = Ethernet.frame(dst: .broadcast, src: "02:00:00:00:00:01", type: .ipv4,
-                                 payload: IPPacket.build(src: "198.18.0.1", dst: "198.18.0.2", proto: 17, payload: [1]))
+        let udp = Ethernet.frame(
+            dst: .broadcast, src: "02:00:00:00:00:01", type: .ipv4,
+            payload: IPPacket.build(src: "198.18.0.1", dst: "198.18.0.2", proto: 17, payload: [1]))
         #expect(DecodedNVGRE(udp) == nil)
         #expect(DecodedFrame([1, 2, 3]) == nil)
     }
@@ -104,7 +109,9 @@ struct IPPrefixTests {
         #expect(!a.overlaps(c))
     }
 
-    @Test(arguments: ["198.19.1.0/33", "198.19.1.0/", "198.19.1.0/-1", "198.19.1.0/+8", "2001:db8::/129", "x/8", "198.19.1.0/24/1"])
+    @Test(arguments: [
+        "198.19.1.0/33", "198.19.1.0/", "198.19.1.0/-1", "198.19.1.0/+8", "2001:db8::/129", "x/8", "198.19.1.0/24/1"
+    ])
     func rejectsBadPrefixes(_ text: String) {
         #expect(IPPrefix(parsing: text) == nil)
     }
