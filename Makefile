@@ -12,7 +12,7 @@ SWIFT_BUILD_FLAGS ?=
 export TMPDIR := $(CURDIR)/.build/tmp
 $(shell mkdir -p $(TMPDIR))
 
-.PHONY: all setup bpf build test demo demo-down bench clean
+.PHONY: all setup bpf build test demo demo-down bench format clean
 all: build
 
 setup:
@@ -59,6 +59,10 @@ bench: setup bpf
 	swift build -c release --product nvgre-lab
 	swift build -c release --product nvgre
 	scripts/in-lab.sh .build/release/nvgre-lab bench $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY))
+
+# Lays the Swift code out with the toolchain's formatter and .swift-format (120 columns).
+format:
+	swift format -i -r Sources Tests Package.swift
 
 clean:
 	rm -rf $(GEN) .build
