@@ -27,7 +27,8 @@ public enum ExceptionService {
         if let extra { log(extra.start()) }
         let role = extra?.role ?? "agent"
         log(
-            "\(role) for instance \(instance.name) on uplink \(instance.settings.uplink): \(peers) remote provider addresses resolved ahead; handling exceptions (pid \(processID))"
+            "\(role) for instance \(instance.name) on uplink \(instance.settings.uplink): \(peers) remote provider "
+                + "addresses resolved ahead; handling exceptions (pid \(processID))"
         )
 
         // A down and a new up within a poll would leave us on the old maps: the pin's inode tells.
@@ -50,9 +51,8 @@ public enum ExceptionService {
             }
         }
         let counts = handler.counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        log(
-            "\(role) stopping (\(why)); handled \(counts.isEmpty ? "nothing" : counts.joined(separator: " "))\(extra.map { "; " + $0.stopping() } ?? "")"
-        )
+        let handled = counts.isEmpty ? "nothing" : counts.joined(separator: " ")
+        log("\(role) stopping (\(why)); handled \(handled)\(extra.map { "; " + $0.stopping() } ?? "")")
     }
 
     /// One consumer per exception ring (two would each see part of it): an exclusive lock on

@@ -29,7 +29,8 @@ public struct InstanceSettings: Equatable, Sendable {
     }
 
     var text: String {
-        "uplink=\(uplink)\nuplinkIfindex=\(uplinkIfindex)\nxdpMode=\(xdpMode?.rawValue ?? "auto")\nfibUseRules=\(fibUseRules)\n"
+        "uplink=\(uplink)\nuplinkIfindex=\(uplinkIfindex)\nxdpMode=\(xdpMode?.rawValue ?? "auto")\n"
+            + "fibUseRules=\(fibUseRules)\n"
             + "exceptionRate=\(exceptionShare.perSecond)\nexceptionBurst=\(exceptionShare.burst)\n"
             + "portExceptionRate=\(portExceptionShare.perSecond)\nportExceptionBurst=\(portExceptionShare.burst)\n"
     }
@@ -326,7 +327,8 @@ public final class Instance {
         let key = nv_lookup_key(vsid: r.vsid, ca: r.customerAddress)
         if let old = maps.lookups.lookup(key) {
             throw ControlError(
-                "a lookup record for \(r.customerAddress) in VSID \(r.vsid) exists already (provider address \(old.providerAddress), MAC \(old.customerMAC))",
+                "a lookup record for \(r.customerAddress) in VSID \(r.vsid) exists already (provider address "
+                    + "\(old.providerAddress), MAC \(old.customerMAC))",
                 hint: "delete it first (`nvgre lookup del`), or change it in a policy file and `nvgre apply` it")
         }
         let value = nv_lookup_val(pa: r.providerAddress, mac: r.mac, type: r.type.abi)

@@ -56,7 +56,8 @@ public final class DatapathMaps: @unchecked Sendable {
         if let info {
             precondition(
                 info.key_size == MemoryLayout<Key>.size && info.value_size == MemoryLayout<Value>.size,
-                "map \(name): the kernel has \(info.key_size)-byte keys and \(info.value_size)-byte values, the view \(Key.self) and \(Value.self)"
+                "map \(name): the kernel has \(info.key_size)-byte keys and \(info.value_size)-byte values, the "
+                    + "view \(Key.self) and \(Value.self)"
             )
         }
         return BPFMap(
@@ -95,7 +96,8 @@ public final class DatapathMaps: @unchecked Sendable {
         var out: [nv_vsid_counter: (packets: UInt64, bytes: UInt64)] = [:]
         let perCPU = vsidStats.lookupPerCPU(slot)
         for counter in nv_vsid_counter.allCases {
-            let offset = Int(counter.rawValue) * MemoryLayout<UInt64>.stride  // packets[] and bytes[] are indexed by counter
+            // packets[] and bytes[] are indexed by counter
+            let offset = Int(counter.rawValue) * MemoryLayout<UInt64>.stride
             var p: UInt64 = 0, b: UInt64 = 0
             for var s in perCPU {
                 withUnsafeBytes(of: &s.packets) { p += $0.load(fromByteOffset: offset, as: UInt64.self) }

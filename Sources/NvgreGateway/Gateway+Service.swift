@@ -6,8 +6,8 @@ extension Gateway: ExceptionHandling {
 
     public func start() -> String {
         let flows = recover()
-        return
-            "gateway: external \(externalAddresses.map { "\($0.address) ports \($0.natPorts)" }.joined(separator: ", ")); \(flows) flows found in the maps"
+        let external = externalAddresses.map { "\($0.address) ports \($0.natPorts)" }.joined(separator: ", ")
+        return "gateway: external \(external); \(flows) flows found in the maps"
     }
 
     public func afterPoll() { flushCounters() }

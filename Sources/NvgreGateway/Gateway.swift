@@ -30,14 +30,16 @@ public final class Gateway {
             case let .expired(f): return "flow \(Self.text(f)) expired"
             case let .exhausted(p, ca, rdid, share):
                 return
-                    "no free external \(Self.protoName(p)) port for \(ca) (domain \(rdid)\(share ? ", at its share of the ports" : "")): packet dropped"
+                    "no free external \(Self.protoName(p)) port for \(ca) (domain "
+                    + "\(rdid)\(share ? ", at its share of the ports" : "")): packet dropped"
             case let .failed(why): return "gateway: \(why)"
             }
         }
 
         static func protoName(_ p: UInt8) -> String { IPProtocol(rawValue: p).map { "\($0)" } ?? "proto \(p)" }
         static func text(_ f: NATFlow) -> String {
-            "\(protoName(f.proto)) \(f.ca):\(f.caPort) (domain \(f.rdid)) = \(f.ext):\(f.extPort) <-> \(f.remote):\(f.remotePort)"
+            "\(protoName(f.proto)) \(f.ca):\(f.caPort) (domain \(f.rdid)) = \(f.ext):\(f.extPort) <-> "
+                + "\(f.remote):\(f.remotePort)"
         }
     }
 

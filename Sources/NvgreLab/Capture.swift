@@ -22,7 +22,8 @@ public final class Capture {
         pid = try Spawn.start(
             [
                 "/bin/sh", "-c",
-                "exec ip netns exec \(ns) tcpdump -i \(interface) -n --immediate-mode -U -Z root -s 512 -w \(path) '\(filter)'"
+                "exec ip netns exec \(ns) tcpdump -i \(interface) -n --immediate-mode -U -Z root -s 512 -w \(path) "
+                    + "'\(filter)'"
             ],
             output: log, detached: false)
         do {

@@ -92,7 +92,8 @@ public final class LabNetwork {
         let v = on ? 1 : 0
         try exec(
             ns,
-            "sysctl -qw net.ipv4.conf.all.forwarding=\(v) net.ipv4.conf.\(uplink).forwarding=\(v) net.ipv6.conf.all.forwarding=\(v)"
+            "sysctl -qw net.ipv4.conf.all.forwarding=\(v) net.ipv4.conf.\(uplink).forwarding=\(v) "
+                + "net.ipv6.conf.all.forwarding=\(v)"
         )
     }
 

@@ -156,7 +156,8 @@ extension Policy {
             if i > 0, e.interface != externalAddresses[0].interface {
                 fail(
                     "\(at).interface", e.interface,
-                    "the external interface of the other addresses (\(externalAddresses[0].interface)); a gateway has one"
+                    "the external interface of the other addresses (\(externalAddresses[0].interface)); a gateway "
+                        + "has one"
                 )
             }
             if let pa = providerAddresses.first, pa.interface == e.interface {
@@ -258,7 +259,8 @@ extension Policy {
                 if let other = seen.first(where: { $0.0.overlaps(prefix) && $0.1 != s.routingDomain }) {
                     fail(
                         field, prefix,
-                        "a prefix no other routed domain uses (\(other.1) has \(other.0)); the gateway routes \(s.routingDomain) without NAT"
+                        "a prefix no other routed domain uses (\(other.1) has \(other.0)); the gateway routes "
+                            + "\(s.routingDomain) without NAT"
                     )
                 }
                 if let e = externalAddresses.first(where: { prefix.contains($0.address) }) {

@@ -81,7 +81,8 @@ extension Policy {
             if i > 0, p.interface != providerAddresses[0].interface {
                 fail(
                     "providerAddresses[\(i)].interface", p.interface,
-                    "the uplink of the other provider addresses (\(providerAddresses[0].interface)); a host has one uplink"
+                    "the uplink of the other provider addresses (\(providerAddresses[0].interface)); a host has one "
+                        + "uplink"
                 )
             }
         }
@@ -150,7 +151,8 @@ extension Policy {
                 guard let r = recordAt[RecordKey(vsid: p.vsid, address: a)].map({ lookupRecords[$0] }) else {
                     fail(
                         "\(at).addresses[\(j)]", a,
-                        "an address with a lookup record in VSID \(p.vsid) (add the VM's record: this host's provider address and the port's MAC)"
+                        "an address with a lookup record in VSID \(p.vsid) (add the VM's record: this host's "
+                            + "provider address and the port's MAC)"
                     )
                     continue
                 }
@@ -158,7 +160,8 @@ extension Policy {
                 if !pas.isEmpty, !pas.contains(r.providerAddress) {
                     fail(
                         "\(at).addresses[\(j)]", a,
-                        "an address whose lookup record names a provider address of this host (it names \(r.providerAddress))"
+                        "an address whose lookup record names a provider address of this host (it names "
+                            + "\(r.providerAddress))"
                     )
                 }
             }
@@ -195,7 +198,8 @@ extension Policy {
             errors.append(
                 PolicyError(
                     "\(at()).customerAddress", r.customerAddress.description,
-                    "an address inside subnet \(r.vsid)'s prefixes (\(s.prefixes.map(\.description).joined(separator: ", ")))"
+                    "an address inside subnet \(r.vsid)'s prefixes "
+                        + "(\(s.prefixes.map(\.description).joined(separator: ", ")))"
                 ))
         }
         if r.providerAddress.isUnspecified {

@@ -43,7 +43,8 @@ public enum FrameDescription {
                     indent + "NVGRE vsid \(n.vsid) flowid 0x\(String(n.flowID, radix: 16))"
                         + (ok
                             ? ""
-                            : " (flags 0x\(String(n.flagsAndVersion, radix: 16)), protocol 0x\(String(n.protocolType, radix: 16)): not NVGRE)")
+                            : " (flags 0x\(String(n.flagsAndVersion, radix: 16)), protocol "
+                                + "0x\(String(n.protocolType, radix: 16)): not NVGRE)")
                 )
                 out += lines(n.inner, indent: indent + "  ")
             } else {

@@ -19,7 +19,8 @@ public enum Pcap {
         default:
             throw ReadError(
                 description:
-                    "not a pcap file (magic \(String(magic, radix: 16))); pcapng is not read, convert with `tshark -F pcap`"
+                    "not a pcap file (magic \(String(magic, radix: 16))); pcapng is not read, convert with `tshark "
+                    + "-F pcap`"
             )
         }
         func u32(_ at: Int) -> UInt32 { swapped ? data.le32(at: at).byteSwapped : data.le32(at: at) }

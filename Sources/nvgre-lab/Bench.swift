@@ -17,8 +17,9 @@ struct Bench: ParsableCommand {
     }
 
     @Flag(
-        help:
-            "A short run (under a minute) that proves the instrument works: fewer and shorter trials, 100,000 records instead of 1,000,000; figures are rougher."
+        help: ArgumentHelp(
+            "A short run (under a minute) that proves the instrument works: fewer and shorter trials, 100,000 "
+                + "records instead of 1,000,000; figures are rougher.")
     )
     var quick = false
 

@@ -92,7 +92,8 @@ final class NvgreBenchHost {
         let (vm1, vm2, paA, paB) = (BenchPlan.vm1, BenchPlan.vm2, BenchPlan.paA, BenchPlan.paB)
         var text = """
             routingDomains: [{id: 1, name: red}]
-            subnets: [{vsid: 5001, routingDomain: red, prefixes: [198.19.1.0/24, "2001:db8:19:1::/64"], gateways: [198.19.1.254], gatewayMAC: 02:00:00:00:ff:01}]
+            subnets: [{vsid: 5001, routingDomain: red, prefixes: [198.19.1.0/24, "2001:db8:19:1::/64"], gateways: \
+            [198.19.1.254], gatewayMAC: 02:00:00:00:ff:01}]
             providerAddresses: [{address: \(paA), interface: ul}]
             ports: [{interface: port1, vsid: 5001, mac: \(vm1.mac), addresses: [\(vm1.ip4), "\(vm1.ip6)"]}]
             lookupRecords:
@@ -105,7 +106,9 @@ final class NvgreBenchHost {
         for i in 0..<UInt32(scaleRecords) {
             let low = BenchPlan.scaleBase + i
             text +=
-                "  - {vsid: 5001, customerAddress: \"2001:db8:19:1::\(String(low >> 16, radix: 16)):\(String(low & 0xffff, radix: 16))\", providerAddress: \(paB), mac: \(vm2.mac)}\n"
+                "  - {vsid: 5001, customerAddress: "
+                + "\"2001:db8:19:1::\(String(low >> 16, radix: 16)):\(String(low & 0xffff, radix: 16))\", "
+                + "providerAddress: \(paB), mac: \(vm2.mac)}\n"
         }
         try text.write(toFile: policyFile, atomically: false, encoding: .utf8)
     }

@@ -75,14 +75,17 @@ struct ControlBench {
         text += "  - {vsid: 9999, routingDomain: adds, prefixes: [198.19.0.0/16], gatewayMAC: 02:00:00:ff:ff:ff}\n"
         for t in 0..<tenants {
             text +=
-                "  - {vsid: \(10000 + t), routingDomain: t\(t), prefixes: [198.19.0.0/16], gateways: [198.19.255.254], gatewayMAC: 02:00:00:ff:00:\(String(format: "%02x", t))}\n"
+                "  - {vsid: \(10000 + t), routingDomain: t\(t), prefixes: [198.19.0.0/16], gateways: "
+                + "[198.19.255.254], gatewayMAC: 02:00:00:ff:00:\(String(format: "%02x", t))}\n"
         }
         text += "lookupRecords:\n"
         text.reserveCapacity(records * 110)
         for i in 0..<records {
             let t = i / perTenant, a = i % perTenant + 1
             text +=
-                "  - {vsid: \(10000 + t), customerAddress: 198.19.\(a >> 8).\(a & 255), providerAddress: 198.18.\((i >> 8) & 255).\(i & 255 | 1), mac: 02:\(hex(t)):00:\(hex(a >> 8)):\(hex(a & 255)):01}\n"
+                "  - {vsid: \(10000 + t), customerAddress: 198.19.\(a >> 8).\(a & 255), providerAddress: "
+                + "198.18.\((i >> 8) & 255).\(i & 255 | 1), mac: "
+                + "02:\(hex(t)):00:\(hex(a >> 8)):\(hex(a & 255)):01}\n"
         }
         text += "providerAddresses:\n  - {address: 198.18.0.1, interface: ul}\n"
         try text.write(toFile: path, atomically: false, encoding: .utf8)

@@ -46,7 +46,8 @@ struct Demo: ParsableCommand {
         }
         try lab.startAgents(detached: keep)
         print(
-            "agents: `nvgre agent` on A and B (logs in \(lab.agentLog(a)), \(lab.agentLog(b))); `nvgre gateway` on G (log in \(lab.gatewayLog))\n"
+            "agents: `nvgre agent` on A and B (logs in \(lab.agentLog(a)), \(lab.agentLog(b))); `nvgre gateway` on "
+                + "G (log in \(lab.gatewayLog))\n"
         )
 
         for (from, to, tenant) in [(redA, redB, "Red"), (blueA, blueB, "Blue")] {
@@ -62,7 +63,8 @@ struct Demo: ParsableCommand {
         let routed = Traffic.ping(from: lab.ns(redA), to: red2B.ip4)
         check(
             routed == 5,
-            "Red 5001 on A reaches Red 5002 on B through the distributed router: ping \(redA.ip4) -> \(red2B.ip4), \(routed)/5 replies"
+            "Red 5001 on A reaches Red 5002 on B through the distributed router: ping \(redA.ip4) -> \(red2B.ip4), "
+                + "\(routed)/5 replies"
         )
         let routedLocal = Traffic.ping(from: lab.ns(red2A), to: redA.ip4)
         check(
@@ -74,7 +76,8 @@ struct Demo: ParsableCommand {
         let blueAfter = try Traffic.receivedPackets("eth0", in: lab.ns(blueB))
         check(
             redGot == 5 && blueAfter == blueBefore,
-            "Red never reaches Blue: Red's ping to \(blueB.ip4) was answered by Red's VM (\(redGot)/5); Blue's VM with that address received \(blueAfter - blueBefore) packets"
+            "Red never reaches Blue: Red's ping to \(blueB.ip4) was answered by Red's VM (\(redGot)/5); Blue's VM "
+                + "with that address received \(blueAfter - blueBefore) packets"
         )
 
         let capture = try Capture(
@@ -86,7 +89,8 @@ struct Demo: ParsableCommand {
         let redKeys = keys.filter { $0 >> 8 == 5001 }.count, blueKeys = keys.filter { $0 >> 8 == 6001 }.count
         check(
             redKeys == 4 && blueKeys == 4 && keys.count == 8,
-            "the underlay carries NVGRE: tcpdump on A's bridge port saw \(keys.count) GRE frames, \(redKeys) with VSID 5001 (key 0x1389xx) for Red, \(blueKeys) with VSID 6001 (key 0x1771xx) for Blue"
+            "the underlay carries NVGRE: tcpdump on A's bridge port saw \(keys.count) GRE frames, \(redKeys) with "
+                + "VSID 5001 (key 0x1389xx) for Red, \(blueKeys) with VSID 6001 (key 0x1771xx) for Blue"
         )
         let red = lines.filter { greKey($0).map { $0 >> 8 == 5001 } ?? false },
             blue = lines.filter { greKey($0).map { $0 >> 8 == 6001 } ?? false }
@@ -132,7 +136,8 @@ struct Demo: ParsableCommand {
         ])
         check(
             pmtu.output.contains("mtu = 1458"),
-            "Red VM sends a 1500-byte DF packet to X: told \"fragmentation needed, MTU 1458\" (20 outer IP + 8 GRE + 14 inner Ethernet fit in 1500)"
+            "Red VM sends a 1500-byte DF packet to X: told \"fragmentation needed, MTU 1458\" (20 outer IP + 8 GRE "
+                + "+ 14 inner Ethernet fit in 1500)"
         )
 
         let fetched = Transfers()
@@ -148,7 +153,8 @@ struct Demo: ParsableCommand {
         for (i, vm) in [redA, blueA].enumerated() {
             check(
                 (try? fetched.get(i).get().ok) == true,
-                "\(vm.tenant) VM \(vm.ip4) on A fetches 1 MiB from X over TCP through NAT, both tenants at once, full-size segments after PMTU discovery: \(fetched.get(i).text)"
+                "\(vm.tenant) VM \(vm.ip4) on A fetches 1 MiB from X over TCP through NAT, both tenants at once, "
+                    + "full-size segments after PMTU discovery: \(fetched.get(i).text)"
             )
         }
 
@@ -169,7 +175,8 @@ struct Demo: ParsableCommand {
         for (i, (vm, port)) in [(redB, DemoPlan.redService), (blueB, DemoPlan.blueService)].enumerated() {
             check(
                 added.status == 0 && (try? fetched.get(i).get().ok) == true,
-                "X reaches \(vm.tenant)'s service \(ext):\(port) -> \(vm.ip4):80 on B, 1 MiB over TCP, both at once: \(fetched.get(i).text)"
+                "X reaches \(vm.tenant)'s service \(ext):\(port) -> \(vm.ip4):80 on B, 1 MiB over TCP, both at "
+                    + "once: \(fetched.get(i).text)"
             )
         }
         // A tenant reaches another tenant's published service as any client would (hairpin).
@@ -180,7 +187,8 @@ struct Demo: ParsableCommand {
         }
         check(
             (try? hairpin.get().ok) == true,
-            "Blue VM on A reaches Red's published service \(ext):\(DemoPlan.redService) through G like any client (hairpin): \(hairpin.text)"
+            "Blue VM on A reaches Red's published service \(ext):\(DemoPlan.redService) through G like any client "
+                + "(hairpin): \(hairpin.text)"
         )
         // ...and never the provider network or the gateway itself.
         let infraHosts = [DemoPlan.a, DemoPlan.b, DemoPlan.g]
@@ -193,7 +201,8 @@ struct Demo: ParsableCommand {
         let blocked = try dropCount(lab, "to-infrastructure") - blocked0
         check(
             arrived == 0 && blocked == infraHosts.count + 1,
-            "Red VM sends UDP to every provider address and G's external address: \(arrived) arrived, \(blocked) dropped at G as to-infrastructure"
+            "Red VM sends UDP to every provider address and G's external address: \(arrived) arrived, \(blocked) "
+                + "dropped at G as to-infrastructure"
         )
 
         let g = try lab.cli(DemoPlan.g, ["-j", "stats"])
@@ -203,7 +212,8 @@ struct Demo: ParsableCommand {
         let userspace = n("userspace-out") + n("userspace-in"), offloaded = n("offloaded-out") + n("offloaded-in")
         check(
             n("flows-offloaded") >= 4 && offloaded > 10 * userspace,
-            "established flows run in XDP on G: \(n("flows-offloaded")) flows offloaded, \(offloaded) packets translated by XDP, \(userspace) by the gateway process"
+            "established flows run in XDP on G: \(n("flows-offloaded")) flows offloaded, \(offloaded) packets "
+                + "translated by XDP, \(userspace) by the gateway process"
         )
     }
 

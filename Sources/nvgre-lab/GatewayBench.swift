@@ -42,9 +42,11 @@ final class GatewayBenchHost {
         let vm = BenchPlan.vm1
         try """
         routingDomains: [{id: 1, name: red}]
-        subnets: [{vsid: \(Self.vsid), routingDomain: red, prefixes: [198.19.1.0/24], gateways: [198.19.1.254], gatewayMAC: 02:00:00:00:ff:01}]
+        subnets: [{vsid: \(Self.vsid), routingDomain: red, prefixes: [198.19.1.0/24], gateways: [198.19.1.254], \
+        gatewayMAC: 02:00:00:00:ff:01}]
         providerAddresses: [{address: \(BenchPlan.paA), interface: ul}]
-        lookupRecords: [{vsid: \(Self.vsid), customerAddress: \(vm.ip4), providerAddress: \(BenchPlan.paB), mac: \(vm.mac)}]
+        lookupRecords: [{vsid: \(Self.vsid), customerAddress: \(vm.ip4), providerAddress: \(BenchPlan.paB), mac: \
+        \(vm.mac)}]
         externalAddresses: [{address: \(Self.ext), interface: ext}]
         gatewayDomains: [{routingDomain: red, mode: nat}]
 
@@ -67,7 +69,8 @@ final class GatewayBenchHost {
                 output: log, detached: false)
             try Spawn.waitForOutput(log, containing: "handling exceptions", what: "the benchmark's gateway")
         } catch {
-            Self.tearDown(nvgre: nvgre, instance: instance, gateway: gateway, files: [policyFile, log])  // nothing left behind
+            // Nothing left behind.
+            Self.tearDown(nvgre: nvgre, instance: instance, gateway: gateway, files: [policyFile, log])
             throw error
         }
     }

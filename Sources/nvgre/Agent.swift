@@ -11,7 +11,10 @@ struct Agent: NvgreCommand {
     static let configuration = CommandConfiguration(
         abstract: "Handle the frames the fast path hands to userspace, until the instance goes down.",
         discussion:
-            "Today: keeps the underlay neighbors of every remote provider address resolved (at start and every 30 s), starts resolution when the fast path meets one that is not, and counts every exception reason. One agent per instance (a lock in the state directory); it exits by itself after `nvgre down`, or on SIGINT/SIGTERM."
+            "Today: keeps the underlay neighbors of every remote provider address resolved (at start and every 30 "
+            + "s), starts resolution when the fast path meets one that is not, and counts every exception "
+            + "reason. One agent per instance (a lock in the state directory); it exits by itself after `nvgre "
+            + "down`, or on SIGINT/SIGTERM."
     )
 
     @OptionGroup var global: GlobalOptions

@@ -10,9 +10,14 @@ struct GatewayCommand: NvgreCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
         abstract:
-            "Run a gateway host's userspace path: NAT for the served routing domains, published services, and what `nvgre agent` does.",
+            "Run a gateway host's userspace path: NAT for the served routing domains, published services, and what "
+            + "`nvgre agent` does.",
         discussion: """
-            A flow's first packets are translated here; once established (TCP: the initiator's ACK of the SYN+ACK; UDP and ICMP echo: an answer) it is offloaded to XDP both ways. Idle flows expire: established TCP after --tcp-established seconds, other TCP (opening, or after FIN/RST) after --tcp-transitory, UDP after --udp, ICMP echo after --icmp. Stopping this process does not stop offloaded flows; a new one finds them in the maps. Counters: `nvgre stats`.
+            A flow's first packets are translated here; once established (TCP: the initiator's ACK of the SYN+ACK; \
+            UDP and ICMP echo: an answer) it is offloaded to XDP both ways. Idle flows expire: established TCP \
+            after --tcp-established seconds, other TCP (opening, or after FIN/RST) after --tcp-transitory, UDP \
+            after --udp, ICMP echo after --icmp. Stopping this process does not stop offloaded flows; a new one \
+            finds them in the maps. Counters: `nvgre stats`.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -21,8 +26,9 @@ struct GatewayCommand: NvgreCommand {
     @Option(help: "Idle seconds before a UDP flow expires.") var udp = "300"
     @Option(help: "Idle seconds before an ICMP echo flow expires.") var icmp = "60"
     @Flag(
-        help:
-            "Log each flow as it is created, offloaded and expired (off: at many flows a second the log would cost more than the flows; the counters count them either way)."
+        help: ArgumentHelp(
+            "Log each flow as it is created, offloaded and expired (off: at many flows a second the log would cost "
+                + "more than the flows; the counters count them either way).")
     )
     var logFlows = false
 

@@ -8,7 +8,8 @@ struct Up: NvgreCommand {
     static let configuration = CommandConfiguration(
         abstract: "Load the data path, pin it, and attach the fabric program to the uplink.",
         discussion:
-            "VM ports are attached as they are added (port add, or apply). Native XDP is tried first, generic where the driver refuses, unless --xdp-mode says otherwise."
+            "VM ports are attached as they are added (port add, or apply). Native XDP is tried first, generic where "
+            + "the driver refuses, unless --xdp-mode says otherwise."
     )
 
     @OptionGroup var global: GlobalOptions
@@ -19,7 +20,8 @@ struct Up: NvgreCommand {
     var fibRules = false
     @Option(
         help: ArgumentHelp(
-            "Each routing domain's share of the exception path: at most this many frames a second handed to userspace, the rest dropped and counted (exception-throttled); 0: no limit.",
+            "Each routing domain's share of the exception path: at most this many frames a second handed to "
+                + "userspace, the rest dropped and counted (exception-throttled); 0: no limit.",
             valueName: "n")) var exceptionRate: String?
     @Option(help: ArgumentHelp("The burst of frames a routing domain may hand to userspace at once.", valueName: "n"))
     var exceptionBurst: String?
@@ -35,7 +37,8 @@ struct Up: NvgreCommand {
     @Option(help: ArgumentHelp("Capacity of the port map.", valueName: "n")) var maxPorts: String?
     @Option(
         help: ArgumentHelp(
-            "Apply this policy file once up (all or nothing: on failure the instance is taken down). Repeat it to apply several files as one policy.",
+            "Apply this policy file once up (all or nothing: on failure the instance is taken down). Repeat it to "
+                + "apply several files as one policy.",
             valueName: "file")) var policy: [String] = []
 
     func execute() throws {
@@ -76,7 +79,8 @@ struct Up: NvgreCommand {
         let attached = xdpAttachMode(ifindex: instance.settings.uplinkIfindex)?.rawValue ?? "none"
         if !global.json {
             print(
-                "instance \(instance.name) up: nv_from_fabric on \(uplink) (\(attached) XDP), pins in \(instance.pinDirectory)"
+                "instance \(instance.name) up: nv_from_fabric on \(uplink) (\(attached) XDP), pins in "
+                    + "\(instance.pinDirectory)"
             )
         } else if desired == nil {
             print(

@@ -7,7 +7,11 @@ struct Apply: NvgreCommand {
     static let configuration = CommandConfiguration(
         abstract: "Make a policy file (YAML or JSON, a full desired state) the live state.",
         discussion:
-            "Several files are read as one policy, each section concatenated in the order given (for instance the tenant tables all hosts share, then this host's provider addresses and ports); item numbers in messages count across the files in that order. The whole policy is validated first; then only the differences against the live maps are written, in batches. All or nothing: if anything fails, the live state is what it was before."
+            "Several files are read as one policy, each section concatenated in the order given (for instance the "
+            + "tenant tables all hosts share, then this host's provider addresses and ports); item numbers in "
+            + "messages count across the files in that order. The whole policy is validated first; then only "
+            + "the differences against the live maps are written, in batches. All or nothing: if anything "
+            + "fails, the live state is what it was before."
     )
 
     @OptionGroup var global: GlobalOptions
@@ -41,7 +45,8 @@ struct Save: NvgreCommand {
         let text = PolicyWriter.write(
             try instance.livePolicy(), as: f,
             header:
-                "nvgre policy of instance \(instance.name) (uplink \(instance.settings.uplink)), written by `nvgre save`"
+                "nvgre policy of instance \(instance.name) (uplink \(instance.settings.uplink)), written by `nvgre "
+                + "save`"
         )
         if let output {
             guard FileManager.default.createFile(atPath: output, contents: text.data(using: .utf8)) else {

@@ -14,7 +14,8 @@ struct ServiceCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Publish a tenant's service: new connections to the external address and port reach the VM.",
             discussion:
-                "Example: nvgre service add tcp 203.0.113.1:8080 --domain red --to 198.19.1.2:80. The external port must lie outside the address's natPorts."
+                "Example: nvgre service add tcp 203.0.113.1:8080 --domain red --to 198.19.1.2:80. The external port "
+                + "must lie outside the address's natPorts."
         )
         @OptionGroup var global: GlobalOptions
         @Argument(help: "tcp or udp.") var proto: String

@@ -10,7 +10,8 @@ struct Show: NvgreCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the live state: everything, or one kind.",
         discussion:
-            "Kinds: all, interfaces, domains, subnets, lookups, routes, pas, ports, infrastructure (a gateway's: what no tenant reaches through it, and why)."
+            "Kinds: all, interfaces, domains, subnets, lookups, routes, pas, ports, infrastructure (a gateway's: "
+            + "what no tenant reaches through it, and why)."
     )
 
     static let kinds = [
@@ -47,7 +48,8 @@ struct Show: NvgreCommand {
                         ("xdp", .string(mode?.rawValue ?? "none"))
                     ]))
                 text.append(
-                    "\(pad(name, 16)) \(pad(role, 7)) ifindex \(pad(String(idx), 5)) \(pad(program, 15)) xdp \(mode?.rawValue ?? "none (missing or detached)")"
+                    "\(pad(name, 16)) \(pad(role, 7)) ifindex \(pad(String(idx), 5)) \(pad(program, 15)) xdp "
+                        + "\(mode?.rawValue ?? "none (missing or detached)")"
                 )
             }
             sections.append(("interfaces", .array(rows), text))
@@ -77,7 +79,9 @@ struct Show: NvgreCommand {
                             ])
                         }),
                     policy.subnets.map { s in
-                        "vsid \(pad(String(s.vsid), 9)) domain \(pad(s.routingDomain, 10)) \(s.prefixes.map(\.description).joined(separator: ", ")) via \(s.gateways.map(\.description).joined(separator: ", ")) (\(s.gatewayMAC))"
+                        "vsid \(pad(String(s.vsid), 9)) domain \(pad(s.routingDomain, 10)) "
+                            + "\(s.prefixes.map(\.description).joined(separator: ", ")) via "
+                            + "\(s.gateways.map(\.description).joined(separator: ", ")) (\(s.gatewayMAC))"
                     }
                 ))
         }
@@ -96,7 +100,8 @@ struct Show: NvgreCommand {
                             ])
                         }),
                     policy.lookupRecords.map { r in
-                        "vsid \(pad(String(r.vsid), 9)) \(pad(r.customerAddress.description, 24)) pa \(pad(r.providerAddress.description, 24)) \(r.mac) \(r.type.rawValue)"
+                        "vsid \(pad(String(r.vsid), 9)) \(pad(r.customerAddress.description, 24)) pa "
+                            + "\(pad(r.providerAddress.description, 24)) \(r.mac) \(r.type.rawValue)"
                     }
                 ))
         }
@@ -115,7 +120,9 @@ struct Show: NvgreCommand {
                             return .object(f)
                         }),
                     policy.customerRoutes.enumerated().map { i, r in
-                        "\(pad(r.routingDomain, 10)) \(pad(r.prefix.description, 20)) via \(pad(r.nextHop.description, 18)) metric \(pad(String(r.metric), 6)) \(idle[i].map { "idle: \($0)" } ?? "active")"
+                        "\(pad(r.routingDomain, 10)) \(pad(r.prefix.description, 20)) via "
+                            + "\(pad(r.nextHop.description, 18)) metric \(pad(String(r.metric), 6)) "
+                            + "\(idle[i].map { "idle: \($0)" } ?? "active")"
                     }
                 ))
         }
@@ -144,7 +151,8 @@ struct Show: NvgreCommand {
                             ])
                         }),
                     policy.ports.map { p in
-                        "\(pad(p.interface, 16)) vsid \(pad(String(p.vsid), 9)) \(p.mac) \(p.addresses.map(\.description).joined(separator: ", "))"
+                        "\(pad(p.interface, 16)) vsid \(pad(String(p.vsid), 9)) \(p.mac) "
+                            + "\(p.addresses.map(\.description).joined(separator: ", "))"
                     }
                 ))
         }

@@ -128,7 +128,8 @@ struct Trace: NvgreCommand {
         }
         if o.reason == "underlay-unreachable" && !tracer.standIns.isEmpty {
             print(
-                "note: the uplink \(tracer.standIns.joined(separator: ", ")) does not exist here, so the underlay route lookup has nothing to use"
+                "note: the uplink \(tracer.standIns.joined(separator: ", ")) does not exist here, so the underlay "
+                    + "route lookup has nothing to use"
             )
         }
     }

@@ -194,7 +194,8 @@ let badInputs: [BadInput] = [
     BadInput(
         "JSON with a bad prefix", ["apply", "FILE"],
         file:
-            #"{"subnets": [{"vsid": 5001, "routingDomain": "red", "prefixes": ["198.19.1.0/40"], "gatewayMAC": "02:00:00:00:ff:01"}]}"#,
+            #"{"subnets": [{"vsid": 5001, "routingDomain": "red", "prefixes": ["198.19.1.0/40"], "#
+            + #""gatewayMAC": "02:00:00:00:ff:01"}]}"#,
         ["subnets[0].prefixes[0]: 198.19.1.0/40", "a prefix such as"]),
     BadInput("a list expected", ["apply", "FILE"], file: "ports: {interface: port1}\n", ["ports", "a list"]),
     BadInput(

@@ -11,8 +11,10 @@ let localPolicy = """
       - {id: 1, name: red}
       - {id: 2, name: blue}
     subnets:
-      - {vsid: 5001, routingDomain: red, prefixes: [198.19.1.0/24], gateways: [198.19.1.254], gatewayMAC: 02:00:00:00:ff:01}
-      - {vsid: 6001, routingDomain: blue, prefixes: [198.19.1.0/24], gateways: [198.19.1.254], gatewayMAC: 02:00:00:00:ff:03}
+      - {vsid: 5001, routingDomain: red, prefixes: [198.19.1.0/24], gateways: [198.19.1.254], gatewayMAC: \
+    02:00:00:00:ff:01}
+      - {vsid: 6001, routingDomain: blue, prefixes: [198.19.1.0/24], gateways: [198.19.1.254], gatewayMAC: \
+    02:00:00:00:ff:03}
     lookupRecords:
       - {vsid: 5001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01}
       - {vsid: 5001, customerAddress: 198.19.1.2, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:02}

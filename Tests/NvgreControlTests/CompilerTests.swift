@@ -90,10 +90,12 @@ struct CompilerTests {
         var p = twoTenants()
         let dflt = IPPrefix(parsing: "0.0.0.0/0")!
         p.customerRoutes = [
-            CustomerRoute(routingDomain: "red", prefix: dflt, nextHop: "198.19.9.1", metric: 1),  // next hop in no subnet
+            // Next hop in no subnet.
+            CustomerRoute(routingDomain: "red", prefix: dflt, nextHop: "198.19.9.1", metric: 1),
             CustomerRoute(routingDomain: "red", prefix: dflt, nextHop: "198.19.2.250", metric: 50),
             CustomerRoute(routingDomain: "red", prefix: dflt, nextHop: "198.19.1.250", metric: 100),
-            CustomerRoute(routingDomain: "red", prefix: IPPrefix(parsing: "198.19.2.0/24")!, nextHop: "198.19.1.250")  // a subnet's prefix
+            // A subnet's prefix.
+            CustomerRoute(routingDomain: "red", prefix: IPPrefix(parsing: "198.19.2.0/24")!, nextHop: "198.19.1.250")
         ]
         let c = try PolicyCompiler.compile(p, context())
         let v = c.images[.routes]![RawBytes(of: nv_route_key(rdid: 1, prefix: "0.0.0.0", prefixLength: 0))]!.load(

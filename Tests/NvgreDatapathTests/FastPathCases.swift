@@ -107,11 +107,13 @@ enum FastPathTable {
             fromVM(
                 "NS for a remote VM gets an NA from its lookup record",
                 Frames.neighborSolicitation(from: vm1, target: vm4.ip6),
-                .reply(output: Frames.neighborAdvertisement(to: vm1, target: vm4.ip6, mac: vm4.mac, router: false)), []),
+                .reply(output: Frames.neighborAdvertisement(to: vm1, target: vm4.ip6, mac: vm4.mac, router: false)),
+                []),
             fromVM(
                 "NS without a source link-layer option is answered (frame grows)",
                 Frames.neighborSolicitation(from: vm1, target: vm2.ip6, withOption: false),
-                .reply(output: Frames.neighborAdvertisement(to: vm1, target: vm2.ip6, mac: vm2.mac, router: false)), []),
+                .reply(output: Frames.neighborAdvertisement(to: vm1, target: vm2.ip6, mac: vm2.mac, router: false)),
+                []),
             fromVM(
                 "NS for an unknown address is not answered",
                 Frames.neighborSolicitation(from: vm1, target: "2001:db8:19:1::99"),
@@ -364,7 +366,8 @@ enum FastPathTable {
         return [
             fromFabric(
                 "NVGRE over IPv4 is decapsulated (42 bytes) and redirected to the VM's port",
-                Frames.nvgre(in3to1, vsid: 5001, from: Plan.paB), .forward(to: "port1", output: in3to1), ["5001:decap"]),
+                Frames.nvgre(in3to1, vsid: 5001, from: Plan.paB), .forward(to: "port1", output: in3to1),
+                ["5001:decap"]),
             fromFabric(
                 "NVGRE over IPv6 is decapsulated (62 bytes)",
                 Frames.nvgre(in4to1, vsid: 5001, from: Plan.pa6B, to: Plan.pa6A), .forward(to: "port1", output: in4to1),
@@ -374,13 +377,15 @@ enum FastPathTable {
                 Frames.nvgre(in6, vsid: 5001, from: Plan.paB), .forward(to: "port1", output: in6), ["5001:decap"]),
             fromFabric(
                 "Blue's frame with Red's CAs and MACs goes to Blue's port, not Red's",
-                Frames.nvgre(blueIn, vsid: 6001, from: Plan.paC), .forward(to: "port3", output: blueIn), ["6001:decap"]),
+                Frames.nvgre(blueIn, vsid: 6001, from: Plan.paC), .forward(to: "port3", output: blueIn),
+                ["6001:decap"]),
             fromFabric(
                 "Red's inner source from Blue's host PA is spoofed",
                 Frames.nvgre(in3to1, vsid: 5001, from: Plan.paC), .drop(NV_DROP_PA_SPOOF),
                 ["drop:provider-address-spoofed"]),
             fromFabric(
-                "Routed by the sender's distributed router: a 5001 source in a 5002 frame is checked against its 5001 record",
+                "Routed by the sender's distributed router: a 5001 source in a 5002 frame is checked against its "
+                    + "5001 record",
                 Frames.nvgre(
                     Frames.udp(Plan.red2.gwMAC, Plan.vm21.mac, vm3.ip4, Plan.vm21.ip4), vsid: 5002, from: Plan.paB),
                 .forward(to: "port4", output: Frames.udp(Plan.red2.gwMAC, Plan.vm21.mac, vm3.ip4, Plan.vm21.ip4)),

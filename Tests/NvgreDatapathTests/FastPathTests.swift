@@ -54,7 +54,9 @@ struct FastPathTests {
             #expect(r.verdict == XDP_DROP.rawValue, "\(name): verdict \(r.verdict)")
             #expect(
                 t.kind == UInt16(NV_TRACE_DROP.rawValue) && t.code == UInt16(reason.rawValue),
-                "\(name): trace \(t.kind)/\(ReasonNames.drop(UInt32(t.code))), expected drop \(ReasonNames.drop(reason.rawValue))"
+                Comment(
+                    rawValue: "\(name): trace \(t.kind)/\(ReasonNames.drop(UInt32(t.code))), expected drop "
+                        + "\(ReasonNames.drop(reason.rawValue))")
             )
         case let .exception(reason, frame, mtu):
             #expect(r.verdict == XDP_DROP.rawValue, "\(name): verdict \(r.verdict)")
@@ -77,7 +79,9 @@ struct FastPathTests {
         let firstDiff =
             zip(got, want).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, want.count)
         Issue.record(
-            "\(name): output differs at byte \(firstDiff) (got \(got.count) bytes, want \(want.count))\n got: \(hex(got))\nwant: \(hex(want))"
+            Comment(
+                rawValue: "\(name): output differs at byte \(firstDiff) (got \(got.count) bytes, want \(want.count))\n"
+                    + " got: \(hex(got))\nwant: \(hex(want))")
         )
     }
 

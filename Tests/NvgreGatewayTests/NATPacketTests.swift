@@ -118,7 +118,8 @@ import Testing
         }()
         #expect(NATPacket(ip: fragment) == nil)
         #expect(NATPacket(ip: IPPacket.build(src: ca, dst: x, proto: 47, payload: [0, 0, 0, 0])) == nil)
-        #expect(NATPacket(ip: IPPacket.build(src: ca, dst: x, proto: 1, payload: [3, 3, 0, 0, 0, 0, 0, 0])) == nil)  // an ICMP error
+        // An ICMP error.
+        #expect(NATPacket(ip: IPPacket.build(src: ca, dst: x, proto: 1, payload: [3, 3, 0, 0, 0, 0, 0, 0])) == nil)
         #expect(NATPacket(ip: [0x45, 0, 0]) == nil)
         var noTTL = try! #require(
             NATPacket(
@@ -178,7 +179,8 @@ import Testing
         }
         for p in 1...3 { table.insert(NATEntry(flow: flow(1, UInt16(p)), flags: [], fromOutside: false, lastSeen: 0)) }
         table.insert(NATEntry(flow: flow(2, 1), flags: [], fromOutside: false, lastSeen: 0))
-        table.insert(NATEntry(flow: flow(1, 1), flags: .offloaded, fromOutside: false, lastSeen: 5))  // an update, not a new flow
+        // An update, not a new flow.
+        table.insert(NATEntry(flow: flow(1, 1), flags: .offloaded, fromOutside: false, lastSeen: 5))
         #expect(table.count(of: 1) == 3 && table.count(of: 2) == 1 && table.count == 4)
         table.remove(flow(1, 2))
         table.remove(flow(1, 2))  // twice: counted once

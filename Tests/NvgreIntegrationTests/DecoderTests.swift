@@ -31,7 +31,8 @@ struct DecoderTests {
         let capture = try Self.captureTenantPings(lab)
         // Outer and inner occurrences of a field come joined by '|', outer first.
         let out = try sh(
-            "tshark -r \(capture.path) -T fields -E aggregator='|' -e ip.src -e ip.dst -e gre.flags_and_version -e gre.proto -e gre.key -e eth.src -e ip.proto 2>/dev/null"
+            "tshark -r \(capture.path) -T fields -E aggregator='|' -e ip.src -e ip.dst -e gre.flags_and_version -e "
+                + "gre.proto -e gre.key -e eth.src -e ip.proto 2>/dev/null"
         )
         let rows = out.split(separator: "\n").map {
             $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
@@ -88,7 +89,8 @@ struct DecoderTests {
         for (vsid, marker) in [(5001, "for-red"), (6001, "for-blue")] {
             try sh(
                 "ip netns exec \(lab.ns(hostG)) \(systemPython) \(decodersDirectory)/nvgre_scapy.py inject ul \(bMAC) "
-                    + "\(hostA.pa4) \(hostB.pa4) \(vsid) \(redA.mac) \(redB.mac) \(redA.ip4) \(redB.ip4) \(port) \(marker)"
+                    + "\(hostA.pa4) \(hostB.pa4) \(vsid) \(redA.mac) \(redB.mac) \(redA.ip4) \(redB.ip4) \(port) "
+                    + "\(marker)"
             )
         }
         #expect(red.receive(timeout: 1).map { String(decoding: $0, as: UTF8.self) } == ["for-red"])

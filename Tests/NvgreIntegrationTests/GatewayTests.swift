@@ -28,7 +28,8 @@ struct GatewayTests {
         // comes back translated, so the VM's connected socket hears "connection refused".
         let portClosed = try lab.net.exec(
             lab.ns(redA),
-            "\(systemPython) -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); s.connect(('\(x)', 9)); s.send(b'x'); s.recv(1)\" 2>&1 || true"
+            "\(systemPython) -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                + "s.settimeout(3); s.connect(('\(x)', 9)); s.send(b'x'); s.recv(1)\" 2>&1 || true"
         )
         #expect(portClosed.contains("ConnectionRefusedError"), "\(portClosed)")
 

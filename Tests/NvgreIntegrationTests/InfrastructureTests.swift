@@ -28,7 +28,9 @@ struct InfrastructureTests {
             // All at once per VM: a datagram, a connection attempt and a ping to each target.
             let script =
                 targets.map { d in
-                    "(echo probe > /dev/udp/\(d)/\(Self.port)) 2>/dev/null; (timeout 1 bash -c '</dev/tcp/\(d)/\(Self.port)' 2>/dev/null &); (ping -n -c 1 -W 1 \(d) | grep -c ' 0% packet loss' &)"
+                    "(echo probe > /dev/udp/\(d)/\(Self.port)) 2>/dev/null; (timeout 1 bash -c "
+                        + "'</dev/tcp/\(d)/\(Self.port)' 2>/dev/null &); (ping -n -c 1 -W 1 \(d) | grep -c ' 0% "
+                        + "packet loss' &)"
                 }.joined(separator: "; ") + "; wait; sleep 1.2"
             let out = try lab.net.exec(lab.ns(vm), "bash -c \"\(script)\" || true")
             pings += out.split(separator: "\n").compactMap { Int($0) }.reduce(0, +)
@@ -211,7 +213,8 @@ struct NoisyNeighbourTests {
         let accepted = server.acceptedConnections(timeout: 0.5)
         let datagrams = echo.receive(timeout: 0.5).map { String(decoding: $0, as: UTF8.self) }
         print(
-            "noisy neighbour: Blue's slowest new TCP connection through the gateway during Red's flood: \(String(format: "%.3f", slowest)) s"
+            "noisy neighbour: Blue's slowest new TCP connection through the gateway during Red's flood: "
+                + "\(String(format: "%.3f", slowest)) s"
         )
         #expect(failed.isEmpty && slowest < 1.0, "Blue's connections: failed \(failed), slowest \(slowest) s")
         #expect(accepted == 8, "X accepted \(accepted) of Blue's 8 connections")

@@ -17,14 +17,16 @@ struct DocumentTests {
 
     @Test func jsonIsAccepted() throws {
         let json =
-            #"{"routingDomains": [{"id": 1, "name": "red"}], "subnets": [{"vsid": 5001, "routingDomain": "red", "prefixes": ["198.19.1.0/24"], "gatewayMAC": "12:34:56:00:01:02"}]}"#
+            #"{"routingDomains": [{"id": 1, "name": "red"}], "subnets": [{"vsid": 5001, "routingDomain": "red", "#
+            + #""prefixes": ["198.19.1.0/24"], "gatewayMAC": "12:34:56:00:01:02"}]}"#
         let p = try PolicyDocument.decode(json)
         #expect(p.subnets.first?.gatewayMAC == "12:34:56:00:01:02")
     }
 
     @Test func macsAreNeverReadAsBase60Numbers() throws {
         let yaml =
-            "routingDomains: [{id: 1, name: red}]\nsubnets: [{vsid: 5001, routingDomain: red, prefixes: [198.19.1.0/24], gatewayMAC: 12:34:56:00:01:02}]\n"
+            "routingDomains: [{id: 1, name: red}]\n"
+            + "subnets: [{vsid: 5001, routingDomain: red, prefixes: [198.19.1.0/24], gatewayMAC: 12:34:56:00:01:02}]\n"
         #expect(try PolicyDocument.decode(yaml).subnets.first?.gatewayMAC == "12:34:56:00:01:02")
     }
 
@@ -50,13 +52,15 @@ struct DocumentTests {
         ),
         (
             "bad record type",
-            "lookupRecords: [{vsid: 5001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01, type: dynamic}]",
+            "lookupRecords: [{vsid: 5001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, "
+                + "mac: 02:00:00:00:01:01, type: dynamic}]",
             "lookupRecords[0].type", "static, l2-only, gateway"
         ),
         ("not YAML", "routingDomains: [", "file", "parser"),
         (
             "validation after decoding",
-            "routingDomains: [{id: 1, name: red}]\nsubnets: [{vsid: 10, routingDomain: red, prefixes: [198.19.1.0/24], gatewayMAC: 02:00:00:00:ff:01}]",
+            "routingDomains: [{id: 1, name: red}]\n"
+                + "subnets: [{vsid: 10, routingDomain: red, prefixes: [198.19.1.0/24], gatewayMAC: 02:00:00:00:ff:01}]",
             "subnets[0].vsid", "4096 to 16777214"
         )
     ])
@@ -110,7 +114,8 @@ struct WriterTests {
             "lookupRecords[0].mac", "a MAC address"
         ),
         (
-            "  - {vsid: 5001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01, colour: red}",
+            "  - {vsid: 5001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01, "
+                + "colour: red}",
             "lookupRecords[0].colour", "a known key"
         ),
         (
