@@ -7,5 +7,10 @@ cd "$(dirname "$0")/.."
 if (($#)); then
   exec scripts/in-lab.sh swift test ${SWIFT_BUILD_FLAGS:-} "$@"
 fi
+# The code stays as `make format` lays it out (.swift-format, 120 columns).
+if ! swift format lint --strict -r Sources Tests Package.swift; then
+  echo "run-tests: the code is not formatted; run make format" >&2
+  exit 1
+fi
 scripts/in-lab.sh swift test ${SWIFT_BUILD_FLAGS:-} --skip NvgreBenchTests
 scripts/in-lab.sh swift test ${SWIFT_BUILD_FLAGS:-} --filter NvgreBenchTests
