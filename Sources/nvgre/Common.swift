@@ -79,6 +79,17 @@ func asOptions<T>(_ body: () throws -> T) throws -> T {
     }
 }
 
+/// An option naming one of an enum's cases by its raw value; the error lists them all.
+/// (ArgumentParser's own typed options would answer a bad value with its wording and exit
+/// code 64; nvgre names field, value and what is allowed, and exits 2, as for every bad input.)
+func parseChoice<T: CaseIterable & RawRepresentable>(_ s: String, _ field: String, as: T.Type = T.self) throws -> T
+where T.RawValue == String {
+    if let v = T(rawValue: s) { return v }
+    let names = T.allCases.map(\.rawValue)
+    let allowed = names.count < 2 ? names.joined() : names.dropLast().joined(separator: ", ") + " or " + names.last!
+    throw fieldError(field, s, allowed)
+}
+
 func fieldError(_ field: String, _ value: String, _ allowed: String) -> PolicyErrors {
     PolicyErrors(errors: [PolicyError(field, value, allowed)])
 }

@@ -43,13 +43,7 @@ struct Up: NvgreCommand {
 
     func execute() throws {
         try global.enter()
-        let mode: XDPMode?
-        switch xdpMode {
-        case "auto": mode = nil
-        case "native": mode = .native
-        case "generic": mode = .generic
-        default: throw fieldError("--xdp-mode", xdpMode, "auto, native or generic")
-        }
+        let mode = try parseChoice(xdpMode, "--xdp-mode", as: XDPModeChoice.self).mode
         var options = LoadOptions()
         if let s = maxLookups { options.maxLookups = try parseNumber(s, "--max-lookups", 1...67_108_864) }
         if let s = maxSubnets { options.maxSubnets = try parseNumber(s, "--max-subnets", 1...1_048_576) }
@@ -149,4 +143,11 @@ func readPolicy(_ path: String) throws -> Policy {
         data = d
     }
     return try PolicyDocument.decode(bytes: [UInt8](data), validate: false)
+}
+
+/// `--xdp-mode`: auto (native, else generic) or one mode.
+enum XDPModeChoice: String, CaseIterable {
+    case auto, native, generic
+
+    var mode: XDPMode? { self == .auto ? nil : XDPMode(rawValue: rawValue) }
 }

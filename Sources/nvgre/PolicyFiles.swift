@@ -40,7 +40,7 @@ struct Save: NvgreCommand {
     @Option(help: ArgumentHelp("yaml or json.", valueName: "format")) var format = "yaml"
 
     func execute() throws {
-        guard let f = PolicyFormat(rawValue: format) else { throw fieldError("--format", format, "yaml or json") }
+        let f = try parseChoice(format, "--format", as: PolicyFormat.self)
         let instance = try global.openInstance()
         let text = PolicyWriter.write(
             try instance.livePolicy(), as: f,

@@ -122,9 +122,7 @@ struct LookupCommand: ParsableCommand {
         func execute() throws {
             let v = try parseVSID(vsid, "vsid")
             let c = try parseAddress(ca, "ca"), p = try parseAddress(pa, "--pa"), m = try parseMAC(mac, "--mac")
-            guard let t = RecordType(rawValue: type) else {
-                throw fieldError("--type", type, "static, l2-only or gateway")
-            }
+            let t = try parseChoice(type, "--type", as: RecordType.self)
             let instance = try global.openInstance()
             try instance.addLookupRecord(LookupRecord(vsid: v, customerAddress: c, providerAddress: p, mac: m, type: t))
             if global.json { print(JSON.object([("added", .number(1))]).rendered()) }
