@@ -8,6 +8,7 @@ packages=(
   iproute2 iputils-ping ethtool procps                # namespaces and traffic in tests
   tcpdump tshark python3-scapy                         # independent decoders
   gnuplot-nox                                         # the benchmark chart
+  iperf3                                              # TCP between VMs in the benchmark
 )
 
 missing=()

@@ -13,7 +13,7 @@ struct Bench: ParsableCommand {
         abstract: "Measure the data path and the control plane; print a table, write JSON and a PNG chart.")
 
     enum Section: String, CaseIterable, ExpressibleByArgument {
-        case testrun, live, scale, gateway, control
+        case testrun, live, scale, gateway, control, tcp
     }
 
     @Flag(
@@ -121,6 +121,19 @@ struct Bench: ParsableCommand {
                     "\(large.formatted()) vs 1,000 records: cost", names[1], over: names[0], .atMost, 1.10, onCost: true
                 )
                 _ = try host.applyScale(records: 0)
+            }
+        }
+
+        if sections.contains(.tcp) {
+            let tcp = TCPBench(quick: quick)
+            report.add(try tcp.run(net))
+            for n in tcp.streams {
+                for txOff in [false, true] {
+                    report.compare(TCPBench.oursRow(n, txOff: txOff), to: TCPBench.vxlanRow(n))
+                }
+                report.target(
+                    "nvgre TCP vs kernel vxlan, VMs at defaults, \(n) stream\(n == 1 ? "" : "s")",
+                    TCPBench.oursRow(n, txOff: false), over: TCPBench.vxlanRow(n), .atLeast, 1.0)
             }
         }
 

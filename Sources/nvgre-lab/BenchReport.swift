@@ -76,7 +76,8 @@ struct BenchReport {
         rows[i].ratio = ratio
     }
 
-    /// Checks `row` against `baseline` on Mpps (or on ns per packet with `onCost`).
+    /// Checks `row` against `baseline` on Mpps (a figure row: on its figure; on ns per packet
+    /// with `onCost`).
     mutating func target(
         _ what: String, _ row: String, over baseline: String, _ bound: TargetCheck.Bound, _ limit: Double,
         onCost: Bool = false
@@ -84,12 +85,14 @@ struct BenchReport {
         guard let r = rows.first(where: { $0.name == row }), let b = rows.first(where: { $0.name == baseline }) else {
             return
         }
-        let value: (BenchRow) -> Double? = { onCost ? $0.nsPerPacket : $0.mpps }
+        let value: (BenchRow) -> Double? = { onCost ? $0.nsPerPacket : ($0.mpps ?? $0.value) }
         guard let v = value(r), let bv = value(b), bv > 0 else { return }
         let ratio = v / bv
         targets.append(
             TargetCheck(
-                what: what, row: row, baseline: baseline, metric: onCost ? "ns/packet" : "Mpps", ratio: ratio,
+                what: what, row: row, baseline: baseline,
+                metric: onCost ? "ns/packet" : (r.mpps == nil ? r.unit ?? "" : "Mpps"),
+                ratio: ratio,
                 bound: bound, limit: limit, met: bound == .atLeast ? ratio >= limit : ratio <= limit))
     }
 
