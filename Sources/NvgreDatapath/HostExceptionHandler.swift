@@ -13,6 +13,7 @@ public final class HostExceptionHandler {
     public enum Event: CustomStringConvertible {
         case resolving(IPAddress, vsid: UInt32)
         case tooBig(vm: IPAddress, mtu: Int)
+        case fragmented(vm: IPAddress, destination: IPAddress, fragments: Int)
         case noRoute(vm: IPAddress, destination: IPAddress)
         case failed(String)
 
@@ -21,6 +22,8 @@ public final class HostExceptionHandler {
             case let .resolving(pa, vsid):
                 return "underlay neighbor \(pa) unresolved (VSID \(vsid)): resolution started"
             case let .tooBig(vm, mtu): return "\(vm) sent a packet too big for the underlay: told it MTU \(mtu)"
+            case let .fragmented(vm, dst, n):
+                return "\(vm) sent a packet to \(dst) too big for the underlay, without DF: sent in \(n) fragments"
             case let .noRoute(vm, dst):
                 return "\(vm) sent a packet to \(dst), which no route covers: told it unreachable"
             case let .failed(why): return "could not handle an exception: \(why)"
@@ -36,6 +39,9 @@ public final class HostExceptionHandler {
     /// the ones it held back.
     public private(set) var icmpErrorsSent = 0
     public private(set) var icmpErrorsNotDue = 0
+    /// Fragments of IPv4 packets without DF too big for the underlay, sent encapsulated.
+    public private(set) var fragmentsSent = 0
+    private var underlaySockets: [IPFamily: RawIPSocket] = [:]
     private let icmpLimit: ICMPRateLimit
     public private(set) var counts: [String: Int] = [:]
     /// Provider addresses whose resolution was started, each once (the set stays small:
@@ -65,21 +71,85 @@ public final class HostExceptionHandler {
 
     /// `e.mtu` is the underlay route's MTU; the customer packet may use what is left after
     /// the outer IP header, GRE and the inner Ethernet header. The outer family is the
-    /// destination record's PA family (a routed packet's record is in another VSID: then
-    /// the host's own PA family decides, IPv6 when it has both, the smaller answer).
+    /// destination record's PA family (with no record to say, the host's own PA family
+    /// decides, IPv6 when it has both, the smaller answer). IPv4 without DF is fragmented
+    /// here, as a router would, and each fragment encapsulated; everything else hears the MTU.
     private func answerTooBig(_ e: ExceptionFrame) {
         guard let f = DecodedFrame(e.frame), let dst = f.dst else {
             fail("oversize exception in VSID \(e.vsid) without a decodable frame")
             return
         }
+        let record = destinationRecord(vsid: e.vsid, dst: dst)
         let outerV6: Bool
-        if let record = maps.lookups.lookup(nv_lookup_key(vsid: e.vsid, ca: dst)) {
+        if let record {
             outerV6 = record.providerAddress.family == .v6
         } else {
             outerV6 = maps.config.lookup(0)?.has(NV_CFG_HAS_PA6) ?? false
         }
         let mtu = NVGRE.customerMTU(underlayMTU: Int(e.mtu), outer: outerV6 ? .v6 : .v4)
+        if let record, mayFragment(f, e) {
+            return fragmentAndSend(e, f, record: record, mtu: mtu)
+        }
         if sendToVM(.tooBig(mtu: mtu), about: e, f), let src = f.src { onEvent(.tooBig(vm: src, mtu: mtu)) }
+    }
+
+    /// The record a frame of VSID `vsid` to `dst` is encapsulated toward: the destination's,
+    /// or, behind a customer route, its next hop's.
+    private func destinationRecord(vsid: UInt32, dst: IPAddress) -> nv_lookup_val? {
+        if let r = maps.lookups.lookup(nv_lookup_key(vsid: vsid, ca: dst)) { return r }
+        guard let sn = maps.subnets.lookup(vsid),
+            let route = maps.routes.lookup(nv_route_key(rdid: sn.rdid, prefix: dst, prefixLength: dst.bytes.count * 8)),
+            route.routeKind == NV_ROUTE_CUSTOMER, let nextHop = route.nextHop
+        else { return nil }
+        return maps.lookups.lookup(nv_lookup_key(vsid: route.vsid, ca: nextHop))
+    }
+
+    /// IPv4 without DF, all of it in the exception (frames past the snap length are not).
+    private func mayFragment(_ f: DecodedFrame, _ e: ExceptionFrame) -> Bool {
+        guard f.etherType == EtherType.ipv4.rawValue, e.frame.count == e.originalLength,
+            e.frame.count > f.l3Offset + 6
+        else { return false }
+        return e.frame[f.l3Offset + 6] & 0x40 == 0
+    }
+
+    /// Cuts the customer packet into fragments that fit `mtu` and sends each, under the
+    /// frame's own Ethernet header, NVGRE-encapsulated to the record's PA with the FlowID of
+    /// the whole packet's flow.
+    private func fragmentAndSend(_ e: ExceptionFrame, _ f: DecodedFrame, record: nv_lookup_val, mtu: Int) {
+        let ethernet = Array(e.frame[0..<f.l3Offset])
+        let packet = Array(e.frame[f.l3Offset...])
+        guard let src = f.src, let dst = f.dst, let fragments = IPv4Fragmenter.fragments(of: packet, mtu: mtu),
+            let cfg = maps.config.lookup(0), let srcPA = cfg.providerAddress(record.providerAddress.family)
+        else {
+            icmpErrorsNotDue += 1
+            return
+        }
+        // The FlowID of the whole packet's flow (ports of TCP and UDP, as the fast path hashes them).
+        let proto = f.ipProtocol ?? 0
+        let hasPorts = (proto == IPProtocol.tcp.rawValue || proto == IPProtocol.udp.rawValue) && packet.count >= 24
+        let port = { (i: Int) -> UInt16 in hasPorts ? UInt16(packet[20 + i]) << 8 | UInt16(packet[21 + i]) : 0 }
+        let hash = FlowHash(src: src, dst: dst, protocol: proto, sport: port(0), dport: port(2))
+        do {
+            for fragment in fragments {
+                let frame = NVGRE.encapsulate(
+                    inner: ethernet + fragment, vsid: e.vsid, hash: hash, tos: packet[1],
+                    outerSrcMAC: MACAddress([2, 0, 0, 0, 0, 0]),
+                    outerDstMAC: MACAddress([2, 0, 0, 0, 0, 0]), srcPA: srcPA, dstPA: record.providerAddress)
+                try underlay(record.providerAddress.family).send(
+                    Array(frame.dropFirst(Ethernet.headerLength)), to: record.providerAddress)
+            }
+            fragmentsSent += fragments.count
+            onEvent(.fragmented(vm: src, destination: dst, fragments: fragments.count))
+        } catch {
+            fail("\(error)")
+        }
+    }
+
+    private func underlay(_ family: IPFamily) throws -> RawIPSocket {
+        if let s = underlaySockets[family] { return s }
+        let s = try RawIPSocket(family)
+        underlaySockets[family] = s
+        return s
     }
 
     /// The frame is as the VM sent it (the router hands it up before rewriting anything).

@@ -60,4 +60,35 @@ struct TooBigTests {
         let a = try lab.counters(hostA)
         #expect((a.exceptions["oversize"] ?? 0) > 0, "exceptions on A: \(a.exceptions)")
     }
+
+    /// IPv4 without DF too big for the underlay is fragmented by the host's agent, as a
+    /// router would, and each fragment encapsulated: the echo (2028 bytes each way) gets
+    /// through, both hosts fragmenting, routed too; the underlay carries only frames that fit.
+    @Test func packetsWithoutDFAreFragmentedNotDropped() throws {
+        let lab = try Self.lab("fragment")
+        let capture = try Capture(
+            in: lab.fabric, interface: "to-a", filter: "ip proto 47", name: "\(lab.net.prefix)-fragments")
+        for (vm, target, what) in [
+            (redA, redB.ip4, "Red on A to Red on B"), (red2A, redB.ip4, "Red 5002 on A to Red 5001 on B, routed"),
+            (blueB, blueA.ip4, "Blue on B to Blue on A")
+        ] {
+            let r = try Spawn.run([
+                "/usr/sbin/ip", "netns", "exec", lab.ns(vm), "ping", "-c", "2", "-W", "2", "-M", "dont", "-s", "2000",
+                target.description
+            ])
+            #expect(r.output.contains("2 received"), "\(what), ping -M dont -s 2000: \(r.output)")
+        }
+        // tcpdump's reading: every NVGRE packet's IP length within the 1500-byte underlay.
+        let lines = try capture.tcpdumpLines()
+        let lengths = lines.compactMap { line -> Int? in
+            guard let r = line.range(of: "GREv0, ") else { return nil }
+            let rest = line[r.upperBound...]
+            guard let l = rest.range(of: "length ") else { return nil }
+            return Int(rest[l.upperBound...].prefix { $0.isNumber })
+        }
+        #expect(lengths.count >= 8, "\(lines.prefix(10))")
+        #expect(lengths.allSatisfy { $0 + 20 <= 1500 }, "GRE payload lengths on A's port: \(lengths)")
+        let log = (try? String(contentsOfFile: lab.agentLog(hostA), encoding: .utf8)) ?? ""
+        #expect(log.contains("without DF: sent in 2 fragments"), "\(log)")
+    }
 }

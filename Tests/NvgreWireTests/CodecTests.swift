@@ -116,3 +116,53 @@ struct IPPrefixTests {
         #expect(IPPrefix(parsing: text) == nil)
     }
 }
+
+/// IPv4 fragmentation against fragments written out field by field.
+@Suite struct FragmenterTests {
+    let a: IPAddress = "198.19.1.1", b: IPAddress = "198.19.1.2"
+
+    func packet(_ payload: Int, flags: UInt16 = 0, id: UInt16 = 0x1234) -> [UInt8] {
+        IPv4Header(
+            src: a, dst: b, proto: 17, payloadLength: payload, ttl: 63, identification: id, flagsAndFragment: flags
+        ).bytes
+            + (0..<payload).map { UInt8(truncatingIfNeeded: $0) }
+    }
+
+    @Test func aPacketIsCutIntoEightByteAlignedFragments() throws {
+        let p = packet(2008)
+        let frags = try #require(IPv4Fragmenter.fragments(of: p, mtu: 1458))
+        // 1458 - 20 = 1438, rounded down to 1432 bytes of data per fragment: 1432 + 576.
+        let body = Array(p[20...])
+        let expected = [
+            IPv4Header(
+                src: a, dst: b, proto: 17, payloadLength: 1432, ttl: 63, identification: 0x1234,
+                flagsAndFragment: 0x2000
+            )
+            .bytes + body[0..<1432],
+            IPv4Header(
+                src: a, dst: b, proto: 17, payloadLength: 576, ttl: 63, identification: 0x1234,
+                flagsAndFragment: 1432 / 8
+            )
+            .bytes + body[1432...]
+        ]
+        #expect(frags == expected)
+        #expect(frags.allSatisfy { $0.count <= 1458 })
+    }
+
+    @Test func aFragmentIsCutFurtherKeepingItsOffsetAndMoreFragments() throws {
+        // The middle of a bigger packet: offset 185 (1480 bytes), more fragments after it.
+        let p = packet(1600, flags: 0x2000 | 185)
+        let frags = try #require(IPv4Fragmenter.fragments(of: p, mtu: 1000))
+        #expect(frags.count == 2)
+        let fields: [UInt16] = frags.map { f in UInt16(f[6]) << 8 | UInt16(f[7]) }
+        let expected: [UInt16] = [0x2000 | 185, 0x2000 | (185 + 976 / 8)]
+        #expect(fields == expected)
+    }
+
+    @Test func whatMayNotBeCutIsNot() {
+        #expect(IPv4Fragmenter.fragments(of: packet(2008, flags: 0x4000), mtu: 1458) == nil, "DF")
+        #expect(IPv4Fragmenter.fragments(of: packet(100), mtu: 1458) == [packet(100)], "fits: unchanged")
+        #expect(IPv4Fragmenter.fragments(of: Array(packet(2008).prefix(1000)), mtu: 1458) == nil, "truncated")
+        #expect(IPv4Fragmenter.fragments(of: packet(100), mtu: 24) == nil, "no room for 8 bytes")
+    }
+}
