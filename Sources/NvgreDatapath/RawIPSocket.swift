@@ -56,3 +56,20 @@ public func withSocketAddress<T>(_ address: IPAddress, port: UInt16, _ body: (Un
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
     }
 }
+
+/// The MTU of the route toward `destination` in the calling thread's network namespace (a
+/// connected UDP socket's IP_MTU / IPV6_MTU), nil when there is no route.
+public func pathMTU(to destination: IPAddress) -> Int? {
+    let v4 = destination.family == .v4
+    let fd = socket(v4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    if fd < 0 { return nil }
+    defer { close(fd) }
+    guard withSocketAddress(destination, port: 9, { connect(fd, $0, $1) }) == 0 else { return nil }
+    var mtu: Int32 = 0
+    var len = socklen_t(MemoryLayout<Int32>.size)
+    let rc =
+        v4
+        ? getsockopt(fd, Int32(IPPROTO_IP), 14 /* IP_MTU */, &mtu, &len)
+        : getsockopt(fd, Int32(IPPROTO_IPV6), 24 /* IPV6_MTU */, &mtu, &len)
+    return rc == 0 && mtu > 0 ? Int(mtu) : nil
+}

@@ -4,7 +4,8 @@ import NvgreWire
 
 extension Gateway {
     /// Sends an IP packet to the VM `vm`: inner Ethernet from the subnet's router MAC to the
-    /// VM's, NVGRE to the VM's host (or straight to its port when it runs here).
+    /// VM's, NVGRE to the VM's host (or straight to its port when it runs here). An IPv4
+    /// packet without DF that would not fit the underlay once encapsulated goes in fragments.
     func deliver(_ ip: [UInt8], to vm: IPAddress, vsid: UInt32, hash: FlowHash, _ e: ExceptionFrame) -> Bool {
         guard let record = maps.record(vsid: vsid, ca: vm), let sn = maps.subnet(vsid), let cfg = maps.hostConfig else {
             count(NV_GW_DROP_NO_RECORD, e)
@@ -23,10 +24,19 @@ extension Gateway {
                 return false
             }
             let tos = vm.family == .v4 ? ip[1] : UInt8(truncatingIfNeeded: (UInt16(ip[0]) << 8 | UInt16(ip[1])) >> 4)
-            let frame = NVGRE.encapsulate(
-                inner: inner, vsid: vsid, hash: hash, tos: tos, outerSrcMAC: MACAddress([2, 0, 0, 0, 0, 0]),
-                outerDstMAC: MACAddress([2, 0, 0, 0, 0, 0]), srcPA: src, dstPA: pa)
-            try sender.sendUnderlay(Array(frame.dropFirst(Ethernet.headerLength)), to: pa)
+            var pieces = [ip]
+            if let mtu = sender.underlayMTU(to: pa), vm.family == .v4 {
+                let fits = NVGRE.customerMTU(underlayMTU: mtu, outer: pa.family)
+                if ip.count > fits, let fragments = IPv4Fragmenter.fragments(of: ip, mtu: fits) { pieces = fragments }
+            }
+            let header = Ethernet.header(dst: record.customerMAC, src: sn.gatewayMAC, type: type.rawValue)
+            for piece in pieces {
+                let frame = NVGRE.encapsulate(
+                    inner: header + piece, vsid: vsid, hash: hash, tos: tos,
+                    outerSrcMAC: MACAddress([2, 0, 0, 0, 0, 0]),
+                    outerDstMAC: MACAddress([2, 0, 0, 0, 0, 0]), srcPA: src, dstPA: pa)
+                try sender.sendUnderlay(Array(frame.dropFirst(Ethernet.headerLength)), to: pa)
+            }
             return true
         } catch {
             onEvent(.failed("\(error)"))

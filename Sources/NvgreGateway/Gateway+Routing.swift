@@ -54,9 +54,11 @@ extension Gateway {
     }
 
     /// A packet from outside, translated by XDP, did not fit the underlay once encapsulated.
-    /// The outside host must hear "fragmentation needed" about the packet it sent (to the
+    /// Without DF it is fragmented here, as a router would, and each fragment delivered; with
+    /// DF the outside host must hear "fragmentation needed" about the packet it sent (to the
     /// external address and port), from the external address, or its transfers stall.
     func tooBigFromOutside(_ e: ExceptionFrame) {
+        if deliverInFragments(e) { return }
         if let sn = maps.subnet(e.vsid), maps.servedMode(sn.rdid) == NV_GW_ROUTE {
             return tooBigRoutedFromOutside(e, sn)
         }
@@ -82,6 +84,26 @@ extension Gateway {
         else { return count(NV_GW_DROP_UNSUPPORTED, e) }
         let mtu = NVGRE.customerMTU(underlayMTU: Int(e.mtu), outer: src.providerAddress.family)
         sendOutside(.tooBig(mtu: mtu), about: e.frame, from: from, to: outsider, e)
+    }
+
+    /// An IPv4 packet toward a VM (translated, or routed in) without DF, all of it in the
+    /// exception: cut into fragments that fit the customer MTU, each delivered to the VM.
+    /// False when it is not such a packet.
+    func deliverInFragments(_ e: ExceptionFrame) -> Bool {
+        guard e.frame.count == e.originalLength, let f = DecodedFrame(e.frame), f.etherType == EtherType.ipv4.rawValue,
+            let vm = f.dst, let record = maps.record(vsid: e.vsid, ca: vm)
+        else { return false }
+        let packet = Array(e.frame[f.l3Offset...])
+        let mtu = NVGRE.customerMTU(underlayMTU: Int(e.mtu), outer: record.providerAddress.family)
+        guard let fragments = IPv4Fragmenter.fragments(of: packet, mtu: mtu), let src = f.src else { return false }
+        let ports = NATPacket(ip: packet)  // TCP, UDP or echo: the flow's ports, for the FlowID
+        let hash = FlowHash(
+            src: src, dst: vm, protocol: f.ipProtocol ?? 0, sport: ports?.sourcePort ?? 0,
+            dport: ports?.destinationPort ?? 0)
+        var sent = 0
+        for fragment in fragments where deliver(fragment, to: vm, vsid: e.vsid, hash: hash, e) { sent += 1 }
+        if sent == fragments.count { count(NV_GW_USERSPACE_IN, e) }
+        return true
     }
 
     /// Sends `error` about `frame` to a host outside, from `from`.

@@ -55,4 +55,6 @@ public protocol GatewaySender: AnyObject {
     func sendToPort(_ frame: [UInt8], ifindex: UInt32) throws
     /// An outer IP packet (NVGRE) to another host's provider address.
     func sendUnderlay(_ packet: [UInt8], to pa: IPAddress) throws
+    /// The MTU of the underlay toward `pa`, if known.
+    func underlayMTU(to pa: IPAddress) -> Int?
 }

@@ -83,6 +83,8 @@ public final class SocketGatewaySender: GatewaySender {
         try outside.send(packet, to: destination)
     }
     public func sendToPort(_ frame: [UInt8], ifindex: UInt32) throws { try ports.send(frame, ifindex: ifindex) }
+    public func underlayMTU(to pa: IPAddress) -> Int? { pathMTU(to: pa) }
+
     public func sendUnderlay(_ packet: [UInt8], to pa: IPAddress) throws {
         if underlay[pa.family] == nil { underlay[pa.family] = try RawIPSocket(pa.family) }
         try underlay[pa.family]!.send(packet, to: pa)

@@ -241,4 +241,47 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
                     dst: G.vmMAC2, src: G.red.gwMAC, type: .ipv4,
                     payload: G.tcp(G.x, 5555, G.vm2, 80, flags: 0x02, ttl: 63)))
     }
+
+    @Test func aPacketFromOutsideWithoutDFTooBigForTheUnderlayIsDeliveredInFragments() throws {
+        let g = MemoryGateway()
+        // As XDP hands it up: translated for Red's VM 198.19.1.1 (on A), 1500 bytes of IP
+        // without DF, too big for a 1500-byte underlay once encapsulated (1458 fit).
+        let payload = (0..<1472).map { UInt8(truncatingIfNeeded: $0) }
+        let udp = UDP.datagram(src: G.x, dst: G.vm1, sport: 53, dport: 5353, payload: payload)
+        let ip =
+            IPv4Header(
+                src: G.x, dst: G.vm1, proto: 17, payloadLength: udp.count, ttl: 62, identification: 7,
+                flagsAndFragment: 0
+            ).bytes + udp
+        let frame = Ethernet.frame(dst: G.vmMAC1, src: G.red.gwMAC, type: .ipv4, payload: ip)
+        #expect(
+            g.gateway.handle(
+                ExceptionFrame(
+                    reason: NV_EXC_OVERSIZE, ingressIfindex: G.external, vsid: G.red.vsid,
+                    originalLength: frame.count, mtu: 1500, frame: frame)))
+        // 1458 - 20 = 1438, 1432 bytes of data a fragment: 1432 + 48 of the 1480.
+        let data = Array(ip[20...])
+        let expected = [
+            IPv4Header(
+                src: G.x, dst: G.vm1, proto: 17, payloadLength: 1432, ttl: 62, identification: 7,
+                flagsAndFragment: 0x2000
+            ).bytes + data[0..<1432],
+            IPv4Header(
+                src: G.x, dst: G.vm1, proto: 17, payloadLength: 48, ttl: 62, identification: 7,
+                flagsAndFragment: 1432 / 8
+            ).bytes + data[1432...]
+        ].map { Ethernet.frame(dst: G.vmMAC1, src: G.red.gwMAC, type: .ipv4, payload: $0) }
+        #expect(g.sender.delivered.map(\.inner) == expected)
+        #expect(g.sender.delivered.allSatisfy { $0.pa == G.paA && $0.vsid == G.red.vsid })
+        #expect(g.sender.outside.isEmpty, "no ICMP error: nothing was refused")
+
+        // With DF: not cut; X hears about it instead (from the external address), when a flow says how.
+        let df = IPv4Header(src: G.x, dst: G.vm1, proto: 17, payloadLength: udp.count, ttl: 62).bytes + udp
+        let dfFrame = Ethernet.frame(dst: G.vmMAC1, src: G.red.gwMAC, type: .ipv4, payload: df)
+        _ = g.gateway.handle(
+            ExceptionFrame(
+                reason: NV_EXC_OVERSIZE, ingressIfindex: G.external, vsid: G.red.vsid,
+                originalLength: dfFrame.count, mtu: 1500, frame: dfFrame))
+        #expect(g.sender.delivered.count == 2, "nothing more delivered")
+    }
 }

@@ -80,6 +80,8 @@ final class MemorySender: GatewaySender {
     func sendOutside(_ packet: [UInt8], to destination: IPAddress) throws { outside.append((packet, destination)) }
     func sendToPort(_ frame: [UInt8], ifindex: UInt32) throws { ports.append((frame, ifindex)) }
     func sendUnderlay(_ packet: [UInt8], to pa: IPAddress) throws { underlay.append((packet, pa)) }
+    var mtu: Int?
+    func underlayMTU(to pa: IPAddress) -> Int? { mtu }
 
     /// The customer frames sent to VMs on other hosts, NVGRE opened.
     var delivered: [(pa: IPAddress, vsid: UInt32, inner: [UInt8])] {
