@@ -25,7 +25,10 @@ extension Gateway {
             }
             let tos = vm.family == .v4 ? ip[1] : UInt8(truncatingIfNeeded: (UInt16(ip[0]) << 8 | UInt16(ip[1])) >> 4)
             var pieces = [ip]
-            if let mtu = sender.underlayMTU(to: pa), vm.family == .v4 {
+            // Only an IPv4 packet without DF, larger than any underlay must carry, may need
+            // cutting: the path MTU is asked for that one, not for every packet.
+            let mayCut = vm.family == .v4 && ip.count > 576 && ip[6] & 0x40 == 0
+            if mayCut, let mtu = sender.underlayMTU(to: pa) {
                 let fits = NVGRE.customerMTU(underlayMTU: mtu, outer: pa.family)
                 if ip.count > fits, let fragments = IPv4Fragmenter.fragments(of: ip, mtu: fits) { pieces = fragments }
             }

@@ -88,9 +88,7 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
         #expect(d.pa == G.paA && d.vsid == G.red.vsid)
         #expect(
             d.inner
-                == Ethernet.frame(
-                    dst: G.vmMAC1, src: G.red.gwMAC, type: .ipv4,
-                    payload: G.tcp(G.x, 80, G.vm1, 33000, flags: 0x12, ttl: 63)))
+                == G.toVM(G.vmMAC1, from: G.red.gwMAC, G.tcp(G.x, 80, G.vm1, 33000, flags: 0x12, ttl: 63)))
         #expect(g.maps.natOut.values.allSatisfy { !$0.natFlags.contains(.offloaded) }, "not before the ACK")
         g.fromTenant(G.red, G.tcp(G.vm1, 33000, G.x, 80, flags: 0x10))  // ACK
         #expect(g.maps.natOut.values.allSatisfy { $0.natFlags.contains(.offloaded) })
@@ -176,7 +174,7 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
             src: G.x, dst: G.vm1, proto: IPProtocol.icmp.rawValue,
             payload: icmpMessage(type: 3, code: 3, body: [0, 0, 0, 0] + quoted), ttl: 63)
         #expect(
-            d.pa == G.paA && d.inner == Ethernet.frame(dst: G.vmMAC1, src: G.red.gwMAC, type: .ipv4, payload: expected))
+            d.pa == G.paA && d.inner == G.toVM(G.vmMAC1, from: G.red.gwMAC, expected))
     }
 
     @Test func tenantsNeverReachTheInfrastructure() {
@@ -206,18 +204,14 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
         #expect(d.pa == G.paB && d.vsid == G.red.vsid)
         #expect(
             d.inner
-                == Ethernet.frame(
-                    dst: G.vmMAC2, src: G.red.gwMAC, type: .ipv4,
-                    payload: G.tcp(G.ext, blueFlow.extPort, G.vm2, 80, flags: 0x02, ttl: 62)))
+                == G.toVM(G.vmMAC2, from: G.red.gwMAC, G.tcp(G.ext, blueFlow.extPort, G.vm2, 80, flags: 0x02, ttl: 62)))
         // Red answers; Blue's VM gets it from the service's address and port.
         g.fromTenant(G.red, G.tcp(G.vm2, 80, G.ext, blueFlow.extPort, flags: 0x12))
         d = try #require(g.sender.delivered.last)
         #expect(d.pa == G.paA && d.vsid == G.blue.vsid)
         #expect(
             d.inner
-                == Ethernet.frame(
-                    dst: G.vmMAC1, src: G.blue.gwMAC, type: .ipv4,
-                    payload: G.tcp(G.ext, 8080, G.vm1, 41000, flags: 0x12, ttl: 62)))
+                == G.toVM(G.vmMAC1, from: G.blue.gwMAC, G.tcp(G.ext, 8080, G.vm1, 41000, flags: 0x12, ttl: 62)))
         g.fromTenant(G.blue, G.tcp(G.vm1, 41000, G.ext, 8080, flags: 0x10))
         #expect(g.sender.outside.isEmpty, "a hairpin never leaves the gateway")
         #expect(g.maps.natOut.values.allSatisfy { !$0.natFlags.contains(.offloaded) }, "nor is it offloaded")
@@ -237,9 +231,7 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
         let d = try #require(g.sender.delivered.first)
         #expect(
             d.inner
-                == Ethernet.frame(
-                    dst: G.vmMAC2, src: G.red.gwMAC, type: .ipv4,
-                    payload: G.tcp(G.x, 5555, G.vm2, 80, flags: 0x02, ttl: 63)))
+                == G.toVM(G.vmMAC2, from: G.red.gwMAC, G.tcp(G.x, 5555, G.vm2, 80, flags: 0x02, ttl: 63)))
     }
 
     @Test func aPacketFromOutsideWithoutDFTooBigForTheUnderlayIsDeliveredInFragments() throws {
@@ -253,7 +245,7 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
                 src: G.x, dst: G.vm1, proto: 17, payloadLength: udp.count, ttl: 62, identification: 7,
                 flagsAndFragment: 0
             ).bytes + udp
-        let frame = Ethernet.frame(dst: G.vmMAC1, src: G.red.gwMAC, type: .ipv4, payload: ip)
+        let frame = G.toVM(G.vmMAC1, from: G.red.gwMAC, ip)
         #expect(
             g.gateway.handle(
                 ExceptionFrame(
@@ -270,18 +262,25 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
                 src: G.x, dst: G.vm1, proto: 17, payloadLength: 48, ttl: 62, identification: 7,
                 flagsAndFragment: 1432 / 8
             ).bytes + data[1432...]
-        ].map { Ethernet.frame(dst: G.vmMAC1, src: G.red.gwMAC, type: .ipv4, payload: $0) }
+        ].map { G.toVM(G.vmMAC1, from: G.red.gwMAC, $0) }
         #expect(g.sender.delivered.map(\.inner) == expected)
         #expect(g.sender.delivered.allSatisfy { $0.pa == G.paA && $0.vsid == G.red.vsid })
         #expect(g.sender.outside.isEmpty, "no ICMP error: nothing was refused")
 
         // With DF: not cut; X hears about it instead (from the external address), when a flow says how.
         let df = IPv4Header(src: G.x, dst: G.vm1, proto: 17, payloadLength: udp.count, ttl: 62).bytes + udp
-        let dfFrame = Ethernet.frame(dst: G.vmMAC1, src: G.red.gwMAC, type: .ipv4, payload: df)
+        let dfFrame = G.toVM(G.vmMAC1, from: G.red.gwMAC, df)
         _ = g.gateway.handle(
             ExceptionFrame(
                 reason: NV_EXC_OVERSIZE, ingressIfindex: G.external, vsid: G.red.vsid,
                 originalLength: dfFrame.count, mtu: 1500, frame: dfFrame))
         #expect(g.sender.delivered.count == 2, "nothing more delivered")
+    }
+}
+
+extension MemoryGateway {
+    /// A customer frame as the gateway hands it to a VM: from the subnet's router MAC.
+    static func toVM(_ vm: MACAddress, from router: MACAddress, _ ip: [UInt8]) -> [UInt8] {
+        Ethernet.frame(dst: vm, src: router, type: .ipv4, payload: ip)
     }
 }
