@@ -22,13 +22,18 @@ static __always_inline int nat_to_outside(struct xdp_md *ctx, __u32 rdid, __u32 
 	__builtin_memcpy(k.remote, &p.ip->daddr, 4);
 	k.remote_port = p.outside ? *p.outside : 0;
 	struct nv_nat_flow *fl = bpf_map_lookup_elem(&nat_out, &k);
-	if (!fl || !(fl->flags & NV_NAT_OFFLOADED) || p.ip->ttl <= 1)
+	if (!fl)
 		return to_userspace(ctx, NV_EXC_NAT_OUT, vsid, slot, 0);
+	/* A service flow's answers belong with what outsiders send to the domain (their own
+	 * share): a flood at a service must not take the tenant's own egress. */
+	int for_outsider = (fl->flags & NV_NAT_SERVICE) != 0;
+	if (!(fl->flags & NV_NAT_OFFLOADED) || p.ip->ttl <= 1)
+		return to_userspace_in_domain(ctx, NV_EXC_NAT_OUT, vsid, slot, 0, rdid, for_outsider);
 	struct bpf_fib_lookup fib;
 	__be32 ext;
 	__builtin_memcpy(&ext, fl->ext, 4);
-	if (external_next_hop(ctx, p.ip, ext, &fib) != EXTERNAL_HOP_OK)
-		return to_userspace(ctx, NV_EXC_NAT_OUT, vsid, slot, 0); /* the kernel resolves it */
+	if (external_next_hop(ctx, p.ip, ext, &fib) != EXTERNAL_HOP_OK) /* the kernel resolves it */
+		return to_userspace_in_domain(ctx, NV_EXC_NAT_OUT, vsid, slot, 0, rdid, for_outsider);
 
 	nat_set_addr(&p, &p.ip->saddr, ext);
 	nat_set_inside_port(&p, fl->ext_port);

@@ -133,8 +133,8 @@ static __always_inline int exception_admitted(__u32 ifindex, __u32 rdid, int fro
 /* Copies the frame into the exception ring for userspace, then drops it here: from this
  * point userspace owns the frame. Over its routing domain's (`rdid`) share, or with the
  * ring full, the frame is a counted drop, never a silent one. What outsiders send to a
- * domain (`from_outside`) has a share of its own, so a flood at a tenant's service does not
- * take the tenant's own egress either. */
+ * domain and the domain's answers on those flows (`from_outside`) have a share of their
+ * own, so a flood at a tenant's service does not take the tenant's own egress either. */
 static __always_inline int to_userspace_in_domain(struct xdp_md *ctx, enum nv_exception_reason reason,
 						  __u32 vsid, __u32 stats_slot, __u32 mtu, __u32 rdid,
 						  int from_outside)

@@ -120,6 +120,18 @@ struct GatewayEgressTests {
             try run(host, .fromExternal, client, on: "port5"), NV_DROP_EXCEPTION_THROTTLED, "the outsider's second")
         #expect(host.dp.maps.domainCount(1, NV_DOM_EXC_THROTTLED).packets == 2)
         #expect(host.dp.maps.domainCount(2, NV_DOM_EXC_THROTTLED).packets == 0)
+        // Red's answers on a service flow count against the outsiders' share, not Red's own:
+        // with Red's own share spent, such an answer still goes up.
+        let svc = try gateway("svcshare", share: ExceptionShare(perSecond: 1, burst: 1))
+        expectException(try run(svc, .fromFabric, red, on: "ul"), NV_EXC_NAT_OUT, "Red's own first")
+        expectDrop(try run(svc, .fromFabric, red, on: "ul"), NV_DROP_EXCEPTION_THROTTLED, "Red's own second")
+        let service = NATFlow(
+            proto: 6, rdid: 1, vsid: Plan.red.vsid, ca: Plan.vm3.ip4, caPort: 80, ext: Self.ext, extPort: 8080,
+            remote: "203.0.113.9", remotePort: 4444)
+        try svc.dp.maps.natOut.update(service.outKey, service.value(flags: .service, lastSeenNanoseconds: 0))
+        let answer = fromRed(
+            Frames.tcp(Plan.vm3.mac, Plan.red.gwMAC, Plan.vm3.ip4, "203.0.113.9", sport: 80, dport: 4444))
+        expectException(try run(svc, .fromFabric, answer, on: "ul"), NV_EXC_NAT_OUT, "Red's answer to an outsider")
 
         // A VM port's share, inside its domain's: port1's second exception is over it, and
         // port2's first (same domain) is not.
