@@ -7,12 +7,20 @@
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 
 SEC("xdp")
 int nv_bare_pass(struct xdp_md *ctx)
 {
 	return XDP_PASS;
+}
+
+/* The same for the tc hook that VM ports run. */
+SEC("tc")
+int nv_bare_tc_pass(struct __sk_buff *skb)
+{
+	return TC_ACT_OK;
 }
 
 /* Reflects the frame back out of the interface it came in on, MACs swapped. */

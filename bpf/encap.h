@@ -2,7 +2,13 @@
 /* encap.h - NVGRE encapsulation toward a remote provider address (RFC 7637 section 4):
  * outer Ethernet from the underlay FIB, outer IPv4 (DF, TTL 64, checksum) or IPv6, GRE
  * 0x2000/0x6558 with key VSID<<8 | FlowID, then redirect to the FIB's egress. The FIB is
- * asked first, so a frame that cannot go (no neighbor yet, too big) leaves untouched. */
+ * asked first, so a frame that cannot go (no neighbor yet, too big) leaves untouched.
+ *
+ * XDP makes room with bpf_xdp_adjust_head. tc (VM ports) uses bpf_skb_adjust_room with the
+ * encapsulation flags, so the kernel knows the inner headers: a GSO frame from the VM is
+ * encapsulated once and cut into segments after encapsulation (GRE segmentation, by the NIC
+ * or in software), each segment with these outer headers, and a partial inner checksum is
+ * completed by the NIC or the kernel on the way out. */
 #ifndef NV_ENCAP_H
 #define NV_ENCAP_H
 
@@ -12,73 +18,76 @@
 #include "policy.h"
 #include "verdict.h"
 
+enum encap_verdict { ENCAP_GO, ENCAP_DROP, ENCAP_EXCEPTION };
 
-static __always_inline int encap_and_send(struct xdp_md *ctx, const struct flow *f,
-					  const struct nv_lookup_val *rec, __u32 vsid,
-					  __u32 stats_slot)
+/* Asks the underlay FIB for the way to the record's PA. `wire_len` is the longest inner
+ * frame that will go on the wire (one segment of a GSO frame). ENCAP_GO fills *fib;
+ * otherwise *code is the drop or exception reason (and fib->mtu_result the MTU when the
+ * frame is too big). */
+static __always_inline enum encap_verdict underlay_route(void *ctx, const struct nv_config *cfg,
+							  const struct nv_lookup_val *rec, __u32 wire_len,
+							  struct bpf_fib_lookup *fib, __u32 *code)
 {
-	struct nv_config *cfg = host_config();
-	if (!cfg)
-		return drop(ctx, NV_DROP_NO_LOCAL_PA);
 	int v6 = rec->pa_family == NV_AF_INET6;
-	if (!(cfg->flags & (v6 ? NV_CFG_HAS_PA6 : NV_CFG_HAS_PA4)))
-		return drop(ctx, NV_DROP_NO_LOCAL_PA);
-
-	__u32 inner_len = frame_len(ctx);
-	__u32 l3_len = (v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) + NV_GRE_LEN;
-	int outer_len = v6 ? NV_OUTER6_LEN : NV_OUTER4_LEN;
-
-	struct bpf_fib_lookup fib = {};
-	fib.ifindex = cfg->uplink_ifindex;
-	fib.l4_protocol = NV_IPPROTO_GRE;
-	if (v6) {
-		fib.family = AF_INET6;
-		__builtin_memcpy(fib.ipv6_src, cfg->pa6, 16);
-		__builtin_memcpy(fib.ipv6_dst, rec->pa, 16);
-	} else {
-		fib.family = AF_INET;
-		__builtin_memcpy(&fib.ipv4_src, cfg->pa4, 4);
-		__builtin_memcpy(&fib.ipv4_dst, rec->pa, 4);
+	if (!(cfg->flags & (v6 ? NV_CFG_HAS_PA6 : NV_CFG_HAS_PA4))) {
+		*code = NV_DROP_NO_LOCAL_PA;
+		return ENCAP_DROP;
 	}
-	/* The inner Ethernet header is kept, so the outer L3 length is l3_len + inner_len. */
-	fib.tot_len = l3_len + inner_len;
+	fib->ifindex = cfg->uplink_ifindex;
+	fib->l4_protocol = NV_IPPROTO_GRE;
+	if (v6) {
+		fib->family = AF_INET6;
+		__builtin_memcpy(fib->ipv6_src, cfg->pa6, 16);
+		__builtin_memcpy(fib->ipv6_dst, rec->pa, 16);
+	} else {
+		fib->family = AF_INET;
+		__builtin_memcpy(&fib->ipv4_src, cfg->pa4, 4);
+		__builtin_memcpy(&fib->ipv4_dst, rec->pa, 4);
+	}
+	/* The inner Ethernet header is kept, so the outer L3 length is IP + GRE + inner frame. */
+	fib->tot_len = (v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) + NV_GRE_LEN + wire_len;
 
 	__u32 fib_flags = (cfg->flags & NV_CFG_FIB_USE_RULES) ? 0 : BPF_FIB_LOOKUP_DIRECT;
-	switch (bpf_fib_lookup(ctx, &fib, sizeof(fib), fib_flags)) {
+	switch (bpf_fib_lookup(ctx, fib, sizeof(*fib), fib_flags)) {
 	case BPF_FIB_LKUP_RET_SUCCESS:
-		break;
+		return ENCAP_GO;
 	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
-		return to_userspace(ctx, NV_EXC_OVERSIZE, vsid, stats_slot, fib.mtu_result);
+		*code = NV_EXC_OVERSIZE;
+		return ENCAP_EXCEPTION;
 	case BPF_FIB_LKUP_RET_NO_NEIGH:
-		return to_userspace(ctx, NV_EXC_NO_NEIGH, vsid, stats_slot, 0);
+		*code = NV_EXC_NO_NEIGH;
+		fib->mtu_result = 0;
+		return ENCAP_EXCEPTION;
 	case BPF_FIB_LKUP_RET_FWD_DISABLED:
-		return drop(ctx, NV_DROP_FIB_FWD_DISABLED);
+		*code = NV_DROP_FIB_FWD_DISABLED;
+		return ENCAP_DROP;
 	default:
-		return drop(ctx, NV_DROP_FIB_UNREACHABLE);
+		*code = NV_DROP_FIB_UNREACHABLE;
+		return ENCAP_DROP;
 	}
+}
 
-	__u32 h = flow_hash(f);
-	__u8 tos = f->tos;
-	__u32 egress = fib.ifindex;
-
-	if (bpf_xdp_adjust_head(ctx, -outer_len))
-		return drop(ctx, NV_DROP_HEADROOM);
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
+/* Writes outer Ethernet, IP and GRE at `data` (the room is there, the inner frame follows).
+ * Lengths come from `inner_len`; for a GSO frame segmentation rewrites them per segment.
+ * Returns -1 when the room is not within `end`. */
+static __always_inline int write_outer(void *data, void *end, const struct bpf_fib_lookup *fib,
+				       const struct nv_config *cfg, const struct nv_lookup_val *rec,
+				       __u8 tos, __u32 hash, __u32 vsid, __u32 inner_len)
+{
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
-		return drop(ctx, NV_DROP_HEADROOM);
-	mac_copy(eth->h_dest, fib.dmac);
-	mac_copy(eth->h_source, fib.smac);
+		return -1;
+	mac_copy(eth->h_dest, fib->dmac);
+	mac_copy(eth->h_source, fib->smac);
 
 	struct gre_key_hdr *gre;
-	if (v6) {
+	if (rec->pa_family == NV_AF_INET6) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		gre = (void *)(ip6 + 1);
 		if ((void *)(gre + 1) > end)
-			return drop(ctx, NV_DROP_HEADROOM);
+			return -1;
 		eth->h_proto = bpf_htons(ETH_P_IPV6);
-		*(__be32 *)ip6 = bpf_htonl((6u << 28) | ((__u32)tos << 20) | (h & 0xfffff));
+		*(__be32 *)ip6 = bpf_htonl((6u << 28) | ((__u32)tos << 20) | (hash & 0xfffff));
 		ip6->payload_len = bpf_htons(NV_GRE_LEN + inner_len);
 		ip6->nexthdr = NV_IPPROTO_GRE;
 		ip6->hop_limit = NV_OUTER_TTL;
@@ -88,12 +97,12 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, const struct flow 
 		struct iphdr *ip = (void *)(eth + 1);
 		gre = (void *)(ip + 1);
 		if ((void *)(gre + 1) > end)
-			return drop(ctx, NV_DROP_HEADROOM);
+			return -1;
 		eth->h_proto = bpf_htons(ETH_P_IP);
 		ip->version = 4;
 		ip->ihl = 5;
 		ip->tos = tos;
-		ip->tot_len = bpf_htons(l3_len + inner_len);
+		ip->tot_len = bpf_htons(sizeof(*ip) + NV_GRE_LEN + inner_len);
 		ip->id = 0; /* atomic datagram (DF set), RFC 6864 */
 		ip->frag_off = bpf_htons(0x4000);
 		ip->ttl = NV_OUTER_TTL;
@@ -105,10 +114,85 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, const struct flow 
 	}
 	gre->flags_version = bpf_htons(NV_GRE_FLAGS_VERSION);
 	gre->protocol = bpf_htons(NV_ETH_P_TEB);
-	gre->key = bpf_htonl((vsid << 8) | flow_id(h));
+	gre->key = bpf_htonl((vsid << 8) | flow_id(hash));
+	return 0;
+}
 
+/* The route's verdict when it is not ENCAP_GO, the same in both hooks. */
+#define ENCAP_REFUSED(ctx, verdict, code, fib, vsid, stats_slot)                                       \
+	((verdict) == ENCAP_DROP ? drop(ctx, code) : to_userspace(ctx, code, vsid, stats_slot, (fib).mtu_result))
+
+static __always_inline int xdp_encap_and_send(struct xdp_md *ctx, const struct flow *f,
+					      const struct nv_lookup_val *rec, __u32 vsid, __u32 stats_slot)
+{
+	struct nv_config *cfg = host_config();
+	if (!cfg)
+		return xdp_drop(ctx, NV_DROP_NO_LOCAL_PA);
+	__u32 inner_len = xdp_frame_len(ctx);
+	struct bpf_fib_lookup fib = {};
+	__u32 code = 0;
+	enum encap_verdict v = underlay_route(ctx, cfg, rec, inner_len, &fib, &code);
+	if (v != ENCAP_GO)
+		return ENCAP_REFUSED(ctx, v, code, fib, vsid, stats_slot);
+
+	int outer_len = rec->pa_family == NV_AF_INET6 ? NV_OUTER6_LEN : NV_OUTER4_LEN;
+	__u32 hash = flow_hash(f);
+	__u8 tos = f->tos;
+	__u32 egress = fib.ifindex;
+	if (bpf_xdp_adjust_head(ctx, -outer_len))
+		return xdp_drop(ctx, NV_DROP_HEADROOM);
+	if (write_outer((void *)(long)ctx->data, (void *)(long)ctx->data_end, &fib, cfg, rec, tos, hash, vsid,
+			inner_len))
+		return xdp_drop(ctx, NV_DROP_HEADROOM);
 	count_vsid(stats_slot, NV_CNT_ENCAP, inner_len);
-	return forward(ctx, egress, vsid);
+	return xdp_forward(ctx, egress, vsid);
+}
+
+/* Copies the Ethernet header at `data` to `data + at` (`at` a constant, for the verifier). */
+static __always_inline int copy_inner_eth(void *data, void *end, const int at)
+{
+	if (data + at + ETH_HLEN > end)
+		return -1;
+	__builtin_memcpy(data + at, data, ETH_HLEN);
+	return 0;
+}
+
+/* `wire_len`: the longest inner frame that leaves (a GSO frame's segment, else the frame). */
+static __always_inline int tc_encap_and_send(struct __sk_buff *skb, const struct flow *f,
+					     const struct nv_lookup_val *rec, __u32 vsid, __u32 stats_slot,
+					     __u32 wire_len)
+{
+	struct nv_config *cfg = host_config();
+	if (!cfg)
+		return tc_drop(skb, NV_DROP_NO_LOCAL_PA);
+	__u32 inner_len = tc_frame_len(skb);
+	struct bpf_fib_lookup fib = {};
+	__u32 code = 0;
+	enum encap_verdict v = underlay_route(skb, cfg, rec, wire_len, &fib, &code);
+	if (v != ENCAP_GO)
+		return ENCAP_REFUSED(skb, v, code, fib, vsid, stats_slot);
+
+	int v6 = rec->pa_family == NV_AF_INET6;
+	int outer_len = v6 ? NV_OUTER6_LEN : NV_OUTER4_LEN;
+	__u32 hash = flow_hash(f);
+	__u8 tos = f->tos;
+	__u32 egress = fib.ifindex;
+	/* The room goes between the VM's Ethernet header and its IP header; the VM's header
+	 * becomes the inner one (copied to the end of the room) and its place the outer one.
+	 * FIXED_GSO: segments keep the VM's size, which the FIB check above let through. */
+	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L4_GRE | BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
+		      BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN) |
+		      (v6 ? BPF_F_ADJ_ROOM_ENCAP_L3_IPV6 : BPF_F_ADJ_ROOM_ENCAP_L3_IPV4);
+	if (bpf_skb_adjust_room(skb, outer_len, BPF_ADJ_ROOM_MAC, flags))
+		return tc_drop(skb, NV_DROP_HEADROOM);
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	if (v6 ? copy_inner_eth(data, end, NV_OUTER6_LEN) : copy_inner_eth(data, end, NV_OUTER4_LEN))
+		return tc_drop(skb, NV_DROP_HEADROOM);
+	if (write_outer(data, end, &fib, cfg, rec, tos, hash, vsid, inner_len))
+		return tc_drop(skb, NV_DROP_HEADROOM);
+	count_vsid(stats_slot, NV_CNT_ENCAP, inner_len);
+	return tc_forward(skb, egress, vsid);
 }
 
 #endif

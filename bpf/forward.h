@@ -1,20 +1,34 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* forward.h - where a customer frame from a VM goes once policy knows its destination:
- * a port on this host (switch), another host (encap), or first through the distributed
- * router when it was sent to the subnet's gateway MAC. */
+/* forward.h - where a customer frame goes once policy knows its destination: a port on
+ * this host (switch), another host (encap), or, from a VM, first through the distributed
+ * router when it was sent to the subnet's gateway MAC. VM ports run tc (tc_deliver,
+ * tc_route); a gateway delivers what comes from outside in XDP (xdp_deliver). */
 #ifndef NV_FORWARD_H
 #define NV_FORWARD_H
 
 #include "encap.h"
 
-static __always_inline int deliver(struct xdp_md *ctx, const struct flow *f,
-				   const struct nv_lookup_val *rec, __u32 vsid, __u32 stats_slot)
+static __always_inline int xdp_deliver(struct xdp_md *ctx, const struct flow *f,
+				       const struct nv_lookup_val *rec, __u32 vsid, __u32 stats_slot)
 {
 	if (rec->port_ifindex) {
 		count_vsid(stats_slot, NV_CNT_LOCAL, frame_len(ctx));
 		return forward(ctx, rec->port_ifindex, vsid);
 	}
-	return encap_and_send(ctx, f, rec, vsid, stats_slot);
+	return xdp_encap_and_send(ctx, f, rec, vsid, stats_slot);
+}
+
+/* A GSO frame switched to a local port stays one frame: the VM on that port takes it whole,
+ * as from a bridge. `wire_len` as in tc_encap_and_send. */
+static __always_inline int tc_deliver(struct __sk_buff *skb, const struct flow *f,
+				      const struct nv_lookup_val *rec, __u32 vsid, __u32 stats_slot,
+				      __u32 wire_len)
+{
+	if (rec->port_ifindex) {
+		count_vsid(stats_slot, NV_CNT_LOCAL, frame_len(skb));
+		return forward(skb, rec->port_ifindex, vsid);
+	}
+	return tc_encap_and_send(skb, f, rec, vsid, stats_slot, wire_len);
 }
 
 /* Decrements TTL / hop limit in place (IPv4 checksum updated incrementally). */
@@ -36,9 +50,9 @@ static __always_inline void decrement_ttl(void *l3, void *end, __u8 family)
 /* The distributed router: longest prefix match in the source's routing domain, then the
  * lookup record of the destination (a subnet route) or of the next hop (a customer route,
  * usually toward a gateway host); rewrite MACs and TTL, switch VSID. */
-static __always_inline int route(struct xdp_md *ctx, struct ethhdr *eth, void *l3,
-				 const struct flow *f, const struct nv_subnet *src_sn,
-				 __u32 src_vsid)
+static __always_inline int tc_route(struct __sk_buff *ctx, struct ethhdr *eth, void *l3,
+				    const struct flow *f, const struct nv_subnet *src_sn,
+				    __u32 src_vsid, __u32 wire_len)
 {
 	__u32 src_slot = src_sn->stats_slot;
 	struct nv_route_val *r = find_route(src_sn->rdid, f->family, f->dst);
@@ -67,7 +81,7 @@ static __always_inline int route(struct xdp_md *ctx, struct ethhdr *eth, void *l
 	mac_copy(eth->h_dest, rec->mac);
 	decrement_ttl(l3, (void *)(long)ctx->data_end, f->family);
 	count_vsid(src_slot, NV_CNT_ROUTE, frame_len(ctx));
-	return deliver(ctx, f, rec, dst_vsid, dst_sn->stats_slot);
+	return tc_deliver(ctx, f, rec, dst_vsid, dst_sn->stats_slot, wire_len);
 }
 
 #endif

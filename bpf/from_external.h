@@ -126,7 +126,7 @@ int nv_from_external(struct xdp_md *ctx)
 	/* The flow as the VM sees it, for the NVGRE FlowID. */
 	f.dst[0] = ca;
 	f.dport = fl->ca_port;
-	return deliver(ctx, &f, rec, vsid, sn->stats_slot);
+	return xdp_deliver(ctx, &f, rec, vsid, sn->stats_slot);
 }
 
 #endif

@@ -1,97 +1,121 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* from_vm.h - program attached to the host end of every VM port. */
+/* from_vm.h - the tc program attached to the host end of every VM port. */
 #ifndef NV_FROM_VM_H
 #define NV_FROM_VM_H
 
 #include "forward.h"
 #include "neighbor_reply.h"
 
+/* Headers the program reads and may rewrite (Ethernet, one tag, IPv6, the longest TCP
+ * header) are pulled into the skb's linear part, writable, before anything is read. */
+#define NV_VM_PULL_LEN 128
+
 /* Removes one 802.1Q/802.1ad tag: customer frames enter the overlay untagged (RFC 7637).
- * Returns -1 when the frame is malformed, NV_DROP_DOUBLE_VLAN for stacked tags, else 0. */
-static __always_inline int strip_vlan(struct xdp_md *ctx)
+ * The kernel has usually moved the VM's tag into skb->vlan_tci already (it still is in the
+ * frame under test-run). Returns -1 when the frame is malformed, NV_DROP_DOUBLE_VLAN for
+ * stacked tags, else 0. Invalidates packet pointers. */
+static __always_inline int strip_vlan(struct __sk_buff *skb)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
 		return -1;
-	if (eth->h_proto != bpf_htons(ETH_P_8021Q) && eth->h_proto != bpf_htons(ETH_P_8021AD))
+	int tag_in_frame = eth->h_proto == bpf_htons(ETH_P_8021Q) || eth->h_proto == bpf_htons(ETH_P_8021AD);
+	if (!skb->vlan_present && !tag_in_frame)
 		return 0;
-	struct vlan_tag *tag = (void *)(eth + 1);
-	if ((void *)(tag + 1) > end)
-		return -1;
-	if (tag->proto == bpf_htons(ETH_P_8021Q) || tag->proto == bpf_htons(ETH_P_8021AD))
+	if (skb->vlan_present && tag_in_frame)
 		return NV_DROP_DOUBLE_VLAN;
-	struct ethhdr untagged;
-	__builtin_memcpy(&untagged, eth, 2 * ETH_ALEN);
-	untagged.h_proto = tag->proto;
-	if (bpf_xdp_adjust_head(ctx, (int)sizeof(*tag)))
-		return -1;
-	data = (void *)(long)ctx->data;
-	eth = data;
-	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
-		return -1;
-	__builtin_memcpy(eth, &untagged, sizeof(untagged));
-	return 0;
+	if (tag_in_frame) {
+		struct vlan_tag *tag = (void *)(eth + 1);
+		if ((void *)(tag + 1) > end)
+			return -1;
+		if (tag->proto == bpf_htons(ETH_P_8021Q) || tag->proto == bpf_htons(ETH_P_8021AD))
+			return NV_DROP_DOUBLE_VLAN;
+	}
+	return bpf_skb_vlan_pop(skb) ? -1 : 0;
 }
 
-SEC("xdp")
-int nv_from_vm(struct xdp_md *ctx)
+/* The longest inner frame that will leave: for a GSO frame, headers and one segment's
+ * payload (gso_size); `l4` points at the transport header. */
+static __always_inline __u32 wire_length(struct __sk_buff *skb, const struct flow *f, void *l4, void *end)
 {
-	__u32 ifindex = ctx->ingress_ifindex;
+	if (!skb->gso_size)
+		return skb->len;
+	__u32 l4_hdr = 60; /* the longest TCP header, for what is not parsed below */
+	if (f->proto == IPPROTO_UDP) {
+		l4_hdr = 8;
+	} else if (f->proto == IPPROTO_TCP && l4 + 13 <= end) {
+		l4_hdr = (*(__u8 *)(l4 + 12) >> 4) * 4;
+	}
+	__u32 len = (__u32)(l4 - (void *)(long)skb->data) + l4_hdr + skb->gso_size;
+	return len < skb->len ? len : skb->len;
+}
+
+/* The program on every VM port: tc, not XDP, so the VM keeps its offloads (an XDP program
+ * on a veth makes its peer refuse TSO, and XDP sees neither a GSO frame nor a partial
+ * checksum). Every frame from the VM takes this path: policy, answers, switch, route, encap. */
+SEC("tc")
+int nv_from_vm(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
 	struct nv_port *port = bpf_map_lookup_elem(&ports, &ifindex);
 	if (!port)
-		return drop(ctx, NV_DROP_PORT_UNKNOWN);
+		return drop(skb, NV_DROP_PORT_UNKNOWN);
 	__u32 vsid = port->vsid;
 	struct nv_subnet *sn = bpf_map_lookup_elem(&subnets, &vsid);
 	if (!sn)
-		return drop(ctx, NV_DROP_SUBNET_UNKNOWN);
+		return drop(skb, NV_DROP_SUBNET_UNKNOWN);
 
-	int tag = strip_vlan(ctx);
+	__u32 pull = skb->len < NV_VM_PULL_LEN ? skb->len : NV_VM_PULL_LEN;
+	if (bpf_skb_pull_data(skb, pull))
+		return drop(skb, NV_DROP_MALFORMED);
+	int tag = strip_vlan(skb);
 	if (tag)
-		return drop(ctx, tag < 0 ? NV_DROP_MALFORMED : NV_DROP_DOUBLE_VLAN);
+		return drop(skb, tag < 0 ? NV_DROP_MALFORMED : NV_DROP_DOUBLE_VLAN);
 
-	struct cursor c = { .pos = (void *)(long)ctx->data, .end = (void *)(long)ctx->data_end };
+	struct cursor c = { .pos = (void *)(long)skb->data, .end = (void *)(long)skb->data_end };
 	struct ethhdr *eth = CURSOR_TAKE(&c, struct ethhdr);
 	if (!eth)
-		return drop(ctx, NV_DROP_MALFORMED);
+		return drop(skb, NV_DROP_MALFORMED);
 	if (!mac_equal(eth->h_source, port->mac))
-		return drop(ctx, NV_DROP_SRC_MAC_SPOOF);
+		return drop(skb, NV_DROP_SRC_MAC_SPOOF);
 
 	if (eth->h_proto == bpf_htons(ETH_P_ARP))
-		return answer_arp(ctx, port, sn);
+		return answer_arp(skb, port, sn);
 
 	struct flow f = {};
 	void *l3 = c.pos;
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = parse_ipv6(&c, &f);
 		if (!ip6)
-			return drop(ctx, NV_DROP_MALFORMED);
+			return drop(skb, NV_DROP_MALFORMED);
 		if (is_neighbor_solicitation(c, ip6))
-			return answer_ns(ctx, port, sn);
+			return answer_ns(skb, port, sn);
 	} else if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		if (!parse_ipv4(&c, &f))
-			return drop(ctx, NV_DROP_MALFORMED);
+			return drop(skb, NV_DROP_MALFORMED);
 	}
 
 	if (mac_is_broadcast(eth->h_dest))
-		return to_userspace(ctx, NV_EXC_BROADCAST, vsid, sn->stats_slot, 0);
+		return to_userspace(skb, NV_EXC_BROADCAST, vsid, sn->stats_slot, 0);
 	if (mac_is_multicast(eth->h_dest))
-		return to_userspace(ctx, NV_EXC_MULTICAST, vsid, sn->stats_slot, 0);
+		return to_userspace(skb, NV_EXC_MULTICAST, vsid, sn->stats_slot, 0);
 	if (!f.family)
-		return drop(ctx, NV_DROP_NOT_IP);
+		return drop(skb, NV_DROP_NOT_IP);
 	if (!port_may_use(ifindex, f.family, f.src))
-		return drop(ctx, NV_DROP_SRC_CA_SPOOF);
+		return drop(skb, NV_DROP_SRC_CA_SPOOF);
 
+	__u32 wire_len = wire_length(skb, &f, c.pos, c.end);
 	if (mac_equal(eth->h_dest, sn->gw_mac))
-		return route(ctx, eth, l3, &f, sn, vsid);
+		return tc_route(skb, eth, l3, &f, sn, vsid, wire_len);
 
 	struct nv_lookup_val *rec = find_record(vsid, f.family, f.dst);
 	if (!rec)
-		return to_userspace(ctx, NV_EXC_NO_LOOKUP, vsid, sn->stats_slot, 0);
+		return to_userspace(skb, NV_EXC_NO_LOOKUP, vsid, sn->stats_slot, 0);
 	if (rec->type == NV_REC_GATEWAY)
-		return to_userspace(ctx, NV_EXC_GATEWAY, vsid, sn->stats_slot, 0);
-	return deliver(ctx, &f, rec, vsid, sn->stats_slot);
+		return to_userspace(skb, NV_EXC_GATEWAY, vsid, sn->stats_slot, 0);
+	return tc_deliver(skb, &f, rec, vsid, sn->stats_slot, wire_len);
 }
 
 #endif

@@ -82,7 +82,7 @@ static __always_inline int route_from_outside(struct xdp_md *ctx, struct ethhdr 
 	mac_copy(eth->h_dest, rec->mac);
 	decrement_ttl(ip, (void *)(long)ctx->data_end, NV_AF_INET);
 	count_gw(NV_GW_ROUTED_IN, frame_len(ctx));
-	return deliver(ctx, f, rec, vsid, sn->stats_slot);
+	return xdp_deliver(ctx, f, rec, vsid, sn->stats_slot);
 }
 
 #endif

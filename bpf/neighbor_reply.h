@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* neighbor_reply.h - ARP requests and IPv6 neighbor solicitations from a VM are answered
- * in place from policy (XDP_TX): the subnet's gateway address gets the gateway MAC, a CA
+ * in place from policy and sent back out of the port: the subnet's gateway address gets the gateway MAC, a CA
  * with a lookup record in the port's VSID gets that record's MAC. Nothing else is answered,
  * nor is a VM's question about its own address (duplicate address detection). */
 #ifndef NV_NEIGHBOR_REPLY_H
@@ -34,7 +34,7 @@ static __always_inline int neighbor_mac(const struct nv_port *port, const struct
 	return 1;
 }
 
-static __always_inline int answer_arp(struct xdp_md *ctx, const struct nv_port *port,
+static __always_inline int answer_arp(struct __sk_buff *ctx, const struct nv_port *port,
 				      const struct nv_subnet *sn)
 {
 	struct arp_frame {
@@ -68,7 +68,7 @@ static __always_inline int answer_arp(struct xdp_md *ctx, const struct nv_port *
 	mac_copy(arp->sha, mac);
 	__builtin_memcpy(arp->tpa, &sender, 4);
 	__builtin_memcpy(arp->spa, &target, 4);
-	return reply_in_place(ctx, port->vsid);
+	return tc_reply(ctx, port->vsid);
 }
 
 /* The neighbor advertisement we send: IPv6 header, NA, target link-layer address option. */
@@ -92,7 +92,7 @@ static __always_inline int is_neighbor_solicitation(struct cursor c, const struc
 	return ns && ns->type == 135 && ns->code == 0;
 }
 
-static __always_inline int answer_ns(struct xdp_md *ctx, const struct nv_port *port,
+static __always_inline int answer_ns(struct __sk_buff *ctx, const struct nv_port *port,
 				     const struct nv_subnet *sn)
 {
 	/* Not one struct: Ethernet is 14 bytes and a struct would pad it to 16. */
@@ -132,8 +132,8 @@ static __always_inline int answer_ns(struct xdp_md *ctx, const struct nv_port *p
 	r.na.checksum = csum_fold(sum);
 
 	/* Resize to exactly Ethernet + reply, then write it. */
-	int delta = (int)(sizeof(struct ethhdr) + sizeof(r)) - (int)frame_len(ctx);
-	if (bpf_xdp_adjust_tail(ctx, delta))
+	__u32 reply_len = sizeof(struct ethhdr) + sizeof(r);
+	if (bpf_skb_change_tail(ctx, reply_len, 0) || bpf_skb_pull_data(ctx, reply_len))
 		return drop(ctx, NV_DROP_HEADROOM);
 	struct ethhdr *eth = (void *)(long)ctx->data;
 	struct na_reply *out = (void *)(eth + 1);
@@ -143,7 +143,7 @@ static __always_inline int answer_ns(struct xdp_md *ctx, const struct nv_port *p
 	mac_copy(eth->h_source, mac);
 	eth->h_proto = bpf_htons(ETH_P_IPV6);
 	__builtin_memcpy(out, &r, sizeof(r));
-	return reply_in_place(ctx, port->vsid);
+	return tc_reply(ctx, port->vsid);
 }
 
 #endif

@@ -357,7 +357,7 @@ public final class Instance {
 
     // MARK: ports
 
-    /// Interfaces of this instance with a pinned XDP link, the uplink excluded.
+    /// Interfaces of this instance with a pinned link (tc for ports), the uplink excluded.
     public func attachedPorts() -> [String] {
         let pins = (try? FileManager.default.contentsOfDirectory(atPath: pinDirectory)) ?? []
         return pins.filter { $0.hasPrefix("link_") }.map { String($0.dropFirst(5)) }.filter { $0 != settings.uplink }
@@ -370,7 +370,16 @@ public final class Instance {
         return pins.first { $0.hasPrefix("extlink_") }.map { String($0.dropFirst(8)) }
     }
 
+    /// A port runs nv_from_vm on tc ingress. An XDP program already on the port would see the
+    /// VM's frames first and turn the VM's TSO off (a veth whose peer runs XDP refuses it),
+    /// so such a port is refused rather than half served.
     func attachPort(_ interface: String) throws {
+        if let idx = existingInterfaceIndex(interface), let mode = xdpAttachMode(ifindex: idx) {
+            throw ControlError(
+                "port \(interface) already runs an XDP program (\(mode.rawValue)): it would take the VM's frames "
+                    + "before nv_from_vm, and the VM's TSO would stay off",
+                hint: "detach it (`ip link set dev \(interface) xdp off`), then apply again")
+        }
         try attach(.fromVM, to: interface, pin: Self.linkPin(interface))
     }
 
@@ -378,8 +387,7 @@ public final class Instance {
     func attach(_ program: Program, to interface: String, pin: String) throws {
         let idx = try interfaceIndex(interface)
         guard let progPin = Self.programPins.first(where: { $0.0 == program })?.1 else { return }
-        let link = try attachPinnedXDP(
-            programAt: "\(pinDirectory)/\(progPin)", name: program.rawValue, ifindex: idx, mode: settings.xdpMode)
+        let link = try attachPinned(program, at: "\(pinDirectory)/\(progPin)", ifindex: idx, mode: settings.xdpMode)
         try link.pin(at: "\(pinDirectory)/\(pin)")
     }
 

@@ -40,6 +40,7 @@ public enum TraceDecision: String, Sendable {
 /// What the program did with one frame.
 public struct TraceOutcome {
     public var input: [UInt8]
+    public var hook: Hook  // a port's frames run the tc program, the uplink's XDP
     public var verdict: UInt32
     public var kind: TraceDecision
     public var reason: String?  // drop or exception reason name
@@ -49,6 +50,14 @@ public struct TraceOutcome {
     public var output: [UInt8]
 
     public var verdictName: String {
+        if hook == .tc {
+            switch Int32(bitPattern: verdict) {
+            case TC_ACT_OK: return "TC_ACT_OK"
+            case TC_ACT_SHOT: return "TC_ACT_SHOT"
+            case TC_ACT_REDIRECT: return "TC_ACT_REDIRECT"
+            default: return "verdict \(verdict)"
+            }
+        }
         switch verdict {
         case UInt32(XDP_ABORTED.rawValue): return "XDP_ABORTED"
         case UInt32(XDP_DROP.rawValue): return "XDP_DROP"
@@ -135,7 +144,7 @@ public final class Tracer {
             (program, idx) = (.fromFabric, uplinkIfindex)
         }
         let r = try dp.testRun(program, frame: frame, ingressIfindex: idx)
-        var out = TraceOutcome(input: frame, verdict: r.verdict, kind: .unknown, output: r.output)
+        var out = TraceOutcome(input: frame, hook: program.hook, verdict: r.verdict, kind: .unknown, output: r.output)
         if let t = r.trace {
             switch t.traceKind {
             case NV_TRACE_FORWARD:

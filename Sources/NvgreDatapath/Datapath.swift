@@ -24,13 +24,24 @@ public struct LoadOptions: Sendable {
     public init() {}
 }
 
-/// The XDP programs in the object.
+/// Where a program runs: XDP in the driver, or tc (sched_cls) on the skb. VM ports run tc so
+/// that the VM keeps its checksum and segmentation offload; the uplink and the external
+/// interface run XDP.
+public enum Hook: String, Sendable {
+    case xdp
+    case tc
+}
+
+/// The programs in the object.
 public enum Program: String, CaseIterable, Sendable {
     case fromVM = "nv_from_vm"
     case fromFabric = "nv_from_fabric"
     case fromExternal = "nv_from_external"
     case barePass = "nv_bare_pass"
     case bareTX = "nv_bare_tx"
+    case bareTCPass = "nv_bare_tc_pass"
+
+    public var hook: Hook { self == .fromVM || self == .bareTCPass ? .tc : .xdp }
 }
 
 /// One loaded instance of the BPF object (programs and maps), from the embedded skeleton.
@@ -69,7 +80,7 @@ public final class Datapath {
         if rc != 0 {
             let log = String(cString: nv_libbpf_capture_text())
             nvgre__destroy(s)
-            throw DatapathError.fromReturn("load the XDP programs (verifier log follows)", rc, detail: log)
+            throw DatapathError.fromReturn("load the BPF programs (verifier log follows)", rc, detail: log)
         }
         skel = s
         maps = DatapathMaps { name in
@@ -147,6 +158,7 @@ public final class Datapath {
         case .fromExternal: return bpf_program__fd(p.nv_from_external)
         case .barePass: return bpf_program__fd(p.nv_bare_pass)
         case .bareTX: return bpf_program__fd(p.nv_bare_tx)
+        case .bareTCPass: return bpf_program__fd(p.nv_bare_tc_pass)
         }
     }
 }

@@ -117,7 +117,8 @@ public final class HostExceptionHandler {
     /// the whole packet's flow.
     private func fragmentAndSend(_ e: ExceptionFrame, _ f: DecodedFrame, record: nv_lookup_val, mtu: Int) {
         let ethernet = Array(e.frame[0..<f.l3Offset])
-        let packet = Array(e.frame[f.l3Offset...])
+        // From a VM with checksum offload the TCP/UDP checksum may be a pseudo-header sum only.
+        let packet = completingTransportChecksum(ofIPv4: Array(e.frame[f.l3Offset...]))
         guard let src = f.src, let dst = f.dst, let fragments = IPv4Fragmenter.fragments(of: packet, mtu: mtu),
             let cfg = maps.config.lookup(0), let srcPA = cfg.providerAddress(record.providerAddress.family)
         else {

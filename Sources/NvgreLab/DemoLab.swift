@@ -70,6 +70,10 @@ public final class DemoLab {
             try net.ip(ns(h), "link set ul mtu \(underlayMTU)")
             try net.ip(fabric, "link set \(port) mtu \(underlayMTU) master br0")
             try receivesRedirects(port, in: fabric, bare)
+            // The underlay is a wire: each end puts finished, MTU-sized frames on it, as a NIC
+            // would, whatever the VMs hand over with their offloads on.
+            try net.likeAWire("ul", in: ns(h))
+            try net.likeAWire(port, in: fabric)
             try net.ip(ns(h), "addr add \(h.pa4)/24 dev ul")
             try net.ip(ns(h), "addr add \(h.pa6)/64 dev ul nodad")
         }
@@ -90,10 +94,8 @@ public final class DemoLab {
             for vm in DemoPlan.vms where vm.host == h.name {
                 try net.namespace("\(h.name)-\(vm.name)")
                 try net.veth(vm.name, in: ns(h), "eth0", in: ns(vm), macB: vm.mac.description)
+                // The VM keeps its defaults: checksum offload, TSO and GSO on.
                 try receivesRedirects("eth0", in: ns(vm), bare)
-                // A veth leaves TCP/UDP checksums to "hardware" that XDP redirects never reach:
-                // the VM computes them itself, as a virtio NIC without offload would.
-                try net.exec(ns(vm), "ethtool -K eth0 tx off")
                 try net.ip(ns(vm), "addr add \(vm.ip4)/24 dev eth0")
                 try net.ip(ns(vm), "addr add \(vm.ip6)/64 dev eth0 nodad")
                 try net.ip(ns(vm), "route add default via \(vm.gateway4)")

@@ -71,6 +71,14 @@ public final class LabNetwork {
         try sh("ip netns exec \(ns) \(command)")
     }
 
+    /// Makes a veth end hand frames over as a NIC puts them on a cable: checksums completed and
+    /// GSO frames cut into segments before they leave. A veth otherwise passes 64 KiB frames
+    /// and unfinished checksums to its peer, which no wire does (and which an XDP program on
+    /// the peer could not take).
+    public func likeAWire(_ interface: String, in ns: String) throws {
+        try exec(ns, "ethtool -K \(interface) tx off tso off gso off")
+    }
+
     /// A veth pair between two namespaces. `queues` > 1 gives each end that many rx and tx
     /// queues, so XDP traffic sent from several CPUs is received on each sender's CPU. Both
     /// ends come up.

@@ -24,7 +24,7 @@ public final class LabHost {
     public let pa: IPAddress
     public let vm: LabVM
     public let dp: Datapath
-    public var links: [XDPLink] = []
+    public var links: [ProgramLink] = []
     public var handler: HostExceptionHandler!
     var channel: ExceptionChannel!
 
@@ -71,6 +71,7 @@ public final class TwoHostLab {
     private func wire(_ h: LabHost) throws {
         try net.veth("port", in: h.ns, "eth0", in: h.vmNS, macB: h.vm.mac.description)
         try net.ip(h.ns, "addr add \(h.pa)/24 dev ul")
+        try net.likeAWire("ul", in: h.ns)
         try net.setForwarding(true, in: h.ns, uplink: "ul")
         try net.ip(h.vmNS, "addr add \(h.vm.ip4)/24 dev eth0")
         try net.ip(h.vmNS, "addr add \(h.vm.ip6)/64 dev eth0 nodad")

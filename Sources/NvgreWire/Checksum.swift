@@ -54,3 +54,33 @@ extension Array where Element == UInt8 {
         self[i + 1] = UInt8(v & 0xff)
     }
 }
+
+/// An unfragmented IPv4 packet with its TCP or UDP checksum computed in full. A frame from a
+/// VM with checksum offload on carries only the pseudo-header sum there, which the kernel or
+/// the NIC completes on the way out; a frame that userspace sends on itself (in fragments)
+/// must be completed first. A UDP checksum of 0 (none) stays 0; other packets are unchanged.
+public func completingTransportChecksum(ofIPv4 packet: [UInt8]) -> [UInt8] {
+    guard packet.count >= 20, packet[0] >> 4 == 4, packet[6] & 0x3f == 0, packet[7] == 0 else { return packet }
+    let headerLength = Int(packet[0] & 0x0f) * 4
+    let totalLength = min(packet.count, Int(packet[2]) << 8 | Int(packet[3]))
+    let proto = packet[9]
+    let at: Int
+    switch proto {
+    case IPProtocol.tcp.rawValue: at = headerLength + 16
+    case IPProtocol.udp.rawValue: at = headerLength + 6
+    default: return packet
+    }
+    guard at + 2 <= totalLength else { return packet }
+    if proto == IPProtocol.udp.rawValue && packet[at] == 0 && packet[at + 1] == 0 { return packet }
+    var out = packet
+    out[at] = 0
+    out[at + 1] = 0
+    let src = IPAddress(v4: Array(packet[12..<16])), dst = IPAddress(v4: Array(packet[16..<20]))
+    let l4 = Array(out[headerLength..<totalLength])
+    var sum = internetChecksum(
+        l4, initial: pseudoHeaderSum(src: src, dst: dst, protocol: proto, length: l4.count))
+    if sum == 0 && proto == IPProtocol.udp.rawValue { sum = 0xffff }
+    out[at] = UInt8(sum >> 8)
+    out[at + 1] = UInt8(sum & 0xff)
+    return out
+}

@@ -66,6 +66,14 @@ final class NvgreBenchHost {
         policyFile = NSTemporaryDirectory() + "\(net.prefix)-bench-policy.yaml"
         try writePolicy(scaleRecords: 0)
         try cli(["up", "--uplink", "ul", "--policy", policyFile])
+        // The generator's frames are XDP frames, which a veth takes only when it runs XDP:
+        // port1 gets a bare XDP_PASS, as the kernel vxlan row's port1 does, so both rows
+        // pay the same to turn them into skbs before the VM-port hook (tc) sees them.
+        let bare = try Datapath()
+        try NetworkNamespace.run(in: ns.h) {
+            try attachXDPToInterface(
+                programFD: bare.programFD(.barePass), name: "nv_bare_pass", ifindex: try interfaceIndex("port1"))
+        }
     }
 
     func down() {

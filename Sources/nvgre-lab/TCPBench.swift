@@ -32,10 +32,6 @@ struct TCPBench {
         try lab.build()
         defer { lab.stop() }
         try lab.start()
-        for port in ["to-a", "to-b", "to-g"] {
-            _ = try lab.net.exec(lab.fabric, "ethtool -K \(port) tx off tso off gso off")
-        }
-        for h in DemoPlan.hosts { _ = try lab.net.exec(lab.ns(h), "ethtool -K ul tx off tso off gso off") }
         let (a, b) = (DemoPlan.vm(DemoPlan.a, "red1"), DemoPlan.vm(DemoPlan.b, "red1"))
         for txOff in [true, false] {
             for vm in [a, b] {
@@ -97,7 +93,7 @@ struct VXLANPair {
         for i in 0..<2 {
             let (h, vm) = (hosts[i], vms[i])
             try net.ip(h, "link set ul mtu 1600")
-            _ = try net.exec(h, "ethtool -K ul tx off tso off gso off")
+            try net.likeAWire("ul", in: h)
             try net.ip(h, "addr add \(pas[i])/24 dev ul")
             try net.ip(h, "link add vx0 type vxlan id 5001 local \(pas[i]) remote \(pas[1 - i]) dstport 4789 dev ul")
             try net.ip(h, "link add br0 type bridge")

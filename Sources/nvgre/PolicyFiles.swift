@@ -100,8 +100,8 @@ func printSummary(_ s: ApplySummary, json: Bool) {
             guard let c = s.plan.changes[m], !c.isEmpty else { continue }
             print("  \(m.noun): \(c.added.count) added, \(c.changed.count) changed, \(c.removed.count) removed")
         }
-        if !s.attach.isEmpty { print("  XDP attached to: \(s.attach.joined(separator: ", "))") }
-        if !s.detach.isEmpty { print("  XDP detached from: \(s.detach.joined(separator: ", "))") }
+        if !s.attach.isEmpty { print("  programs attached to: \(s.attach.joined(separator: ", "))") }
+        if !s.detach.isEmpty { print("  programs detached from: \(s.detach.joined(separator: ", "))") }
     }
     for r in s.idleRoutes { print("  note: customerRoutes[\(r.index)] is not used: \(r.why)") }
 }

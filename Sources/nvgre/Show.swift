@@ -39,17 +39,24 @@ struct Show: NvgreCommand {
             )
             for (name, role) in ifaces {
                 let idx = existingInterfaceIndex(name) ?? 0
-                let mode = idx == 0 ? nil : xdpAttachMode(ifindex: idx)
                 let program = ["uplink": "nv_from_fabric", "external": "nv_from_external"][role] ?? "nv_from_vm"
+                let hook = role == "port" ? "tc" : "xdp"
+                // What the kernel says is attached: the XDP mode, or tcx-ingress for a port.
+                let attach: String? =
+                    idx == 0
+                    ? nil
+                    : hook == "tc"
+                        ? (tcIngressProgramCount(ifindex: idx) > 0 ? Attachment.tcIngress.name : nil)
+                        : xdpAttachMode(ifindex: idx)?.rawValue
                 rows.append(
                     .object([
                         ("interface", .string(name)), ("role", .string(role)), ("ifindex", .number(UInt64(idx))),
-                        ("program", .string(program)), ("pinnedLink", .bool(attached.contains(name))),
-                        ("xdp", .string(mode?.rawValue ?? "none"))
+                        ("program", .string(program)), ("hook", .string(hook)),
+                        ("pinnedLink", .bool(attached.contains(name))), ("attach", .string(attach ?? "none"))
                     ]))
                 text.append(
-                    "\(pad(name, 16)) \(pad(role, 7)) ifindex \(pad(String(idx), 5)) \(pad(program, 15)) xdp "
-                        + "\(mode?.rawValue ?? "none (missing or detached)")"
+                    "\(pad(name, 16)) \(pad(role, 7)) ifindex \(pad(String(idx), 5)) \(pad(program, 16)) "
+                        + "\(hook) \(attach ?? "none (missing or detached)")"
                 )
             }
             sections.append(("interfaces", .array(rows), text))

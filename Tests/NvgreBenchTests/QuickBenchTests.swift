@@ -22,7 +22,8 @@ struct QuickBenchTests {
             rows.first { $0["name"] as? String == name }?[key] as? Double
         }
         let costs = [
-            "bare XDP_PASS", "bare XDP_TX (MAC swap)", "encap (from VM, IPv4 PA)", "decap (from fabric)",
+            "bare XDP_PASS", "bare XDP_TX (MAC swap)", "bare tc (TC_ACT_OK)", "encap (from VM, IPv4 PA)",
+            "decap (from fabric)",
             "local switch (from VM)",
             "routed 5001->5002, encap", "ARP reply (from VM)", "exception to userspace (no record)"
         ]

@@ -20,7 +20,7 @@ final class CLIHost {
     let ns: String
     let vm1: String, vm2: String
     let instance: String
-    private var vmLinks: [XDPLink] = []
+    private var vmLinks: [ProgramLink] = []
 
     /// The `nvgre` binary `swift test` built next to the test bundle.
     static let binary = builtBinary("nvgre")

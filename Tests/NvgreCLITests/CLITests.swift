@@ -62,10 +62,23 @@ struct CLITests {
                 && records.first?["providerAddress"] as? String == "198.18.0.1")
         let ifaces = try #require(show["interfaces"] as? [[String: Any]])
         #expect(ifaces.map { $0["interface"] as? String } == ["ul", "port1"])
-        #expect(ifaces.allSatisfy { ["native", "generic"].contains($0["xdp"] as? String) })
+        #expect(["native", "generic"].contains(ifaces.first?["attach"] as? String), "\(ifaces)")
+        #expect(ifaces.last?["attach"] as? String == "tcx-ingress" && ifaces.last?["hook"] as? String == "tc")
         let routes = try #require(show["customerRoutes"] as? [[String: Any]])
         #expect(routes.first?["active"] as? Bool == true)
-        #expect(try h.net.ip(h.ns, "link show port1").contains("prog/xdp"))
+        // Independently: bpftool lists a tcx link (type 11 to bpftool 7.1) running the
+        // instance's pinned nv_from_vm.
+        let prog = try #require(
+            try JSONSerialization.jsonObject(
+                with: Data(try sh("bpftool -j prog show pinned /sys/fs/bpf/\(h.instance)/prog_from_vm").utf8))
+                as? [String: Any])
+        let links = try #require(
+            try JSONSerialization.jsonObject(with: Data(try sh("bpftool -j link show").utf8)) as? [[String: Any]])
+        #expect(prog["name"] as? String == "nv_from_vm")
+        #expect(
+            links.contains {
+                ($0["prog_id"] as? Int) == (prog["id"] as? Int) && ["tcx", "11"].contains("\($0["type"] ?? "")")
+            }, "\(links)")
 
         // An independent reader: bpftool dumps the pinned lookups map, keys and values as bytes.
         let dump = try sh("bpftool -j map dump pinned /sys/fs/bpf/\(h.instance)/lookups")
@@ -166,13 +179,13 @@ struct CLITests {
             return try #require((r.json as? [[String: Any]])?.first)
         }
         let local = try trace(["--port", "port1", "--dst", "198.19.1.2", "--proto", "tcp", "--dport", "443"])
-        #expect(local["verdict"] as? String == "XDP_REDIRECT" && local["egress"] as? String == "port2")
+        #expect(local["verdict"] as? String == "TC_ACT_REDIRECT" && local["egress"] as? String == "port2")
         #expect((local["output"] as? [String])?.last == "TCP 40000 > 443 [SYN]")
         let spoofed = try trace(["--port", "port1", "--dst", "198.19.1.2", "--src", "198.19.1.9"])
-        #expect(spoofed["verdict"] as? String == "XDP_DROP" && spoofed["reason"] as? String == "source-ca-spoofed")
+        #expect(spoofed["verdict"] as? String == "TC_ACT_SHOT" && spoofed["reason"] as? String == "source-ca-spoofed")
         let arp = try trace(["--port", "port1", "--dst", "198.19.1.254", "--proto", "arp"])
         #expect(
-            arp["verdict"] as? String == "XDP_TX"
+            arp["verdict"] as? String == "TC_ACT_REDIRECT" && arp["decision"] as? String == "reply"
                 && (arp["output"] as? [String])?.last == "ARP reply 198.19.1.254 is-at 02:00:00:00:ff:01")
         let outside = try trace(["--port", "port1", "--dst", "203.0.113.5", "--proto", "udp"])
         #expect(outside["decision"] as? String == "exception" && outside["reason"] as? String == "customer-route")
@@ -198,8 +211,8 @@ struct CLITests {
         #expect(h.run(["up", "--uplink", "ul", "--policy", try h.file("example.yaml", CLIHost.example)]).status == 0)
         let before = h.run(["save"]).out
         let dumpBefore = try sh("bpftool -j map dump pinned /sys/fs/bpf/\(h.instance)/lookups")
-        // Something else holds XDP on port2 (another tool's program): attaching ours there
-        // fails after the maps were already written, and the maps are put back.
+        // Something else holds XDP on port2 (another tool's program): ours refuses that port
+        // after the maps were already written, and the maps are put back.
         let other = try Datapath()
         let held = try NetworkNamespace.run(in: h.ns) { try other.attach(.barePass, interface: "port2") }
         defer { withExtendedLifetime(held) {} }

@@ -18,15 +18,39 @@ struct AttachTests {
                 o.maxLookups = 16
                 return o
             }())
-        var link: XDPLink? = try NetworkNamespace.run(in: ns) {
+        var link: ProgramLink? = try NetworkNamespace.run(in: ns) {
             try dp.attach(.fromFabric, interface: "ul", mode: mode)
         }
-        #expect(link?.mode == mode)
+        #expect(link?.attachment == .xdp(mode))
         let shown = try net.ip(ns, "link show ul")
         #expect(shown.contains(mode == .native ? "xdp " : "xdpgeneric"), "\(shown)")
         #expect(shown.contains("prog/xdp id"))
         link = nil
         #expect(!(try net.ip(ns, "link show ul")).contains("prog/xdp"))
+    }
+
+    /// VM ports run the tc program on tcx ingress: the kernel lists it there, and it goes
+    /// away with the link; the port's peer keeps TSO (no XDP on the port).
+    @Test func thePortProgramAttachesToTcIngressAndTheVMKeepsTSO() throws {
+        let net = LabNetwork(tag: "attach-tc")
+        let ns = try net.namespace("h")
+        let vm = try net.namespace("v")
+        try net.veth("port", in: ns, "eth0", in: vm)
+        let dp = try Datapath(
+            options: {
+                var o = LoadOptions()
+                o.maxLookups = 16
+                return o
+            }())
+        var link: ProgramLink? = try NetworkNamespace.run(in: ns) { try dp.attach(.fromVM, interface: "port") }
+        #expect(link?.attachment == .tcIngress)
+        let idx = try NetworkNamespace.run(in: ns) { try interfaceIndex("port") }
+        #expect(try NetworkNamespace.run(in: ns) { tcIngressProgramCount(ifindex: idx) } == 1)
+        #expect(try net.ip(vm, "link show eth0").contains("prog/xdp") == false)
+        let features = try net.exec(vm, "ethtool -k eth0")
+        #expect(features.contains("tcp-segmentation-offload: on"), "\(features)")
+        link = nil
+        #expect(try NetworkNamespace.run(in: ns) { tcIngressProgramCount(ifindex: idx) } == 0)
     }
 
     @Test func attachingToAMissingInterfaceSaysSo() throws {
@@ -52,7 +76,7 @@ struct AttachTests {
             _ = try Datapath(options: o)
             Issue.record("a zero-sized map loaded")
         } catch {
-            #expect("\(error)".contains("load the XDP programs"), "\(error)")
+            #expect("\(error)".contains("load the BPF programs"), "\(error)")
         }
     }
 }

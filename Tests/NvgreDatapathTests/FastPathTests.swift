@@ -19,7 +19,8 @@ struct FastPathTests {
                 defer { _ = try? c.after?(host) }
                 exceptions.removeAll()
                 let before = host.counters()
-                let result = try host.dp.testRun(c.program, frame: c.frame, ingressIfindex: host.port(c.ingress))
+                let result = try host.dp.testRun(
+                    c.program, frame: c.frame, ingressIfindex: host.port(c.ingress), gsoSize: c.gsoSize)
                 try channel.poll(timeoutMilliseconds: 0)
                 let after = host.counters()
                 check(c, result, host: host, exceptions: exceptions)
@@ -40,18 +41,18 @@ struct FastPathTests {
         }
         switch c.expected {
         case let .forward(to, output):
-            #expect(r.verdict == XDP_REDIRECT.rawValue, "\(name): verdict \(r.verdict)")
+            #expect(r.action == .redirect, "\(name): \(r.action), verdict \(r.verdict)")
             #expect(t.kind == UInt16(NV_TRACE_FORWARD.rawValue), "\(name): trace kind \(t.kind) code \(t.code)")
             #expect(t.egress_ifindex == host.port(to), "\(name): egress \(t.egress_ifindex), expected \(to)")
             expectBytes(r.output, output, name)
         case let .reply(output):
-            #expect(r.verdict == XDP_TX.rawValue, "\(name): verdict \(r.verdict), trace \(t.kind)/\(t.code)")
+            #expect(r.action == .reply, "\(name): \(r.action), trace \(t.kind)/\(t.code)")
             expectBytes(r.output, output, name)
         case .pass:
-            #expect(r.verdict == XDP_PASS.rawValue, "\(name): verdict \(r.verdict), trace \(t.kind)/\(t.code)")
+            #expect(r.action == .pass, "\(name): \(r.action), trace \(t.kind)/\(t.code)")
             expectBytes(r.output, c.frame, name)
         case let .drop(reason):
-            #expect(r.verdict == XDP_DROP.rawValue, "\(name): verdict \(r.verdict)")
+            #expect(r.action == .drop, "\(name): \(r.action), verdict \(r.verdict)")
             #expect(
                 t.kind == UInt16(NV_TRACE_DROP.rawValue) && t.code == UInt16(reason.rawValue),
                 Comment(
@@ -59,7 +60,7 @@ struct FastPathTests {
                         + "\(ReasonNames.drop(reason.rawValue))")
             )
         case let .exception(reason, frame, mtu):
-            #expect(r.verdict == XDP_DROP.rawValue, "\(name): verdict \(r.verdict)")
+            #expect(r.action == .drop, "\(name): \(r.action), verdict \(r.verdict)")
             #expect(
                 t.kind == UInt16(NV_TRACE_EXCEPTION.rawValue) && t.code == UInt16(reason.rawValue),
                 "\(name): trace \(t.kind)/\(t.code), expected exception \(ReasonNames.exception(reason.rawValue))")
@@ -93,7 +94,7 @@ struct FastPathTests {
         let verdicts = try NetworkNamespace.run(in: host.ns) {
             try (0..<3).map { _ in try host.dp.testRun(.fromVM, frame: frame, ingressIfindex: host.port("port1")) }
         }
-        #expect(verdicts.allSatisfy { $0.verdict == XDP_DROP.rawValue })
+        #expect(verdicts.allSatisfy { $0.action == .drop })
         #expect(verdicts[0].trace?.kind == UInt16(NV_TRACE_EXCEPTION.rawValue))
         #expect(verdicts[2].trace?.kind == UInt16(NV_TRACE_DROP.rawValue))
         #expect(verdicts[2].trace?.code == UInt16(NV_DROP_EXCEPTION_RING_FULL.rawValue))

@@ -51,14 +51,14 @@ struct GatewayEgressTests {
 
     func expectDrop(_ r: TestRunResult, _ reason: nv_drop_reason, _ what: String) {
         #expect(
-            r.verdict == XDP_DROP.rawValue && r.trace?.kind == UInt16(NV_TRACE_DROP.rawValue)
+            r.action == .drop && r.trace?.kind == UInt16(NV_TRACE_DROP.rawValue)
                 && r.trace?.code == UInt16(reason.rawValue),
             "\(what): verdict \(r.verdict), trace \(String(describing: r.trace))")
     }
 
     func expectException(_ r: TestRunResult, _ reason: nv_exception_reason, _ what: String) {
         #expect(
-            r.verdict == XDP_DROP.rawValue && r.trace?.kind == UInt16(NV_TRACE_EXCEPTION.rawValue)
+            r.action == .drop && r.trace?.kind == UInt16(NV_TRACE_EXCEPTION.rawValue)
                 && r.trace?.code == UInt16(reason.rawValue),
             "\(what): verdict \(r.verdict), trace \(String(describing: r.trace))")
     }

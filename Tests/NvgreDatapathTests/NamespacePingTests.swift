@@ -11,7 +11,7 @@ struct NamespacePingTests {
     @Test func pingBothWaysThroughTheFastPath() throws {
         let lab = try TwoHostLab(tag: "ping")
         let (a, b) = (lab.a, lab.b)
-        for h in [a, b] { #expect(h.links.allSatisfy { $0.mode == .native }) }
+        for h in [a, b] { #expect(h.links.allSatisfy { [.xdp(.native), .tcIngress].contains($0.attachment) }) }
 
         // The exception consumers run while the pings do: the first frame finds the underlay
         // neighbor unresolved, and the consumer starts resolution.

@@ -17,6 +17,29 @@ struct ChecksumTests {
             ])
     }
 
+    /// What a VM with checksum offload hands over: the TCP checksum field holds the
+    /// pseudo-header sum (not complemented). Completed, it equals the one built in full; a
+    /// complete one is left as it is, and so is a UDP datagram without a checksum.
+    @Test func aPartialTransportChecksumIsCompleted() {
+        let src: IPAddress = "198.19.1.1", dst: IPAddress = "198.19.2.2"
+        let tcp = TCP.segment(src: src, dst: dst, sport: 40000, dport: 443, flags: 0x18, payload: [1, 2, 3, 4, 5])
+        let full = IPPacket.build(src: src, dst: dst, proto: 6, payload: tcp)
+        var partial = full
+        let pseudo = pseudoHeaderSum(src: src, dst: dst, protocol: 6, length: tcp.count)
+        let folded = ~internetChecksum([], initial: pseudo)  // the sum itself, folded, not complemented
+        partial[20 + 16] = UInt8(folded >> 8)
+        partial[20 + 17] = UInt8(folded & 0xff)
+        #expect(partial != full)
+        #expect(completingTransportChecksum(ofIPv4: partial) == full)
+        #expect(completingTransportChecksum(ofIPv4: full) == full)
+        var noChecksum = IPPacket.build(
+            src: src, dst: dst, proto: 17,
+            payload: UDP.datagram(src: src, dst: dst, sport: 1, dport: 2, payload: [7, 7, 7]))
+        noChecksum[20 + 6] = 0
+        noChecksum[20 + 7] = 0
+        #expect(completingTransportChecksum(ofIPv4: noChecksum) == noChecksum)
+    }
+
     @Test func aCorrectChecksumSumsToZero() {
         let d = UDP.datagram(src: "198.19.1.1", dst: "198.19.1.2", sport: 1234, dport: 80, payload: [1, 2, 3])
         #expect(
