@@ -7,7 +7,7 @@
 #include "neighbor_reply.h"
 
 /* Headers the program reads and may rewrite (Ethernet, one tag, IPv6, the longest TCP
- * header) are pulled into the skb's linear part, writable, before anything is read. */
+ * header) are pulled into the skb's linear part before anything is read. */
 #define NV_VM_PULL_LEN 128
 
 /* Removes one 802.1Q/802.1ad tag: customer frames enter the overlay untagged (RFC 7637).
@@ -67,8 +67,10 @@ int nv_from_vm(struct __sk_buff *skb)
 	if (!sn)
 		return drop(skb, NV_DROP_SUBNET_UNKNOWN);
 
+	/* The linear part usually holds the headers already; writing to it needs no pull (for a
+	 * program that writes, the kernel unclones the head before it runs). */
 	__u32 pull = skb->len < NV_VM_PULL_LEN ? skb->len : NV_VM_PULL_LEN;
-	if (bpf_skb_pull_data(skb, pull))
+	if ((void *)(long)skb->data + pull > (void *)(long)skb->data_end && bpf_skb_pull_data(skb, pull))
 		return drop(skb, NV_DROP_MALFORMED);
 	int tag = strip_vlan(skb);
 	if (tag)

@@ -12,8 +12,9 @@ public final class Capture {
     private let log: String
     private var pid: pid_t?
 
-    /// Starts tcpdump and returns once it listens.
-    public init(in ns: String, interface: String, filter: String, name: String) throws {
+    /// Starts tcpdump and returns once it listens. Frames are cut at `snapLength` bytes (0:
+    /// whole, up to tcpdump's 262,144).
+    public init(in ns: String, interface: String, filter: String, name: String, snapLength: Int = 512) throws {
         path = NSTemporaryDirectory() + "\(name).pcap"
         log = path + ".log"
         // --immediate-mode hands each packet over at once (else those still in the kernel's
@@ -22,7 +23,7 @@ public final class Capture {
         pid = try Spawn.start(
             [
                 "/bin/sh", "-c",
-                "exec ip netns exec \(ns) tcpdump -i \(interface) -n --immediate-mode -U -Z root -s 512 -w \(path) "
+                "exec ip netns exec \(ns) tcpdump -i \(interface) -n --immediate-mode -U -Z root -s \(snapLength) -w \(path) "
                     + "'\(filter)'"
             ],
             output: log, detached: false)

@@ -57,10 +57,13 @@ public final class DemoLab {
 
     /// Namespaces, links and addresses; no data path yet.
     public func build() throws {
-        let bare = try Datapath()  // only its bare pass program, for the veths' receiving ends
         try net.namespace("fabric")
         try net.ip(fabric, "link add br0 type bridge")
         try net.ip(fabric, "link set br0 up")
+        // The fabric is a switch: bridged frames skip iptables (br_netfilter, when loaded).
+        try net.exec(
+            fabric,
+            "sh -c 'for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e \"$f\" ] && echo 0 > \"$f\"; done; true'")
         for h in [DemoPlan.a, DemoPlan.b, DemoPlan.g] {
             try net.namespace(h.name)
             let port = "to-\(h.name.lowercased())"
@@ -69,7 +72,7 @@ public final class DemoLab {
             // 62 over IPv6), as HNV fabrics are configured.
             try net.ip(ns(h), "link set ul mtu \(underlayMTU)")
             try net.ip(fabric, "link set \(port) mtu \(underlayMTU) master br0")
-            try receivesRedirects(port, in: fabric, bare)
+            try receivesRedirects(port, in: fabric)
             // The underlay is a wire: each end puts finished, MTU-sized frames on it, as a NIC
             // would, whatever the VMs hand over with their offloads on.
             try net.likeAWire("ul", in: ns(h))
@@ -79,7 +82,7 @@ public final class DemoLab {
         }
         try net.namespace("X")
         try net.veth("ext", in: ns(DemoPlan.g), "eth0", in: outside)
-        try receivesRedirects("eth0", in: outside, bare)
+        try receivesRedirects("eth0", in: outside)
         try net.exec(outside, "ethtool -K eth0 tx off")  // full checksums, as a real NIC hands them over
         try net.ip(ns(DemoPlan.g), "addr add \(DemoPlan.gExternal4)/24 dev ext")
         try net.ip(ns(DemoPlan.g), "addr add \(DemoPlan.gExternal6)/64 dev ext nodad")
@@ -95,7 +98,7 @@ public final class DemoLab {
                 try net.namespace("\(h.name)-\(vm.name)")
                 try net.veth(vm.name, in: ns(h), "eth0", in: ns(vm), macB: vm.mac.description)
                 // The VM keeps its defaults: checksum offload, TSO and GSO on.
-                try receivesRedirects("eth0", in: ns(vm), bare)
+                try receivesRedirects("eth0", in: ns(vm))
                 try net.ip(ns(vm), "addr add \(vm.ip4)/24 dev eth0")
                 try net.ip(ns(vm), "addr add \(vm.ip6)/64 dev eth0 nodad")
                 try net.ip(ns(vm), "route add default via \(vm.gateway4)")
@@ -104,12 +107,12 @@ public final class DemoLab {
         }
     }
 
-    /// A veth delivers frames that XDP redirects into its peer only when it runs XDP itself.
-    private func receivesRedirects(_ interface: String, in namespace: String, _ bare: Datapath) throws {
-        try NetworkNamespace.run(in: namespace) {
-            try attachXDPToInterface(
-                programFD: bare.programFD(.barePass), name: "nv_bare_pass", ifindex: try interfaceIndex(interface))
-        }
+    /// A veth takes frames that XDP redirects into its peer only in NAPI mode: with an XDP
+    /// program of its own, or with GRO on. GRO it is: an XDP program on a VM's end would turn
+    /// the port's segmentation offload off, and NAPI keeps a flow's frames in order where the
+    /// per-CPU backlog of a veth without it would not. (VMs on taps need neither.)
+    private func receivesRedirects(_ interface: String, in namespace: String) throws {
+        try net.exec(namespace, "ethtool -K \(interface) gro on")
     }
 
     // MARK: The data path, through the CLI

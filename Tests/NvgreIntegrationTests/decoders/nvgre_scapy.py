@@ -5,6 +5,12 @@
       One JSON object per GRE frame: outer addresses, the GRE flags word and protocol as
       they are on the wire, VSID and FlowID split from the key, the inner frame's MACs,
       addresses and protocol.
+  nvgre_scapy.py segments FILE.pcap
+      One JSON object per GRE frame carrying TCP or UDP: the outer IP length, DF, VSID,
+      FlowID, the inner ports and payload length, and whether the inner TCP/UDP checksum is
+      right (scapy computes it afresh and compares).
+  nvgre_scapy.py sizes FILE.pcap
+      The number of frames and the longest one, as captured.
   nvgre_scapy.py inject IFACE DST_MAC OUTER_SRC OUTER_DST VSID INNER_SRC_MAC INNER_DST_MAC INNER_SRC INNER_DST DPORT PAYLOAD
       Builds an NVGRE frame carrying UDP and sends it out of IFACE.
 """
@@ -12,7 +18,7 @@ import json
 import struct
 import sys
 
-from scapy.all import GRE, IP, UDP, Ether, IPv6, get_if_hwaddr, rdpcap, sendp
+from scapy.all import GRE, IP, TCP, UDP, Ether, IPv6, get_if_hwaddr, rdpcap, sendp
 
 
 def decode(path):
@@ -35,6 +41,36 @@ def decode(path):
         }))
 
 
+def segments(path):
+    for pkt in rdpcap(path):
+        if GRE not in pkt:
+            continue
+        outer = pkt[IP] if IP in pkt else pkt[IPv6]
+        raw = bytes(pkt[GRE])
+        _, _, key = struct.unpack("!HHI", raw[:8])
+        inner = Ether(raw[8:])
+        l4_type = TCP if TCP in inner else (UDP if UDP in inner else None)
+        if l4_type is None:
+            continue
+        l4 = inner[l4_type]
+        fresh = inner.copy()
+        del fresh[l4_type].chksum
+        recomputed = Ether(bytes(fresh))[l4_type].chksum
+        print(json.dumps({
+            "outer_len": outer.len if IP in pkt else outer.plen + 40,
+            "df": bool(IP in pkt and outer.flags.DF),
+            "vsid": key >> 8, "flow_id": key & 0xFF,
+            "proto": "tcp" if l4_type is TCP else "udp",
+            "sport": l4.sport, "dport": l4.dport, "payload": len(bytes(l4.payload)),
+            "checksum_ok": recomputed == l4.chksum,
+        }))
+
+
+def sizes(path):
+    frames = rdpcap(path)
+    print(json.dumps({"count": len(frames), "max": max((len(p) for p in frames), default=0)}))
+
+
 def inject(iface, dst_mac, outer_src, outer_dst, vsid, inner_src_mac, inner_dst_mac, inner_src, inner_dst, dport, payload):
     inner = (Ether(src=inner_src_mac, dst=inner_dst_mac) / IP(src=inner_src, dst=inner_dst)
              / UDP(sport=40001, dport=int(dport)) / payload.encode())
@@ -45,8 +81,8 @@ def inject(iface, dst_mac, outer_src, outer_dst, vsid, inner_src_mac, inner_dst_
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "decode":
-        decode(sys.argv[2])
+    if len(sys.argv) == 3 and sys.argv[1] in ("decode", "segments", "sizes"):
+        {"decode": decode, "segments": segments, "sizes": sizes}[sys.argv[1]](sys.argv[2])
     elif len(sys.argv) == 13 and sys.argv[1] == "inject":
         inject(*sys.argv[2:])
     else:
