@@ -5,7 +5,11 @@
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#include <linux/if_tun.h>
 #include "CNvgre.h"
 
 int nv_setns_net(int fd)
@@ -71,4 +75,22 @@ int nv_map_names(const char **names, int max)
 	}
 	bpf_object__destroy_skeleton(obj.skeleton);
 	return n;
+}
+
+int nv_tap_open(const char *name)
+{
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct ifreq req;
+	memset(&req, 0, sizeof(req));
+	strncpy(req.ifr_name, name, IFNAMSIZ - 1);
+	req.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	if (ioctl(fd, TUNSETIFF, &req) != 0 ||
+	    ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)) != 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
 }

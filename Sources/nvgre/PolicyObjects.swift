@@ -239,7 +239,7 @@ struct PortCommand: ParsableCommand {
             abstract: "Add a VM port and attach the from-VM program to it.",
             discussion:
                 "Each address needs the VM's lookup record (this host's provider address and the port's MAC). On "
-                + "veth, frames redirected to the VM need an XDP program or GRO on the VM's end of the pair."
+                + "veth, frames redirected to the VM need GRO on (or an XDP program, which turns the port's TSO off) on the VM's end of the pair."
         )
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The interface (host end of the VM's link).") var interface: String

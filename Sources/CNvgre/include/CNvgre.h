@@ -25,6 +25,11 @@ int nv_setns_net(int fd);
  * most `max` pointers to static strings; returns how many, or -errno. */
 int nv_map_names(const char **names, int max);
 
+/* Creates tap `name` in the calling thread's network namespace, as a hypervisor opens a
+ * VM's NIC: virtio-net header on (IFF_VNET_HDR), checksum and TSO offload on. Returns the
+ * descriptor (the tap lives while it is open) or -errno. */
+int nv_tap_open(const char *name);
+
 /* Pins the calling thread to one CPU (0, or -errno). */
 int nv_pin_thread_to_cpu(int cpu);
 

@@ -1,0 +1,45 @@
+/// The header a virtio-net device puts before each frame (virtio 1.x, struct
+/// virtio_net_hdr, 10 bytes, little-endian), as a tap with IFF_VNET_HDR exchanges it with
+/// the hypervisor: it says which checksum the host is to complete and how a GSO frame is to
+/// be cut into segments.
+public struct VirtioNetHeader: Equatable, Sendable {
+    public static let length = 10
+    public static let needsChecksum: UInt8 = 1  // VIRTIO_NET_HDR_F_NEEDS_CSUM
+    public static let gsoNone: UInt8 = 0
+    public static let gsoTCPv4: UInt8 = 1
+    public static let gsoTCPv6: UInt8 = 4
+
+    public var flags: UInt8 = 0
+    public var gsoType: UInt8 = VirtioNetHeader.gsoNone
+    public var headerLength: UInt16 = 0  // Ethernet + IP + TCP headers of a GSO frame
+    public var gsoSize: UInt16 = 0  // payload bytes per segment
+    public var checksumStart: UInt16 = 0  // where the checksummed part starts
+    public var checksumOffset: UInt16 = 0  // where in it the checksum goes
+
+    public init(
+        flags: UInt8 = 0, gsoType: UInt8 = VirtioNetHeader.gsoNone, headerLength: UInt16 = 0, gsoSize: UInt16 = 0,
+        checksumStart: UInt16 = 0, checksumOffset: UInt16 = 0
+    ) {
+        self.flags = flags
+        self.gsoType = gsoType
+        self.headerLength = headerLength
+        self.gsoSize = gsoSize
+        self.checksumStart = checksumStart
+        self.checksumOffset = checksumOffset
+    }
+
+    public init?(_ bytes: ArraySlice<UInt8>) {
+        guard bytes.count >= Self.length else { return nil }
+        let b = Array(bytes.prefix(Self.length))
+        func le16(_ i: Int) -> UInt16 { UInt16(b[i]) | UInt16(b[i + 1]) << 8 }
+        self.init(
+            flags: b[0], gsoType: b[1], headerLength: le16(2), gsoSize: le16(4), checksumStart: le16(6),
+            checksumOffset: le16(8))
+    }
+
+    public var bytes: [UInt8] {
+        var b = [flags, gsoType]
+        for v in [headerLength, gsoSize, checksumStart, checksumOffset] { b += [UInt8(v & 0xff), UInt8(v >> 8)] }
+        return b
+    }
+}
