@@ -39,6 +39,9 @@ public final class DemoLab {
     /// 1500 before build() to make customers' full-size packets too big.
     public var underlayMTU = 1600
 
+    /// Queues of every veth (as of a NIC's): more than one lets flows spread over cores.
+    public var queues = 1
+
     public init(net: LabNetwork, underlay: IPFamily = .v4) {
         self.net = net
         self.underlay = underlay
@@ -67,7 +70,7 @@ public final class DemoLab {
         for h in [DemoPlan.a, DemoPlan.b, DemoPlan.g] {
             try net.namespace(h.name)
             let port = "to-\(h.name.lowercased())"
-            try net.veth("ul", in: ns(h), port, in: fabric)
+            try net.veth("ul", in: ns(h), port, in: fabric, queues: queues)
             // Room for what NVGRE adds to a 1500-byte customer frame (42 bytes over IPv4,
             // 62 over IPv6), as HNV fabrics are configured.
             try net.ip(ns(h), "link set ul mtu \(underlayMTU)")
@@ -96,7 +99,7 @@ public final class DemoLab {
             try net.setForwarding(true, in: ns(h), uplink: "ul")
             for vm in DemoPlan.vms where vm.host == h.name {
                 try net.namespace("\(h.name)-\(vm.name)")
-                try net.veth(vm.name, in: ns(h), "eth0", in: ns(vm), macB: vm.mac.description)
+                try net.veth(vm.name, in: ns(h), "eth0", in: ns(vm), macB: vm.mac.description, queues: queues)
                 // The VM keeps its defaults: checksum offload, TSO and GSO on.
                 try receivesRedirects("eth0", in: ns(vm))
                 try net.ip(ns(vm), "addr add \(vm.ip4)/24 dev eth0")

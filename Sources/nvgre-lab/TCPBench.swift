@@ -14,6 +14,8 @@ struct TCPBench {
     var seconds: Int { quick ? 1 : 4 }
     var streams: [Int] { [1, 4] }
 
+    /// Every veth of both topologies gets one queue per core, as a NIC has.
+    static let queues = min(2, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     static let section = "TCP between VMs on two hosts (iperf3; VMs at 1500 MTU, underlays as wires)"
     static func vxlanRow(_ n: Int) -> String { "kernel vxlan, VMs at defaults, \(n) stream\(n == 1 ? "" : "s")" }
     static func oursRow(_ n: Int) -> String { "nvgre, VMs at defaults, \(n) stream\(n == 1 ? "" : "s")" }
@@ -26,6 +28,7 @@ struct TCPBench {
                 try measure(Self.vxlanRow(n), client: vx.vmA, server: vx.vmB, address: VXLANPair.vmB, streams: n))
         }
         let lab = DemoLab(net: LabNetwork(tag: "tcpbench"))
+        lab.queues = Self.queues
         try lab.build()
         defer { lab.stop() }
         try lab.start()
@@ -78,7 +81,7 @@ struct VXLANPair {
         let hosts = [try net.namespace("tvx-a"), try net.namespace("tvx-b")]
         let vms = [try net.namespace("tvx-a-vm"), try net.namespace("tvx-b-vm")]
         let pas: [IPAddress] = ["198.18.0.1", "198.18.0.2"]
-        try net.veth("ul", in: hosts[0], "ul", in: hosts[1])
+        try net.veth("ul", in: hosts[0], "ul", in: hosts[1], queues: TCPBench.queues)
         for i in 0..<2 {
             let (h, vm) = (hosts[i], vms[i])
             try net.ip(h, "link set ul mtu 1600")
@@ -86,7 +89,7 @@ struct VXLANPair {
             try net.ip(h, "addr add \(pas[i])/24 dev ul")
             try net.ip(h, "link add vx0 type vxlan id 5001 local \(pas[i]) remote \(pas[1 - i]) dstport 4789 dev ul")
             try net.ip(h, "link add br0 type bridge")
-            try net.veth("port", in: h, "eth0", in: vm)
+            try net.veth("port", in: h, "eth0", in: vm, queues: TCPBench.queues)
             try net.ip(h, "link set vx0 master br0")
             try net.ip(h, "link set port master br0")
             for link in ["vx0", "br0", "port"] { try net.ip(h, "link set \(link) up") }

@@ -23,7 +23,8 @@ struct TapPortTests {
         tcp[16] = UInt8(partial >> 8)
         tcp[17] = UInt8(partial & 0xff)
         let frame = Ethernet.frame(
-            dst: redB.mac, src: tapMAC, type: .ipv4, payload: IPPacket.build(src: tapCA, dst: redB.ip4, proto: 6, payload: tcp))
+            dst: redB.mac, src: tapMAC, type: .ipv4,
+            payload: IPPacket.build(src: tapCA, dst: redB.ip4, proto: 6, payload: tcp))
         let header = VirtioNetHeader(
             flags: VirtioNetHeader.needsChecksum, gsoType: VirtioNetHeader.gsoTCPv4, headerLength: 54,
             gsoSize: UInt16(mss), checksumStart: 34, checksumOffset: 16)
@@ -39,7 +40,8 @@ struct TapPortTests {
             let r = try lab.cli(h, record)
             try #require(r.status == 0, "\(r.output)")
         }
-        let add = try lab.cli(hostA, ["port", "add", "tap1", "--vsid", "5001", "--mac", "\(Self.tapMAC)", "--ca", "\(Self.tapCA)"])
+        let add = try lab.cli(
+            hostA, ["port", "add", "tap1", "--vsid", "5001", "--mac", "\(Self.tapMAC)", "--ca", "\(Self.tapCA)"])
         try #require(add.status == 0, "\(add.output)")
 
         let onWire = try Capture(
