@@ -60,26 +60,13 @@ public final class DemoLab {
 
     /// Namespaces, links and addresses; no data path yet.
     public func build() throws {
-        try net.namespace("fabric")
-        try net.ip(fabric, "link add br0 type bridge")
-        try net.ip(fabric, "link set br0 up")
-        // The fabric is a switch: bridged frames skip iptables (br_netfilter, when loaded).
-        try net.exec(
-            fabric,
-            "sh -c 'for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e \"$f\" ] && echo 0 > \"$f\"; done; true'")
+        // Room for what NVGRE adds to a 1500-byte customer frame (42 bytes over IPv4, 62 over
+        // IPv6), as HNV fabrics are configured.
+        let underlaySwitch = try LabFabric(net, mtu: underlayMTU, queues: queues)
         for h in [DemoPlan.a, DemoPlan.b, DemoPlan.g] {
             try net.namespace(h.name)
-            let port = "to-\(h.name.lowercased())"
-            try net.veth("ul", in: ns(h), port, in: fabric, queues: queues)
-            // Room for what NVGRE adds to a 1500-byte customer frame (42 bytes over IPv4,
-            // 62 over IPv6), as HNV fabrics are configured.
-            try net.ip(ns(h), "link set ul mtu \(underlayMTU)")
-            try net.ip(fabric, "link set \(port) mtu \(underlayMTU) master br0")
-            try receivesRedirects(port, in: fabric)
-            // The underlay is a wire: each end puts finished, MTU-sized frames on it, as a NIC
-            // would, whatever the VMs hand over with their offloads on.
-            try net.likeAWire("ul", in: ns(h))
-            try net.likeAWire(port, in: fabric)
+            try underlaySwitch.connect(
+                ns(h), port: "to-\(h.name.lowercased())", xdpSendsOnUplink: h.name == DemoPlan.g.name)
             try net.ip(ns(h), "addr add \(h.pa4)/24 dev ul")
             try net.ip(ns(h), "addr add \(h.pa6)/64 dev ul nodad")
         }
@@ -110,12 +97,8 @@ public final class DemoLab {
         }
     }
 
-    /// A veth takes frames that XDP redirects into its peer only in NAPI mode: with an XDP
-    /// program of its own, or with GRO on. GRO it is: an XDP program on a VM's end would turn
-    /// the port's segmentation offload off, and NAPI keeps a flow's frames in order where the
-    /// per-CPU backlog of a veth without it would not. (VMs on taps need neither.)
     private func receivesRedirects(_ interface: String, in namespace: String) throws {
-        try net.exec(namespace, "ethtool -K \(interface) gro on")
+        try LabFabric.receivesRedirects(net, interface, in: namespace)
     }
 
     // MARK: The data path, through the CLI
