@@ -73,6 +73,20 @@ struct OffloadTests {
         #expect((a.exceptions["oversize"] ?? 0) == 0, "\(family): segments that fit were taken for too big")
     }
 
+    /// Routed between two VMs on one host (5001 to 5002), a GSO frame stays one frame: the
+    /// tc program rewrites it and the VM on the other port takes it whole, as from a bridge.
+    @Test func routedOnOneHostAGSOFrameStaysWhole() throws {
+        let lab = try startedLab("gso-local")
+        let toVM = try Capture(
+            in: lab.ns(hostA), interface: "red2", filter: "tcp", name: "\(lab.net.prefix)-red2", snapLength: 0)
+        let t = try Traffic.tcpTransfer(from: lab.ns(redA), to: lab.ns(red2A), address: red2A.ip4, bytes: 4 << 20)
+        #expect(t.ok, "\(t)")
+        let longest = try Self.longestFrame(toVM)
+        #expect(longest > 1514, "the VM on red2 got no GSO frame (longest \(longest) bytes)")
+        let a = try lab.counters(hostA)
+        #expect((a.vsids[5001]?["routed"] ?? 0) > 0 && (a.vsids[5002]?["local"] ?? 0) > 0)
+    }
+
     /// On a 1500-byte underlay a VM's 1500-byte segments do not fit once encapsulated: the VM
     /// hears "fragmentation needed" / "packet too big" for its GSO frames and its segments
     /// shrink to fit, with no segment over the MTU on the wire.
