@@ -8,7 +8,7 @@ import NvgreWire
 /// underlay (LabFabric: a switch whose ports behave like cables, so no 64 KiB GSO frame or
 /// unfinished checksum crosses it), with the VMs at their default settings (checksum and
 /// segmentation offload on), a 1500-byte MTU on a 1600-byte underlay, and one queue per
-/// core on every veth. Each row is the median of three trials, the overlays taking turns.
+/// core on every veth. Each row is the median of five trials, the overlays taking turns.
 /// A transfer that does not complete counts as 0 (details say so).
 struct TCPBench {
     let quick: Bool
@@ -22,7 +22,7 @@ struct TCPBench {
     static func oursRow(_ n: Int) -> String { "nvgre, VMs at defaults, \(n) stream\(n == 1 ? "" : "s")" }
 
     /// Trials per row (1 quick); the rows take turns, so drift touches both overlays alike.
-    var trials: Int { quick ? 1 : 3 }
+    var trials: Int { quick ? 1 : 5 }
 
     func run(_ net: LabNetwork) throws -> [BenchRow] {
         let vx = try VXLANPair(net)
