@@ -184,7 +184,8 @@ static __always_inline int tc_encap_and_send(struct __sk_buff *skb, const struct
 		      BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN) |
 		      (v6 ? BPF_F_ADJ_ROOM_ENCAP_L3_IPV6 : BPF_F_ADJ_ROOM_ENCAP_L3_IPV4);
 	if (bpf_skb_adjust_room(skb, outer_len, BPF_ADJ_ROOM_MAC, flags))
-		return tc_drop(skb, NV_DROP_HEADROOM);
+		/* The kernel encapsulates TCP and UDP (USO) GSO frames; other kinds it refuses. */
+		return tc_drop(skb, skb->gso_size ? NV_DROP_GSO_UNSUPPORTED : NV_DROP_HEADROOM);
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	if (v6 ? copy_inner_eth(data, end, NV_OUTER6_LEN) : copy_inner_eth(data, end, NV_OUTER4_LEN))

@@ -16,7 +16,7 @@
 
 #include <linux/types.h> /* __u8..__u64, for BPF and userspace alike */
 
-#define NV_ABI_VERSION 4
+#define NV_ABI_VERSION 5
 
 /* ---- Wire constants (RFC 7637) ---------------------------------------------------- */
 #define NV_GRE_FLAGS_VERSION 0x2000 /* C=0 K=1 S=0, version 0 */
@@ -397,6 +397,7 @@ enum nv_drop_reason {
 	NV_DROP_TO_INFRASTRUCTURE,   /* a tenant's packet to an infrastructure address (infra) */
 	NV_DROP_EXCEPTION_THROTTLED, /* over the routing domain's share of the exception path */
 	NV_DROP_EXTERNAL_FROM_INFRA, /* to a tenant from an infrastructure address on the outside */
+	NV_DROP_GSO_UNSUPPORTED,     /* a GSO frame from a VM of a kind that cannot be encapsulated */
 	NV_DROP_MAX
 };
 

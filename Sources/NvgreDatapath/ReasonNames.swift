@@ -35,7 +35,8 @@ public enum ReasonNames {
         (NV_DROP_EXTERNAL_TTL, "external-ttl-expired"),
         (NV_DROP_TO_INFRASTRUCTURE, "to-infrastructure"),
         (NV_DROP_EXCEPTION_THROTTLED, "exception-throttled"),
-        (NV_DROP_EXTERNAL_FROM_INFRA, "external-source-infrastructure")
+        (NV_DROP_EXTERNAL_FROM_INFRA, "external-source-infrastructure"),
+        (NV_DROP_GSO_UNSUPPORTED, "gso-type-unsupported")
     ]
 
     public static let exceptions: [(nv_exception_reason, String)] = [
