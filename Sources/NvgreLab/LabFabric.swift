@@ -17,7 +17,12 @@ public struct LabFabric {
         ns = try net.namespace(name)
         try net.ip(ns, "link add br0 type bridge")
         try net.ip(ns, "link set br0 up")
-        // A switch: bridged frames skip iptables (br_netfilter, when loaded).
+        try Self.bridgesSkipIptables(net, in: ns)  // a switch
+    }
+
+    /// Bridged frames in namespace `ns` skip iptables (br_netfilter, when it is loaded, would
+    /// otherwise add its hooks to every bridged frame).
+    public static func bridgesSkipIptables(_ net: LabNetwork, in ns: String) throws {
         try net.exec(
             ns,
             "sh -c 'for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e \"$f\" ] && echo 0 > \"$f\"; done; true'")

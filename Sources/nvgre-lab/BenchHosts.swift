@@ -160,11 +160,8 @@ struct VXLANBenchHost {
         ns = try BenchPlan.wireHost(net, "vx", queues: queues)
         ulMAC = try net.mac("ul", in: ns.h)
         let h = ns.h
-        // Bridged frames skip iptables, as on a tuned overlay host (br_netfilter, when the
-        // module is loaded, would otherwise add its hooks to the kernel's row).
-        try net.exec(
-            h, "sh -c 'for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e \"$f\" ] && echo 0 > \"$f\"; done; true'"
-        )
+        // Bridged frames skip iptables, as on a tuned overlay host.
+        try LabFabric.bridgesSkipIptables(net, in: h)
         try net.ip(h, "link add vx0 type vxlan id 5001 local \(BenchPlan.paA) dstport 4789 nolearning dev ul")
         try net.ip(h, "link add br0 type bridge")
         for dev in ["port1", "vx0"] { try net.ip(h, "link set \(dev) master br0") }

@@ -101,6 +101,8 @@ struct VXLANPair {
             try net.ip(h, "addr add \(pas[i])/24 dev ul")
             try net.ip(h, "link add vx0 type vxlan id 5001 local \(pas[i]) remote \(pas[1 - i]) dstport 4789 dev ul")
             try net.ip(h, "link add br0 type bridge")
+            // Bridged frames skip iptables, as on a tuned overlay host (and as in the live rows).
+            try LabFabric.bridgesSkipIptables(net, in: h)
             try net.veth("port", in: h, "eth0", in: vm, queues: TCPBench.queues)
             try net.ip(h, "link set vx0 master br0")
             try net.ip(h, "link set port master br0")
