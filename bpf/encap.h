@@ -67,32 +67,33 @@ static __always_inline enum encap_verdict underlay_route(void *ctx, const struct
 	}
 }
 
-/* Writes outer Ethernet, IP and GRE at `data` (the room is there, the inner frame follows).
- * Lengths come from `inner_len`; for a GSO frame segmentation rewrites them per segment.
- * Returns -1 when the room is not within `end`. */
-static __always_inline int write_outer(void *data, void *end, const struct bpf_fib_lookup *fib,
-				       const struct nv_config *cfg, const struct nv_lookup_val *rec,
-				       __u8 tos, __u32 hash, __u32 vsid, __u32 inner_len)
+/* Writes outer Ethernet, IP and GRE at `data` (the room is there, the inner frame follows):
+ * from `smac` and `src_pa` to `dmac` and `dst_pa` (16 bytes with `v6`, else 4), GRE `key`
+ * (network order). Lengths come from `inner_len`; for a GSO frame segmentation rewrites them
+ * per segment. Returns -1 when the room is not within `end`. */
+static __always_inline int write_outer(void *data, void *end, const __u8 *dmac, const __u8 *smac, int v6,
+				       const void *src_pa, const void *dst_pa, __u8 tos, __u32 flow_label,
+				       __be32 key, __u32 inner_len)
 {
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
 		return -1;
-	mac_copy(eth->h_dest, fib->dmac);
-	mac_copy(eth->h_source, fib->smac);
+	mac_copy(eth->h_dest, dmac);
+	mac_copy(eth->h_source, smac);
 
 	struct gre_key_hdr *gre;
-	if (rec->pa_family == NV_AF_INET6) {
+	if (v6) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		gre = (void *)(ip6 + 1);
 		if ((void *)(gre + 1) > end)
 			return -1;
 		eth->h_proto = bpf_htons(ETH_P_IPV6);
-		*(__be32 *)ip6 = bpf_htonl((6u << 28) | ((__u32)tos << 20) | (hash & 0xfffff));
+		*(__be32 *)ip6 = bpf_htonl((6u << 28) | ((__u32)tos << 20) | (flow_label & 0xfffff));
 		ip6->payload_len = bpf_htons(NV_GRE_LEN + inner_len);
 		ip6->nexthdr = NV_IPPROTO_GRE;
 		ip6->hop_limit = NV_OUTER_TTL;
-		__builtin_memcpy(&ip6->saddr, cfg->pa6, 16);
-		__builtin_memcpy(&ip6->daddr, rec->pa, 16);
+		__builtin_memcpy(&ip6->saddr, src_pa, 16);
+		__builtin_memcpy(&ip6->daddr, dst_pa, 16);
 	} else {
 		struct iphdr *ip = (void *)(eth + 1);
 		gre = (void *)(ip + 1);
@@ -108,14 +109,24 @@ static __always_inline int write_outer(void *data, void *end, const struct bpf_f
 		ip->ttl = NV_OUTER_TTL;
 		ip->protocol = NV_IPPROTO_GRE;
 		ip->check = 0;
-		__builtin_memcpy(&ip->saddr, cfg->pa4, 4);
-		__builtin_memcpy(&ip->daddr, rec->pa, 4);
+		__builtin_memcpy(&ip->saddr, src_pa, 4);
+		__builtin_memcpy(&ip->daddr, dst_pa, 4);
 		ip->check = csum_fold(csum_add_words(0, ip, sizeof(*ip) / 2));
 	}
 	gre->flags_version = bpf_htons(NV_GRE_FLAGS_VERSION);
 	gre->protocol = bpf_htons(NV_ETH_P_TEB);
-	gre->key = bpf_htonl((vsid << 8) | flow_id(hash));
+	gre->key = key;
 	return 0;
+}
+
+/* The outer headers toward a lookup record's PA, as the FIB found the way there. */
+static __always_inline int write_outer_to(void *data, void *end, const struct bpf_fib_lookup *fib,
+					  const struct nv_config *cfg, const struct nv_lookup_val *rec,
+					  __u8 tos, __u32 hash, __u32 vsid, __u32 inner_len)
+{
+	int v6 = rec->pa_family == NV_AF_INET6;
+	return write_outer(data, end, fib->dmac, fib->smac, v6, v6 ? (const void *)cfg->pa6 : (const void *)cfg->pa4,
+			   rec->pa, tos, hash, bpf_htonl((vsid << 8) | flow_id(hash)), inner_len);
 }
 
 /* The route's verdict when it is not ENCAP_GO, the same in both hooks. */
@@ -141,8 +152,8 @@ static __always_inline int xdp_encap_and_send(struct xdp_md *ctx, const struct f
 	__u32 egress = fib.ifindex;
 	if (bpf_xdp_adjust_head(ctx, -outer_len))
 		return xdp_drop(ctx, NV_DROP_HEADROOM);
-	if (write_outer((void *)(long)ctx->data, (void *)(long)ctx->data_end, &fib, cfg, rec, tos, hash, vsid,
-			inner_len))
+	if (write_outer_to((void *)(long)ctx->data, (void *)(long)ctx->data_end, &fib, cfg, rec, tos, hash, vsid,
+			   inner_len))
 		return xdp_drop(ctx, NV_DROP_HEADROOM);
 	count_vsid(stats_slot, NV_CNT_ENCAP, inner_len);
 	return xdp_forward(ctx, egress, vsid);
@@ -190,7 +201,7 @@ static __always_inline int tc_encap_and_send(struct __sk_buff *skb, const struct
 	void *end = (void *)(long)skb->data_end;
 	if (v6 ? copy_inner_eth(data, end, NV_OUTER6_LEN) : copy_inner_eth(data, end, NV_OUTER4_LEN))
 		return tc_drop(skb, NV_DROP_HEADROOM);
-	if (write_outer(data, end, &fib, cfg, rec, tos, hash, vsid, inner_len))
+	if (write_outer_to(data, end, &fib, cfg, rec, tos, hash, vsid, inner_len))
 		return tc_drop(skb, NV_DROP_HEADROOM);
 	count_vsid(stats_slot, NV_CNT_ENCAP, inner_len);
 	return tc_forward(skb, egress, vsid);

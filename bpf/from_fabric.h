@@ -6,6 +6,7 @@
 #define NV_FROM_FABRIC_H
 
 #include "policy.h"
+#include "fabric_neighbor.h"
 #include "gw_egress.h"
 #include "gw_route.h"
 #include "to_outside.h"
@@ -19,15 +20,6 @@ struct ipv6_frag_hdr {
 	__be16 frag_off;
 	__be32 identification;
 };
-
-static __always_inline int same_pa(const struct nv_lookup_val *rec, const struct flow *outer)
-{
-	if (rec->pa_family != outer->family)
-		return 0;
-	if (outer->family == NV_AF_INET)
-		return words_equal(rec->pa, outer->src, 1);
-	return words_equal(rec->pa, outer->src, 4);
-}
 
 /* Removes the outer Ethernet, IP and GRE headers (`outer_len` bytes, 42 over IPv4 and 62
  * over IPv6 PAs): the customer frame is what remains. 0, or -1 when it cannot be done. */
@@ -92,6 +84,8 @@ int nv_from_fabric(struct xdp_md *ctx)
 	if (inner_eth->h_proto == bpf_htons(ETH_P_8021Q) ||
 	    inner_eth->h_proto == bpf_htons(ETH_P_8021AD))
 		return drop(ctx, NV_DROP_INNER_VLAN);
+	if (inner_eth->h_proto == bpf_htons(ETH_P_ARP))
+		return answer_arp_from_fabric(ctx, c, eth, &outer, gre, outer_len, sn, vsid);
 	if (inner_eth->h_proto == bpf_htons(ETH_P_IP)) {
 		if (!parse_ipv4(&c, &inner))
 			return drop(ctx, NV_DROP_MALFORMED);

@@ -74,4 +74,14 @@ static __always_inline struct nv_config *host_config(void)
 	return bpf_map_lookup_elem(&config, &zero);
 }
 
+/* Whether the record's PA is the outer source of a frame from the fabric (anti-spoofing). */
+static __always_inline int same_pa(const struct nv_lookup_val *rec, const struct flow *outer)
+{
+	if (rec->pa_family != outer->family)
+		return 0;
+	if (outer->family == NV_AF_INET)
+		return words_equal(rec->pa, outer->src, 1);
+	return words_equal(rec->pa, outer->src, 4);
+}
+
 #endif

@@ -65,8 +65,7 @@ public final class DemoLab {
         let underlaySwitch = try LabFabric(net, mtu: underlayMTU, queues: queues)
         for h in [DemoPlan.a, DemoPlan.b, DemoPlan.g] {
             try net.namespace(h.name)
-            try underlaySwitch.connect(
-                ns(h), port: "to-\(h.name.lowercased())", xdpSendsOnUplink: h.name == DemoPlan.g.name)
+            try underlaySwitch.connect(ns(h), port: "to-\(h.name.lowercased())")
             try net.ip(ns(h), "addr add \(h.pa4)/24 dev ul")
             try net.ip(ns(h), "addr add \(h.pa6)/64 dev ul nodad")
         }

@@ -1,3 +1,5 @@
+import NvgreDatapath
+
 /// The underlay of the labs: a bridge in its own namespace, as the physical network's switch,
 /// and one port per host. Each host's `ul` and its port behave like the ends of a cable: a
 /// NIC puts finished, MTU-sized frames on it (LabNetwork.likeAWire), whatever the VMs hand
@@ -28,14 +30,20 @@ public struct LabFabric {
             "sh -c 'for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e \"$f\" ] && echo 0 > \"$f\"; done; true'")
     }
 
-    /// Connects host namespace `host` by its `ul` to the bridge port `port`. `xdpSendsOnUplink`:
-    /// the host's XDP programs redirect frames out of `ul` (a gateway's), which the port then
-    /// takes in NAPI mode.
-    public func connect(_ host: String, port: String, xdpSendsOnUplink: Bool = false) throws {
+    /// Connects host namespace `host` by its `ul` to the bridge port `port`. XDP on the
+    /// host's uplink sends frames out of it (answers to ARP from the fabric by XDP_TX, a
+    /// gateway's translated packets by redirect), which the port takes only in NAPI mode,
+    /// and an XDP_TX'd frame is delivered at once only to a peer running XDP: the port runs
+    /// a bare XDP_PASS, as a NIC's XDP path needs nothing of its link partner.
+    public func connect(_ host: String, port: String) throws {
         try net.veth("ul", in: host, port, in: ns, queues: queues)
         try net.ip(host, "link set ul mtu \(mtu)")
         try net.ip(ns, "link set \(port) mtu \(mtu) master br0")
-        if xdpSendsOnUplink { try LabFabric.receivesRedirects(net, port, in: ns) }
+        let bare = try Datapath()
+        try NetworkNamespace.run(in: ns) {
+            try attachXDPToInterface(
+                programFD: bare.programFD(.barePass), name: "nv_bare_pass", ifindex: try interfaceIndex(port))
+        }
         try net.likeAWire("ul", in: host)
         try net.likeAWire(port, in: ns)
     }

@@ -57,6 +57,7 @@ struct Bench: ParsableCommand {
             ]
             report.compare("bare XDP_TX (MAC swap)", to: "bare XDP_PASS")
             report.compare("decap (from fabric)", to: "bare XDP_PASS")
+            report.compare("ARP reply (from the fabric, encapsulated back)", to: "bare XDP_PASS")
             for name in fromVMRows { report.compare(name, to: "bare tc (TC_ACT_OK)") }
         }
 

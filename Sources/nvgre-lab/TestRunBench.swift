@@ -70,6 +70,14 @@ struct TestRunBench {
             payload: ARP.packet(
                 op: 1, senderMAC: vm1.mac, senderIP: vm1.ip4, targetMAC: MACAddress([0, 0, 0, 0, 0, 0]),
                 targetIP: remote.ip4))
+        let arpFromRemote = NVGRE.encapsulate(
+            inner: Ethernet.frame(
+                dst: .broadcast, src: remote.mac, type: .arp,
+                payload: ARP.packet(
+                    op: 1, senderMAC: remote.mac, senderIP: remote.ip4, targetMAC: MACAddress([0, 0, 0, 0, 0, 0]),
+                    targetIP: vm1.ip4)),
+            vsid: 5001, hash: FlowHash(src: remote.ip4, dst: vm1.ip4, protocol: 0, sport: 0, dport: 0),
+            outerSrcMAC: peerMAC, outerDstMAC: ulMAC, srcPA: paB, dstPA: paA)
         let fromRemote = NVGRE.encapsulate(
             inner: udp(remote, to: vm1.ip4, mac: vm1.mac), vsid: 5001,
             hash: FlowHash(src: remote.ip4, dst: vm1.ip4, protocol: 17, sport: 1000, dport: 2000),
@@ -85,6 +93,7 @@ struct TestRunBench {
             ("local switch (from VM)", .fromVM, toLocal, p1, .redirect),
             ("routed 5001->5002, encap", .fromVM, routed, p1, .redirect),
             ("ARP reply (from VM)", .fromVM, arpRequest, p1, .redirect),
+            ("ARP reply (from the fabric, encapsulated back)", .fromFabric, arpFromRemote, ul, .reply),
             ("exception to userspace (no record)", .fromVM, toUnknown, p1, .drop)
         ]
         // The exception row fills the ring: drain it between blocks, as an agent would.
@@ -117,8 +126,8 @@ struct TestRunBench {
                 "the program-cost runs dropped \(drops) frames; the rows would not measure what they name")
         }
         let exceptions = channel.received.values.reduce(0, +)
-        guard exceptions == samplesByRow[8].count + block else {
-            throw ShellErrorText("\(exceptions) exceptions reached the ring, expected \(samplesByRow[8].count + block)")
+        guard exceptions == samplesByRow[9].count + block else {
+            throw ShellErrorText("\(exceptions) exceptions reached the ring, expected \(samplesByRow[9].count + block)")
         }
         return rows.enumerated().map { i, row in
             let sorted = samplesByRow[i].sorted()

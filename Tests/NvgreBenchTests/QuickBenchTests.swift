@@ -25,7 +25,8 @@ struct QuickBenchTests {
             "bare XDP_PASS", "bare XDP_TX (MAC swap)", "bare tc (TC_ACT_OK)", "encap (from VM, IPv4 PA)",
             "decap (from fabric)",
             "local switch (from VM)",
-            "routed 5001->5002, encap", "ARP reply (from VM)", "exception to userspace (no record)"
+            "routed 5001->5002, encap", "ARP reply (from VM)", "ARP reply (from the fabric, encapsulated back)",
+            "exception to userspace (no record)"
         ]
         for name in costs { #expect((figure(name, "nsPerPacket") ?? 0) > 0, "\(name)") }
         let paths = [

@@ -52,6 +52,75 @@ enum FastPathTable {
 
     static var all: [FastPathCase] {
         neighborCases + switchingCases + gsoCases + routingCases + exceptionCases + dropCases + fabricCases
+            + fabricARPCases
+    }
+
+    // MARK: ARP inside NVGRE, as endpoints that are not ours flood it
+
+    /// The reply a foreign endpoint at host B's PA gets for vm3's question about `target`:
+    /// NVGRE back to B from A, same VSID and FlowID, answering with `mac`.
+    static func fabricARPReply(target: IPAddress, mac: MACAddress, flowID: UInt8 = 0x5a) -> [UInt8] {
+        let inner = Ethernet.frame(
+            dst: vm3.mac, src: mac, type: .arp,
+            payload: ARP.packet(op: 2, senderMAC: mac, senderIP: target, targetMAC: vm3.mac, targetIP: vm3.ip4))
+        let gre = NVGRE.greHeader(vsid: 5001, flowID: flowID) + inner
+        let ip = IPv4Header(src: Plan.paA, dst: Plan.paB, proto: IPProtocol.gre.rawValue, payloadLength: gre.count)
+        return Ethernet.frame(dst: Plan.macB, src: Plan.uplinkMAC, type: .ipv4, payload: ip.bytes + gre)
+    }
+
+    static var fabricARPCases: [FastPathCase] {
+        func request(_ target: IPAddress, sender: IPAddress = vm3.ip4, sha: MACAddress = vm3.mac, op: UInt16 = 1)
+            -> [UInt8]
+        {
+            Frames.arpRequest(sha, sender, target: target, op: op)
+        }
+        return [
+            fromFabric(
+                "ARP request for a local CA from a foreign endpoint: answered from policy, back to the asking PA",
+                Frames.nvgre(request(vm1.ip4), vsid: 5001, from: Plan.paB),
+                .reply(output: fabricARPReply(target: vm1.ip4, mac: vm1.mac)), []),
+            fromFabric(
+                "ARP request from a PA that is not the sender CA's: no answer",
+                Frames.nvgre(request(vm1.ip4), vsid: 5001, from: Plan.paC), .drop(NV_DROP_PA_SPOOF),
+                ["drop:provider-address-spoofed"]),
+            fromFabric(
+                "ARP request whose sender CA has no record: no answer",
+                Frames.nvgre(request(vm1.ip4, sender: "198.19.1.99"), vsid: 5001, from: Plan.paB),
+                .drop(NV_DROP_INNER_SRC_UNKNOWN), ["drop:inner-source-unknown"]),
+            fromFabric(
+                "ARP request with another VM's MAC as sender: no answer",
+                Frames.nvgre(request(vm1.ip4, sha: vm1.mac), vsid: 5001, from: Plan.paB),
+                .drop(NV_DROP_SRC_MAC_SPOOF), ["drop:source-mac-spoofed"]),
+            fromFabric(
+                "ARP request for a CA on another host: not ours to answer",
+                Frames.nvgre(request(vm4.ip4), vsid: 5001, from: Plan.paB), .drop(NV_DROP_ARP_UNANSWERED),
+                ["drop:arp-target-unknown"]),
+            fromFabric(
+                "ARP request for the subnet gateway on a host that serves no gateway domain: not answered",
+                Frames.nvgre(request("198.19.1.254"), vsid: 5001, from: Plan.paB), .drop(NV_DROP_ARP_UNANSWERED),
+                ["drop:arp-target-unknown"]),
+            fromFabric(
+                "ARP reply inside NVGRE: not a request",
+                Frames.nvgre(request(vm1.ip4, op: 2), vsid: 5001, from: Plan.paB), .drop(NV_DROP_ARP_NOT_REQUEST),
+                ["drop:arp-not-request"]),
+            fromFabric(
+                "Blue's ARP for its CA at Red's address: answered with Blue's VM, never Red's",
+                Frames.nvgre(
+                    Frames.arpRequest(Plan.blue3.mac, Plan.blue3.ip4, target: Plan.blue1.ip4), vsid: 6001,
+                    from: Plan.paC),
+                .reply(
+                    output: {
+                        let inner = Ethernet.frame(
+                            dst: Plan.blue3.mac, src: Plan.blue1.mac, type: .arp,
+                            payload: ARP.packet(
+                                op: 2, senderMAC: Plan.blue1.mac, senderIP: Plan.blue1.ip4, targetMAC: Plan.blue3.mac,
+                                targetIP: Plan.blue3.ip4))
+                        let gre = NVGRE.greHeader(vsid: 6001, flowID: 0x5a) + inner
+                        let ip = IPv4Header(
+                            src: Plan.paA, dst: Plan.paC, proto: IPProtocol.gre.rawValue, payloadLength: gre.count)
+                        return Ethernet.frame(dst: Plan.macB, src: Plan.uplinkMAC, type: .ipv4, payload: ip.bytes + gre)
+                    }()), [])
+        ]
     }
 
     // MARK: GSO frames from a VM with TSO on
@@ -485,8 +554,10 @@ enum FastPathTable {
                 Frames.nvgre(Ethernet.tagged(in3to1, vlan: 3), vsid: 5001, from: Plan.paB),
                 .drop(NV_DROP_INNER_VLAN), ["drop:inner-vlan-tag"]),
             fromFabric(
-                "Inner ARP",
-                Frames.nvgre(Frames.arpRequest(vm3.mac, vm3.ip4, target: vm1.ip4), vsid: 5001, from: Plan.paB),
+                "Inner frame neither IPv4, IPv6 nor ARP",
+                Frames.nvgre(
+                    Ethernet.header(dst: vm1.mac, src: vm3.mac, type: 0x88b5) + Frames.payload, vsid: 5001,
+                    from: Plan.paB),
                 .drop(NV_DROP_INNER_NOT_IP), ["drop:inner-not-ip"]),
             fromFabric(
                 "Inner source CA without a lookup record",

@@ -98,4 +98,41 @@ struct DecoderTests {
         let b = try lab.counters(hostB)
         #expect(b.vsids[5001]?["decap"] == 1 && b.vsids[6001]?["decap"] == 1)
     }
+
+    /// An L2 endpoint that is not ours (Open vSwitch floods a VM's ARP request into the VSID)
+    /// asks, inside NVGRE, for Red's VM on A: A answers from policy in XDP, encapsulated back
+    /// to the asking PA in the same VSID, and scapy reads the answer off the underlay. The
+    /// same question from a PA the sender's record does not name gets nothing.
+    @Test func anARPRequestFromAForeignEndpointIsAnsweredBackOverTheTunnel() throws {
+        let lab = try startedLab("fabricarp")
+        let aMAC = try lab.net.mac("ul", in: lab.ns(hostA))
+        let capture = try Capture(
+            in: lab.fabric, interface: "to-g", filter: "ip proto 47", name: "\(lab.net.prefix)-arp", snapLength: 0)
+        // From G's place on the underlay, as the endpoint at B's PA (whose record vouches for
+        // Red B's CA and MAC); then the same from G's own PA. The answer goes back where the
+        // request came from: to the MAC it came from (G's), to the PA it came from (B's).
+        for outerSource in [hostB.pa4, hostG.pa4] {
+            try sh(
+                "ip netns exec \(lab.ns(hostG)) \(systemPython) \(decodersDirectory)/nvgre_scapy.py inject-arp ul "
+                    + "\(aMAC) \(outerSource) \(hostA.pa4) 5001 \(redB.mac) \(redB.ip4) \(redA.ip4)")
+        }
+        usleep(300_000)
+        capture.stop()
+        let out = try sh("\(systemPython) \(decodersDirectory)/nvgre_scapy.py arp-replies \(capture.path)")
+        let replies = out.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        // (The bridge may flood the first request before it knows A's MAC, and B, which
+        // forwards, sends A its copy: a second identical answer then comes back.)
+        #expect(!replies.isEmpty, "scapy said: \(out)")
+        for r in replies {
+            #expect(r["outer_src"] as? String == "\(hostA.pa4)" && r["outer_dst"] as? String == "\(hostB.pa4)", "\(r)")
+            #expect(r["vsid"] as? Int == 5001)
+            #expect(r["hwsrc"] as? String == "\(redA.mac)" && r["psrc"] as? String == "\(redA.ip4)")
+            #expect(r["hwdst"] as? String == "\(redB.mac)" && r["pdst"] as? String == "\(redB.ip4)")
+            #expect(r["inner_dst_mac"] as? String == "\(redB.mac)")
+        }
+        let a = try lab.counters(hostA)
+        #expect(a.drops["provider-address-spoofed"] == 1, "the forged one: \(a.drops)")
+    }
 }

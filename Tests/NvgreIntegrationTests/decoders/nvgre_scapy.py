@@ -11,6 +11,12 @@
       right (scapy computes it afresh and compares).
   nvgre_scapy.py sizes FILE.pcap
       The number of frames and the longest one, as captured.
+  nvgre_scapy.py arp-replies FILE.pcap
+      One JSON object per GRE frame carrying an ARP reply: outer addresses, VSID, and the
+      reply's sender MAC and address and target MAC and address.
+  nvgre_scapy.py inject-arp IFACE DST_MAC OUTER_SRC OUTER_DST VSID SENDER_MAC SENDER_IP TARGET_IP
+      Builds an NVGRE frame carrying a broadcast ARP request, as an L2 endpoint (Open vSwitch)
+      floods a VM's, and sends it out of IFACE.
   nvgre_scapy.py inject IFACE DST_MAC OUTER_SRC OUTER_DST VSID INNER_SRC_MAC INNER_DST_MAC INNER_SRC INNER_DST DPORT PAYLOAD
       Builds an NVGRE frame carrying UDP and sends it out of IFACE.
 """
@@ -18,7 +24,7 @@ import json
 import struct
 import sys
 
-from scapy.all import GRE, IP, TCP, UDP, Ether, IPv6, get_if_hwaddr, rdpcap, sendp
+from scapy.all import ARP, GRE, IP, TCP, UDP, Ether, IPv6, get_if_hwaddr, rdpcap, sendp
 
 
 def decode(path):
@@ -66,6 +72,31 @@ def segments(path):
         }))
 
 
+def arp_replies(path):
+    for pkt in rdpcap(path):
+        if GRE not in pkt:
+            continue
+        outer = pkt[IP] if IP in pkt else pkt[IPv6]
+        raw = bytes(pkt[GRE])
+        _, _, key = struct.unpack("!HHI", raw[:8])
+        inner = Ether(raw[8:])
+        if ARP not in inner or inner[ARP].op != 2:
+            continue
+        a = inner[ARP]
+        print(json.dumps({
+            "outer_src": outer.src, "outer_dst": outer.dst, "vsid": key >> 8,
+            "inner_dst_mac": inner.dst, "hwsrc": a.hwsrc, "psrc": a.psrc, "hwdst": a.hwdst, "pdst": a.pdst,
+        }))
+
+
+def inject_arp(iface, dst_mac, outer_src, outer_dst, vsid, sender_mac, sender_ip, target_ip):
+    inner = (Ether(src=sender_mac, dst="ff:ff:ff:ff:ff:ff")
+             / ARP(op=1, hwsrc=sender_mac, psrc=sender_ip, hwdst="00:00:00:00:00:00", pdst=target_ip))
+    gre = GRE(key_present=1, proto=0x6558, key=(int(vsid) << 8) | 0x2A)
+    frame = Ether(src=get_if_hwaddr(iface), dst=dst_mac) / IP(src=outer_src, dst=outer_dst, flags="DF") / gre / inner
+    sendp(frame, iface=iface, verbose=False)
+
+
 def sizes(path):
     frames = rdpcap(path)
     print(json.dumps({"count": len(frames), "max": max((len(p) for p in frames), default=0)}))
@@ -81,8 +112,10 @@ def inject(iface, dst_mac, outer_src, outer_dst, vsid, inner_src_mac, inner_dst_
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] in ("decode", "segments", "sizes"):
-        {"decode": decode, "segments": segments, "sizes": sizes}[sys.argv[1]](sys.argv[2])
+    if len(sys.argv) == 3 and sys.argv[1] in ("decode", "segments", "sizes", "arp-replies"):
+        {"decode": decode, "segments": segments, "sizes": sizes, "arp-replies": arp_replies}[sys.argv[1]](sys.argv[2])
+    elif len(sys.argv) == 10 and sys.argv[1] == "inject-arp":
+        inject_arp(*sys.argv[2:])
     elif len(sys.argv) == 13 and sys.argv[1] == "inject":
         inject(*sys.argv[2:])
     else:
