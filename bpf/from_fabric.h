@@ -90,8 +90,11 @@ int nv_from_fabric(struct xdp_md *ctx)
 		if (!parse_ipv4(&c, &inner))
 			return drop(ctx, NV_DROP_MALFORMED);
 	} else if (inner_eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-		if (!parse_ipv6(&c, &inner))
+		struct ipv6hdr *ip6 = parse_ipv6(&c, &inner);
+		if (!ip6)
 			return drop(ctx, NV_DROP_MALFORMED);
+		if (is_neighbor_solicitation(c, ip6))
+			return answer_ns_from_fabric(ctx, c, eth, &outer, gre, outer_len, inner_eth, ip6, sn, vsid);
 	} else {
 		return drop(ctx, NV_DROP_INNER_NOT_IP);
 	}

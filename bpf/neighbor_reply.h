@@ -82,6 +82,27 @@ struct na_reply {
 #define ND_NA_FLAG_SOLICITED 0x40000000u
 #define ND_NA_FLAG_OVERRIDE 0x20000000u
 
+/* Fills the advertisement whose addresses and target are set (r.ip6.saddr/daddr,
+ * r.na.target): `mac` answers, `router` sets the R flag; the checksum last. */
+static __always_inline void complete_na(struct na_reply *r, const __u8 *mac, int router)
+{
+	r->ip6.version = 6;
+	r->ip6.payload_len = bpf_htons(sizeof(r->na) + sizeof(r->tlla));
+	r->ip6.nexthdr = IPPROTO_ICMPV6;
+	r->ip6.hop_limit = 255;
+	r->na.type = 136;
+	r->na.flags = bpf_htonl(ND_NA_FLAG_SOLICITED | ND_NA_FLAG_OVERRIDE | (router ? ND_NA_FLAG_ROUTER : 0));
+	r->tlla.type = 2;
+	r->tlla.len = 1;
+	mac_copy(r->tlla.addr, mac);
+
+	/* ICMPv6 checksum: pseudo header (addresses, length, next header) + message. */
+	__u32 sum = csum_add_words(0, &r->ip6.saddr, 16);
+	sum += bpf_htons(sizeof(r->na) + sizeof(r->tlla)) + bpf_htons(IPPROTO_ICMPV6);
+	sum = csum_add_words(sum, &r->na, (sizeof(r->na) + sizeof(r->tlla)) / 2);
+	r->na.checksum = csum_fold(sum);
+}
+
 /* Returns 1 when the IPv6 frame at the cursor is a neighbor solicitation (answered or
  * dropped by answer_ns), 0 when it is something else. */
 static __always_inline int is_neighbor_solicitation(struct cursor c, const struct ipv6hdr *ip6)
@@ -114,22 +135,7 @@ static __always_inline int answer_ns(struct __sk_buff *ctx, const struct nv_port
 	if (!any || !neighbor_mac(port, sn, NV_AF_INET6, (const __be32 *)ns->target, mac, &router))
 		return drop(ctx, NV_DROP_ND_UNANSWERED);
 
-	r.ip6.version = 6;
-	r.ip6.payload_len = bpf_htons(sizeof(r.na) + sizeof(r.tlla));
-	r.ip6.nexthdr = IPPROTO_ICMPV6;
-	r.ip6.hop_limit = 255;
-	r.na.type = 136;
-	r.na.flags = bpf_htonl(ND_NA_FLAG_SOLICITED | ND_NA_FLAG_OVERRIDE |
-			       (router ? ND_NA_FLAG_ROUTER : 0));
-	r.tlla.type = 2;
-	r.tlla.len = 1;
-	mac_copy(r.tlla.addr, mac);
-
-	/* ICMPv6 checksum: pseudo header (addresses, length, next header) + message. */
-	__u32 sum = csum_add_words(0, &r.ip6.saddr, 16);
-	sum += bpf_htons(sizeof(r.na) + sizeof(r.tlla)) + bpf_htons(IPPROTO_ICMPV6);
-	sum = csum_add_words(sum, &r.na, (sizeof(r.na) + sizeof(r.tlla)) / 2);
-	r.na.checksum = csum_fold(sum);
+	complete_na(&r, mac, router);
 
 	/* Resize to exactly Ethernet + reply, then write it. */
 	__u32 reply_len = sizeof(struct ethhdr) + sizeof(r);

@@ -63,6 +63,11 @@ enum FastPathTable {
         let inner = Ethernet.frame(
             dst: vm3.mac, src: mac, type: .arp,
             payload: ARP.packet(op: 2, senderMAC: mac, senderIP: target, targetMAC: vm3.mac, targetIP: vm3.ip4))
+        return backToB(inner, flowID: flowID)
+    }
+
+    /// `inner` in NVGRE from A back to host B's PA, VSID 5001, with the question's FlowID.
+    static func backToB(_ inner: [UInt8], flowID: UInt8 = 0x5a) -> [UInt8] {
         let gre = NVGRE.greHeader(vsid: 5001, flowID: flowID) + inner
         let ip = IPv4Header(src: Plan.paA, dst: Plan.paB, proto: IPProtocol.gre.rawValue, payloadLength: gre.count)
         return Ethernet.frame(dst: Plan.macB, src: Plan.uplinkMAC, type: .ipv4, payload: ip.bytes + gre)
@@ -99,6 +104,26 @@ enum FastPathTable {
                 "ARP request for the subnet gateway on a host that serves no gateway domain: not answered",
                 Frames.nvgre(request("198.19.1.254"), vsid: 5001, from: Plan.paB), .drop(NV_DROP_ARP_UNANSWERED),
                 ["drop:arp-target-unknown"]),
+            fromFabric(
+                "IPv6 neighbor solicitation for a local CA from a foreign endpoint: advertisement back to the asking PA",
+                Frames.nvgre(Frames.neighborSolicitation(from: vm3, target: vm1.ip6), vsid: 5001, from: Plan.paB),
+                .reply(
+                    output: backToB(Frames.neighborAdvertisement(to: vm3, target: vm1.ip6, mac: vm1.mac, router: false))
+                ), []),
+            fromFabric(
+                "Neighbor solicitation from a PA that is not the sender CA's: no answer",
+                Frames.nvgre(Frames.neighborSolicitation(from: vm3, target: vm1.ip6), vsid: 5001, from: Plan.paC),
+                .drop(NV_DROP_PA_SPOOF), ["drop:provider-address-spoofed"]),
+            fromFabric(
+                "Neighbor solicitation for a CA on another host: not ours to answer",
+                Frames.nvgre(Frames.neighborSolicitation(from: vm3, target: vm4.ip6), vsid: 5001, from: Plan.paB),
+                .drop(NV_DROP_ND_UNANSWERED), ["drop:nd-target-unknown"]),
+            fromFabric(
+                "Duplicate address detection inside NVGRE (from ::): no answer",
+                Frames.nvgre(
+                    Frames.neighborSolicitation(from: vm3, src: "::", target: vm1.ip6, withOption: false), vsid: 5001,
+                    from: Plan.paB),
+                .drop(NV_DROP_ND_UNANSWERED), ["drop:nd-target-unknown"]),
             fromFabric(
                 "ARP reply inside NVGRE: not a request",
                 Frames.nvgre(request(vm1.ip4, op: 2), vsid: 5001, from: Plan.paB), .drop(NV_DROP_ARP_NOT_REQUEST),
