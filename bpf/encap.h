@@ -21,15 +21,17 @@
 enum encap_verdict { ENCAP_GO, ENCAP_DROP, ENCAP_EXCEPTION };
 
 /* Asks the underlay FIB for the way to the record's PA. `wire_len` is the longest inner
- * frame that will go on the wire (one segment of a GSO frame). ENCAP_GO fills *fib;
- * otherwise *code is the drop or exception reason (and fib->mtu_result the MTU when the
- * frame is too big). */
-static __always_inline enum encap_verdict underlay_route(void *ctx, const struct nv_config *cfg,
-							  const struct nv_lookup_val *rec, __u32 wire_len,
+ * frame that will go on the wire (one segment of a GSO frame). ENCAP_GO fills *fib and
+ * *cfgp (the host config); otherwise *code is the drop or exception reason (and
+ * fib->mtu_result the MTU when the frame is too big). */
+static __always_inline enum encap_verdict underlay_route(void *ctx, const struct nv_lookup_val *rec,
+							  __u32 wire_len, struct nv_config **cfgp,
 							  struct bpf_fib_lookup *fib, __u32 *code)
 {
 	int v6 = rec->pa_family == NV_AF_INET6;
-	if (!(cfg->flags & (v6 ? NV_CFG_HAS_PA6 : NV_CFG_HAS_PA4))) {
+	struct nv_config *cfg = host_config();
+	*cfgp = cfg;
+	if (!cfg || !(cfg->flags & (v6 ? NV_CFG_HAS_PA6 : NV_CFG_HAS_PA4))) {
 		*code = NV_DROP_NO_LOCAL_PA;
 		return ENCAP_DROP;
 	}
@@ -136,13 +138,11 @@ static __always_inline int write_outer_to(void *data, void *end, const struct bp
 static __always_inline int xdp_encap_and_send(struct xdp_md *ctx, const struct flow *f,
 					      const struct nv_lookup_val *rec, __u32 vsid, __u32 stats_slot)
 {
-	struct nv_config *cfg = host_config();
-	if (!cfg)
-		return xdp_drop(ctx, NV_DROP_NO_LOCAL_PA);
 	__u32 inner_len = xdp_frame_len(ctx);
+	struct nv_config *cfg;
 	struct bpf_fib_lookup fib = {};
 	__u32 code = 0;
-	enum encap_verdict v = underlay_route(ctx, cfg, rec, inner_len, &fib, &code);
+	enum encap_verdict v = underlay_route(ctx, rec, inner_len, &cfg, &fib, &code);
 	if (v != ENCAP_GO)
 		return ENCAP_REFUSED(ctx, v, code, fib, vsid, stats_slot);
 
@@ -173,13 +173,11 @@ static __always_inline int tc_encap_and_send(struct __sk_buff *skb, const struct
 					     const struct nv_lookup_val *rec, __u32 vsid, __u32 stats_slot,
 					     __u32 wire_len)
 {
-	struct nv_config *cfg = host_config();
-	if (!cfg)
-		return tc_drop(skb, NV_DROP_NO_LOCAL_PA);
 	__u32 inner_len = tc_frame_len(skb);
+	struct nv_config *cfg;
 	struct bpf_fib_lookup fib = {};
 	__u32 code = 0;
-	enum encap_verdict v = underlay_route(skb, cfg, rec, wire_len, &fib, &code);
+	enum encap_verdict v = underlay_route(skb, rec, wire_len, &cfg, &fib, &code);
 	if (v != ENCAP_GO)
 		return ENCAP_REFUSED(skb, v, code, fib, vsid, stats_slot);
 

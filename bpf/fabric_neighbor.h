@@ -166,13 +166,7 @@ static __always_inline int answer_ns_from_fabric(struct xdp_md *ctx, struct curs
 	if (!ns || ip6->hop_limit != 255)
 		return drop(ctx, NV_DROP_MALFORMED);
 	struct na_reply r = {};
-	__builtin_memcpy(&r.ip6.daddr, &ip6->saddr, 16);
-	__builtin_memcpy(&r.ip6.saddr, ns->target, 16);
-	__builtin_memcpy(r.na.target, ns->target, 16);
-	/* A solicitation from the unspecified address is duplicate address detection. */
-	__u32 any = r.ip6.daddr.in6_u.u6_addr32[0] | r.ip6.daddr.in6_u.u6_addr32[1] |
-		    r.ip6.daddr.in6_u.u6_addr32[2] | r.ip6.daddr.in6_u.u6_addr32[3];
-	if (!any)
+	if (!start_na(&r, ip6, ns))
 		return drop(ctx, NV_DROP_ND_UNANSWERED);
 
 	struct nv_lookup_val *sender = find_record(vsid, NV_AF_INET6, (const __be32 *)&r.ip6.daddr);

@@ -103,6 +103,18 @@ static __always_inline void complete_na(struct na_reply *r, const __u8 *mac, int
 	r->na.checksum = csum_fold(sum);
 }
 
+/* Starts the advertisement answering solicitation `ns` in `ip6`: to the asker, from the
+ * target. Returns 0 when the asker is the unspecified address (duplicate address
+ * detection, which gets no answer), else 1. */
+static __always_inline int start_na(struct na_reply *r, const struct ipv6hdr *ip6, const struct nd_msg_hdr *ns)
+{
+	__builtin_memcpy(&r->ip6.daddr, &ip6->saddr, 16);
+	__builtin_memcpy(&r->ip6.saddr, ns->target, 16);
+	__builtin_memcpy(r->na.target, ns->target, 16);
+	return (r->ip6.daddr.in6_u.u6_addr32[0] | r->ip6.daddr.in6_u.u6_addr32[1] | r->ip6.daddr.in6_u.u6_addr32[2] |
+		r->ip6.daddr.in6_u.u6_addr32[3]) != 0;
+}
+
 /* Returns 1 when the IPv6 frame at the cursor is a neighbor solicitation (answered or
  * dropped by answer_ns), 0 when it is something else. */
 static __always_inline int is_neighbor_solicitation(struct cursor c, const struct ipv6hdr *ip6)
@@ -123,16 +135,10 @@ static __always_inline int answer_ns(struct __sk_buff *ctx, const struct nv_port
 		return drop(ctx, NV_DROP_MALFORMED);
 
 	struct na_reply r = {};
-	__builtin_memcpy(&r.ip6.daddr, &ip6->saddr, 16);
-	__builtin_memcpy(&r.ip6.saddr, ns->target, 16);
-	__builtin_memcpy(r.na.target, ns->target, 16);
-
-	/* A solicitation from the unspecified address is duplicate address detection. */
-	__u32 any = r.ip6.daddr.in6_u.u6_addr32[0] | r.ip6.daddr.in6_u.u6_addr32[1] |
-		    r.ip6.daddr.in6_u.u6_addr32[2] | r.ip6.daddr.in6_u.u6_addr32[3];
+	int asked = start_na(&r, ip6, ns);
 	__u8 mac[ETH_ALEN];
 	int router;
-	if (!any || !neighbor_mac(port, sn, NV_AF_INET6, (const __be32 *)ns->target, mac, &router))
+	if (!asked || !neighbor_mac(port, sn, NV_AF_INET6, (const __be32 *)ns->target, mac, &router))
 		return drop(ctx, NV_DROP_ND_UNANSWERED);
 
 	complete_na(&r, mac, router);

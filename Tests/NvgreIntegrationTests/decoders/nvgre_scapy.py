@@ -27,14 +27,19 @@ import sys
 from scapy.all import ARP, GRE, IP, TCP, UDP, Ether, IPv6, get_if_hwaddr, rdpcap, sendp
 
 
-def decode(path):
+def gre_frames(path):
+    """Each GRE frame of the capture as (packet, outer IP header, GRE flags word, GRE protocol,
+    GRE key, inner Ethernet frame), the GRE header read from its bytes as on the wire."""
     for pkt in rdpcap(path):
         if GRE not in pkt:
             continue
-        outer = pkt[IP] if IP in pkt else pkt[IPv6]
         raw = bytes(pkt[GRE])
         flags, proto, key = struct.unpack("!HHI", raw[:8])
-        inner = Ether(raw[8:])
+        yield pkt, (pkt[IP] if IP in pkt else pkt[IPv6]), flags, proto, key, Ether(raw[8:])
+
+
+def decode(path):
+    for pkt, outer, flags, proto, key, inner in gre_frames(path):
         l3 = inner[IP] if IP in inner else (inner[IPv6] if IPv6 in inner else None)
         print(json.dumps({
             "outer_version": 4 if IP in pkt else 6,
@@ -48,13 +53,7 @@ def decode(path):
 
 
 def segments(path):
-    for pkt in rdpcap(path):
-        if GRE not in pkt:
-            continue
-        outer = pkt[IP] if IP in pkt else pkt[IPv6]
-        raw = bytes(pkt[GRE])
-        _, _, key = struct.unpack("!HHI", raw[:8])
-        inner = Ether(raw[8:])
+    for pkt, outer, _, _, key, inner in gre_frames(path):
         l4_type = TCP if TCP in inner else (UDP if UDP in inner else None)
         if l4_type is None:
             continue
@@ -73,13 +72,7 @@ def segments(path):
 
 
 def arp_replies(path):
-    for pkt in rdpcap(path):
-        if GRE not in pkt:
-            continue
-        outer = pkt[IP] if IP in pkt else pkt[IPv6]
-        raw = bytes(pkt[GRE])
-        _, _, key = struct.unpack("!HHI", raw[:8])
-        inner = Ether(raw[8:])
+    for _, outer, _, _, key, inner in gre_frames(path):
         if ARP not in inner or inner[ARP].op != 2:
             continue
         a = inner[ARP]
