@@ -128,7 +128,8 @@ static __always_inline int write_outer_to(void *data, void *end, const struct bp
 {
 	int v6 = rec->pa_family == NV_AF_INET6;
 	return write_outer(data, end, fib->dmac, fib->smac, v6, v6 ? (const void *)cfg->pa6 : (const void *)cfg->pa4,
-			   rec->pa, tos, hash, bpf_htonl((vsid << 8) | flow_id(hash)), inner_len);
+			   rec->pa, tos, hash, bpf_htonl((vsid << 8) | (rec->flags & NV_REC_NO_FLOWID ? 0 : flow_id(hash))),
+			   inner_len);
 }
 
 /* The route's verdict when it is not ENCAP_GO, the same in both hooks. */

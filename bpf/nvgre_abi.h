@@ -16,7 +16,7 @@
 
 #include <linux/types.h> /* __u8..__u64, for BPF and userspace alike */
 
-#define NV_ABI_VERSION 5
+#define NV_ABI_VERSION 6
 
 /* ---- Wire constants (RFC 7637) ---------------------------------------------------- */
 #define NV_GRE_FLAGS_VERSION 0x2000 /* C=0 K=1 S=0, version 0 */
@@ -70,7 +70,13 @@ struct nv_lookup_val {
 	__u8 pa_family;
 	__u8 type;          /* enum nv_record_type */
 	__u32 port_ifindex; /* non-zero: the VM is on this host, behind this port */
-	__u32 reserved;
+	__u32 flags;        /* enum nv_record_flags */
+};
+
+enum nv_record_flags {
+	/* The PA is an endpoint that matches all 32 bits of the GRE key (Open vSwitch with a
+	 * fixed key): frames to it carry FlowID 0, which RFC 7637 allows. */
+	NV_REC_NO_FLOWID = 1 << 0,
 };
 
 /* subnets: VSID -> virtual subnet. */

@@ -7,4 +7,8 @@ prefix="${1:?usage: lab-cleanup.sh PREFIX}"
 for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^${prefix}-" || true); do
   ip netns del "$ns" 2>/dev/null || true
 done
+# Open vSwitch daemons of the foreign-peer tests (their run directories hold pidfiles).
+for pidfile in "/run/nvgre/${prefix}"*-ovs/*.pid; do
+  [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+done
 rm -rf "/sys/fs/bpf/${prefix}"* "/run/nvgre/${prefix}"* 2>/dev/null || true

@@ -331,7 +331,9 @@ public final class Instance {
                     + "\(old.providerAddress), MAC \(old.customerMAC))",
                 hint: "delete it first (`nvgre lookup del`), or change it in a policy file and `nvgre apply` it")
         }
-        let value = nv_lookup_val(pa: r.providerAddress, mac: r.mac, type: r.type.abi)
+        let value = nv_lookup_val(
+            pa: r.providerAddress, mac: r.mac, type: r.type.abi,
+            flags: stored.endpointsWithoutFlowID.contains(r.providerAddress) ? NV_REC_NO_FLOWID : nv_record_flags(0))
         do {
             try maps.lookups.update(key, value, flags: UInt64(BPF_NOEXIST))
         } catch let e as DatapathError where e.errno == E2BIG || e.errno == ENOSPC {

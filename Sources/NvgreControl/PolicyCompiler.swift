@@ -149,11 +149,13 @@ public enum PolicyCompiler {
 
         // Lookup records: the port's ifindex marks a VM on this host.
         var lookups = [RawBytes: RawBytes](minimumCapacity: p.lookupRecords.count)
+        let noFlowID = p.endpointsWithoutFlowID
         for r in p.lookupRecords {
             let key = nv_lookup_key(vsid: r.vsid, ca: r.customerAddress)
             let val = nv_lookup_val(
                 pa: r.providerAddress, mac: r.mac, type: r.type.abi,
-                portIfindex: portOf[RecordID(vsid: r.vsid, address: r.customerAddress)] ?? 0)
+                portIfindex: portOf[RecordID(vsid: r.vsid, address: r.customerAddress)] ?? 0,
+                flags: noFlowID.contains(r.providerAddress) ? NV_REC_NO_FLOWID : nv_record_flags(0))
             lookups[RawBytes(of: key)] = RawBytes(of: val)
         }
         out.images[.lookups] = MapImage(lookups)

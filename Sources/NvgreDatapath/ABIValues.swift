@@ -34,8 +34,12 @@ extension nv_lookup_key {
 }
 
 extension nv_lookup_val {
-    public init(pa: IPAddress, mac: MACAddress, type: nv_record_type = NV_REC_STATIC, portIfindex: UInt32 = 0) {
+    public init(
+        pa: IPAddress, mac: MACAddress, type: nv_record_type = NV_REC_STATIC, portIfindex: UInt32 = 0,
+        flags: nv_record_flags = nv_record_flags(0)
+    ) {
         self.init()
+        self.flags = flags.rawValue
         pa_family = pa.family.rawValue
         copyBytes(pa.padded16, into: &self.pa)
         copyBytes(mac.bytes, into: &self.mac)
@@ -44,6 +48,9 @@ extension nv_lookup_val {
     }
 
     public var providerAddress: IPAddress { address(family: pa_family, pa) }
+
+    /// Frames to this record's PA carry a FlowID (all but endpoints with `flowID: false`).
+    public var sendsFlowID: Bool { flags & NV_REC_NO_FLOWID.rawValue == 0 }
 
     public var customerMAC: MACAddress { MACAddress(bytes(of: mac, count: 6)) }
 }

@@ -135,7 +135,8 @@ public final class HostExceptionHandler {
                 let frame = NVGRE.encapsulate(
                     inner: ethernet + fragment, vsid: e.vsid, hash: hash, tos: packet[1],
                     outerSrcMAC: MACAddress([2, 0, 0, 0, 0, 0]),
-                    outerDstMAC: MACAddress([2, 0, 0, 0, 0, 0]), srcPA: srcPA, dstPA: record.providerAddress)
+                    outerDstMAC: MACAddress([2, 0, 0, 0, 0, 0]), srcPA: srcPA, dstPA: record.providerAddress,
+                    sendFlowID: record.sendsFlowID)
                 try underlay(record.providerAddress.family).send(
                     Array(frame.dropFirst(Ethernet.headerLength)), to: record.providerAddress)
             }

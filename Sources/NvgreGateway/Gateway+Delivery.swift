@@ -37,7 +37,8 @@ extension Gateway {
                 let frame = NVGRE.encapsulate(
                     inner: header + piece, vsid: vsid, hash: hash, tos: tos,
                     outerSrcMAC: MACAddress([2, 0, 0, 0, 0, 0]),
-                    outerDstMAC: MACAddress([2, 0, 0, 0, 0, 0]), srcPA: src, dstPA: pa)
+                    outerDstMAC: MACAddress([2, 0, 0, 0, 0, 0]), srcPA: src, dstPA: pa,
+                    sendFlowID: record.sendsFlowID)
                 try sender.sendUnderlay(Array(frame.dropFirst(Ethernet.headerLength)), to: pa)
             }
             return true

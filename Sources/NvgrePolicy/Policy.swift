@@ -9,6 +9,7 @@ public struct Policy: Equatable, Sendable {
     public var customerRoutes: [CustomerRoute] = []
     public var providerAddresses: [ProviderAddress] = []
     public var ports: [VMPort] = []
+    public var foreignEndpoints: [ForeignEndpoint] = []
     // A gateway host's (GatewayPolicy.swift).
     public var externalAddresses: [ExternalAddress] = []
     public var gatewayDomains: [GatewayDomain] = []
@@ -25,10 +26,18 @@ public struct Policy: Equatable, Sendable {
         customerRoutes += other.customerRoutes
         providerAddresses += other.providerAddresses
         ports += other.ports
+        foreignEndpoints += other.foreignEndpoints
         externalAddresses += other.externalAddresses
         gatewayDomains += other.gatewayDomains
         publishedServices += other.publishedServices
         infrastructurePrefixes += other.infrastructurePrefixes
+    }
+}
+
+extension Policy {
+    /// The PAs of foreign endpoints that take no FlowID.
+    public var endpointsWithoutFlowID: Set<IPAddress> {
+        Set(foreignEndpoints.filter { !$0.flowID }.map(\.address))
     }
 }
 
@@ -51,15 +60,21 @@ public struct VirtualSubnet: Equatable, Sendable {
     public var prefixes: [IPPrefix]  // at most one per family
     public var gateways: [IPAddress]  // the router's address per family, inside a prefix
     public var gatewayMAC: MACAddress
+    /// Broadcast and multicast from its VMs, and ARP/ND that policy does not answer, are
+    /// replicated to the VSID's other ports and hosts. Off: dropped and counted, every answer
+    /// comes from policy (HNV's behaviour).
+    public var flood: Bool
 
     public init(
-        vsid: UInt32, routingDomain: String, prefixes: [IPPrefix], gateways: [IPAddress], gatewayMAC: MACAddress
+        vsid: UInt32, routingDomain: String, prefixes: [IPPrefix], gateways: [IPAddress], gatewayMAC: MACAddress,
+        flood: Bool = true
     ) {
         self.vsid = vsid
         self.routingDomain = routingDomain
         self.prefixes = prefixes
         self.gateways = gateways
         self.gatewayMAC = gatewayMAC
+        self.flood = flood
     }
 }
 
@@ -122,11 +137,37 @@ public struct VMPort: Equatable, Sendable {
     public var vsid: UInt32
     public var mac: MACAddress
     public var addresses: [IPAddress]
+    /// Hyper-V's router guard and DHCP guard, lifted: the VM may send router advertisements
+    /// (it is a router) or DHCP/DHCPv6 server messages (it is a DHCP server).
+    public var allowRouterAdvertisements: Bool
+    public var allowDHCPServer: Bool
 
-    public init(interface: String, vsid: UInt32, mac: MACAddress, addresses: [IPAddress]) {
+    public init(
+        interface: String, vsid: UInt32, mac: MACAddress, addresses: [IPAddress],
+        allowRouterAdvertisements: Bool = false, allowDHCPServer: Bool = false
+    ) {
         self.interface = interface
         self.vsid = vsid
         self.mac = mac
         self.addresses = addresses
+        self.allowRouterAdvertisements = allowRouterAdvertisements
+        self.allowDHCPServer = allowDHCPServer
+    }
+}
+
+/// An NVGRE endpoint that is not ours (Open vSwitch, a hardware switch, a load balancer),
+/// named by its provider address. The CAs behind it are ordinary lookup records; this entry
+/// only says how to talk to it.
+public struct ForeignEndpoint: Equatable, Sendable {
+    public var address: IPAddress
+    public var name: String
+    /// False for endpoints that match all 32 bits of the GRE key (Open vSwitch's fixed-key
+    /// ports): frames to it carry FlowID 0.
+    public var flowID: Bool
+
+    public init(address: IPAddress, name: String = "", flowID: Bool = true) {
+        self.address = address
+        self.name = name
+        self.flowID = flowID
     }
 }

@@ -30,7 +30,7 @@ public enum PolicyDocument {
                 root, "",
                 allowed: [
                     "routingDomains", "subnets", "lookupRecords", "customerRoutes",
-                    "providerAddresses", "ports", "externalAddresses", "gatewayDomains",
+                    "providerAddresses", "ports", "foreignEndpoints", "externalAddresses", "gatewayDomains",
                     "publishedServices", "infrastructurePrefixes"
                 ])
             policy.routingDomains = ctx.list(top["routingDomains"], "routingDomains") { n, at in
@@ -42,16 +42,18 @@ public enum PolicyDocument {
             }
             policy.subnets = ctx.list(top["subnets"], "subnets") { n, at in
                 let f = ctx.fields(
-                    n, at, allowed: ["vsid", "routingDomain", "prefixes", "gateways", "gatewayMAC"],
+                    n, at, allowed: ["vsid", "routingDomain", "prefixes", "gateways", "gatewayMAC", "flood"],
                     required: ["vsid", "routingDomain", "prefixes", "gatewayMAC"])
+                let flood = f["flood"].map { ctx.bool($0, "\(at).flood") } ?? true
                 let prefixes = ctx.list(f["prefixes"], "\(at).prefixes") { ctx.prefix($0, $1) }
                 let gateways = ctx.list(f["gateways"], "\(at).gateways") { ctx.address($0, $1) }
                 guard let vsid = ctx.number(f["vsid"], "\(at).vsid", 0...UInt32.max),
                     let rd = ctx.text(f["routingDomain"], "\(at).routingDomain"),
-                    let mac = ctx.mac(f["gatewayMAC"], "\(at).gatewayMAC")
+                    let mac = ctx.mac(f["gatewayMAC"], "\(at).gatewayMAC"), let flood
                 else { return nil }
                 return VirtualSubnet(
-                    vsid: vsid, routingDomain: rd, prefixes: prefixes, gateways: gateways, gatewayMAC: mac)
+                    vsid: vsid, routingDomain: rd, prefixes: prefixes, gateways: gateways, gatewayMAC: mac,
+                    flood: flood)
             }
             policy.lookupRecords = ctx.list(top["lookupRecords"], "lookupRecords") { n, at in
                 let f = ctx.fields(
@@ -85,13 +87,28 @@ public enum PolicyDocument {
             }
             policy.ports = ctx.list(top["ports"], "ports") { n, at in
                 let f = ctx.fields(
-                    n, at, allowed: ["interface", "vsid", "mac", "addresses"], required: ["interface", "vsid", "mac"])
+                    n, at,
+                    allowed: [
+                        "interface", "vsid", "mac", "addresses", "allowRouterAdvertisements", "allowDHCPServer"
+                    ],
+                    required: ["interface", "vsid", "mac"])
                 let addresses = ctx.list(f["addresses"], "\(at).addresses") { ctx.address($0, $1) }
+                let ra = f["allowRouterAdvertisements"].map { ctx.bool($0, "\(at).allowRouterAdvertisements") } ?? false
+                let dhcp = f["allowDHCPServer"].map { ctx.bool($0, "\(at).allowDHCPServer") } ?? false
                 guard let i = ctx.text(f["interface"], "\(at).interface"),
                     let vsid = ctx.number(f["vsid"], "\(at).vsid", 0...UInt32.max),
-                    let mac = ctx.mac(f["mac"], "\(at).mac")
+                    let mac = ctx.mac(f["mac"], "\(at).mac"), let ra, let dhcp
                 else { return nil }
-                return VMPort(interface: i, vsid: vsid, mac: mac, addresses: addresses)
+                return VMPort(
+                    interface: i, vsid: vsid, mac: mac, addresses: addresses, allowRouterAdvertisements: ra,
+                    allowDHCPServer: dhcp)
+            }
+            policy.foreignEndpoints = ctx.list(top["foreignEndpoints"], "foreignEndpoints") { n, at in
+                let f = ctx.fields(n, at, allowed: ["address", "name", "flowID"], required: ["address"])
+                let name = f["name"].map { ctx.text($0, "\(at).name") } ?? ""
+                let flowID = f["flowID"].map { ctx.bool($0, "\(at).flowID") } ?? true
+                guard let a = ctx.address(f["address"], "\(at).address"), let name, let flowID else { return nil }
+                return ForeignEndpoint(address: a, name: name, flowID: flowID)
             }
             policy.externalAddresses = ctx.list(top["externalAddresses"], "externalAddresses") { n, at in
                 let f = ctx.fields(
@@ -237,10 +254,16 @@ final class DecodeContext {
         parsed(n, at, "a port range such as 32768-65535 (first 1 or more, first <= last)") { PortRange(parsing: $0) }
     }
 
+    /// A whole number, in decimal or in hex with 0x (VSIDs are often written as GRE keys).
     func number(_ n: Node?, _ at: String, _ range: ClosedRange<UInt32>) -> UInt32? {
-        parsed(n, at, "a whole number from \(range.lowerBound) to \(range.upperBound)") { s in
-            UInt32(s).flatMap { range.contains($0) ? $0 : nil }
+        parsed(n, at, "a whole number from \(range.lowerBound) to \(range.upperBound) (decimal, or hex with 0x)") { s in
+            let value = s.lowercased().hasPrefix("0x") ? UInt32(s.dropFirst(2), radix: 16) : UInt32(s)
+            return value.flatMap { range.contains($0) ? $0 : nil }
         }
+    }
+
+    func bool(_ n: Node?, _ at: String) -> Bool? {
+        parsed(n, at, "true or false") { ["true": true, "false": false][$0] }
     }
 
     func choice<T: RawRepresentable & CaseIterable>(_ n: Node, _ at: String, _: T.Type) -> T?

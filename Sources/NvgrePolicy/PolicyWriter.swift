@@ -54,7 +54,7 @@ public enum PolicyWriter {
                 ("prefixes", .list(s.prefixes.map { .text($0.description) })),
                 ("gateways", .list(s.gateways.map { .text($0.description) })),
                 ("gatewayMAC", .text(s.gatewayMAC.description))
-            ]
+            ] + (s.flood ? [] : [("flood", .bool(false))])
         }
         section("lookupRecords", p.lookupRecords) { r in
             var f: [(String, Value)] = [
@@ -78,7 +78,14 @@ public enum PolicyWriter {
                 ("interface", .text(port.interface)), ("vsid", .number(port.vsid)),
                 ("mac", .text(port.mac.description)),
                 ("addresses", .list(port.addresses.map { .text($0.description) }))
-            ]
+            ] + (port.allowRouterAdvertisements ? [("allowRouterAdvertisements", .bool(true))] : [])
+                + (port.allowDHCPServer ? [("allowDHCPServer", .bool(true))] : [])
+        }
+        if !p.foreignEndpoints.isEmpty {
+            section("foreignEndpoints", p.foreignEndpoints) { e in
+                [("address", .text(e.address.description))] + (e.name.isEmpty ? [] : [("name", .text(e.name))])
+                    + [("flowID", .bool(e.flowID))]
+            }
         }
         // A gateway's sections, only when the policy has any (most hosts are not gateways).
         if p.isGateway || !p.publishedServices.isEmpty || !p.infrastructurePrefixes.isEmpty {
@@ -111,6 +118,7 @@ public enum PolicyWriter {
 
     enum Value {
         case number(UInt32)
+        case bool(Bool)
         case text(String)
         case list([Value])
     }
@@ -128,6 +136,7 @@ public enum PolicyWriter {
     private static func value(_ v: Value, json: Bool, into out: inout String) {
         switch v {
         case let .number(n): out += String(n)
+        case let .bool(b): out += b ? "true" : "false"
         case let .text(s): out += json || needsQuotes(s) ? quoted(s) : s
         case let .list(items):
             out += "["

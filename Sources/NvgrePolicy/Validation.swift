@@ -166,6 +166,16 @@ extension Policy {
                 }
             }
         }
+        // Foreign endpoints: each once, never one of this host's provider addresses.
+        var endpoints = Set<IPAddress>()
+        for (i, e) in foreignEndpoints.enumerated() {
+            let at = "foreignEndpoints[\(i)]"
+            if !endpoints.insert(e.address).inserted { fail("\(at).address", e.address, "an address listed once") }
+            if pas.contains(e.address) || e.address.isUnspecified {
+                fail("\(at).address", e.address, "the provider address of another host (this one is ours)")
+            }
+            if e.name.count > 64 { fail("\(at).name", e.name, "a name of at most 64 characters") }
+        }
         validateGateway(domainNames: domainNames, fail: fail)
         return errors
     }

@@ -26,13 +26,14 @@ public enum NVGRE {
     }
 
     /// Encapsulates `inner` (a customer Ethernet frame). `hash` supplies FlowID and the IPv6
-    /// flow label; `tos` is copied from the inner IP header by the encapsulator.
+    /// flow label; `tos` is copied from the inner IP header by the encapsulator. FlowID is 0
+    /// when `sendFlowID` is false (a peer that matches the whole GRE key).
     public static func encapsulate(
         inner: [UInt8], vsid: UInt32, hash: FlowHash, tos: UInt8 = 0,
         outerSrcMAC: MACAddress, outerDstMAC: MACAddress,
-        srcPA: IPAddress, dstPA: IPAddress
+        srcPA: IPAddress, dstPA: IPAddress, sendFlowID: Bool = true
     ) -> [UInt8] {
-        let gre = greHeader(vsid: vsid, flowID: hash.flowID) + inner
+        let gre = greHeader(vsid: vsid, flowID: sendFlowID ? hash.flowID : 0) + inner
         switch srcPA.family {
         case .v4:
             let ip = IPv4Header(

@@ -311,6 +311,26 @@ enum FastPathTable {
                         via: Plan.macB)),
                 ["5001:encap"]),
             FastPathCase(
+                name: "To a foreign endpoint with flowID: false (OVS with a fixed key): FlowID 0", program: .fromVM,
+                ingress: "port1", frame: tcpTo3,
+                expected: .forward(
+                    to: "ul",
+                    output: NVGRE.encapsulate(
+                        inner: tcpTo3, vsid: 5001,
+                        hash: FlowHash(src: vm1.ip4, dst: vm3.ip4, protocol: 6, sport: 33333, dport: 443),
+                        outerSrcMAC: Plan.uplinkMAC, outerDstMAC: Plan.macB, srcPA: Plan.paA, dstPA: Plan.paB,
+                        sendFlowID: false)),
+                counters: ["5001:encap"],
+                before: {
+                    try $0.dp.lookups.update(
+                        nv_lookup_key(vsid: 5001, ca: vm3.ip4),
+                        nv_lookup_val(pa: Plan.paB, mac: vm3.mac, flags: NV_REC_NO_FLOWID))
+                },
+                after: {
+                    try $0.dp.lookups.update(
+                        nv_lookup_key(vsid: 5001, ca: vm3.ip4), nv_lookup_val(pa: Plan.paB, mac: vm3.mac))
+                }),
+            FastPathCase(
                 name: "With ip-rule policy routing honoured, the same encap", program: .fromVM, ingress: "port1",
                 frame: plainTo3,
                 expected: .forward(

@@ -23,6 +23,24 @@ struct DocumentTests {
         #expect(p.subnets.first?.gatewayMAC == "12:34:56:00:01:02")
     }
 
+    /// VSIDs are often written as GRE keys are, in hex; booleans are true or false only.
+    @Test func hexNumbersAndBooleans() throws {
+        let yaml =
+            "routingDomains: [{id: 1, name: red}]\n"
+            + "subnets: [{vsid: 0x123456, routingDomain: red, prefixes: [198.19.1.0/24], gatewayMAC: 02:00:00:00:ff:01, "
+            + "flood: false}]\n"
+        let s = try PolicyDocument.decode(yaml).subnets.first
+        #expect(s?.vsid == 0x12_3456 && s?.flood == false)
+        #expect(throws: PolicyErrors.self) {
+            try PolicyDocument.decode(yaml.replacingOccurrences(of: "false", with: "no"))
+        }
+        do {
+            _ = try PolicyDocument.decode(yaml.replacingOccurrences(of: "false", with: "no"))
+        } catch let e as PolicyErrors {
+            #expect(e.errors.map(\.field) == ["subnets[0].flood"] && "\(e)".contains("true or false"), "\(e)")
+        }
+    }
+
     @Test func macsAreNeverReadAsBase60Numbers() throws {
         let yaml =
             "routingDomains: [{id: 1, name: red}]\n"
@@ -87,6 +105,13 @@ struct WriterTests {
                 vsid: 5001, customerAddress: "2001:db8:19:1::7", providerAddress: "2001:db8:18::2",
                 mac: "02:00:00:00:01:07", type: .l2Only))
         p.routingDomains[1].name = "blue team \"b\""  // needs quoting
+        p.subnets[1].flood = false
+        p.ports[0].allowRouterAdvertisements = true
+        p.ports[0].allowDHCPServer = true
+        p.foreignEndpoints = [
+            ForeignEndpoint(address: "198.18.0.9", name: "ovs-1", flowID: false),
+            ForeignEndpoint(address: "198.18.0.10")
+        ]
         for i in p.subnets.indices where p.subnets[i].routingDomain == "blue" {
             p.subnets[i].routingDomain = "blue team \"b\""
         }
@@ -127,7 +152,7 @@ struct WriterTests {
             "lookupRecords[0].customerAddress", "an IPv4 address"
         ),
         (
-            "  - {vsid: 0x1389, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01}",
+            "  - {vsid: 50o1, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01}",
             "lookupRecords[0].vsid", "whole number"
         )
     ])

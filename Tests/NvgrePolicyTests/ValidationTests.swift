@@ -108,6 +108,12 @@ struct ValidationTests {
         },
         BrokenRule("duplicate domain name", "routingDomains[1].name", "red", "no other routing domain") { p in
             p.routingDomains[1].name = "red"
+        },
+        BrokenRule("foreign endpoint listed twice", "foreignEndpoints[1].address", "198.18.0.9", "once") { p in
+            p.foreignEndpoints = [ForeignEndpoint(address: "198.18.0.9"), ForeignEndpoint(address: "198.18.0.9")]
+        },
+        BrokenRule("foreign endpoint that is this host", "foreignEndpoints[0].address", "198.18.0.1", "another host") {
+            p in p.foreignEndpoints = [ForeignEndpoint(address: "198.18.0.1", flowID: false)]
         }
     ]
 
