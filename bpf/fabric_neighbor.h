@@ -10,6 +10,7 @@
 #define NV_FABRIC_NEIGHBOR_H
 
 #include "encap.h"
+#include "flood.h"
 #include "neighbor_reply.h"
 #include "policy.h"
 #include "verdict.h"
@@ -94,11 +95,13 @@ static __always_inline int write_arp_reply(void *data, void *end, const int at, 
 	return 0;
 }
 
-/* `c` is at the inner frame's ARP header; `outer_eth`, `outer` (the outer addresses) and
- * `gre` describe the outer headers, `outer_len` bytes (Ethernet, IP with any options, GRE). */
+/* `c` is at the inner frame's ARP header (after `inner_eth`); `outer_eth`, `outer` (the
+ * outer addresses) and `gre` describe the outer headers, `outer_len` bytes (Ethernet, IP
+ * with any options, GRE). */
 static __always_inline int answer_arp_from_fabric(struct xdp_md *ctx, struct cursor c, const struct ethhdr *outer_eth,
 						  const struct flow *outer, const struct gre_key_hdr *gre,
-						  int outer_len, const struct nv_subnet *sn, __u32 vsid)
+						  int outer_len, const struct ethhdr *inner_eth,
+						  const struct nv_subnet *sn, __u32 vsid)
 {
 	struct arp_eth_ipv4 *arp = CURSOR_TAKE(&c, struct arp_eth_ipv4);
 	if (!arp)
@@ -106,7 +109,8 @@ static __always_inline int answer_arp_from_fabric(struct xdp_md *ctx, struct cur
 	if (arp->htype != bpf_htons(ARPHRD_ETHER) || arp->ptype != bpf_htons(ETH_P_IP) || arp->hlen != ETH_ALEN ||
 	    arp->plen != 4)
 		return drop(ctx, NV_DROP_MALFORMED);
-	if (arp->op != bpf_htons(ARPOP_REQUEST))
+	int gratuitous_reply = arp->op == bpf_htons(ARPOP_REPLY) && mac_is_broadcast(inner_eth->h_dest);
+	if (arp->op != bpf_htons(ARPOP_REQUEST) && !gratuitous_reply)
 		return drop(ctx, NV_DROP_ARP_NOT_REQUEST);
 
 	__be32 asker, target;
@@ -120,9 +124,14 @@ static __always_inline int answer_arp_from_fabric(struct xdp_md *ctx, struct cur
 	if (!mac_equal(arp->sha, sender->mac))
 		return drop(ctx, NV_DROP_SRC_MAC_SPOOF);
 	int router;
-	const __u8 *mac = asker == target ? NULL : fabric_answer(sn, vsid, NV_AF_INET, &target, &router);
-	if (!mac)
-		return drop(ctx, NV_DROP_ARP_UNANSWERED);
+	const __u8 *mac =
+		asker == target || gratuitous_reply ? NULL : fabric_answer(sn, vsid, NV_AF_INET, &target, &router);
+	if (!mac) { /* for the VSID's VMs here, when it is a broadcast */
+		enum nv_drop_reason why = gratuitous_reply ? NV_DROP_ARP_NOT_REQUEST : NV_DROP_ARP_UNANSWERED;
+		if (!mac_is_broadcast(inner_eth->h_dest))
+			return drop(ctx, why);
+		return xdp_flood_from_fabric(ctx, outer, outer_len, inner_eth, NV_AF_INET, &asker, sn, vsid, why);
+	}
 
 	__u8 answer_mac[ETH_ALEN], asker_mac[ETH_ALEN];
 	mac_copy(answer_mac, mac);
@@ -155,6 +164,19 @@ static __always_inline int write_na(void *data, void *end, const int at, const _
 	return 0;
 }
 
+/* A solicitation policy does not answer here, sent to a multicast group: to the VSID's VMs. */
+static __always_inline int flood_ns_from_fabric(struct xdp_md *ctx, const struct flow *outer, int outer_len,
+						const struct ethhdr *inner_eth, const struct ipv6hdr *ip6,
+						const struct nv_subnet *sn, __u32 vsid)
+{
+	__be32 src[4];
+	__builtin_memcpy(src, &ip6->saddr, 16);
+	if (!mac_is_multicast(inner_eth->h_dest))
+		return drop(ctx, NV_DROP_ND_UNANSWERED);
+	return xdp_flood_from_fabric(ctx, outer, outer_len, inner_eth, NV_AF_INET6, src, sn, vsid,
+				     NV_DROP_ND_UNANSWERED);
+}
+
 /* `c` is at the solicitation (after the inner IPv6 header `ip6`), `inner_eth` its Ethernet
  * header; the rest as for answer_arp_from_fabric. */
 static __always_inline int answer_ns_from_fabric(struct xdp_md *ctx, struct cursor c, const struct ethhdr *outer_eth,
@@ -166,8 +188,8 @@ static __always_inline int answer_ns_from_fabric(struct xdp_md *ctx, struct curs
 	if (!ns || ip6->hop_limit != 255)
 		return drop(ctx, NV_DROP_MALFORMED);
 	struct na_reply r = {};
-	if (!start_na(&r, ip6, ns))
-		return drop(ctx, NV_DROP_ND_UNANSWERED);
+	if (!start_na(&r, ip6, ns)) /* duplicate address detection: for the VSID's VMs here */
+		return flood_ns_from_fabric(ctx, outer, outer_len, inner_eth, ip6, sn, vsid);
 
 	struct nv_lookup_val *sender = find_record(vsid, NV_AF_INET6, (const __be32 *)&r.ip6.daddr);
 	if (!sender)
@@ -179,7 +201,7 @@ static __always_inline int answer_ns_from_fabric(struct xdp_md *ctx, struct curs
 	int router;
 	const __u8 *mac = fabric_answer(sn, vsid, NV_AF_INET6, (const __be32 *)r.na.target, &router);
 	if (!mac)
-		return drop(ctx, NV_DROP_ND_UNANSWERED);
+		return flood_ns_from_fabric(ctx, outer, outer_len, inner_eth, ip6, sn, vsid);
 
 	__u8 answer_mac[ETH_ALEN], asker_mac[ETH_ALEN];
 	mac_copy(answer_mac, mac);

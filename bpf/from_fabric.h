@@ -85,7 +85,7 @@ int nv_from_fabric(struct xdp_md *ctx)
 	    inner_eth->h_proto == bpf_htons(ETH_P_8021AD))
 		return drop(ctx, NV_DROP_INNER_VLAN);
 	if (inner_eth->h_proto == bpf_htons(ETH_P_ARP))
-		return answer_arp_from_fabric(ctx, c, eth, &outer, gre, outer_len, sn, vsid);
+		return answer_arp_from_fabric(ctx, c, eth, &outer, gre, outer_len, inner_eth, sn, vsid);
 	if (inner_eth->h_proto == bpf_htons(ETH_P_IP)) {
 		if (!parse_ipv4(&c, &inner))
 			return drop(ctx, NV_DROP_MALFORMED);
@@ -98,6 +98,9 @@ int nv_from_fabric(struct xdp_md *ctx)
 	} else {
 		return drop(ctx, NV_DROP_INNER_NOT_IP);
 	}
+	if (mac_is_multicast(inner_eth->h_dest)) /* broadcast too: for the VSID's VMs here */
+		return xdp_flood_from_fabric(ctx, &outer, outer_len, inner_eth, inner.family, inner.src, sn, vsid,
+					     NV_DROP_FLOOD_OFF);
 
 	struct nv_lookup_val *src = find_record(vsid, inner.family, inner.src);
 	if (!src) /* routed to us from another subnet of the tenant? */

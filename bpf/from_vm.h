@@ -99,12 +99,16 @@ int nv_from_vm(struct __sk_buff *skb)
 			return drop(skb, NV_DROP_MALFORMED);
 	}
 
-	if (mac_is_broadcast(eth->h_dest))
-		return to_userspace(skb, NV_EXC_BROADCAST, vsid, sn->stats_slot, 0);
-	if (mac_is_multicast(eth->h_dest))
-		return to_userspace(skb, NV_EXC_MULTICAST, vsid, sn->stats_slot, 0);
 	if (!f.family)
 		return drop(skb, NV_DROP_NOT_IP);
+	int guard = guard_violation(port, &f, c);
+	if (guard)
+		return drop(skb, guard);
+	if (mac_is_multicast(eth->h_dest)) { /* broadcast too */
+		if (!link_scoped_source(f.family, f.src) && !port_may_use(ifindex, f.family, f.src))
+			return drop(skb, NV_DROP_SRC_CA_SPOOF);
+		return tc_flood_from_vm(skb, vsid, NV_DROP_FLOOD_OFF);
+	}
 	if (!port_may_use(ifindex, f.family, f.src))
 		return drop(skb, NV_DROP_SRC_CA_SPOOF);
 

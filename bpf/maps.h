@@ -31,6 +31,15 @@ struct {
 	__type(value, struct nv_port);
 } ports SEC(".maps");
 
+/* Only VSIDs with a port on this host have a list (at most one per port). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, NV_DEFAULT_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct nv_flood_list);
+} flood_lists SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, NV_DEFAULT_MAX_PORT_CAS);

@@ -7,6 +7,7 @@
 #define NV_NEIGHBOR_REPLY_H
 
 #include "checksum.h"
+#include "flood.h"
 #include "policy.h"
 #include "verdict.h"
 
@@ -48,8 +49,6 @@ static __always_inline int answer_arp(struct __sk_buff *ctx, const struct nv_por
 	if (arp->htype != bpf_htons(ARPHRD_ETHER) ||
 	    arp->ptype != bpf_htons(ETH_P_IP) || arp->hlen != ETH_ALEN || arp->plen != 4)
 		return drop(ctx, NV_DROP_MALFORMED);
-	if (arp->op != bpf_htons(ARPOP_REQUEST))
-		return drop(ctx, NV_DROP_ARP_NOT_REQUEST);
 	if (!mac_equal(arp->sha, port->mac))
 		return drop(ctx, NV_DROP_SRC_MAC_SPOOF);
 
@@ -58,9 +57,25 @@ static __always_inline int answer_arp(struct __sk_buff *ctx, const struct nv_por
 	__builtin_memcpy(&sender, arp->spa, 4);
 	__u8 mac[ETH_ALEN];
 	int router;
-	if (target == sender || !neighbor_mac(port, sn, NV_AF_INET, &target, mac, &router))
-		return drop(ctx, NV_DROP_ARP_UNANSWERED);
+	enum nv_drop_reason unanswered;
+	if (arp->op == bpf_htons(ARPOP_REQUEST)) {
+		if (target != sender && neighbor_mac(port, sn, NV_AF_INET, &target, mac, &router))
+			goto answer;
+		unanswered = NV_DROP_ARP_UNANSWERED;
+	} else if (arp->op == bpf_htons(ARPOP_REPLY) && mac_is_broadcast(eth->h_dest)) {
+		unanswered = NV_DROP_ARP_NOT_REQUEST; /* a gratuitous reply */
+	} else {
+		return drop(ctx, NV_DROP_ARP_NOT_REQUEST);
+	}
+	/* Not answered from policy: a broadcast goes to the VSID, from the VM's own address
+	 * (or 0.0.0.0, a probe) only, so no VM can poison another's ARP cache. */
+	if (!mac_is_broadcast(eth->h_dest))
+		return drop(ctx, unanswered);
+	if (sender && !port_may_use(ctx->ifindex, NV_AF_INET, &sender))
+		return drop(ctx, NV_DROP_SRC_CA_SPOOF);
+	return tc_flood_from_vm(ctx, port->vsid, unanswered);
 
+answer:
 	mac_copy(eth->h_dest, port->mac);
 	mac_copy(eth->h_source, mac);
 	arp->op = bpf_htons(ARPOP_REPLY);
@@ -138,8 +153,17 @@ static __always_inline int answer_ns(struct __sk_buff *ctx, const struct nv_port
 	int asked = start_na(&r, ip6, ns);
 	__u8 mac[ETH_ALEN];
 	int router;
-	if (!asked || !neighbor_mac(port, sn, NV_AF_INET6, (const __be32 *)ns->target, mac, &router))
-		return drop(ctx, NV_DROP_ND_UNANSWERED);
+	if (!asked || !neighbor_mac(port, sn, NV_AF_INET6, (const __be32 *)ns->target, mac, &router)) {
+		/* To the VSID, from the VM's own address, :: or a link-local one. */
+		__be32 src[4];
+		__builtin_memcpy(src, &ip6->saddr, 16);
+		if (!link_scoped_source(NV_AF_INET6, src) && !port_may_use(ctx->ifindex, NV_AF_INET6, src))
+			return drop(ctx, NV_DROP_SRC_CA_SPOOF);
+		struct ethhdr *eth = (void *)(long)ctx->data;
+		if ((void *)(eth + 1) > (void *)(long)ctx->data_end || !mac_is_multicast(eth->h_dest))
+			return drop(ctx, NV_DROP_ND_UNANSWERED);
+		return tc_flood_from_vm(ctx, port->vsid, NV_DROP_ND_UNANSWERED);
+	}
 
 	complete_na(&r, mac, router);
 

@@ -16,7 +16,7 @@
 
 #include <linux/types.h> /* __u8..__u64, for BPF and userspace alike */
 
-#define NV_ABI_VERSION 6
+#define NV_ABI_VERSION 7
 
 /* ---- Wire constants (RFC 7637) ---------------------------------------------------- */
 #define NV_GRE_FLAGS_VERSION 0x2000 /* C=0 K=1 S=0, version 0 */
@@ -83,6 +83,9 @@ enum nv_record_flags {
 enum nv_subnet_flags {
 	NV_SUBNET_HAS_GW4 = 1 << 0,
 	NV_SUBNET_HAS_GW6 = 1 << 1,
+	/* Broadcast and multicast are dropped (flood-off) instead of replicated: every
+	 * answer comes from policy, as in HNV. */
+	NV_SUBNET_NO_FLOOD = 1 << 2,
 };
 
 struct nv_subnet {
@@ -99,8 +102,52 @@ struct nv_subnet {
 struct nv_port {
 	__u32 vsid;
 	__u8 mac[6];
+	__u8 flags; /* enum nv_port_flags */
+	__u8 pad;
+};
+
+/* Hyper-V's router and DHCP guards, lifted per port: without the flag, router
+ * advertisements and DHCP/DHCPv6 server messages from the VM are dropped. */
+enum nv_port_flags {
+	NV_PORT_ALLOW_RA = 1 << 0,
+	NV_PORT_ALLOW_DHCP_SERVER = 1 << 1,
+};
+
+/* flood_lists: VSID -> where its broadcast and multicast go from this host (head-end
+ * replication, RFC 7637 section 4.3): the other PAs that host the VSID, from its lookup
+ * records at apply time, and this host's ports in it. Only VSIDs with a port here. */
+#define NV_FLOOD_MAX_PEERS 64
+#define NV_FLOOD_MAX_PORTS 32
+struct nv_flood_peer {
+	__u8 pa[16];
+	__u8 family;
+	__u8 pad[3];
+};
+
+struct nv_flood_list {
+	__u32 n_peers;
+	__u32 n_ports;
+	/* Each VM port's share of replication (the host's setting, in every list): one frame
+	 * every interval_ns per CPU, bursts of burst_ns worth (0: no limit). */
+	__u32 interval_ns;
+	__u32 burst_ns;
+	struct nv_flood_peer peers[NV_FLOOD_MAX_PEERS];
+	__u32 ports[NV_FLOOD_MAX_PORTS];
+};
+
+/* A broadcast from the fabric is checked and decapsulated by the uplink's XDP program and
+ * replicated to the ports by its tc program (nv_fabric_flood), which finds this in the
+ * frame's metadata. Until then the inner destination MAC is parked at NV_FLOOD_PARKED_MAC
+ * (unicast, not the uplink's): should the frame reach the host's stack, it is not for the
+ * host and goes nowhere. */
+#define NV_FLOOD_META_MAGIC 0x4e56464cu /* "NVFL" */
+struct nv_flood_meta {
+	__u32 magic;
+	__u32 vsid;
+	__u8 dst_mac[6];
 	__u8 pad[2];
 };
+#define NV_FLOOD_PARKED_MAC { 0x02, 0x4e, 0x56, 0x46, 0x4c, 0x00 }
 
 /* port_cas: (port ifindex, CA) -> 1 when the VM on that port may use that source CA. */
 struct nv_port_ca_key {
@@ -232,6 +279,8 @@ enum nv_infra_origin {
 #define NV_SHARE_FROM_OUTSIDE 0x80000000u
 /* A VM port's own bucket: its ifindex with this bit set (checked before the domain's). */
 #define NV_SHARE_PORT 0x40000000u
+/* A VM port's share of head-end replication: its ifindex with this bit set. */
+#define NV_SHARE_FLOOD 0x20000000u
 
 /* domain_stats (per-CPU hash): (routing domain, counter) -> packets and bytes. XDP counts
  * its counters on every CPU; the gateway process adds its own (never written by XDP) to
@@ -355,6 +404,8 @@ enum nv_vsid_counter {
 	NV_CNT_LOCAL,     /* switched to a port on this host */
 	NV_CNT_ROUTE,     /* routed by the distributed router (counted on the source VSID) */
 	NV_CNT_EXCEPTION, /* handed to userspace */
+	NV_CNT_FLOOD,     /* broadcast/multicast replicated, once per frame (from a VM or the fabric) */
+	NV_CNT_FLOOD_COPY, /* the copies: one per port and per PA it was sent to */
 	NV_CNT_MAX
 };
 
@@ -404,6 +455,10 @@ enum nv_drop_reason {
 	NV_DROP_EXCEPTION_THROTTLED, /* over the routing domain's share of the exception path */
 	NV_DROP_EXTERNAL_FROM_INFRA, /* to a tenant from an infrastructure address on the outside */
 	NV_DROP_GSO_UNSUPPORTED,     /* a GSO frame from a VM of a kind that cannot be encapsulated */
+	NV_DROP_FLOOD_OFF,           /* broadcast/multicast in a subnet with flood: false */
+	NV_DROP_FLOOD_THROTTLED,     /* over the VM port's share of replication */
+	NV_DROP_ROUTER_GUARD,        /* a router advertisement from a VM whose port does not allow it */
+	NV_DROP_DHCP_GUARD,          /* a DHCP server message from a VM whose port does not allow it */
 	NV_DROP_MAX
 };
 
@@ -416,8 +471,6 @@ enum nv_exception_reason {
 	NV_EXC_TTL_EXPIRED,        /* routed with TTL/hop limit <= 1 */
 	NV_EXC_OVERSIZE,           /* encapsulated frame exceeds the uplink MTU */
 	NV_EXC_NO_NEIGH,           /* the underlay next hop is not resolved yet */
-	NV_EXC_BROADCAST,          /* broadcast other than ARP */
-	NV_EXC_MULTICAST,          /* multicast other than neighbor solicitation */
 	NV_EXC_NAT_OUT,            /* gateway: to the outside, no offloaded NAT flow (decapsulated) */
 	NV_EXC_NAT_IN,             /* gateway: from outside, a flow not offloaded or a service */
 	NV_EXC_ROUTE_OUT,          /* gateway: routed to the outside, next hop unresolved or TTL */
@@ -454,6 +507,7 @@ enum nv_trace_kind {
 	NV_TRACE_PASS = 2,      /* handed to the host stack */
 	NV_TRACE_DROP = 3,      /* code = enum nv_drop_reason */
 	NV_TRACE_EXCEPTION = 4, /* code = enum nv_exception_reason */
+	NV_TRACE_FLOOD = 5,     /* replicated (head-end replication); the frame itself ends */
 };
 
 struct nv_trace {
@@ -469,6 +523,8 @@ _Static_assert(sizeof(struct nv_lookup_key) == 24, "nv_lookup_key");
 _Static_assert(sizeof(struct nv_lookup_val) == 32, "nv_lookup_val");
 _Static_assert(sizeof(struct nv_subnet) == 36, "nv_subnet");
 _Static_assert(sizeof(struct nv_port) == 12, "nv_port");
+_Static_assert(sizeof(struct nv_flood_list) == 16 + 20 * NV_FLOOD_MAX_PEERS + 4 * NV_FLOOD_MAX_PORTS, "nv_flood_list");
+_Static_assert(sizeof(struct nv_flood_meta) == 16, "nv_flood_meta");
 _Static_assert(sizeof(struct nv_port_ca_key) == 24, "nv_port_ca_key");
 _Static_assert(sizeof(struct nv_route_key) == 28, "nv_route_key");
 _Static_assert(sizeof(struct nv_route_val) == 28, "nv_route_val");

@@ -74,6 +74,16 @@ static __always_inline void count_vsid(__u32 slot, enum nv_vsid_counter counter,
 	}
 }
 
+/* `n` packets of `bytes` each at once (the copies of a replicated frame). */
+static __always_inline void count_vsid_n(__u32 slot, enum nv_vsid_counter counter, __u32 n, __u32 bytes)
+{
+	struct nv_vsid_stats *s = bpf_map_lookup_elem(&vsid_stats, &slot);
+	if (s && counter < NV_CNT_MAX) { /* n is not tested: a verifier that tracks it would split */
+		s->packets[counter] += n;
+		s->bytes[counter] += (__u64)n * bytes;
+	}
+}
+
 static __always_inline void count_reason(void *map, __u32 reason, __u32 bytes)
 {
 	struct nv_reason_stats *s = bpf_map_lookup_elem(map, &reason);

@@ -14,12 +14,15 @@ public struct InstanceSettings: Equatable, Sendable {
     /// Each routing domain's share of the exception path, and each VM port's within it.
     public var exceptionShare: ExceptionShare
     public var portExceptionShare: ExceptionShare
+    /// Each VM port's share of head-end replication.
+    public var floodShare: ExceptionShare
 
     public init(
         uplink: String, uplinkIfindex: UInt32, xdpMode: XDPMode?, fibUseRules: Bool,
         exceptionShare: ExceptionShare = .default,
-        portExceptionShare: ExceptionShare = .defaultPerPort
+        portExceptionShare: ExceptionShare = .defaultPerPort, floodShare: ExceptionShare = .defaultFlood
     ) {
+        self.floodShare = floodShare
         self.uplink = uplink
         self.uplinkIfindex = uplinkIfindex
         self.xdpMode = xdpMode
@@ -33,6 +36,7 @@ public struct InstanceSettings: Equatable, Sendable {
             + "fibUseRules=\(fibUseRules)\n"
             + "exceptionRate=\(exceptionShare.perSecond)\nexceptionBurst=\(exceptionShare.burst)\n"
             + "portExceptionRate=\(portExceptionShare.perSecond)\nportExceptionBurst=\(portExceptionShare.burst)\n"
+            + "floodRate=\(floodShare.perSecond)\nfloodBurst=\(floodShare.burst)\n"
     }
 
     init?(text: String) {
@@ -52,7 +56,8 @@ public struct InstanceSettings: Equatable, Sendable {
         }
         self.init(
             uplink: u, uplinkIfindex: i, xdpMode: XDPMode(rawValue: m), fibUseRules: f == "true",
-            exceptionShare: share("exception", .default), portExceptionShare: share("portException", .defaultPerPort))
+            exceptionShare: share("exception", .default), portExceptionShare: share("portException", .defaultPerPort),
+            floodShare: share("flood", .defaultFlood))
     }
 }
 
@@ -77,6 +82,8 @@ public final class Instance {
         (.fromExternal, "prog_from_external")
     ]
     static func linkPin(_ interface: String) -> String { "link_\(interface)" }
+    /// The uplink's tc program (nv_fabric_flood): its own prefix, never taken for a port.
+    static func floodLinkPin(_ interface: String) -> String { "floodlink_\(interface)" }
     /// A gateway's external interface: its own prefix, so that it is never taken for a port.
     static func externalLinkPin(_ interface: String) -> String { "extlink_\(interface)" }
 
@@ -106,7 +113,7 @@ public final class Instance {
     /// Loads the programs, pins everything, attaches the fabric program to the uplink.
     public static func up(
         name: String, uplink: String, mode: XDPMode?, fibUseRules: Bool, exceptionShare: ExceptionShare = .default,
-        portExceptionShare: ExceptionShare = .defaultPerPort,
+        portExceptionShare: ExceptionShare = .defaultPerPort, floodShare: ExceptionShare = .defaultFlood,
         options: LoadOptions = LoadOptions()
     ) throws -> Instance {
         try checkName(name)
@@ -130,9 +137,12 @@ public final class Instance {
             }
             let link = try dp.attach(.fromFabric, ifindex: uplinkIndex, mode: mode)
             try link.pin(at: "\(dir)/\(linkPin(uplink))")
+            // Broadcasts from the fabric, decapsulated by XDP, are replicated to ports by tc.
+            let flood = try dp.attach(.fabricFlood, ifindex: uplinkIndex)
+            try flood.pin(at: "\(dir)/\(floodLinkPin(uplink))")
             let settings = InstanceSettings(
                 uplink: uplink, uplinkIfindex: uplinkIndex, xdpMode: mode, fibUseRules: fibUseRules,
-                exceptionShare: exceptionShare, portExceptionShare: portExceptionShare)
+                exceptionShare: exceptionShare, portExceptionShare: portExceptionShare, floodShare: floodShare)
             try FileManager.default.createDirectory(atPath: stateDirectory(name), withIntermediateDirectories: true)
             try write(settings.text, to: "\(stateDirectory(name))/settings")
             try write(PolicyWriter.write(Policy(), as: .yaml), to: "\(stateDirectory(name))/policy.yaml")
@@ -224,6 +234,7 @@ public final class Instance {
             uplinkIfindex: settings.uplinkIfindex, fibUseRules: settings.fibUseRules, ifindex: existingInterfaceIndex)
         ctx.exceptionShare = settings.exceptionShare
         ctx.portExceptionShare = settings.portExceptionShare
+        ctx.floodShare = settings.floodShare
         ctx.hostAddresses = try interfaceAddresses()
         for e in try maps.subnets.rawEntries() {
             ctx.liveSlots[e.key.load(as: UInt32.self)] = e.value.load(as: nv_subnet.self).stats_slot
@@ -259,8 +270,10 @@ public final class Instance {
 
         let tx = MapTransaction(maps: maps, progress: progress)
         var newLinks: [String] = []
+        var floodListsBefore: [UInt32: nv_flood_list]?
         do {
             try tx.apply(plan)
+            floodListsBefore = try replaceFloodLists(with: compiled.floodLists)
             for slot in compiled.newSlots { try maps.vsidStats.zeroPerCPU(slot) }
             for port in wanted.subtracting(attachedNow).sorted() {
                 try attachPort(port)
@@ -273,6 +286,7 @@ public final class Instance {
             try Self.write(PolicyWriter.write(withoutRecords(policy), as: .yaml), to: "\(stateDirectory)/policy.yaml")
         } catch {
             for pin in newLinks { Files.remove("\(pinDirectory)/\(pin)") }
+            if let old = floodListsBefore { _ = try? replaceFloodLists(with: old) }
             let problems = tx.rollBack()
             throw ControlError(
                 "apply failed, nothing was changed: \(error)",
@@ -282,6 +296,21 @@ public final class Instance {
         if let ext = detachExternal { Files.remove("\(pinDirectory)/\(Self.externalLinkPin(ext))") }
         summary.seconds = monotonicSeconds() - started
         return summary
+    }
+
+    /// Makes the flood lists exactly `lists` (one per VSID with a port: few), returning what
+    /// they were. Lists are written before the stale ones go, so a VSID never lacks one.
+    func replaceFloodLists(with lists: [UInt32: nv_flood_list]) throws -> [UInt32: nv_flood_list] {
+        var old: [UInt32: nv_flood_list] = [:]
+        for vsid in maps.floodLists.keys() { old[vsid] = maps.floodLists.lookup(vsid) }
+        func same(_ a: nv_flood_list, _ b: nv_flood_list) -> Bool {
+            withUnsafeBytes(of: a) { x in withUnsafeBytes(of: b) { y in x.elementsEqual(y) } }
+        }
+        for (vsid, l) in lists where old[vsid].map({ !same($0, l) }) ?? true {
+            try maps.floodLists.update(vsid, l)
+        }
+        for vsid in old.keys where lists[vsid] == nil { _ = try maps.floodLists.delete(vsid) }
+        return old
     }
 
     func withoutRecords(_ p: Policy) -> Policy {
@@ -334,8 +363,22 @@ public final class Instance {
         let value = nv_lookup_val(
             pa: r.providerAddress, mac: r.mac, type: r.type.abi,
             flags: stored.endpointsWithoutFlowID.contains(r.providerAddress) ? NV_REC_NO_FLOWID : nv_record_flags(0))
+        // A new host of a flooding VSID joins its flood list (checked before anything is written).
+        var grownList: nv_flood_list?
+        if r.type != .gateway, !stored.providerAddresses.contains(where: { $0.address == r.providerAddress }),
+            let list = maps.floodLists.lookup(r.vsid), !list.peerAddresses.contains(r.providerAddress)
+        {
+            guard list.peerAddresses.count < nv_flood_list.maxPeers else {
+                throw ControlError(
+                    "VSID \(r.vsid) would reach \(list.peerAddresses.count + 1) other hosts: head-end replication "
+                        + "reaches at most \(nv_flood_list.maxPeers)",
+                    hint: "set `flood: false` on the subnet (its broadcasts then get policy answers only)")
+            }
+            grownList = list.with(peers: list.peerAddresses + [r.providerAddress])
+        }
         do {
             try maps.lookups.update(key, value, flags: UInt64(BPF_NOEXIST))
+            if let grownList { try maps.floodLists.update(r.vsid, grownList) }
         } catch let e as DatapathError where e.errno == E2BIG || e.errno == ENOSPC {
             throw ControlError(
                 "the lookups map is full (\(maps.lookups.maxEntries) records)",
@@ -350,10 +393,20 @@ public final class Instance {
                 "the lookup record for \(customerAddress) in VSID \(vsid) belongs to the VM on port \(port.interface)",
                 hint: "delete the port first (`nvgre port del \(port.interface)`)")
         }
-        guard try maps.lookups.delete(nv_lookup_key(vsid: vsid, ca: customerAddress)) else {
+        let key = nv_lookup_key(vsid: vsid, ca: customerAddress)
+        let old = maps.lookups.lookup(key)
+        guard try maps.lookups.delete(key) else {
             throw ControlError(
                 "there is no lookup record for \(customerAddress) in VSID \(vsid)",
                 hint: "`nvgre show lookups` lists them")
+        }
+        // A host left with no record of the VSID leaves its flood list.
+        if let pa = old?.providerAddress, let list = maps.floodLists.lookup(vsid), list.peerAddresses.contains(pa),
+            try !liveLookupRecords().contains(where: {
+                $0.vsid == vsid && $0.providerAddress == pa && $0.type != .gateway
+            })
+        {
+            try maps.floodLists.update(vsid, list.with(peers: list.peerAddresses.filter { $0 != pa }))
         }
     }
 

@@ -71,6 +71,8 @@ public struct CompileContext {
     /// Each routing domain's share of the exception path, and the CPUs it is divided among.
     public var exceptionShare = ExceptionShare.default
     public var portExceptionShare = ExceptionShare.defaultPerPort
+    /// Each VM port's share of head-end replication.
+    public var floodShare = ExceptionShare.defaultFlood
     public var cpus = Int(libbpf_num_possible_cpus())
     /// Every address of this host (a gateway's are infrastructure: no tenant reaches them).
     public var hostAddresses: [InterfaceAddress] = []
@@ -90,6 +92,9 @@ public struct CompiledPolicy {
     /// Customer routes that are not programmed, with why (their next hop is in no subnet of
     /// the routing domain, a better metric wins, or a subnet has the same prefix).
     public var idleRoutes: [(index: Int, why: String)] = []
+    /// Head-end replication per VSID (flood_lists): its values are too large for a MapImage
+    /// and there is at most one per port, so they are written whole.
+    public var floodLists: [UInt32: nv_flood_list] = [:]
 }
 
 public enum PolicyCompiler {
@@ -103,6 +108,7 @@ public enum PolicyCompiler {
 
         // Ports: resolve interfaces first, the lookup records need them.
         var portOf: [RecordID: UInt32] = [:]
+        var portsOfVSID: [UInt32: [UInt32]] = [:]
         for (i, port) in p.ports.enumerated() {
             guard let idx = ctx.ifindex(port.interface) else {
                 errors.append(
@@ -110,7 +116,11 @@ public enum PolicyCompiler {
                         "ports[\(i)].interface", port.interface, "an existing interface in this network namespace"))
                 continue
             }
-            out.images[.ports]![RawBytes(of: idx)] = RawBytes(of: nv_port(vsid: port.vsid, mac: port.mac))
+            let flags =
+                (port.allowRouterAdvertisements ? [NV_PORT_ALLOW_RA] : [])
+                + (port.allowDHCPServer ? [NV_PORT_ALLOW_DHCP_SERVER] : [])
+            out.images[.ports]![RawBytes(of: idx)] = RawBytes(of: nv_port(vsid: port.vsid, mac: port.mac, flags: flags))
+            portsOfVSID[port.vsid, default: []].append(idx)
             for a in port.addresses {
                 out.images[.portAddresses]![RawBytes(of: nv_port_ca_key(ifindex: idx, ca: a))] = RawBytes(of: UInt32(1))
                 portOf[RecordID(vsid: port.vsid, address: a)] = idx
@@ -138,7 +148,8 @@ public enum PolicyCompiler {
             let rdid = domainID[s.routingDomain] ?? 0
             let value = nv_subnet(
                 routingDomain: rdid, statsSlot: slot!, gatewayMAC: s.gatewayMAC,
-                gateway4: s.gateways.first { $0.family == .v4 }, gateway6: s.gateways.first { $0.family == .v6 })
+                gateway4: s.gateways.first { $0.family == .v4 }, gateway6: s.gateways.first { $0.family == .v6 },
+                flood: s.flood)
             out.images[.subnets]![RawBytes(of: s.vsid)] = RawBytes(of: value)
             for prefix in s.prefixes {
                 let key = nv_route_key(rdid: rdid, prefix: prefix.address, prefixLength: prefix.length)
@@ -159,6 +170,7 @@ public enum PolicyCompiler {
             lookups[RawBytes(of: key)] = RawBytes(of: val)
         }
         out.images[.lookups] = MapImage(lookups)
+        out.floodLists = floodLists(p, ctx, portsOfVSID: portsOfVSID, &errors)
 
         // Customer routes: per (domain, prefix), the lowest metric whose next hop lies in a
         // subnet of the domain; a subnet's own prefix always wins over a customer route.
@@ -277,6 +289,37 @@ public enum PolicyCompiler {
             if let b = a.prefix.broadcast { add(host(b), NV_INFRA_HOST) }
         }
         InfrastructurePrefix.specialPrefixes.forEach { add($0, NV_INFRA_SPECIAL) }
+        return out
+    }
+
+    /// Head-end replication (RFC 7637 section 4.3): for each flooding VSID with a port here,
+    /// the other PAs its lookup records name (a gateway-type record names a gateway, which
+    /// takes no broadcast) and its ports here.
+    static func floodLists(
+        _ p: Policy, _ ctx: CompileContext, portsOfVSID: [UInt32: [UInt32]], _ errors: inout [PolicyError]
+    ) -> [UInt32: nv_flood_list] {
+        var out: [UInt32: nv_flood_list] = [:]
+        let local = Set(p.providerAddresses.map(\.address))
+        let flooding = Set(p.subnets.filter(\.flood).map(\.vsid)).intersection(portsOfVSID.keys)
+        var peers: [UInt32: Set<IPAddress>] = [:]
+        for r in p.lookupRecords
+        where r.type != .gateway && flooding.contains(r.vsid) && !local.contains(r.providerAddress) {
+            peers[r.vsid, default: []].insert(r.providerAddress)
+        }
+        for (i, s) in p.subnets.enumerated() where flooding.contains(s.vsid) {
+            let pas = (peers[s.vsid] ?? []).sorted { $0.description < $1.description }
+            let ports = portsOfVSID[s.vsid]!.sorted()
+            guard pas.count <= nv_flood_list.maxPeers, ports.count <= nv_flood_list.maxPorts else {
+                errors.append(
+                    PolicyError(
+                        "subnets[\(i)].flood", "true",
+                        "false for VSID \(s.vsid): head-end replication reaches at most \(nv_flood_list.maxPeers) "
+                            + "other hosts and \(nv_flood_list.maxPorts) ports on this one (it has \(pas.count) and "
+                            + "\(ports.count))"))
+                continue
+            }
+            out[s.vsid] = nv_flood_list(peers: pas, ports: ports, share: ctx.floodShare, cpus: ctx.cpus)
+        }
         return out
     }
 

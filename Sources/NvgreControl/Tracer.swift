@@ -34,7 +34,7 @@ public enum TraceProtocol: String, CaseIterable, Sendable {
 
 /// What the program decided for a frame (its trace record's kind).
 public enum TraceDecision: String, Sendable {
-    case forward, reply, pass, drop, exception, unknown
+    case forward, reply, pass, drop, exception, flood, unknown
 }
 
 /// What the program did with one frame.
@@ -47,6 +47,8 @@ public struct TraceOutcome {
     public var egressIfindex: UInt32?
     public var egressName: String?
     public var vsid: UInt32?
+    /// A flood from a VM: the copies it would make (to ports here and to PAs); tracing sends none.
+    public var copies: Int?
     public var output: [UInt8]
 
     public var verdictName: String {
@@ -159,6 +161,9 @@ public final class Tracer {
             case NV_TRACE_EXCEPTION:
                 out.kind = .exception
                 out.reason = ReasonNames.exception(t.exceptionReason)
+            case NV_TRACE_FLOOD:
+                out.kind = .flood
+                out.copies = Int(t.code)
             default: break
             }
             if t.vsid != 0 { out.vsid = t.vsid }

@@ -58,10 +58,11 @@ extension nv_lookup_val {
 extension nv_subnet {
     public init(
         routingDomain: UInt32, statsSlot: UInt32, gatewayMAC: MACAddress,
-        gateway4: IPAddress? = nil, gateway6: IPAddress? = nil
+        gateway4: IPAddress? = nil, gateway6: IPAddress? = nil, flood: Bool = true
     ) {
         self.init()
         rdid = routingDomain
+        if !flood { flags |= UInt8(NV_SUBNET_NO_FLOOD.rawValue) }
         stats_slot = statsSlot
         copyBytes(gatewayMAC.bytes, into: &gw_mac)
         if let g = gateway4 {
@@ -75,6 +76,7 @@ extension nv_subnet {
     }
 
     public var gatewayMAC: MACAddress { MACAddress(bytes(of: gw_mac, count: 6)) }
+    public var floods: Bool { flags & UInt8(NV_SUBNET_NO_FLOOD.rawValue) == 0 }
     public var gateway4: IPAddress? {
         flags & UInt8(NV_SUBNET_HAS_GW4.rawValue) != 0 ? address(family: UInt8(NV_AF_INET), gw4) : nil
     }
@@ -84,10 +86,72 @@ extension nv_subnet {
 }
 
 extension nv_port {
-    public init(vsid: UInt32, mac: MACAddress) {
+    public init(vsid: UInt32, mac: MACAddress, flags: [nv_port_flags] = []) {
         self.init()
         self.vsid = vsid
         copyBytes(mac.bytes, into: &self.mac)
+        self.flags = UInt8(flags.reduce(0) { $0 | $1.rawValue })
+    }
+}
+
+/// Where one VSID's broadcast goes from this host: the other PAs that host it (at most
+/// NV_FLOOD_MAX_PEERS) and the local ports in it (at most NV_FLOOD_MAX_PORTS).
+extension nv_flood_list {
+    public static let maxPeers = Int(NV_FLOOD_MAX_PEERS)
+    public static let maxPorts = Int(NV_FLOOD_MAX_PORTS)
+
+    /// `share`: each port's share of replication (per CPU as the data path counts it).
+    public init(peers: [IPAddress], ports: [UInt32], share: ExceptionShare = .unlimited, cpus: Int = 1) {
+        precondition(peers.count <= Self.maxPeers && ports.count <= Self.maxPorts, "flood list too long")
+        self.init()
+        n_peers = UInt32(peers.count)
+        n_ports = UInt32(ports.count)
+        (interval_ns, burst_ns) = share.perCPU(cpus: cpus)
+        let peersAt = MemoryLayout<nv_flood_list>.offset(of: \.peers)!
+        let portsAt = MemoryLayout<nv_flood_list>.offset(of: \.ports)!
+        let stride = MemoryLayout<nv_flood_peer>.stride
+        withUnsafeMutableBytes(of: &self) { raw in
+            for (i, pa) in peers.enumerated() {
+                var peer = nv_flood_peer()
+                peer.family = pa.family.rawValue
+                copyBytes(pa.padded16, into: &peer.pa)
+                withUnsafeBytes(of: peer) {
+                    raw.baseAddress!.advanced(by: peersAt + i * stride).copyMemory(
+                        from: $0.baseAddress!, byteCount: stride)
+                }
+            }
+            for (i, port) in ports.enumerated() {
+                raw.storeBytes(of: port, toByteOffset: portsAt + 4 * i, as: UInt32.self)
+            }
+        }
+    }
+
+    public var peerAddresses: [IPAddress] {
+        let peersAt = MemoryLayout<nv_flood_list>.offset(of: \.peers)!
+        let stride = MemoryLayout<nv_flood_peer>.stride
+        return withUnsafeBytes(of: self) { raw in
+            (0..<min(Int(n_peers), Self.maxPeers)).map { i in
+                let peer = raw.loadUnaligned(fromByteOffset: peersAt + i * stride, as: nv_flood_peer.self)
+                return address(family: peer.family, peer.pa)
+            }
+        }
+    }
+
+    /// The same list with other peers (the share and the ports kept).
+    public func with(peers: [IPAddress]) -> nv_flood_list {
+        var l = nv_flood_list(peers: peers, ports: portIfindexes)
+        l.interval_ns = interval_ns
+        l.burst_ns = burst_ns
+        return l
+    }
+
+    public var portIfindexes: [UInt32] {
+        let portsAt = MemoryLayout<nv_flood_list>.offset(of: \.ports)!
+        return withUnsafeBytes(of: self) { raw in
+            (0..<min(Int(n_ports), Self.maxPorts)).map {
+                raw.loadUnaligned(fromByteOffset: portsAt + 4 * $0, as: UInt32.self)
+            }
+        }
     }
 }
 
@@ -144,6 +208,8 @@ public struct ExceptionShare: Equatable, Sendable {
     public static let `default` = ExceptionShare(perSecond: 2000, burst: 200)
     /// A VM port's, within its domain's: one VM takes at most a quarter of its tenant's.
     public static let defaultPerPort = ExceptionShare(perSecond: 500, burst: 50)
+    /// A VM port's broadcast and multicast that is replicated (ARP, ND, DHCP, mDNS...).
+    public static let defaultFlood = ExceptionShare(perSecond: 200, burst: 50)
     public static let unlimited = ExceptionShare(perSecond: 0, burst: 0)
 
     public init(perSecond: UInt32, burst: UInt32) {

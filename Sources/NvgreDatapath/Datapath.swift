@@ -40,8 +40,9 @@ public enum Program: String, CaseIterable, Sendable {
     case barePass = "nv_bare_pass"
     case bareTX = "nv_bare_tx"
     case bareTCPass = "nv_bare_tc_pass"
+    case fabricFlood = "nv_fabric_flood"
 
-    public var hook: Hook { self == .fromVM || self == .bareTCPass ? .tc : .xdp }
+    public var hook: Hook { self == .fromVM || self == .bareTCPass || self == .fabricFlood ? .tc : .xdp }
 }
 
 /// One loaded instance of the BPF object (programs and maps), from the embedded skeleton.
@@ -159,6 +160,7 @@ public final class Datapath {
         case .barePass: return bpf_program__fd(p.nv_bare_pass)
         case .bareTX: return bpf_program__fd(p.nv_bare_tx)
         case .bareTCPass: return bpf_program__fd(p.nv_bare_tc_pass)
+        case .fabricFlood: return bpf_program__fd(p.nv_fabric_flood)
         }
     }
 }

@@ -4,6 +4,7 @@ import CNvgre
 /// ABI header (checked against the kernel's sizes when a view is made).
 extension DatapathMaps {
     public var lookups: BPFMap<nv_lookup_key, nv_lookup_val> { self["lookups"] }
+    public var floodLists: BPFMap<UInt32, nv_flood_list> { self["flood_lists"] }
     public var subnets: BPFMap<UInt32, nv_subnet> { self["subnets"] }
     public var ports: BPFMap<UInt32, nv_port> { self["ports"] }
     public var portAddresses: BPFMap<nv_port_ca_key, UInt32> { self["port_cas"] }

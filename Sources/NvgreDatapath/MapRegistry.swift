@@ -21,6 +21,7 @@ public enum MapRegistry {
     /// the size bpf/maps.h gives them).
     static let sizedBy: [String: KeyPath<LoadOptions, UInt32>] = [
         "lookups": \.maxLookups, "subnets": \.maxSubnets, "vsid_stats": \.maxSubnets, "ports": \.maxPorts,
+        "flood_lists": \.maxPorts,
         "port_cas": \.maxPortAddresses, "routes": \.maxRoutes, "exceptions": \.exceptionRingBytes,
         "nat_out": \.maxNATFlows, "nat_in": \.maxNATFlows
     ]

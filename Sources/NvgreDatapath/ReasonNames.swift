@@ -36,7 +36,11 @@ public enum ReasonNames {
         (NV_DROP_TO_INFRASTRUCTURE, "to-infrastructure"),
         (NV_DROP_EXCEPTION_THROTTLED, "exception-throttled"),
         (NV_DROP_EXTERNAL_FROM_INFRA, "external-source-infrastructure"),
-        (NV_DROP_GSO_UNSUPPORTED, "gso-type-unsupported")
+        (NV_DROP_GSO_UNSUPPORTED, "gso-type-unsupported"),
+        (NV_DROP_FLOOD_OFF, "flood-off"),
+        (NV_DROP_FLOOD_THROTTLED, "flood-throttled"),
+        (NV_DROP_ROUTER_GUARD, "router-advertisement-guarded"),
+        (NV_DROP_DHCP_GUARD, "dhcp-server-guarded")
     ]
 
     public static let exceptions: [(nv_exception_reason, String)] = [
@@ -47,8 +51,6 @@ public enum ReasonNames {
         (NV_EXC_TTL_EXPIRED, "ttl-expired"),
         (NV_EXC_OVERSIZE, "oversize"),
         (NV_EXC_NO_NEIGH, "underlay-neighbor-unresolved"),
-        (NV_EXC_BROADCAST, "broadcast"),
-        (NV_EXC_MULTICAST, "multicast"),
         (NV_EXC_NAT_OUT, "nat-outbound"),
         (NV_EXC_NAT_IN, "nat-inbound"),
         (NV_EXC_ROUTE_OUT, "routed-outbound")

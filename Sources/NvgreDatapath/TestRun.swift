@@ -50,10 +50,10 @@ extension Datapath {
         // The output starts with the metadata area; ctx_out.data is its length.
         let metaLength = Int(ctxOut.data)
         var trace: nv_trace?
+        // The trace record is the last metadata written, so the first of the area; other
+        // metadata (a flood's nv_flood_meta) follows it.
         if metaLength >= MemoryLayout<nv_trace>.size {
-            let t = output.withUnsafeBytes {
-                $0.loadUnaligned(fromByteOffset: metaLength - MemoryLayout<nv_trace>.size, as: nv_trace.self)
-            }
+            let t = output.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 0, as: nv_trace.self) }
             if t.magic == NV_TRACE_MAGIC { trace = t }
         }
         let action: FrameAction =

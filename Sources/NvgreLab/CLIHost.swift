@@ -50,10 +50,10 @@ public final class CLIHost {
         return v
     }
 
-    /// `nvgre up`, `nvgre apply` of `policy` (YAML), then the agent; throws with the output
-    /// of a command that fails.
-    public func start(policy: String) throws {
-        try checked(["up", "--uplink", "ul"])
+    /// `nvgre up` (with `upArguments`), `nvgre apply` of `policy` (YAML), then the agent;
+    /// throws with the output of a command that fails.
+    public func start(policy: String, upArguments: [String] = []) throws {
+        try checked(["up", "--uplink", "ul"] + upArguments)
         up = true
         try apply(policy)
         try FileManager.default.createDirectory(atPath: Instance.stateRoot, withIntermediateDirectories: true)

@@ -57,6 +57,12 @@ struct TestRunBench {
         try dp.lookups.update(nv_lookup_key(vsid: 5001, ca: remote.ip4), nv_lookup_val(pa: paB, mac: remote.mac))
         try dp.lookups.update(
             nv_lookup_key(vsid: 5002, ca: routedRemote.ip4), nv_lookup_val(pa: paB, mac: routedRemote.mac))
+        // Head-end replication in 5001: the other port here and four other hosts.
+        let floodPeers: [IPAddress] = [paB, "198.18.0.3", "198.18.0.4", "198.18.0.5"]
+        for pa in floodPeers.dropFirst() {
+            try net.ip(ns, "neigh replace \(pa) lladdr \(peerMAC) dev ul nud permanent")
+        }
+        try dp.floodLists.update(5001, nv_flood_list(peers: floodPeers, ports: [p1, p2]))
 
         func udp(_ s: LabVM, to dst: IPAddress, mac: MACAddress) -> [UInt8] {
             BenchFrames.udp(srcMAC: s.mac, dstMAC: mac, src: s.ip4, dst: dst)
@@ -78,6 +84,11 @@ struct TestRunBench {
                     targetIP: vm1.ip4)),
             vsid: 5001, hash: FlowHash(src: remote.ip4, dst: vm1.ip4, protocol: 0, sport: 0, dport: 0),
             outerSrcMAC: peerMAC, outerDstMAC: ulMAC, srcPA: paB, dstPA: paA)
+        let broadcastFromRemote = NVGRE.encapsulate(
+            inner: BenchFrames.udp(srcMAC: remote.mac, dstMAC: .broadcast, src: remote.ip4, dst: "255.255.255.255"),
+            vsid: 5001, hash: FlowHash(src: remote.ip4, dst: vm1.ip4, protocol: 0, sport: 0, dport: 0),
+            outerSrcMAC: peerMAC, outerDstMAC: ulMAC, srcPA: paB, dstPA: paA)
+        let broadcast = BenchFrames.udp(srcMAC: vm1.mac, dstMAC: .broadcast, src: vm1.ip4, dst: "255.255.255.255")
         let fromRemote = NVGRE.encapsulate(
             inner: udp(remote, to: vm1.ip4, mac: vm1.mac), vsid: 5001,
             hash: FlowHash(src: remote.ip4, dst: vm1.ip4, protocol: 17, sport: 1000, dport: 2000),
@@ -94,7 +105,9 @@ struct TestRunBench {
             ("routed 5001->5002, encap", .fromVM, routed, p1, .redirect),
             ("ARP reply (from VM)", .fromVM, arpRequest, p1, .redirect),
             ("ARP reply (from the fabric, encapsulated back)", .fromFabric, arpFromRemote, ul, .reply),
-            ("exception to userspace (no record)", .fromVM, toUnknown, p1, .drop)
+            ("exception to userspace (no record)", .fromVM, toUnknown, p1, .drop),
+            ("broadcast from VM, 5 copies (1 port, 4 PAs; tc clones)", .fromVM, broadcast, p1, .drop),
+            ("broadcast from the fabric, decapsulated up to tc", .fromFabric, broadcastFromRemote, ul, .pass)
         ]
         // The exception row fills the ring: drain it between blocks, as an agent would.
         let channel = try ExceptionChannel(datapath: dp)

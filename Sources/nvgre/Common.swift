@@ -97,8 +97,11 @@ func fieldError(_ field: String, _ value: String, _ allowed: String) -> PolicyEr
 // MARK: argument values, checked with the same wording as policy files
 
 func parseVSID(_ s: String, _ field: String) throws -> UInt32 {
-    guard let v = UInt32(s), Policy.vsidRange.contains(v) else {
-        throw fieldError(field, s, "a VSID from 4096 to 16777214 (0-4095 are reserved, 16777215 is vendor-specific)")
+    let value = s.lowercased().hasPrefix("0x") ? UInt32(s.dropFirst(2), radix: 16) : UInt32(s)
+    guard let v = value, Policy.vsidRange.contains(v) else {
+        throw fieldError(
+            field, s,
+            "a VSID from 4096 to 16777214, decimal or hex with 0x (0-4095 are reserved, 16777215 is vendor-specific)")
     }
     return v
 }

@@ -31,6 +31,13 @@ struct Up: NvgreCommand {
             valueName: "n")) var portExceptionRate: String?
     @Option(help: ArgumentHelp("The burst of frames a VM port may hand to userspace at once.", valueName: "n"))
     var portExceptionBurst: String?
+    @Option(
+        help: ArgumentHelp(
+            "Each VM port's broadcast and multicast replicated to its VSID (head-end replication), frames a second; "
+                + "the rest dropped and counted (flood-throttled); 0: no limit.",
+            valueName: "n")) var floodRate: String?
+    @Option(help: ArgumentHelp("The burst of frames a VM port may flood at once.", valueName: "n"))
+    var floodBurst: String?
     @Option(help: ArgumentHelp("Capacity of the lookup record map.", valueName: "n")) var maxLookups: String?
     @Option(help: ArgumentHelp("Capacity of the subnet map (and counter slots).", valueName: "n")) var maxSubnets:
         String?
@@ -56,11 +63,14 @@ struct Up: NvgreCommand {
             portShare.perSecond = try parseNumber(s, "--port-exception-rate", 0...10_000_000)
         }
         if let s = portExceptionBurst { portShare.burst = try parseNumber(s, "--port-exception-burst", 1...1_000_000) }
+        var floodShare = ExceptionShare.defaultFlood
+        if let s = floodRate { floodShare.perSecond = try parseNumber(s, "--flood-rate", 0...10_000_000) }
+        if let s = floodBurst { floodShare.burst = try parseNumber(s, "--flood-burst", 1...1_000_000) }
         let desired = policy.isEmpty ? nil : try readPolicy(policy)
         let instance = try asOptions {
             try Instance.up(
                 name: global.instance, uplink: uplink, mode: mode, fibUseRules: fibRules,
-                exceptionShare: share, portExceptionShare: portShare, options: options)
+                exceptionShare: share, portExceptionShare: portShare, floodShare: floodShare, options: options)
         }
         if let desired {
             do {

@@ -64,6 +64,8 @@ struct SubnetCommand: ParsableCommand {
         @Option(help: "A customer prefix (one per family; repeat for IPv4 and IPv6).") var prefix: [String] = []
         @Option(help: "The distributed router's address in a prefix (one per family).") var gateway: [String] = []
         @Option(help: "The distributed router's MAC in this subnet.") var gatewayMac: String
+        @Flag(help: "Drop broadcast and multicast instead of replicating them (every answer from policy, as in HNV).")
+        var noFlood = false
 
         func execute() throws {
             let v = try parseVSID(vsid, "vsid")
@@ -76,7 +78,8 @@ struct SubnetCommand: ParsableCommand {
                 }
                 p.subnets.append(
                     VirtualSubnet(
-                        vsid: v, routingDomain: domain, prefixes: prefixes, gateways: gateways, gatewayMAC: mac))
+                        vsid: v, routingDomain: domain, prefixes: prefixes, gateways: gateways, gatewayMAC: mac,
+                        flood: !noFlood))
             }
         }
     }
@@ -246,6 +249,10 @@ struct PortCommand: ParsableCommand {
         @Option(help: "VSID of the VM.") var vsid: String
         @Option(help: "The VM's MAC.") var mac: String
         @Option(help: "A customer address the VM may send from (repeat for more).") var ca: [String] = []
+        @Flag(help: "The VM may send router advertisements (it is a router; off: Hyper-V's router guard).")
+        var allowRouterAdvertisements = false
+        @Flag(help: "The VM may send DHCP and DHCPv6 server messages (off: Hyper-V's DHCP guard).")
+        var allowDhcpServer = false
 
         func execute() throws {
             let v = try parseVSID(vsid, "--vsid"), m = try parseMAC(mac, "--mac")
@@ -254,7 +261,10 @@ struct PortCommand: ParsableCommand {
                 if p.ports.contains(where: { $0.interface == interface }) {
                     throw fieldError("interface", interface, "an interface that is not a port yet")
                 }
-                p.ports.append(VMPort(interface: interface, vsid: v, mac: m, addresses: cas))
+                p.ports.append(
+                    VMPort(
+                        interface: interface, vsid: v, mac: m, addresses: cas,
+                        allowRouterAdvertisements: allowRouterAdvertisements, allowDHCPServer: allowDhcpServer))
             }
         }
     }

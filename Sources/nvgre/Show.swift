@@ -10,12 +10,13 @@ struct Show: NvgreCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the live state: everything, or one kind.",
         discussion:
-            "Kinds: all, interfaces, domains, subnets, lookups, routes, pas, ports, infrastructure (a gateway's: "
-            + "what no tenant reaches through it, and why)."
+            "Kinds: all, interfaces, domains, subnets, lookups, routes, pas (this host's, and the foreign endpoints "
+            + "the policy names), ports, flood (each VSID's head-end replication: the other hosts and the ports "
+            + "here its broadcasts go to), infrastructure (a gateway's: what no tenant reaches through it, and why)."
     )
 
     static let kinds = [
-        "all", "interfaces", "domains", "subnets", "lookups", "routes", "pas", "ports", "infrastructure"
+        "all", "interfaces", "domains", "subnets", "lookups", "routes", "pas", "ports", "flood", "infrastructure"
     ]
 
     @OptionGroup var global: GlobalOptions
@@ -82,13 +83,14 @@ struct Show: NvgreCommand {
                                 ("vsid", .number(UInt64(s.vsid))), ("routingDomain", .string(s.routingDomain)),
                                 ("prefixes", .array(s.prefixes.map { .string($0.description) })),
                                 ("gateways", .array(s.gateways.map { .string($0.description) })),
-                                ("gatewayMAC", .string(s.gatewayMAC.description))
+                                ("gatewayMAC", .string(s.gatewayMAC.description)), ("flood", .bool(s.flood))
                             ])
                         }),
                     policy.subnets.map { s in
                         "vsid \(pad(String(s.vsid), 9)) domain \(pad(s.routingDomain, 10)) "
                             + "\(s.prefixes.map(\.description).joined(separator: ", ")) via "
                             + "\(s.gateways.map(\.description).joined(separator: ", ")) (\(s.gatewayMAC))"
+                            + (s.flood ? "" : " flood off")
                     }
                 ))
         }
@@ -144,6 +146,21 @@ struct Show: NvgreCommand {
                         }),
                     policy.providerAddresses.map { "\($0.address) dev \($0.interface)" }
                 ))
+            sections.append(
+                (
+                    "foreignEndpoints",
+                    .array(
+                        policy.foreignEndpoints.map {
+                            .object([
+                                ("address", .string($0.address.description)), ("name", .string($0.name)),
+                                ("flowID", .bool($0.flowID))
+                            ])
+                        }),
+                    policy.foreignEndpoints.map {
+                        "\(pad($0.address.description, 24)) foreign\($0.name.isEmpty ? "" : " \($0.name)")"
+                            + ($0.flowID ? "" : ", FlowID 0")
+                    }
+                ))
         }
         if want("ports") {
             sections.append(
@@ -154,7 +171,9 @@ struct Show: NvgreCommand {
                             .object([
                                 ("interface", .string(p.interface)), ("vsid", .number(UInt64(p.vsid))),
                                 ("mac", .string(p.mac.description)),
-                                ("addresses", .array(p.addresses.map { .string($0.description) }))
+                                ("addresses", .array(p.addresses.map { .string($0.description) })),
+                                ("allowRouterAdvertisements", .bool(p.allowRouterAdvertisements)),
+                                ("allowDHCPServer", .bool(p.allowDHCPServer))
                             ])
                         }),
                     policy.ports.map { p in
@@ -163,6 +182,7 @@ struct Show: NvgreCommand {
                     }
                 ))
         }
+        if want("flood") { sections.append(floodSection(instance.maps, policy)) }
         if want("infrastructure") { sections.append(try infrastructureSection(instance.maps, policy)) }
         policy.lookupRecords = []
 
@@ -192,6 +212,28 @@ struct Show: NvgreCommand {
             for l in lines { print(kind == "all" ? "  " + l : l) }
             if kind == "all" && lines.isEmpty { print("  (none)") }
         }
+    }
+
+    /// The live flood_lists map: per VSID with a port here, the hosts and ports a broadcast goes to.
+    func floodSection(_ maps: DatapathMaps, _ policy: Policy) -> (String, JSON, [String]) {
+        let portNames = Dictionary(
+            policy.ports.compactMap { p in existingInterfaceIndex(p.interface).map { ($0, p.interface) } },
+            uniquingKeysWith: { a, _ in a })
+        let lists = maps.floodLists.keys().sorted().compactMap { vsid in maps.floodLists.lookup(vsid).map { (vsid, $0) }
+        }
+        let json: [JSON] = lists.map { vsid, l in
+            .object([
+                ("vsid", .number(UInt64(vsid))),
+                ("providerAddresses", .array(l.peerAddresses.map { .string($0.description) })),
+                ("ports", .array(l.portIfindexes.map { .string(portNames[$0] ?? "ifindex \($0)") }))
+            ])
+        }
+        let text: [String] = lists.map { vsid, l in
+            "vsid \(pad(String(vsid), 9)) to \(l.peerAddresses.count) hosts "
+                + "(\(l.peerAddresses.map(\.description).joined(separator: ", "))) and ports "
+                + l.portIfindexes.map { portNames[$0] ?? "ifindex \($0)" }.joined(separator: ", ")
+        }
+        return ("flood", .array(json), text)
     }
 
     /// The live infra map: each prefix no tenant reaches through this gateway, and why.

@@ -30,7 +30,7 @@ struct Stats: NvgreCommand {
 
     static let counterNames: [(nv_vsid_counter, String)] = [
         (NV_CNT_ENCAP, "encap"), (NV_CNT_DECAP, "decap"), (NV_CNT_LOCAL, "local"), (NV_CNT_ROUTE, "routed"),
-        (NV_CNT_EXCEPTION, "exception")
+        (NV_CNT_EXCEPTION, "exception"), (NV_CNT_FLOOD, "flood"), (NV_CNT_FLOOD_COPY, "flood-copies")
     ]
 
     func report(_ maps: DatapathMaps, domains: [RoutingDomain]) {

@@ -94,6 +94,7 @@ struct Trace: NvgreCommand {
         if let e = o.egressName { f.append(("egress", .string(e))) }
         if let i = o.egressIfindex { f.append(("egressIfindex", .number(UInt64(i)))) }
         if let v = o.vsid { f.append(("vsid", .number(UInt64(v)))) }
+        if let c = o.copies { f.append(("copies", .number(UInt64(c)))) }
         f.append(("input", .array(FrameDescription.lines(o.input).map { .string($0) })))
         if o.kind != .drop && o.kind != .exception {
             f.append(("output", .array(FrameDescription.lines(o.output).map { .string($0) })))
@@ -119,6 +120,12 @@ struct Trace: NvgreCommand {
         case .pass: line += ", handed to the host stack (not NVGRE traffic)"
         case .drop: line += ", dropped: \(o.reason ?? "?")"
         case .exception: line += ", handed to userspace: \(o.reason ?? "?")"
+        case .flood:
+            line +=
+                o.hook == .tc
+                ? ", replicated to VSID \(o.vsid ?? 0): \(o.copies ?? 0) copies (to its other ports and hosts; "
+                    + "tracing sends none)"
+                : ", decapsulated for the VSID's ports here (nv_fabric_flood replicates it)"
         default: break
         }
         print(line)

@@ -80,6 +80,58 @@ struct CompilerTests {
         #expect(cfg.uplink_ifindex == 3 && cfg.flags == NV_CFG_HAS_PA4.rawValue)
     }
 
+    /// Head-end replication: a flooding VSID with a port here lists the other PAs its static
+    /// and l2-only records name (never this host's, never a gateway record's) and its ports.
+    @Test func floodListsComeFromTheLookupRecords() throws {
+        var p = twoTenants()
+        p.lookupRecords += [
+            LookupRecord(
+                vsid: 5001, customerAddress: "198.19.1.3", providerAddress: "198.18.0.2", mac: "02:00:00:00:01:03"),
+            LookupRecord(
+                vsid: 5001, customerAddress: "198.19.1.4", providerAddress: "2001:db8:18::4", mac: "02:00:00:00:01:04",
+                type: .l2Only),
+            LookupRecord(
+                vsid: 5001, customerAddress: "198.19.1.250", providerAddress: "198.18.0.9", mac: "02:00:00:00:fe:01",
+                type: .gateway)
+        ]
+        p.ports.append(VMPort(interface: "port2", vsid: 5001, mac: "02:00:00:00:01:02", addresses: []))
+        p.foreignEndpoints = [ForeignEndpoint(address: "198.18.0.2", flowID: false)]
+        let c = try PolicyCompiler.compile(p, context())
+        #expect(c.floodLists.count == 1, "only 5001 has ports here")
+        let l = try #require(c.floodLists[5001])
+        #expect(Set(l.peerAddresses) == ["198.18.0.2", "2001:db8:18::4"] && l.peerAddresses.count == 2)
+        #expect(l.portIfindexes == [7, 8])
+        // The foreign endpoint's records carry FlowID 0.
+        let rec = c.images[.lookups]![RawBytes(of: nv_lookup_key(vsid: 5001, ca: "198.19.1.2"))]!.load(
+            as: nv_lookup_val.self)
+        #expect(!rec.sendsFlowID)
+        let local = c.images[.lookups]![RawBytes(of: nv_lookup_key(vsid: 5001, ca: "198.19.1.1"))]!.load(
+            as: nv_lookup_val.self)
+        #expect(local.sendsFlowID)
+
+        // flood: false: no list, the subnet says so to the data path.
+        p.subnets[0].flood = false
+        let off = try PolicyCompiler.compile(p, context())
+        #expect(off.floodLists.isEmpty)
+        #expect(!off.images[.subnets]![RawBytes(of: UInt32(5001))]!.load(as: nv_subnet.self).floods)
+    }
+
+    @Test func aFloodingVSIDOnTooManyHostsIsRefusedByName() throws {
+        var p = twoTenants()
+        for i in 0..<65 {
+            p.lookupRecords.append(
+                LookupRecord(
+                    vsid: 5001, customerAddress: IPAddress(v4: [198, 19, 1, UInt8(10 + i)]),
+                    providerAddress: IPAddress(v4: [198, 18, 1, UInt8(1 + i)]),
+                    mac: MACAddress([2, 0, 0, 1, 1, UInt8(i)])))
+        }
+        #expect {
+            try PolicyCompiler.compile(p, context())
+        } throws: { e in
+            "\(e)".contains("subnets[0].flood") && "\(e)".contains("at most 64")
+        }
+    }
+
     @Test func liveCounterSlotsStayWithTheirVSIDs() throws {
         let c = try PolicyCompiler.compile(twoTenants(), context(slots: [5002: 0, 6001: 9]))
         func slot(_ v: UInt32) -> UInt32 { c.images[.subnets]![RawBytes(of: v)]!.load(as: nv_subnet.self).stats_slot }

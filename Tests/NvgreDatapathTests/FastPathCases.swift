@@ -9,6 +9,8 @@ enum Expected {
     case pass  // to the host's stack, frame untouched
     case drop(nv_drop_reason)  // dropped, counted under that reason
     case exception(nv_exception_reason, frame: [UInt8]? = nil, mtu: UInt32 = 0)  // copied to userspace
+    case flood(copies: Int)  // from a VM: replicated (tracing counts the copies, sends none)
+    case floodUp(output: [UInt8])  // from the fabric: decapsulated, passed up for nv_fabric_flood
 }
 
 struct FastPathCase {
@@ -17,7 +19,7 @@ struct FastPathCase {
     let ingress: String
     let frame: [UInt8]
     let expected: Expected
-    /// Counters that must grow by exactly one packet; every other counter must not move.
+    /// Counters that must grow by exactly one packet ("name=N": by N); no other may move.
     let counters: [String]
     var before: ((HostFixture) throws -> Void)? = nil
     var after: ((HostFixture) throws -> Void)? = nil
@@ -39,20 +41,95 @@ enum FastPathTable {
 
     static func fromVM(
         _ name: String, port: String = "port1", _ frame: [UInt8], _ expected: Expected,
-        _ counters: [String]
+        _ counters: [String], before: ((HostFixture) throws -> Void)? = nil,
+        after: ((HostFixture) throws -> Void)? = nil
     ) -> FastPathCase {
-        FastPathCase(name: name, program: .fromVM, ingress: port, frame: frame, expected: expected, counters: counters)
+        FastPathCase(
+            name: name, program: .fromVM, ingress: port, frame: frame, expected: expected, counters: counters,
+            before: before, after: after)
     }
 
-    static func fromFabric(_ name: String, _ frame: [UInt8], _ expected: Expected, _ counters: [String]) -> FastPathCase
-    {
+    static func fromFabric(
+        _ name: String, _ frame: [UInt8], _ expected: Expected, _ counters: [String],
+        before: ((HostFixture) throws -> Void)? = nil, after: ((HostFixture) throws -> Void)? = nil
+    ) -> FastPathCase {
         FastPathCase(
-            name: name, program: .fromFabric, ingress: "ul", frame: frame, expected: expected, counters: counters)
+            name: name, program: .fromFabric, ingress: "ul", frame: frame, expected: expected, counters: counters,
+            before: before, after: after)
     }
 
     static var all: [FastPathCase] {
         neighborCases + switchingCases + gsoCases + routingCases + exceptionCases + dropCases + fabricCases
-            + fabricARPCases
+            + fabricARPCases + floodCases
+    }
+
+    // MARK: broadcast and multicast from a VM, the router and DHCP guards
+
+    static func routerAdvertisement(from vm: VM, hopByHop: Bool = false) -> [UInt8] {
+        let src: IPAddress = "fe80::1"
+        let ra = ICMPv6.message(
+            type: 134, code: 0, body: [64, 0, 0x07, 0x08] + [UInt8](repeating: 0, count: 8), src: src, dst: "ff02::1")
+        // A hop-by-hop header of 8 bytes (next header ICMPv6, PadN) in front, as RFC 7113 warns.
+        let ext: [UInt8] = hopByHop ? [58, 0, 1, 4, 0, 0, 0, 0] : []
+        let ip = IPv6Header(
+            src: src, dst: "ff02::1", nextHeader: hopByHop ? 0 : 58, payloadLength: ext.count + ra.count,
+            hopLimit: 255
+        ).bytes
+        return Ethernet.frame(dst: "33:33:00:00:00:01", src: vm.mac, type: .ipv6, payload: ip + ext + ra)
+    }
+
+    static var floodCases: [FastPathCase] {
+        let discover = dhcpDiscover(vm1.mac)
+        let solicit = Ethernet.frame(
+            dst: "33:33:00:00:00:02", src: vm1.mac, type: .ipv6,
+            payload: IPv6Header(src: "fe80::1", dst: "ff02::2", nextHeader: 58, payloadLength: 8, hopLimit: 255)
+                .bytes + ICMPv6.message(type: 133, code: 0, body: [0, 0, 0, 0], src: "fe80::1", dst: "ff02::2"))
+        let offer = Frames.udp(vm1.mac, vm2.mac, vm1.ip4, vm2.ip4, sport: 67, dport: 68)
+        let advertise6 = Frames.udp(vm1.mac, vm2.mac, vm1.ip6, vm2.ip6, sport: 547, dport: 546)
+        return [
+            fromVM(
+                "DHCP discover from 0.0.0.0: flooded to the VSID's other port and PAs",
+                discover, .flood(copies: 3), ["5001:flood", "5001:flood-copy=3"]),
+            fromVM(
+                "Router solicitation from a link-local address: flooded",
+                solicit, .flood(copies: 3), ["5001:flood", "5001:flood-copy=3"]),
+            fromVM(
+                "Multicast from another VM's address: dropped",
+                Frames.udp(vm1.mac, "01:00:5e:00:00:fb", vm2.ip4, "224.0.0.251"), .drop(NV_DROP_SRC_CA_SPOOF),
+                ["drop:source-ca-spoofed"]),
+            fromVM(
+                "Broadcast in a subnet with flood: false: dropped", discover, .drop(NV_DROP_FLOOD_OFF),
+                ["drop:flood-off"], before: { try $0.setFlood(false, Plan.red) },
+                after: { try $0.setFlood(true, Plan.red) }),
+            fromVM(
+                "Non-IP multicast (LLDP): dropped, never replicated",
+                Ethernet.header(dst: "01:80:c2:00:00:0e", src: vm1.mac, type: 0x88cc)
+                    + [UInt8](repeating: 0, count: 46),
+                .drop(NV_DROP_NOT_IP), ["drop:not-ip"]),
+            fromVM(
+                "Router advertisement from a VM: the router guard drops it",
+                routerAdvertisement(from: vm1), .drop(NV_DROP_ROUTER_GUARD), ["drop:router-advertisement-guarded"]),
+            fromVM(
+                "Router advertisement behind a hop-by-hop header: still guarded",
+                routerAdvertisement(from: vm1, hopByHop: true), .drop(NV_DROP_ROUTER_GUARD),
+                ["drop:router-advertisement-guarded"]),
+            fromVM(
+                "Router advertisement from a port that allows them: flooded",
+                routerAdvertisement(from: vm1), .flood(copies: 3), ["5001:flood", "5001:flood-copy=3"],
+                before: { try $0.setPortFlags("port1", vm1, [NV_PORT_ALLOW_RA]) },
+                after: { try $0.setPortFlags("port1", vm1, []) }),
+            fromVM(
+                "DHCP offer (from port 67) from a VM: the DHCP guard drops it", offer, .drop(NV_DROP_DHCP_GUARD),
+                ["drop:dhcp-server-guarded"]),
+            fromVM(
+                "DHCPv6 advertise (from port 547) from a VM: guarded", advertise6, .drop(NV_DROP_DHCP_GUARD),
+                ["drop:dhcp-server-guarded"]),
+            fromVM(
+                "DHCP offer from a port that allows DHCP servers: delivered", offer,
+                .forward(to: "port2", output: offer), ["5001:local"],
+                before: { try $0.setPortFlags("port1", vm1, [NV_PORT_ALLOW_DHCP_SERVER]) },
+                after: { try $0.setPortFlags("port1", vm1, []) })
+        ]
     }
 
     // MARK: ARP inside NVGRE, as endpoints that are not ours flood it
@@ -71,6 +148,15 @@ enum FastPathTable {
         let gre = NVGRE.greHeader(vsid: 5001, flowID: flowID) + inner
         let ip = IPv4Header(src: Plan.paA, dst: Plan.paB, proto: IPProtocol.gre.rawValue, payloadLength: gre.count)
         return Ethernet.frame(dst: Plan.macB, src: Plan.uplinkMAC, type: .ipv4, payload: ip.bytes + gre)
+    }
+
+    /// A frame as nv_from_fabric passes it up for nv_fabric_flood: decapsulated, its
+    /// destination MAC parked at 02:4e:56:46:4c:00 until tc restores it.
+    static func parked(_ inner: [UInt8]) -> [UInt8] { [0x02, 0x4e, 0x56, 0x46, 0x4c, 0x00] + inner.dropFirst(6) }
+
+    /// A DHCP client's first broadcast, from 0.0.0.0.
+    static func dhcpDiscover(_ mac: MACAddress) -> [UInt8] {
+        Frames.udp(mac, .broadcast, "0.0.0.0", "255.255.255.255", sport: 68, dport: 67)
     }
 
     static var fabricARPCases: [FastPathCase] {
@@ -97,13 +183,72 @@ enum FastPathTable {
                 Frames.nvgre(request(vm1.ip4, sha: vm1.mac), vsid: 5001, from: Plan.paB),
                 .drop(NV_DROP_SRC_MAC_SPOOF), ["drop:source-mac-spoofed"]),
             fromFabric(
-                "ARP request for a CA on another host: not ours to answer",
-                Frames.nvgre(request(vm4.ip4), vsid: 5001, from: Plan.paB), .drop(NV_DROP_ARP_UNANSWERED),
-                ["drop:arp-target-unknown"]),
+                "ARP request for a CA on another host: not ours to answer, up to the VSID's ports here",
+                Frames.nvgre(request(vm4.ip4), vsid: 5001, from: Plan.paB),
+                .floodUp(output: parked(request(vm4.ip4))), ["5001:flood"]),
             fromFabric(
-                "ARP request for the subnet gateway on a host that serves no gateway domain: not answered",
-                Frames.nvgre(request("198.19.1.254"), vsid: 5001, from: Plan.paB), .drop(NV_DROP_ARP_UNANSWERED),
-                ["drop:arp-target-unknown"]),
+                "ARP request for the subnet gateway on a host that serves no gateway domain: not answered, flooded",
+                Frames.nvgre(request("198.19.1.254"), vsid: 5001, from: Plan.paB),
+                .floodUp(output: parked(request("198.19.1.254"))), ["5001:flood"]),
+            fromFabric(
+                "ARP request for a CA on another host, subnet with flood: false: dropped",
+                Frames.nvgre(request(vm4.ip4), vsid: 5001, from: Plan.paB), .drop(NV_DROP_ARP_UNANSWERED),
+                ["drop:arp-target-unknown"], before: { try $0.setFlood(false, Plan.red) },
+                after: { try $0.setFlood(true, Plan.red) }),
+            fromFabric(
+                "Gratuitous ARP from a foreign endpoint's VM: up to the VSID's ports here",
+                Frames.nvgre(request(vm3.ip4), vsid: 5001, from: Plan.paB),
+                .floodUp(output: parked(request(vm3.ip4))), ["5001:flood"]),
+            fromFabric(
+                "Broadcast in a VSID with no port here: not for this host",
+                Frames.nvgre(
+                    Frames.udp(Plan.vm23.mac, .broadcast, Plan.vm23.ip4, "255.255.255.255"), vsid: 5002, from: Plan.paB),
+                .drop(NV_DROP_DST_NOT_LOCAL), ["drop:destination-not-local"],
+                before: { try $0.dp.floodLists.delete(5002) },
+                after: {
+                    try $0.dp.floodLists.update(5002, nv_flood_list(peers: [Plan.paB], ports: [$0.port("port4")]))
+                }),
+            fromFabric(
+                "DHCP discover (from 0.0.0.0) from a PA of the VSID: up to its ports here",
+                Frames.nvgre(dhcpDiscover(vm3.mac), vsid: 5001, from: Plan.paB),
+                .floodUp(output: parked(dhcpDiscover(vm3.mac))), ["5001:flood"]),
+            fromFabric(
+                "Broadcast from a PA that hosts no VM of the VSID: dropped",
+                Frames.nvgre(dhcpDiscover(vm3.mac), vsid: 5001, from: Plan.paC), .drop(NV_DROP_PA_SPOOF),
+                ["drop:provider-address-spoofed"]),
+            fromFabric(
+                "Blue's broadcast sent in Red's VSID from Blue's host: dropped",
+                Frames.nvgre(
+                    Frames.udp(Plan.blue3.mac, .broadcast, Plan.blue3.ip4, "255.255.255.255"), vsid: 5001,
+                    from: Plan.paC),
+                .drop(NV_DROP_PA_SPOOF), ["drop:provider-address-spoofed"]),
+            fromFabric(
+                "Multicast claiming a CA whose record names another PA: dropped",
+                Frames.nvgre(
+                    Frames.udp(vm4.mac, "01:00:5e:00:00:fb", vm4.ip4, "224.0.0.251"), vsid: 5001, from: Plan.paB),
+                .drop(NV_DROP_PA_SPOOF), ["drop:provider-address-spoofed"]),
+            fromFabric(
+                "Multicast from a CA with another VM's MAC: dropped",
+                Frames.nvgre(
+                    Frames.udp(vm1.mac, "01:00:5e:00:00:fb", vm3.ip4, "224.0.0.251"), vsid: 5001, from: Plan.paB),
+                .drop(NV_DROP_SRC_MAC_SPOOF), ["drop:source-mac-spoofed"]),
+            fromFabric(
+                "Multicast from an unknown, not link-scoped source: dropped",
+                Frames.nvgre(
+                    Frames.udp(vm3.mac, "01:00:5e:00:00:fb", "198.19.1.99", "224.0.0.251"), vsid: 5001, from: Plan.paB),
+                .drop(NV_DROP_INNER_SRC_UNKNOWN), ["drop:inner-source-unknown"]),
+            fromFabric(
+                "mDNS from a vouched CA: up to the VSID's ports here",
+                Frames.nvgre(
+                    Frames.udp(vm3.mac, "01:00:5e:00:00:fb", vm3.ip4, "224.0.0.251"), vsid: 5001, from: Plan.paB),
+                .floodUp(output: parked(Frames.udp(vm3.mac, "01:00:5e:00:00:fb", vm3.ip4, "224.0.0.251"))),
+                ["5001:flood"]),
+            fromFabric(
+                "Multicast in a subnet with flood: false: dropped",
+                Frames.nvgre(
+                    Frames.udp(vm3.mac, "01:00:5e:00:00:fb", vm3.ip4, "224.0.0.251"), vsid: 5001, from: Plan.paB),
+                .drop(NV_DROP_FLOOD_OFF), ["drop:flood-off"], before: { try $0.setFlood(false, Plan.red) },
+                after: { try $0.setFlood(true, Plan.red) }),
             fromFabric(
                 "IPv6 neighbor solicitation for a local CA from a foreign endpoint: advertisement back to the asking PA",
                 Frames.nvgre(Frames.neighborSolicitation(from: vm3, target: vm1.ip6), vsid: 5001, from: Plan.paB),
@@ -115,19 +260,26 @@ enum FastPathTable {
                 Frames.nvgre(Frames.neighborSolicitation(from: vm3, target: vm1.ip6), vsid: 5001, from: Plan.paC),
                 .drop(NV_DROP_PA_SPOOF), ["drop:provider-address-spoofed"]),
             fromFabric(
-                "Neighbor solicitation for a CA on another host: not ours to answer",
+                "Neighbor solicitation for a CA on another host: not ours to answer, up to the VSID's ports here",
                 Frames.nvgre(Frames.neighborSolicitation(from: vm3, target: vm4.ip6), vsid: 5001, from: Plan.paB),
-                .drop(NV_DROP_ND_UNANSWERED), ["drop:nd-target-unknown"]),
+                .floodUp(output: parked(Frames.neighborSolicitation(from: vm3, target: vm4.ip6))), ["5001:flood"]),
             fromFabric(
-                "Duplicate address detection inside NVGRE (from ::): no answer",
+                "Duplicate address detection inside NVGRE (from ::): no answer, up to the VSID's ports here",
                 Frames.nvgre(
                     Frames.neighborSolicitation(from: vm3, src: "::", target: vm1.ip6, withOption: false), vsid: 5001,
                     from: Plan.paB),
-                .drop(NV_DROP_ND_UNANSWERED), ["drop:nd-target-unknown"]),
+                .floodUp(
+                    output: parked(
+                        Frames.neighborSolicitation(from: vm3, src: "::", target: vm1.ip6, withOption: false))
+                ), ["5001:flood"]),
             fromFabric(
-                "ARP reply inside NVGRE: not a request",
-                Frames.nvgre(request(vm1.ip4, op: 2), vsid: 5001, from: Plan.paB), .drop(NV_DROP_ARP_NOT_REQUEST),
-                ["drop:arp-not-request"]),
+                "Unicast ARP reply inside NVGRE: not a request",
+                Frames.nvgre(Frames.arpReply(to: vm1, from: vm3.mac, ip: vm3.ip4), vsid: 5001, from: Plan.paB),
+                .drop(NV_DROP_ARP_NOT_REQUEST), ["drop:arp-not-request"]),
+            fromFabric(
+                "Gratuitous ARP reply (broadcast) inside NVGRE: up to the VSID's ports here",
+                Frames.nvgre(request(vm3.ip4, op: 2), vsid: 5001, from: Plan.paB),
+                .floodUp(output: parked(request(vm3.ip4, op: 2))), ["5001:flood"]),
             fromFabric(
                 "Blue's ARP for its CA at Red's address: answered with Blue's VM, never Red's",
                 Frames.nvgre(
@@ -198,17 +350,38 @@ enum FastPathTable {
                 Frames.arpRequest(vm1.mac, vm1.ip4, target: vm3.ip4),
                 .reply(output: Frames.arpReply(to: vm1, from: vm3.mac, ip: vm3.ip4)), []),
             fromVM(
-                "ARP from Blue for an address only Red has is not answered", port: "port3",
-                Frames.arpRequest(Plan.blue1.mac, Plan.blue1.ip4, target: vm2.ip4),
-                .drop(NV_DROP_ARP_UNANSWERED), ["drop:arp-target-unknown"]),
+                "ARP from Blue for an address only Red has: not answered, flooded in Blue's VSID only", port: "port3",
+                Frames.arpRequest(Plan.blue1.mac, Plan.blue1.ip4, target: vm2.ip4), .flood(copies: 1),
+                ["6001:flood", "6001:flood-copy"]),
             fromVM(
-                "ARP for an unknown address is not answered",
-                Frames.arpRequest(vm1.mac, vm1.ip4, target: "198.19.1.99"),
-                .drop(NV_DROP_ARP_UNANSWERED), ["drop:arp-target-unknown"]),
+                "ARP for an unknown address: not answered, flooded (port2, two PAs; no neighbor, no route: none)",
+                Frames.arpRequest(vm1.mac, vm1.ip4, target: "198.19.1.99"), .flood(copies: 3),
+                ["5001:flood", "5001:flood-copy=3"]),
             fromVM(
-                "ARP probe for the VM's own address is not answered (duplicate detection)",
-                Frames.arpRequest(vm1.mac, "0.0.0.0", target: vm1.ip4),
-                .drop(NV_DROP_ARP_UNANSWERED), ["drop:arp-target-unknown"]),
+                "ARP for an unknown address, subnet with flood: false: dropped as HNV does",
+                Frames.arpRequest(vm1.mac, vm1.ip4, target: "198.19.1.99"), .drop(NV_DROP_ARP_UNANSWERED),
+                ["drop:arp-target-unknown"], before: { try $0.setFlood(false, Plan.red) },
+                after: { try $0.setFlood(true, Plan.red) }),
+            fromVM(
+                "ARP probe for the VM's own address (from 0.0.0.0): not answered, flooded",
+                Frames.arpRequest(vm1.mac, "0.0.0.0", target: vm1.ip4), .flood(copies: 3),
+                ["5001:flood", "5001:flood-copy=3"]),
+            fromVM(
+                "Gratuitous ARP for the VM's own address: flooded",
+                Frames.arpRequest(vm1.mac, vm1.ip4, target: vm1.ip4), .flood(copies: 3),
+                ["5001:flood", "5001:flood-copy=3"]),
+            fromVM(
+                "Gratuitous ARP claiming another VM's address: dropped, no cache is poisoned",
+                Frames.arpRequest(vm1.mac, vm2.ip4, target: vm2.ip4), .drop(NV_DROP_SRC_CA_SPOOF),
+                ["drop:source-ca-spoofed"]),
+            fromVM(
+                "ARP request from another VM's address for an unknown one: dropped",
+                Frames.arpRequest(vm1.mac, vm2.ip4, target: "198.19.1.99"), .drop(NV_DROP_SRC_CA_SPOOF),
+                ["drop:source-ca-spoofed"]),
+            fromVM(
+                "Gratuitous ARP reply (broadcast) for the VM's own address: flooded",
+                Frames.arpRequest(vm1.mac, vm1.ip4, target: vm1.ip4, op: 2), .flood(copies: 3),
+                ["5001:flood", "5001:flood-copy=3"]),
             fromVM(
                 "ARP reply from a VM is dropped",
                 Frames.arpReply(to: vm2, from: vm1.mac, ip: vm1.ip4),
@@ -242,13 +415,22 @@ enum FastPathTable {
                 .reply(output: Frames.neighborAdvertisement(to: vm1, target: vm2.ip6, mac: vm2.mac, router: false)),
                 []),
             fromVM(
-                "NS for an unknown address is not answered",
-                Frames.neighborSolicitation(from: vm1, target: "2001:db8:19:1::99"),
-                .drop(NV_DROP_ND_UNANSWERED), ["drop:nd-target-unknown"]),
+                "NS for an unknown address: not answered, flooded",
+                Frames.neighborSolicitation(from: vm1, target: "2001:db8:19:1::99"), .flood(copies: 3),
+                ["5001:flood", "5001:flood-copy=3"]),
             fromVM(
-                "NS from the unspecified address (DAD) is not answered",
+                "NS from the unspecified address (DAD): not answered, flooded",
                 Frames.neighborSolicitation(from: vm1, src: "::", target: vm2.ip6, withOption: false),
-                .drop(NV_DROP_ND_UNANSWERED), ["drop:nd-target-unknown"])
+                .flood(copies: 3), ["5001:flood", "5001:flood-copy=3"]),
+            fromVM(
+                "NS from another VM's address for an unknown one: dropped",
+                Frames.neighborSolicitation(from: vm1, src: vm2.ip6, target: "2001:db8:19:1::99"),
+                .drop(NV_DROP_SRC_CA_SPOOF), ["drop:source-ca-spoofed"]),
+            fromVM(
+                "NS for an unknown address, subnet with flood: false: dropped",
+                Frames.neighborSolicitation(from: vm1, target: "2001:db8:19:1::99"), .drop(NV_DROP_ND_UNANSWERED),
+                ["drop:nd-target-unknown"], before: { try $0.setFlood(false, Plan.red) },
+                after: { try $0.setFlood(true, Plan.red) })
         ]
     }
 
@@ -433,19 +615,7 @@ enum FastPathTable {
                 ["exception:underlay-neighbor-unresolved", "5001:exception"]),
             fromVM(
                 "Encapsulated size above the uplink MTU goes to userspace with the MTU", big,
-                .exception(NV_EXC_OVERSIZE, mtu: 1500), ["exception:oversize", "5001:exception"]),
-            fromVM(
-                "IPv4 broadcast goes to userspace",
-                Frames.udp(vm1.mac, .broadcast, vm1.ip4, "255.255.255.255", sport: 68, dport: 67),
-                .exception(NV_EXC_BROADCAST), ["exception:broadcast", "5001:exception"]),
-            fromVM(
-                "IPv6 multicast (router solicitation) goes to userspace",
-                Ethernet.frame(
-                    dst: "33:33:00:00:00:02", src: vm1.mac, type: .ipv6,
-                    payload: IPv6Header(src: vm1.ip6, dst: "ff02::2", nextHeader: 58, payloadLength: 8, hopLimit: 255)
-                        .bytes
-                        + ICMPv6.message(type: 133, code: 0, body: [0, 0, 0, 0], src: vm1.ip6, dst: "ff02::2")),
-                .exception(NV_EXC_MULTICAST), ["exception:multicast", "5001:exception"])
+                .exception(NV_EXC_OVERSIZE, mtu: 1500), ["exception:oversize", "5001:exception"])
         ]
     }
 

@@ -27,7 +27,11 @@ struct FastPathTests {
 
                 var moved: [String: UInt64] = [:]
                 for (k, v) in after where v != before[k] { moved[k] = v - (before[k] ?? 0) }
-                let expected = Dictionary(uniqueKeysWithValues: c.counters.map { ($0, UInt64(1)) })
+                let expected = Dictionary(
+                    uniqueKeysWithValues: c.counters.map { k -> (String, UInt64) in
+                        let parts = k.split(separator: "=")
+                        return (String(parts[0]), parts.count > 1 ? UInt64(parts[1])! : 1)
+                    })
                 #expect(moved == expected, "\(c.name): counters moved \(moved), expected \(expected)")
             }
         }
@@ -59,6 +63,15 @@ struct FastPathTests {
                     rawValue: "\(name): trace \(t.kind)/\(ReasonNames.drop(UInt32(t.code))), expected drop "
                         + "\(ReasonNames.drop(reason.rawValue))")
             )
+        case let .flood(copies):
+            #expect(r.action == .drop, "\(name): \(r.action), trace \(t.kind)/\(t.code)")
+            #expect(
+                t.kind == UInt16(NV_TRACE_FLOOD.rawValue) && t.code == UInt16(copies),
+                "\(name): trace \(t.kind)/\(t.code), expected a flood of \(copies) copies")
+        case let .floodUp(output):
+            #expect(r.action == .pass, "\(name): \(r.action), trace \(t.kind)/\(t.code)")
+            #expect(t.kind == UInt16(NV_TRACE_FLOOD.rawValue), "\(name): trace \(t.kind)/\(t.code)")
+            expectBytes(r.output, output, name)
         case let .exception(reason, frame, mtu):
             #expect(r.action == .drop, "\(name): \(r.action), verdict \(r.verdict)")
             #expect(
@@ -113,6 +126,26 @@ struct FastPathTests {
             try host.dp.testRun(.fromVM, frame: frame, ingressIfindex: host.port("port1"))
         }
         #expect(again.trace?.kind == UInt16(NV_TRACE_EXCEPTION.rawValue))
+    }
+
+    /// A VM flooding broadcasts gets its port's share of replication, the rest is dropped
+    /// and counted: one a second here, so the second and third frames are over it.
+    @Test func aPortsFloodsAreThrottledToItsShare() throws {
+        let host = try HostFixture(tag: "flood")
+        try host.dp.floodLists.update(
+            5001,
+            nv_flood_list(
+                peers: [Plan.paB], ports: [host.port("port1"), host.port("port2")],
+                share: ExceptionShare(perSecond: 1, burst: 1)))
+        let discover = FastPathTable.dhcpDiscover(Plan.vm1.mac)
+        let traces = try NetworkNamespace.run(in: host.ns) {
+            try (0..<3).map { _ in
+                try host.dp.testRun(.fromVM, frame: discover, ingressIfindex: host.port("port1")).trace
+            }
+        }
+        #expect(traces[0]?.kind == UInt16(NV_TRACE_FLOOD.rawValue))
+        #expect(traces.dropFirst().allSatisfy { $0?.code == UInt16(NV_DROP_FLOOD_THROTTLED.rawValue) })
+        #expect(host.dp.maps.dropCount(NV_DROP_FLOOD_THROTTLED).packets == 2)
     }
 
     @Test func everyReasonHasOneName() {

@@ -148,6 +148,33 @@ final class HostFixture {
         try record(5002, Plan.l2OnlyCA, Plan.paB, "02:00:00:00:02:08", NV_REC_L2_ONLY)
         try record(6001, Plan.blue1.ip4, Plan.paA, Plan.blue1.mac, port: "port3")
         try record(6001, Plan.blue3.ip4, Plan.paC, Plan.blue3.mac)
+        // Head-end replication as the compiler derives it: the other PAs of the VSID's
+        // records (not the gateway's) and its ports here.
+        try dp.floodLists.update(
+            5001,
+            nv_flood_list(
+                peers: [Plan.paB, Plan.pa6B, Plan.paNoNeighbor, Plan.paUnreachable],
+                ports: [port("port1"), port("port2")]))
+        try dp.floodLists.update(5002, nv_flood_list(peers: [Plan.paB], ports: [port("port4")]))
+        try dp.floodLists.update(6001, nv_flood_list(peers: [Plan.paC], ports: [port("port3")]))
+    }
+
+    /// Turns head-end replication on or off in a subnet of the plan.
+    func setFlood(
+        _ on: Bool, _ s: (vsid: UInt32, slot: UInt32, rd: UInt32, gwMAC: MACAddress, gw4: IPAddress, gw6: IPAddress)
+    )
+        throws
+    {
+        try dp.subnets.update(
+            s.vsid,
+            nv_subnet(
+                routingDomain: s.rd, statsSlot: s.slot, gatewayMAC: s.gwMAC, gateway4: s.gw4, gateway6: s.gw6, flood: on
+            ))
+    }
+
+    func setPortFlags(_ name: String, _ vm: VM, _ flags: [nv_port_flags]) throws {
+        guard let old = dp.ports.lookup(port(name)) else { return }
+        try dp.ports.update(port(name), nv_port(vsid: old.vsid, mac: vm.mac, flags: flags))
     }
 
     /// Every counter as "drop:<reason>", "exception:<reason>" or "<vsid>:<counter>" -> packets.
@@ -155,7 +182,7 @@ final class HostFixture {
         var out: [String: UInt64] = [:]
         for (r, name) in ReasonNames.drops { out["drop:\(name)"] = dp.maps.dropCount(r).packets }
         for (r, name) in ReasonNames.exceptions { out["exception:\(name)"] = dp.maps.exceptionCount(r).packets }
-        let counterNames = ["encap", "decap", "local", "route", "exception"]
+        let counterNames = ["encap", "decap", "local", "route", "exception", "flood", "flood-copy"]
         for s in [Plan.red, Plan.red2, Plan.blue] {
             for (c, v) in dp.maps.vsidCounters(slot: s.slot) {
                 out["\(s.vsid):\(counterNames[Int(c.rawValue)])"] = v.packets
