@@ -209,7 +209,22 @@ let badInputs: [BadInput] = [
     BadInput(
         "NAT share over 100", ["apply", "FILE"],
         file: localPolicy + "gatewayDomains:\n  - {routingDomain: red, natShare: 150}\n",
-        ["gatewayDomains[0].natShare: 150", "from 1 to 100"])
+        ["gatewayDomains[0].natShare: 150", "from 1 to 100"]),
+    BadInput(
+        "foreign endpoint flowID not a boolean", ["apply", "FILE"],
+        file: localPolicy + "foreignEndpoints:\n  - {address: 198.18.0.9, flowID: sometimes}\n",
+        ["foreignEndpoints[0].flowID: sometimes", "true or false"]),
+    BadInput(
+        "this host named as a foreign endpoint", ["apply", "FILE"],
+        file: localPolicy + "foreignEndpoints:\n  - {address: 198.18.0.1}\n",
+        ["foreignEndpoints[0].address: 198.18.0.1", "another host"]),
+    BadInput(
+        "up with a flood rate that is no number", ["up", "--uplink", "ul", "--flood-rate", "lots"],
+        instance: "nvgre-cli-other", ["--flood-rate: lots", "a whole number from 0"]),
+    BadInput(
+        "VSID in hex out of range",
+        ["subnet", "add", "0xFFFFFF", "--domain", "red", "--gateway-mac", "02:00:00:00:ff:09"],
+        ["vsid: 0xFFFFFF", "hex with 0x"])
 ]
 
 /// Every bad input fails with its message and exit code, and leaves the live state as it
