@@ -9,7 +9,7 @@ packages=(
   tcpdump tshark python3-scapy                         # independent decoders
   gnuplot-nox                                         # the benchmark chart
   iperf3                                              # TCP between VMs in the benchmark
-  openvswitch-switch                                  # a foreign NVGRE endpoint in the tests
+  openvswitch-switch iputils-arping                   # a foreign NVGRE endpoint in the tests
 )
 
 missing=()

@@ -84,6 +84,22 @@ struct ForeignPeerTests {
                 from: p.ovs.vmNS, to: p.ourVM.ns, address: ourAddress, port: 5202, bytes: 1 << 20, timeout: 20)
             #expect(back.ok, "\(what): TCP from OVS's VM to ours over \(family): \(back)")
         }
+        // Broadcasts cross both ways: OVS floods its VM's into the VSID, we replicate ours to
+        // OVS's PA (FlowID 0, which a fixed key takes too).
+        for (from, to, what) in [
+            (p.ovs.vmNS, p.ourVM.ns, "OVS's VM to ours"), (p.ourVM.ns, p.ovs.vmNS, "ours to OVS's")
+        ] {
+            let wait = try FloodTests.listen(in: to, port: 9997, seconds: 2)
+            #expect(try FloodTests.sendBroadcasts(from: from, port: 9997, count: 3) == 3)
+            #expect(try wait() == 3, "\(what): a broadcast did not arrive (\(what))")
+        }
+        // ARP over the tunnel, as OVS's VM sends it: every request answered with our VM's MAC
+        // (the reply time is in the output, for the record).
+        let arping = try sh("ip netns exec \(p.ovs.vmNS) arping -c 5 -w 5 -I eth0 \(Self.ours.ip4) 2>&1 || true")
+        print("\(what): arping from OVS's VM to ours:\n\(arping)")
+        #expect(arping.contains("Received 5 response"), "\(arping)")
+        #expect(arping.uppercased().contains(Self.ours.mac.description.uppercased()), "\(arping)")
+
         // Nothing static: each VM learnt the other's MAC from an answer that crossed the tunnel.
         let neighbours = try sh("ip -n \(p.ovs.vmNS) neigh show")
         #expect(!neighbours.contains("PERMANENT"), "\(neighbours)")
