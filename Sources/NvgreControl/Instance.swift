@@ -83,7 +83,7 @@ public final class Instance {
     ]
     static func linkPin(_ interface: String) -> String { "link_\(interface)" }
     /// The uplink's tc program (nv_fabric_flood): its own prefix, never taken for a port.
-    static func floodLinkPin(_ interface: String) -> String { "floodlink_\(interface)" }
+    public static func floodLinkPin(_ interface: String) -> String { "floodlink_\(interface)" }
     /// A gateway's external interface: its own prefix, so that it is never taken for a port.
     static func externalLinkPin(_ interface: String) -> String { "extlink_\(interface)" }
 

@@ -32,16 +32,21 @@ struct Show: NvgreCommand {
 
         if want("interfaces") {
             var rows: [JSON] = [], text: [String] = []
+            // The uplink has two: XDP for everything, tc for the broadcasts XDP hands up.
+            let uplink = instance.settings.uplink
             let ifaces =
-                [(instance.settings.uplink, "uplink")] + policy.ports.map { ($0.interface, "port") }
-                + (policy.externalAddresses.first.map { [($0.interface, "external")] } ?? [])
+                [(uplink, "uplink", "nv_from_fabric", "xdp"), (uplink, "uplink", "nv_fabric_flood", "tc")]
+                + policy.ports.map { ($0.interface, "port", "nv_from_vm", "tc") }
+                + (policy.externalAddresses.first.map { [($0.interface, "external", "nv_from_external", "xdp")] } ?? [])
             let attached = Set(
                 instance.attachedPorts() + [instance.settings.uplink] + (instance.attachedExternal().map { [$0] } ?? [])
             )
-            for (name, role) in ifaces {
+            for (name, role, program, hook) in ifaces {
                 let idx = existingInterfaceIndex(name) ?? 0
-                let program = ["uplink": "nv_from_fabric", "external": "nv_from_external"][role] ?? "nv_from_vm"
-                let hook = role == "port" ? "tc" : "xdp"
+                let pinned =
+                    program == "nv_fabric_flood"
+                    ? FileManager.default.fileExists(atPath: "\(instance.pinDirectory)/\(Instance.floodLinkPin(name))")
+                    : attached.contains(name)
                 // What the kernel says is attached: the XDP mode, or tcx-ingress for a port.
                 let attach: String? =
                     idx == 0
@@ -53,7 +58,7 @@ struct Show: NvgreCommand {
                     .object([
                         ("interface", .string(name)), ("role", .string(role)), ("ifindex", .number(UInt64(idx))),
                         ("program", .string(program)), ("hook", .string(hook)),
-                        ("pinnedLink", .bool(attached.contains(name))), ("attach", .string(attach ?? "none"))
+                        ("pinnedLink", .bool(pinned)), ("attach", .string(attach ?? "none"))
                     ]))
                 text.append(
                     "\(pad(name, 16)) \(pad(role, 7)) ifindex \(pad(String(idx), 5)) \(pad(program, 16)) "

@@ -61,8 +61,12 @@ struct CLITests {
             records.first?["customerAddress"] as? String == "198.19.1.1"
                 && records.first?["providerAddress"] as? String == "198.18.0.1")
         let ifaces = try #require(show["interfaces"] as? [[String: Any]])
-        #expect(ifaces.map { $0["interface"] as? String } == ["ul", "port1"])
+        #expect(ifaces.map { $0["interface"] as? String } == ["ul", "ul", "port1"])
         #expect(["native", "generic"].contains(ifaces.first?["attach"] as? String), "\(ifaces)")
+        // The uplink's tc program, for broadcasts from the fabric, is attached and pinned too.
+        #expect(
+            ifaces[1]["program"] as? String == "nv_fabric_flood" && ifaces[1]["attach"] as? String == "tcx-ingress"
+                && ifaces[1]["pinnedLink"] as? Bool == true, "\(ifaces)")
         #expect(ifaces.last?["attach"] as? String == "tcx-ingress" && ifaces.last?["hook"] as? String == "tc")
         let routes = try #require(show["customerRoutes"] as? [[String: Any]])
         #expect(routes.first?["active"] as? Bool == true)
@@ -187,6 +191,9 @@ struct CLITests {
         #expect(
             arp["verdict"] as? String == "TC_ACT_REDIRECT" && arp["decision"] as? String == "reply"
                 && (arp["output"] as? [String])?.last == "ARP reply 198.19.1.254 is-at 02:00:00:00:ff:01")
+        // An ARP for an address no record has: replicated (the copies counted, none sent).
+        let unknown = try trace(["--port", "port1", "--dst", "198.19.1.99", "--proto", "arp"])
+        #expect(unknown["decision"] as? String == "flood" && unknown["copies"] != nil, "\(unknown)")
         let outside = try trace(["--port", "port1", "--dst", "203.0.113.5", "--proto", "udp"])
         #expect(outside["decision"] as? String == "exception" && outside["reason"] as? String == "customer-route")
         let fromFabric = try trace(["--uplink", "--vsid", "5001", "--src", "198.19.1.3", "--dst", "198.19.1.1"])
