@@ -151,6 +151,7 @@ struct FloodTests {
         let seconds = Date().timeIntervalSince(started)
         let got = try wait()
         let allowed = 20 + Int(100 * (seconds + 0.5)) + 10
+        print("flood share: \(sent) broadcasts sent in \(String(format: "%.2f", seconds)) s, \(got) replicated to B")
         #expect(sent == 5000)
         #expect(
             got > 0 && got <= allowed, "B's Red VM got \(got) of \(sent) in \(seconds) s; the share allows \(allowed)")
