@@ -6,6 +6,8 @@ import PackageDescription
 //     -> NvgreControl (instances, policy compiled to map images, diffed, applied all or nothing; the
 //        exception service; trace)  and, beside it, NvgreGateway (the gateway's NAT engine: no system
 //        calls of its own, maps and sockets behind GatewayMaps and GatewaySender)
+//     -> NvgreUserspace (the data path's decisions in Swift, for hosts where XDP cannot run: no
+//        system calls; fed the same tables as the maps)
 //     -> NvgreDatapath (libbpf: the map registry, load, attach, maps, test-run, exception ring; every
 //        system call)  and NvgrePolicy (the desired state, its validation, YAML/JSON read and write)
 //     -> NvgreWire (pure packet codecs)
@@ -36,6 +38,8 @@ let package = Package(
         .target(name: "NvgreControl", dependencies: ["NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
         // The gateway host's userspace path: NAT flows, published services, offload to XDP.
         .target(name: "NvgreGateway", dependencies: ["NvgreDatapath", "NvgrePolicy", "NvgreWire", "CNvgre"]),
+        // The userspace data path's decisions: the BPF programs' semantics in Swift, no system calls.
+        .target(name: "NvgreUserspace", dependencies: ["NvgreDatapath", "NvgreWire", "CNvgre"]),
         // Namespaced labs (topologies of hosts and VMs) for tests, the demo and benchmarks.
         .target(
             name: "NvgreLab", dependencies: ["NvgreControl", "NvgreDatapath", "NvgrePolicy", "NvgreWire", "CNvgre"]),
@@ -72,7 +76,8 @@ let package = Package(
             exclude: ["decoders"]),
         // `nvgre-lab bench --quick`: every figure of the benchmark report exists.
         .testTarget(name: "NvgreBenchTests", dependencies: ["nvgre-lab", "nvgre", "NvgreLab"]),
-        .testTarget(name: "NvgreDatapathTests", dependencies: ["NvgreDatapath", "NvgreWire", "NvgreLab", "CNvgre"])
+        .testTarget(
+            name: "NvgreDatapathTests", dependencies: ["NvgreDatapath", "NvgreUserspace", "NvgreWire", "NvgreLab", "CNvgre"])
     ],
     swiftLanguageModes: [.v5]
 )

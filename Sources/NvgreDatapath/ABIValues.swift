@@ -445,6 +445,17 @@ extension nv_trace {
 
 extension nv_config {
     public func has(_ flag: nv_config_flags) -> Bool { flags & flag.rawValue != 0 }
+    /// This host's IPv4 and IPv6 provider addresses, when it has one.
+    public var providerAddress4: IPAddress? { has(NV_CFG_HAS_PA4) ? address(family: UInt8(NV_AF_INET), pa4) : nil }
+    public var providerAddress6: IPAddress? { has(NV_CFG_HAS_PA6) ? address(family: UInt8(NV_AF_INET6), pa6) : nil }
+}
+
+extension nv_port_ca_key {
+    public var customerAddress: IPAddress { address(family: family, ca) }
+}
+
+extension nv_pa_key {
+    public var providerAddress: IPAddress { address(family: family, addr) }
 }
 
 extension nv_exception_reason: @retroactive Hashable {}
