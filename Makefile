@@ -12,7 +12,7 @@ SWIFT_BUILD_FLAGS ?=
 export TMPDIR := $(CURDIR)/.build/tmp
 $(shell mkdir -p $(TMPDIR))
 
-.PHONY: all setup bpf build test demo demo-down bench format clean
+.PHONY: all setup bpf build test differential demo demo-down bench format clean
 all: build
 
 setup:
@@ -42,6 +42,13 @@ build: setup bpf
 
 test: build
 	scripts/run-tests.sh
+
+# The userspace decision core against the BPF programs, frame by frame, longer than the
+# minute `make test` gives it: FRAMES (default 1,000,000) over POLICIES random policies
+# (default 100); SEED replays a run that found a difference.
+differential: build
+	NVGRE_DIFF_FRAMES=$(or $(FRAMES),1000000) NVGRE_DIFF_POLICIES=$(or $(POLICIES),100) \
+	  $(if $(SEED),NVGRE_DIFF_SEED=$(SEED)) scripts/run-tests.sh --filter DifferentialTests
 
 # The main job: tenants Red and Blue on hosts A and B over a bridge underlay, applied with
 # the CLI from examples/demo, each claim checked with real traffic.

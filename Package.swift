@@ -77,7 +77,10 @@ let package = Package(
         // `nvgre-lab bench --quick`: every figure of the benchmark report exists.
         .testTarget(name: "NvgreBenchTests", dependencies: ["nvgre-lab", "nvgre", "NvgreLab"]),
         .testTarget(
-            name: "NvgreDatapathTests", dependencies: ["NvgreDatapath", "NvgreUserspace", "NvgreWire", "NvgreLab", "CNvgre"])
+            name: "NvgreDatapathTests",
+            dependencies: [
+                "NvgreDatapath", "NvgreUserspace", "NvgreControl", "NvgrePolicy", "NvgreWire", "NvgreLab", "CNvgre"
+            ])
     ],
     swiftLanguageModes: [.v5]
 )

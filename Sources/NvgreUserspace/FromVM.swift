@@ -127,5 +127,5 @@ extension DecisionCore {
 }
 
 extension nv_port {
-    var portMAC: MACAddress { withUnsafeBytes(of: mac) { MACAddress(Array($0)) } }
+    public var portMAC: MACAddress { withUnsafeBytes(of: mac) { MACAddress(Array($0)) } }
 }

@@ -2,6 +2,7 @@ import CNvgre
 import Foundation
 import NvgreDatapath
 import NvgreLab
+import NvgrePolicy
 import NvgreUserspace
 import NvgreWire
 import Testing
@@ -113,6 +114,91 @@ struct DifferentialTests {
         return f
     }
 
+    /// Fits a frame to the policy in force, so that random policies meet frames that get past
+    /// the first checks: from a VM, the port's MAC and one of its addresses as the source, a
+    /// record of its VSID as the destination; from the fabric, a VSID of the policy, a record's
+    /// CA, MAC and PA as the sender, a local VM as the destination. Each step is taken or not
+    /// at random, so mismatches stay in the mix.
+    static func adapt(_ input: [UInt8], fromVM: Bool, ingress: UInt32, _ t: DecisionTables, _ r: inout Random)
+        -> [UInt8]
+    {
+        var f = input
+        func be16(_ at: Int) -> UInt16 { UInt16(f[at]) << 8 | UInt16(f[at + 1]) }
+        func put(_ bytes: [UInt8], at: Int) {
+            if at >= 0, at + bytes.count <= f.count { f.replaceSubrange(at..<at + bytes.count, with: bytes) }
+        }
+        func records(_ vsid: UInt32, _ family: IPFamily) -> [(IPAddress, nv_lookup_val)] {
+            t.records.filter { $0.key.vsid == vsid && $0.key.address.family == family }.map {
+                ($0.key.address, $0.value)
+            }
+            .sorted { $0.0.description < $1.0.description }
+        }
+        guard f.count >= 14 else { return f }
+        if fromVM {
+            guard let port = t.ports[ingress] else { return f }
+            if r.chance(80) { put(port.portMAC.bytes, at: 6) }
+            let l3 = be16(12) == 0x8100 ? 18 : 14
+            guard f.count >= l3 + 1 else { return f }
+            let type = be16(l3 - 2)
+            guard [0x0800, 0x86dd, 0x0806].contains(type) else { return f }
+            let family: IPFamily = type == 0x86dd ? .v6 : .v4
+            let own = t.portAddresses.filter { $0.ifindex == ingress && $0.address.family == family }.map(\.address)
+                .sorted { $0.description < $1.description }
+            let peers = records(port.vsid, family)
+            if type == 0x0806 {
+                if r.chance(80) { put(port.portMAC.bytes, at: l3 + 8) }
+                if r.chance(70), let a = own.first { put(a.bytes, at: l3 + 14) }
+                if r.chance(60), !peers.isEmpty { put(r.pick(peers).0.bytes, at: l3 + 24) }
+                return f
+            }
+            let src = family == .v4 ? l3 + 12 : l3 + 8
+            let dst = family == .v4 ? l3 + 16 : l3 + 24
+            if r.chance(80), let a = own.first { put(a.bytes, at: src) }
+            if r.chance(60), !peers.isEmpty, f[0] & 1 == 0 {
+                let (ca, rec) = r.pick(peers)
+                put(ca.bytes, at: dst)
+                put(rec.customerMAC.bytes, at: 0)
+            }
+            return f
+        }
+        // From the fabric: outer IPv4 or IPv6 without options, GRE, inner Ethernet.
+        let outerV4 = be16(12) == 0x0800
+        let gre = outerV4 ? 34 : 54, inner = gre + 8
+        guard f.count >= inner + 14 else { return f }
+        let vsids = t.subnets.keys.sorted()
+        if r.chance(50), !vsids.isEmpty {
+            let v = r.pick(vsids)
+            put([UInt8(v >> 16), UInt8(v >> 8 & 0xff), UInt8(v & 0xff)], at: gre + 4)
+        }
+        let vsid = UInt32(f[gre + 4]) << 16 | UInt32(f[gre + 5]) << 8 | UInt32(f[gre + 6])
+        let type = be16(inner + 12)
+        let family: IPFamily = type == 0x86dd ? .v6 : .v4
+        let l3 = inner + 14
+        var src = l3 + 8, dst = l3 + 24  // IPv6
+        if type == 0x0806 {
+            (src, dst) = (l3 + 14, l3 + 24)
+        } else if family == .v4 {
+            (src, dst) = (l3 + 12, l3 + 16)
+        }
+        let senders = records(vsid, family)
+        if r.chance(70), !senders.isEmpty {
+            let (ca, rec) = r.pick(senders)
+            put(ca.bytes, at: src)
+            put(rec.customerMAC.bytes, at: inner + 6)
+            if type == 0x0806 { put(rec.customerMAC.bytes, at: l3 + 8) }
+            if rec.providerAddress.family == (outerV4 ? .v4 : .v6), r.chance(85) {
+                put(rec.providerAddress.bytes, at: outerV4 ? 26 : 22)
+            }
+        }
+        let locals = senders.filter { $0.1.port_ifindex != 0 }
+        if r.chance(60), !locals.isEmpty {
+            let (ca, rec) = r.pick(locals)
+            put(ca.bytes, at: dst)
+            if type != 0x0806 && f[inner] & 1 == 0 { put(rec.customerMAC.bytes, at: inner) }
+        }
+        return f
+    }
+
     /// What the BPF program did, in the core's terms.
     static func programVerdict(
         _ r: TestRunResult, _ exceptions: [ExceptionFrame], hook: Program
@@ -151,13 +237,14 @@ struct DifferentialTests {
         let env = ProcessInfo.processInfo.environment
         let count = env["NVGRE_DIFF_FRAMES"].flatMap { Int($0) } ?? 100_000
         let seed = env["NVGRE_DIFF_SEED"].flatMap { UInt64($0) } ?? UInt64(Date().timeIntervalSince1970 * 1000)
+        let policies = max(1, env["NVGRE_DIFF_POLICIES"].flatMap { Int($0) } ?? 20)
         let host = try HostFixture(tag: "diff")
         var exceptions: [ExceptionFrame] = []
         let channel = try ExceptionChannel(datapath: host.dp) { exceptions.append($0) }
-        let core = DecisionCore(tables: try Self.snapshot(host.dp), underlay: FixtureUnderlay(uplink: host.port("ul")))
         // The table's frames (those that need no change to the maps) are the corpus.
         let corpus = FastPathTable.all.filter { $0.before == nil && $0.gsoSize == 0 }
-        let ports = ["port1", "port2", "port3", "port4", "port5"].map { host.port($0) }
+        let portNames = ["port1", "port2", "port3", "port4", "port5"]
+        let ports = portNames.map { host.port($0) }
         var r = Random(state: seed)
         var differences: [String] = []
         var kinds: [String: Int] = [:]
@@ -165,42 +252,59 @@ struct DifferentialTests {
         var dropReasons = Set<String>()
 
         try NetworkNamespace.run(in: host.ns) {
-            for i in 0..<count {
-                let base = r.pick(corpus)
-                let keep = r.chance(15)
-                let frame = keep ? base.frame : Self.mutate(base.frame, &r)
-                let fromVM = base.program == .fromVM
-                let ingress = fromVM ? (r.chance(90) ? host.port(base.ingress) : r.pick(ports)) : host.port("ul")
-                exceptions.removeAll()
-                let before = host.counters()
-                // test-run refuses an skb whose ethertype says IPv4 or IPv6 but holds less than
-                // that header: such frames cannot be compared, and are counted apart.
-                guard let result = try? host.dp.testRun(base.program, frame: frame, ingressIfindex: ingress) else {
-                    refused += 1
-                    continue
+            // The fixture's own policy first, then random ones over the same addresses.
+            for round in 0..<policies {
+                var policyText = "the fast-path fixture's maps (HostFixture)"
+                if round > 0 {
+                    let policy = RandomPolicies.make(&r, ports: portNames)
+                    try RandomPolicies.apply(policy, to: host)
+                    policyText = PolicyWriter.write(policy, as: .yaml)
                 }
-                try channel.poll(timeoutMilliseconds: 0)
-                let after = host.counters()
-                var moved: [String: UInt64] = [:]
-                for (k, v) in after where v != before[k] { moved[k] = v - (before[k] ?? 0) }
+                let core = DecisionCore(
+                    tables: try Self.snapshot(host.dp), underlay: FixtureUnderlay(uplink: host.port("ul")))
+                for i in 0..<(count / policies) {
+                    let base = r.pick(corpus)
+                    let fromVM = base.program == .fromVM
+                    let ingress = fromVM ? (r.chance(90) ? host.port(base.ingress) : r.pick(ports)) : host.port("ul")
+                    var frame = base.frame
+                    if round > 0 && r.chance(80) {
+                        frame = Self.adapt(frame, fromVM: fromVM, ingress: ingress, core.tables, &r)
+                    }
+                    if r.chance(85) { frame = Self.mutate(frame, &r) }
+                    exceptions.removeAll()
+                    let before = host.counters()
+                    // test-run refuses an skb whose ethertype says IPv4 or IPv6 but holds less than
+                    // that header: such frames cannot be compared, and are counted apart.
+                    guard let result = try? host.dp.testRun(base.program, frame: frame, ingressIfindex: ingress)
+                    else {
+                        refused += 1
+                        continue
+                    }
+                    try channel.poll(timeoutMilliseconds: 0)
+                    let after = host.counters()
+                    var moved: [String: UInt64] = [:]
+                    for (k, v) in after where v != before[k] { moved[k] = v - (before[k] ?? 0) }
 
-                let program = Self.programVerdict(result, exceptions, hook: base.program)
-                var expected = fromVM ? core.fromVM(frame, ingress: ingress) : core.fromFabric(frame)
-                if case let .floodUp(vsid, inner) = expected.verdict, inner.count >= 6 {
-                    // XDP parks the destination MAC until tc restores it (NV_FLOOD_PARKED_MAC).
-                    expected.verdict = .floodUp(
-                        vsid: vsid, frame: [0x02, 0x4e, 0x56, 0x46, 0x4c, 0x00] + inner.dropFirst(6))
+                    let program = Self.programVerdict(result, exceptions, hook: base.program)
+                    var expected = fromVM ? core.fromVM(frame, ingress: ingress) : core.fromFabric(frame)
+                    if case let .floodUp(vsid, inner) = expected.verdict, inner.count >= 6 {
+                        // XDP parks the destination MAC until tc restores it (NV_FLOOD_PARKED_MAC).
+                        expected.verdict = .floodUp(
+                            vsid: vsid, frame: [0x02, 0x4e, 0x56, 0x46, 0x4c, 0x00] + inner.dropFirst(6))
+                    }
+                    kinds["\(expected.verdict)".prefix { $0 != "(" }.description, default: 0] += 1
+                    if case let .drop(reason) = expected.verdict { dropReasons.insert(ReasonNames.drop(reason)) }
+                    let counters = Self.names(expected.counters)
+                    if program != expected.verdict || moved != counters {
+                        differences.append(
+                            "policy \(round), frame \(i) (from \(fromVM ? "port ifindex \(ingress)" : "the uplink"), "
+                                + "base \"\(base.name)\"): \(hex(frame))\n  program: "
+                                + "\(program.map { "\($0)" } ?? "no trace") \(moved)\n  core:    \(expected.verdict) "
+                                + "\(counters)\n  policy:\n\(policyText)")
+                        if differences.count >= 3 { break }
+                    }
                 }
-                kinds["\(expected.verdict)".prefix { $0 != "(" }.description, default: 0] += 1
-                if case let .drop(reason) = expected.verdict { dropReasons.insert(ReasonNames.drop(reason)) }
-                let counters = Self.names(expected.counters)
-                if program != expected.verdict || moved != counters {
-                    differences.append(
-                        "frame \(i) (seed \(seed), from \(fromVM ? "port ifindex \(ingress)" : "the uplink"), base "
-                            + "\"\(base.name)\"): \(hex(frame))\n  program: \(program.map { "\($0)" } ?? "no trace") "
-                            + "\(moved)\n  core:    \(expected.verdict) \(counters)")
-                    if differences.count >= 5 { break }
-                }
+                if !differences.isEmpty { break }
             }
         }
         #expect(
@@ -209,7 +313,7 @@ struct DifferentialTests {
         )
         // The frames reached every kind of decision, not only drops.
         print(
-            "differential: \(count) frames, seed \(seed), \(refused) refused by test-run: "
+            "differential: \(count) frames over \(policies) policies, seed \(seed), \(refused) refused by test-run: "
                 + "\(kinds.sorted { $0.key < $1.key })")
         #expect(refused < count / 10, "test-run refused \(refused) of \(count) frames")
         print("differential: drop reasons reached: \(dropReasons.sorted().joined(separator: ", "))")
