@@ -35,11 +35,16 @@ let package = Package(
         .target(name: "NvgreDatapath", dependencies: ["CNvgre", "NvgreWire"]),
         // The control plane: policy compiled into map images, diffed against the live maps and
         // applied all or nothing; instances pinned under bpffs; trace.
-        .target(name: "NvgreControl", dependencies: ["NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
+        .target(
+            name: "NvgreControl",
+            dependencies: ["NvgrePolicy", "NvgreDatapath", "NvgreUserspace", "NvgreWire", "CNvgre"]),
         // The gateway host's userspace path: NAT flows, published services, offload to XDP.
         .target(name: "NvgreGateway", dependencies: ["NvgreDatapath", "NvgrePolicy", "NvgreWire", "CNvgre"]),
         // The userspace data path's decisions: the BPF programs' semantics in Swift, no system calls.
         .target(name: "NvgreUserspace", dependencies: ["NvgreDatapath", "NvgreWire", "CNvgre"]),
+        // Its transport: packet rings on the uplink and the ports, the kernel's routes and
+        // neighbors, the forwarding loop.
+        .target(name: "NvgreUserspaceIO", dependencies: ["NvgreUserspace", "NvgreDatapath", "NvgreWire", "CNvgre"]),
         // Namespaced labs (topologies of hosts and VMs) for tests, the demo and benchmarks.
         .target(
             name: "NvgreLab", dependencies: ["NvgreControl", "NvgreDatapath", "NvgrePolicy", "NvgreWire", "CNvgre"]),
@@ -72,7 +77,11 @@ let package = Package(
         // The demo topology end to end: the built binaries, namespaces, tcpdump, tshark, scapy.
         .testTarget(
             name: "NvgreIntegrationTests",
-            dependencies: ["nvgre", "NvgreLab", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"],
+            dependencies: [
+                "nvgre", "NvgreLab", "NvgreControl", "NvgrePolicy", "NvgreDatapath", "NvgreUserspace",
+                "NvgreUserspaceIO",
+                "NvgreWire", "CNvgre"
+            ],
             exclude: ["decoders"]),
         // `nvgre-lab bench --quick`: every figure of the benchmark report exists.
         .testTarget(name: "NvgreBenchTests", dependencies: ["nvgre-lab", "nvgre", "NvgreLab"]),

@@ -94,3 +94,19 @@ int nv_tap_open(const char *name)
 	}
 	return fd;
 }
+
+int nv_interface_mtu_mac(int sock, unsigned int ifindex, int *mtu, unsigned char mac[6])
+{
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_ifindex = (int)ifindex;
+	if (ioctl(sock, SIOCGIFNAME, &ifr) < 0)
+		return -errno;
+	if (ioctl(sock, SIOCGIFMTU, &ifr) < 0)
+		return -errno;
+	*mtu = ifr.ifr_mtu;
+	if (ioctl(sock, SIOCGIFHWADDR, &ifr) < 0)
+		return -errno;
+	memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+	return 0;
+}

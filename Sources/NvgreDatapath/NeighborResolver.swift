@@ -49,6 +49,24 @@ public final class NeighborResolver {
         return reply.withUnsafeBytes { $0.load(fromByteOffset: 24, as: UInt16.self) }
     }
 
+    /// The neighbor entry for `address` on `ifindex`: its NUD state and, when it has one, its
+    /// MAC (NDA_LLADDR); nil when there is no entry.
+    public func entry(of address: IPAddress, ifindex: UInt32) throws -> (state: UInt16, mac: [UInt8]?)? {
+        let reply = try exchange(
+            request(Self.rtmGetNeigh, flags: 0, address, ifindex, ntfUse: false), "look up neighbor \(address)")
+        if let err = Self.error(in: reply) {
+            if err == -ENOENT { return nil }
+            throw DatapathError("look up neighbor \(address) on ifindex \(ifindex)", errno: -err)
+        }
+        guard reply.count >= 28,
+            reply.withUnsafeBytes({ $0.load(fromByteOffset: 4, as: UInt16.self) }) == Self.rtmNewNeigh
+        else { return nil }
+        let state = reply.withUnsafeBytes { $0.load(fromByteOffset: 24, as: UInt16.self) }
+        var mac: [UInt8]?
+        Netlink.attributes(reply, from: 28) { type, value in if type == 2 && value.count == 6 { mac = value } }
+        return (state, mac)
+    }
+
     /// nlmsghdr (16) + ndmsg (12) + rtattr NDA_DST (4 + address).
     private func request(_ type: UInt16, flags: Int32, _ address: IPAddress, _ ifindex: UInt32, ntfUse: Bool) -> [UInt8]
     {

@@ -84,3 +84,43 @@ public func completingTransportChecksum(ofIPv4 packet: [UInt8]) -> [UInt8] {
     out[at + 1] = UInt8(sum & 0xff)
     return out
 }
+
+/// The same for an IPv6 packet whose next header is TCP or UDP (no extension headers); a
+/// UDP checksum over IPv6 is never 0.
+public func completingTransportChecksum(ofIPv6 packet: [UInt8]) -> [UInt8] {
+    guard packet.count >= 40, packet[0] >> 4 == 6 else { return packet }
+    let proto = packet[6]
+    let at: Int
+    switch proto {
+    case IPProtocol.tcp.rawValue: at = 40 + 16
+    case IPProtocol.udp.rawValue: at = 40 + 6
+    default: return packet
+    }
+    let end = min(packet.count, 40 + (Int(packet[4]) << 8 | Int(packet[5])))
+    guard at + 2 <= end else { return packet }
+    var out = packet
+    out[at] = 0
+    out[at + 1] = 0
+    let src = IPAddress(v6: Array(packet[8..<24])), dst = IPAddress(v6: Array(packet[24..<40]))
+    let l4 = Array(out[40..<end])
+    var sum = internetChecksum(l4, initial: pseudoHeaderSum(src: src, dst: dst, protocol: proto, length: l4.count))
+    if sum == 0 && proto == IPProtocol.udp.rawValue { sum = 0xffff }
+    out[at] = UInt8(sum >> 8)
+    out[at + 1] = UInt8(sum & 0xff)
+    return out
+}
+
+/// An Ethernet frame (untagged, or with one 802.1Q tag) with its IPv4 or IPv6 transport
+/// checksum completed: what a frame a VM left with a partial checksum needs before it goes
+/// anywhere the kernel will not finish it.
+public func completingTransportChecksum(ofFrame frame: [UInt8]) -> [UInt8] {
+    guard frame.count >= 14 else { return frame }
+    let l3 = frame.be16(at: 12) == 0x8100 && frame.count >= 18 ? 18 : 14
+    let type = frame.be16(at: l3 - 2)
+    let packet = Array(frame[l3...])
+    switch type {
+    case EtherType.ipv4.rawValue: return Array(frame[..<l3]) + completingTransportChecksum(ofIPv4: packet)
+    case EtherType.ipv6.rawValue: return Array(frame[..<l3]) + completingTransportChecksum(ofIPv6: packet)
+    default: return frame
+    }
+}

@@ -40,6 +40,27 @@ struct ChecksumTests {
         #expect(completingTransportChecksum(ofIPv4: noChecksum) == noChecksum)
     }
 
+    /// A VM's IPv6 UDP datagram, its checksum partial, inside an Ethernet frame (and tagged):
+    /// completed as the full checksum computed afresh.
+    @Test func aPartialIPv6ChecksumInAFrameIsCompleted() {
+        let src: IPAddress = "2001:db8:19:1::1", dst: IPAddress = "2001:db8:19:1::2"
+        let full = IPPacket.build(
+            src: src, dst: dst, proto: 17,
+            payload: UDP.datagram(src: src, dst: dst, sport: 5353, dport: 5353, payload: [1, 2, 3, 4, 5]))
+        let frame = Ethernet.frame(dst: "02:00:00:00:01:02", src: "02:00:00:00:01:01", type: .ipv6, payload: full)
+        var partial = frame
+        let folded = ~internetChecksum([], initial: pseudoHeaderSum(src: src, dst: dst, protocol: 17, length: 13))
+        partial[14 + 40 + 6] = UInt8(folded >> 8)
+        partial[14 + 40 + 7] = UInt8(folded & 0xff)
+        #expect(partial != frame)
+        #expect(completingTransportChecksum(ofFrame: partial) == frame)
+        #expect(
+            completingTransportChecksum(ofFrame: Ethernet.tagged(partial, vlan: 7)) == Ethernet.tagged(frame, vlan: 7))
+        let arp = Ethernet.frame(
+            dst: .broadcast, src: "02:00:00:00:01:01", type: .arp, payload: [UInt8](repeating: 1, count: 28))
+        #expect(completingTransportChecksum(ofFrame: arp) == arp)
+    }
+
     @Test func aCorrectChecksumSumsToZero() {
         let d = UDP.datagram(src: "198.19.1.1", dst: "198.19.1.2", sport: 1234, dport: 80, payload: [1, 2, 3])
         #expect(

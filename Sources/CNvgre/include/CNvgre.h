@@ -30,6 +30,10 @@ int nv_map_names(const char **names, int max);
  * descriptor (the tap lives while it is open) or -errno. */
 int nv_tap_open(const char *name);
 
+/* The MTU and MAC of interface `ifindex` in the network namespace of socket `sock` (any
+ * AF_INET datagram socket opened there). 0, or -errno. */
+int nv_interface_mtu_mac(int sock, unsigned int ifindex, int *mtu, unsigned char mac[6]);
+
 /* Pins the calling thread to one CPU (0, or -errno). */
 int nv_pin_thread_to_cpu(int cpu);
 

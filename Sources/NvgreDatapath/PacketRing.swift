@@ -1,0 +1,126 @@
+import CNvgre
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// One interface's frames for a userspace data path: an AF_PACKET socket bound to it with a
+/// TPACKET_V3 receive ring (blocks of frames the kernel fills in shared memory, handed over
+/// a block at a time: no copy and no system call per frame), promiscuous, blind to what it
+/// sends itself; frames go out with PACKET_QDISC_BYPASS, straight to the driver.
+public final class PacketRing {
+    public let ifindex: UInt32
+    public let fd: Int32
+    private let map: UnsafeMutableRawPointer
+    private let blockSize: Int
+    private let blocks: Int
+    private var current = 0
+
+    /// A frame as the ring holds it, valid until the block is handed back.
+    public struct Frame {
+        public let bytes: UnsafeRawBufferPointer
+        /// The frame's checksum is the sender's to finish (TP_STATUS_CSUMNOTREADY): a VM
+        /// with checksum offload left its transport checksum partial.
+        public let checksumNotReady: Bool
+        /// Longer than the ring's snap length: cut short (a GSO frame larger than a block).
+        public let truncated: Bool
+    }
+
+    /// `blockSize` (a multiple of the page size) times `blocks` of shared memory.
+    public init(ifindex: UInt32, blockSize: Int = 1 << 20, blocks: Int = 8) throws {
+        self.ifindex = ifindex
+        self.blockSize = blockSize
+        self.blocks = blocks
+        let all = UInt16(0x0003).bigEndian  // ETH_P_ALL
+        let sock = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(all))
+        if sock < 0 { throw DatapathError("open a packet socket", errno: errno) }
+        var mapped: UnsafeMutableRawPointer?
+        do {
+            func option<T>(_ name: Int32, _ value: T, _ what: String) throws {
+                var v = value
+                if setsockopt(sock, SOL_PACKET, name, &v, socklen_t(MemoryLayout<T>.size)) != 0 {
+                    throw DatapathError("\(what) on the packet socket of ifindex \(ifindex)", errno: errno)
+                }
+            }
+            try option(PACKET_VERSION, Int32(TPACKET_V3.rawValue), "select TPACKET_V3")
+            var req = tpacket_req3()
+            req.tp_block_size = UInt32(blockSize)
+            req.tp_block_nr = UInt32(blocks)
+            req.tp_frame_size = 2048
+            req.tp_frame_nr = UInt32(blockSize / 2048 * blocks)
+            req.tp_retire_blk_tov = 2  // ms: a block with frames in it is handed over after this
+            try option(PACKET_RX_RING, req, "set up the receive ring")
+            try option(PACKET_IGNORE_OUTGOING, Int32(1), "ignore outgoing frames")
+            try option(PACKET_QDISC_BYPASS, Int32(1), "bypass the qdisc")
+            guard let m = mmap(nil, blockSize * blocks, PROT_READ | PROT_WRITE, MAP_SHARED, sock, 0), m != MAP_FAILED
+            else { throw DatapathError("map the receive ring of ifindex \(ifindex)", errno: errno) }
+            mapped = m
+            var promisc = packet_mreq()
+            promisc.mr_ifindex = Int32(ifindex)
+            promisc.mr_type = UInt16(PACKET_MR_PROMISC)
+            try option(PACKET_ADD_MEMBERSHIP, promisc, "turn promiscuous mode on")
+            var addr = sockaddr_ll()
+            addr.sll_family = UInt16(AF_PACKET)
+            addr.sll_protocol = all
+            addr.sll_ifindex = Int32(ifindex)
+            let bound = withUnsafePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(sock, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
+                }
+            }
+            if bound != 0 { throw DatapathError("bind the packet socket to ifindex \(ifindex)", errno: errno) }
+        } catch {
+            if let m = mapped { munmap(m, blockSize * blocks) }
+            close(sock)
+            throw error
+        }
+        fd = sock
+        map = mapped!
+    }
+
+    deinit {
+        munmap(map, blockSize * blocks)
+        close(fd)
+    }
+
+    /// Hands every frame of the blocks the kernel has filled to `body`, then gives the
+    /// blocks back; returns how many frames there were (0: none ready, nothing waited for).
+    @discardableResult
+    public func drain(_ body: (Frame) -> Void) -> Int {
+        var n = 0
+        while true {
+            let block = map + current * blockSize
+            let desc = block.assumingMemoryBound(to: tpacket_block_desc.self)
+            let status = UInt32(desc.pointee.hdr.bh1.block_status)
+            if status & UInt32(TP_STATUS_USER) == 0 { return n }
+            let count = Int(desc.pointee.hdr.bh1.num_pkts)
+            var offset = Int(desc.pointee.hdr.bh1.offset_to_first_pkt)
+            for _ in 0..<count {
+                let hdr = (block + offset).assumingMemoryBound(to: tpacket3_hdr.self).pointee
+                let frame = UnsafeRawBufferPointer(start: block + offset + Int(hdr.tp_mac), count: Int(hdr.tp_snaplen))
+                body(
+                    Frame(
+                        bytes: frame, checksumNotReady: hdr.tp_status & UInt32(TP_STATUS_CSUMNOTREADY) != 0,
+                        truncated: hdr.tp_len > hdr.tp_snaplen))
+                n += 1
+                offset += Int(hdr.tp_next_offset)
+            }
+            desc.pointee.hdr.bh1.block_status = UInt32(TP_STATUS_KERNEL)
+            current = (current + 1) % blocks
+        }
+    }
+
+    /// Sends `frame` out of this interface.
+    public func send(_ frame: UnsafeRawBufferPointer) throws {
+        var addr = sockaddr_ll()
+        addr.sll_family = UInt16(AF_PACKET)
+        addr.sll_ifindex = Int32(ifindex)
+        addr.sll_halen = 6
+        let sent = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                sendto(fd, frame.baseAddress, frame.count, 0, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
+            }
+        }
+        if sent < 0 { throw DatapathError("send a frame on ifindex \(ifindex)", errno: errno) }
+    }
+}

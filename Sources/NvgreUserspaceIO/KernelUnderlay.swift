@@ -1,0 +1,70 @@
+import Foundation
+import NvgreDatapath
+import NvgreUserspace
+import NvgreWire
+
+/// The underlay as the host's kernel has it, for the userspace data path: routes and
+/// neighbors read over netlink and kept per PA, refreshed by the forwarding loop (`refresh`)
+/// so that deciding a frame never waits on the kernel. A PA seen for the first time is
+/// looked up at once; an unresolved neighbor is asked for (NTF_USE), as the agent does for
+/// the XDP path.
+public final class KernelUnderlay: Underlay, @unchecked Sendable {
+    private let lock = NSLock()
+    private var hops: [IPAddress: (hop: UnderlayHop, at: Date)] = [:]
+    private let routes: RouteLookup
+    private let neighbors: NeighborResolver
+
+    /// Create it on a thread in the uplink's network namespace.
+    public init() throws {
+        routes = try RouteLookup()
+        neighbors = try NeighborResolver()
+    }
+
+    /// A hop whose neighbor is still unresolved is looked up again after 50 ms: the first
+    /// frames to a new PA find it resolving, the next ones go.
+    public func hop(to pa: IPAddress) -> UnderlayHop {
+        lock.lock()
+        let known = hops[pa]
+        lock.unlock()
+        if let known, known.hop.isResolved || Date().timeIntervalSince(known.at) < 0.05 { return known.hop }
+        let hop = lookUp(pa)
+        lock.lock()
+        hops[pa] = (hop, Date())
+        lock.unlock()
+        return hop
+    }
+
+    /// Starts resolving `pas` now (every PA of the policy, at start and on a policy change).
+    public func prime(_ pas: [IPAddress]) {
+        for pa in pas { _ = hop(to: pa) }
+    }
+
+    /// Looks every known PA up again (routes and neighbors change).
+    public func refresh() {
+        lock.lock()
+        let pas = Array(hops.keys)
+        lock.unlock()
+        let fresh = pas.map { ($0, lookUp($0)) }
+        lock.lock()
+        for (pa, hop) in fresh { hops[pa] = (hop, Date()) }
+        lock.unlock()
+    }
+
+    private func lookUp(_ pa: IPAddress) -> UnderlayHop {
+        guard let r = try? routes.route(to: pa) else { return .unreachable }
+        let next = r.gateway ?? pa
+        let entry = try? neighbors.entry(of: next, ifindex: r.ifindex)
+        // NUD_VALID: permanent, noarp, reachable, probe, stale, delay (as bpf_fib_lookup).
+        let valid = entry.map { $0.state & 0xde != 0 } ?? false
+        if !valid { try? neighbors.resolve(next, ifindex: r.ifindex) }
+        let mac = valid ? entry?.mac.map { MACAddress($0) } : nil
+        return .route(ifindex: r.ifindex, mtu: r.mtu, sourceMAC: MACAddress(r.sourceMAC), nextHopMAC: mac)
+    }
+}
+
+extension UnderlayHop {
+    var isResolved: Bool {
+        if case .route(_, _, _, let mac) = self { return mac != nil }
+        return true  // unreachable and forwarding-disabled wait for the next refresh
+    }
+}

@@ -1,0 +1,116 @@
+import CNvgre
+import Foundation
+import NvgreDatapath
+import NvgreUserspace
+import NvgreWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The userspace data path's loop: frames from the uplink's and the ports' packet rings go
+/// through the decision core and out as its verdicts say. The kernel sees every frame too
+/// (a packet socket only taps): raw GRE sockets keep it from answering NVGRE to our PAs
+/// with "protocol unreachable". Exceptions are counted here; answering them is the agent's.
+///
+/// First slice of issue 18: one thread, copies per frame, no GSO segmentation yet (a VM's
+/// GSO frame is counted and dropped as gso-type-unsupported).
+public final class UserspaceForwarder: @unchecked Sendable {
+    private let lock = NSLock()
+    private var core: DecisionCore
+    private let uplink: PacketRing
+    private var ports: [UInt32: PacketRing]
+    private let underlay: KernelUnderlay
+    private let greSockets: [Int32]
+    private var counters: [Counter: UInt64] = [:]
+
+    /// Opens the rings; call on a thread in the host's network namespace.
+    public init(tables: DecisionTables, uplinkIfindex: UInt32, portIfindexes: [UInt32]) throws {
+        underlay = try KernelUnderlay()
+        core = DecisionCore(tables: tables, underlay: underlay)
+        uplink = try PacketRing(ifindex: uplinkIfindex)
+        var rings: [UInt32: PacketRing] = [:]
+        for p in portIfindexes { rings[p] = try PacketRing(ifindex: p) }
+        ports = rings
+        greSockets = [AF_INET, AF_INET6].map { socket($0, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 47) }
+        underlay.prime(Self.remotePAs(tables))
+    }
+
+    /// The PAs the policy sends to: every record's that is not this host's.
+    static func remotePAs(_ t: DecisionTables) -> [IPAddress] {
+        Array(Set(t.records.values.map(\.providerAddress)).subtracting(t.localPAs))
+    }
+
+    deinit { greSockets.filter { $0 >= 0 }.forEach { close($0) } }
+
+    /// New tables (a policy change): frames after this call are decided on them.
+    public func setTables(_ tables: DecisionTables) {
+        lock.lock()
+        core.tables = tables
+        lock.unlock()
+        underlay.prime(Self.remotePAs(tables))
+    }
+
+    /// Every counter moved so far.
+    public func counterSnapshot() -> [Counter: UInt64] {
+        lock.lock()
+        defer { lock.unlock() }
+        return counters
+    }
+
+    /// Forwards until `stop()` returns true (checked at least every `tick` seconds); the
+    /// underlay is looked up again every half second.
+    public func run(tick: Double = 0.1, stop: () -> Bool) {
+        var fds = ([uplink] + ports.values.sorted { $0.ifindex < $1.ifindex }).map {
+            pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0)
+        }
+        var lastRefresh = Date()
+        while !stop() {
+            _ = poll(&fds, nfds_t(fds.count), Int32(tick * 1000))
+            uplink.drain { frame in self.handle(Array(frame.bytes), from: nil) }
+            for ring in ports.values {
+                ring.drain { frame in
+                    var bytes = Array(frame.bytes)
+                    if frame.checksumNotReady { bytes = completingTransportChecksum(ofFrame: bytes) }
+                    self.handle(bytes, from: ring.ifindex, truncated: frame.truncated)
+                }
+            }
+            if Date().timeIntervalSince(lastRefresh) > 0.5 {
+                underlay.refresh()
+                lastRefresh = Date()
+            }
+        }
+    }
+
+    private func handle(_ frame: [UInt8], from port: UInt32?, truncated: Bool = false) {
+        lock.lock()
+        let core = self.core
+        lock.unlock()
+        let outcome: Outcome
+        if truncated {
+            outcome = Outcome(.drop(NV_DROP_GSO_UNSUPPORTED), counters: [.drop(NV_DROP_GSO_UNSUPPORTED): 1])
+        } else if let port {
+            outcome = core.fromVM(frame, ingress: port)
+        } else {
+            outcome = core.fromFabric(frame)
+        }
+        lock.lock()
+        for (c, n) in outcome.counters { counters[c, default: 0] += n }
+        lock.unlock()
+        switch outcome.verdict {
+        case let .forward(egress, out): send(out, on: egress)
+        case let .reply(out): send(out, on: port ?? uplink.ifindex)
+        case .flood:
+            guard let port, let vsid = core.tables.ports[port]?.vsid else { return }
+            for (egress, copy) in core.floodCopies(frame, vsid: vsid, ingress: port) { send(copy, on: egress) }
+        case let .floodUp(vsid, inner):
+            for p in core.tables.floodLists[vsid]?.portIfindexes ?? [] { send(inner, on: p) }
+        case .drop, .pass, .exception, .toOutside: break
+        }
+    }
+
+    private func send(_ frame: [UInt8], on ifindex: UInt32) {
+        let ring = ifindex == uplink.ifindex ? uplink : ports[ifindex]
+        frame.withUnsafeBytes { try? ring?.send($0) }
+    }
+}
