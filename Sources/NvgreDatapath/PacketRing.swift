@@ -1,4 +1,5 @@
 import CNvgre
+import NvgreWire
 
 #if canImport(Glibc)
     import Glibc
@@ -24,11 +25,19 @@ public final class PacketRing {
         public let checksumNotReady: Bool
         /// Longer than the ring's snap length: cut short (a GSO frame larger than a block).
         public let truncated: Bool
+        /// The frame's virtio-net header (rings opened with `vnetHeader`): for a GSO frame its
+        /// type and segment size, for a partial checksum where it goes.
+        public let vnet: VirtioNetHeader?
     }
 
-    /// `blockSize` (a multiple of the page size) times `blocks` of shared memory.
-    public init(ifindex: UInt32, blockSize: Int = 1 << 20, blocks: Int = 8) throws {
+    public let vnetHeader: Bool
+
+    /// `blockSize` (a multiple of the page size) times `blocks` of shared memory. With
+    /// `vnetHeader` each frame comes with its virtio-net header (PACKET_VNET_HDR): a VM
+    /// port's GSO frames and partial checksums say what they need.
+    public init(ifindex: UInt32, vnetHeader: Bool = false, blockSize: Int = 1 << 20, blocks: Int = 8) throws {
         self.ifindex = ifindex
+        self.vnetHeader = vnetHeader
         self.blockSize = blockSize
         self.blocks = blocks
         let all = UInt16(0x0003).bigEndian  // ETH_P_ALL
@@ -43,6 +52,7 @@ public final class PacketRing {
                 }
             }
             try option(PACKET_VERSION, Int32(TPACKET_V3.rawValue), "select TPACKET_V3")
+            if vnetHeader { try option(PACKET_VNET_HDR, Int32(1), "ask for virtio-net headers") }
             var req = tpacket_req3()
             req.tp_block_size = UInt32(blockSize)
             req.tp_block_nr = UInt32(blocks)
@@ -97,11 +107,20 @@ public final class PacketRing {
             var offset = Int(desc.pointee.hdr.bh1.offset_to_first_pkt)
             for _ in 0..<count {
                 let hdr = (block + offset).assumingMemoryBound(to: tpacket3_hdr.self).pointee
-                let frame = UnsafeRawBufferPointer(start: block + offset + Int(hdr.tp_mac), count: Int(hdr.tp_snaplen))
+                let mac = block + offset + Int(hdr.tp_mac)
+                let frame = UnsafeRawBufferPointer(start: mac, count: Int(hdr.tp_snaplen))
+                // The virtio-net header sits right before the frame.
+                let vnet =
+                    vnetHeader
+                    ? VirtioNetHeader(
+                        Array(
+                            UnsafeRawBufferPointer(start: mac - VirtioNetHeader.length, count: VirtioNetHeader.length))[
+                                ...])
+                    : nil
                 body(
                     Frame(
                         bytes: frame, checksumNotReady: hdr.tp_status & UInt32(TP_STATUS_CSUMNOTREADY) != 0,
-                        truncated: hdr.tp_len > hdr.tp_snaplen))
+                        truncated: hdr.tp_len > hdr.tp_snaplen, vnet: vnet))
                 n += 1
                 offset += Int(hdr.tp_next_offset)
             }
@@ -110,15 +129,28 @@ public final class PacketRing {
         }
     }
 
-    /// Sends `frame` out of this interface.
+    /// Sends `frame` out of this interface (behind an empty virtio-net header on a ring that
+    /// has them: no checksum to complete, no segmentation).
     public func send(_ frame: UnsafeRawBufferPointer) throws {
         var addr = sockaddr_ll()
         addr.sll_family = UInt16(AF_PACKET)
         addr.sll_ifindex = Int32(ifindex)
         addr.sll_halen = 6
-        let sent = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                sendto(fd, frame.baseAddress, frame.count, 0, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
+        var none = [UInt8](repeating: 0, count: VirtioNetHeader.length)
+        let sent = none.withUnsafeMutableBytes { header in
+            var parts = [
+                iovec(iov_base: header.baseAddress, iov_len: vnetHeader ? header.count : 0),
+                iovec(iov_base: UnsafeMutableRawPointer(mutating: frame.baseAddress), iov_len: frame.count)
+            ]
+            return withUnsafeMutablePointer(to: &addr) { a in
+                parts.withUnsafeMutableBufferPointer { iov in
+                    var msg = msghdr()
+                    msg.msg_name = UnsafeMutableRawPointer(a)
+                    msg.msg_namelen = socklen_t(MemoryLayout<sockaddr_ll>.size)
+                    msg.msg_iov = iov.baseAddress
+                    msg.msg_iovlen = iov.count
+                    return sendmsg(fd, &msg, 0)
+                }
             }
         }
         if sent < 0 { throw DatapathError("send a frame on ifindex \(ifindex)", errno: errno) }

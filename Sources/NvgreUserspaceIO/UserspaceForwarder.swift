@@ -13,8 +13,8 @@ import NvgreWire
 /// (a packet socket only taps): raw GRE sockets keep it from answering NVGRE to our PAs
 /// with "protocol unreachable". Exceptions are counted here; answering them is the agent's.
 ///
-/// First slice of issue 18: one thread, copies per frame, no GSO segmentation yet (a VM's
-/// GSO frame is counted and dropped as gso-type-unsupported).
+/// First slice of issue 18: one thread, a copy per frame, TCP GSO frames from VMs cut into
+/// segments here (UDP GSO not yet).
 public final class UserspaceForwarder: @unchecked Sendable {
     private let lock = NSLock()
     private var core: DecisionCore
@@ -30,7 +30,7 @@ public final class UserspaceForwarder: @unchecked Sendable {
         core = DecisionCore(tables: tables, underlay: underlay)
         uplink = try PacketRing(ifindex: uplinkIfindex)
         var rings: [UInt32: PacketRing] = [:]
-        for p in portIfindexes { rings[p] = try PacketRing(ifindex: p) }
+        for p in portIfindexes { rings[p] = try PacketRing(ifindex: p, vnetHeader: true) }
         ports = rings
         greSockets = [AF_INET, AF_INET6].map { socket($0, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 47) }
         underlay.prime(Self.remotePAs(tables))
@@ -70,9 +70,9 @@ public final class UserspaceForwarder: @unchecked Sendable {
             uplink.drain { frame in self.handle(Array(frame.bytes), from: nil) }
             for ring in ports.values {
                 ring.drain { frame in
-                    var bytes = Array(frame.bytes)
-                    if frame.checksumNotReady { bytes = completingTransportChecksum(ofFrame: bytes) }
-                    self.handle(bytes, from: ring.ifindex, truncated: frame.truncated)
+                    for bytes in Self.wireFrames(frame) {
+                        self.handle(bytes, from: ring.ifindex, truncated: frame.truncated)
+                    }
                 }
             }
             if Date().timeIntervalSince(lastRefresh) > 0.5 {
@@ -80,6 +80,25 @@ public final class UserspaceForwarder: @unchecked Sendable {
                 lastRefresh = Date()
             }
         }
+    }
+
+    /// What a VM's frame is on a wire: a TCP GSO frame cut into its segments, a partial
+    /// checksum completed. A GSO frame of another kind (UDP segmentation) is not cut yet:
+    /// it is dropped.
+    static func wireFrames(_ frame: PacketRing.Frame) -> [[UInt8]] {
+        let bytes = Array(frame.bytes)
+        if let v = frame.vnet, v.gsoType != VirtioNetHeader.gsoNone {
+            if v.gsoType == VirtioNetHeader.gsoTCPv4 || v.gsoType == VirtioNetHeader.gsoTCPv6,
+                let segments = TCPSegmenter.segments(ofFrame: bytes, gsoSize: Int(v.gsoSize))
+            {
+                return segments
+            }
+            return []
+        }
+        if frame.checksumNotReady || (frame.vnet?.flags ?? 0) & VirtioNetHeader.needsChecksum != 0 {
+            return [completingTransportChecksum(ofFrame: bytes)]
+        }
+        return [bytes]
     }
 
     private func handle(_ frame: [UInt8], from port: UInt32?, truncated: Bool = false) {

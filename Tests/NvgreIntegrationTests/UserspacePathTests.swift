@@ -96,6 +96,19 @@ struct UserspacePathTests {
         #expect(try FloodTests.sendBroadcasts(from: vmANS, port: 9995, count: 3) == 3)
         #expect(try broadcast() == 3, "broadcast from A's VM to B's")
 
+        // TCP both ways, A's VM at its defaults handing its port 64 KiB GSO frames: cut into
+        // segments by the userspace path before encapsulation.
+        for family in [IPFamily.v4, .v6] {
+            let there = try Traffic.tcpTransfer(
+                from: vmANS, to: vmBNS, address: family == .v4 ? Self.vmB.ip4 : Self.vmB.ip6, bytes: 1 << 20,
+                timeout: 20)
+            #expect(there.ok, "TCP from A's VM (userspace) to B's over \(family): \(there)")
+            let back = try Traffic.tcpTransfer(
+                from: vmBNS, to: vmANS, address: family == .v4 ? Self.vmA.ip4 : Self.vmA.ip6, port: 5202,
+                bytes: 1 << 20, timeout: 20)
+            #expect(back.ok, "TCP from B's VM to A's (userspace) over \(family): \(back)")
+        }
+
         // A's VM learnt B's MAC from the userspace path's answer, B's VM A's from B's port.
         #expect(try sh("ip -n \(vmANS) neigh show \(Self.vmB.ip4)").contains("\(Self.vmB.mac)"))
         let counters = forwarder.counterSnapshot()

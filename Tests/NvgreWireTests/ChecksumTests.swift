@@ -100,3 +100,43 @@ struct FlowHashTests {
         #expect(base.flowLabel <= 0xfffff)
     }
 }
+
+/// A VM's TSO frame cut as a NIC cuts it: every segment a valid TCP segment (checksums
+/// computed afresh here), payloads in order, sequence numbers advancing, PSH and FIN on the
+/// last only, IPv4 identification counting up.
+struct SegmenterTests {
+    @Test(arguments: [IPFamily.v4, .v6])
+    func aGSOFrameBecomesValidSegments(_ family: IPFamily) throws {
+        let (src, dst): (IPAddress, IPAddress) =
+            family == .v4 ? ("198.19.1.1", "198.19.1.2") : ("2001:db8:19:1::1", "2001:db8:19:1::2")
+        let payload = (0..<3000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        var tcp = TCP.segment(src: src, dst: dst, sport: 40000, dport: 5201, seq: 1000, flags: 0x19, payload: payload)
+        tcp[16] = 0xde  // a partial checksum, as the VM leaves it
+        let frame = Ethernet.frame(
+            dst: "02:00:00:00:01:02", src: "02:00:00:00:01:01", type: family == .v4 ? .ipv4 : .ipv6,
+            payload: IPPacket.build(src: src, dst: dst, proto: 6, payload: tcp))
+        let segments = try #require(TCPSegmenter.segments(ofFrame: frame, gsoSize: 1400))
+        #expect(segments.count == 3)
+        var received: [UInt8] = []
+        let l4 = family == .v4 ? 34 : 54
+        for (i, s) in segments.enumerated() {
+            let seg = Array(s[l4...])
+            #expect(
+                internetChecksum(seg, initial: pseudoHeaderSum(src: src, dst: dst, protocol: 6, length: seg.count))
+                    == 0,
+                "segment \(i): bad TCP checksum")
+            if family == .v4 {
+                #expect(internetChecksum(Array(s[14..<34])) == 0, "segment \(i): bad IPv4 header checksum")
+                #expect(Int(s[16]) << 8 | Int(s[17]) == s.count - 14)
+            } else {
+                #expect(Int(s[18]) << 8 | Int(s[19]) == s.count - 54)
+            }
+            let sequence = UInt32(seg[4]) << 24 | UInt32(seg[5]) << 16 | UInt32(seg[6]) << 8 | UInt32(seg[7])
+            #expect(sequence == 1000 + UInt32(received.count), "segment \(i): sequence")
+            let last = i == segments.count - 1
+            #expect(seg[13] & 0x09 == (last ? 0x09 : 0), "segment \(i): FIN/PSH \(seg[13])")
+            received += seg[20...]
+        }
+        #expect(received == payload)
+    }
+}
