@@ -34,10 +34,10 @@ let package = Package(
         .target(name: "NvgrePolicy", dependencies: ["NvgreWire", .product(name: "Yams", package: "Yams")]),
         .target(name: "NvgreDatapath", dependencies: ["CNvgre", "NvgreWire"]),
         // The control plane: policy compiled into map images, diffed against the live maps and
-        // applied all or nothing; instances pinned under bpffs; trace.
+        // applied all or nothing; instances pinned under bpffs, or on the userspace path; trace.
         .target(
             name: "NvgreControl",
-            dependencies: ["NvgrePolicy", "NvgreDatapath", "NvgreUserspace", "NvgreWire", "CNvgre"]),
+            dependencies: ["NvgrePolicy", "NvgreDatapath", "NvgreUserspace", "NvgreUserspaceIO", "NvgreWire", "CNvgre"]),
         // The gateway host's userspace path: NAT flows, published services, offload to XDP.
         .target(name: "NvgreGateway", dependencies: ["NvgreDatapath", "NvgrePolicy", "NvgreWire", "CNvgre"]),
         // The userspace data path's decisions: the BPF programs' semantics in Swift, no system calls.

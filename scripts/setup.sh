@@ -10,6 +10,7 @@ packages=(
   gnuplot-nox                                         # the benchmark chart
   iperf3                                              # TCP between VMs in the benchmark
   openvswitch-switch iputils-arping                   # a foreign NVGRE endpoint in the tests
+  libcap2-bin                                         # capsh: a host without BPF privileges
 )
 
 missing=()

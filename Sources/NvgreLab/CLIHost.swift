@@ -52,15 +52,31 @@ public final class CLIHost {
 
     /// `nvgre up` (with `upArguments`), `nvgre apply` of `policy` (YAML), then the agent;
     /// throws with the output of a command that fails.
-    public func start(policy: String, upArguments: [String] = []) throws {
-        try checked(["up", "--uplink", "ul"] + upArguments)
+    public func start(
+        policy: String, upArguments: [String] = [], upCommand: [String]? = nil, agentCommand: [String]? = nil
+    ) throws {
+        if let upCommand {
+            // `nvgre up` as the caller runs it (say under capsh, without some capabilities).
+            let r = try Spawn.run(upCommand)
+            if r.status != 0 { throw ShellErrorText("\(upCommand.joined(separator: " ")) on \(name): \(r.output)") }
+            upOutput = r.output
+        } else {
+            upOutput = try checked(["up", "--uplink", "ul"] + upArguments)
+        }
         up = true
         try apply(policy)
         try FileManager.default.createDirectory(atPath: Instance.stateRoot, withIntermediateDirectories: true)
         unlink(agentLog)
         agent = try Spawn.start(
-            [nvgre, "-n", ns, "--instance", instance, "agent"], output: agentLog, detached: false)
-        try Spawn.waitForOutput(agentLog, containing: "handling exceptions", what: "the agent of host \(name)")
+            agentCommand ?? [nvgre, "-n", ns, "--instance", instance, "agent"], output: agentLog, detached: false)
+        // The XDP path's agent handles exceptions; the userspace path's forwards.
+        let deadline = Date().addingTimeInterval(10)
+        while true {
+            let text = (try? String(contentsOfFile: agentLog, encoding: .utf8)) ?? ""
+            if text.contains("handling exceptions") || text.contains("forwarding on") { break }
+            if Date() > deadline { throw ShellErrorText("the agent of host \(name) did not start: \(text)") }
+            usleep(20_000)
+        }
     }
 
     /// Writes `policy` to this host's policy file and applies it.
@@ -101,8 +117,13 @@ public final class CLIHost {
         policyFile = nil
     }
 
-    private func checked(_ args: [String]) throws {
+    /// What `nvgre up` printed.
+    public private(set) var upOutput = ""
+
+    @discardableResult
+    private func checked(_ args: [String]) throws -> String {
         let r = try cli(args)
         if r.status != 0 { throw ShellErrorText("nvgre \(args.joined(separator: " ")) on \(name): \(r.output)") }
+        return r.output
     }
 }

@@ -20,6 +20,10 @@ struct Agent: NvgreCommand {
     @OptionGroup var global: GlobalOptions
 
     func execute() throws {
+        if let u = try global.userspaceInstance() {
+            setvbuf(stdout, nil, _IOLBF, 0)
+            return try UserspaceAgent.run(u, log: log)
+        }
         try serveExceptions(try global.openInstance(), gateway: nil)
     }
 }

@@ -31,7 +31,18 @@ struct GlobalOptions: ParsableArguments {
 
     func openInstance() throws -> Instance {
         try enter()
+        if UserspaceInstance.exists(instance) {
+            throw ControlError(
+                "instance \(instance) runs the userspace data path, which this command does not serve yet",
+                hint: "edit the policy and `nvgre apply` it; `nvgre show`, `stats`, `save`, `agent` and `down` work")
+        }
         return try asOptions { try Instance.open(instance) }
+    }
+
+    /// The instance when it runs the userspace data path (after entering the namespace).
+    func userspaceInstance() throws -> UserspaceInstance? {
+        try enter()
+        return UserspaceInstance.exists(instance) ? try UserspaceInstance.open(instance) : nil
     }
 }
 

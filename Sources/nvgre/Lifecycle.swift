@@ -16,6 +16,11 @@ struct Up: NvgreCommand {
     @Option(help: ArgumentHelp("The interface on the provider network.", valueName: "iface")) var uplink: String
     @Option(help: ArgumentHelp("auto (native, else generic), native or generic.", valueName: "mode")) var xdpMode =
         "auto"
+    @Option(
+        help: ArgumentHelp(
+            "xdp, userspace, or auto: XDP, and the userspace data path when loading or attaching it fails (the "
+                + "output says why).",
+            valueName: "datapath")) var datapath = "auto"
     @Flag(help: "Honour `ip rule` policy routing for the underlay (about 200 ns more per encapsulated packet).")
     var fibRules = false
     @Option(
@@ -67,10 +72,18 @@ struct Up: NvgreCommand {
         if let s = floodRate { floodShare.perSecond = try parseNumber(s, "--flood-rate", 0...10_000_000) }
         if let s = floodBurst { floodShare.burst = try parseNumber(s, "--flood-burst", 1...1_000_000) }
         let desired = policy.isEmpty ? nil : try readPolicy(policy)
-        let instance = try asOptions {
-            try Instance.up(
-                name: global.instance, uplink: uplink, mode: mode, fibUseRules: fibRules,
-                exceptionShare: share, portExceptionShare: portShare, floodShare: floodShare, options: options)
+        let choice = try parseChoice(datapath, "--datapath", as: DatapathChoice.self)
+        if choice == .userspace { return try upUserspace(desired, fallbackReason: nil) }
+        let instance: Instance
+        do {
+            instance = try asOptions {
+                try Instance.up(
+                    name: global.instance, uplink: uplink, mode: mode, fibUseRules: fibRules,
+                    exceptionShare: share, portExceptionShare: portShare, floodShare: floodShare, options: options)
+            }
+        } catch let e as DatapathError where choice == .auto {
+            // The kernel, the driver or the privileges refuse BPF or XDP: forward from userspace.
+            return try upUserspace(desired, fallbackReason: "\(e)")
         }
         if let desired {
             do {
@@ -96,6 +109,39 @@ struct Up: NvgreCommand {
     }
 }
 
+enum DatapathChoice: String, CaseIterable {
+    case auto, xdp, userspace
+}
+
+extension Up {
+    /// An instance on the userspace data path; `nvgre agent` forwards for it.
+    func upUserspace(_ desired: Policy?, fallbackReason: String?) throws {
+        let instance = try asOptions {
+            try UserspaceInstance.up(name: global.instance, uplink: uplink, fallbackReason: fallbackReason)
+        }
+        if let desired {
+            do {
+                _ = try instance.apply(desired)
+            } catch {
+                _ = try? UserspaceInstance.down(global.instance)
+                throw error
+            }
+        }
+        if global.json {
+            var fields: [(String, JSON)] = [
+                ("instance", .string(instance.name)), ("uplink", .string(uplink)), ("datapath", .string("userspace"))
+            ]
+            if let why = fallbackReason { fields.append(("fallback", .string(why))) }
+            print(JSON.object(fields).rendered())
+        } else {
+            if let why = fallbackReason { print("XDP is not available here (\(why)): using the userspace data path") }
+            print(
+                "instance \(instance.name) up: userspace data path on \(uplink), state in \(instance.stateDirectory); "
+                    + "`nvgre agent` forwards")
+        }
+    }
+}
+
 struct Down: NvgreCommand {
     static let configuration = CommandConfiguration(
         abstract: "Detach every program of the instance and remove its pins and state.")
@@ -104,13 +150,19 @@ struct Down: NvgreCommand {
 
     func execute() throws {
         try global.enter()
-        let removed = try asOptions { try Instance.down(global.instance) }
+        let userspace = UserspaceInstance.exists(global.instance)
+        let removed = try asOptions {
+            userspace ? try UserspaceInstance.down(global.instance) : try Instance.down(global.instance)
+        }
         if global.json {
             print(
                 JSON.object([("instance", .string(global.instance)), ("removed", .array(removed.map { .string($0) }))])
                     .rendered())
         } else {
-            print("instance \(global.instance) down: removed \(removed.count) pins (links detached)")
+            print(
+                userspace
+                    ? "instance \(global.instance) down: userspace state removed (its agent stops)"
+                    : "instance \(global.instance) down: removed \(removed.count) pins (links detached)")
         }
     }
 }

@@ -19,6 +19,7 @@ struct Apply: NvgreCommand {
     @Flag(help: "Show what would change, change nothing.") var dryRun = false
 
     func execute() throws {
+        if try global.userspaceInstance() != nil { return try applyUserspace() }
         let instance = try global.openInstance()
         let progress = progressPrinter()
         if files.isEmpty { throw fieldError("file", "(none)", "one or more policy files, or - for standard input") }
@@ -27,6 +28,36 @@ struct Apply: NvgreCommand {
         let summary = try instance.apply(policy, dryRun: dryRun, progress: progress)
         endProgress()
         printSummary(summary, json: global.json)
+    }
+}
+
+extension Apply {
+    /// On a userspace instance: validated and compiled here, stored whole; its agent takes it
+    /// within a second.
+    func applyUserspace() throws {
+        guard let instance = try global.userspaceInstance() else { return }
+        if files.isEmpty { throw fieldError("file", "(none)", "one or more policy files, or - for standard input") }
+        let policy = try readPolicy(files)
+        if dryRun {
+            _ = try instance.compile(try policy.validated())
+        } else {
+            _ = try instance.apply(policy)
+        }
+        let counts: [(String, Int)] = [
+            ("subnets", policy.subnets.count), ("lookupRecords", policy.lookupRecords.count),
+            ("ports", policy.ports.count), ("customerRoutes", policy.customerRoutes.count)
+        ]
+        if global.json {
+            print(
+                JSON.object(
+                    [("dryRun", .bool(dryRun)), ("datapath", .string("userspace"))]
+                        + counts.map { ($0.0, .number(UInt64($0.1))) }
+                ).rendered())
+        } else {
+            print(
+                (dryRun ? "valid (nothing changed): " : "applied (the agent takes it within a second): ")
+                    + counts.map { "\($0.1) \($0.0)" }.joined(separator: ", "))
+        }
     }
 }
 
@@ -41,13 +72,20 @@ struct Save: NvgreCommand {
 
     func execute() throws {
         let f = try parseChoice(format, "--format", as: PolicyFormat.self)
-        let instance = try global.openInstance()
-        let text = PolicyWriter.write(
-            try instance.livePolicy(), as: f,
-            header:
-                "nvgre policy of instance \(instance.name) (uplink \(instance.settings.uplink)), written by `nvgre "
-                + "save`"
-        )
+        let text: String
+        if let u = try global.userspaceInstance() {
+            text = PolicyWriter.write(
+                try u.storedPolicy(), as: f,
+                header: "nvgre policy of instance \(u.name) (uplink \(u.uplink), userspace), written by `nvgre save`")
+        } else {
+            let instance = try global.openInstance()
+            text = PolicyWriter.write(
+                try instance.livePolicy(), as: f,
+                header:
+                    "nvgre policy of instance \(instance.name) (uplink \(instance.settings.uplink)), written by `nvgre "
+                    + "save`"
+            )
+        }
         if let output {
             guard FileManager.default.createFile(atPath: output, contents: text.data(using: .utf8)) else {
                 throw fieldError("--output", output, "a path where a file can be written")

@@ -24,6 +24,7 @@ struct Show: NvgreCommand {
 
     func execute() throws {
         guard Self.kinds.contains(kind) else { throw fieldError("kind", kind, Self.kinds.joined(separator: ", ")) }
+        if let u = try global.userspaceInstance() { return try showUserspace(u) }
         let instance = try global.openInstance()
         var policy = try instance.livePolicy()
         let idle = try idleRoutes(instance, policy)
@@ -280,4 +281,33 @@ struct Show: NvgreCommand {
 
 func pad(_ s: String, _ width: Int) -> String {
     s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
+}
+
+extension Show {
+    /// A userspace instance: which data path and why, and its stored policy.
+    func showUserspace(_ u: UserspaceInstance) throws {
+        let p = try u.storedPolicy()
+        if global.json {
+            var instance: [(String, JSON)] = [
+                ("name", .string(u.name)), ("uplink", .string(u.uplink)), ("datapath", .string("userspace"))
+            ]
+            if let why = u.fallbackReason { instance.append(("fallback", .string(why))) }
+            print(
+                JSON.object([
+                    ("instance", .object(instance)),
+                    ("subnets", .array(p.subnets.map { .number(UInt64($0.vsid)) })),
+                    ("lookupRecords", .number(UInt64(p.lookupRecords.count))),
+                    ("ports", .array(p.ports.map { .string($0.interface) })),
+                    ("providerAddresses", .array(p.providerAddresses.map { .string($0.address.description) }))
+                ]).rendered())
+            return
+        }
+        print(
+            "instance \(u.name): userspace data path on \(u.uplink)"
+                + (u.fallbackReason.map { " (XDP not available: \($0))" } ?? ""))
+        print(
+            "  \(p.subnets.count) subnets, \(p.lookupRecords.count) lookup records, ports: "
+                + (p.ports.isEmpty ? "none" : p.ports.map(\.interface).joined(separator: ", ")))
+        print("  `nvgre save` prints the whole policy")
+    }
 }

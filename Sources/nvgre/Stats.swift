@@ -15,6 +15,7 @@ struct Stats: NvgreCommand {
     @Option(help: ArgumentHelp("With --watch: stop after this many refreshes.", valueName: "n")) var count: String?
 
     func execute() throws {
+        if let u = try global.userspaceInstance() { return try userspaceReport(u) }
         let instance = try global.openInstance()
         let interval = try watch.map { try parseNumber($0, "--watch", 1...3600) }
         let rounds = try count.map { try parseNumber($0, "--count", 1...UInt32.max) }
@@ -104,6 +105,35 @@ struct Stats: NvgreCommand {
         for (d, c) in perDomain where c.contains(where: { $0.1.packets > 0 }) {
             print("routing domain \(d.name) (\(d.id)) (packets/bytes):")
             for (name, c) in c { print("  \(pad(name, 28)) \(c.packets)/\(c.bytes)") }
+        }
+    }
+}
+
+extension Stats {
+    /// A userspace instance's counters, as its agent last wrote them (twice a second).
+    func userspaceReport(_ u: UserspaceInstance) throws {
+        let c = u.counters()
+        if global.json {
+            let object: [String: Any] = c.isEmpty ? ["datapath": "userspace"] : c
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        if c.isEmpty { print("no counters yet: is `nvgre agent` running for instance \(u.name)?") }
+        for v in (c["vsids"] as? [[String: Any]]) ?? [] {
+            var fields: [String] = []
+            for (key, value) in v.sorted(by: { $0.key < $1.key }) where key != "vsid" {
+                let packets = ((value as? [String: Any])?["packets"] as? Int) ?? 0
+                fields.append("\(key) \(packets)")
+            }
+            print("vsid \(v["vsid"] ?? "?"): " + fields.joined(separator: ", "))
+        }
+        for section in ["drops", "exceptions"] {
+            let moved = ((c[section] as? [String: Any]) ?? [:]).compactMap { k, v -> (String, Int)? in
+                let n = ((v as? [String: Any])?["packets"] as? Int) ?? 0
+                return n > 0 ? (k, n) : nil
+            }.sorted { $0.0 < $1.0 }
+            print("\(section): " + (moved.isEmpty ? "none" : moved.map { "\($0.0) \($0.1)" }.joined(separator: ", ")))
         }
     }
 }

@@ -118,6 +118,71 @@ struct UserspacePathTests {
     }
 }
 
+extension UserspacePathTests {
+    /// The same hosts, A through the CLI as a user runs it where BPF is not allowed:
+    /// `nvgre up` under capsh without CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN (auto falls
+    /// back, saying why), `apply`, `agent`; then a policy change taking effect within a
+    /// second, `show` and `stats`.
+    @Test func withoutBPFPrivilegesUpFallsBackAndTheCLIDrivesTheUserspacePath() throws {
+        let net = LabNetwork(tag: "uscli")
+        let fabric = try LabFabric(net, mtu: 1600)
+        let b = try CLIHost(net, fabric: fabric, name: "b", pa: "198.18.0.2")
+        let vmBNS = try b.addVM(port: "vm1", Self.vmB).ns
+        try b.start(policy: Self.policy(host: "b", pa: "198.18.0.2"))
+        defer { b.stop() }
+        let a = try CLIHost(net, fabric: fabric, name: "a", pa: "198.18.0.1")
+        let vmANS = try a.addVM(port: "vm1", Self.vmA).ns
+        try net.exec(a.ns, "sysctl -qw net.ipv6.conf.vm1.disable_ipv6=1")
+        // Into the namespace first (setns needs CAP_SYS_ADMIN), then without the capabilities;
+        // the agent too: forwarding needs packet sockets, not BPF.
+        func unprivileged(_ args: String) -> [String] {
+            [
+                "/usr/sbin/ip", "netns", "exec", a.ns, "/usr/sbin/capsh", "--drop=cap_bpf,cap_perfmon,cap_sys_admin",
+                "--", "-c", "exec \(a.nvgre) --instance \(a.instance) \(args)"
+            ]
+        }
+        try a.start(
+            policy: Self.policy(host: "a", pa: "198.18.0.1"), upCommand: unprivileged("up --uplink ul"),
+            agentCommand: unprivileged("agent"))
+        defer { a.stop() }
+        #expect(a.upOutput.contains("XDP is not available here"), "\(a.upOutput)")
+        #expect(a.upOutput.contains("userspace data path"), "\(a.upOutput)")
+        let show = try JSONSerialization.jsonObject(with: Data(try a.cli(["-j", "show"]).output.utf8)) as? [String: Any]
+        let instance = show?["instance"] as? [String: Any]
+        #expect(instance?["datapath"] as? String == "userspace", "\(show ?? [:])")
+        #expect((instance?["fallback"] as? String)?.isEmpty == false, "the fallback's reason: \(show ?? [:])")
+
+        let deadline = Date().addingTimeInterval(10)
+        while !((try? sh("ip -n \(a.ns) neigh show 198.18.0.2 dev ul")) ?? "").contains("lladdr"), Date() < deadline {
+            usleep(20_000)
+        }
+        usleep(100_000)
+        #expect(Traffic.ping(from: vmANS, to: Self.vmB.ip4, count: 3) == 3, "A's VM (userspace, CLI) to B's")
+        #expect(Traffic.ping(from: vmBNS, to: Self.vmA.ip4, count: 3) == 3, "B's VM to A's (userspace, CLI)")
+        let tcp = try Traffic.tcpTransfer(from: vmANS, to: vmBNS, address: Self.vmB.ip4, bytes: 1 << 20, timeout: 20)
+        #expect(tcp.ok, "TCP from A's VM: \(tcp)")
+
+        // A change takes effect within a second: without B's VM's record, A's VM gets no answer.
+        let without =
+            Self.policy(host: "a", pa: "198.18.0.1").split(separator: "\n")
+            .filter { !$0.contains("customerAddress: \(Self.vmB.ip4),") }.joined(separator: "\n") + "\n"
+        try a.apply(without)
+        usleep(1_000_000)
+        try sh("ip -n \(vmANS) neigh flush all")
+        #expect(Traffic.ping(from: vmANS, to: Self.vmB.ip4, count: 2) == 0, "still forwarded a second after the change")
+        try a.apply(Self.policy(host: "a", pa: "198.18.0.1"))
+        usleep(1_000_000)
+        #expect(Traffic.ping(from: vmANS, to: Self.vmB.ip4, count: 3) == 3, "not forwarded again after the change back")
+
+        usleep(600_000)  // the agent writes its counters twice a second
+        let stats =
+            try JSONSerialization.jsonObject(with: Data(try a.cli(["-j", "stats"]).output.utf8)) as? [String: Any]
+        let red = (stats?["vsids"] as? [[String: Any]])?.first { ($0["vsid"] as? Int) == 5001 }
+        let encap = ((red?["encap"] as? [String: Any])?["packets"] as? Int) ?? 0
+        #expect(encap > 8, "\(stats ?? [:])")
+    }
+}
+
 /// A flag one thread sets and another reads.
 final class StopSignal: @unchecked Sendable {
     private let lock = NSLock()
