@@ -11,12 +11,23 @@ import NvgreUserspaceIO
 /// the instance goes down (its state directory disappears).
 public enum UserspaceAgent {
     public static func run(_ instance: UserspaceInstance, log: (String) -> Void) throws {
+        // Every start is counted: after a crash the counters start again from zero, and
+        // `stats` says since when and how many times the agent started, so a gap shows.
+        let startsPath = "\(instance.stateDirectory)/agent.starts"
+        let starts =
+            (Int(
+                (try? String(contentsOfFile: startsPath, encoding: .utf8))?.trimmingCharacters(
+                    in: .whitespacesAndNewlines) ?? "") ?? 0) + 1
+        try Files.replace(startsPath, with: "\(starts)\n")
+        let since = Date()
         var policyStamp = stamp(instance.policyPath)
         var compiled = try instance.compile(try instance.storedPolicy())
         var forwarder = try start(compiled, instance)
         var loop = Loop(forwarder)
         log(
-            "agent of userspace instance \(instance.name): forwarding on \(instance.uplink) and \(ports(compiled).count) ports"
+            "agent of userspace instance \(instance.name): forwarding on \(instance.uplink) and \(ports(compiled).count) "
+                + "ports"
+                + (starts > 1 ? " (start \(starts): counters from zero; frames during the gap were not forwarded)" : "")
         )
         var lastCounters = Date.distantPast
         while FileManager.default.fileExists(atPath: instance.stateDirectory) {
@@ -43,7 +54,8 @@ public enum UserspaceAgent {
                 }
             }
             if Date().timeIntervalSince(lastCounters) >= 0.5 {
-                writeCounters(forwarder.counterSnapshot(), compiled, to: instance.countersPath)
+                writeCounters(
+                    forwarder.counterSnapshot(), compiled, agent: (starts, since), to: instance.countersPath)
                 lastCounters = Date()
             }
         }
@@ -96,7 +108,9 @@ public enum UserspaceAgent {
     }
 
     /// The counters as `nvgre -j stats` shapes them: per VSID, drops and exceptions by name.
-    static func writeCounters(_ counters: [Counter: UInt64], _ c: CompiledPolicy, to path: String) {
+    static func writeCounters(
+        _ counters: [Counter: UInt64], _ c: CompiledPolicy, agent: (starts: Int, since: Date), to path: String
+    ) {
         var vsidOfSlot: [UInt32: UInt32] = [:]
         for (k, v) in c.images[.subnets]?.entries ?? [:] {
             vsidOfSlot[v.load(as: nv_subnet.self).stats_slot] = k.load(as: UInt32.self)
@@ -113,7 +127,8 @@ public enum UserspaceAgent {
         }
         let json: [String: Any] = [
             "datapath": "userspace", "vsids": vsids.keys.sorted().map { vsids[$0]! }, "drops": drops,
-            "exceptions": exceptions
+            "exceptions": exceptions,
+            "agent": ["starts": agent.starts, "countingSince": ISO8601DateFormatter().string(from: agent.since)]
         ]
         if let data = try? JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]),
             let text = String(data: data, encoding: .utf8)

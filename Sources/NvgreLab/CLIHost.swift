@@ -66,9 +66,15 @@ public final class CLIHost {
         up = true
         try apply(policy)
         try FileManager.default.createDirectory(atPath: Instance.stateRoot, withIntermediateDirectories: true)
+        try startAgent(agentCommand ?? [nvgre, "-n", ns, "--instance", instance, "agent"])
+    }
+
+    private var agentCommand: [String]?
+
+    private func startAgent(_ command: [String]) throws {
+        agentCommand = command
         unlink(agentLog)
-        agent = try Spawn.start(
-            agentCommand ?? [nvgre, "-n", ns, "--instance", instance, "agent"], output: agentLog, detached: false)
+        agent = try Spawn.start(command, output: agentLog, detached: false)
         // The XDP path's agent handles exceptions; the userspace path's forwards.
         let deadline = Date().addingTimeInterval(10)
         while true {
@@ -105,6 +111,16 @@ public final class CLIHost {
     public func count(_ section: String, _ reason: String) throws -> Int {
         let s = try stats()[section] as? [String: Any]
         return ((s?[reason] as? [String: Any])?["packets"] as? Int) ?? 0
+    }
+
+    /// Kills the agent as a crash would (SIGKILL) and starts it again with the same command;
+    /// returns once the new one forwards.
+    public func restartAgentAfterKill() throws {
+        guard let pid = agent, let command = agentCommand else { return }
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        try startAgent(command)
     }
 
     public func stop() {

@@ -120,6 +120,13 @@ extension Stats {
             return
         }
         if c.isEmpty { print("no counters yet: is `nvgre agent` running for instance \(u.name)?") }
+        if let agent = c["agent"] as? [String: Any] {
+            let starts = agent["starts"] as? Int ?? 1
+            print(
+                "userspace data path; counting since \(agent["countingSince"] ?? "?")"
+                    + (starts > 1
+                        ? " (the agent started \(starts) times: frames between a stop and a start were lost)" : ""))
+        }
         for v in (c["vsids"] as? [[String: Any]]) ?? [] {
             var fields: [String] = []
             for (key, value) in v.sorted(by: { $0.key < $1.key }) where key != "vsid" {

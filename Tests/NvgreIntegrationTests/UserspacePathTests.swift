@@ -174,6 +174,25 @@ extension UserspacePathTests {
         usleep(1_000_000)
         #expect(Traffic.ping(from: vmANS, to: Self.vmB.ip4, count: 3) == 3, "not forwarded again after the change back")
 
+        // kill -9 of the agent under a ping flood: restarted, it rebuilds from the stored state
+        // and forwards within a second; the gap is lost, and stats says the agent restarted.
+        let flood = try Spawn.start(
+            ["/usr/sbin/ip", "netns", "exec", vmANS, "ping", "-i", "0.01", "-c", "400", "-W", "1", "\(Self.vmB.ip4)"],
+            output: "\(NSTemporaryDirectory())nvgre-flood-\(getpid())", detached: false)
+        usleep(500_000)
+        let killedAt = Date()
+        try a.restartAgentAfterKill()
+        #expect(Traffic.ping(from: vmANS, to: Self.vmB.ip4, count: 1) == 1, "not forwarding after the restart")
+        let back = Date().timeIntervalSince(killedAt)
+        print("userspace agent killed: forwarding again after \(String(format: "%.2f", back)) s (restart included)")
+        #expect(back < 3, "took \(back) s to forward again")
+        var status: Int32 = 0
+        waitpid(flood, &status, 0)
+        unlink("\(NSTemporaryDirectory())nvgre-flood-\(getpid())")
+        usleep(600_000)
+        let restarted = try a.cli(["stats"]).output
+        #expect(restarted.contains("started 2 times"), "\(restarted)")
+
         usleep(600_000)  // the agent writes its counters twice a second
         let stats =
             try JSONSerialization.jsonObject(with: Data(try a.cli(["-j", "stats"]).output.utf8)) as? [String: Any]
