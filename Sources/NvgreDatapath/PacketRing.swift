@@ -46,8 +46,10 @@ public final class PacketRing {
         var mapped: UnsafeMutableRawPointer?
         do {
             func option<T>(_ name: Int32, _ value: T, _ what: String) throws {
-                var v = value
-                if setsockopt(sock, SOL_PACKET, name, &v, socklen_t(MemoryLayout<T>.size)) != 0 {
+                let rc = withUnsafeBytes(of: value) {
+                    setsockopt(sock, SOL_PACKET, name, $0.baseAddress, socklen_t($0.count))
+                }
+                if rc != 0 {
                     throw DatapathError("\(what) on the packet socket of ifindex \(ifindex)", errno: errno)
                 }
             }

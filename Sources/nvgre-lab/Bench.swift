@@ -13,7 +13,7 @@ struct Bench: ParsableCommand {
         abstract: "Measure the data path and the control plane; print a table, write JSON and a PNG chart.")
 
     enum Section: String, CaseIterable, ExpressibleByArgument {
-        case testrun, live, scale, gateway, control, tcp
+        case testrun, live, userspace, scale, gateway, control, tcp
     }
 
     @Flag(
@@ -61,7 +61,9 @@ struct Bench: ParsableCommand {
             for name in fromVMRows { report.compare(name, to: "bare tc (TC_ACT_OK)") }
         }
 
-        if sections.contains(.live) || sections.contains(.scale) || sections.contains(.gateway) {
+        if sections.contains(.live) || sections.contains(.scale) || sections.contains(.gateway)
+            || sections.contains(.userspace)
+        {
             let live = try LiveTraffic()
             var bench = LiveBench(live: live, quick: quick)
             if let perf {
@@ -91,6 +93,22 @@ struct Bench: ParsableCommand {
                             .atLeast, 8)
                     }
                 }
+            }
+            if sections.contains(.userspace) {
+                // The userspace path beside the XDP path and the kernel's vxlan, 64-byte frames on
+                // one core (the agent is one thread; the generator shares its core).
+                let section = "userspace data path: live 64-byte frames (1 core, median of \(bench.trials) trials)"
+                let us = try UserspaceBenchHost(net, queues: cores)
+                defer { us.down() }
+                let vxlan = try VXLANBenchHost(net, queues: cores, tag: "usvx")
+                var rows: [LiveBench.Path] = [us.encap, us.decap, host.encap, host.decap, vxlan.encap, vxlan.decap]
+                for i in rows.indices { rows[i].name += " (userspace section)" }
+                for path in rows { report.add([try bench.measure(path, section: section, cpus: [0])]) }
+                let n = rows.map { $0.name + ", 1 core" }
+                report.compare(n[0], to: n[4])
+                report.compare(n[1], to: n[5])
+                report.compare(n[2], to: n[4])
+                report.compare(n[3], to: n[5])
             }
             if sections.contains(.gateway) {
                 // The baseline of this run: the plain encap path, its frame restored before

@@ -97,6 +97,11 @@ final class NvgreBenchHost {
     }
 
     private func writePolicy(scaleRecords: Int) throws {
+        try Self.policyText(scaleRecords: scaleRecords).write(toFile: policyFile, atomically: false, encoding: .utf8)
+    }
+
+    /// Host A's policy: vm1 on port1, vm2 behind B, and `scaleRecords` more IPv6 records.
+    static func policyText(scaleRecords: Int) -> String {
         let (vm1, vm2, paA, paB) = (BenchPlan.vm1, BenchPlan.vm2, BenchPlan.paA, BenchPlan.paB)
         var text = """
             routingDomains: [{id: 1, name: red}]
@@ -118,7 +123,7 @@ final class NvgreBenchHost {
                 + "\"2001:db8:19:1::\(String(low >> 16, radix: 16)):\(String(low & 0xffff, radix: 16))\", "
                 + "providerAddress: \(paB), mac: \(vm2.mac)}\n"
         }
-        try text.write(toFile: policyFile, atomically: false, encoding: .utf8)
+        return text
     }
 
     var encap: LiveBench.Path {
@@ -156,8 +161,8 @@ struct VXLANBenchHost {
     let ns: (h: String, v: String, f: String)
     let ulMAC: MACAddress
 
-    init(_ net: LabNetwork, queues: Int) throws {
-        ns = try BenchPlan.wireHost(net, "vx", queues: queues)
+    init(_ net: LabNetwork, queues: Int, tag: String = "vx") throws {
+        ns = try BenchPlan.wireHost(net, tag, queues: queues)
         ulMAC = try net.mac("ul", in: ns.h)
         let h = ns.h
         // Bridged frames skip iptables, as on a tuned overlay host.
