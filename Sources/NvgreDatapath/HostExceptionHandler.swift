@@ -31,7 +31,7 @@ public final class HostExceptionHandler {
         }
     }
 
-    private let maps: DatapathMaps
+    private let policy: PolicyLookups
     private let resolver: NeighborResolver
     private let sender: PacketSocket
     /// ICMP errors sent to VMs, and the ones not due (IPv4 without DF for too big, errors
@@ -52,8 +52,13 @@ public final class HostExceptionHandler {
     public var onEvent: (Event) -> Void = { _ in }
 
     /// Create it on a thread in the host's network namespace (the resolver's socket is).
-    public init(maps: DatapathMaps, icmpLimit: ICMPRateLimit = ICMPRateLimit()) throws {
-        self.maps = maps
+    public convenience init(maps: DatapathMaps, icmpLimit: ICMPRateLimit = ICMPRateLimit()) throws {
+        try self.init(policy: MapLookups(maps), icmpLimit: icmpLimit)
+    }
+
+    /// On the userspace path, the decision core's tables answer instead of the maps.
+    public init(policy: PolicyLookups, icmpLimit: ICMPRateLimit = ICMPRateLimit()) throws {
+        self.policy = policy
         self.icmpLimit = icmpLimit
         resolver = try NeighborResolver()
         sender = try PacketSocket()
@@ -84,7 +89,7 @@ public final class HostExceptionHandler {
         if let record {
             outerV6 = record.providerAddress.family == .v6
         } else {
-            outerV6 = maps.config.lookup(0)?.has(NV_CFG_HAS_PA6) ?? false
+            outerV6 = policy.hostConfig?.has(NV_CFG_HAS_PA6) ?? false
         }
         let mtu = NVGRE.customerMTU(underlayMTU: Int(e.mtu), outer: outerV6 ? .v6 : .v4)
         if let record, mayFragment(f, e) {
@@ -96,12 +101,11 @@ public final class HostExceptionHandler {
     /// The record a frame of VSID `vsid` to `dst` is encapsulated toward: the destination's,
     /// or, behind a customer route, its next hop's.
     private func destinationRecord(vsid: UInt32, dst: IPAddress) -> nv_lookup_val? {
-        if let r = maps.lookups.lookup(nv_lookup_key(vsid: vsid, ca: dst)) { return r }
-        guard let sn = maps.subnets.lookup(vsid),
-            let route = maps.routes.lookup(nv_route_key(rdid: sn.rdid, prefix: dst, prefixLength: dst.bytes.count * 8)),
+        if let r = policy.record(vsid: vsid, ca: dst) { return r }
+        guard let sn = policy.subnet(vsid), let route = policy.route(rdid: sn.rdid, to: dst),
             route.routeKind == NV_ROUTE_CUSTOMER, let nextHop = route.nextHop
         else { return nil }
-        return maps.lookups.lookup(nv_lookup_key(vsid: route.vsid, ca: nextHop))
+        return policy.record(vsid: route.vsid, ca: nextHop)
     }
 
     /// IPv4 without DF, all of it in the exception (frames past the snap length are not).
@@ -120,7 +124,7 @@ public final class HostExceptionHandler {
         // From a VM with checksum offload the TCP/UDP checksum may be a pseudo-header sum only.
         let packet = completingTransportChecksum(ofIPv4: Array(e.frame[f.l3Offset...]))
         guard let src = f.src, let dst = f.dst, let fragments = IPv4Fragmenter.fragments(of: packet, mtu: mtu),
-            let cfg = maps.config.lookup(0), let srcPA = cfg.providerAddress(record.providerAddress.family)
+            let cfg = policy.hostConfig, let srcPA = cfg.providerAddress(record.providerAddress.family)
         else {
             icmpErrorsNotDue += 1
             return
@@ -166,14 +170,14 @@ public final class HostExceptionHandler {
     /// Sends `error` about the exception's frame (decoded: `f`) back out of the port it came
     /// in on, from the VM's subnet gateway. True when sent.
     private func sendToVM(_ error: ICMPError, about e: ExceptionFrame, _ f: DecodedFrame) -> Bool {
-        guard let dst = f.dst, let sn = maps.subnets.lookup(e.vsid) else {
+        guard let dst = f.dst, let sn = policy.subnet(e.vsid) else {
             fail("\(e.reasonName) exception in VSID \(e.vsid) without a subnet")
             return false
         }
         let gateway: IPAddress? = dst.family == .v4 ? sn.gateway4 : sn.gateway6
         // A routed packet carries the router's MACs by now: the VM is the one on the port.
         // Answers go only to a VM port, never out of the uplink or to the host's stack.
-        guard let port = maps.ports.lookup(e.ingressIfindex) else {
+        guard let port = policy.port(e.ingressIfindex) else {
             fail("\(e.reasonName) exception from interface \(e.ingressIfindex), which is no VM port: not answered")
             return false
         }
@@ -196,8 +200,8 @@ public final class HostExceptionHandler {
     /// The frame is the customer frame; its lookup record names the PA to resolve.
     private func resolveUnderlayNeighbor(for e: ExceptionFrame) {
         guard let f = DecodedFrame(e.frame), let dst = f.dst,
-            let record = maps.lookups.lookup(nv_lookup_key(vsid: e.vsid, ca: dst)),
-            let cfg = maps.config.lookup(0)
+            let record = policy.record(vsid: e.vsid, ca: dst),
+            let cfg = policy.hostConfig
         else {
             fail("no-neighbor exception in VSID \(e.vsid) without a usable lookup record")
             return
@@ -218,13 +222,8 @@ public final class HostExceptionHandler {
     /// lost. Returns how many addresses it asked for.
     @discardableResult
     public func refreshUnderlayNeighbors() throws -> Int {
-        guard let cfg = maps.config.lookup(0), cfg.uplink_ifindex != 0 else { return 0 }
-        var seen = Set<IPAddress>(), remote = Set<IPAddress>()
-        for (_, value) in try maps.lookups.rawEntries() {
-            let pa = value.load(as: nv_lookup_val.self).providerAddress
-            // One map lookup per distinct PA: records of local VMs all name a local PA.
-            if seen.insert(pa).inserted && maps.localPAs.lookup(nv_pa_key(pa)) == nil { remote.insert(pa) }
-        }
+        guard let cfg = policy.hostConfig, cfg.uplink_ifindex != 0 else { return 0 }
+        let remote = try policy.remoteProviderAddresses()
         for pa in remote {
             do { try resolver.resolve(pa, ifindex: cfg.uplink_ifindex) } catch { fail("\(error)") }
         }

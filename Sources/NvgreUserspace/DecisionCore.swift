@@ -44,11 +44,11 @@ public struct DecisionCore: Sendable {
         }
 
         mutating func exception(
-            _ reason: nv_exception_reason, _ frame: [UInt8], slot: UInt32, mtu: UInt32 = 0
+            _ reason: nv_exception_reason, _ frame: [UInt8], vsid: UInt32, slot: UInt32, mtu: UInt32 = 0
         ) -> Outcome {
             count(.exception(reason))
             count(.vsid(slot: slot, NV_CNT_EXCEPTION))
-            return Outcome(.exception(reason, frame: frame, mtu: mtu), counters: counters)
+            return Outcome(.exception(reason, vsid: vsid, frame: frame, mtu: mtu), counters: counters)
         }
 
         func end(_ v: Verdict) -> Outcome { Outcome(v, counters: counters) }

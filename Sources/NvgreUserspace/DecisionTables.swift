@@ -1,4 +1,5 @@
 import CNvgre
+import Foundation
 import NvgreDatapath
 import NvgreWire
 
@@ -121,5 +122,36 @@ public struct RouteTable: Sendable {
         if bits == 0 { return true }
         let mask = UInt8(0xff) << (8 - bits)
         return a[i] & mask == prefix[i] & mask
+    }
+}
+
+/// The tables as the exception path reads them (HostExceptionHandler on the userspace path).
+public final class TableLookups: PolicyLookups, @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: DecisionTables
+
+    public init(_ tables: DecisionTables) { current = tables }
+
+    public var tables: DecisionTables {
+        get {
+            lock.lock()
+            defer { lock.unlock() }
+            return current
+        }
+        set {
+            lock.lock()
+            current = newValue
+            lock.unlock()
+        }
+    }
+
+    public func record(vsid: UInt32, ca: IPAddress) -> nv_lookup_val? { tables.record(vsid, ca) }
+    public func subnet(_ vsid: UInt32) -> nv_subnet? { tables.subnets[vsid] }
+    public func route(rdid: UInt32, to address: IPAddress) -> nv_route_val? { tables.routes.lookup(rdid, address) }
+    public func port(_ ifindex: UInt32) -> nv_port? { tables.ports[ifindex] }
+    public var hostConfig: nv_config? { tables.config }
+    public func remoteProviderAddresses() throws -> Set<IPAddress> {
+        let t = tables
+        return Set(t.records.values.map(\.providerAddress)).subtracting(t.localPAs)
     }
 }

@@ -47,9 +47,9 @@ extension DecisionCore {
 
         if f.mac(0) == sn.gatewayMAC { return route(f, flow, from: sn, vsid: vsid, &run) }
         guard let rec = tables.record(vsid, flow.dst) else {
-            return run.exception(NV_EXC_NO_LOOKUP, f, slot: sn.stats_slot)
+            return run.exception(NV_EXC_NO_LOOKUP, f, vsid: vsid, slot: sn.stats_slot)
         }
-        if rec.recordType == NV_REC_GATEWAY { return run.exception(NV_EXC_GATEWAY, f, slot: sn.stats_slot) }
+        if rec.recordType == NV_REC_GATEWAY { return run.exception(NV_EXC_GATEWAY, f, vsid: vsid, slot: sn.stats_slot) }
         return deliver(f, flow, rec, vsid: vsid, slot: sn.stats_slot, &run)
     }
 
@@ -79,7 +79,7 @@ extension DecisionCore {
         }
         switch underlayRoute(to: rec.providerAddress, innerLength: f.count) {
         case let .drop(reason): return run.drop(reason)
-        case let .exception(reason, mtu): return run.exception(reason, f, slot: slot, mtu: mtu)
+        case let .exception(reason, mtu): return run.exception(reason, f, vsid: vsid, slot: slot, mtu: mtu)
         case let .go(egress, source, nextHop, sourcePA):
             let out = NVGRE.encapsulate(
                 inner: f, vsid: vsid, hash: flow.hash, tos: flow.tos, outerSrcMAC: source, outerDstMAC: nextHop,
@@ -93,21 +93,23 @@ extension DecisionCore {
     func route(_ input: [UInt8], _ flow: Flow, from sn: nv_subnet, vsid: UInt32, _ run: inout Run) -> Outcome {
         let slot = sn.stats_slot
         guard let r = tables.routes.lookup(sn.rdid, flow.dst), let dst = tables.subnets[r.vsid] else {
-            return run.exception(NV_EXC_NO_ROUTE, input, slot: slot)
+            return run.exception(NV_EXC_NO_ROUTE, input, vsid: vsid, slot: slot)
         }
         let rec: nv_lookup_val
         if r.routeKind == NV_ROUTE_SUBNET {
             guard let found = tables.record(r.vsid, flow.dst), found.recordType != NV_REC_L2_ONLY else {
-                return run.exception(NV_EXC_NO_LOOKUP, input, slot: slot)
+                return run.exception(NV_EXC_NO_LOOKUP, input, vsid: vsid, slot: slot)
             }
-            if found.recordType == NV_REC_GATEWAY { return run.exception(NV_EXC_GATEWAY, input, slot: slot) }
+            if found.recordType == NV_REC_GATEWAY {
+                return run.exception(NV_EXC_GATEWAY, input, vsid: vsid, slot: slot)
+            }
             rec = found
         } else {
             guard let found = r.nextHop.flatMap({ tables.record(r.vsid, $0) }), found.recordType != NV_REC_L2_ONLY
-            else { return run.exception(NV_EXC_CUSTOMER_ROUTE, input, slot: slot) }
+            else { return run.exception(NV_EXC_CUSTOMER_ROUTE, input, vsid: vsid, slot: slot) }
             rec = found
         }
-        if flow.ttl <= 1 { return run.exception(NV_EXC_TTL_EXPIRED, input, slot: slot) }
+        if flow.ttl <= 1 { return run.exception(NV_EXC_TTL_EXPIRED, input, vsid: vsid, slot: slot) }
         var f = input
         f.setMAC(dst.gatewayMAC, at: 6)
         f.setMAC(rec.customerMAC, at: 0)

@@ -12,8 +12,8 @@ public enum Verdict: Equatable, Sendable {
     case reply(frame: [UInt8])
     /// The host's own traffic (not NVGRE for a local PA): left to the host's stack.
     case pass
-    /// Handed to the exception path (the agent) as these bytes.
-    case exception(nv_exception_reason, frame: [UInt8], mtu: UInt32)
+    /// Handed to the exception path (the agent) as these bytes, for VSID `vsid`.
+    case exception(nv_exception_reason, vsid: UInt32, frame: [UInt8], mtu: UInt32)
     /// From a VM: replicated to `copies` ports and PAs (head-end replication).
     case flood(copies: Int)
     /// From the fabric: decapsulated for the VSID's ports here (these bytes, destination MAC

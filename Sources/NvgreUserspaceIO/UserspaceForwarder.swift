@@ -11,7 +11,7 @@ import NvgreWire
 /// The userspace data path's loop: frames from the uplink's and the ports' packet rings go
 /// through the decision core and out as its verdicts say. The kernel sees every frame too
 /// (a packet socket only taps): raw GRE sockets keep it from answering NVGRE to our PAs
-/// with "protocol unreachable". Exceptions are counted here; answering them is the agent's.
+/// with "protocol unreachable". Exceptions go to the same handler an XDP host's agent runs.
 ///
 /// First slice of issue 18: one thread, a copy per frame, TCP GSO frames from VMs cut into
 /// segments here (UDP GSO not yet).
@@ -23,11 +23,17 @@ public final class UserspaceForwarder: @unchecked Sendable {
     private let underlay: KernelUnderlay
     private let greSockets: [Int32]
     private var counters: [Counter: UInt64] = [:]
+    /// The exception path, as on an XDP host: ICMP "too big" and "no route" answers, IPv4
+    /// fragmentation without DF, underlay neighbor resolution, on the same tables.
+    private let lookups: TableLookups
+    private let exceptions: HostExceptionHandler
 
     /// Opens the rings; call on a thread in the host's network namespace.
     public init(tables: DecisionTables, uplinkIfindex: UInt32, portIfindexes: [UInt32]) throws {
         underlay = try KernelUnderlay()
         core = DecisionCore(tables: tables, underlay: underlay)
+        lookups = TableLookups(tables)
+        exceptions = try HostExceptionHandler(policy: lookups)
         uplink = try PacketRing(ifindex: uplinkIfindex)
         var rings: [UInt32: PacketRing] = [:]
         for p in portIfindexes { rings[p] = try PacketRing(ifindex: p, vnetHeader: true) }
@@ -48,6 +54,7 @@ public final class UserspaceForwarder: @unchecked Sendable {
         lock.lock()
         core.tables = tables
         lock.unlock()
+        lookups.tables = tables
         underlay.prime(Self.remotePAs(tables))
     }
 
@@ -124,7 +131,12 @@ public final class UserspaceForwarder: @unchecked Sendable {
             for (egress, copy) in core.floodCopies(frame, vsid: vsid, ingress: port) { send(copy, on: egress) }
         case let .floodUp(vsid, inner):
             for p in core.tables.floodLists[vsid]?.portIfindexes ?? [] { send(inner, on: p) }
-        case .drop, .pass, .exception, .toOutside: break
+        case let .exception(reason, vsid, out, mtu):
+            exceptions.handle(
+                ExceptionFrame(
+                    reason: reason, ingressIfindex: port ?? uplink.ifindex, vsid: vsid, originalLength: out.count,
+                    mtu: mtu, frame: out))
+        case .drop, .pass, .toOutside: break
         }
     }
 

@@ -211,7 +211,7 @@ struct DifferentialTests {
         case NV_TRACE_DROP: return .drop(t.dropReason)
         case NV_TRACE_EXCEPTION:
             guard let e = exceptions.first else { return nil }
-            return .exception(t.exceptionReason, frame: e.frame, mtu: e.mtu)
+            return .exception(t.exceptionReason, vsid: e.vsid, frame: e.frame, mtu: e.mtu)
         case NV_TRACE_FLOOD:
             return hook == .fromVM ? .flood(copies: Int(t.code)) : .floodUp(vsid: t.vsid, frame: r.output)
         default: return nil

@@ -40,8 +40,19 @@ struct UserspacePathTests {
     }
 
     @Test func aUserspaceHostAndAnXDPHostCarryTheirVMsTraffic() throws {
-        let net = LabNetwork(tag: "uspath")
-        let fabric = try LabFabric(net, mtu: 1600)
+        try carryTraffic(tag: "uspath", underlayMTU: 1600)
+    }
+
+    /// Over a 1500-byte underlay a VM's full segments do not fit once encapsulated: the
+    /// userspace path's exception handler answers "fragmentation needed" / "packet too big"
+    /// with the MTU that fits, and TCP completes with smaller segments.
+    @Test func pathMTUThroughTheUserspacePath() throws {
+        try carryTraffic(tag: "uspmtu", underlayMTU: 1500)
+    }
+
+    func carryTraffic(tag: String, underlayMTU: Int) throws {
+        let net = LabNetwork(tag: tag)
+        let fabric = try LabFabric(net, mtu: underlayMTU)
         // Host B: XDP, through the CLI.
         let b = try CLIHost(net, fabric: fabric, name: "b", pa: "198.18.0.2")
         let vmBNS = try b.addVM(port: "vm1", Self.vmB).ns
