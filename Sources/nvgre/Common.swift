@@ -34,7 +34,9 @@ struct GlobalOptions: ParsableArguments {
         if UserspaceInstance.exists(instance) {
             throw ControlError(
                 "instance \(instance) runs the userspace data path, which this command does not serve yet",
-                hint: "edit the policy and `nvgre apply` it; `nvgre show`, `stats`, `save`, `agent` and `down` work")
+                hint:
+                    "`nvgre apply`, the object commands (domain, subnet, lookup, route, pa, port, service), `show`, "
+                    + "`stats`, `save`, `agent` and `down` work")
         }
         return try asOptions { try Instance.open(instance) }
     }
@@ -155,6 +157,14 @@ func endProgress() {
 
 /// Applies `change` to the live policy as one all-or-nothing apply, and prints the outcome.
 func edit(_ g: GlobalOptions, _ change: (inout Policy) throws -> Void) throws {
+    if let u = try g.userspaceInstance() {
+        // A userspace instance: the stored policy edited, validated and stored whole.
+        var p = try u.storedPolicy()
+        try change(&p)
+        _ = try u.apply(p)
+        printUserspaceSummary(p, dryRun: false, json: g.json)
+        return
+    }
     let instance = try g.openInstance()
     var p = try instance.livePolicy()
     try change(&p)

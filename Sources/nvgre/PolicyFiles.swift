@@ -43,21 +43,26 @@ extension Apply {
         } else {
             _ = try instance.apply(policy)
         }
-        let counts: [(String, Int)] = [
-            ("subnets", policy.subnets.count), ("lookupRecords", policy.lookupRecords.count),
-            ("ports", policy.ports.count), ("customerRoutes", policy.customerRoutes.count)
-        ]
-        if global.json {
-            print(
-                JSON.object(
-                    [("dryRun", .bool(dryRun)), ("datapath", .string("userspace"))]
-                        + counts.map { ($0.0, .number(UInt64($0.1))) }
-                ).rendered())
-        } else {
-            print(
-                (dryRun ? "valid (nothing changed): " : "applied (the agent takes it within a second): ")
-                    + counts.map { "\($0.1) \($0.0)" }.joined(separator: ", "))
-        }
+        printUserspaceSummary(policy, dryRun: dryRun, json: global.json)
+    }
+}
+
+/// What a userspace instance now holds (it stores the policy whole: there is no diff).
+func printUserspaceSummary(_ policy: Policy, dryRun: Bool, json: Bool) {
+    let counts: [(String, Int)] = [
+        ("subnets", policy.subnets.count), ("lookupRecords", policy.lookupRecords.count),
+        ("ports", policy.ports.count), ("customerRoutes", policy.customerRoutes.count)
+    ]
+    if json {
+        print(
+            JSON.object(
+                [("dryRun", .bool(dryRun)), ("datapath", .string("userspace"))]
+                    + counts.map { ($0.0, .number(UInt64($0.1))) }
+            ).rendered())
+    } else {
+        print(
+            (dryRun ? "valid (nothing changed): " : "applied (the agent takes it within a second): ")
+                + counts.map { "\($0.1) \($0.0)" }.joined(separator: ", "))
     }
 }
 

@@ -126,6 +126,18 @@ struct LookupCommand: ParsableCommand {
             let v = try parseVSID(vsid, "vsid")
             let c = try parseAddress(ca, "ca"), p = try parseAddress(pa, "--pa"), m = try parseMAC(mac, "--mac")
             let t = try parseChoice(type, "--type", as: RecordType.self)
+            if try global.userspaceInstance() != nil {
+                return try edit(global) { policy in
+                    if let old = policy.lookupRecords.first(where: { $0.vsid == v && $0.customerAddress == c }) {
+                        throw ControlError(
+                            "a lookup record for \(c) in VSID \(v) exists already (provider address "
+                                + "\(old.providerAddress), MAC \(old.mac))",
+                            hint: "delete it first (`nvgre lookup del`)")
+                    }
+                    policy.lookupRecords.append(
+                        LookupRecord(vsid: v, customerAddress: c, providerAddress: p, mac: m, type: t))
+                }
+            }
             let instance = try global.openInstance()
             try instance.addLookupRecord(LookupRecord(vsid: v, customerAddress: c, providerAddress: p, mac: m, type: t))
             if global.json { print(JSON.object([("added", .number(1))]).rendered()) }
@@ -140,6 +152,21 @@ struct LookupCommand: ParsableCommand {
 
         func execute() throws {
             let v = try parseVSID(vsid, "vsid"), c = try parseAddress(ca, "ca")
+            if try global.userspaceInstance() != nil {
+                return try edit(global) { policy in
+                    if let port = policy.ports.first(where: { $0.vsid == v && $0.addresses.contains(c) }) {
+                        throw ControlError(
+                            "the lookup record for \(c) in VSID \(v) belongs to the VM on port \(port.interface)",
+                            hint: "delete the port first (`nvgre port del \(port.interface)`)")
+                    }
+                    let before = policy.lookupRecords.count
+                    policy.lookupRecords.removeAll { $0.vsid == v && $0.customerAddress == c }
+                    if policy.lookupRecords.count == before {
+                        throw ControlError(
+                            "there is no lookup record for \(c) in VSID \(v)", hint: "`nvgre save` lists them")
+                    }
+                }
+            }
             try global.openInstance().deleteLookupRecord(vsid: v, customerAddress: c)
             if global.json { print(JSON.object([("removed", .number(1))]).rendered()) }
         }

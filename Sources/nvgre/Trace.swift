@@ -47,7 +47,8 @@ struct Trace: NvgreCommand {
             let p = try readPolicy(policy)
             tracer = try asOptions { try Tracer(policy: p, entering: ingress) }
         } else {
-            tracer = try asOptions { try Tracer(instance: try Instance.open(global.instance)) }
+            let instance = try global.openInstance()  // a userspace instance is refused, saying why
+            tracer = try asOptions { try Tracer(instance: instance) }
         }
         var frames: [[UInt8]]
         if let pcap {

@@ -173,17 +173,25 @@ extension UserspacePathTests {
         let tcp = try Traffic.tcpTransfer(from: vmANS, to: vmBNS, address: Self.vmB.ip4, bytes: 1 << 20, timeout: 20)
         #expect(tcp.ok, "TCP from A's VM: \(tcp)")
 
-        // A change takes effect within a second: without B's VM's record, A's VM gets no answer.
-        let without =
-            Self.policy(host: "a", pa: "198.18.0.1").split(separator: "\n")
-            .filter { !$0.contains("customerAddress: \(Self.vmB.ip4),") }.joined(separator: "\n") + "\n"
-        try a.apply(without)
+        // A change takes effect within a second, made with the same commands as on an XDP
+        // host: without B's VM's record, A's VM gets no answer; with it again, it does.
+        let del = try a.cli(["lookup", "del", "5001", "\(Self.vmB.ip4)"])
+        #expect(del.status == 0, "\(del.output)")
         usleep(1_000_000)
         try sh("ip -n \(vmANS) neigh flush all")
         #expect(Traffic.ping(from: vmANS, to: Self.vmB.ip4, count: 2) == 0, "still forwarded a second after the change")
-        try a.apply(Self.policy(host: "a", pa: "198.18.0.1"))
+        let add = try a.cli([
+            "lookup", "add", "5001", "\(Self.vmB.ip4)", "--pa", "198.18.0.2", "--mac", "\(Self.vmB.mac)"
+        ])
+        #expect(add.status == 0, "\(add.output)")
+        let again = try a.cli([
+            "lookup", "add", "5001", "\(Self.vmB.ip4)", "--pa", "198.18.0.2", "--mac", "\(Self.vmB.mac)"
+        ])
+        #expect(again.status != 0 && again.output.contains("exists already"), "\(again.output)")
         usleep(1_000_000)
         #expect(Traffic.ping(from: vmANS, to: Self.vmB.ip4, count: 3) == 3, "not forwarded again after the change back")
+        let trace = try a.cli(["trace", "--port", "vm1", "--dst", "\(Self.vmB.ip4)"])
+        #expect(trace.status != 0 && trace.output.contains("userspace data path"), "\(trace.output)")
 
         // kill -9 of the agent under a ping flood: restarted, it rebuilds from the stored state
         // and forwards within a second; the gap is lost, and stats says the agent restarted.
