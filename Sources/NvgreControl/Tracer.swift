@@ -1,6 +1,8 @@
 import CNvgre
 import NvgreDatapath
 import NvgrePolicy
+import NvgreUserspace
+import NvgreUserspaceIO
 import NvgreWire
 
 /// Where a traced frame enters the data path.
@@ -75,11 +77,15 @@ public struct TraceOutcome {
 /// tracing on: either on a running instance's policy maps (its counters are not touched),
 /// or on maps programmed from a policy file, with nothing attached or pinned.
 public final class Tracer {
-    let dp: Datapath
+    /// The programs (a private tracing load), or on a userspace instance its decision core.
+    let dp: Datapath?
+    let core: DecisionCore?
     public let policy: Policy
     let ifindexOf: [String: UInt32]
     let nameOf: [UInt32: String]
     let uplinkIfindex: UInt32
+    /// Whether the decisions are the userspace data path's (a userspace instance).
+    public var isUserspace: Bool { dp == nil }
     /// True when interfaces of the policy do not exist here and stand-ins are used.
     public private(set) var standIns: [String] = []
 
@@ -90,6 +96,7 @@ public final class Tracer {
         options.policyMapsFrom = instance.maps
         options.exceptionRingBytes = 1 << 16
         dp = try Datapath(options: options)
+        core = nil
         policy = try instance.livePolicy()
         var byName: [String: UInt32] = [instance.settings.uplink: instance.settings.uplinkIfindex]
         for p in policy.ports { if let i = existingInterfaceIndex(p.interface) { byName[p.interface] = i } }
@@ -124,10 +131,28 @@ public final class Tracer {
         options.trace = true
         options.exceptionRingBytes = 1 << 16
         options.maxLookups = UInt32(max(1024, policy.lookupRecords.count))
-        dp = try Datapath(options: options)
+        let dp = try Datapath(options: options)
+        self.dp = dp
+        core = nil
         let ctx = CompileContext(uplinkIfindex: uplinkIfindex, ifindex: { byName[$0] })
         let compiled = try PolicyCompiler.compile(self.policy, ctx)
         try MapTransaction(maps: dp.maps).apply(MapPlan(live: [:], desired: compiled.images))
+    }
+
+    /// Traces against a userspace instance: its decision core on its stored policy, the
+    /// underlay as the kernel has it. No BPF involved, nothing sent.
+    public init(userspace instance: UserspaceInstance) throws {
+        policy = try instance.storedPolicy()
+        let compiled = try instance.compile(policy)
+        var byName: [String: UInt32] = [:]
+        for name in [instance.uplink] + policy.ports.map(\.interface) {
+            if let i = existingInterfaceIndex(name) { byName[name] = i }
+        }
+        ifindexOf = byName
+        nameOf = Dictionary(byName.map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        uplinkIfindex = byName[instance.uplink] ?? 0
+        dp = nil
+        core = DecisionCore(tables: compiled.decisionTables, underlay: try KernelUnderlay())
     }
 
     public func run(_ frame: [UInt8], entering ingress: TraceIngress) throws -> TraceOutcome {
@@ -145,6 +170,7 @@ public final class Tracer {
         case .uplink:
             (program, idx) = (.fromFabric, uplinkIfindex)
         }
+        guard let dp else { return coreOutcome(frame, program: program, ingress: idx) }
         let r = try dp.testRun(program, frame: frame, ingressIfindex: idx)
         var out = TraceOutcome(input: frame, hook: program.hook, verdict: r.verdict, kind: .unknown, output: r.output)
         if let t = r.trace {
@@ -167,6 +193,44 @@ public final class Tracer {
             default: break
             }
             if t.vsid != 0 { out.vsid = t.vsid }
+        }
+        return out
+    }
+
+    /// The decision core's verdict as a trace outcome, with the verdict the program would
+    /// return for it.
+    func coreOutcome(_ frame: [UInt8], program: Program, ingress: UInt32) -> TraceOutcome {
+        let fromVM = program == .fromVM
+        let o = fromVM ? core!.fromVM(frame, ingress: ingress) : core!.fromFabric(frame)
+        func verdict(tc: Int32, xdp: xdp_action) -> UInt32 { fromVM ? UInt32(bitPattern: tc) : UInt32(xdp.rawValue) }
+        var out = TraceOutcome(input: frame, hook: program.hook, verdict: 0, kind: .unknown, output: frame)
+        switch o.verdict {
+        case let .forward(egress, bytes):
+            (out.kind, out.output, out.egressIfindex) = (.forward, bytes, egress)
+            out.egressName = nameOf[egress] ?? interfaceName(egress)
+            out.verdict = verdict(tc: TC_ACT_REDIRECT, xdp: XDP_REDIRECT)
+        case let .reply(bytes):
+            (out.kind, out.output) = (.reply, bytes)
+            out.verdict = verdict(tc: TC_ACT_REDIRECT, xdp: XDP_TX)
+        case .pass, .toOutside:
+            out.kind = .pass
+            out.verdict = verdict(tc: TC_ACT_OK, xdp: XDP_PASS)
+        case let .drop(reason):
+            (out.kind, out.reason) = (.drop, ReasonNames.drop(reason))
+            out.verdict = verdict(tc: TC_ACT_SHOT, xdp: XDP_DROP)
+        case let .exception(reason, vsid, _, _):
+            (out.kind, out.reason, out.vsid) = (.exception, ReasonNames.exception(reason), vsid)
+            out.verdict = verdict(tc: TC_ACT_SHOT, xdp: XDP_DROP)
+        case let .flood(copies):
+            (out.kind, out.copies) = (.flood, copies)
+            out.vsid = core!.tables.ports[ingress]?.vsid
+            out.verdict = verdict(tc: TC_ACT_SHOT, xdp: XDP_DROP)
+        case let .floodUp(vsid, bytes):
+            (out.kind, out.vsid, out.output) = (.flood, vsid, bytes)
+            out.verdict = verdict(tc: TC_ACT_OK, xdp: XDP_PASS)
+        }
+        if out.vsid == nil, case .forward = o.verdict {
+            out.vsid = fromVM ? core!.tables.ports[ingress]?.vsid : nil
         }
         return out
     }

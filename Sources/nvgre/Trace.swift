@@ -47,8 +47,12 @@ struct Trace: NvgreCommand {
             let p = try readPolicy(policy)
             tracer = try asOptions { try Tracer(policy: p, entering: ingress) }
         } else {
-            let instance = try global.openInstance()  // a userspace instance is refused, saying why
-            tracer = try asOptions { try Tracer(instance: instance) }
+            if let u = try global.userspaceInstance() {
+                tracer = try asOptions { try Tracer(userspace: u) }
+            } else {
+                let instance = try global.openInstance()
+                tracer = try asOptions { try Tracer(instance: instance) }
+            }
         }
         var frames: [[UInt8]]
         if let pcap {
@@ -81,16 +85,21 @@ struct Trace: NvgreCommand {
             }
         }
         if global.json {
-            print(JSON.array(outcomes.map(json)).rendered())
+            print(JSON.array(outcomes.map { json($0, userspace: tracer.isUserspace) }).rendered())
         } else {
+            if tracer.isUserspace {
+                print("(decided by the userspace data path's core, as its agent would; the verdicts are the programs')")
+            }
             for (i, o) in outcomes.enumerated() {
                 printOutcome(o, index: outcomes.count > 1 ? i : nil, ingress: ingress, tracer: tracer)
             }
         }
     }
 
-    func json(_ o: TraceOutcome) -> JSON {
-        var f: [(String, JSON)] = [("verdict", .string(o.verdictName)), ("decision", .string(o.kind.rawValue))]
+    func json(_ o: TraceOutcome, userspace: Bool) -> JSON {
+        var f: [(String, JSON)] = [("verdict", .string(o.verdictName))]
+        if userspace { f.append(("datapath", .string("userspace"))) }
+        f.append(("decision", .string(o.kind.rawValue)))
         if let r = o.reason { f.append(("reason", .string(r))) }
         if let e = o.egressName { f.append(("egress", .string(e))) }
         if let i = o.egressIfindex { f.append(("egressIfindex", .number(UInt64(i)))) }

@@ -190,8 +190,13 @@ extension UserspacePathTests {
         #expect(again.status != 0 && again.output.contains("exists already"), "\(again.output)")
         usleep(1_000_000)
         #expect(Traffic.ping(from: vmANS, to: Self.vmB.ip4, count: 3) == 3, "not forwarded again after the change back")
-        let trace = try a.cli(["trace", "--port", "vm1", "--dst", "\(Self.vmB.ip4)"])
-        #expect(trace.status != 0 && trace.output.contains("userspace data path"), "\(trace.output)")
+        // trace runs the userspace path's core on the instance's policy: encapsulated to B.
+        let trace = try a.cli(["-j", "trace", "--port", "vm1", "--dst", "\(Self.vmB.ip4)", "--proto", "udp"])
+        let traced = (try? JSONSerialization.jsonObject(with: Data(trace.output.utf8)) as? [[String: Any]])?.first
+        #expect(traced?["datapath"] as? String == "userspace", "\(trace.output)")
+        #expect(traced?["decision"] as? String == "forward" && traced?["egress"] as? String == "ul", "\(trace.output)")
+        #expect(
+            (traced?["output"] as? [String])?.contains { $0.contains("NVGRE vsid 5001") } == true, "\(trace.output)")
 
         // kill -9 of the agent under a ping flood: restarted, it rebuilds from the stored state
         // and forwards within a second; the gap is lost, and stats says the agent restarted.
