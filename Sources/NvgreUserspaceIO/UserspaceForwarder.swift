@@ -13,8 +13,8 @@ import NvgreWire
 /// (a packet socket only taps): raw GRE sockets keep it from answering NVGRE to our PAs
 /// with "protocol unreachable". Exceptions go to the same handler an XDP host's agent runs.
 ///
-/// First slice of issue 18: one thread, a copy per frame, TCP GSO frames from VMs cut into
-/// segments here (UDP GSO not yet).
+/// First slice of issue 18: one thread, a copy per frame, TCP and UDP GSO frames from VMs
+/// cut into segments here.
 public final class UserspaceForwarder: @unchecked Sendable {
     private let lock = NSLock()
     private var core: DecisionCore
@@ -89,18 +89,20 @@ public final class UserspaceForwarder: @unchecked Sendable {
         }
     }
 
-    /// What a VM's frame is on a wire: a TCP GSO frame cut into its segments, a partial
-    /// checksum completed. A GSO frame of another kind (UDP segmentation) is not cut yet:
-    /// it is dropped.
+    /// What a VM's frame is on a wire: a TCP or UDP GSO frame cut into its segments, a
+    /// partial checksum completed. A GSO frame of another kind is dropped.
     static func wireFrames(_ frame: PacketRing.Frame) -> [[UInt8]] {
         let bytes = Array(frame.bytes)
         if let v = frame.vnet, v.gsoType != VirtioNetHeader.gsoNone {
-            if v.gsoType == VirtioNetHeader.gsoTCPv4 || v.gsoType == VirtioNetHeader.gsoTCPv6,
-                let segments = TCPSegmenter.segments(ofFrame: bytes, gsoSize: Int(v.gsoSize))
-            {
-                return segments
+            let size = Int(v.gsoSize)
+            switch v.gsoType {
+            case VirtioNetHeader.gsoTCPv4, VirtioNetHeader.gsoTCPv6:
+                return TCPSegmenter.segments(ofFrame: bytes, gsoSize: size) ?? []
+            case VirtioNetHeader.gsoUDPL4:
+                return UDPSegmenter.segments(ofFrame: bytes, gsoSize: size) ?? []
+            default:
+                return []
             }
-            return []
         }
         if frame.checksumNotReady || (frame.vnet?.flags ?? 0) & VirtioNetHeader.needsChecksum != 0 {
             return [completingTransportChecksum(ofFrame: bytes)]

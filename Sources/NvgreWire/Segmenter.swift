@@ -83,3 +83,62 @@ extension IPAddress {
         self = bytes.count == 4 ? IPAddress(v4: bytes) : IPAddress(v6: bytes)
     }
 }
+
+/// UDP segmentation (USO) as a NIC does it for a VM's UDP GSO frame (a socket with
+/// UDP_SEGMENT): the payload cut into datagrams of `gsoSize` bytes, each with a copy of the
+/// Ethernet, IP and UDP headers, its own lengths and checksums, IPv4 identification
+/// counting up.
+public enum UDPSegmenter {
+    public static func segments(ofFrame frame: [UInt8], gsoSize: Int) -> [[UInt8]]? {
+        guard gsoSize > 0, frame.count >= 14 else { return nil }
+        let l3 = 14
+        let v4 = frame.be16(at: 12) == EtherType.ipv4.rawValue
+        guard v4 || frame.be16(at: 12) == EtherType.ipv6.rawValue else { return nil }
+        let ipLength: Int
+        if v4 {
+            guard frame.count >= l3 + 20, frame[l3] >> 4 == 4, frame[l3 + 9] == IPProtocol.udp.rawValue else {
+                return nil
+            }
+            ipLength = Int(frame[l3] & 0x0f) * 4
+        } else {
+            guard frame.count >= l3 + 40, frame[l3] >> 4 == 6, frame[l3 + 6] == IPProtocol.udp.rawValue else {
+                return nil
+            }
+            ipLength = 40
+        }
+        let udp = l3 + ipLength, payloadStart = udp + 8
+        guard frame.count >= payloadStart else { return nil }
+        let payload = frame[payloadStart...]
+        let id = v4 ? frame.be16(at: l3 + 4) : 0
+        let src = IPAddress(bytes: Array(frame[(v4 ? l3 + 12 : l3 + 8)..<(v4 ? l3 + 16 : l3 + 24)]))
+        let dst = IPAddress(bytes: Array(frame[(v4 ? l3 + 16 : l3 + 24)..<(v4 ? l3 + 20 : l3 + 40)]))
+        var out: [[UInt8]] = []
+        var offset = 0
+        let count = max(1, (payload.count + gsoSize - 1) / gsoSize)
+        for i in 0..<count {
+            let chunk = payload.dropFirst(offset).prefix(gsoSize)
+            var s = Array(frame[..<payloadStart]) + chunk
+            let udpLength = 8 + chunk.count
+            s.setBE16(UInt16(udpLength), at: udp + 4)
+            if v4 {
+                s.setBE16(UInt16(ipLength + udpLength), at: l3 + 2)
+                s.setBE16(id &+ UInt16(truncatingIfNeeded: i), at: l3 + 4)
+                s[l3 + 10] = 0
+                s[l3 + 11] = 0
+                s.setBE16(internetChecksum(Array(s[l3..<udp])), at: l3 + 10)
+            } else {
+                s.setBE16(UInt16(udpLength), at: l3 + 4)
+            }
+            s[udp + 6] = 0
+            s[udp + 7] = 0
+            let datagram = Array(s[udp...])
+            var sum = internetChecksum(
+                datagram, initial: pseudoHeaderSum(src: src, dst: dst, protocol: 17, length: datagram.count))
+            if sum == 0 { sum = 0xffff }
+            s.setBE16(sum, at: udp + 6)
+            out.append(s)
+            offset += chunk.count
+        }
+        return out
+    }
+}

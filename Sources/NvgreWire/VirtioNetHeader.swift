@@ -8,6 +8,7 @@ public struct VirtioNetHeader: Equatable, Sendable {
     public static let gsoNone: UInt8 = 0
     public static let gsoTCPv4: UInt8 = 1
     public static let gsoTCPv6: UInt8 = 4
+    public static let gsoUDPL4: UInt8 = 5  // UDP segmentation (a socket's UDP_SEGMENT)
 
     public var flags: UInt8 = 0
     public var gsoType: UInt8 = VirtioNetHeader.gsoNone

@@ -103,6 +103,13 @@ struct UserspacePathTests {
             "ip netns exec \(vmANS) \(systemPython) -c \"import socket; s=socket.socket(2,2); "
                 + "[s.sendto(b'x'*200, ('\(Self.vmB.ip4)', 9996)) for _ in range(3)]\"")
         #expect(try unicast() == 3, "UDP from A's VM to B's")
+        // UDP GSO (a socket with UDP_SEGMENT, as QUIC stacks use): one 3,000-byte send is
+        // one GSO frame on the port, three datagrams of 1,000 bytes on the wire.
+        let gso = try FloodTests.listen(in: vmBNS, port: 9994, seconds: 2)
+        _ = try sh(
+            "ip netns exec \(vmANS) \(systemPython) -c \"import socket; s=socket.socket(2,2); "
+                + "s.setsockopt(17, 103, 1000); [s.sendto(b'y'*3000, ('\(Self.vmB.ip4)', 9994)) for _ in range(2)]\"")
+        #expect(try gso() == 6, "UDP GSO from A's VM: six datagrams expected at B's")
         let broadcast = try FloodTests.listen(in: vmBNS, port: 9995, seconds: 2)
         #expect(try FloodTests.sendBroadcasts(from: vmANS, port: 9995, count: 3) == 3)
         #expect(try broadcast() == 3, "broadcast from A's VM to B's")

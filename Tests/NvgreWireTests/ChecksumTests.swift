@@ -140,3 +140,33 @@ struct SegmenterTests {
         #expect(received == payload)
     }
 }
+
+/// A VM's UDP GSO frame (UDP_SEGMENT) cut as a NIC cuts it: each datagram valid on its own.
+struct UDPSegmenterTests {
+    @Test(arguments: [IPFamily.v4, .v6])
+    func aUDPGSOFrameBecomesValidDatagrams(_ family: IPFamily) throws {
+        let (src, dst): (IPAddress, IPAddress) =
+            family == .v4 ? ("198.19.1.1", "198.19.1.2") : ("2001:db8:19:1::1", "2001:db8:19:1::2")
+        let payload = (0..<2500).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let frame = Ethernet.frame(
+            dst: "02:00:00:00:01:02", src: "02:00:00:00:01:01", type: family == .v4 ? .ipv4 : .ipv6,
+            payload: IPPacket.build(
+                src: src, dst: dst, proto: 17,
+                payload: UDP.datagram(src: src, dst: dst, sport: 4433, dport: 443, payload: payload)))
+        let datagrams = try #require(UDPSegmenter.segments(ofFrame: frame, gsoSize: 1000))
+        #expect(datagrams.map { $0.count } == [1000, 1000, 500].map { $0 + 8 + (family == .v4 ? 34 : 54) })
+        var received: [UInt8] = []
+        let l4 = family == .v4 ? 34 : 54
+        for (i, d) in datagrams.enumerated() {
+            let udp = Array(d[l4...])
+            #expect(Int(udp[4]) << 8 | Int(udp[5]) == udp.count, "datagram \(i): UDP length")
+            #expect(
+                internetChecksum(udp, initial: pseudoHeaderSum(src: src, dst: dst, protocol: 17, length: udp.count))
+                    == 0,
+                "datagram \(i): bad UDP checksum")
+            if family == .v4 { #expect(internetChecksum(Array(d[14..<34])) == 0, "datagram \(i): IPv4 header") }
+            received += udp[8...]
+        }
+        #expect(received == payload)
+    }
+}
