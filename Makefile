@@ -51,9 +51,10 @@ differential: build
 	  $(if $(SEED),NVGRE_DIFF_SEED=$(SEED)) scripts/run-tests.sh --filter DifferentialTests
 
 # The main job: tenants Red and Blue on hosts A and B over a bridge underlay, applied with
-# the CLI from examples/demo, each claim checked with real traffic.
+# the CLI from examples/demo, each claim checked with real traffic. DATAPATH=userspace puts
+# A and B on the userspace data path (the gateway G stays in XDP).
 demo: build
-	scripts/demo.sh $(if $(KEEP),--keep)
+	DATAPATH=$(or $(DATAPATH),xdp) scripts/demo.sh $(if $(KEEP),--keep)
 
 demo-down:
 	scripts/lab-cleanup.sh nvdemo

@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export NVGRE_TEST_PREFIX=nvdemo
 scripts/lab-cleanup.sh nvdemo
+args=(--datapath "${DATAPATH:-xdp}")
 if [[ "${1:-}" != "--keep" ]]; then
-  exec scripts/in-lab.sh .build/debug/nvgre-lab demo
+  exec scripts/in-lab.sh .build/debug/nvgre-lab demo "${args[@]}"
 fi
 trap 'scripts/lab-cleanup.sh nvdemo' ERR INT TERM
-.build/debug/nvgre-lab demo --keep
+.build/debug/nvgre-lab demo --keep "${args[@]}"

@@ -105,7 +105,11 @@ public final class DemoLab {
     /// The commands that bring host `h` up, as a user types them (for the narration).
     public func upCommand(_ h: DemoHost) -> [String] {
         [nvgre, "-n", ns(h), "--instance", instance(h), "up", "--uplink", "ul"]
+            + (userspaceHosts.contains(h.name) ? ["--datapath", "userspace"] : [])
     }
+
+    /// Hosts (by name) brought up on the userspace data path instead of XDP.
+    public var userspaceHosts: Set<String> = []
 
     public func applyCommand(_ h: DemoHost) throws -> [String] {
         [nvgre, "-n", ns(h), "--instance", instance(h), "apply"] + (try policyFiles(h))
@@ -201,10 +205,12 @@ public final class DemoLab {
         temporaryFiles = []
     }
 
-    /// The agents say so in their log once they consume the ring.
+    /// The agents say so in their log once they consume the ring (or, on the userspace
+    /// path, forward).
     private func waitForAgents() throws {
         for h in DemoPlan.hypervisors {
-            try Spawn.waitForOutput(agentLog(h), containing: "handling exceptions", what: "the agent of host \(h.name)")
+            let ready = userspaceHosts.contains(h.name) ? "forwarding on" : "handling exceptions"
+            try Spawn.waitForOutput(agentLog(h), containing: ready, what: "the agent of host \(h.name)")
         }
     }
 

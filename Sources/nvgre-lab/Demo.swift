@@ -11,9 +11,17 @@ struct Demo: ParsableCommand {
             "Two tenants with overlapping addresses on two hosts, over a bridge underlay, checked with real traffic.")
 
     @Flag(help: "Leave everything up for poking at (remove it with `make demo-down`).") var keep = false
+    @Option(
+        help: ArgumentHelp(
+            "Hosts A and B on this data path: xdp (default) or userspace (the gateway G stays in XDP).",
+            valueName: "datapath")) var datapath = "xdp"
 
     func run() throws {
         let lab = DemoLab(net: LabNetwork(untagged: ()))
+        guard ["xdp", "userspace"].contains(datapath) else {
+            throw ValidationError("--datapath: \(datapath) is not valid: xdp or userspace")
+        }
+        if datapath == "userspace" { lab.userspaceHosts = [DemoPlan.a.name, DemoPlan.b.name] }
         // A 1500-byte underlay, as many fabrics are: full-size customer packets no longer fit
         // once encapsulated, and the hosts tell the VMs so (fragmentation needed).
         lab.underlayMTU = 1500

@@ -233,6 +233,29 @@ extension UserspacePathTests {
     }
 }
 
+extension UserspacePathTests {
+    /// The demo topology with host A on the userspace path, B and the gateway G in XDP, set
+    /// up through the CLI as the demo does: the tenants' traffic, the distributed router,
+    /// Blue isolated from Red, and both tenants out to X through G's NAT.
+    @Test func theDemoTopologyWithAOnTheUserspacePath() throws {
+        let lab = DemoLab(net: LabNetwork(tag: "usdemo"))
+        lab.userspaceHosts = [hostA.name]
+        try lab.build()
+        try lab.start()
+        defer { lab.stop() }
+        try DemoTopologyTests().checkTenants(lab, family: .v4)
+        for vm in [redA, blueA] {
+            #expect(Traffic.ping(from: lab.ns(vm), to: DemoPlan.x4, count: 3) == 3, "\(vm) to X through G's NAT")
+        }
+        let toX = try Traffic.tcpTransfer(
+            from: lab.ns(redA), to: lab.outside, address: DemoPlan.x4, port: 5301, fetch: true)
+        #expect(toX.ok, "Red's VM on A fetching from X: \(toX)")
+        usleep(600_000)  // the userspace agent writes its counters twice a second
+        let a = try lab.counters(hostA)
+        #expect((a.vsids[5001]?["encap"] ?? 0) > 0 && (a.vsids[5001]?["routed"] ?? 0) > 0, "\(a.vsids)")
+    }
+}
+
 /// A flag one thread sets and another reads.
 final class StopSignal: @unchecked Sendable {
     private let lock = NSLock()
