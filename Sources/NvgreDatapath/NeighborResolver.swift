@@ -36,17 +36,7 @@ public final class NeighborResolver {
 
     /// The NUD state of the neighbor entry for `address` on `ifindex`, nil when there is none.
     public func state(of address: IPAddress, ifindex: UInt32) throws -> UInt16? {
-        let reply = try exchange(
-            request(Self.rtmGetNeigh, flags: 0, address, ifindex, ntfUse: false), "look up neighbor \(address)")
-        if let err = Self.error(in: reply) {
-            if err == -ENOENT { return nil }
-            throw DatapathError("look up neighbor \(address) on ifindex \(ifindex)", errno: -err)
-        }
-        // RTM_NEWNEIGH: nlmsghdr (16), then ndmsg whose ndm_state is at byte 8.
-        guard reply.count >= 28,
-            reply.withUnsafeBytes({ $0.load(fromByteOffset: 4, as: UInt16.self) }) == Self.rtmNewNeigh
-        else { return nil }
-        return reply.withUnsafeBytes { $0.load(fromByteOffset: 24, as: UInt16.self) }
+        try entry(of: address, ifindex: ifindex)?.state
     }
 
     /// The neighbor entry for `address` on `ifindex`: its NUD state and, when it has one, its
@@ -89,18 +79,7 @@ public final class NeighborResolver {
     }
 
     private func exchange(_ msg: [UInt8], _ what: String) throws -> [UInt8] {
-        var kernel = sockaddr_nl()
-        kernel.nl_family = sa_family_t(AF_NETLINK)
-        let sent = withUnsafePointer(to: &kernel) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                sendto(sock, msg, msg.count, 0, $0, socklen_t(MemoryLayout<sockaddr_nl>.size))
-            }
-        }
-        if sent < 0 { throw DatapathError("send a netlink request to \(what)", errno: errno) }
-        var reply = [UInt8](repeating: 0, count: 512)
-        let n = recv(sock, &reply, reply.count, 0)
-        if n < 0 { throw DatapathError("read the netlink reply to \(what)", errno: errno) }
-        return Array(reply.prefix(n))
+        try Netlink.exchange(sock, msg, what)
     }
 
     /// NLMSG_ERROR carries a result (0 is the acknowledgement); nil for any other message.

@@ -131,15 +131,16 @@ public final class TwoHostLab {
 }
 
 /// A flag shared with the consumer thread.
-final class StopFlag: @unchecked Sendable {
+public final class StopFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
-    var isSet: Bool {
+    public init() {}
+    public var isSet: Bool {
         lock.lock()
         defer { lock.unlock() }
         return value
     }
-    func set() {
+    public func set() {
         lock.lock()
         value = true
         lock.unlock()

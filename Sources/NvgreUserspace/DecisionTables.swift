@@ -84,44 +84,24 @@ public struct DecisionTables: Sendable {
 
 /// Longest prefix match per routing domain and family, as the routes LPM trie answers.
 public struct RouteTable: Sendable {
-    struct Entry: Sendable {
-        let prefix: [UInt8]
-        let length: Int
-        let value: nv_route_val
-    }
-    /// (rdid, family) -> entries, longest prefix first.
-    var entries: [UInt64: [Entry]] = [:]
+    /// (rdid, family) -> (prefix, route), longest prefix first.
+    var entries: [UInt64: [(prefix: IPPrefix, value: nv_route_val)]] = [:]
 
     public init() {}
 
     mutating func insert(_ k: nv_route_key, _ v: nv_route_val) {
-        let rdid = UInt32(bigEndian: k.rdid_be)
-        let length = Int(k.prefixlen) - Int(NV_ROUTE_KEY_PREFIX_BITS)
         let bytes = withUnsafeBytes(of: k.addr) { Array($0.prefix(k.family == UInt8(NV_AF_INET6) ? 16 : 4)) }
-        let slot = UInt64(rdid) << 8 | UInt64(k.family)
-        entries[slot, default: []].append(Entry(prefix: bytes, length: length, value: v))
-        entries[slot]!.sort { $0.length > $1.length }
+        let address = bytes.count == 4 ? IPAddress(v4: bytes) : IPAddress(v6: bytes)
+        guard let prefix = IPPrefix(address: address, length: Int(k.prefixlen) - Int(NV_ROUTE_KEY_PREFIX_BITS))
+        else { return }
+        let slot = UInt64(UInt32(bigEndian: k.rdid_be)) << 8 | UInt64(k.family)
+        entries[slot, default: []].append((prefix, v))
+        entries[slot]!.sort { $0.prefix.length > $1.prefix.length }
     }
 
     func lookup(_ rdid: UInt32, _ address: IPAddress) -> nv_route_val? {
-        let bytes = address.bytes
         let family = UInt8(address.family == .v4 ? NV_AF_INET : NV_AF_INET6)
-        for e in entries[UInt64(rdid) << 8 | UInt64(family)] ?? [] where Self.matches(bytes, e.prefix, e.length) {
-            return e.value
-        }
-        return nil
-    }
-
-    static func matches(_ a: [UInt8], _ prefix: [UInt8], _ length: Int) -> Bool {
-        var bits = length, i = 0
-        while bits >= 8 {
-            if a[i] != prefix[i] { return false }
-            bits -= 8
-            i += 1
-        }
-        if bits == 0 { return true }
-        let mask = UInt8(0xff) << (8 - bits)
-        return a[i] & mask == prefix[i] & mask
+        return entries[UInt64(rdid) << 8 | UInt64(family)]?.first { $0.prefix.contains(address) }?.value
     }
 }
 

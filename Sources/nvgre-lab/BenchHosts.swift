@@ -13,6 +13,14 @@ enum BenchPlan {
     /// Scale records: 2001:db8:19:1::10:0 and up (the low 32 bits count from this).
     static let scaleBase: UInt32 = 0x0010_0000
 
+    /// vm2's UDP frame to vm1 as host B sends it, NVGRE to host A's uplink MAC.
+    static func fromB(to ulMAC: MACAddress) -> [UInt8] {
+        NVGRE.encapsulate(
+            inner: BenchFrames.inbound, vsid: 5001,
+            hash: FlowHash(src: vm2.ip4, dst: vm1.ip4, protocol: 17, sport: 2000, dport: 1000),
+            outerSrcMAC: peerMAC, outerDstMAC: ulMAC, srcPA: paB, dstPA: paA)
+    }
+
     /// A namespace with IPv6 off, so no router or listener solicitations reach a sink.
     static func quietNamespace(_ net: LabNetwork, _ name: String) throws -> String {
         let ns = try net.namespace(name)
@@ -131,11 +139,8 @@ final class NvgreBenchHost {
     }
 
     var decap: LiveBench.Path {
-        let frame = NVGRE.encapsulate(
-            inner: BenchFrames.inbound, vsid: 5001,
-            hash: FlowHash(src: BenchPlan.vm2.ip4, dst: BenchPlan.vm1.ip4, protocol: 17, sport: 2000, dport: 1000),
-            outerSrcMAC: BenchPlan.peerMAC, outerDstMAC: ulMAC, srcPA: BenchPlan.paB, dstPA: BenchPlan.paA)
-        return .init(name: "nvgre decap path", frame: frame, from: (ns.f, "fab"), sink: (ns.v, "eth0"))
+        .init(
+            name: "nvgre decap path", frame: BenchPlan.fromB(to: ulMAC), from: (ns.f, "fab"), sink: (ns.v, "eth0"))
     }
 
     /// IPv6 frames to one of `records` scale records, picked at random per frame.

@@ -52,10 +52,7 @@ final class UserspaceBenchHost {
     }
 
     var decap: LiveBench.Path {
-        let frame = NVGRE.encapsulate(
-            inner: BenchFrames.inbound, vsid: 5001,
-            hash: FlowHash(src: BenchPlan.vm2.ip4, dst: BenchPlan.vm1.ip4, protocol: 17, sport: 2000, dport: 1000),
-            outerSrcMAC: BenchPlan.peerMAC, outerDstMAC: ulMAC, srcPA: BenchPlan.paB, dstPA: BenchPlan.paA)
-        return .init(name: "userspace decap path", frame: frame, from: (ns.f, "fab"), sink: (ns.v, "eth0"))
+        .init(
+            name: "userspace decap path", frame: BenchPlan.fromB(to: ulMAC), from: (ns.f, "fab"), sink: (ns.v, "eth0"))
     }
 }

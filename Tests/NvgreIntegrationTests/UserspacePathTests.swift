@@ -76,7 +76,7 @@ struct UserspacePathTests {
                 tables: compiled.decisionTables, uplinkIfindex: try interfaceIndex("ul"),
                 portIfindexes: [try interfaceIndex("vm1")])
         }
-        let stopped = StopSignal()
+        let stopped = StopFlag()
         let loop = Thread { forwarder.run { stopped.isSet } }
         loop.start()
         defer { stopped.set() }
@@ -253,21 +253,5 @@ extension UserspacePathTests {
         usleep(600_000)  // the userspace agent writes its counters twice a second
         let a = try lab.counters(hostA)
         #expect((a.vsids[5001]?["encap"] ?? 0) > 0 && (a.vsids[5001]?["routed"] ?? 0) > 0, "\(a.vsids)")
-    }
-}
-
-/// A flag one thread sets and another reads.
-final class StopSignal: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    var isSet: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return value
-    }
-    func set() {
-        lock.lock()
-        value = true
-        lock.unlock()
     }
 }
