@@ -52,7 +52,7 @@ differential: build
 
 # The main job: tenants Red and Blue on hosts A and B over a bridge underlay, applied with
 # the CLI from examples/demo, each claim checked with real traffic. DATAPATH=userspace puts
-# A and B on the userspace data path (the gateway G stays in XDP).
+# every host on the userspace data path, DATAPATH=mixed A in XDP and B and G in userspace.
 demo: build
 	DATAPATH=$(or $(DATAPATH),xdp) scripts/demo.sh $(if $(KEEP),--keep)
 

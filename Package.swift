@@ -42,9 +42,12 @@ let package = Package(
         .target(name: "NvgreGateway", dependencies: ["NvgreDatapath", "NvgrePolicy", "NvgreWire", "CNvgre"]),
         // The userspace data path's decisions: the BPF programs' semantics in Swift, no system calls.
         .target(name: "NvgreUserspace", dependencies: ["NvgreDatapath", "NvgreWire", "CNvgre"]),
-        // Its transport: packet rings on the uplink and the ports, the kernel's routes and
-        // neighbors, the forwarding loop.
-        .target(name: "NvgreUserspaceIO", dependencies: ["NvgreUserspace", "NvgreDatapath", "NvgreWire", "CNvgre"]),
+        // Its transport: packet rings on the uplink, the ports and a gateway's external
+        // interface, the kernel's routes and neighbors, the forwarding loop (with the gateway
+        // engine on a gateway host).
+        .target(
+            name: "NvgreUserspaceIO",
+            dependencies: ["NvgreUserspace", "NvgreGateway", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
         // Namespaced labs (topologies of hosts and VMs) for tests, the demo and benchmarks.
         .target(
             name: "NvgreLab", dependencies: ["NvgreControl", "NvgreDatapath", "NvgrePolicy", "NvgreWire", "CNvgre"]),

@@ -11,6 +11,7 @@ packages=(
   iperf3                                              # TCP between VMs in the benchmark
   openvswitch-switch iputils-arping                   # a foreign NVGRE endpoint in the tests
   libcap2-bin                                         # capsh: a host without BPF privileges
+  nftables                                            # the userspace path's host stack guard
 )
 
 missing=()

@@ -212,7 +212,7 @@ public final class Tracer {
         case let .reply(bytes):
             (out.kind, out.output) = (.reply, bytes)
             out.verdict = verdict(tc: TC_ACT_REDIRECT, xdp: XDP_TX)
-        case .pass, .toOutside:
+        case .pass:
             out.kind = .pass
             out.verdict = verdict(tc: TC_ACT_OK, xdp: XDP_PASS)
         case let .drop(reason):

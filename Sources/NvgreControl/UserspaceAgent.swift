@@ -1,6 +1,7 @@
 import CNvgre
 import Foundation
 import NvgreDatapath
+import NvgreGateway
 import NvgrePolicy
 import NvgreUserspace
 import NvgreUserspaceIO
@@ -10,7 +11,11 @@ import NvgreUserspaceIO
 /// counters written to the state directory twice a second for `nvgre stats`. It exits when
 /// the instance goes down (its state directory disappears).
 public enum UserspaceAgent {
-    public static func run(_ instance: UserspaceInstance, log: (String) -> Void) throws {
+    /// `timeouts`: the gateway engine's, on a gateway host (`nvgre gateway` sets them).
+    public static func run(
+        _ instance: UserspaceInstance, timeouts: NATTimeouts = NATTimeouts(), logFlows: Bool = false,
+        log: @escaping (String) -> Void
+    ) throws {
         // Every start is counted: after a crash the counters start again from zero, and
         // `stats` says since when and how many times the agent started, so a gap shows.
         let startsPath = "\(instance.stateDirectory)/agent.starts"
@@ -21,12 +26,26 @@ public enum UserspaceAgent {
         try Files.replace(startsPath, with: "\(starts)\n")
         let since = Date()
         var policyStamp = stamp(instance.policyPath)
-        var compiled = try instance.compile(try instance.storedPolicy())
-        var forwarder = try start(compiled, instance)
+        var policy = try instance.storedPolicy()
+        var compiled = try instance.compile(policy)
+        let events: (Gateway.Event) -> Void = { event in
+            switch event {
+            case .created, .offloaded, .expired: if logFlows { log("\(event)") }
+            default: log("\(event)")
+            }
+        }
+        let start = { (c: CompiledPolicy, p: Policy) in
+            try Self.start(c, instance, gateway: gatewaySettings(p, timeouts), events: events)
+        }
+        var forwarder = try start(compiled, policy)
         var loop = Loop(forwarder)
+        let role = gatewaySettings(policy, timeouts).map { g in
+            " and the gateway engine (external " + g.externalAddresses.map { "\($0.address)" }.joined(separator: ", ")
+                + ")"
+        }
         log(
             "agent of userspace instance \(instance.name): forwarding on \(instance.uplink) and \(ports(compiled).count) "
-                + "ports"
+                + "ports\(role ?? "")"
                 + (starts > 1 ? " (start \(starts): counters from zero; frames during the gap were not forwarded)" : "")
         )
         var lastCounters = Date.distantPast
@@ -36,16 +55,23 @@ public enum UserspaceAgent {
             if now != policyStamp {
                 policyStamp = now
                 do {
-                    let next = try instance.compile(try instance.storedPolicy())
-                    if ports(next) == ports(compiled) {
+                    let nextPolicy = try instance.storedPolicy()
+                    let next = try instance.compile(nextPolicy)
+                    let gateway = gatewaySettings(nextPolicy, timeouts)
+                    if ports(next) == ports(compiled) && external(next) == external(compiled)
+                        && (gateway == nil) == (gatewaySettings(policy, timeouts) == nil)
+                    {
                         forwarder.setTables(next.decisionTables)
+                        if let gateway { forwarder.setGatewaySettings(gateway) }
+                        try guardHostStack(next, instance)
                     } else {
                         // Ports came or went: new rings (frames meanwhile wait in the kernel's queues).
                         loop.stop()
-                        forwarder = try start(next, instance)
+                        forwarder = try start(next, nextPolicy)
                         loop = Loop(forwarder)
                     }
                     compiled = next
+                    policy = nextPolicy
                     log(
                         "policy reloaded: \(next.images[.lookups]?.count ?? 0) lookup records, \(ports(next).count) ports"
                     )
@@ -55,7 +81,8 @@ public enum UserspaceAgent {
             }
             if Date().timeIntervalSince(lastCounters) >= 0.5 {
                 writeCounters(
-                    forwarder.counterSnapshot(), compiled, agent: (starts, since), to: instance.countersPath)
+                    forwarder.counterSnapshot(), gateway: forwarder.gatewaySnapshot, compiled,
+                    domains: policy.routingDomains, agent: (starts, since), to: instance.countersPath)
                 lastCounters = Date()
             }
         }
@@ -73,11 +100,48 @@ public enum UserspaceAgent {
         (c.images[.ports]?.entries.keys.map { $0.load(as: UInt32.self) } ?? []).sorted()
     }
 
-    static func start(_ c: CompiledPolicy, _ instance: UserspaceInstance) throws -> UserspaceForwarder {
+    static func start(
+        _ c: CompiledPolicy, _ instance: UserspaceInstance, gateway: UserspaceForwarder.GatewaySettings?,
+        events: @escaping (Gateway.Event) -> Void
+    ) throws -> UserspaceForwarder {
         guard let up = existingInterfaceIndex(instance.uplink) else {
             throw ControlError("the uplink \(instance.uplink) is gone", hint: nil)
         }
-        return try UserspaceForwarder(tables: c.decisionTables, uplinkIfindex: up, portIfindexes: ports(c))
+        // The guard first: from here on the host's stack does not see the tenants' frames.
+        try guardHostStack(c, instance)
+        return try UserspaceForwarder(
+            tables: c.decisionTables, uplinkIfindex: up, portIfindexes: ports(c), gateway: gateway,
+            gatewayEvents: events)
+    }
+
+    /// The gateway engine's settings, when the policy makes this host a gateway.
+    static func gatewaySettings(_ p: Policy, _ timeouts: NATTimeouts) -> UserspaceForwarder.GatewaySettings? {
+        guard !p.externalAddresses.isEmpty, !p.gatewayDomains.isEmpty else { return nil }
+        return UserspaceForwarder.GatewaySettings(
+            externalAddresses: p.externalAddresses, natShares: p.natShares, timeouts: timeouts)
+    }
+
+    static func external(_ c: CompiledPolicy) -> UInt32 { c.decisionTables.config?.external_ifindex ?? 0 }
+
+    /// Keeps the host's stack from taking the ports' frames and a gateway's NAT and routed
+    /// traffic (HostStackGuard).
+    static func guardHostStack(_ c: CompiledPolicy, _ instance: UserspaceInstance) throws {
+        let t = c.decisionTables
+        let ext = external(c)
+        let scope = HostStackGuard.Scope(
+            ports: ports(c).compactMap(interfaceName), externalInterface: ext != 0 ? interfaceName(ext) : nil,
+            externalAddresses: Array(t.gateway.externalAddresses), routedPrefixes: t.gateway.routed.map(\.prefix))
+        do {
+            try HostStackGuard.install(instance: instance.name, scope)
+        } catch {
+            throw ControlError("\(error)", hint: "install nftables (apt-get install nftables)")
+        }
+    }
+
+    static func interfaceName(_ ifindex: UInt32) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
+        guard if_indextoname(ifindex, &buffer) != nil else { return nil }
+        return String(cString: buffer)
     }
 
     /// The forwarding loop on its own thread.
@@ -109,7 +173,11 @@ public enum UserspaceAgent {
 
     /// The counters as `nvgre -j stats` shapes them: per VSID, drops and exceptions by name.
     static func writeCounters(
-        _ counters: [Counter: UInt64], _ c: CompiledPolicy, agent: (starts: Int, since: Date), to path: String
+        _ counters: [Counter: UInt64],
+        gateway: (
+            gateway: [nv_gw_counter: (packets: UInt64, bytes: UInt64)],
+            domains: [DomainCounter: (packets: UInt64, bytes: UInt64)], flows: Int
+        )?, _ c: CompiledPolicy, domains: [RoutingDomain], agent: (starts: Int, since: Date), to path: String
     ) {
         var vsidOfSlot: [UInt32: UInt32] = [:]
         for (k, v) in c.images[.subnets]?.entries ?? [:] {
@@ -125,9 +193,24 @@ public enum UserspaceAgent {
             guard case let .vsid(slot, counter) = c, let vsid = vsidOfSlot[slot] else { continue }
             vsids[vsid]?[counterNames[Int(counter.rawValue)]] = ["packets": n]
         }
+        // The gateway's counters: the engine's and the core's (routed packets), as on XDP.
+        var gw: [String: Any] = ["flows": gateway?.flows ?? 0, "flowsOffloaded": 0]
+        for (r, name) in ReasonNames.gateway {
+            gw[name] = ["packets": (gateway?.gateway[r]?.packets ?? 0) + (counters[.gateway(r)] ?? 0)]
+        }
+        let perDomain: [[String: Any]] = domains.sorted { $0.id < $1.id }.map { d in
+            var o: [String: Any] = ["domain": d.name, "id": d.id]
+            for (r, name) in ReasonNames.domain {
+                o[name] = [
+                    "packets": (gateway?.domains[DomainCounter(rdid: d.id, counter: r)]?.packets ?? 0)
+                        + (counters[.domain(rdid: d.id, r)] ?? 0)
+                ]
+            }
+            return o
+        }
         let json: [String: Any] = [
             "datapath": "userspace", "vsids": vsids.keys.sorted().map { vsids[$0]! }, "drops": drops,
-            "exceptions": exceptions,
+            "exceptions": exceptions, "gateway": gw, "domains": perDomain,
             "agent": ["starts": agent.starts, "countingSince": ISO8601DateFormatter().string(from: agent.since)]
         ]
         if let data = try? JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]),

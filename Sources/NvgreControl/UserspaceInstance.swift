@@ -2,6 +2,7 @@ import Foundation
 import NvgreDatapath
 import NvgrePolicy
 import NvgreUserspace
+import NvgreUserspaceIO
 import NvgreWire
 
 /// An instance on the userspace data path: no BPF anywhere. Its state directory holds the
@@ -69,6 +70,7 @@ public final class UserspaceInstance {
         let dir = Instance.stateDirectory(name)
         let files = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
         try FileManager.default.removeItem(atPath: dir)
+        HostStackGuard.remove(instance: name)
         return files.sorted()
     }
 

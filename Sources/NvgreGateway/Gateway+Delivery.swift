@@ -47,4 +47,20 @@ extension Gateway {
             return false
         }
     }
+
+    /// What XDP hands up as NV_EXC_OVERSIZE (with the underlay's MTU) when a translated
+    /// packet to a VM on another host does not fit the underlay once encapsulated; nil when
+    /// it fits. For the packets this engine delivers itself: a flow's first ones on an XDP
+    /// host, every one on the userspace path. Asked only of packets that may not fit.
+    func oversize(_ ip: [UInt8], to vm: IPAddress, vsid: UInt32, _ e: ExceptionFrame) -> ExceptionFrame? {
+        guard ip.count > 1280, let record = maps.record(vsid: vsid, ca: vm), record.port_ifindex == 0,
+            let sn = maps.subnet(vsid), let mtu = sender.underlayMTU(to: record.providerAddress),
+            ip.count > NVGRE.customerMTU(underlayMTU: mtu, outer: record.providerAddress.family)
+        else { return nil }
+        let type: EtherType = vm.family == .v4 ? .ipv4 : .ipv6
+        let frame = Ethernet.header(dst: record.customerMAC, src: sn.gatewayMAC, type: type.rawValue) + ip
+        return ExceptionFrame(
+            reason: NV_EXC_OVERSIZE, ingressIfindex: e.ingressIfindex, vsid: vsid, originalLength: frame.count,
+            mtu: UInt32(mtu), frame: frame)
+    }
 }

@@ -58,7 +58,7 @@ extension Gateway {
         // A hairpin flow (its remote is one of our external addresses) stays here both ways:
         // XDP would send it out of the external interface.
         let hairpin = externalAddresses.contains { $0.address == e.flow.remote }
-        if established && !e.offloaded && !e.closing && !hairpin { offload(&e) }
+        if offloads && established && !e.offloaded && !e.closing && !hairpin { offload(&e) }
         table.update(e)
     }
 

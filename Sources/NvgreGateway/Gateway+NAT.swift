@@ -94,6 +94,10 @@ extension Gateway {
         guard var flow = entry else { return }
         guard pkt.decrementTTL() else { return count(NV_GW_DROP_TTL, e) }
         pkt.setDestination(flow.flow.ca, port: flow.flow.caPort)
+        if let oversize = oversize(pkt.bytes, to: pkt.destination, vsid: flow.flow.vsid, e) {
+            observe(&flow, outbound: false, tcpFlags: pkt.tcpFlags)
+            return tooBigFromOutside(oversize)
+        }
         let hash = FlowHash(
             src: pkt.source, dst: pkt.destination, protocol: pkt.proto, sport: pkt.sourcePort,
             dport: pkt.destinationPort)

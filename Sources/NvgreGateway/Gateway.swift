@@ -58,6 +58,9 @@ public final class Gateway {
     private var pendingCounts: [nv_gw_counter: (packets: UInt64, bytes: UInt64)] = [:]
     private var pendingDomainCounts: [DomainCounter: (packets: UInt64, bytes: UInt64)] = [:]
     public var onEvent: (Event) -> Void = { _ in }
+    /// Whether established flows are handed to XDP. The userspace data path has no offload
+    /// step: its engine translates every packet of every flow.
+    public var offloads = true
 
     public init(
         maps: GatewayMaps, sender: GatewaySender, externalAddresses: [ExternalAddress],

@@ -152,7 +152,8 @@ public final class DemoLab {
         agents[g.name] = try Spawn.start(
             [nvgre, "-n", ns(g), "--instance", instance(g), "gateway", "--log-flows"] + gatewayArguments,
             output: gatewayLog, detached: detached)
-        try Spawn.waitForOutput(gatewayLog, containing: "handling exceptions", what: "the gateway on host G")
+        let ready = userspaceHosts.contains(g.name) ? "forwarding on" : "handling exceptions"
+        try Spawn.waitForOutput(gatewayLog, containing: ready, what: "the gateway on host G")
     }
 
     /// Stops `nvgre gateway` the hard way (SIGKILL), as a crash would.

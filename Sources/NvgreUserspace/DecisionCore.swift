@@ -19,15 +19,19 @@ public protocol Underlay: Sendable {
 
 /// The data path's decisions in Swift, with no system call: the same verdict, output bytes
 /// and counters as the BPF programs for every frame, on the same tables. `fromVM` is
-/// nv_from_vm (a VM port's tc program), `fromFabric` nv_from_fabric (the uplink's XDP).
+/// nv_from_vm (a VM port's tc program), `fromFabric` nv_from_fabric (the uplink's XDP),
+/// `fromExternal` nv_from_external (a gateway's external interface).
 /// A transport feeds it frames and carries its verdicts out.
 public struct DecisionCore: Sendable {
     public var tables: DecisionTables
     public var underlay: any Underlay
+    /// A gateway host's NAT flows (the gateway engine's); nil: none.
+    public var flows: (any NATFlowView)?
 
-    public init(tables: DecisionTables, underlay: any Underlay) {
+    public init(tables: DecisionTables, underlay: any Underlay, flows: (any NATFlowView)? = nil) {
         self.tables = tables
         self.underlay = underlay
+        self.flows = flows
     }
 
     /// The counters one frame moved, and its end.
@@ -35,6 +39,7 @@ public struct DecisionCore: Sendable {
         var counters: [Counter: UInt64] = [:]
 
         mutating func count(_ c: Counter, _ n: UInt64 = 1) {
+            if case .vsid(NV_NO_STATS_SLOT, _) = c { return }  // counts nothing, as in count_vsid
             if n > 0 { counters[c, default: 0] += n }
         }
 

@@ -18,6 +18,9 @@ public struct DecisionTables: Sendable {
     public var floodLists: [UInt32: nv_flood_list] = [:]
     /// Routing domain id -> enum nv_gw_mode, on a gateway host.
     public var gatewayDomains: [UInt32: UInt32] = [:]
+    /// A gateway host's: its external addresses, published services, infrastructure
+    /// prefixes, and its route-mode domains' physical prefixes and subnets.
+    public var gateway = GatewayTables()
 
     public init() {}
 
@@ -61,6 +64,7 @@ public struct DecisionTables: Sendable {
                     localPAs.insert(e.key.load(as: nv_pa_key.self).providerAddress)
                 case "config": config = e.value.load(as: nv_config.self)
                 case "gw_domains": gatewayDomains[e.key.load(as: UInt32.self)] = e.value.load(as: UInt32.self)
+                case "ext_addrs", "services", "infra", "gw_prefixes", "gw_routed": gateway.insert(map, e.key, e.value)
                 default: break
                 }
             }

@@ -3,8 +3,8 @@ import NvgreDatapath
 import NvgreWire
 
 /// nv_from_fabric (bpf/from_fabric.h): every frame from the underlay, in the order the XDP
-/// program decides. A gateway host's translation and routing to the outside are the gateway
-/// engine's; here such a frame is `Outcome.toOutside`.
+/// program decides. On a gateway host, a frame for outside its domain goes on in
+/// ToOutside.swift.
 extension DecisionCore {
     public func fromFabric(_ f: [UInt8]) -> Outcome {
         var run = Run()
@@ -72,9 +72,9 @@ extension DecisionCore {
         }
         if src.providerAddress != outer.src { return run.drop(NV_DROP_PA_SPOOF) }
         let dst = tables.record(vsid, inner.dst)
-        if dst == nil && tables.gatewayDomains[sn.rdid] != nil {
-            // A gateway host: outside the domain, for NAT or routing (the gateway engine's).
-            return run.end(.toOutside)
+        if dst == nil, let mode = tables.gatewayDomains[sn.rdid] {
+            // A gateway host: no record at all means outside the domain, for NAT or routing.
+            return toOutside(f, inner, outerLength: outerLength, subnet: sn, vsid: vsid, mode: mode, &run)
         }
         guard let dst, dst.port_ifindex != 0 else { return run.drop(NV_DROP_DST_NOT_LOCAL) }
         let decapsulated = Array(f[outerLength...])

@@ -114,12 +114,7 @@ extension DecisionCore {
         f.setMAC(dst.gatewayMAC, at: 6)
         f.setMAC(rec.customerMAC, at: 0)
         if flow.family == .v4 {
-            let ttl = f[22], proto = f[23]
-            f[22] = ttl &- 1
-            let sum = checksumReplacing(
-                f.be16(24), old: UInt16(ttl) << 8 | UInt16(proto), new: UInt16(ttl &- 1) << 8 | UInt16(proto))
-            f[24] = UInt8(sum >> 8)
-            f[25] = UInt8(sum & 0xff)
+            f.decrementIPv4TTL(at: 14)
         } else {
             f[21] &-= 1
         }

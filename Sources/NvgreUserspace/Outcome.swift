@@ -19,8 +19,6 @@ public enum Verdict: Equatable, Sendable {
     /// From the fabric: decapsulated for the VSID's ports here (these bytes, destination MAC
     /// as the VM sent it).
     case floodUp(vsid: UInt32, frame: [UInt8])
-    /// On a gateway host: for the outside, through NAT or routing (the gateway engine's).
-    case toOutside
 }
 
 /// A counter of the data path, as `nvgre stats` names it.
@@ -29,6 +27,10 @@ public enum Counter: Hashable, Sendable {
     case exception(nv_exception_reason)
     /// A per-VSID counter, by its stats slot.
     case vsid(slot: UInt32, nv_vsid_counter)
+    /// A gateway's counter (gw_stats).
+    case gateway(nv_gw_counter)
+    /// A routing domain's counter (domain_stats).
+    case domain(rdid: UInt32, nv_domain_counter)
 }
 
 /// The verdict and the counters it moved (packets).

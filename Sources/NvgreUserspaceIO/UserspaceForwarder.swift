@@ -1,6 +1,8 @@
 import CNvgre
 import Foundation
 import NvgreDatapath
+import NvgreGateway
+import NvgrePolicy
 import NvgreUserspace
 import NvgreWire
 
@@ -27,13 +29,50 @@ public final class UserspaceForwarder: @unchecked Sendable {
     /// fragmentation without DF, underlay neighbor resolution, on the same tables.
     private let lookups: TableLookups
     private let exceptions: HostExceptionHandler
+    /// On a gateway host: the gateway engine (NAT, published services, route mode) on its
+    /// in-memory maps, and the external interface's ring.
+    private let gateway: (engine: Gateway, maps: UserspaceGatewayMaps, external: PacketRing)?
+    private var pendingGatewaySettings: GatewaySettings?
 
-    /// Opens the rings; call on a thread in the host's network namespace.
-    public init(tables: DecisionTables, uplinkIfindex: UInt32, portIfindexes: [UInt32]) throws {
+    /// What a gateway host's engine needs beyond the tables (the policy's gateway section).
+    public struct GatewaySettings: Sendable {
+        public var externalAddresses: [ExternalAddress]
+        public var natShares: [UInt32: UInt32]
+        public var timeouts: NATTimeouts
+
+        public init(externalAddresses: [ExternalAddress], natShares: [UInt32: UInt32], timeouts: NATTimeouts) {
+            self.externalAddresses = externalAddresses
+            self.natShares = natShares
+            self.timeouts = timeouts
+        }
+    }
+
+    /// Opens the rings; call on a thread in the host's network namespace. With `gateway`
+    /// (and an external interface in the tables' config) it is a gateway host.
+    public init(
+        tables: DecisionTables, uplinkIfindex: UInt32, portIfindexes: [UInt32],
+        gateway settings: GatewaySettings? = nil,
+        gatewayEvents: @escaping (Gateway.Event) -> Void = { _ in }
+    ) throws {
         underlay = try KernelUnderlay()
         core = DecisionCore(tables: tables, underlay: underlay)
         lookups = TableLookups(tables)
         exceptions = try HostExceptionHandler(policy: lookups)
+        if let settings, let ext = tables.config?.external_ifindex, ext != 0 {
+            let maps = UserspaceGatewayMaps(lookups)
+            let hosts = HostAddressCache()
+            let engine = Gateway(
+                maps: maps,
+                sender: try SocketGatewaySender(externalInterface: settings.externalAddresses.first?.interface),
+                externalAddresses: settings.externalAddresses, timeouts: settings.timeouts,
+                natShares: settings.natShares, isHostAddress: { hosts.contains($0) }, clock: monotonicNanoseconds)
+            engine.offloads = false
+            engine.onEvent = gatewayEvents
+            gateway = (engine, maps, try PacketRing(ifindex: ext))
+            core.flows = maps
+        } else {
+            gateway = nil
+        }
         uplink = try PacketRing(ifindex: uplinkIfindex)
         var rings: [UInt32: PacketRing] = [:]
         for p in portIfindexes { rings[p] = try PacketRing(ifindex: p, vnetHeader: true) }
@@ -58,6 +97,13 @@ public final class UserspaceForwarder: @unchecked Sendable {
         underlay.prime(Self.remotePAs(tables))
     }
 
+    /// A changed gateway section of the policy: taken between frames.
+    public func setGatewaySettings(_ settings: GatewaySettings) {
+        lock.lock()
+        pendingGatewaySettings = settings
+        lock.unlock()
+    }
+
     /// Every counter moved so far.
     public func counterSnapshot() -> [Counter: UInt64] {
         lock.lock()
@@ -65,16 +111,28 @@ public final class UserspaceForwarder: @unchecked Sendable {
         return counters
     }
 
+    /// The gateway engine's counts and flows, on a gateway host.
+    public var gatewaySnapshot:
+        (
+            gateway: [nv_gw_counter: (packets: UInt64, bytes: UInt64)],
+            domains: [DomainCounter: (packets: UInt64, bytes: UInt64)], flows: Int
+        )?
+    { gateway?.maps.snapshot() }
+
     /// Forwards until `stop()` returns true (checked at least every `tick` seconds); the
     /// underlay is looked up again every half second.
     public func run(tick: Double = 0.1, stop: () -> Bool) {
-        var fds = ([uplink] + ports.values.sorted { $0.ifindex < $1.ifindex }).map {
-            pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0)
-        }
-        var lastRefresh = Date()
+        let rings = [uplink] + ports.values.sorted { $0.ifindex < $1.ifindex } + (gateway.map { [$0.external] } ?? [])
+        var fds = rings.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        var lastRefresh = Date(), lastSecond = Date()
         while !stop() {
             _ = poll(&fds, nfds_t(fds.count), Int32(tick * 1000))
             uplink.drain { frame in self.handle(Array(frame.bytes), from: nil) }
+            if let gateway {
+                gateway.external.drain { frame in
+                    self.handle(Array(frame.bytes), from: nil, fromExternal: gateway.external.ifindex)
+                }
+            }
             for ring in ports.values {
                 ring.drain { frame in
                     for bytes in Self.wireFrames(frame) {
@@ -86,7 +144,26 @@ public final class UserspaceForwarder: @unchecked Sendable {
                 underlay.refresh()
                 lastRefresh = Date()
             }
+            if let engine = gateway?.engine {
+                applyGatewaySettings(engine)
+                engine.afterPoll()
+                if Date().timeIntervalSince(lastSecond) >= 1 {
+                    engine.everySecond()
+                    lastSecond = Date()
+                }
+            }
         }
+    }
+
+    private func applyGatewaySettings(_ engine: Gateway) {
+        lock.lock()
+        let pending = pendingGatewaySettings
+        pendingGatewaySettings = nil
+        lock.unlock()
+        guard let pending else { return }
+        engine.externalAddresses = pending.externalAddresses
+        engine.natShares = pending.natShares
+        engine.timeouts = pending.timeouts
     }
 
     /// What a VM's frame is on a wire: a TCP or UDP GSO frame cut into its segments, a
@@ -110,13 +187,15 @@ public final class UserspaceForwarder: @unchecked Sendable {
         return [bytes]
     }
 
-    private func handle(_ frame: [UInt8], from port: UInt32?, truncated: Bool = false) {
+    private func handle(_ frame: [UInt8], from port: UInt32?, truncated: Bool = false, fromExternal: UInt32? = nil) {
         lock.lock()
         let core = self.core
         lock.unlock()
         let outcome: Outcome
         if truncated {
             outcome = Outcome(.drop(NV_DROP_GSO_UNSUPPORTED), counters: [.drop(NV_DROP_GSO_UNSUPPORTED): 1])
+        } else if fromExternal != nil {
+            outcome = core.fromExternal(frame)
         } else if let port {
             outcome = core.fromVM(frame, ingress: port)
         } else {
@@ -127,23 +206,25 @@ public final class UserspaceForwarder: @unchecked Sendable {
         lock.unlock()
         switch outcome.verdict {
         case let .forward(egress, out): send(out, on: egress)
-        case let .reply(out): send(out, on: port ?? uplink.ifindex)
+        case let .reply(out): send(out, on: fromExternal ?? port ?? uplink.ifindex)
         case .flood:
             guard let port, let vsid = core.tables.ports[port]?.vsid else { return }
             for (egress, copy) in core.floodCopies(frame, vsid: vsid, ingress: port) { send(copy, on: egress) }
         case let .floodUp(vsid, inner):
             for p in core.tables.floodLists[vsid]?.portIfindexes ?? [] { send(inner, on: p) }
         case let .exception(reason, vsid, out, mtu):
-            exceptions.handle(
-                ExceptionFrame(
-                    reason: reason, ingressIfindex: port ?? uplink.ifindex, vsid: vsid, originalLength: out.count,
-                    mtu: mtu, frame: out))
-        case .drop, .pass, .toOutside: break
+            let e = ExceptionFrame(
+                reason: reason, ingressIfindex: fromExternal ?? port ?? uplink.ifindex, vsid: vsid,
+                originalLength: out.count, mtu: mtu, frame: out)
+            if gateway?.engine.handle(e) != true { exceptions.handle(e) }
+        case .drop, .pass: break
         }
     }
 
     private func send(_ frame: [UInt8], on ifindex: UInt32) {
-        let ring = ifindex == uplink.ifindex ? uplink : ports[ifindex]
+        let ring =
+            ifindex == uplink.ifindex
+            ? uplink : ports[ifindex] ?? gateway.flatMap { $0.external.ifindex == ifindex ? $0.external : nil }
         frame.withUnsafeBytes { try? ring?.send($0) }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import NvgreControl
 import NvgreDatapath
 import NvgreGateway
@@ -17,7 +18,9 @@ struct GatewayCommand: NvgreCommand {
             UDP and ICMP echo: an answer) it is offloaded to XDP both ways. Idle flows expire: established TCP \
             after --tcp-established seconds, other TCP (opening, or after FIN/RST) after --tcp-transitory, UDP \
             after --udp, ICMP echo after --icmp. Stopping this process does not stop offloaded flows; a new one \
-            finds them in the maps. Counters: `nvgre stats`.
+            finds them in the maps. Counters: `nvgre stats`. On a userspace instance (`up --datapath userspace`) \
+            this is its agent with the gateway engine inside: it forwards, and translates every packet of every \
+            flow (no offload step); flows live in its memory and a restart starts them afresh.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -38,13 +41,15 @@ struct GatewayCommand: NvgreCommand {
         t.tcpTransitory = Double(try parseNumber(tcpTransitory, "--tcp-transitory", 1...UInt32.max))
         t.udp = Double(try parseNumber(udp, "--udp", 1...UInt32.max))
         t.icmp = Double(try parseNumber(icmp, "--icmp", 1...UInt32.max))
+        if let u = try global.userspaceInstance() {
+            // The userspace path's agent forwards and runs the gateway engine in one process.
+            try requireGateway(u.name, try u.storedPolicy())
+            setvbuf(stdout, nil, _IOLBF, 0)
+            return try UserspaceAgent.run(u, timeouts: t, logFlows: logFlows, log: log)
+        }
         let instance = try global.openInstance()
         let policy = try instance.livePolicy()
-        guard !policy.externalAddresses.isEmpty, !policy.gatewayDomains.isEmpty else {
-            throw ControlError(
-                "instance \(instance.name) is not a gateway: its policy has no externalAddresses or gatewayDomains",
-                hint: "apply a policy with them (see examples/demo/host-g.yaml), then start the gateway")
-        }
+        try requireGateway(instance.name, policy)
         let icmpLimit = ICMPRateLimit()  // one for the whole process
         let gateway = try Gateway(
             maps: instance.maps, externalAddresses: policy.externalAddresses, timeouts: t, icmpLimit: icmpLimit,
@@ -57,5 +62,13 @@ struct GatewayCommand: NvgreCommand {
             }
         }
         try serveExceptions(instance, gateway: gateway, icmpLimit: icmpLimit)
+    }
+
+    private func requireGateway(_ name: String, _ policy: Policy) throws {
+        guard !policy.externalAddresses.isEmpty, !policy.gatewayDomains.isEmpty else {
+            throw ControlError(
+                "instance \(name) is not a gateway: its policy has no externalAddresses or gatewayDomains",
+                hint: "apply a policy with them (see examples/demo/host-g.yaml), then start the gateway")
+        }
     }
 }

@@ -135,7 +135,7 @@ extension Stats {
             }
             print("vsid \(v["vsid"] ?? "?"): " + fields.joined(separator: ", "))
         }
-        for section in ["drops", "exceptions"] {
+        for section in ["drops", "exceptions", "gateway"] {
             let moved = ((c[section] as? [String: Any]) ?? [:]).compactMap { k, v -> (String, Int)? in
                 let n = ((v as? [String: Any])?["packets"] as? Int) ?? 0
                 return n > 0 ? (k, n) : nil

@@ -228,6 +228,8 @@ struct DifferentialTests {
             case let .drop(r): out["drop:\(ReasonNames.drop(r))"] = n
             case let .exception(r): out["exception:\(ReasonNames.exception(r))"] = n
             case let .vsid(slot, counter): out["\(vsidOfSlot[slot] ?? slot):\(counterNames[Int(counter.rawValue)])"] = n
+            case let .gateway(c): out["gateway:\(c.rawValue)"] = n
+            case let .domain(rdid, c): out["domain:\(rdid):\(c.rawValue)"] = n
             }
         }
         return out

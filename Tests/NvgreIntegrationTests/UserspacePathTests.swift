@@ -255,3 +255,60 @@ extension UserspacePathTests {
         #expect((a.vsids[5001]?["encap"] ?? 0) > 0 && (a.vsids[5001]?["routed"] ?? 0) > 0, "\(a.vsids)")
     }
 }
+
+extension UserspacePathTests {
+    /// The demo's gateway claims on a lab whose G may be on the userspace path: both tenants
+    /// (the same address) out to X through NAT at once, X in to both tenants' published
+    /// services, a tenant to another's service (hairpin), path MTU discovery to X, and the
+    /// infrastructure out of reach.
+    func checkGateway(_ lab: DemoLab) throws {
+        let pmtu = try Spawn.run([
+            "/usr/sbin/ip", "netns", "exec", lab.ns(redA), "ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1472",
+            DemoPlan.x4.description
+        ])
+        #expect(pmtu.output.contains("mtu = 14"), "PMTU to X: \(pmtu.output)")
+        for (i, vm) in [redA, blueA].enumerated() {
+            let t = try Traffic.tcpTransfer(
+                from: lab.ns(vm), to: lab.outside, address: DemoPlan.x4, port: 5201 + UInt16(i), fetch: true)
+            #expect(t.ok, "\(vm) fetching from X through G's NAT: \(t)\n\(gatewayLog(lab))")
+        }
+        let ext = DemoPlan.gExternal4
+        _ = try lab.cli(
+            hostG,
+            ["service", "add", "tcp", "\(ext):\(DemoPlan.blueService)", "--domain", "blue", "--to", "\(blueB.ip4):80"])
+        usleep(1_200_000)  // the agent takes a change within a second
+        for (vm, port) in [(redB, DemoPlan.redService), (blueB, DemoPlan.blueService)] {
+            let t = try Traffic.tcpTransfer(from: lab.outside, to: lab.ns(vm), address: ext, port: port, serverPort: 80)
+            #expect(t.ok, "X to \(vm)'s service \(ext):\(port): \(t)\n\(gatewayLog(lab))")
+        }
+        let hairpin = try Traffic.tcpTransfer(
+            from: lab.ns(blueA), to: lab.ns(redB), address: ext, port: DemoPlan.redService, serverPort: 80,
+            bytes: 65536, timeout: 5)
+        #expect(hairpin.ok, "Blue to Red's service through G (hairpin): \(hairpin)")
+        let infraHosts = [hostA, hostB, hostG]
+        let listeners = try infraHosts.map { try Traffic.udpListener(in: lab.ns($0), family: .v4, port: 9100) }
+        for target in infraHosts.map(\.pa4) + [ext] {
+            _ = try? lab.net.exec(lab.ns(redA), "bash -c 'echo probe > /dev/udp/\(target)/9100'")
+        }
+        #expect(
+            listeners.map { $0.receive(timeout: 0.5).count }.reduce(0, +) == 0, "a tenant reached the infrastructure")
+    }
+
+    func gatewayLog(_ lab: DemoLab) -> String {
+        (try? String(contentsOfFile: lab.gatewayLog, encoding: .utf8)).map { String($0.suffix(3000)) } ?? ""
+    }
+
+    /// Every host of the demo on the userspace path, the gateway G included (its engine runs
+    /// in the agent: NAT, published services, hairpin, with no offload step).
+    @Test func theDemoTopologyWithEveryHostOnTheUserspacePath() throws {
+        let lab = DemoLab(net: LabNetwork(tag: "usall"))
+        lab.userspaceHosts = [hostA.name, hostB.name, hostG.name]
+        lab.underlayMTU = 1500
+        try lab.build()
+        try lab.start()
+        defer { lab.stop() }
+        try DemoTopologyTests().checkTenants(lab, family: .v4)
+        try DemoTopologyTests().checkTenants(lab, family: .v6)
+        try checkGateway(lab)
+    }
+}

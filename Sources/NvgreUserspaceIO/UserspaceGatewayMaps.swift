@@ -1,0 +1,108 @@
+import CNvgre
+import Foundation
+import NvgreDatapath
+import NvgreGateway
+import NvgreUserspace
+import NvgreWire
+
+/// The gateway engine's maps on a userspace host: the tables the decision core reads, and
+/// the NAT flows in memory (the engine's own, which the core asks about too). The engine
+/// and the core run on the forwarding thread; the agent reads the counts from another, so
+/// those are behind a lock.
+public final class UserspaceGatewayMaps: GatewayMaps, NATFlowView, @unchecked Sendable {
+    private let lookups: TableLookups
+    private var natOut: [RawBytes: nv_nat_flow] = [:]
+    private var natIn: [RawBytes: nv_nat_flow] = [:]
+    public let flowCapacity: Int
+    private let lock = NSLock()
+    private var gatewayCounts: [nv_gw_counter: (packets: UInt64, bytes: UInt64)] = [:]
+    private var domainCounts: [DomainCounter: (packets: UInt64, bytes: UInt64)] = [:]
+    private var flowCount = 0
+
+    public init(_ lookups: TableLookups, flowCapacity: Int = Int(NV_DEFAULT_MAX_NAT_FLOWS)) {
+        self.lookups = lookups
+        self.flowCapacity = flowCapacity
+    }
+
+    private var tables: DecisionTables { lookups.tables }
+
+    public var hostConfig: nv_config? { tables.config }
+    public func subnet(_ vsid: UInt32) -> nv_subnet? { tables.subnets[vsid] }
+    public func servedMode(_ rdid: UInt32) -> nv_gw_mode? { tables.gatewayDomains[rdid].map { nv_gw_mode($0) } }
+    public func record(vsid: UInt32, ca: IPAddress) -> nv_lookup_val? { lookups.record(vsid: vsid, ca: ca) }
+    public func route(rdid: UInt32, address: IPAddress) -> nv_route_val? { lookups.route(rdid: rdid, to: address) }
+    public func service(proto: UInt8, address: IPAddress, port: UInt16) -> nv_service? {
+        tables.gateway.services[GatewayTables.ServiceKey(proto, address, port)]
+    }
+    public func isExternalAddress(_ address: IPAddress) -> Bool { tables.gateway.externalAddresses.contains(address) }
+    public func isInfrastructure(_ address: IPAddress) -> Bool {
+        tables.gateway.infrastructure.contains { $0.contains(address) }
+    }
+
+    public func flowOut(_ key: nv_nat_out_key) -> nv_nat_flow? { natOut[RawBytes(of: key)] }
+    public func flowIn(_ key: nv_nat_in_key) -> nv_nat_flow? { natIn[RawBytes(of: key)] }
+
+    /// BPF map semantics the engine relies on: BPF_EXIST needs the entry, BPF_NOEXIST its
+    /// absence, and a full map refuses a new key.
+    public func writeFlowOut(_ key: nv_nat_out_key, _ value: nv_nat_flow, flags: UInt64) throws {
+        try Self.write(&natOut, RawBytes(of: key), value, flags: flags, capacity: flowCapacity)
+        setFlowCount(natOut.count)
+    }
+    public func writeFlowIn(_ key: nv_nat_in_key, _ value: nv_nat_flow, flags: UInt64) throws {
+        try Self.write(&natIn, RawBytes(of: key), value, flags: flags, capacity: flowCapacity)
+    }
+    public func deleteFlowOut(_ key: nv_nat_out_key) {
+        natOut[RawBytes(of: key)] = nil
+        setFlowCount(natOut.count)
+    }
+    public func deleteFlowIn(_ key: nv_nat_in_key) { natIn[RawBytes(of: key)] = nil }
+    public func flowOutKeys() -> [nv_nat_out_key] { natOut.keys.map { $0.load(as: nv_nat_out_key.self) } }
+
+    public struct MapError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    private static func write(
+        _ map: inout [RawBytes: nv_nat_flow], _ key: RawBytes, _ value: nv_nat_flow, flags: UInt64, capacity: Int
+    ) throws {
+        let exists = map[key] != nil
+        if flags == UInt64(BPF_EXIST) && !exists { throw MapError(description: "no such flow") }
+        if flags == UInt64(BPF_NOEXIST) && exists { throw MapError(description: "the flow exists") }
+        if !exists && map.count >= capacity { throw MapError(description: "the flow table is full (\(capacity))") }
+        map[key] = value
+    }
+
+    private func setFlowCount(_ n: Int) {
+        lock.lock()
+        flowCount = n
+        lock.unlock()
+    }
+
+    public func addGatewayCounts(_ counts: [nv_gw_counter: (packets: UInt64, bytes: UInt64)]) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        for (c, v) in counts {
+            let old = gatewayCounts[c] ?? (0, 0)
+            gatewayCounts[c] = (old.packets + v.packets, old.bytes + v.bytes)
+        }
+    }
+
+    public func addDomainCounts(_ counts: [DomainCounter: (packets: UInt64, bytes: UInt64)]) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        for (c, v) in counts {
+            let old = domainCounts[c] ?? (0, 0)
+            domainCounts[c] = (old.packets + v.packets, old.bytes + v.bytes)
+        }
+    }
+
+    /// What the engine counted so far, and the flows it holds.
+    public func snapshot() -> (
+        gateway: [nv_gw_counter: (packets: UInt64, bytes: UInt64)],
+        domains: [DomainCounter: (packets: UInt64, bytes: UInt64)], flows: Int
+    ) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (gatewayCounts, domainCounts, flowCount)
+    }
+}
