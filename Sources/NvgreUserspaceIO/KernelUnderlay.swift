@@ -11,6 +11,7 @@ import NvgreWire
 public final class KernelUnderlay: Underlay, @unchecked Sendable {
     private let lock = NSLock()
     private var hops: [IPAddress: (hop: UnderlayHop, at: Date)] = [:]
+    private var lastRecheck = Date.distantPast
     private let routes: RouteLookup
     private let neighbors: NeighborResolver
 
@@ -37,6 +38,22 @@ public final class KernelUnderlay: Underlay, @unchecked Sendable {
     /// Starts resolving `pas` now (every PA of the policy, at start and on a policy change).
     public func prime(_ pas: [IPAddress]) {
         for pa in pas { _ = hop(to: pa) }
+    }
+
+    /// Looks the unresolved hops up again now, at most once a millisecond; true when one
+    /// became resolved (a frame just decided NV_EXC_NO_NEIGH may be decided again: the
+    /// kernel may have resolved it since the cache last looked, as bpf_fib_lookup would see).
+    public func recheckUnresolved() -> Bool {
+        lock.lock()
+        let due = Date().timeIntervalSince(lastRecheck) >= 0.001
+        if due { lastRecheck = Date() }
+        let pas = due ? hops.filter { !$0.value.hop.isResolved }.map(\.key) : []
+        lock.unlock()
+        let fresh = pas.map { ($0, lookUp($0)) }
+        lock.lock()
+        for (pa, hop) in fresh { hops[pa] = (hop, Date()) }
+        lock.unlock()
+        return fresh.contains { $0.1.isResolved }
     }
 
     /// Looks every known PA up again (routes and neighbors change).

@@ -191,15 +191,19 @@ public final class UserspaceForwarder: @unchecked Sendable {
         lock.lock()
         let core = self.core
         lock.unlock()
-        let outcome: Outcome
-        if truncated {
-            outcome = Outcome(.drop(NV_DROP_GSO_UNSUPPORTED), counters: [.drop(NV_DROP_GSO_UNSUPPORTED): 1])
-        } else if fromExternal != nil {
-            outcome = core.fromExternal(frame)
-        } else if let port {
-            outcome = core.fromVM(frame, ingress: port)
-        } else {
-            outcome = core.fromFabric(frame)
+        func decide() -> Outcome {
+            if truncated {
+                return Outcome(.drop(NV_DROP_GSO_UNSUPPORTED), counters: [.drop(NV_DROP_GSO_UNSUPPORTED): 1])
+            } else if fromExternal != nil {
+                return core.fromExternal(frame)
+            } else if let port {
+                return core.fromVM(frame, ingress: port)
+            }
+            return core.fromFabric(frame)
+        }
+        var outcome = decide()
+        if case .exception(NV_EXC_NO_NEIGH, _, _, _) = outcome.verdict, underlay.recheckUnresolved() {
+            outcome = decide()
         }
         lock.lock()
         for (c, n) in outcome.counters { counters[c, default: 0] += n }

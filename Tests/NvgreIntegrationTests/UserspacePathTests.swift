@@ -310,5 +310,39 @@ extension UserspacePathTests {
         try DemoTopologyTests().checkTenants(lab, family: .v4)
         try DemoTopologyTests().checkTenants(lab, family: .v6)
         try checkGateway(lab)
+        try checkHostOutOfReach(lab, hostA, redA)
+    }
+
+    /// The issue's mix: A in XDP, B and the gateway G on the userspace path.
+    @Test func theDemoTopologyMixed() throws {
+        let lab = DemoLab(net: LabNetwork(tag: "usmix"))
+        lab.userspaceHosts = [hostB.name, hostG.name]
+        lab.underlayMTU = 1500
+        try lab.build()
+        try lab.start()
+        defer { lab.stop() }
+        try DemoTopologyTests().checkTenants(lab, family: .v4)
+        try checkGateway(lab)
+        try checkHostOutOfReach(lab, hostB, blueB)
+    }
+
+    /// A packet socket only taps: the host's own stack sees a userspace host's port frames
+    /// too unless it is kept out. A VM tries the host as an attacker would, on its own link:
+    /// ARP for the host's provider address, and a ping to the host side of its port (its
+    /// IPv6 link-local address, which the kernel would answer neighbor solicitations for).
+    func checkHostOutOfReach(_ lab: DemoLab, _ host: DemoHost, _ vm: DemoVM) throws {
+        let arp = try sh("ip netns exec \(lab.ns(vm)) arping -c 2 -w 2 -I eth0 \(host.pa4) 2>&1 || true")
+        #expect(arp.contains("Received 0 response"), "the host answered \(vm)'s ARP for its PA: \(arp)")
+        let addresses = try sh("ip -n \(lab.ns(host)) -6 -o addr show dev \(vm.name) scope link")
+        guard
+            let linkLocal = addresses.split(separator: " ").first(where: { $0.hasPrefix("fe80:") })?.split(
+                separator: "/"
+            ).first
+        else {
+            Issue.record("no link-local address on \(host.name)'s port \(vm.name): \(addresses)")
+            return
+        }
+        let ping = try sh("ip netns exec \(lab.ns(vm)) ping -6 -c 2 -W 1 \(linkLocal)%eth0 2>&1 || true")
+        #expect(ping.contains(" 0 received"), "\(vm) reached the host side of its port: \(ping)")
     }
 }
