@@ -177,7 +177,8 @@ final class HostFixture {
         try dp.ports.update(port(name), nv_port(vsid: old.vsid, mac: vm.mac, flags: flags))
     }
 
-    /// Every counter as "drop:<reason>", "exception:<reason>" or "<vsid>:<counter>" -> packets.
+    /// Every counter as "drop:<reason>", "exception:<reason>", "<vsid>:<counter>",
+    /// "gateway:<counter>" or "domain:<rdid>:<counter>" -> packets.
     func counters() -> [String: UInt64] {
         var out: [String: UInt64] = [:]
         for (r, name) in ReasonNames.drops { out["drop:\(name)"] = dp.maps.dropCount(r).packets }
@@ -186,6 +187,13 @@ final class HostFixture {
         for s in [Plan.red, Plan.red2, Plan.blue] {
             for (c, v) in dp.maps.vsidCounters(slot: s.slot) {
                 out["\(s.vsid):\(counterNames[Int(c.rawValue)])"] = v.packets
+            }
+        }
+        // A gateway's (the differential test names the core's the same way).
+        for (c, _) in ReasonNames.gateway { out["gateway:\(c.rawValue)"] = dp.maps.gatewayCount(c).packets }
+        for rdid: UInt32 in [1, 2] {
+            for (c, _) in ReasonNames.domain {
+                out["domain:\(rdid):\(c.rawValue)"] = dp.maps.domainCount(rdid, c).packets
             }
         }
         return out
