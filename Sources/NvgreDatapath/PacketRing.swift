@@ -95,6 +95,17 @@ public final class PacketRing {
         close(fd)
     }
 
+    /// Lets the kernel hand up only what `program` (classic BPF) accepts; replaces the
+    /// previous filter.
+    public func attachFilter(_ program: [sock_filter]) throws {
+        var instructions = program
+        let rc = instructions.withUnsafeMutableBufferPointer { p -> Int32 in
+            var prog = sock_fprog(len: UInt16(p.count), filter: p.baseAddress)
+            return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, socklen_t(MemoryLayout<sock_fprog>.size))
+        }
+        if rc != 0 { throw DatapathError("attach a socket filter to the ring of ifindex \(ifindex)", errno: errno) }
+    }
+
     /// Hands every frame of the blocks the kernel has filled to `body`, then gives the
     /// blocks back; returns how many frames there were (0: none ready, nothing waited for).
     @discardableResult

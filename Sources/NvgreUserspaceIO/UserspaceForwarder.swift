@@ -74,6 +74,7 @@ public final class UserspaceForwarder: @unchecked Sendable {
             gateway = nil
         }
         uplink = try PacketRing(ifindex: uplinkIfindex)
+        try uplink.attachFilter(UplinkFilter.program(localPAs: Array(tables.localPAs)))
         var rings: [UInt32: PacketRing] = [:]
         for p in portIfindexes { rings[p] = try PacketRing(ifindex: p, vnetHeader: true) }
         ports = rings
@@ -91,8 +92,10 @@ public final class UserspaceForwarder: @unchecked Sendable {
     /// New tables (a policy change): frames after this call are decided on them.
     public func setTables(_ tables: DecisionTables) {
         lock.lock()
+        let pasChanged = core.tables.localPAs != tables.localPAs
         core.tables = tables
         lock.unlock()
+        if pasChanged { try? uplink.attachFilter(UplinkFilter.program(localPAs: Array(tables.localPAs))) }
         lookups.tables = tables
         underlay.prime(Self.remotePAs(tables))
     }

@@ -11,6 +11,7 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/if_packet.h> /* sockaddr_ll: labs send raw frames */
+#include <linux/filter.h>    /* sock_filter: the userspace path's classic BPF socket filters */
 #include <linux/pkt_cls.h>   /* TC_ACT_*: what a tc program returns */
 #include <spawn.h>
 #include "../../../bpf/nvgre_abi.h"
