@@ -28,30 +28,45 @@ public final class OVSHost {
 
     /// Builds the host on `fabric`'s switch and starts OVS. `remotes` are the PAs of the other
     /// NVGRE endpoints of `vsid`.
-    public init(
+    public convenience init(
         _ net: LabNetwork, fabric: LabFabric, name: String = "ovs", pa: IPAddress, prefixLength: Int = 24,
         vm: LabVM, vsid: UInt32, remotes: [IPAddress], keys: KeyMode
+    ) throws {
+        let ns = try net.namespace(name)
+        let vmNS = try net.namespace("\(name)-vm")
+        try fabric.connect(ns, port: "to-\(name)")
+        try net.veth("vm0", in: ns, "eth0", in: vmNS, macB: vm.mac.description)
+        try net.ip(vmNS, "addr add \(vm.ip4)/24 dev eth0")
+        try net.ip(vmNS, "addr add \(vm.ip6)/64 dev eth0 nodad")
+        // OVS 3.1's userspace datapath reads a veth port with AF_PACKET and forwards a
+        // partial checksum as it finds it (measured: SYN-ACKs left with the pseudo-header
+        // sum only, userspace TSO on or off): its VMs send finished checksums, as OVS's
+        // documentation for veth ports says. Our VMs keep their defaults.
+        try net.exec(vmNS, "ethtool -K eth0 tx off")
+        try self.init(
+            net, in: ns, vmNamespace: vmNS, vmPort: "vm0", uplink: "ul", pa: pa, prefixLength: prefixLength,
+            mtu: fabric.mtu, vm: vm, vsid: vsid, remotes: remotes, keys: keys)
+    }
+
+    /// OVS in namespace `ns`, whose interfaces `vmPort` (toward the VM in `vmNamespace`) and
+    /// `uplink` (toward the underlay) exist already: the PA goes on `br-phy`, beside `uplink`.
+    public init(
+        _ net: LabNetwork, in ns: String, vmNamespace: String, vmPort: String, uplink: String, pa: IPAddress,
+        prefixLength: Int, mtu: Int, vm: LabVM, vsid: UInt32, remotes: [IPAddress], keys: KeyMode
     ) throws {
         self.net = net
         self.pa = pa
         self.vm = vm
-        ns = try net.namespace(name)
-        vmNS = try net.namespace("\(name)-vm")
+        self.ns = ns
+        vmNS = vmNamespace
         runDirectory = "\(Instance.stateRoot)/\(ns)-ovs"
         try? FileManager.default.removeItem(atPath: runDirectory)
         try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
         do {
-            try fabric.connect(ns, port: "to-\(name)")
-            try net.veth("vm0", in: ns, "eth0", in: vmNS, macB: vm.mac.description)
-            try net.ip(vmNS, "addr add \(vm.ip4)/24 dev eth0")
-            try net.ip(vmNS, "addr add \(vm.ip6)/64 dev eth0 nodad")
-            // OVS 3.1's userspace datapath reads a veth port with AF_PACKET and forwards a
-            // partial checksum as it finds it (measured: SYN-ACKs left with the pseudo-header
-            // sum only, userspace TSO on or off): its VMs send finished checksums, as OVS's
-            // documentation for veth ports says. Our VMs keep their defaults.
-            try net.exec(vmNS, "ethtool -K eth0 tx off")
             try startDaemons()
-            try configure(prefixLength: prefixLength, mtu: fabric.mtu, vsid: vsid, remotes: remotes, keys: keys)
+            try configure(
+                vmPort: vmPort, uplink: uplink, prefixLength: prefixLength, mtu: mtu, vsid: vsid, remotes: remotes,
+                keys: keys)
         } catch {
             stop()
             throw error
@@ -109,12 +124,14 @@ public final class OVSHost {
         try waitFor("\(d)/vswitchd.ctl", what: "ovs-vswitchd")
     }
 
-    private func configure(prefixLength: Int, mtu: Int, vsid: UInt32, remotes: [IPAddress], keys: KeyMode) throws {
+    private func configure(
+        vmPort: String, uplink: String, prefixLength: Int, mtu: Int, vsid: UInt32, remotes: [IPAddress], keys: KeyMode
+    ) throws {
         let key = "0x" + String(vsid << 8, radix: 16)
-        try vsctl("add-br br-phy -- set bridge br-phy datapath_type=netdev -- add-port br-phy ul")
+        try vsctl("add-br br-phy -- set bridge br-phy datapath_type=netdev -- add-port br-phy \(uplink)")
         try net.ip(ns, "addr add \(pa)/\(prefixLength) dev br-phy")
         try net.ip(ns, "link set br-phy mtu \(mtu) up")
-        try vsctl("add-br br-int -- set bridge br-int datapath_type=netdev -- add-port br-int vm0")
+        try vsctl("add-br br-int -- set bridge br-int datapath_type=netdev -- add-port br-int \(vmPort)")
         for (i, remote) in remotes.enumerated() {
             let keyOption = keys == .fixed ? key : "flow"
             try vsctl(
@@ -127,8 +144,8 @@ public final class OVSHost {
         let greOutputs = remotes.indices.map { "output:gre\($0)" }.joined(separator: ",")
         let flows =
             [
-                "in_port=vm0,actions=set_field:\(key)->tun_id,\(greOutputs)"
-            ] + remotes.indices.map { "in_port=gre\($0),tun_id=\(key)/0xffffff00,actions=output:vm0" }
+                "in_port=\(vmPort),actions=set_field:\(key)->tun_id,\(greOutputs)"
+            ] + remotes.indices.map { "in_port=gre\($0),tun_id=\(key)/0xffffff00,actions=output:\(vmPort)" }
         try ovs("ovs-ofctl", "del-flows br-int")
         for f in flows { try ovs("ovs-ofctl", "add-flow br-int '\(f)'") }
     }

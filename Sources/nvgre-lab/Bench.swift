@@ -101,7 +101,11 @@ struct Bench: ParsableCommand {
                 let us = try UserspaceBenchHost(net, queues: cores)
                 defer { us.down() }
                 let vxlan = try VXLANBenchHost(net, queues: cores, tag: "usvx")
-                var rows: [LiveBench.Path] = [us.encap, us.decap, host.encap, host.decap, vxlan.encap, vxlan.decap]
+                let ovs = try OVSBenchHost(net, queues: cores)
+                defer { ovs.down() }
+                var rows: [LiveBench.Path] = [
+                    us.encap, us.decap, host.encap, host.decap, vxlan.encap, vxlan.decap, ovs.encap, ovs.decap
+                ]
                 for i in rows.indices { rows[i].name += " (userspace section)" }
                 for path in rows { report.add([try bench.measure(path, section: section, cpus: [0])]) }
                 let n = rows.map { $0.name + ", 1 core" }
@@ -109,6 +113,12 @@ struct Bench: ParsableCommand {
                 report.compare(n[1], to: n[5])
                 report.compare(n[2], to: n[4])
                 report.compare(n[3], to: n[5])
+                report.compare(n[6], to: n[4])
+                report.compare(n[7], to: n[5])
+                report.target("userspace encap vs kernel vxlan", n[0], over: n[4], .atLeast, 1.0)
+                report.target("userspace decap vs kernel vxlan", n[1], over: n[5], .atLeast, 1.0)
+                report.target("userspace encap vs Open vSwitch userspace", n[0], over: n[6], .atLeast, 1.0)
+                report.target("userspace decap vs Open vSwitch userspace", n[1], over: n[7], .atLeast, 1.0)
             }
             if sections.contains(.gateway) {
                 // The baseline of this run: the plain encap path, its frame restored before

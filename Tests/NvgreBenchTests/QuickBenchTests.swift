@@ -41,6 +41,14 @@ struct QuickBenchTests {
                 #expect((delivered?["framesDeliveredMedian"] as? Double ?? 0) > 0, "\(name) delivered frames")
             }
         }
+        // The userspace data path beside the kernel's vxlan and Open vSwitch's userspace datapath.
+        for path in [
+            "userspace encap path", "userspace decap path", "Open vSwitch userspace encap path",
+            "Open vSwitch userspace decap path"
+        ] {
+            let name = "\(path) (userspace section), 1 core"
+            #expect((figure(name, "mpps") ?? 0) > 0, "\(name)")
+        }
         // The gateway: flow set-up through userspace against its exception baseline, and an
         // offloaded NAT flow both ways against the encap path (its frame restored as theirs).
         for name in [
@@ -80,7 +88,7 @@ struct QuickBenchTests {
         }
         // Every ratio that an issue sets a target for, each from two rows of this run.
         let targets = try #require(doc["targets"] as? [[String: Any]])
-        #expect(targets.count == 4 * coreCounts.count + 1 + 2)
+        #expect(targets.count == 4 * coreCounts.count + 1 + 2 + 4)
         let tcp = targets.filter { ($0["what"] as? String ?? "").hasPrefix("nvgre TCP") }
         #expect(tcp.count == 2 && tcp.allSatisfy { $0["ratio"] is Double && $0["met"] is Bool })
         #expect(
