@@ -45,7 +45,7 @@ public enum UserspaceAgent {
         }
         log(
             "agent of userspace instance \(instance.name): forwarding on \(instance.uplink) and \(ports(compiled).count) "
-                + "ports\(role ?? "")"
+                + "ports\(role ?? ""), \(forwarder.laneCount) lane\(forwarder.laneCount == 1 ? "" : "s") (threads)"
                 + (starts > 1 ? " (start \(starts): counters from zero; frames during the gap were not forwarded)" : "")
         )
         var lastCounters = Date.distantPast
@@ -129,7 +129,8 @@ public enum UserspaceAgent {
         let t = c.decisionTables
         let ext = external(c)
         let scope = HostStackGuard.Scope(
-            ports: ports(c).compactMap(interfaceName), externalInterface: ext != 0 ? interfaceName(ext) : nil,
+            ports: ports(c).compactMap(interfaceName), uplink: instance.uplink, providerAddresses: Array(t.localPAs),
+            externalInterface: ext != 0 ? interfaceName(ext) : nil,
             externalAddresses: Array(t.gateway.externalAddresses), routedPrefixes: t.gateway.routed.map(\.prefix))
         do {
             try HostStackGuard.install(instance: instance.name, scope)

@@ -95,6 +95,17 @@ public final class PacketRing {
         close(fd)
     }
 
+    /// Joins fan-out group `group` (an id for this interface, unique in the namespace): the
+    /// kernel spreads the interface's frames over the group's sockets by the CPU that
+    /// received them (PACKET_FANOUT_CPU), so each forwarding thread gets its own share and
+    /// a flow received on one CPU stays in order.
+    public func joinFanout(group: UInt16) throws {
+        var arg = UInt32(group) | UInt32(PACKET_FANOUT_CPU) << 16
+        if setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &arg, socklen_t(MemoryLayout<UInt32>.size)) != 0 {
+            throw DatapathError("join fan-out group \(group) on ifindex \(ifindex)", errno: errno)
+        }
+    }
+
     /// Lets the kernel hand up only what `program` (classic BPF) accepts; replaces the
     /// previous filter.
     public func attachFilter(_ program: [sock_filter]) throws {

@@ -101,6 +101,9 @@ public final class OVSHost {
 
     public var vswitchdLog: String { "\(runDirectory)/vswitchd.log" }
 
+    /// ovs-vswitchd's process (the datapath's threads are its own), while it runs.
+    public var vswitchd: pid_t? { daemons.count == 2 ? daemons[1] : nil }
+
     private func startDaemons() throws {
         let d = runDirectory
         try ovs("ovsdb-tool", "create \(d)/conf.db /usr/share/openvswitch/vswitch.ovsschema")

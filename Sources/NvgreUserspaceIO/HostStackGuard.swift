@@ -5,7 +5,8 @@ import NvgreWire
 /// socket only taps: without this the kernel would also take every frame a VM sends on its
 /// port (answer its ARP for the host's addresses, accept its packets to them: a tenant
 /// reaching the host) and every reply to a NAT flow on a gateway's external interface (and
-/// answer it with a TCP reset). The XDP and tc programs consume those frames; here an
+/// answer it with a TCP reset), and every NVGRE frame for its PAs (processed up to its GRE
+/// handler for nothing). The XDP and tc programs consume those frames; here an
 /// nftables table of the netdev family drops them at ingress, after the packet sockets have
 /// their copy (the kernel runs taps before the ingress hook). No BPF is involved, so it works
 /// where the userspace path is the fallback.
@@ -15,15 +16,20 @@ public enum HostStackGuard {
     /// engine's) and packets to route-mode subnets (routed here, not by the kernel).
     public struct Scope: Equatable, Sendable {
         public var ports: [String] = []
+        /// The uplink and this host's provider addresses: NVGRE to them is the rings'.
+        public var uplink: String?
+        public var providerAddresses: [IPAddress] = []
         public var externalInterface: String?
         public var externalAddresses: [IPAddress] = []
         public var routedPrefixes: [IPPrefix] = []
 
         public init(
-            ports: [String], externalInterface: String? = nil, externalAddresses: [IPAddress] = [],
-            routedPrefixes: [IPPrefix] = []
+            ports: [String], uplink: String? = nil, providerAddresses: [IPAddress] = [],
+            externalInterface: String? = nil, externalAddresses: [IPAddress] = [], routedPrefixes: [IPPrefix] = []
         ) {
             self.ports = ports
+            self.uplink = uplink
+            self.providerAddresses = providerAddresses
             self.externalInterface = externalInterface
             self.externalAddresses = externalAddresses
             self.routedPrefixes = routedPrefixes
@@ -48,6 +54,21 @@ public enum HostStackGuard {
             lines.append(
                 "  chain ports { type filter hook ingress devices = { \(quoted(scope.ports)) } priority 0; policy drop; }"
             )
+        }
+        if let uplink = scope.uplink {
+            // NVGRE to this host's PAs: the kernel would take it up to its GRE handler (and a
+            // raw socket's queue) for nothing.
+            var rules: [String] = []
+            let v4 = scope.providerAddresses.filter { $0.family == .v4 }.map(\.description)
+            let v6 = scope.providerAddresses.filter { $0.family == .v6 }.map(\.description)
+            if !v4.isEmpty { rules.append("ip daddr { \(v4.joined(separator: ", ")) } ip protocol gre drop") }
+            if !v6.isEmpty { rules.append("ip6 daddr { \(v6.joined(separator: ", ")) } ip6 nexthdr gre drop") }
+            if !rules.isEmpty {
+                lines.append("  chain uplink {")
+                lines.append("    type filter hook ingress device \(quoted([uplink])) priority 0; policy accept;")
+                lines += rules.map { "    " + $0 }
+                lines.append("  }")
+            }
         }
         if let ext = scope.externalInterface {
             var rules: [String] = []

@@ -11,27 +11,25 @@ import NvgreWire
 #endif
 
 /// The userspace data path's loop: frames from the uplink's and the ports' packet rings go
-/// through the decision core and out as its verdicts say. The kernel sees every frame too
-/// (a packet socket only taps): raw GRE sockets keep it from answering NVGRE to our PAs
-/// with "protocol unreachable". Exceptions go to the same handler an XDP host's agent runs.
+/// through the decision core and out as its verdicts say. The host's own stack is kept out
+/// of those frames by the agent's nftables table (HostStackGuard). Exceptions go to the
+/// same handler an XDP host's agent runs; on a gateway host, first to the gateway engine.
 ///
-/// First slice of issue 18: one thread, a copy per frame, TCP and UDP GSO frames from VMs
-/// cut into segments here.
+/// One lane (thread) per CPU, each with its own rings on every interface, the kernel
+/// spreading each interface's frames over them by receiving CPU (PACKET_FANOUT_CPU). A
+/// gateway host runs one lane: its engine and its flows are one thread's. TCP and UDP GSO
+/// frames from VMs are cut into segments here; a frame is copied out of its ring.
 public final class UserspaceForwarder: @unchecked Sendable {
     private let lock = NSLock()
     private var core: DecisionCore
-    private let uplink: PacketRing
-    private var ports: [UInt32: PacketRing]
+    private let lanes: [ForwardingLane]
     private let underlay: KernelUnderlay
-    private let greSockets: [Int32]
-    private var counters: [Counter: UInt64] = [:]
-    /// The exception path, as on an XDP host: ICMP "too big" and "no route" answers, IPv4
-    /// fragmentation without DF, underlay neighbor resolution, on the same tables.
+    /// The exception path's view of the tables, as on an XDP host: ICMP "too big" and "no
+    /// route" answers, IPv4 fragmentation without DF, underlay neighbor resolution.
     private let lookups: TableLookups
-    private let exceptions: HostExceptionHandler
     /// On a gateway host: the gateway engine (NAT, published services, route mode) on its
-    /// in-memory maps, and the external interface's ring.
-    private let gateway: (engine: Gateway, maps: UserspaceGatewayMaps, external: PacketRing)?
+    /// in-memory maps (the external interface's ring is lane 0's).
+    private let gateway: (engine: Gateway, maps: UserspaceGatewayMaps)?
     private var pendingGatewaySettings: GatewaySettings?
 
     /// What a gateway host's engine needs beyond the tables (the policy's gateway section).
@@ -48,16 +46,17 @@ public final class UserspaceForwarder: @unchecked Sendable {
     }
 
     /// Opens the rings; call on a thread in the host's network namespace. With `gateway`
-    /// (and an external interface in the tables' config) it is a gateway host.
+    /// (and an external interface in the tables' config) it is a gateway host, on one lane;
+    /// otherwise `lanes` threads (default: one per CPU).
     public init(
         tables: DecisionTables, uplinkIfindex: UInt32, portIfindexes: [UInt32],
-        gateway settings: GatewaySettings? = nil,
+        gateway settings: GatewaySettings? = nil, lanes requested: Int? = nil,
         gatewayEvents: @escaping (Gateway.Event) -> Void = { _ in }
     ) throws {
         underlay = try KernelUnderlay()
         core = DecisionCore(tables: tables, underlay: underlay)
         lookups = TableLookups(tables)
-        exceptions = try HostExceptionHandler(policy: lookups)
+        var externalIfindex: UInt32?
         if let settings, let ext = tables.config?.external_ifindex, ext != 0 {
             let maps = UserspaceGatewayMaps(lookups)
             let hosts = HostAddressCache()
@@ -68,26 +67,36 @@ public final class UserspaceForwarder: @unchecked Sendable {
                 natShares: settings.natShares, isHostAddress: { hosts.contains($0) }, clock: monotonicNanoseconds)
             engine.offloads = false
             engine.onEvent = gatewayEvents
-            gateway = (engine, maps, try PacketRing(ifindex: ext))
+            gateway = (engine, maps)
             core.flows = maps
+            externalIfindex = ext
         } else {
             gateway = nil
         }
-        uplink = try PacketRing(ifindex: uplinkIfindex)
-        try uplink.attachFilter(UplinkFilter.program(localPAs: Array(tables.localPAs)))
-        var rings: [UInt32: PacketRing] = [:]
-        for p in portIfindexes { rings[p] = try PacketRing(ifindex: p, vnetHeader: true) }
-        ports = rings
-        greSockets = [AF_INET, AF_INET6].map { socket($0, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 47) }
+        let count =
+            gateway != nil ? 1 : max(1, min(requested ?? ProcessInfo.processInfo.activeProcessorCount, 16))
+        // One fan-out group per interface; the random base keeps a restarted forwarder's
+        // groups apart from the old one's while both exist.
+        let fanout: UInt16? = count > 1 ? UInt16.random(in: 0...UInt16.max) : nil
+        let perLane = 1000.0 / Double(count)
+        let lookups = self.lookups
+        lanes = try (0..<count).map { i in
+            try ForwardingLane(
+                uplinkIfindex: uplinkIfindex, portIfindexes: portIfindexes,
+                externalIfindex: i == 0 ? externalIfindex : nil,
+                localPAs: tables.localPAs, lookups: lookups,
+                icmpLimit: ICMPRateLimit(perSecond: perLane, burst: max(5, 50 / Double(count))), fanout: fanout)
+        }
         underlay.prime(Self.remotePAs(tables))
     }
+
+    /// How many forwarding threads run.
+    public var laneCount: Int { lanes.count }
 
     /// The PAs the policy sends to: every record's that is not this host's.
     static func remotePAs(_ t: DecisionTables) -> [IPAddress] {
         Array(Set(t.records.values.map(\.providerAddress)).subtracting(t.localPAs))
     }
-
-    deinit { greSockets.filter { $0 >= 0 }.forEach { close($0) } }
 
     /// New tables (a policy change): frames after this call are decided on them.
     public func setTables(_ tables: DecisionTables) {
@@ -95,7 +104,9 @@ public final class UserspaceForwarder: @unchecked Sendable {
         let pasChanged = core.tables.localPAs != tables.localPAs
         core.tables = tables
         lock.unlock()
-        if pasChanged { try? uplink.attachFilter(UplinkFilter.program(localPAs: Array(tables.localPAs))) }
+        for lane in lanes where pasChanged {
+            try? lane.uplink.attachFilter(UplinkFilter.program(localPAs: Array(tables.localPAs)))
+        }
         lookups.tables = tables
         underlay.prime(Self.remotePAs(tables))
     }
@@ -107,11 +118,13 @@ public final class UserspaceForwarder: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Every counter moved so far.
+    /// Every counter moved so far, all lanes together.
     public func counterSnapshot() -> [Counter: UInt64] {
-        lock.lock()
-        defer { lock.unlock() }
-        return counters
+        var all: [Counter: UInt64] = [:]
+        for lane in lanes {
+            for (c, n) in lane.counterSnapshot() { all[c, default: 0] += n }
+        }
+        return all
     }
 
     /// The gateway engine's counts and flows, on a gateway host.
@@ -122,39 +135,63 @@ public final class UserspaceForwarder: @unchecked Sendable {
         )?
     { gateway?.maps.snapshot() }
 
-    /// Forwards until `stop()` returns true (checked at least every `tick` seconds); the
-    /// underlay is looked up again every half second.
-    public func run(tick: Double = 0.1, stop: () -> Bool) {
-        let rings = [uplink] + ports.values.sorted { $0.ifindex < $1.ifindex } + (gateway.map { [$0.external] } ?? [])
-        var fds = rings.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+    /// Forwards until `stop()` returns true (checked at least every `tick` seconds): lane 0
+    /// on the calling thread, with the housekeeping (the underlay looked up again every half
+    /// second, the gateway engine's counters and expiry), the others on threads of their own.
+    public func run(tick: Double = 0.1, stop: @escaping @Sendable () -> Bool) {
+        let done = DispatchGroup()
+        for lane in lanes.dropFirst() {
+            done.enter()
+            Thread {
+                self.forward(lane, tick: tick, stop: stop, housekeeping: {})
+                done.leave()
+            }.start()
+        }
         var lastRefresh = Date(), lastSecond = Date()
-        while !stop() {
-            _ = poll(&fds, nfds_t(fds.count), Int32(tick * 1000))
-            uplink.drain { frame in self.handle(Array(frame.bytes), from: nil) }
-            if let gateway {
-                gateway.external.drain { frame in
-                    self.handle(Array(frame.bytes), from: nil, fromExternal: gateway.external.ifindex)
-                }
-            }
-            for ring in ports.values {
-                ring.drain { frame in
-                    for bytes in Self.wireFrames(frame) {
-                        self.handle(bytes, from: ring.ifindex, truncated: frame.truncated)
-                    }
-                }
-            }
+        forward(lanes[0], tick: tick, stop: stop) {
             if Date().timeIntervalSince(lastRefresh) > 0.5 {
-                underlay.refresh()
+                self.underlay.refresh()
                 lastRefresh = Date()
             }
-            if let engine = gateway?.engine {
-                applyGatewaySettings(engine)
+            if let engine = self.gateway?.engine {
+                self.applyGatewaySettings(engine)
                 engine.afterPoll()
                 if Date().timeIntervalSince(lastSecond) >= 1 {
                     engine.everySecond()
                     lastSecond = Date()
                 }
             }
+        }
+        done.wait()
+    }
+
+    /// One lane's loop: every ring drained after each poll, on the core as it was when the
+    /// poll returned; the counters moved are added once per round.
+    private func forward(_ lane: ForwardingLane, tick: Double, stop: () -> Bool, housekeeping: () -> Void) {
+        var fds = lane.rings.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        while !stop() {
+            _ = poll(&fds, nfds_t(fds.count), Int32(tick * 1000))
+            lock.lock()
+            let core = self.core
+            lock.unlock()
+            var moved: [Counter: UInt64] = [:]
+            lane.uplink.drain { frame in
+                self.handle(Array(frame.bytes), core, lane, &moved, from: nil)
+            }
+            if let external = lane.external {
+                external.drain { frame in
+                    self.handle(Array(frame.bytes), core, lane, &moved, from: nil, fromExternal: external.ifindex)
+                }
+            }
+            for ring in lane.ports.values {
+                ring.drain { frame in
+                    for bytes in Self.wireFrames(frame) {
+                        self.handle(bytes, core, lane, &moved, from: ring.ifindex, truncated: frame.truncated)
+                    }
+                }
+            }
+            lane.add(moved)
+            housekeeping()
         }
     }
 
@@ -190,10 +227,10 @@ public final class UserspaceForwarder: @unchecked Sendable {
         return [bytes]
     }
 
-    private func handle(_ frame: [UInt8], from port: UInt32?, truncated: Bool = false, fromExternal: UInt32? = nil) {
-        lock.lock()
-        let core = self.core
-        lock.unlock()
+    private func handle(
+        _ frame: [UInt8], _ core: DecisionCore, _ lane: ForwardingLane, _ moved: inout [Counter: UInt64],
+        from port: UInt32?, truncated: Bool = false, fromExternal: UInt32? = nil
+    ) {
         func decide() -> Outcome {
             if truncated {
                 return Outcome(.drop(NV_DROP_GSO_UNSUPPORTED), counters: [.drop(NV_DROP_GSO_UNSUPPORTED): 1])
@@ -208,30 +245,21 @@ public final class UserspaceForwarder: @unchecked Sendable {
         if case .exception(NV_EXC_NO_NEIGH, _, _, _) = outcome.verdict, underlay.recheckUnresolved() {
             outcome = decide()
         }
-        lock.lock()
-        for (c, n) in outcome.counters { counters[c, default: 0] += n }
-        lock.unlock()
+        for (c, n) in outcome.counters { moved[c, default: 0] += n }
         switch outcome.verdict {
-        case let .forward(egress, out): send(out, on: egress)
-        case let .reply(out): send(out, on: fromExternal ?? port ?? uplink.ifindex)
+        case let .forward(egress, out): lane.send(out, on: egress)
+        case let .reply(out): lane.send(out, on: fromExternal ?? port ?? lane.uplink.ifindex)
         case .flood:
             guard let port, let vsid = core.tables.ports[port]?.vsid else { return }
-            for (egress, copy) in core.floodCopies(frame, vsid: vsid, ingress: port) { send(copy, on: egress) }
+            for (egress, copy) in core.floodCopies(frame, vsid: vsid, ingress: port) { lane.send(copy, on: egress) }
         case let .floodUp(vsid, inner):
-            for p in core.tables.floodLists[vsid]?.portIfindexes ?? [] { send(inner, on: p) }
+            for p in core.tables.floodLists[vsid]?.portIfindexes ?? [] { lane.send(inner, on: p) }
         case let .exception(reason, vsid, out, mtu):
             let e = ExceptionFrame(
-                reason: reason, ingressIfindex: fromExternal ?? port ?? uplink.ifindex, vsid: vsid,
+                reason: reason, ingressIfindex: fromExternal ?? port ?? lane.uplink.ifindex, vsid: vsid,
                 originalLength: out.count, mtu: mtu, frame: out)
-            if gateway?.engine.handle(e) != true { exceptions.handle(e) }
+            if gateway?.engine.handle(e) != true { lane.exceptions.handle(e) }
         case .drop, .pass: break
         }
-    }
-
-    private func send(_ frame: [UInt8], on ifindex: UInt32) {
-        let ring =
-            ifindex == uplink.ifindex
-            ? uplink : ports[ifindex] ?? gateway.flatMap { $0.external.ifindex == ifindex ? $0.external : nil }
-        frame.withUnsafeBytes { try? ring?.send($0) }
     }
 }

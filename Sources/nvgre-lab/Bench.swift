@@ -96,8 +96,8 @@ struct Bench: ParsableCommand {
             }
             if sections.contains(.userspace) {
                 // The userspace path beside the XDP path and the kernel's vxlan, 64-byte frames on
-                // one core (the agent is one thread; the generator shares its core).
-                let section = "userspace data path: live 64-byte frames (1 core, median of \(bench.trials) trials)"
+                // one core and, with two lanes, on two.
+                let section = "userspace data path: live 64-byte frames (median of \(bench.trials) trials)"
                 let us = try UserspaceBenchHost(net, queues: cores)
                 defer { us.down() }
                 let vxlan = try VXLANBenchHost(net, queues: cores, tag: "usvx")
@@ -115,6 +115,15 @@ struct Bench: ParsableCommand {
                 report.compare(n[3], to: n[5])
                 report.compare(n[6], to: n[4])
                 report.compare(n[7], to: n[5])
+                if cores >= 2 {
+                    // Two lanes (the agent's threads, fanned out by receiving CPU) against the
+                    // kernel's vxlan on both cores.
+                    let two = [rows[0], rows[1], rows[4], rows[5]]
+                    for path in two { report.add([try bench.measure(path, section: section, cpus: [0, 1])]) }
+                    let m = two.map { $0.name + ", 2 cores" }
+                    report.compare(m[0], to: m[2])
+                    report.compare(m[1], to: m[3])
+                }
                 report.target("userspace encap vs kernel vxlan", n[0], over: n[4], .atLeast, 1.0)
                 report.target("userspace decap vs kernel vxlan", n[1], over: n[5], .atLeast, 1.0)
                 report.target("userspace encap vs Open vSwitch userspace", n[0], over: n[6], .atLeast, 1.0)

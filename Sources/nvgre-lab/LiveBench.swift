@@ -25,6 +25,9 @@ struct LiveBench {
         var spread: LiveTraffic.Spread? = nil
         /// The path rewrites the frame in place: the generator restores it before each send.
         var restore = false
+        /// Processes that forward on this path (a userspace datapath): confined, all their
+        /// threads, to the CPUs the row measures, as the kernel's paths are by the generator.
+        var processes: [pid_t] = []
     }
 
     var trials: Int { quick ? 3 : 5 }
@@ -41,6 +44,9 @@ struct LiveBench {
     /// The median Mpps of several trials of `path` on `cpus`.
     func measure(_ path: Path, section: String, cpus: [Int]) throws -> BenchRow {
         try attachSink(path)
+        for pid in path.processes {
+            _ = try sh("taskset -a -cp \(cpus.map(String.init).joined(separator: ",")) \(pid) >/dev/null")
+        }
         live.setSpread(path.spread)
         live.setRestore(path.restore ? path.frame : nil)
         defer {

@@ -38,12 +38,12 @@ final class OVSBenchHost {
     var encap: LiveBench.Path {
         .init(
             name: "Open vSwitch userspace encap path", frame: BenchFrames.outbound, from: (ns.v, "eth0"),
-            sink: (ns.f, "fab"))
+            sink: (ns.f, "fab"), processes: ovs.vswitchd.map { [$0] } ?? [])
     }
 
     var decap: LiveBench.Path {
         .init(
             name: "Open vSwitch userspace decap path", frame: BenchPlan.fromB(to: bridgeMAC), from: (ns.f, "fab"),
-            sink: (ns.v, "eth0"))
+            sink: (ns.v, "eth0"), processes: ovs.vswitchd.map { [$0] } ?? [])
     }
 }

@@ -48,11 +48,14 @@ final class UserspaceBenchHost {
     }
 
     var encap: LiveBench.Path {
-        .init(name: "userspace encap path", frame: BenchFrames.outbound, from: (ns.v, "eth0"), sink: (ns.f, "fab"))
+        .init(
+            name: "userspace encap path", frame: BenchFrames.outbound, from: (ns.v, "eth0"), sink: (ns.f, "fab"),
+            processes: agent.map { [$0] } ?? [])
     }
 
     var decap: LiveBench.Path {
         .init(
-            name: "userspace decap path", frame: BenchPlan.fromB(to: ulMAC), from: (ns.f, "fab"), sink: (ns.v, "eth0"))
+            name: "userspace decap path", frame: BenchPlan.fromB(to: ulMAC), from: (ns.f, "fab"), sink: (ns.v, "eth0"),
+            processes: agent.map { [$0] } ?? [])
     }
 }
