@@ -80,9 +80,13 @@ public enum UserspaceAgent {
                 }
             }
             if Date().timeIntervalSince(lastCounters) >= 0.5 {
+                // A restarted forwarder (ports changed) starts its transport counts afresh.
+                let losses = forwarder.transportLosses()
                 writeCounters(
                     forwarder.counterSnapshot(), gateway: forwarder.gatewaySnapshot, compiled,
-                    domains: policy.routingDomains, agent: (starts, since), to: instance.countersPath)
+                    domains: policy.routingDomains,
+                    agent: (starts, since, forwarder.laneCount, losses.ringDrops, losses.sendFailures),
+                    to: instance.countersPath)
                 lastCounters = Date()
             }
         }
@@ -178,7 +182,8 @@ public enum UserspaceAgent {
         gateway: (
             gateway: [nv_gw_counter: (packets: UInt64, bytes: UInt64)],
             domains: [DomainCounter: (packets: UInt64, bytes: UInt64)], flows: Int
-        )?, _ c: CompiledPolicy, domains: [RoutingDomain], agent: (starts: Int, since: Date), to path: String
+        )?, _ c: CompiledPolicy, domains: [RoutingDomain],
+        agent: (starts: Int, since: Date, lanes: Int, ringDrops: UInt64, sendFailures: UInt64), to path: String
     ) {
         var vsidOfSlot: [UInt32: UInt32] = [:]
         for (k, v) in c.images[.subnets]?.entries ?? [:] {
@@ -212,7 +217,10 @@ public enum UserspaceAgent {
         let json: [String: Any] = [
             "datapath": "userspace", "vsids": vsids.keys.sorted().map { vsids[$0]! }, "drops": drops,
             "exceptions": exceptions, "gateway": gw, "domains": perDomain,
-            "agent": ["starts": agent.starts, "countingSince": ISO8601DateFormatter().string(from: agent.since)]
+            "agent": [
+                "starts": agent.starts, "countingSince": ISO8601DateFormatter().string(from: agent.since),
+                "lanes": agent.lanes, "ringDrops": agent.ringDrops, "sendFailures": agent.sendFailures
+            ]
         ]
         if let data = try? JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]),
             let text = String(data: data, encoding: .utf8)

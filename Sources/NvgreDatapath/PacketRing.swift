@@ -106,6 +106,15 @@ public final class PacketRing {
         }
     }
 
+    /// Frames the kernel dropped because the ring was full, since the last call (reading
+    /// PACKET_STATISTICS resets it).
+    public func takeDrops() -> UInt64 {
+        var stats = tpacket_stats_v3()
+        var len = socklen_t(MemoryLayout<tpacket_stats_v3>.size)
+        guard getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &stats, &len) == 0 else { return 0 }
+        return UInt64(stats.tp_drops)
+    }
+
     /// Lets the kernel hand up only what `program` (classic BPF) accepts; replaces the
     /// previous filter.
     public func attachFilter(_ program: [sock_filter]) throws {

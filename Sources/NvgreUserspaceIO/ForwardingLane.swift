@@ -18,6 +18,8 @@ final class ForwardingLane: @unchecked Sendable {
     let exceptions: HostExceptionHandler
     private let lock = NSLock()
     private var counters: [Counter: UInt64] = [:]
+    private var sendFailures: UInt64 = 0
+    private var ringDrops: UInt64 = 0
 
     /// `fanout`: the group id base of the forwarder's lanes (nil: a single lane).
     init(
@@ -62,7 +64,21 @@ final class ForwardingLane: @unchecked Sendable {
     }
 
     func send(_ frame: [UInt8], on ifindex: UInt32) {
-        let ring = ring(ifindex)
-        frame.withUnsafeBytes { try? ring?.send($0) }
+        guard let ring = ring(ifindex) else { return }
+        do { try frame.withUnsafeBytes { try ring.send($0) } } catch {
+            lock.lock()
+            sendFailures += 1
+            lock.unlock()
+        }
+    }
+
+    /// Frames lost in the transport: dropped by the kernel on a full ring, and sends that
+    /// failed (a full transmit queue, a frame over the interface's MTU).
+    func transportLosses() -> (ringDrops: UInt64, sendFailures: UInt64) {
+        let drops = rings.reduce(UInt64(0)) { $0 + $1.takeDrops() }
+        lock.lock()
+        defer { lock.unlock() }
+        ringDrops += drops
+        return (ringDrops, sendFailures)
     }
 }

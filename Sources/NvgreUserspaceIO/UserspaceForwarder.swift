@@ -127,6 +127,11 @@ public final class UserspaceForwarder: @unchecked Sendable {
         return all
     }
 
+    /// Frames the transport lost, all lanes together (see ForwardingLane.transportLosses).
+    public func transportLosses() -> (ringDrops: UInt64, sendFailures: UInt64) {
+        lanes.map { $0.transportLosses() }.reduce((0, 0)) { ($0.0 + $1.ringDrops, $0.1 + $1.sendFailures) }
+    }
+
     /// The gateway engine's counts and flows, on a gateway host.
     public var gatewaySnapshot:
         (

@@ -126,6 +126,10 @@ extension Stats {
                 "userspace data path; counting since \(agent["countingSince"] ?? "?")"
                     + (starts > 1
                         ? " (the agent started \(starts) times: frames between a stop and a start were lost)" : ""))
+            let ringDrops = agent["ringDrops"] as? Int ?? 0, sendFailures = agent["sendFailures"] as? Int ?? 0
+            print(
+                "transport: \(agent["lanes"] ?? 1) lanes; \(ringDrops) frames dropped by the kernel on full rings, "
+                    + "\(sendFailures) sends failed")
         }
         for v in (c["vsids"] as? [[String: Any]]) ?? [] {
             var fields: [String] = []

@@ -219,10 +219,19 @@ extension UserspacePathTests {
         #expect(back < 3, "took \(back) s to forward again")
         var status: Int32 = 0
         waitpid(flood, &status, 0)
+        let floodOutput =
+            (try? String(contentsOfFile: "\(NSTemporaryDirectory())nvgre-flood-\(getpid())", encoding: .utf8)) ?? ""
         unlink("\(NSTemporaryDirectory())nvgre-flood-\(getpid())")
+        // The gap shows where users look: the sender saw the loss, and stats says the agent
+        // started twice (the counters restart from zero).
+        let summary = floodOutput.split(separator: "\n").first { $0.contains("packets transmitted") } ?? ""
+        print("ping flood across the kill: \(summary)")
+        #expect(summary.contains("400 packets transmitted") && !summary.contains(" 0% packet loss"), "\(floodOutput)")
         usleep(600_000)
         let restarted = try a.cli(["stats"]).output
         #expect(restarted.contains("started 2 times"), "\(restarted)")
+        let lanes = min(ProcessInfo.processInfo.activeProcessorCount, 16)  // one per CPU
+        #expect(restarted.contains("transport: \(lanes) lanes"), "\(restarted)")
 
         usleep(600_000)  // the agent writes its counters twice a second
         let stats =
@@ -230,6 +239,8 @@ extension UserspacePathTests {
         let red = (stats?["vsids"] as? [[String: Any]])?.first { ($0["vsid"] as? Int) == 5001 }
         let encap = ((red?["encap"] as? [String: Any])?["packets"] as? Int) ?? 0
         #expect(encap > 8, "\(stats ?? [:])")
+        let agent = stats?["agent"] as? [String: Any]
+        #expect(agent?["lanes"] as? Int == lanes && agent?["ringDrops"] is Int && agent?["sendFailures"] is Int)
     }
 }
 
