@@ -128,7 +128,7 @@ extension Stats {
                         ? " (the agent started \(starts) times: frames between a stop and a start were lost)" : ""))
             let ringDrops = agent["ringDrops"] as? Int ?? 0, sendFailures = agent["sendFailures"] as? Int ?? 0
             print(
-                "transport: \(agent["lanes"] ?? 1) lanes; \(ringDrops) frames dropped by the kernel on full rings, "
+                "transport: \(agent["lanes"] ?? 1) lane(s); \(ringDrops) frames dropped by the kernel on full rings, "
                     + "\(sendFailures) sends failed")
         }
         for v in (c["vsids"] as? [[String: Any]]) ?? [] {

@@ -231,7 +231,7 @@ extension UserspacePathTests {
         let restarted = try a.cli(["stats"]).output
         #expect(restarted.contains("started 2 times"), "\(restarted)")
         let lanes = min(ProcessInfo.processInfo.activeProcessorCount, 16)  // one per CPU
-        #expect(restarted.contains("transport: \(lanes) lanes"), "\(restarted)")
+        #expect(restarted.contains("transport: \(lanes) lane(s)"), "\(restarted)")
 
         usleep(600_000)  // the agent writes its counters twice a second
         let stats =
