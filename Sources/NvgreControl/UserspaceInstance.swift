@@ -102,6 +102,8 @@ public final class UserspaceInstance {
         }
         var ctx = CompileContext(uplinkIfindex: up, ifindex: { existingInterfaceIndex($0) })
         ctx.cpus = 1  // the userspace path keeps no per-CPU buckets
+        // A gateway's own addresses and the uplink's prefixes are infrastructure, as on XDP.
+        ctx.hostAddresses = try interfaceAddresses()
         return try PolicyCompiler.compile(policy, ctx)
     }
 

@@ -100,7 +100,12 @@ public final class PacketRing {
     /// received them (PACKET_FANOUT_CPU), so each forwarding thread gets its own share and
     /// a flow received on one CPU stays in order.
     public func joinFanout(group: UInt16) throws {
-        var arg = UInt32(group) | UInt32(PACKET_FANOUT_CPU) << 16
+        // A group has its own "ignore outgoing" (the socket's PACKET_IGNORE_OUTGOING does not
+        // apply to it): without it the host's own frames out of a port (IPv6 MLD reports)
+        // came up as if a VM had sent them.
+        // (PACKET_FANOUT_FLAG_IGNORE_OUTGOING, Linux 6.4 and later; older headers lack the name).
+        let ignoreOutgoing: Int32 = 0x4000
+        var arg = UInt32(group) | UInt32(PACKET_FANOUT_CPU | ignoreOutgoing) << 16
         if setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &arg, socklen_t(MemoryLayout<UInt32>.size)) != 0 {
             throw DatapathError("join fan-out group \(group) on ifindex \(ifindex)", errno: errno)
         }

@@ -9,7 +9,9 @@ import NvgreWire
 public enum UplinkFilter {
     /// One instruction, before its jumps are resolved: jumps name labels.
     enum Step {
-        case loadHalf(UInt32), loadByte(UInt32), loadWord(UInt32)
+        case loadHalf(UInt32)
+        case loadByte(UInt32)
+        case loadWord(UInt32)
         case ifEqual(UInt32, then: String, else: String)
         case accept, reject
         case label(String)

@@ -77,15 +77,21 @@ public final class UserspaceForwarder: @unchecked Sendable {
             gateway != nil ? 1 : max(1, min(requested ?? ProcessInfo.processInfo.activeProcessorCount, 16))
         // One fan-out group per interface; the random base keeps a restarted forwarder's
         // groups apart from the old one's while both exist.
-        let fanout: UInt16? = count > 1 ? UInt16.random(in: 0...UInt16.max) : nil
-        let perLane = 1000.0 / Double(count)
+        let fanout = UInt16.random(in: 0...UInt16.max)
         let lookups = self.lookups
-        lanes = try (0..<count).map { i in
-            try ForwardingLane(
-                uplinkIfindex: uplinkIfindex, portIfindexes: portIfindexes,
-                externalIfindex: i == 0 ? externalIfindex : nil,
-                localPAs: tables.localPAs, lookups: lookups,
-                icmpLimit: ICMPRateLimit(perSecond: perLane, burst: max(5, 50 / Double(count))), fanout: fanout)
+        func open(_ count: Int) throws -> [ForwardingLane] {
+            try (0..<count).map { i in
+                try ForwardingLane(
+                    uplinkIfindex: uplinkIfindex, portIfindexes: portIfindexes,
+                    externalIfindex: i == 0 ? externalIfindex : nil, localPAs: tables.localPAs, lookups: lookups,
+                    icmpLimit: ICMPRateLimit(perSecond: 1000 / Double(count), burst: max(5, 50 / Double(count))),
+                    fanout: count > 1 ? fanout : nil)
+            }
+        }
+        do {
+            lanes = try open(count)
+        } catch  where count > 1 {
+            lanes = try open(1)  // a kernel without what fan-out needs here (Linux 6.4+): one lane
         }
         underlay.prime(Self.remotePAs(tables))
     }

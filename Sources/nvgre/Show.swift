@@ -189,7 +189,9 @@ struct Show: NvgreCommand {
                 ))
         }
         if want("flood") { sections.append(floodSection(instance.maps, policy)) }
-        if want("infrastructure") { sections.append(try infrastructureSection(instance.maps, policy)) }
+        if want("infrastructure") {
+            sections.append(infrastructureSection(try instance.maps.infrastructure.rawEntries(), policy))
+        }
         policy.lookupRecords = []
 
         if global.json {
@@ -242,12 +244,15 @@ struct Show: NvgreCommand {
         return ("flood", .array(json), text)
     }
 
-    /// The live infra map: each prefix no tenant reaches through this gateway, and why.
-    func infrastructureSection(_ maps: DatapathMaps, _ policy: Policy) throws -> (String, JSON, [String]) {
+    /// The infra map (live, or compiled for a userspace instance): each prefix no tenant
+    /// reaches through this gateway, and why.
+    func infrastructureSection(_ entries: [(key: RawBytes, value: RawBytes)], _ policy: Policy) -> (
+        String, JSON, [String]
+    ) {
         let names = Dictionary(
             ReasonNames.infrastructureOrigins.map { ($0.0.rawValue, $0.1) }, uniquingKeysWith: { a, _ in a })
         var rows: [(prefix: IPPrefix, why: String)] = []
-        for e in try maps.infrastructure.rawEntries() {
+        for e in entries {
             guard let p = e.key.load(as: nv_infra_key.self).prefix else { continue }
             rows.append((p, names[e.value.load(as: UInt32.self)] ?? "unknown"))
         }
@@ -287,6 +292,13 @@ extension Show {
     /// A userspace instance: which data path and why, and its stored policy.
     func showUserspace(_ u: UserspaceInstance) throws {
         let p = try u.storedPolicy()
+        if kind == "infrastructure" {
+            // What the agent decides on: the policy compiled as it compiles it.
+            let entries = try u.compile(p).images[.infrastructure]?.entries.map { (key: $0.key, value: $0.value) } ?? []
+            let (name, json, text) = infrastructureSection(entries, p)
+            if global.json { print(JSON.object([(name, json)]).rendered()) } else { text.forEach { print($0) } }
+            return
+        }
         if global.json {
             var instance: [(String, JSON)] = [
                 ("name", .string(u.name)), ("uplink", .string(u.uplink)), ("datapath", .string("userspace"))

@@ -34,14 +34,22 @@ struct AttackTests {
         let delivered = (red.receive(timeout: 0.5) + blue.receive(timeout: 0.1)).map {
             String(decoding: $0, as: UTF8.self)
         }
+        lab.settle(host)
         let after = try lab.counters(host).drops
         var moved: [String: Int] = [:]
         for (reason, n) in after where n != (before[reason] ?? 0) { moved[reason] = n - (before[reason] ?? 0) }
         return (delivered, moved)
     }
 
-    @Test func forgedFramesFromARedVM() throws {
-        let lab = try startedLab("vmattack")
+    @Test func forgedFramesFromARedVM() throws { try forgedFramesFromARedVM(userspace: false) }
+
+    /// The same attacks on a host on the userspace path: its decision core drops them under
+    /// the same reasons.
+    @Test func forgedFramesFromARedVMOnTheUserspacePath() throws { try forgedFramesFromARedVM(userspace: true) }
+
+    func forgedFramesFromARedVM(userspace: Bool) throws {
+        let lab = try startedLab(userspace ? "usvmattack" : "vmattack", userspace: userspace ? [hostA.name] : [])
+        defer { lab.stop() }
         let send = { (frame: [UInt8], vm: DemoVM) in
             try Traffic.sendFrames(Array(repeating: frame, count: Self.copies), interface: "eth0", in: lab.ns(vm))
         }
@@ -78,8 +86,13 @@ struct AttackTests {
         }
     }
 
-    @Test func forgedNVGREFromTheUnderlay() throws {
-        let lab = try startedLab("ulattack")
+    @Test func forgedNVGREFromTheUnderlay() throws { try forgedNVGREFromTheUnderlay(userspace: false) }
+
+    @Test func forgedNVGREFromTheUnderlayToTheUserspacePath() throws { try forgedNVGREFromTheUnderlay(userspace: true) }
+
+    func forgedNVGREFromTheUnderlay(userspace: Bool) throws {
+        let lab = try startedLab(userspace ? "usulattack" : "ulattack", userspace: userspace ? [hostB.name] : [])
+        defer { lab.stop() }
         let bMAC = try lab.net.mac("ul", in: lab.ns(hostB)), gMAC = try lab.net.mac("ul", in: lab.ns(hostG))
         // An NVGRE frame to B built field by field, each field open to forgery.
         func nvgre(outerSrc: IPAddress = hostA.pa4, vsid: UInt32 = 5001, flags: UInt16 = 0x2000, inner: [UInt8])

@@ -81,8 +81,21 @@ struct InfrastructureTests {
     }
 
     @Test func tenantsReachNoInfrastructureAddressThroughTheGateway() throws {
-        let lab = try startedLab("infra")
+        try tenantsReachNoInfrastructure(userspace: false)
+    }
+
+    /// Every host on the userspace path, G's gateway engine in its agent: the same attempts
+    /// fail the same way.
+    @Test func tenantsReachNoInfrastructureThroughAUserspaceGateway() throws {
+        try tenantsReachNoInfrastructure(userspace: true)
+    }
+
+    func tenantsReachNoInfrastructure(userspace: Bool) throws {
+        let lab = try startedLab(
+            userspace ? "usinfra" : "infra", userspace: userspace ? Set(DemoPlan.hosts.map(\.name)) : [])
+        defer { lab.stop() }
         try prepare(lab)
+        if userspace { usleep(1_200_000) }  // the agent takes a policy change within a second
         #expect(Traffic.ping(from: lab.ns(redA), to: x, count: 2) == 2, "control: Red reaches X")
         // What G holds as infrastructure, and why.
         let shown = try lab.cli(hostG, ["-j", "show", "infrastructure"])
@@ -101,6 +114,7 @@ struct InfrastructureTests {
 
         let seen = try attack(lab, from: DemoPlan.vms)
         #expect(seen.udp == 0 && seen.tcp == 0 && seen.pings == 0, "arrived at the infrastructure: \(seen)")
+        lab.settle(hostG)
         let drops = try lab.counters(hostG).drops
         // Per VM and target: a datagram, at least one SYN, a ping; and the loopback frame.
         let least = DemoPlan.vms.count * (targets.count * 3 + 1)
@@ -123,6 +137,7 @@ struct InfrastructureTests {
             from: lab.ns(blueA), to: lab.ns(redB), address: ext, port: DemoPlan.redService,
             serverPort: 80, bytes: 65536, timeout: 5)
         #expect(hairpinBlue.ok, "Blue reaches Red's published service like any client: \(hairpinBlue)")
+        lab.settle(hostG)
         #expect((try lab.gatewayCounters()["hairpin"] ?? 0) > 0)
         // ...but nothing else on that address.
         let closed = Traffic.connectSeconds(from: lab.ns(blueA), to: ext, port: 22, timeout: 1)

@@ -5,8 +5,9 @@ import Testing
 
 /// A demo topology brought up through the CLI for one test: its own namespaces (prefix of
 /// the run plus `tag`), instances and agents, all removed when the lab goes.
-func startedLab(_ tag: String, underlay: IPFamily = .v4) throws -> DemoLab {
+func startedLab(_ tag: String, underlay: IPFamily = .v4, userspace: Set<String> = []) throws -> DemoLab {
     let lab = DemoLab(net: LabNetwork(tag: tag), underlay: underlay)
+    lab.userspaceHosts = userspace
     try lab.build()
     try lab.start()
     return lab
@@ -20,6 +21,12 @@ let (blueA, blueB) = (DemoPlan.vm(hostA, "blue1"), DemoPlan.vm(hostB, "blue1"))
 extension DemoLab {
     /// `nvgre -j stats` of a host: drop and exception packet counts by reason name, and the
     /// per-VSID counters.
+    /// Waits until a userspace host's agent has written what it counted (twice a second);
+    /// an XDP host's counters are the maps, current at once.
+    func settle(_ h: DemoHost) {
+        if userspaceHosts.contains(h.name) { usleep(700_000) }
+    }
+
     func counters(_ h: DemoHost) throws -> (
         drops: [String: Int], exceptions: [String: Int], vsids: [UInt32: [String: Int]]
     ) {
