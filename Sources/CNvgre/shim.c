@@ -10,6 +10,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 #include <linux/if_tun.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
 #include "CNvgre.h"
 
 int nv_setns_net(int fd)
@@ -108,5 +110,28 @@ int nv_interface_mtu_mac(int sock, unsigned int ifindex, int *mtu, unsigned char
 	if (ioctl(sock, SIOCGIFHWADDR, &ifr) < 0)
 		return -errno;
 	memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+	return 0;
+}
+
+int nv_interface_gro(int sock, unsigned int ifindex, int on, int *was)
+{
+	struct ifreq ifr;
+	struct ethtool_value v;
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_ifindex = (int)ifindex;
+	if (ioctl(sock, SIOCGIFNAME, &ifr) < 0)
+		return -errno;
+	memset(&v, 0, sizeof(v));
+	v.cmd = ETHTOOL_GGRO;
+	ifr.ifr_data = (void *)&v;
+	if (ioctl(sock, SIOCETHTOOL, &ifr) < 0)
+		return -errno;
+	*was = v.data != 0;
+	if (on < 0 || (on != 0) == (*was != 0))
+		return 0;
+	v.cmd = ETHTOOL_SGRO;
+	v.data = on != 0;
+	if (ioctl(sock, SIOCETHTOOL, &ifr) < 0)
+		return -errno;
 	return 0;
 }

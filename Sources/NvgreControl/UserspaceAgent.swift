@@ -35,7 +35,7 @@ public enum UserspaceAgent {
             }
         }
         let start = { (c: CompiledPolicy, p: Policy) in
-            try Self.start(c, instance, gateway: gatewaySettings(p, timeouts), events: events)
+            try Self.start(c, instance, gateway: gatewaySettings(p, timeouts), events: events, log: log)
         }
         var forwarder = try start(compiled, policy)
         var loop = Loop(forwarder)
@@ -106,13 +106,23 @@ public enum UserspaceAgent {
 
     static func start(
         _ c: CompiledPolicy, _ instance: UserspaceInstance, gateway: UserspaceForwarder.GatewaySettings?,
-        events: @escaping (Gateway.Event) -> Void
+        events: @escaping (Gateway.Event) -> Void, log: (String) -> Void
     ) throws -> UserspaceForwarder {
         guard let up = existingInterfaceIndex(instance.uplink) else {
             throw ControlError("the uplink \(instance.uplink) is gone", hint: nil)
         }
         // The guard first: from here on the host's stack does not see the tenants' frames.
         try guardHostStack(c, instance)
+        // Frames one by one on the uplink (and a gateway's external side): GRO would merge a
+        // flow's NVGRE frames into one larger than any port's MTU.
+        let ext = external(c)
+        for (name, ifindex) in [(instance.uplink, up)]
+            + (ext != 0 ? [(interfaceName(ext) ?? "the external side", ext)] : [])
+        {
+            if (try? turnOffGenericReceiveOffload(ifindex: ifindex)) == true {
+                log("generic receive offload turned off on \(name): the userspace path takes frames one by one")
+            }
+        }
         return try UserspaceForwarder(
             tables: c.decisionTables, uplinkIfindex: up, portIfindexes: ports(c), gateway: gateway,
             gatewayEvents: events)

@@ -194,3 +194,17 @@ public final class PacketRing {
         if sent < 0 { throw DatapathError("send a frame on ifindex \(ifindex)", errno: errno) }
     }
 }
+
+/// Generic receive offload on interface `ifindex` (in this thread's network namespace):
+/// turned off, returning whether it was on. A packet ring takes what the stack hands it; with
+/// GRO, NVGRE frames of one flow arrive merged into one frame larger than any MTU, which the
+/// userspace path cannot send on.
+public func turnOffGenericReceiveOffload(ifindex: UInt32) throws -> Bool {
+    let sock = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    if sock < 0 { throw DatapathError("open a socket for interface settings", errno: errno) }
+    defer { close(sock) }
+    var was: Int32 = 0
+    let rc = nv_interface_gro(sock, ifindex, 0, &was)
+    if rc != 0 { throw DatapathError("turn generic receive offload off on ifindex \(ifindex)", errno: -rc) }
+    return was != 0
+}

@@ -316,8 +316,13 @@ extension UserspacePathTests {
         lab.userspaceHosts = [hostA.name, hostB.name, hostG.name]
         lab.underlayMTU = 1500
         try lab.build()
+        // B's uplink as a NIC's is by default: GRO on, which would merge a flow's NVGRE
+        // frames into ones larger than any port's MTU. The agent turns it off and says so.
+        _ = try lab.net.exec(lab.ns(hostB), "ethtool -K ul gro on")
         try lab.start()
         defer { lab.stop() }
+        let log = (try? String(contentsOfFile: lab.agentLog(hostB), encoding: .utf8)) ?? ""
+        #expect(log.contains("generic receive offload turned off on ul"), "\(log)")
         try DemoTopologyTests().checkTenants(lab, family: .v4)
         try DemoTopologyTests().checkTenants(lab, family: .v6)
         try checkGateway(lab)

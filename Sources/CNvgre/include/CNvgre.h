@@ -34,6 +34,9 @@ int nv_tap_open(const char *name);
 /* The MTU and MAC of interface `ifindex` in the network namespace of socket `sock` (any
  * AF_INET datagram socket opened there). 0, or -errno. */
 int nv_interface_mtu_mac(int sock, unsigned int ifindex, int *mtu, unsigned char mac[6]);
+/* Generic receive offload of an interface: *was gets its state; with on >= 0 it is set to on.
+ * 0 or -errno. */
+int nv_interface_gro(int sock, unsigned int ifindex, int on, int *was);
 
 /* Pins the calling thread to one CPU (0, or -errno). */
 int nv_pin_thread_to_cpu(int cpu);
