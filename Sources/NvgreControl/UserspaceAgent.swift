@@ -34,14 +34,15 @@ public enum UserspaceAgent {
             default: log("\(event)")
             }
         }
+        let flows = "\(instance.stateDirectory)/nat-flows"
         let start = { (c: CompiledPolicy, p: Policy) in
-            try Self.start(c, instance, gateway: gatewaySettings(p, timeouts), events: events, log: log)
+            try Self.start(c, instance, gateway: gatewaySettings(p, timeouts, flows), events: events, log: log)
         }
         var forwarder = try start(compiled, policy)
         var loop = Loop(forwarder)
-        let role = gatewaySettings(policy, timeouts).map { g in
+        let role = gatewaySettings(policy, timeouts, flows).map { g in
             " and the gateway engine (external " + g.externalAddresses.map { "\($0.address)" }.joined(separator: ", ")
-                + ")"
+                + "; \(forwarder.restoredFlows) NAT flows taken up from the last run)"
         }
         log(
             "agent of userspace instance \(instance.name): forwarding on \(instance.uplink) and \(ports(compiled).count) "
@@ -57,9 +58,9 @@ public enum UserspaceAgent {
                 do {
                     let nextPolicy = try instance.storedPolicy()
                     let next = try instance.compile(nextPolicy)
-                    let gateway = gatewaySettings(nextPolicy, timeouts)
+                    let gateway = gatewaySettings(nextPolicy, timeouts, flows)
                     if ports(next) == ports(compiled) && external(next) == external(compiled)
-                        && (gateway == nil) == (gatewaySettings(policy, timeouts) == nil)
+                        && (gateway == nil) == (gatewaySettings(policy, timeouts, flows) == nil)
                     {
                         forwarder.setTables(next.decisionTables)
                         if let gateway { forwarder.setGatewaySettings(gateway) }
@@ -129,10 +130,12 @@ public enum UserspaceAgent {
     }
 
     /// The gateway engine's settings, when the policy makes this host a gateway.
-    static func gatewaySettings(_ p: Policy, _ timeouts: NATTimeouts) -> UserspaceForwarder.GatewaySettings? {
+    static func gatewaySettings(_ p: Policy, _ timeouts: NATTimeouts, _ flows: String)
+        -> UserspaceForwarder.GatewaySettings?
+    {
         guard !p.externalAddresses.isEmpty, !p.gatewayDomains.isEmpty else { return nil }
         return UserspaceForwarder.GatewaySettings(
-            externalAddresses: p.externalAddresses, natShares: p.natShares, timeouts: timeouts)
+            externalAddresses: p.externalAddresses, natShares: p.natShares, timeouts: timeouts, flowsPath: flows)
     }
 
     static func external(_ c: CompiledPolicy) -> UInt32 { c.decisionTables.config?.external_ifindex ?? 0 }

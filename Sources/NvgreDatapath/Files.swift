@@ -17,10 +17,14 @@ public enum Files {
 
     /// Writes `text` to a temporary file beside `path`, then renames it over `path`.
     public static func replace(_ path: String, with text: String) throws {
+        try replace(path, with: Array(text.utf8))
+    }
+
+    /// The same with bytes.
+    public static func replace(_ path: String, with bytes: [UInt8]) throws {
         let tmp = path + ".tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         if fd < 0 { throw DatapathError("write \(tmp)", errno: errno) }
-        let bytes = Array(text.utf8)
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         let e = errno
         close(fd)

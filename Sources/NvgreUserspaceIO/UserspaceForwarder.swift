@@ -37,11 +37,17 @@ public final class UserspaceForwarder: @unchecked Sendable {
         public var externalAddresses: [ExternalAddress]
         public var natShares: [UInt32: UInt32]
         public var timeouts: NATTimeouts
+        /// Where the NAT flows are kept across a restart of the agent.
+        public var flowsPath: String?
 
-        public init(externalAddresses: [ExternalAddress], natShares: [UInt32: UInt32], timeouts: NATTimeouts) {
+        public init(
+            externalAddresses: [ExternalAddress], natShares: [UInt32: UInt32], timeouts: NATTimeouts,
+            flowsPath: String? = nil
+        ) {
             self.externalAddresses = externalAddresses
             self.natShares = natShares
             self.timeouts = timeouts
+            self.flowsPath = flowsPath
         }
     }
 
@@ -67,6 +73,8 @@ public final class UserspaceForwarder: @unchecked Sendable {
                 natShares: settings.natShares, isHostAddress: { hosts.contains($0) }, clock: monotonicNanoseconds)
             engine.offloads = false
             engine.onEvent = gatewayEvents
+            maps.flowsPath = settings.flowsPath
+            restoredFlows = maps.restoreFlows() > 0 ? engine.recover() : 0
             gateway = (engine, maps)
             core.flows = maps
             externalIfindex = ext
@@ -98,6 +106,8 @@ public final class UserspaceForwarder: @unchecked Sendable {
 
     /// How many forwarding threads run.
     public var laneCount: Int { lanes.count }
+    /// On a gateway host: the NAT flows taken up from the previous agent's.
+    public private(set) var restoredFlows = 0
 
     /// The PAs the policy sends to: every record's that is not this host's.
     static func remotePAs(_ t: DecisionTables) -> [IPAddress] {
@@ -169,6 +179,8 @@ public final class UserspaceForwarder: @unchecked Sendable {
                 engine.afterPoll()
                 if Date().timeIntervalSince(lastSecond) >= 1 {
                     engine.everySecond()
+                    self.gateway?.maps.noteActivity(engine.table.all)
+                    self.gateway?.maps.saveFlows()
                     lastSecond = Date()
                 }
             }

@@ -46,16 +46,22 @@ public final class UserspaceGatewayMaps: GatewayMaps, NATFlowView, @unchecked Se
     /// absence, and a full map refuses a new key.
     public func writeFlowOut(_ key: nv_nat_out_key, _ value: nv_nat_flow, flags: UInt64) throws {
         try Self.write(&natOut, RawBytes(of: key), value, flags: flags, capacity: flowCapacity)
+        generation += 1
         setFlowCount(natOut.count)
     }
     public func writeFlowIn(_ key: nv_nat_in_key, _ value: nv_nat_flow, flags: UInt64) throws {
         try Self.write(&natIn, RawBytes(of: key), value, flags: flags, capacity: flowCapacity)
+        generation += 1
     }
     public func deleteFlowOut(_ key: nv_nat_out_key) {
         natOut[RawBytes(of: key)] = nil
+        generation += 1
         setFlowCount(natOut.count)
     }
-    public func deleteFlowIn(_ key: nv_nat_in_key) { natIn[RawBytes(of: key)] = nil }
+    public func deleteFlowIn(_ key: nv_nat_in_key) {
+        natIn[RawBytes(of: key)] = nil
+        generation += 1
+    }
     public func flowOutKeys() -> [nv_nat_out_key] { natOut.keys.map { $0.load(as: nv_nat_out_key.self) } }
 
     public struct MapError: Error, CustomStringConvertible {
@@ -94,6 +100,77 @@ public final class UserspaceGatewayMaps: GatewayMaps, NATFlowView, @unchecked Se
             let old = domainCounts[c] ?? (0, 0)
             domainCounts[c] = (old.packets + v.packets, old.bytes + v.bytes)
         }
+    }
+
+    // MARK: kept across a restart
+
+    /// Where the flows are kept (the instance's state directory), so that a restarted agent
+    /// takes them up again as an XDP gateway's process finds them in the maps: established
+    /// connections survive, no port is given twice.
+    public var flowsPath: String?
+    private var savedGeneration = 0
+    private var generation = 0
+    static let recordMagic = Array("NVFLOWS1".utf8)
+    static let recordSize =
+        MemoryLayout<nv_nat_out_key>.size + MemoryLayout<nv_nat_in_key>.size + 2 * MemoryLayout<nv_nat_flow>.size
+
+    /// Writes the flows when they changed since the last write (called about once a second;
+    /// `last_seen` moves with every packet, so a busy gateway writes every time).
+    public func saveFlows() {
+        guard let path = flowsPath, generation != savedGeneration else { return }
+        var bytes = Self.recordMagic
+        bytes.reserveCapacity(8 + natOut.count * Self.recordSize)
+        for (k, v) in natOut {
+            let out = k.load(as: nv_nat_out_key.self)
+            let inKey = NATFlow(v).inKey
+            guard let back = natIn[RawBytes(of: inKey)] else { continue }
+            for part in [RawBytes(of: out), RawBytes(of: inKey), RawBytes(of: v), RawBytes(of: back)] {
+                bytes += part.bytes
+            }
+        }
+        if (try? Files.replace(path, with: bytes)) != nil { savedGeneration = generation }
+    }
+
+    /// The engine's view of when each flow last moved: the maps hold only what the engine
+    /// wrote at creation (on XDP, the programs keep last_seen current in the maps).
+    public func noteActivity(_ entries: [NATEntry]) {
+        for e in entries {
+            let out = RawBytes(of: e.flow.outKey), back = RawBytes(of: e.flow.inKey)
+            guard var v = natOut[out], v.last_seen_ns < e.lastSeen else { continue }
+            v.last_seen_ns = e.lastSeen
+            natOut[out] = v
+            natIn[back]?.last_seen_ns = e.lastSeen
+            generation += 1
+        }
+    }
+
+    /// Reads back the flows a previous agent saved; returns how many. A file that is not
+    /// whole records is ignored (the engine then starts with none).
+    @discardableResult
+    public func restoreFlows() -> Int {
+        guard let path = flowsPath, let data = FileManager.default.contents(atPath: path) else { return 0 }
+        let bytes = [UInt8](data)
+        let n = Self.recordSize
+        guard bytes.count >= 8, Array(bytes.prefix(8)) == Self.recordMagic, (bytes.count - 8) % n == 0 else { return 0 }
+        let sizes = [
+            MemoryLayout<nv_nat_out_key>.size, MemoryLayout<nv_nat_in_key>.size, MemoryLayout<nv_nat_flow>.size,
+            MemoryLayout<nv_nat_flow>.size
+        ]
+        var at = 8
+        var count = 0
+        while at < bytes.count {
+            var parts: [RawBytes] = []
+            for size in sizes {
+                parts.append(bytes[at..<at + size].withUnsafeBytes { RawBytes($0) })
+                at += size
+            }
+            natOut[parts[0]] = parts[2].load(as: nv_nat_flow.self)
+            natIn[parts[1]] = parts[3].load(as: nv_nat_flow.self)
+            count += 1
+        }
+        setFlowCount(natOut.count)
+        savedGeneration = generation
+        return count
     }
 
     /// What the engine counted so far, and the flows it holds.

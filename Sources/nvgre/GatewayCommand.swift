@@ -20,7 +20,8 @@ struct GatewayCommand: NvgreCommand {
             after --udp, ICMP echo after --icmp. Stopping this process does not stop offloaded flows; a new one \
             finds them in the maps. Counters: `nvgre stats`. On a userspace instance (`up --datapath userspace`) \
             this is its agent with the gateway engine inside: it forwards, and translates every packet of every \
-            flow (no offload step); flows live in its memory and a restart starts them afresh.
+            flow (no offload step); it keeps the flows in the state directory once a second, and a restarted agent \
+            takes them up again.
             """)
 
     @OptionGroup var global: GlobalOptions

@@ -327,6 +327,22 @@ extension UserspacePathTests {
         try DemoTopologyTests().checkTenants(lab, family: .v6)
         try checkGateway(lab)
         try checkHostOutOfReach(lab, hostA, redA)
+
+        // kill -9 of G's agent in the middle of a connection through its NAT: restarted, it
+        // takes the flows up from its state directory (kept once a second) and the
+        // connection goes on, through the same external port.
+        let session = try TCPSession(from: lab.ns(redA), to: lab.outside, address: DemoPlan.x4, port: 5302)
+        #expect(session.exchange())
+        usleep(1_300_000)
+        lab.killGateway()
+        try lab.startGateway()
+        let restartLog = gatewayLog(lab)
+        let taken = restartLog.range(of: #"(\d+) NAT flows taken up"#, options: .regularExpression).map {
+            Int(restartLog[$0].split(separator: " ")[0]) ?? 0
+        }
+        #expect((taken ?? 0) >= 1, "\(restartLog)")
+        #expect(session.exchange(65536), "the connection through G's NAT after the restart")
+        #expect(Traffic.ping(from: lab.ns(blueA), to: DemoPlan.x4, count: 2) == 2, "a new flow after the restart")
     }
 
     /// The issue's mix: A in XDP, B and the gateway G on the userspace path.
