@@ -56,38 +56,36 @@ public enum HostStackGuard {
             )
         }
         if let uplink = scope.uplink {
-            // NVGRE to this host's PAs: the kernel would take it up to its GRE handler (and a
-            // raw socket's queue) for nothing.
-            var rules: [String] = []
+            // NVGRE to this host's PAs: the kernel would take it up to its GRE handler for nothing.
             let v4 = scope.providerAddresses.filter { $0.family == .v4 }.map(\.description)
             let v6 = scope.providerAddresses.filter { $0.family == .v6 }.map(\.description)
-            if !v4.isEmpty { rules.append("ip daddr { \(v4.joined(separator: ", ")) } ip protocol gre drop") }
-            if !v6.isEmpty { rules.append("ip6 daddr { \(v6.joined(separator: ", ")) } ip6 nexthdr gre drop") }
-            if !rules.isEmpty {
-                lines.append("  chain uplink {")
-                lines.append("    type filter hook ingress device \(quoted([uplink])) priority 0; policy accept;")
-                lines += rules.map { "    " + $0 }
-                lines.append("  }")
-            }
+            lines += chain(
+                "uplink", on: uplink,
+                (v4.isEmpty ? [] : ["ip daddr { \(v4.joined(separator: ", ")) } ip protocol gre drop"])
+                    + (v6.isEmpty ? [] : ["ip6 daddr { \(v6.joined(separator: ", ")) } ip6 nexthdr gre drop"]))
         }
         if let ext = scope.externalInterface {
-            var rules: [String] = []
             let v4 = scope.externalAddresses.filter { $0.family == .v4 }.map(\.description)
-            if !v4.isEmpty { rules.append("ip daddr { \(v4.joined(separator: ", ")) } ip protocol { tcp, udp } drop") }
             let routed = scope.routedPrefixes.filter { $0.address.family == .v4 }.map(\.description)
-            if !routed.isEmpty { rules.append("ip daddr { \(routed.joined(separator: ", ")) } drop") }
-            if !rules.isEmpty {
-                lines.append("  chain external {")
-                lines.append("    type filter hook ingress device \(quoted([ext])) priority 0; policy accept;")
-                lines += rules.map { "    " + $0 }
-                lines.append("  }")
-            }
+            lines += chain(
+                "external", on: ext,
+                (v4.isEmpty ? [] : ["ip daddr { \(v4.joined(separator: ", ")) } ip protocol { tcp, udp } drop"])
+                    + (routed.isEmpty ? [] : ["ip daddr { \(routed.joined(separator: ", ")) } drop"]))
         }
         lines.append("}")
         return lines.joined(separator: "\n") + "\n"
     }
 
     private static func quoted(_ names: [String]) -> String { names.map { "\"\($0)\"" }.joined(separator: ", ") }
+
+    /// An ingress chain on `device` that accepts all but what `rules` drop (none: no chain).
+    private static func chain(_ name: String, on device: String, _ rules: [String]) -> [String] {
+        guard !rules.isEmpty else { return [] }
+        return [
+            "  chain \(name) {", "    type filter hook ingress device \(quoted([device])) priority 0; policy accept;"
+        ]
+            + rules.map { "    " + $0 } + ["  }"]
+    }
 
     /// Installs (or replaces) the instance's table.
     public static func install(instance: String, _ scope: Scope) throws {

@@ -212,6 +212,36 @@ struct DifferentialTests {
         return out
     }
 
+    /// The programs' side of the comparison: a frame by test-run on the fixture, what the
+    /// program did in the core's terms and the counters it moved; nil when test-run refuses
+    /// the frame (an skb whose ethertype says IPv4 or IPv6 but holds less than that header).
+    final class ProgramRunner {
+        let host: HostFixture
+        private let received = Received()
+        private let channel: ExceptionChannel
+
+        final class Received { var frames: [ExceptionFrame] = [] }
+
+        init(_ host: HostFixture) throws {
+            self.host = host
+            let received = self.received
+            channel = try ExceptionChannel(datapath: host.dp) { received.frames.append($0) }
+        }
+
+        func run(_ program: Program, _ frame: [UInt8], ingress: UInt32) throws -> (
+            verdict: Verdict?, moved: [String: UInt64]
+        )? {
+            received.frames.removeAll()
+            let before = host.counters()
+            guard let result = try? host.dp.testRun(program, frame: frame, ingressIfindex: ingress) else { return nil }
+            try channel.poll(timeoutMilliseconds: 0)
+            let after = host.counters()
+            var moved: [String: UInt64] = [:]
+            for (k, v) in after where v != before[k] { moved[k] = v - (before[k] ?? 0) }
+            return (DifferentialTests.programVerdict(result, received.frames, hook: program), moved)
+        }
+    }
+
     /// What the BPF program did, in the core's terms.
     static func programVerdict(
         _ r: TestRunResult, _ exceptions: [ExceptionFrame], hook: Program
@@ -254,8 +284,7 @@ struct DifferentialTests {
         let seed = env["NVGRE_DIFF_SEED"].flatMap { UInt64($0) } ?? UInt64(Date().timeIntervalSince1970 * 1000)
         let policies = max(1, env["NVGRE_DIFF_POLICIES"].flatMap { Int($0) } ?? 20)
         let host = try HostFixture(tag: "diff")
-        var exceptions: [ExceptionFrame] = []
-        let channel = try ExceptionChannel(datapath: host.dp) { exceptions.append($0) }
+        let programs = try ProgramRunner(host)
         // The table's frames (those that need no change to the maps) are the corpus.
         let corpus = FastPathTable.all.filter { $0.before == nil && $0.gsoSize == 0 }
         let portNames = ["port1", "port2", "port3", "port4", "port5"]
@@ -286,21 +315,10 @@ struct DifferentialTests {
                         frame = Self.adapt(frame, fromVM: fromVM, ingress: ingress, core.tables, &r)
                     }
                     if r.chance(85) { frame = Self.mutate(frame, &r) }
-                    exceptions.removeAll()
-                    let before = host.counters()
-                    // test-run refuses an skb whose ethertype says IPv4 or IPv6 but holds less than
-                    // that header: such frames cannot be compared, and are counted apart.
-                    guard let result = try? host.dp.testRun(base.program, frame: frame, ingressIfindex: ingress)
-                    else {
+                    guard let (program, moved) = try programs.run(base.program, frame, ingress: ingress) else {
                         refused += 1
                         continue
                     }
-                    try channel.poll(timeoutMilliseconds: 0)
-                    let after = host.counters()
-                    var moved: [String: UInt64] = [:]
-                    for (k, v) in after where v != before[k] { moved[k] = v - (before[k] ?? 0) }
-
-                    let program = Self.programVerdict(result, exceptions, hook: base.program)
                     let expected = Self.asTestRunShowsIt(
                         fromVM ? core.fromVM(frame, ingress: ingress) : core.fromFabric(frame))
                     kinds["\(expected.verdict)".prefix { $0 != "(" }.description, default: 0] += 1

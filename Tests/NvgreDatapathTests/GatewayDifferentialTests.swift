@@ -130,8 +130,7 @@ struct GatewayDifferentialTests {
             memory.out[RawBytes(of: f.outKey)] = v
             memory.inbound[RawBytes(of: f.inKey)] = v
         }
-        var exceptions: [ExceptionFrame] = []
-        let channel = try ExceptionChannel(datapath: host.dp) { exceptions.append($0) }
+        let programs = try DifferentialTests.ProgramRunner(host)
         let corpus = Self.corpus()
         var r = DifferentialTests.Random(state: seed)
         var differences: [String] = []
@@ -145,17 +144,10 @@ struct GatewayDifferentialTests {
                 let (program, base) = r.pick(corpus)
                 let ingress = host.port(program == .fromExternal ? "port5" : "ul")
                 let frame = r.chance(85) ? DifferentialTests.mutate(base, &r) : base
-                exceptions.removeAll()
-                let before = host.counters()
-                guard let result = try? host.dp.testRun(program, frame: frame, ingressIfindex: ingress) else {
+                guard let (programSaid, moved) = try programs.run(program, frame, ingress: ingress) else {
                     refused += 1
                     continue
                 }
-                try channel.poll(timeoutMilliseconds: 0)
-                let after = host.counters()
-                var moved: [String: UInt64] = [:]
-                for (k, v) in after where v != before[k] { moved[k] = v - (before[k] ?? 0) }
-                let programSaid = DifferentialTests.programVerdict(result, exceptions, hook: program)
                 let expected = DifferentialTests.asTestRunShowsIt(
                     program == .fromExternal ? core.fromExternal(frame) : core.fromFabric(frame))
                 kinds[

@@ -1,4 +1,5 @@
 import CNvgre
+import NvgreLab
 import NvgreUserspaceIO
 import NvgreWire
 import Testing
@@ -71,5 +72,37 @@ struct UplinkFilterTests {
         for (what, frame) in accepted { #expect(Self.run(program, frame) > 0, "\(what) was rejected") }
         for (what, frame) in rejected { #expect(Self.run(program, frame) == 0, "\(what) was accepted") }
         #expect(Self.run(UplinkFilter.program(localPAs: []), accepted[0].1) == 0, "no PA: nothing accepted")
+    }
+}
+
+/// The host stack guard's nftables script, given to the real nft in a namespace with the
+/// interfaces it names: every kind of rule it can write is accepted and in place.
+@Suite(.serialized)
+struct HostStackGuardTests {
+    @Test func nftTakesEveryRuleTheGuardWrites() throws {
+        let net = LabNetwork(tag: "nftguard")
+        let ns = try net.namespace("h")
+        let peer = try net.namespace("p")
+        for (a, b) in [("vm-1", "e1"), ("vm2", "e2"), ("ul", "fab"), ("ext", "out")] {
+            try net.veth(a, in: ns, b, in: peer)
+        }
+        let scope = HostStackGuard.Scope(
+            ports: ["vm-1", "vm2"], uplink: "ul", providerAddresses: ["198.18.0.1", "2001:db8:18::1"],
+            externalInterface: "ext", externalAddresses: ["203.0.113.1", "203.0.113.9"],
+            routedPrefixes: [IPPrefix(parsing: "198.19.0.0/16")!])
+        let script = HostStackGuard.script(instance: "test-1", scope)
+        let applied = try sh("ip netns exec \(ns) bash -c \"nft -f - <<'EOF'\n\(script)EOF\" 2>&1 && echo applied")
+        #expect(applied.contains("applied"), "nft refused:\n\(script)\n\(applied)")
+        let listed = try sh("ip netns exec \(ns) nft list table netdev nvgre_test_1")
+        for expected in [
+            "policy drop", "ip daddr 198.18.0.1 ip protocol gre drop", "ip6 daddr 2001:db8:18::1 ip6 nexthdr gre drop",
+            "ip protocol { tcp, udp } drop", "ip daddr 198.19.0.0/16 drop"
+        ] {
+            #expect(listed.contains(expected), "\(expected) missing:\n\(listed)")
+        }
+        // Applied again (a policy change), it replaces the table in one transaction.
+        _ = try sh("ip netns exec \(ns) bash -c \"nft -f - <<'EOF'\n\(script)EOF\"")
+        let tables = try sh("ip netns exec \(ns) nft list tables")
+        #expect(tables.split(separator: "\n").filter { $0.contains("nvgre_test_1") }.count == 1, "\(tables)")
     }
 }
