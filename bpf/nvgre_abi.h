@@ -348,6 +348,8 @@ enum nv_nat_flags {
 	NV_NAT_FIN = 1 << 1,       /* a FIN was seen in this direction */
 	NV_NAT_RST = 1 << 2,       /* a RST was seen in this direction */
 	NV_NAT_SERVICE = 1 << 3,   /* opened from outside, to a published service */
+	NV_NAT_ESTABLISHED = 1 << 4, /* TCP: the SYN+ACK was answered (userspace's, for its idle
+				      * timeout; the programs do not read it) */
 };
 
 #define NV_NAT_SEEN_GRANULARITY_NS 1000000ull /* 1 ms; flows expire after seconds */

@@ -16,6 +16,16 @@ public enum UserspaceAgent {
         _ instance: UserspaceInstance, timeouts: NATTimeouts = NATTimeouts(), logFlows: Bool = false,
         log: @escaping (String) -> Void
     ) throws {
+        // One agent per instance: two would forward every frame twice.
+        let lock: PidFileLock
+        switch try PidFileLock.acquire("\(instance.stateDirectory)/agent.pid") {
+        case let .locked(l): lock = l
+        case let .heldBy(pid):
+            throw ControlError(
+                "an agent for instance \(instance.name) is already running (pid \(pid.isEmpty ? "?" : pid))",
+                hint: "stop it first (kill \(pid.isEmpty ? "PID" : pid)); one agent forwards for a userspace instance")
+        }
+        defer { lock.release() }
         // Every start is counted: after a crash the counters start again from zero, and
         // `stats` says since when and how many times the agent started, so a gap shows.
         let startsPath = "\(instance.stateDirectory)/agent.starts"
@@ -62,13 +72,20 @@ public enum UserspaceAgent {
                     if ports(next) == ports(compiled) && external(next) == external(compiled)
                         && (gateway == nil) == (gatewaySettings(policy, timeouts, flows) == nil)
                     {
+                        try guardHostStack(next, instance)  // first: a failure leaves all as it was
                         forwarder.setTables(next.decisionTables)
                         if let gateway { forwarder.setGatewaySettings(gateway) }
-                        try guardHostStack(next, instance)
                     } else {
-                        // Ports came or went: new rings (frames meanwhile wait in the kernel's queues).
+                        // Ports came or went: new rings (frames meanwhile wait in the kernel's
+                        // queues). If the new ones cannot open, the old policy forwards again.
                         loop.stop()
-                        forwarder = try start(next, nextPolicy)
+                        do {
+                            forwarder = try start(next, nextPolicy)
+                        } catch {
+                            forwarder = try start(compiled, policy)
+                            loop = Loop(forwarder)
+                            throw error
+                        }
                         loop = Loop(forwarder)
                     }
                     compiled = next
@@ -181,11 +198,13 @@ public enum UserspaceAgent {
             return stopping
         }
 
+        /// Stops the loop and waits for it; a second call returns at once.
         func stop() {
             lock.lock()
+            let first = !stopping
             stopping = true
             lock.unlock()
-            done.wait()
+            if first { done.wait() }
         }
     }
 

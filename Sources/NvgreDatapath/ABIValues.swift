@@ -417,6 +417,7 @@ public struct NATFlags: OptionSet, Hashable, Sendable {
     public static let fin = NATFlags(rawValue: UInt8(NV_NAT_FIN.rawValue))
     public static let rst = NATFlags(rawValue: UInt8(NV_NAT_RST.rawValue))
     public static let service = NATFlags(rawValue: UInt8(NV_NAT_SERVICE.rawValue))
+    public static let established = NATFlags(rawValue: UInt8(NV_NAT_ESTABLISHED.rawValue))
     /// FIN or RST seen: the flow is closing.
     public static let closing: NATFlags = [.fin, .rst]
 }

@@ -52,6 +52,7 @@ extension Gateway {
                 e.synAcked = true
             }
             established = fromInitiator && e.synAcked && tcpFlags & NATPacket.syn == 0
+            if established { e.flags.insert(.established) }
         } else {
             established = e.sawOutbound && e.sawInbound
         }
@@ -118,9 +119,10 @@ extension Gateway {
             var e = NATEntry(
                 flow: flow, flags: v.natFlags.union(back.natFlags), fromOutside: v.natFlags.contains(.service),
                 lastSeen: max(v.last_seen_ns, back.last_seen_ns))
-            e.sawOutbound = e.offloaded
-            e.sawInbound = e.offloaded
-            e.synAcked = e.offloaded
+            let established = e.offloaded || e.flags.contains(.established)
+            e.sawOutbound = established
+            e.sawInbound = established
+            e.synAcked = established
             if !e.fromOutside {
                 table.ports.claim(proto: flow.proto, address: flow.ext, port: flow.extPort, for: flow.rdid)
             }

@@ -162,7 +162,9 @@ public struct NATTable {
     /// How long `e` may stay idle.
     static func timeout(_ e: NATEntry, _ t: NATTimeouts) -> Double {
         switch e.flow.proto {
-        case IPProtocol.tcp.rawValue: return e.offloaded && !e.closing ? t.tcpEstablished : t.tcpTransitory
+        case IPProtocol.tcp.rawValue:
+            let established = e.offloaded || e.flags.contains(.established)
+            return established && !e.closing ? t.tcpEstablished : t.tcpTransitory
         case IPProtocol.udp.rawValue: return t.udp
         default: return t.icmp
         }

@@ -64,8 +64,10 @@ final class ForwardingLane: @unchecked Sendable {
     }
 
     func send(_ frame: [UInt8], on ifindex: UInt32) {
-        guard let ring = ring(ifindex) else { return }
-        do { try frame.withUnsafeBytes { try ring.send($0) } } catch {
+        do {
+            guard let ring = ring(ifindex) else { throw DatapathError("no ring on ifindex \(ifindex)", errno: ENODEV) }
+            try frame.withUnsafeBytes { try ring.send($0) }
+        } catch {
             lock.lock()
             sendFailures += 1
             lock.unlock()

@@ -40,9 +40,13 @@ public enum HostStackGuard {
         public let description: String
     }
 
-    /// The table of an instance (nftables names: letters, digits, underscores).
+    /// The table of an instance (nftables names: letters, digits, underscores; any other
+    /// character as _ and its code, so that `a-b` and `a_b` do not meet).
     public static func tableName(_ instance: String) -> String {
-        "nvgre_" + String(instance.map { $0.isLetter || $0.isNumber ? $0 : "_" })
+        "nvgre_"
+            + instance.unicodeScalars.map {
+                $0.properties.isAlphabetic || ("0"..."9").contains($0) ? String($0) : "_\(String($0.value, radix: 16))"
+            }.joined()
     }
 
     /// The nft script replacing the instance's table in one transaction (the table is
@@ -61,15 +65,15 @@ public enum HostStackGuard {
             let v6 = scope.providerAddresses.filter { $0.family == .v6 }.map(\.description)
             lines += chain(
                 "uplink", on: uplink,
-                (v4.isEmpty ? [] : ["ip daddr { \(v4.joined(separator: ", ")) } ip protocol gre drop"])
-                    + (v6.isEmpty ? [] : ["ip6 daddr { \(v6.joined(separator: ", ")) } ip6 nexthdr gre drop"]))
+                (v4.isEmpty ? [] : ["ip daddr { \(v4.joined(separator: ", ")) } ip protocol 47 drop"])
+                    + (v6.isEmpty ? [] : ["ip6 daddr { \(v6.joined(separator: ", ")) } ip6 nexthdr 47 drop"]))
         }
         if let ext = scope.externalInterface {
             let v4 = scope.externalAddresses.filter { $0.family == .v4 }.map(\.description)
             let routed = scope.routedPrefixes.filter { $0.address.family == .v4 }.map(\.description)
             lines += chain(
                 "external", on: ext,
-                (v4.isEmpty ? [] : ["ip daddr { \(v4.joined(separator: ", ")) } ip protocol { tcp, udp } drop"])
+                (v4.isEmpty ? [] : ["ip daddr { \(v4.joined(separator: ", ")) } ip protocol { 6, 17 } drop"])
                     + (routed.isEmpty ? [] : ["ip daddr { \(routed.joined(separator: ", ")) } drop"]))
         }
         lines.append("}")
@@ -89,6 +93,10 @@ public enum HostStackGuard {
 
     /// Installs (or replaces) the instance's table.
     public static func install(instance: String, _ scope: Scope) throws {
+        let names = scope.ports + [scope.uplink, scope.externalInterface].compactMap { $0 }
+        if let odd = names.first(where: { $0.contains("\"") || $0.contains("\\") }) {
+            throw Failure(description: "interface \(odd): a name with a quote or a backslash cannot be guarded")
+        }
         try nft(script(instance: instance, scope))
     }
 

@@ -10,8 +10,15 @@ import NvgreWire
 /// the XDP path.
 public final class KernelUnderlay: Underlay, @unchecked Sendable {
     private let lock = NSLock()
-    private var hops: [IPAddress: (hop: UnderlayHop, at: Date)] = [:]
+    private var hops: [IPAddress: (hop: UnderlayHop, at: Date, used: Date)] = [:]
     private var lastRecheck = Date.distantPast
+    /// The policy's PAs, kept for good; any other address (a gateway's outside
+    /// destinations) is forgotten once unused for `idleLimit`, and at most `capacity` held.
+    private var primed: Set<IPAddress> = []
+    static let idleLimit = 5.0, capacity = 4096
+    /// One netlink exchange at a time: the lookups' sockets are shared by every lane, and a
+    /// reply read by the wrong thread would give one address another's route.
+    private let netlink = NSLock()
     private let routes: RouteLookup
     private let neighbors: NeighborResolver
 
@@ -24,19 +31,31 @@ public final class KernelUnderlay: Underlay, @unchecked Sendable {
     /// A hop whose neighbor is still unresolved is looked up again after 50 ms: the first
     /// frames to a new PA find it resolving, the next ones go.
     public func hop(to pa: IPAddress) -> UnderlayHop {
+        let now = Date()
         lock.lock()
         let known = hops[pa]
+        if let known { hops[pa]?.used = now }
         lock.unlock()
-        if let known, known.hop.isResolved || Date().timeIntervalSince(known.at) < 0.05 { return known.hop }
+        if let known, known.hop.isResolved || now.timeIntervalSince(known.at) < 0.05 { return known.hop }
         let hop = lookUp(pa)
         lock.lock()
-        hops[pa] = (hop, Date())
+        if hops.count >= Self.capacity, hops[pa] == nil,
+            let oldest = hops.filter({ !primed.contains($0.key) }).min(by: {
+                $0.value.used < $1.value.used
+            })
+        {
+            hops[oldest.key] = nil
+        }
+        hops[pa] = (hop, Date(), now)
         lock.unlock()
         return hop
     }
 
     /// Starts resolving `pas` now (every PA of the policy, at start and on a policy change).
     public func prime(_ pas: [IPAddress]) {
+        lock.lock()
+        primed = Set(pas)
+        lock.unlock()
         for pa in pas { _ = hop(to: pa) }
     }
 
@@ -51,23 +70,34 @@ public final class KernelUnderlay: Underlay, @unchecked Sendable {
         lock.unlock()
         let fresh = pas.map { ($0, lookUp($0)) }
         lock.lock()
-        for (pa, hop) in fresh { hops[pa] = (hop, Date()) }
+        for (pa, hop) in fresh where hops[pa] != nil {
+            hops[pa]!.hop = hop
+            hops[pa]!.at = Date()
+        }
         lock.unlock()
         return fresh.contains { $0.1.isResolved }
     }
 
-    /// Looks every known PA up again (routes and neighbors change).
+    /// Looks every known address up again (routes and neighbors change), and forgets those
+    /// outside the policy that went unused.
     public func refresh() {
+        let now = Date()
         lock.lock()
+        hops = hops.filter { primed.contains($0.key) || now.timeIntervalSince($0.value.used) < Self.idleLimit }
         let pas = Array(hops.keys)
         lock.unlock()
         let fresh = pas.map { ($0, lookUp($0)) }
         lock.lock()
-        for (pa, hop) in fresh { hops[pa] = (hop, Date()) }
+        for (pa, hop) in fresh where hops[pa] != nil {
+            hops[pa]!.hop = hop
+            hops[pa]!.at = Date()
+        }
         lock.unlock()
     }
 
     private func lookUp(_ pa: IPAddress) -> UnderlayHop {
+        netlink.lock()
+        defer { netlink.unlock() }
         guard let r = try? routes.route(to: pa) else { return .unreachable }
         let next = r.gateway ?? pa
         let entry = try? neighbors.entry(of: next, ifindex: r.ifindex)

@@ -168,7 +168,7 @@ public final class UserspaceForwarder: @unchecked Sendable {
                 done.leave()
             }.start()
         }
-        var lastRefresh = Date(), lastSecond = Date()
+        var lastRefresh = Date(), lastSecond = Date(), saveRound = 0
         forward(lanes[0], tick: tick, stop: stop) {
             if Date().timeIntervalSince(lastRefresh) > 0.5 {
                 self.underlay.refresh()
@@ -179,13 +179,22 @@ public final class UserspaceForwarder: @unchecked Sendable {
                 engine.afterPoll()
                 if Date().timeIntervalSince(lastSecond) >= 1 {
                     engine.everySecond()
-                    self.gateway?.maps.noteActivity(engine.table.all)
-                    self.gateway?.maps.saveFlows()
+                    // Kept every second, or every ten with many flows (it walks them all).
+                    saveRound += 1
+                    if engine.table.count < 10_000 || saveRound % 10 == 0 { self.keepFlows(wait: false) }
                     lastSecond = Date()
                 }
             }
         }
+        keepFlows(wait: true)  // what the last second created too, before a new forwarder reads them
         done.wait()
+    }
+
+    /// A gateway's flows written to the state directory, with the engine's last activity.
+    private func keepFlows(wait: Bool) {
+        guard let (engine, maps) = gateway else { return }
+        maps.noteActivity(engine.table.all)
+        maps.saveFlows(wait: wait)
     }
 
     /// One lane's loop: every ring drained after each poll, on the core as it was when the

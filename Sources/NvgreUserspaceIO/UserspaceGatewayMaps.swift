@@ -114,32 +114,53 @@ public final class UserspaceGatewayMaps: GatewayMaps, NATFlowView, @unchecked Se
     static let recordSize =
         MemoryLayout<nv_nat_out_key>.size + MemoryLayout<nv_nat_in_key>.size + 2 * MemoryLayout<nv_nat_flow>.size
 
-    /// Writes the flows when they changed since the last write (called about once a second;
-    /// `last_seen` moves with every packet, so a busy gateway writes every time).
-    public func saveFlows() {
-        guard let path = flowsPath, generation != savedGeneration else { return }
-        var bytes = Self.recordMagic
-        bytes.reserveCapacity(8 + natOut.count * Self.recordSize)
-        for (k, v) in natOut {
-            let out = k.load(as: nv_nat_out_key.self)
-            let inKey = NATFlow(v).inKey
-            guard let back = natIn[RawBytes(of: inKey)] else { continue }
-            for part in [RawBytes(of: out), RawBytes(of: inKey), RawBytes(of: v), RawBytes(of: back)] {
-                bytes += part.bytes
+    private let writer = DispatchQueue(label: "nvgre.nat-flows")
+
+    /// Writes the flows when they changed since the last write, from a snapshot on a thread
+    /// of its own (the maps are copied on write; the forwarding thread goes on). `wait`: return
+    /// once written (the forwarder stopping).
+    public func saveFlows(wait: Bool = false) {
+        guard let path = flowsPath else { return }
+        lock.lock()
+        let due = generation != savedGeneration
+        lock.unlock()
+        if due {
+            let out = natOut, back = natIn, gen = generation
+            writer.async {
+                var bytes = Self.recordMagic
+                bytes.reserveCapacity(8 + out.count * Self.recordSize)
+                for (k, v) in out {
+                    let inKey = NATFlow(v).inKey
+                    guard let w = back[RawBytes(of: inKey)] else { continue }
+                    for part in [k, RawBytes(of: inKey), RawBytes(of: v), RawBytes(of: w)] { bytes += part.bytes }
+                }
+                if (try? Files.replace(path, with: bytes)) != nil {
+                    self.lock.lock()
+                    self.savedGeneration = max(self.savedGeneration, gen)
+                    self.lock.unlock()
+                }
             }
         }
-        if (try? Files.replace(path, with: bytes)) != nil { savedGeneration = generation }
+        if wait { writer.sync {} }
     }
 
     /// The engine's view of when each flow last moved: the maps hold only what the engine
     /// wrote at creation (on XDP, the programs keep last_seen current in the maps).
     public func noteActivity(_ entries: [NATEntry]) {
+        let kept: NATFlags = [.established, .fin, .rst]
         for e in entries {
             let out = RawBytes(of: e.flow.outKey), back = RawBytes(of: e.flow.inKey)
-            guard var v = natOut[out], v.last_seen_ns < e.lastSeen else { continue }
-            v.last_seen_ns = e.lastSeen
+            guard var v = natOut[out] else { continue }
+            let flags = v.natFlags.union(e.flags.intersection(kept))
+            guard v.last_seen_ns < e.lastSeen || flags != v.natFlags else { continue }
+            v.last_seen_ns = max(v.last_seen_ns, e.lastSeen)
+            v.natFlags = flags
             natOut[out] = v
-            natIn[back]?.last_seen_ns = e.lastSeen
+            if var w = natIn[back] {
+                w.last_seen_ns = v.last_seen_ns
+                w.natFlags = w.natFlags.union(flags)
+                natIn[back] = w
+            }
             generation += 1
         }
     }
@@ -169,7 +190,9 @@ public final class UserspaceGatewayMaps: GatewayMaps, NATFlowView, @unchecked Se
             count += 1
         }
         setFlowCount(natOut.count)
+        lock.lock()
         savedGeneration = generation
+        lock.unlock()
         return count
     }
 

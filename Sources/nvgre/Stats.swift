@@ -141,7 +141,7 @@ extension Stats {
         }
         for section in ["drops", "exceptions", "gateway"] {
             let moved = ((c[section] as? [String: Any]) ?? [:]).compactMap { k, v -> (String, Int)? in
-                let n = ((v as? [String: Any])?["packets"] as? Int) ?? 0
+                let n = ((v as? [String: Any])?["packets"] as? Int) ?? (v as? Int) ?? 0  // flows: a count
                 return n > 0 ? (k, n) : nil
             }.sorted { $0.0 < $1.0 }
             print("\(section): " + (moved.isEmpty ? "none" : moved.map { "\($0.0) \($0.1)" }.joined(separator: ", ")))

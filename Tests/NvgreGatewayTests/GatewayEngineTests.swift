@@ -109,6 +109,35 @@ func icmpMessage(type: UInt8, code: UInt8, body: [UInt8]) -> [UInt8] {
         #expect(g.gateway.table.ports.inUse(proto: 6, address: G.ext) == 0, "its port is free again")
     }
 
+    /// The userspace path's engine never offloads: an established TCP flow still gets the
+    /// established timeout, and keeps it when a new process takes the flow up again.
+    @Test func withoutOffloadAnEstablishedTCPFlowKeepsItsLongTimeout() throws {
+        var t = NATTimeouts()
+        t.tcpEstablished = 100
+        t.tcpTransitory = 10
+        let g = MemoryGateway(timeouts: t)
+        g.gateway.offloads = false
+        g.fromTenant(G.red, G.tcp(G.vm1, 33000, G.x, 80, flags: 0x02))
+        let flow = try #require(g.flows.first)
+        g.fromOutside(G.tcp(G.x, 80, G.ext, flow.extPort, flags: 0x12))
+        g.fromTenant(G.red, G.tcp(G.vm1, 33000, G.x, 80, flags: 0x10))
+        #expect(g.maps.natOut.values.allSatisfy { !$0.natFlags.contains(.offloaded) }, "never offloaded")
+        #expect(g.gateway.table.all.allSatisfy { $0.flags.contains(.established) })
+        g.now += 50_000_000_000
+        #expect(g.gateway.expire() == 0, "50 s idle: past the transitory timeout, within the established one")
+
+        let second = MemoryGateway(timeouts: t)
+        second.gateway.offloads = false
+        for (k, v) in g.maps.natOut { second.maps.natOut[k] = v.with(.established) }
+        for (k, v) in g.maps.natIn { second.maps.natIn[k] = v.with(.established) }
+        second.now = g.now
+        #expect(second.gateway.recover() == 1)
+        second.now += 50_000_000_000
+        #expect(second.gateway.expire() == 0, "recovered established")
+        second.now += 60_000_000_000
+        #expect(second.gateway.expire() == 1)
+    }
+
     @Test func udpAndEchoFlowsExpireByTheirOwnTimeouts() {
         var t = NATTimeouts()
         t.udp = 30
@@ -282,5 +311,15 @@ extension MemoryGateway {
     /// A customer frame as the gateway hands it to a VM: from the subnet's router MAC.
     static func toVM(_ vm: MACAddress, from router: MACAddress, _ ip: [UInt8]) -> [UInt8] {
         Ethernet.frame(dst: vm, src: router, type: .ipv4, payload: ip)
+    }
+}
+
+extension nv_nat_flow {
+    /// The flow as the userspace agent keeps it: with the engine's flags (see
+    /// UserspaceGatewayMaps.noteActivity).
+    func with(_ flags: NATFlags) -> nv_nat_flow {
+        var v = self
+        v.natFlags = v.natFlags.union(flags)
+        return v
     }
 }
