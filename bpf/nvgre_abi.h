@@ -16,7 +16,7 @@
 
 #include <linux/types.h> /* __u8..__u64, for BPF and userspace alike */
 
-#define NV_ABI_VERSION 7
+#define NV_ABI_VERSION 8
 
 /* ---- Wire constants (RFC 7637) ---------------------------------------------------- */
 #define NV_GRE_FLAGS_VERSION 0x2000 /* C=0 K=1 S=0, version 0 */
@@ -393,6 +393,7 @@ enum nv_gw_counter {
 	NV_GW_USERSPACE_ROUTED,   /* gateway process: routed without NAT (next hop unresolved) */
 	NV_GW_DROP_INFRA,         /* gateway process: to an infrastructure address: dropped */
 	NV_GW_HAIRPIN,            /* gateway process: a tenant to a published service, both ways */
+	NV_GW_TOO_BIG_OUTSIDE,    /* gateway process: an outside host told "fragmentation needed" */
 	NV_GW_MAX
 };
 

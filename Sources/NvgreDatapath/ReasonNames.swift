@@ -75,7 +75,8 @@ public enum ReasonNames {
         (NV_GW_ROUTED_IN, "routed-in"),
         (NV_GW_USERSPACE_ROUTED, "userspace-routed"),
         (NV_GW_DROP_INFRA, "drop-to-infrastructure"),
-        (NV_GW_HAIRPIN, "hairpin")
+        (NV_GW_HAIRPIN, "hairpin"),
+        (NV_GW_TOO_BIG_OUTSIDE, "too-big-told-outside")
     ]
 
     /// Per routing domain (domain_stats).

@@ -114,7 +114,10 @@ extension Gateway {
             return count(NV_GW_DROP_UNSUPPORTED, e)  // no DF: XDP does not fragment
         }
         guard icmpLimit.allow() else { return }
-        do { try sender.sendOutside(Array(answer.dropFirst(Ethernet.headerLength)), to: outsider) } catch {
+        do {
+            try sender.sendOutside(Array(answer.dropFirst(Ethernet.headerLength)), to: outsider)
+            count(NV_GW_TOO_BIG_OUTSIDE, e)
+        } catch {
             onEvent(.failed("\(error)"))
         }
     }
