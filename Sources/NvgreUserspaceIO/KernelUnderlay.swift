@@ -68,14 +68,7 @@ public final class KernelUnderlay: Underlay, @unchecked Sendable {
         if due { lastRecheck = Date() }
         let pas = due ? hops.filter { !$0.value.hop.isResolved }.map(\.key) : []
         lock.unlock()
-        let fresh = pas.map { ($0, lookUp($0)) }
-        lock.lock()
-        for (pa, hop) in fresh where hops[pa] != nil {
-            hops[pa]!.hop = hop
-            hops[pa]!.at = Date()
-        }
-        lock.unlock()
-        return fresh.contains { $0.1.isResolved }
+        return lookUpAgain(pas).contains { $0.isResolved }
     }
 
     /// Looks every known address up again (routes and neighbors change), and forgets those
@@ -86,6 +79,12 @@ public final class KernelUnderlay: Underlay, @unchecked Sendable {
         hops = hops.filter { primed.contains($0.key) || now.timeIntervalSince($0.value.used) < Self.idleLimit }
         let pas = Array(hops.keys)
         lock.unlock()
+        lookUpAgain(pas)
+    }
+
+    /// Looks `pas` up (outside the cache's lock) and stores what the kernel said.
+    @discardableResult
+    private func lookUpAgain(_ pas: [IPAddress]) -> [UnderlayHop] {
         let fresh = pas.map { ($0, lookUp($0)) }
         lock.lock()
         for (pa, hop) in fresh where hops[pa] != nil {
@@ -93,6 +92,7 @@ public final class KernelUnderlay: Underlay, @unchecked Sendable {
             hops[pa]!.at = Date()
         }
         lock.unlock()
+        return fresh.map(\.1)
     }
 
     private func lookUp(_ pa: IPAddress) -> UnderlayHop {
