@@ -34,7 +34,8 @@ public final class KernelUnderlay: Underlay, @unchecked Sendable {
         let now = Date()
         lock.lock()
         let known = hops[pa]
-        if let known { hops[pa]?.used = now }
+        // Use is noted to the second (it only decides what to forget): not a write per frame.
+        if let known, now.timeIntervalSince(known.used) > 1 { hops[pa]?.used = now }
         lock.unlock()
         if let known, known.hop.isResolved || now.timeIntervalSince(known.at) < 0.05 { return known.hop }
         let hop = lookUp(pa)

@@ -86,19 +86,22 @@ public final class UserspaceGatewayMaps: GatewayMaps, NATFlowView, @unchecked Se
 
     public func addGatewayCounts(_ counts: [nv_gw_counter: (packets: UInt64, bytes: UInt64)]) throws {
         lock.lock()
-        defer { lock.unlock() }
-        for (c, v) in counts {
-            let old = gatewayCounts[c] ?? (0, 0)
-            gatewayCounts[c] = (old.packets + v.packets, old.bytes + v.bytes)
-        }
+        Self.merge(counts, into: &gatewayCounts)
+        lock.unlock()
     }
 
     public func addDomainCounts(_ counts: [DomainCounter: (packets: UInt64, bytes: UInt64)]) throws {
         lock.lock()
-        defer { lock.unlock() }
+        Self.merge(counts, into: &domainCounts)
+        lock.unlock()
+    }
+
+    private static func merge<Key>(
+        _ counts: [Key: (packets: UInt64, bytes: UInt64)], into total: inout [Key: (packets: UInt64, bytes: UInt64)]
+    ) {
         for (c, v) in counts {
-            let old = domainCounts[c] ?? (0, 0)
-            domainCounts[c] = (old.packets + v.packets, old.bytes + v.bytes)
+            let old = total[c] ?? (0, 0)
+            total[c] = (old.packets + v.packets, old.bytes + v.bytes)
         }
     }
 
