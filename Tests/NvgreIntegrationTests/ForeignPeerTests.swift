@@ -45,14 +45,14 @@ struct ForeignPeerTests {
         let ourVM: CLIHost.VM
     }
 
-    static func pair(_ tag: String, keys: OVSHost.KeyMode) throws -> Pair {
+    static func pair(_ tag: String, keys: OVSHost.KeyMode, userspace: Bool = false) throws -> Pair {
         let net = LabNetwork(tag: tag)
         let fabric = try LabFabric(net, mtu: 1600)
         let host = try CLIHost(net, fabric: fabric, name: "a", pa: ourPA)
         let vm = try host.addVM(port: "vm1", ours)
         let ovs = try OVSHost(
             net, fabric: fabric, pa: ovsPA, vm: theirs, vsid: vsid, remotes: [ourPA], keys: keys)
-        try host.start(policy: policy(flowID: keys == .flow))
+        try host.start(policy: policy(flowID: keys == .flow), upArguments: userspace ? ["--datapath", "userspace"] : [])
         return Pair(net: net, host: host, ovs: ovs, ourVM: vm)
     }
 
@@ -115,6 +115,19 @@ struct ForeignPeerTests {
             p.ovs.stop()
         }
         try reachBothWays(p, "key=flow")
+        let ids = try Self.flowIDsSeenByOVS(p.ovs)
+        #expect(ids.count > 1, "the FlowID we send does not vary by flow: \(ids)")
+    }
+
+    /// The same with our host on the userspace path: its frames on the wire, answers and
+    /// replication are the decision core's, and OVS takes them as it takes XDP's.
+    @Test func openVSwitchTalksToAHostOnTheUserspacePath() throws {
+        let p = try Self.pair("ovs-us", keys: .flow, userspace: true)
+        defer {
+            p.host.stop()
+            p.ovs.stop()
+        }
+        try reachBothWays(p, "key=flow, userspace host")
         let ids = try Self.flowIDsSeenByOVS(p.ovs)
         #expect(ids.count > 1, "the FlowID we send does not vary by flow: \(ids)")
     }
