@@ -15,9 +15,11 @@ func bytes<T>(of field: T, count: Int) -> [UInt8] {
 }
 
 /// An address from an ABI family byte and a 16-byte field (IPv4 in the first four).
+/// (Read in place: the data path reads one per frame.)
 func address<T>(family: UInt8, _ field: T) -> IPAddress {
-    let b = bytes(of: field, count: 16)
-    return family == NV_AF_INET6 ? IPAddress(v6: b) : IPAddress(v4: Array(b.prefix(4)))
+    withUnsafeBytes(of: field) { b in
+        family == NV_AF_INET6 ? IPAddress(v6: b.prefix(16)) : IPAddress(v4: b.prefix(4))
+    }
 }
 
 extension nv_lookup_key {
@@ -52,7 +54,7 @@ extension nv_lookup_val {
     /// Frames to this record's PA carry a FlowID (all but endpoints with `flowID: false`).
     public var sendsFlowID: Bool { flags & NV_REC_NO_FLOWID.rawValue == 0 }
 
-    public var customerMAC: MACAddress { MACAddress(bytes(of: mac, count: 6)) }
+    public var customerMAC: MACAddress { withUnsafeBytes(of: mac) { MACAddress($0.prefix(6)) } }
 }
 
 extension nv_subnet {
@@ -75,7 +77,7 @@ extension nv_subnet {
         }
     }
 
-    public var gatewayMAC: MACAddress { MACAddress(bytes(of: gw_mac, count: 6)) }
+    public var gatewayMAC: MACAddress { withUnsafeBytes(of: gw_mac) { MACAddress($0.prefix(6)) } }
     public var floods: Bool { flags & UInt8(NV_SUBNET_NO_FLOOD.rawValue) == 0 }
     public var gateway4: IPAddress? {
         flags & UInt8(NV_SUBNET_HAS_GW4.rawValue) != 0 ? address(family: UInt8(NV_AF_INET), gw4) : nil

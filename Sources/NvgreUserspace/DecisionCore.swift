@@ -36,11 +36,11 @@ public struct DecisionCore: Sendable {
 
     /// The counters one frame moved, and its end.
     struct Run {
-        var counters: [Counter: UInt64] = [:]
+        var counters = CounterMoves()
 
         mutating func count(_ c: Counter, _ n: UInt64 = 1) {
             if case .vsid(NV_NO_STATS_SLOT, _) = c { return }  // counts nothing, as in count_vsid
-            if n > 0 { counters[c, default: 0] += n }
+            if n > 0 { counters.add(c, n) }
         }
 
         mutating func drop(_ reason: nv_drop_reason) -> Outcome {

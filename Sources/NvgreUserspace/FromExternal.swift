@@ -66,7 +66,7 @@ extension DecisionCore {
         guard f.count >= q + 28, f[q] & 0x0f == 5 else { return nil }
         let l4 = q + 20
         let proto = f[q + 9]
-        let ext = IPAddress(v4: Array(f[q + 12..<q + 16])), remote = IPAddress(v4: Array(f[q + 16..<q + 20]))
+        let ext = IPAddress(v4: f[q + 12..<q + 16]), remote = IPAddress(v4: f[q + 16..<q + 20])
         let ports: (UInt16, UInt16)
         switch proto {
         case 6, 17: ports = (f.be16(l4), f.be16(l4 + 2))

@@ -6,7 +6,7 @@ import NvgreWire
 /// program decides. On a gateway host, a frame for outside its domain goes on in
 /// ToOutside.swift.
 extension DecisionCore {
-    public func fromFabric(_ f: [UInt8]) -> Outcome {
+    public func fromFabric(_ f: consuming [UInt8]) -> Outcome {
         var run = Run()
         guard f.count >= Parse.ethernetLength else { return run.end(.pass) }
         let outer: Flow
@@ -77,7 +77,8 @@ extension DecisionCore {
             return toOutside(f, inner, outerLength: outerLength, subnet: sn, vsid: vsid, mode: mode, &run)
         }
         guard let dst, dst.port_ifindex != 0 else { return run.drop(NV_DROP_DST_NOT_LOCAL) }
-        let decapsulated = Array(f[outerLength...])
+        var decapsulated = consume f  // the frame's own array, cut in place
+        decapsulated.removeSubrange(0..<outerLength)
         run.count(.vsid(slot: sn.stats_slot, NV_CNT_DECAP))
         return run.end(.forward(egress: dst.port_ifindex, frame: decapsulated))
     }

@@ -4,12 +4,12 @@ import NvgreWire
 
 /// nv_from_vm (bpf/from_vm.h): every frame a VM sends, in the order the tc program decides.
 extension DecisionCore {
-    public func fromVM(_ input: [UInt8], ingress: UInt32) -> Outcome {
+    public func fromVM(_ input: consuming [UInt8], ingress: UInt32) -> Outcome {
         var run = Run()
         guard let port = tables.ports[ingress] else { return run.drop(NV_DROP_PORT_UNKNOWN) }
         let vsid = port.vsid
         guard let sn = tables.subnets[vsid] else { return run.drop(NV_DROP_SUBNET_UNKNOWN) }
-        var f = input
+        var f = consume input  // the frame's own array: changed in place when not shared
         // strip_vlan: one tag goes (the kernel would have taken it already); two are refused.
         guard f.count >= Parse.ethernetLength else { return run.drop(NV_DROP_MALFORMED) }
         let type = f.be16(12)
@@ -45,12 +45,12 @@ extension DecisionCore {
         }
         if !tables.portMayUse(ingress, flow.src) { return run.drop(NV_DROP_SRC_CA_SPOOF) }
 
-        if f.mac(0) == sn.gatewayMAC { return route(f, flow, from: sn, vsid: vsid, &run) }
+        if f.mac(0) == sn.gatewayMAC { return route(consume f, flow, from: sn, vsid: vsid, &run) }
         guard let rec = tables.record(vsid, flow.dst) else {
             return run.exception(NV_EXC_NO_LOOKUP, f, vsid: vsid, slot: sn.stats_slot)
         }
         if rec.recordType == NV_REC_GATEWAY { return run.exception(NV_EXC_GATEWAY, f, vsid: vsid, slot: sn.stats_slot) }
-        return deliver(f, flow, rec, vsid: vsid, slot: sn.stats_slot, &run)
+        return deliver(consume f, flow, rec, vsid: vsid, slot: sn.stats_slot, &run)
     }
 
     /// Hyper-V's router and DHCP guards (flood.h's guard_violation).
@@ -71,26 +71,28 @@ extension DecisionCore {
 
     /// tc_deliver: a port here, or encapsulated toward the record's PA.
     func deliver(
-        _ f: [UInt8], _ flow: Flow, _ rec: nv_lookup_val, vsid: UInt32, slot: UInt32, _ run: inout Run
+        _ f: consuming [UInt8], _ flow: Flow, _ rec: nv_lookup_val, vsid: UInt32, slot: UInt32, _ run: inout Run
     ) -> Outcome {
         if rec.port_ifindex != 0 {
             run.count(.vsid(slot: slot, NV_CNT_LOCAL))
-            return run.end(.forward(egress: rec.port_ifindex, frame: f))
+            return run.end(.forward(egress: rec.port_ifindex, frame: consume f))
         }
         switch underlayRoute(to: rec.providerAddress, innerLength: f.count) {
         case let .drop(reason): return run.drop(reason)
         case let .exception(reason, mtu): return run.exception(reason, f, vsid: vsid, slot: slot, mtu: mtu)
         case let .go(egress, source, nextHop, sourcePA):
-            let out = NVGRE.encapsulate(
-                inner: f, vsid: vsid, hash: flow.hash, tos: flow.tos, outerSrcMAC: source, outerDstMAC: nextHop,
-                srcPA: sourcePA, dstPA: rec.providerAddress, sendFlowID: rec.sendsFlowID)
+            var out = consume f
+            out.prependNVGRE(
+                vsid: vsid, hash: flow.hash, tos: flow.tos, sendFlowID: rec.sendsFlowID, srcMAC: source,
+                dstMAC: nextHop, srcPA: sourcePA, dstPA: rec.providerAddress)
             run.count(.vsid(slot: slot, NV_CNT_ENCAP))
             return run.end(.forward(egress: egress, frame: out))
         }
     }
 
     /// tc_route: the distributed router.
-    func route(_ input: [UInt8], _ flow: Flow, from sn: nv_subnet, vsid: UInt32, _ run: inout Run) -> Outcome {
+    func route(_ input: consuming [UInt8], _ flow: Flow, from sn: nv_subnet, vsid: UInt32, _ run: inout Run) -> Outcome
+    {
         let slot = sn.stats_slot
         guard let r = tables.routes.lookup(sn.rdid, flow.dst), let dst = tables.subnets[r.vsid] else {
             return run.exception(NV_EXC_NO_ROUTE, input, vsid: vsid, slot: slot)
@@ -110,7 +112,7 @@ extension DecisionCore {
             rec = found
         }
         if flow.ttl <= 1 { return run.exception(NV_EXC_TTL_EXPIRED, input, vsid: vsid, slot: slot) }
-        var f = input
+        var f = consume input
         f.setMAC(dst.gatewayMAC, at: 6)
         f.setMAC(rec.customerMAC, at: 0)
         if flow.family == .v4 {
@@ -119,10 +121,10 @@ extension DecisionCore {
             f[21] &-= 1
         }
         run.count(.vsid(slot: slot, NV_CNT_ROUTE))
-        return deliver(f, flow, rec, vsid: r.vsid, slot: dst.stats_slot, &run)
+        return deliver(consume f, flow, rec, vsid: r.vsid, slot: dst.stats_slot, &run)
     }
 }
 
 extension nv_port {
-    public var portMAC: MACAddress { withUnsafeBytes(of: mac) { MACAddress(Array($0)) } }
+    public var portMAC: MACAddress { withUnsafeBytes(of: mac) { MACAddress($0) } }
 }

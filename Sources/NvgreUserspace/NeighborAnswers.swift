@@ -115,7 +115,7 @@ extension DecisionCore {
         let op = f.be16(a + 6)
         let gratuitousReply = op == 2 && Parse.isBroadcast(f, macAt: e)
         if op != 1 && !gratuitousReply { return run.drop(NV_DROP_ARP_NOT_REQUEST) }
-        let asker = IPAddress(v4: Array(f[a + 14..<a + 18])), target = IPAddress(v4: Array(f[a + 24..<a + 28]))
+        let asker = IPAddress(v4: f[a + 14..<a + 18]), target = IPAddress(v4: f[a + 24..<a + 28])
         guard let sender = tables.record(vsid, asker) else { return run.drop(NV_DROP_INNER_SRC_UNKNOWN) }
         if sender.providerAddress != outer.src { return run.drop(NV_DROP_PA_SPOOF) }
         if f.mac(a + 8) != sender.customerMAC { return run.drop(NV_DROP_SRC_MAC_SPOOF) }
@@ -140,7 +140,7 @@ extension DecisionCore {
     ) -> Outcome {
         let ip = outerLength + 14
         guard f.count >= ip + 40 + 24, f[ip + 7] == 255 else { return run.drop(NV_DROP_MALFORMED) }
-        let asker = IPAddress(v6: Array(f[ip + 8..<ip + 24])), target = IPAddress(v6: Array(f[ip + 48..<ip + 64]))
+        let asker = IPAddress(v6: f[ip + 8..<ip + 24]), target = IPAddress(v6: f[ip + 48..<ip + 64])
         if asker.isUnspecified { return floodNSFromFabric(f, outer, outerLength, asker, sn, vsid, &run) }
         guard let sender = tables.record(vsid, asker) else { return run.drop(NV_DROP_INNER_SRC_UNKNOWN) }
         if sender.providerAddress != outer.src { return run.drop(NV_DROP_PA_SPOOF) }

@@ -20,8 +20,8 @@ struct Flow {
 extension Array where Element == UInt8 {
     func be16(_ at: Int) -> UInt16 { UInt16(self[at]) << 8 | UInt16(self[at + 1]) }
     func be32(_ at: Int) -> UInt32 { UInt32(be16(at)) << 16 | UInt32(be16(at + 2)) }
-    func mac(_ at: Int) -> MACAddress { MACAddress(Array(self[at..<at + 6])) }
-    mutating func setMAC(_ m: MACAddress, at: Int) { replaceSubrange(at..<at + 6, with: m.bytes) }
+    func mac(_ at: Int) -> MACAddress { MACAddress(self[at..<at + 6]) }
+    mutating func setMAC(_ m: MACAddress, at: Int) { m.store(into: &self, at: at) }
 }
 
 enum Parse {
@@ -35,7 +35,7 @@ enum Parse {
         guard l4 <= f.count else { return nil }
         var flow = Flow(
             family: .v4, proto: f[at + 9], tos: f[at + 1], ttl: f[at + 8],
-            src: IPAddress(v4: Array(f[at + 12..<at + 16])), dst: IPAddress(v4: Array(f[at + 16..<at + 20])), l4: l4)
+            src: IPAddress(v4: f[at + 12..<at + 16]), dst: IPAddress(v4: f[at + 16..<at + 20]), l4: l4)
         if !isFragment(f, ipAt: at) { ports(f, &flow) }
         return flow
     }
@@ -47,7 +47,7 @@ enum Parse {
         guard f.count >= at + 40, f[at] >> 4 == 6 else { return nil }
         var flow = Flow(
             family: .v6, proto: f[at + 6], tos: (f[at] & 0x0f) << 4 | f[at + 1] >> 4, ttl: f[at + 7],
-            src: IPAddress(v6: Array(f[at + 8..<at + 24])), dst: IPAddress(v6: Array(f[at + 24..<at + 40])),
+            src: IPAddress(v6: f[at + 8..<at + 24]), dst: IPAddress(v6: f[at + 24..<at + 40]),
             l4: at + 40)
         ports(f, &flow)
         return flow
@@ -70,7 +70,7 @@ enum Parse {
     /// Addresses a VM may broadcast from without owning them (flood.h's link_scoped_source).
     static func linkScoped(_ a: IPAddress) -> Bool {
         if a.family == .v4 { return a.isUnspecified }
-        return (a.bytes[0] == 0xfe && a.bytes[1] & 0xc0 == 0x80) || a.isUnspecified
+        return (a.byte(0) == 0xfe && a.byte(1) & 0xc0 == 0x80) || a.isUnspecified
     }
 
     /// flood.h's icmp6_type: the ICMPv6 type past up to three extension headers, or nil.

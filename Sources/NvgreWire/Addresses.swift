@@ -2,13 +2,19 @@
     import Glibc
 #endif
 
-/// An Ethernet MAC address.
+/// An Ethernet MAC address. The six bytes are kept inline, not in an array: a data path
+/// reads several per frame and must not allocate for them.
 public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
-    public var bytes: [UInt8]
+    /// The bytes in order, the first in bits 47..40.
+    @usableFromInline var value: UInt64
 
-    public init(_ bytes: [UInt8]) {
+    /// From six bytes (an array, a slice of a frame).
+    @inlinable
+    public init<Bytes: Collection>(_ bytes: Bytes) where Bytes.Element == UInt8 {
         precondition(bytes.count == 6, "a MAC address has 6 bytes")
-        self.bytes = bytes
+        var v: UInt64 = 0
+        for b in bytes { v = v << 8 | UInt64(b) }
+        value = v
     }
 
     /// Parses `aa:bb:cc:dd:ee:ff` (also with `-`); nil when malformed.
@@ -20,12 +26,27 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
             guard p.count == 2, let b = UInt8(p, radix: 16) else { return nil }
             out.append(b)
         }
-        bytes = out
+        self.init(out)
+    }
+
+    public var bytes: [UInt8] {
+        get { (0..<6).map { byte($0) } }
+        set { self = MACAddress(newValue) }
+    }
+
+    /// Byte `i` (0..<6).
+    @inlinable
+    public func byte(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: value >> (40 - 8 * UInt64(i))) }
+
+    /// Writes the six bytes into `frame` at `offset`.
+    @inlinable
+    public func store(into frame: inout [UInt8], at offset: Int) {
+        for i in 0..<6 { frame[offset + i] = byte(i) }
     }
 
     public static let broadcast = MACAddress([0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
-    public var isMulticast: Bool { bytes[0] & 1 == 1 }
-    public var isZero: Bool { bytes.allSatisfy { $0 == 0 } }
+    public var isMulticast: Bool { byte(0) & 1 == 1 }
+    public var isZero: Bool { value == 0 }
 
     public var description: String {
         bytes.map { b in
@@ -42,21 +63,65 @@ public enum IPFamily: UInt8, Sendable, CustomStringConvertible {
     public var description: String { self == .v4 ? "IPv4" : "IPv6" }
 }
 
-/// An IPv4 or IPv6 address in network byte order.
+/// An IPv4 or IPv6 address in network byte order. The bytes are kept inline, not in an
+/// array, as in MACAddress.
 public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     public let family: IPFamily
-    public let bytes: [UInt8]
+    /// The bytes in order, the first in bits 127..120 of `high:low`; an IPv4 address fills
+    /// the top 32 bits of `high`, the rest zero.
+    @usableFromInline let high: UInt64
+    @usableFromInline let low: UInt64
 
-    public init(v4 bytes: [UInt8]) {
+    /// From four bytes (an array, a slice of a frame).
+    @inlinable
+    public init<Bytes: Collection>(v4 bytes: Bytes) where Bytes.Element == UInt8 {
         precondition(bytes.count == 4)
+        var v: UInt64 = 0
+        for b in bytes { v = v << 8 | UInt64(b) }
         family = .v4
-        self.bytes = bytes
+        high = v << 32
+        low = 0
     }
 
-    public init(v6 bytes: [UInt8]) {
+    /// From sixteen bytes.
+    @inlinable
+    public init<Bytes: Collection>(v6 bytes: Bytes) where Bytes.Element == UInt8 {
         precondition(bytes.count == 16)
+        var h: UInt64 = 0
+        var l: UInt64 = 0
+        for (i, b) in bytes.enumerated() {
+            if i < 8 { h = h << 8 | UInt64(b) } else { l = l << 8 | UInt64(b) }
+        }
         family = .v6
-        self.bytes = bytes
+        high = h
+        low = l
+    }
+
+    /// 4 or 16.
+    @inlinable
+    public var byteCount: Int { family == .v4 ? 4 : 16 }
+
+    /// Byte `i` (0..<byteCount).
+    @inlinable
+    public func byte(_ i: Int) -> UInt8 {
+        i < 8
+            ? UInt8(truncatingIfNeeded: high >> (56 - 8 * UInt64(i)))
+            : UInt8(truncatingIfNeeded: low >> (56 - 8 * UInt64(i - 8)))
+    }
+
+    public var bytes: [UInt8] { (0..<byteCount).map { byte($0) } }
+
+    /// The XOR of the address's 32-bit big-endian words (what the flow hash folds in).
+    @inlinable
+    public var xorOfWords: UInt32 {
+        UInt32(truncatingIfNeeded: high >> 32) ^ UInt32(truncatingIfNeeded: high)
+            ^ UInt32(truncatingIfNeeded: low >> 32) ^ UInt32(truncatingIfNeeded: low)
+    }
+
+    /// Writes the address's bytes into `frame` at `offset`.
+    @inlinable
+    public func store(into frame: inout [UInt8], at offset: Int) {
+        for i in 0..<byteCount { frame[offset + i] = byte(i) }
     }
 
     /// Parses dotted IPv4 or textual IPv6; nil when malformed.
@@ -64,11 +129,9 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
         var v4 = in_addr()
         var v6 = in6_addr()
         if inet_pton(AF_INET, text, &v4) == 1 {
-            family = .v4
-            bytes = withUnsafeBytes(of: &v4) { Array($0) }
+            self.init(v4: withUnsafeBytes(of: &v4) { Array($0) })
         } else if inet_pton(AF_INET6, text, &v6) == 1 {
-            family = .v6
-            bytes = withUnsafeBytes(of: &v6) { Array($0) }
+            self.init(v6: withUnsafeBytes(of: &v6) { Array($0) })
         } else {
             return nil
         }
@@ -77,7 +140,7 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     /// The 16-byte form used in map keys: IPv4 fills the first four bytes.
     public var padded16: [UInt8] { bytes + [UInt8](repeating: 0, count: 16 - bytes.count) }
 
-    public var isUnspecified: Bool { bytes.allSatisfy { $0 == 0 } }
+    public var isUnspecified: Bool { high == 0 && low == 0 }
 
     public var description: String {
         var buf = [CChar](repeating: 0, count: 64)

@@ -8,10 +8,7 @@ public struct FlowHash: Sendable, Equatable {
     public let value: UInt32
 
     public init(src: IPAddress, dst: IPAddress, protocol proto: UInt8, sport: UInt16 = 0, dport: UInt16 = 0) {
-        var h: UInt32 = 0
-        for addr in [src.bytes, dst.bytes] {
-            for i in stride(from: 0, to: addr.count, by: 4) { h ^= addr.be32(at: i) }
-        }
+        var h = src.xorOfWords ^ dst.xorOfWords
         h ^= UInt32(sport ^ dport) << 16
         h ^= UInt32(proto)
         value = FlowHash.fmix32(h)

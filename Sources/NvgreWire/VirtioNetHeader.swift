@@ -30,11 +30,16 @@ public struct VirtioNetHeader: Equatable, Sendable {
     }
 
     public init?(_ bytes: ArraySlice<UInt8>) {
-        guard bytes.count >= Self.length else { return nil }
-        let b = Array(bytes.prefix(Self.length))
-        func le16(_ i: Int) -> UInt16 { UInt16(b[i]) | UInt16(b[i + 1]) << 8 }
+        guard let h = bytes.withUnsafeBytes({ VirtioNetHeader($0) }) else { return nil }
+        self = h
+    }
+
+    /// From the first ten bytes of `raw` (a packet ring's memory: read in place, no copy).
+    public init?(_ raw: UnsafeRawBufferPointer) {
+        guard raw.count >= Self.length else { return nil }
+        func le16(_ i: Int) -> UInt16 { UInt16(raw[i]) | UInt16(raw[i + 1]) << 8 }
         self.init(
-            flags: b[0], gsoType: b[1], headerLength: le16(2), gsoSize: le16(4), checksumStart: le16(6),
+            flags: raw[0], gsoType: raw[1], headerLength: le16(2), gsoSize: le16(4), checksumStart: le16(6),
             checksumOffset: le16(8))
     }
 

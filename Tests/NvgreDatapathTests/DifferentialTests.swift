@@ -262,7 +262,7 @@ struct DifferentialTests {
     }
 
     /// The core's counters named as the fixture names them.
-    static func names(_ counters: [Counter: UInt64]) -> [String: UInt64] {
+    static func names(_ counters: CounterMoves) -> [String: UInt64] {
         let vsidOfSlot: [UInt32: UInt32] = [Plan.red.slot: 5001, Plan.red2.slot: 5002, Plan.blue.slot: 6001]
         let counterNames = ["encap", "decap", "local", "route", "exception", "flood", "flood-copy"]
         var out: [String: UInt64] = [:]
