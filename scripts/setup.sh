@@ -9,6 +9,7 @@ packages=(
   tcpdump tshark python3-scapy                         # independent decoders
   gnuplot-nox                                         # the benchmark chart
   iperf3                                              # TCP between VMs in the benchmark
+  linux-perf                                          # the benchmark's allocation counts
   openvswitch-switch iputils-arping                   # a foreign NVGRE endpoint in the tests
   libcap2-bin                                         # capsh: a host without BPF privileges
   nftables                                            # the userspace path's host stack guard

@@ -19,6 +19,12 @@ int nv_setns_net(int fd)
 	return setns(fd, CLONE_NEWNET) == 0 ? 0 : -errno;
 }
 
+int nv_name_thread(const char *name)
+{
+	int rc = pthread_setname_np(pthread_self(), name);
+	return rc == 0 ? 0 : -rc;
+}
+
 int nv_pin_thread_to_cpu(int cpu)
 {
 	cpu_set_t set;

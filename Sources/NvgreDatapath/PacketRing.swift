@@ -1,5 +1,6 @@
 import CNvgre
 import NvgreWire
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -16,6 +17,18 @@ public final class PacketRing {
     private let blockSize: Int
     private let blocks: Int
     private var current = 0
+    /// The transmit ring, after the receive ring in the same mapping: `txSlots` slots of
+    /// `txSlotSize` bytes, each a tpacket3_hdr and the frame at `txDataOffset`.
+    private let tx: UnsafeMutableRawPointer
+    private let txSlots: Int
+    private static let txSlotSize = 2048
+    private static let txDataOffset = (MemoryLayout<tpacket3_hdr>.size + 15) & ~15  // TPACKET_ALIGN
+    private var txHead = 0
+    private var txPending = 0
+    /// Frames of the transmit ring dropped unsent (read by the stats thread).
+    private let txFailures = Atomic<UInt64>(0)
+    public var transmitFailures: UInt64 { txFailures.load(ordering: .relaxed) }
+    private var mappedSize: Int { blockSize * blocks + Self.txSlotSize * txSlots }
 
     /// A frame as the ring holds it, valid until the block is handed back.
     public struct Frame {
@@ -35,11 +48,14 @@ public final class PacketRing {
     /// `blockSize` (a multiple of the page size) times `blocks` of shared memory. With
     /// `vnetHeader` each frame comes with its virtio-net header (PACKET_VNET_HDR): a VM
     /// port's GSO frames and partial checksums say what they need.
-    public init(ifindex: UInt32, vnetHeader: Bool = false, blockSize: Int = 1 << 20, blocks: Int = 8) throws {
+    public init(
+        ifindex: UInt32, vnetHeader: Bool = false, blockSize: Int = 1 << 20, blocks: Int = 8, txSlots: Int = 512
+    ) throws {
         self.ifindex = ifindex
         self.vnetHeader = vnetHeader
         self.blockSize = blockSize
         self.blocks = blocks
+        self.txSlots = txSlots
         let all = UInt16(0x0003).bigEndian  // ETH_P_ALL
         let sock = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(all))
         if sock < 0 { throw DatapathError("open a packet socket", errno: errno) }
@@ -61,11 +77,23 @@ public final class PacketRing {
             req.tp_frame_size = 2048
             req.tp_frame_nr = UInt32(blockSize / 2048 * blocks)
             req.tp_retire_blk_tov = 2  // ms: a block with frames in it is handed over after this
+            // A frame the kernel finds malformed in the transmit ring is skipped, not left to
+            // block it (frames over the interface's MTU go by sendmsg instead, and are
+            // counted). Set before the rings exist, as the kernel requires.
+            try option(PACKET_LOSS, Int32(1), "skip malformed frames of the transmit ring")
             try option(PACKET_RX_RING, req, "set up the receive ring")
+            // The transmit ring: frame slots in one block (TPACKET_V3 sends frame by frame).
+            var txReq = tpacket_req3()
+            txReq.tp_block_size = UInt32(Self.txSlotSize * txSlots)
+            txReq.tp_block_nr = 1
+            txReq.tp_frame_size = UInt32(Self.txSlotSize)
+            txReq.tp_frame_nr = UInt32(txSlots)
+            try option(PACKET_TX_RING, txReq, "set up the transmit ring")
             try option(PACKET_IGNORE_OUTGOING, Int32(1), "ignore outgoing frames")
             try option(PACKET_QDISC_BYPASS, Int32(1), "bypass the qdisc")
-            guard let m = mmap(nil, blockSize * blocks, PROT_READ | PROT_WRITE, MAP_SHARED, sock, 0), m != MAP_FAILED
-            else { throw DatapathError("map the receive ring of ifindex \(ifindex)", errno: errno) }
+            let size = blockSize * blocks + Self.txSlotSize * txSlots
+            guard let m = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, sock, 0), m != MAP_FAILED
+            else { throw DatapathError("map the rings of ifindex \(ifindex)", errno: errno) }
             mapped = m
             var promisc = packet_mreq()
             promisc.mr_ifindex = Int32(ifindex)
@@ -82,17 +110,32 @@ public final class PacketRing {
             }
             if bound != 0 { throw DatapathError("bind the packet socket to ifindex \(ifindex)", errno: errno) }
         } catch {
-            if let m = mapped { munmap(m, blockSize * blocks) }
+            if let m = mapped { munmap(m, blockSize * blocks + Self.txSlotSize * txSlots) }
             close(sock)
             throw error
         }
         fd = sock
         map = mapped!
+        tx = map + blockSize * blocks
+        mtu = Self.interfaceMTU(ifindex)
     }
 
     deinit {
-        munmap(map, blockSize * blocks)
+        munmap(map, mappedSize)
         close(fd)
+    }
+
+    /// The interface's MTU when the ring was opened (0: unknown): a longer frame is sent by
+    /// sendmsg, whose refusal is counted, not from the ring, where it would be skipped.
+    private let mtu: Int
+
+    private static func interfaceMTU(_ ifindex: UInt32) -> Int {
+        let sock = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard sock >= 0 else { return 0 }
+        defer { close(sock) }
+        var mtu: Int32 = 0
+        var mac = [UInt8](repeating: 0, count: 6)
+        return nv_interface_mtu_mac(sock, ifindex, &mtu, &mac) == 0 ? Int(mtu) : 0
     }
 
     /// Joins fan-out group `group` (an id for this interface, unique in the namespace): the
@@ -151,9 +194,7 @@ public final class PacketRing {
                 let vnet =
                     vnetHeader
                     ? VirtioNetHeader(
-                        Array(
-                            UnsafeRawBufferPointer(start: mac - VirtioNetHeader.length, count: VirtioNetHeader.length))[
-                                ...])
+                        UnsafeRawBufferPointer(start: mac - VirtioNetHeader.length, count: VirtioNetHeader.length))
                     : nil
                 body(
                     Frame(
@@ -167,27 +208,105 @@ public final class PacketRing {
         }
     }
 
-    /// Sends `frame` out of this interface (behind an empty virtio-net header on a ring that
-    /// has them: no checksum to complete, no segmentation).
+    /// Queues `frame` to go out of this interface (behind an empty virtio-net header on a
+    /// ring that has them: no checksum to complete, no segmentation): copied into the
+    /// transmit ring, sent at the next `flush` (every 64 frames at the latest). A frame the
+    /// ring cannot take (too long, or every slot still in flight) is sent at once by sendmsg.
+    /// Allocates nothing.
     public func send(_ frame: UnsafeRawBufferPointer) throws {
+        let header = vnetHeader ? VirtioNetHeader.length : 0
+        // The kernel takes from the ring what fits the MTU and the Ethernet header (and one
+        // 802.1Q tag when there is one); a longer frame would be skipped there uncounted.
+        let tagged = frame.count >= 14 && frame[12] == 0x81 && frame[13] == 0x00
+        let fits =
+            Self.txDataOffset + header + frame.count <= Self.txSlotSize
+            && (mtu == 0 || frame.count <= mtu + 14 + (tagged ? 4 : 0))
+        var slot = tx + txHead * Self.txSlotSize
+        if fits && slot.assumingMemoryBound(to: tpacket3_hdr.self).pointee.tp_status != TP_STATUS_AVAILABLE {
+            flush()  // the kernel may be holding frames sent long ago: hand it the queue
+        }
+        slot = tx + txHead * Self.txSlotSize
+        let hdr = slot.assumingMemoryBound(to: tpacket3_hdr.self)
+        guard fits, hdr.pointee.tp_status == TP_STATUS_AVAILABLE else {
+            flush()  // keep the order: what is queued goes first
+            return try sendNow(frame)
+        }
+        let data = slot + Self.txDataOffset
+        if header > 0 { data.initializeMemory(as: UInt8.self, repeating: 0, count: header) }
+        if let base = frame.baseAddress { (data + header).copyMemory(from: base, byteCount: frame.count) }
+        hdr.pointee.tp_len = UInt32(header + frame.count)
+        hdr.pointee.tp_status = UInt32(TP_STATUS_SEND_REQUEST)
+        txHead = (txHead + 1) % txSlots
+        txPending += 1
+        if txPending >= 64 { flush() }
+    }
+
+    /// Frames wait in the transmit ring (a flush left some: call `flush` again soon).
+    public var hasQueued: Bool { txPending > 0 }
+    /// Flushes in a row that left frames queued; at `stuckLimit` they are dropped.
+    private var stuckFlushes = 0
+    private static let stuckLimit = 64
+
+    /// Hands the queued frames to the kernel (one system call for all of them). The kernel
+    /// stops early when the socket's send buffer is full or the device is busy, and keeps
+    /// retrying a frame the device dropped: what is left stays queued (`hasQueued`) for the
+    /// next flush; after `stuckLimit` flushes in a row that leave frames behind (a port whose
+    /// other end is down), they are dropped and counted as send failures.
+    public func flush() {
+        guard txPending > 0 else { return }
+        _ = Glibc.send(fd, nil, 0, Int32(MSG_DONTWAIT))
+        let last = slotHeader((txHead + txSlots - 1) % txSlots)
+        guard last.pointee.tp_status == TP_STATUS_SEND_REQUEST else {
+            txPending = 0
+            stuckFlushes = 0
+            return
+        }
+        txPending = 1
+        stuckFlushes += 1
+        if stuckFlushes >= Self.stuckLimit { dropQueued() }
+    }
+
+    /// Marks every queued frame longer than the kernel takes, so that it skips them all
+    /// (PACKET_LOSS), and counts them.
+    private func dropQueued() {
+        var dropped: UInt64 = 0
+        for i in 0..<txSlots {
+            let h = slotHeader(i)
+            if h.pointee.tp_status == TP_STATUS_SEND_REQUEST {
+                h.pointee.tp_len = UInt32(Self.txSlotSize)
+                dropped += 1
+            }
+        }
+        _ = Glibc.send(fd, nil, 0, Int32(MSG_DONTWAIT))
+        txFailures.add(dropped, ordering: .relaxed)
+        txPending = 0
+        stuckFlushes = 0
+    }
+
+    private func slotHeader(_ i: Int) -> UnsafeMutablePointer<tpacket3_hdr> {
+        (tx + i * Self.txSlotSize).assumingMemoryBound(to: tpacket3_hdr.self)
+    }
+
+    /// Sends `frame` by sendmsg, now.
+    private func sendNow(_ frame: UnsafeRawBufferPointer) throws {
         var addr = sockaddr_ll()
         addr.sll_family = UInt16(AF_PACKET)
         addr.sll_ifindex = Int32(ifindex)
         addr.sll_halen = 6
-        var none = [UInt8](repeating: 0, count: VirtioNetHeader.length)
-        let sent = none.withUnsafeMutableBytes { header in
-            var parts = [
-                iovec(iov_base: header.baseAddress, iov_len: vnetHeader ? header.count : 0),
+        var none: (UInt64, UInt64) = (0, 0)  // the empty virtio-net header (10 bytes of zeros)
+        let sent = withUnsafeMutableBytes(of: &none) { header in
+            var parts = (
+                iovec(iov_base: header.baseAddress, iov_len: vnetHeader ? VirtioNetHeader.length : 0),
                 iovec(iov_base: UnsafeMutableRawPointer(mutating: frame.baseAddress), iov_len: frame.count)
-            ]
+            )
             return withUnsafeMutablePointer(to: &addr) { a in
-                parts.withUnsafeMutableBufferPointer { iov in
+                withUnsafeMutableBytes(of: &parts) { iov in
                     var msg = msghdr()
                     msg.msg_name = UnsafeMutableRawPointer(a)
                     msg.msg_namelen = socklen_t(MemoryLayout<sockaddr_ll>.size)
-                    msg.msg_iov = iov.baseAddress
-                    msg.msg_iovlen = iov.count
-                    return sendmsg(fd, &msg, 0)
+                    msg.msg_iov = iov.baseAddress!.assumingMemoryBound(to: iovec.self)
+                    msg.msg_iovlen = 2
+                    return sendmsg(fd, &msg, Int32(MSG_DONTWAIT))  // never block the lane
                 }
             }
         }

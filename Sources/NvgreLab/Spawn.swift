@@ -32,7 +32,13 @@ public enum Spawn {
 
     /// Starts `argv` in the background with its output appended to `output`. `detached`
     /// puts it in its own session, so it outlives this process (a kept demo's agents).
-    public static func start(_ argv: [String], output: String, detached: Bool) throws -> pid_t {
+    /// With `resetSignals`, the child starts with no signal blocked and SIGINT and SIGTERM
+    /// at their defaults, whatever the calling thread has (a test runner's or Dispatch's
+    /// thread blocks them): for a child that must see SIGINT (perf stat). Without it the
+    /// child inherits the mask, as the lab's daemons always have.
+    public static func start(_ argv: [String], output: String, detached: Bool, resetSignals: Bool = false) throws
+        -> pid_t
+    {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -42,7 +48,19 @@ public enum Spawn {
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
-        if detached { posix_spawnattr_setflags(&attr, 0x80) }  // POSIX_SPAWN_SETSID (glibc), not imported
+        // Flags (glibc's values, not imported): POSIX_SPAWN_SETSIGDEF 0x04,
+        // POSIX_SPAWN_SETSIGMASK 0x08, POSIX_SPAWN_SETSID 0x80.
+        if resetSignals {
+            var none = sigset_t()
+            sigemptyset(&none)
+            posix_spawnattr_setsigmask(&attr, &none)
+            var defaults = sigset_t()
+            sigemptyset(&defaults)
+            sigaddset(&defaults, SIGINT)
+            sigaddset(&defaults, SIGTERM)
+            posix_spawnattr_setsigdefault(&attr, &defaults)
+        }
+        posix_spawnattr_setflags(&attr, Int16((resetSignals ? 0x04 | 0x08 : 0) | (detached ? 0x80 : 0)))
         var cargs = argv.map { strdup($0) } + [nil]
         defer { cargs.forEach { free($0) } }
         var pid: pid_t = 0

@@ -78,9 +78,10 @@ final class ForwardingLane: @unchecked Sendable {
     /// failed (a full transmit queue, a frame over the interface's MTU).
     func transportLosses() -> (ringDrops: UInt64, sendFailures: UInt64) {
         let drops = rings.reduce(UInt64(0)) { $0 + $1.takeDrops() }
+        let refused = rings.reduce(UInt64(0)) { $0 + $1.transmitFailures }
         lock.lock()
         defer { lock.unlock() }
         ringDrops += drops
-        return (ringDrops, sendFailures)
+        return (ringDrops, sendFailures + refused)
     }
 }

@@ -38,6 +38,9 @@ int nv_interface_mtu_mac(int sock, unsigned int ifindex, int *mtu, unsigned char
  * 0 or -errno. */
 int nv_interface_gro(int sock, unsigned int ifindex, int on, int *was);
 
+/* Names the calling thread (up to 15 bytes shown): 0 or -errno. */
+int nv_name_thread(const char *name);
+
 /* Pins the calling thread to one CPU (0, or -errno). */
 int nv_pin_thread_to_cpu(int cpu);
 
