@@ -48,6 +48,8 @@ let package = Package(
         .target(
             name: "NvgreUserspaceIO",
             dependencies: ["NvgreUserspace", "NvgreGateway", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
+        // The store of many hosts: etcd v3 over its JSON gateway, the key layout of the policy.
+        .target(name: "NvgreStore", dependencies: ["NvgrePolicy", "NvgreWire"]),
         // Namespaced labs (topologies of hosts and VMs) for tests, the demo and benchmarks.
         .target(
             name: "NvgreLab", dependencies: ["NvgreControl", "NvgreDatapath", "NvgrePolicy", "NvgreWire", "CNvgre"]),
@@ -82,7 +84,7 @@ let package = Package(
             name: "NvgreIntegrationTests",
             dependencies: [
                 "nvgre", "NvgreLab", "NvgreControl", "NvgrePolicy", "NvgreDatapath", "NvgreUserspace",
-                "NvgreUserspaceIO",
+                "NvgreUserspaceIO", "NvgreStore",
                 "NvgreWire", "CNvgre"
             ],
             exclude: ["decoders"]),

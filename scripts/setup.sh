@@ -13,6 +13,7 @@ packages=(
   openvswitch-switch iputils-arping                   # a foreign NVGRE endpoint in the tests
   libcap2-bin                                         # capsh: a host without BPF privileges
   nftables                                            # the userspace path's host stack guard
+  etcd-server etcd-client                             # the store of many hosts (tests run their own cluster)
 )
 
 missing=()

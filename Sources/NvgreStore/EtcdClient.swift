@@ -1,0 +1,214 @@
+import Foundation
+
+/// A client of etcd v3's JSON gateway (HTTP/1.1, keys and values base64, int64s as strings),
+/// written here rather than taken from a package: a few blocking calls on loopback or a
+/// management network need no event loop, and a build with no new dependency stays fast.
+/// Each call goes to the member that answered last, then to the others in turn.
+public final class EtcdClient: @unchecked Sendable {
+    public struct Endpoint: Equatable, Sendable, CustomStringConvertible {
+        public let host: String
+        public let port: UInt16
+        public var description: String { "\(host):\(port)" }
+        public init(host: String, port: UInt16) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    public struct KeyValue: Equatable, Sendable {
+        public let key: String
+        public let value: Data
+        public let modRevision: Int64
+        public let createRevision: Int64
+    }
+
+    /// A comparison in a transaction (etcd's Compare): on a key's value or revisions.
+    public enum Compare: Sendable {
+        /// The key's last change was at this revision (0: the key does not exist).
+        case modRevision(String, equals: Int64)
+        case value(String, equals: Data)
+    }
+
+    /// An operation in a transaction.
+    public enum Operation: Sendable {
+        case put(String, Data)
+        case delete(String)
+        case deletePrefix(String)
+    }
+
+    public let endpoints: [Endpoint]
+    public let timeout: Double
+    private let lock = NSLock()
+    private var preferred = 0
+
+    public init(endpoints: [Endpoint], timeout: Double = 5) {
+        precondition(!endpoints.isEmpty)
+        self.endpoints = endpoints
+        self.timeout = timeout
+    }
+
+    /// From `etcd://HOST:PORT[,HOST:PORT...]`.
+    public convenience init(address: String, timeout: Double = 5) throws {
+        self.init(endpoints: try Self.parse(address), timeout: timeout)
+    }
+
+    public static func parse(_ address: String) throws -> [Endpoint] {
+        guard address.hasPrefix("etcd://") else { throw StoreError.badAddress(address) }
+        let list = address.dropFirst("etcd://".count).split(separator: ",", omittingEmptySubsequences: false)
+        let endpoints = try list.map { item -> Endpoint in
+            guard let colon = item.lastIndex(of: ":"), let port = UInt16(item[item.index(after: colon)...]), port > 0,
+                colon > item.startIndex
+            else { throw StoreError.badAddress(address) }
+            var host = String(item[..<colon])
+            if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            return Endpoint(host: host, port: port)
+        }
+        guard !endpoints.isEmpty else { throw StoreError.badAddress(address) }
+        return endpoints
+    }
+
+    // MARK: calls
+
+    /// Every key under `prefix` (all of them with ""), at revision `revision` (nil: the
+    /// latest), and the store's revision they were read at.
+    public func range(prefix: String, revision: Int64? = nil) throws -> (revision: Int64, kvs: [KeyValue]) {
+        var body: [String: Any] = [
+            "key": Self.b64(prefix.isEmpty ? "\0" : prefix), "range_end": Self.b64(Self.prefixEnd(prefix))
+        ]
+        if let revision { body["revision"] = String(revision) }
+        let r = try call("/v3/kv/range", body)
+        return (Self.revision(r), try Self.kvs(r["kvs"]))
+    }
+
+    /// One key, or nil.
+    public func get(_ key: String) throws -> KeyValue? {
+        let r = try call("/v3/kv/range", ["key": Self.b64(key)])
+        return try Self.kvs(r["kvs"]).first
+    }
+
+    /// Sets `key`; returns the store's revision after it.
+    @discardableResult
+    public func put(_ key: String, _ value: Data) throws -> Int64 {
+        Self.revision(try call("/v3/kv/put", ["key": Self.b64(key), "value": value.base64EncodedString()]))
+    }
+
+    /// Deletes every key under `prefix`.
+    public func deletePrefix(_ prefix: String) throws {
+        _ = try call("/v3/kv/deleterange", ["key": Self.b64(prefix), "range_end": Self.b64(Self.prefixEnd(prefix))])
+    }
+
+    /// All of `success` if every comparison holds, else none of it; whether it held and the
+    /// revision after. etcd takes at most 128 operations in one (its --max-txn-ops).
+    public func transaction(if compares: [Compare], then success: [Operation]) throws -> (
+        succeeded: Bool, revision: Int64
+    ) {
+        let body: [String: Any] = [
+            "compare": compares.map { c -> [String: Any] in
+                switch c {
+                case let .modRevision(key, rev):
+                    return ["key": Self.b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": String(rev)]
+                case let .value(key, value):
+                    return [
+                        "key": Self.b64(key), "target": "VALUE", "result": "EQUAL", "value": value.base64EncodedString()
+                    ]
+                }
+            },
+            "success": success.map { op -> [String: Any] in
+                switch op {
+                case let .put(key, value):
+                    return ["request_put": ["key": Self.b64(key), "value": value.base64EncodedString()]]
+                case let .delete(key): return ["request_delete_range": ["key": Self.b64(key)]]
+                case let .deletePrefix(prefix):
+                    return [
+                        "request_delete_range": ["key": Self.b64(prefix), "range_end": Self.b64(Self.prefixEnd(prefix))]
+                    ]
+                }
+            }
+        ]
+        let r = try call("/v3/kv/txn", body)
+        return ((r["succeeded"] as? Bool) ?? false, Self.revision(r))
+    }
+
+    /// The member that leads, by its id, as each reachable member sees it; for tests and `show`.
+    public func status(of endpoint: Endpoint) throws -> (memberID: String, leaderID: String) {
+        let r = try call("/v3/maintenance/status", [:], only: endpoint)
+        let header = r["header"] as? [String: Any]
+        return ((header?["member_id"] as? String) ?? "", (r["leader"] as? String) ?? "")
+    }
+
+    /// POSTs to the preferred member, then the others; a member that answers with an error
+    /// is believed (the error is the store's), one that does not answer is skipped.
+    func call(_ path: String, _ body: [String: Any], only: Endpoint? = nil) throws -> [String: Any] {
+        let data = try JSONSerialization.data(withJSONObject: body)
+        lock.lock()
+        let first = preferred
+        lock.unlock()
+        let order = only.map { [$0] } ?? (0..<endpoints.count).map { endpoints[(first + $0) % endpoints.count] }
+        var failures: [String] = []
+        for endpoint in order {
+            let exchange = HTTPExchange(host: endpoint.host, port: endpoint.port, timeout: timeout)
+            let response: HTTPExchange.Response
+            do {
+                response = try exchange.post(path, body: data)
+            } catch let StoreError.unreachable(_, why) {
+                failures.append("\(endpoint): \(why)")
+                continue
+            }
+            let json = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any]
+            guard response.status == 200, let json else {
+                let message =
+                    (json?["message"] as? String) ?? (json?["error"] as? String)
+                    ?? String(decoding: response.body.prefix(200), as: UTF8.self)
+                // A member without a leader (an election under way) is worth skipping.
+                if message.contains("no leader") || message.contains("leader changed") || response.status == 503 {
+                    failures.append("\(endpoint): \(message)")
+                    continue
+                }
+                throw StoreError.refused(endpoint.description, "\(message) (HTTP \(response.status))")
+            }
+            if let i = endpoints.firstIndex(of: endpoint) {
+                lock.lock()
+                preferred = i
+                lock.unlock()
+            }
+            return json
+        }
+        throw StoreError.unreachable(
+            endpoints.map(\.description).joined(separator: ","), failures.joined(separator: "; "))
+    }
+
+    // MARK: encoding
+
+    static func b64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
+
+    /// The range end that covers every key starting with `prefix` (its last byte plus one).
+    static func prefixEnd(_ prefix: String) -> String {
+        var bytes = Array(prefix.utf8)
+        while let last = bytes.last {
+            if last < 0xff {
+                bytes[bytes.count - 1] = last + 1
+                return String(decoding: bytes, as: UTF8.self)
+            }
+            bytes.removeLast()
+        }
+        return "\0"  // every key
+    }
+
+    static func revision(_ r: [String: Any]) -> Int64 {
+        Int64(((r["header"] as? [String: Any])?["revision"] as? String) ?? "") ?? 0
+    }
+
+    static func kvs(_ any: Any?) throws -> [KeyValue] {
+        guard let list = any as? [[String: Any]] else { return [] }
+        return try list.map { kv in
+            guard let k = (kv["key"] as? String).flatMap({ Data(base64Encoded: $0) }) else {
+                throw StoreError.badContent(key: "?", "a key that is not base64")
+            }
+            let key = String(decoding: k, as: UTF8.self)
+            let value = (kv["value"] as? String).flatMap { Data(base64Encoded: $0) } ?? Data()
+            return KeyValue(
+                key: key, value: value, modRevision: Int64((kv["mod_revision"] as? String) ?? "") ?? 0,
+                createRevision: Int64((kv["create_revision"] as? String) ?? "") ?? 0)
+        }
+    }
+}
