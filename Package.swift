@@ -56,7 +56,7 @@ let package = Package(
         .executableTarget(
             name: "nvgre",
             dependencies: [
-                "NvgreControl", "NvgreGateway", "NvgrePolicy", "NvgreDatapath", "NvgreWire",
+                "NvgreControl", "NvgreGateway", "NvgrePolicy", "NvgreDatapath", "NvgreStore", "NvgreWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ]
         ),
@@ -71,7 +71,9 @@ let package = Package(
         // Runs the built `nvgre` binary (the dependency makes `swift test` build it).
         .testTarget(
             name: "NvgreCLITests",
-            dependencies: ["nvgre", "NvgreLab", "NvgreControl", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
+            dependencies: [
+                "nvgre", "NvgreLab", "NvgreControl", "NvgrePolicy", "NvgreDatapath", "NvgreStore", "NvgreWire", "CNvgre"
+            ]),
         .executableTarget(
             name: "nvgre-lab",
             dependencies: [

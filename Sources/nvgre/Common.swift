@@ -21,6 +21,22 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: [.customShort("j"), .long], help: "JSON output for machines.")
     var json = false
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Act on the store of many hosts instead of this host's maps: etcd://HOST:PORT[,HOST:PORT...] "
+                + "(default: $NVGRE_STORE).", valueName: "address"))
+    var store: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "With a store: the host whose provider addresses and ports are read or written.", valueName: "name"))
+    var host: String?
+
+    /// The store's address, from --store or $NVGRE_STORE; nil: this host's maps.
+    var storeAddress: String? { store ?? ProcessInfo.processInfo.environment["NVGRE_STORE"] }
+
     /// Enters the namespace (this process is single-threaded here, so setns holds).
     func enter() throws {
         guard let ns = netns else { return }
@@ -157,6 +173,7 @@ func endProgress() {
 
 /// Applies `change` to the live policy as one all-or-nothing apply, and prints the outcome.
 func edit(_ g: GlobalOptions, _ change: (inout Policy) throws -> Void) throws {
+    if g.storeAddress != nil { return try editStore(g, change) }
     if let u = try g.userspaceInstance() {
         // A userspace instance: the stored policy edited, validated and stored whole.
         var p = try u.storedPolicy()

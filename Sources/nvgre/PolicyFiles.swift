@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import NvgreControl
 import NvgrePolicy
+import NvgreStore
 
 struct Apply: NvgreCommand {
     static let configuration = CommandConfiguration(
@@ -19,6 +20,7 @@ struct Apply: NvgreCommand {
     @Flag(help: "Show what would change, change nothing.") var dryRun = false
 
     func execute() throws {
+        if global.storeAddress != nil { return try applyToStore() }
         if try global.userspaceInstance() != nil { return try applyUserspace() }
         let instance = try global.openInstance()
         let progress = progressPrinter()
@@ -78,7 +80,15 @@ struct Save: NvgreCommand {
     func execute() throws {
         let f = try parseChoice(format, "--format", as: PolicyFormat.self)
         let text: String
-        if let u = try global.userspaceInstance() {
+        if let address = global.storeAddress {
+            let snapshot = try PolicyStore(try EtcdClient(address: address)).read()
+            text = PolicyWriter.write(
+                snapshot.policy(forHost: global.host), as: f,
+                header:
+                    "nvgre policy in the store \(address) (generation \(snapshot.generation ?? "none"), "
+                    + (global.host.map { "shared tables and host \($0)" } ?? "shared tables")
+                    + "), written by `nvgre save`")
+        } else if let u = try global.userspaceInstance() {
             text = PolicyWriter.write(
                 try u.storedPolicy(), as: f,
                 header: "nvgre policy of instance \(u.name) (uplink \(u.uplink), userspace), written by `nvgre save`")

@@ -126,7 +126,7 @@ struct LookupCommand: ParsableCommand {
             let v = try parseVSID(vsid, "vsid")
             let c = try parseAddress(ca, "ca"), p = try parseAddress(pa, "--pa"), m = try parseMAC(mac, "--mac")
             let t = try parseChoice(type, "--type", as: RecordType.self)
-            if try global.userspaceInstance() != nil {
+            if try global.storeAddress != nil || global.userspaceInstance() != nil {
                 return try edit(global) { policy in
                     if let old = policy.lookupRecords.first(where: { $0.vsid == v && $0.customerAddress == c }) {
                         throw ControlError(
@@ -152,7 +152,7 @@ struct LookupCommand: ParsableCommand {
 
         func execute() throws {
             let v = try parseVSID(vsid, "vsid"), c = try parseAddress(ca, "ca")
-            if try global.userspaceInstance() != nil {
+            if try global.storeAddress != nil || global.userspaceInstance() != nil {
                 return try edit(global) { policy in
                     if let port = policy.ports.first(where: { $0.vsid == v && $0.addresses.contains(c) }) {
                         throw ControlError(

@@ -1,0 +1,199 @@
+import Foundation
+import NvgrePolicy
+
+/// The desired state of every host, in etcd (StoreLayout): read whole at one revision,
+/// changed all or nothing. Writers serialize on one key (`edited`): a write based on a
+/// snapshot that someone else has changed since is refused (StoreError.conflict) and
+/// nothing of it is visible.
+public final class PolicyStore: @unchecked Sendable {
+    public let etcd: EtcdClient
+
+    public init(_ etcd: EtcdClient) { self.etcd = etcd }
+
+    /// The state as read at one store revision.
+    public struct Snapshot: Sendable {
+        /// The store revision it was read at.
+        public let revision: Int64
+        /// The generation readers use; nil: nothing was ever applied.
+        public let generation: String?
+        let currentModRevision: Int64
+        let editedModRevision: Int64
+        /// The tables every host shares.
+        public var shared: Policy
+        /// Each host's provider addresses and ports, by host name.
+        public var hosts: [String: Policy]
+        /// The item keys and values read (relative to the generation).
+        let items: [String: Data]
+
+        /// What host `name` runs: the shared tables and its own sections.
+        public func policy(forHost name: String?) -> Policy {
+            var p = shared
+            if let name, let own = hosts[name] { p.append(own) }
+            return p
+        }
+    }
+
+    /// Reads the current generation whole, at one revision.
+    public func read() throws -> Snapshot {
+        let current = try etcd.range(prefix: StoreLayout.current)
+        let at = current.revision
+        let currentKV = current.kvs.first { $0.key == StoreLayout.current }
+        let edited = try etcd.range(prefix: StoreLayout.edited, revision: at).kvs.first { $0.key == StoreLayout.edited }
+        guard let currentKV else {
+            return Snapshot(
+                revision: at, generation: nil, currentModRevision: 0, editedModRevision: edited?.modRevision ?? 0,
+                shared: Policy(), hosts: [:], items: [:])
+        }
+        let generation = String(decoding: currentKV.value, as: UTF8.self)
+        guard !generation.isEmpty, !generation.contains("/") else {
+            throw StoreError.badContent(key: StoreLayout.current, "'\(generation)' is not a generation name")
+        }
+        let prefix = StoreLayout.generations + generation + "/"
+        let kvs = try etcd.range(prefix: prefix, revision: at).kvs
+        var shared = Policy()
+        var hosts: [String: Policy] = [:]
+        var items: [String: Data] = [:]
+        for kv in kvs {
+            let key = kv.key.dropFirst(prefix.count)
+            if key.hasPrefix(".") { continue }  // the generation's own marks
+            let item: Policy
+            do {
+                item = try PolicyDocument.decode(bytes: [UInt8](kv.value), validate: false)
+            } catch {
+                throw StoreError.badContent(key: kv.key, "not a policy item: \(error)")
+            }
+            items[String(key)] = kv.value
+            if let host = StoreLayout.host(ofItem: key) {
+                hosts[host, default: Policy()].append(item)
+            } else {
+                shared.append(item)
+            }
+        }
+        return Snapshot(
+            revision: at, generation: generation, currentModRevision: currentKV.modRevision,
+            editedModRevision: edited?.modRevision ?? 0, shared: shared, hosts: hosts, items: items)
+    }
+
+    /// What a write changed, in items.
+    public struct Change: Equatable, Sendable {
+        public var added = 0
+        public var changed = 0
+        public var removed = 0
+        public var generation = ""
+        /// Written as a new generation (a whole policy, or more than a transaction holds).
+        public var newGeneration = false
+        public var nothing: Bool { added == 0 && changed == 0 && removed == 0 }
+    }
+
+    /// Makes `shared` the shared tables and `hosts` the given hosts' sections (other hosts
+    /// keep theirs), on top of `base`. Every host's whole policy is validated first (a
+    /// PolicyErrors names what is wrong, nothing is written). A few changed items are written
+    /// in place in one transaction; more, or a store with no generation yet, as a new
+    /// generation switched to at once. `dryRun`: validated and counted only.
+    public func write(
+        shared: Policy, hosts changedHosts: [String: Policy], basedOn base: Snapshot, dryRun: Bool = false
+    )
+        throws -> Change
+    {
+        var hosts = base.hosts
+        for (name, p) in changedHosts { hosts[name] = p }
+        // Every host's view must hold; with no host yet, the shared tables on their own.
+        for name in hosts.keys.sorted() {
+            var whole = shared
+            whole.append(hosts[name]!)
+            do {
+                _ = try whole.validated()
+            } catch let e as PolicyErrors {
+                throw PolicyErrors(
+                    errors: e.errors.map { PolicyError("host \(name): \($0.field)", $0.value, $0.allowed) })
+            }
+        }
+        if hosts.isEmpty { _ = try shared.validated() }
+
+        var items: [String: Data] = [:]
+        for (k, v) in try StoreLayout.items(of: shared) { items[k] = v }
+        for (name, p) in hosts {
+            for (k, v) in try StoreLayout.items(of: p, host: name) { items[k] = v }
+        }
+        var change = Change()
+        var puts: [(String, Data)] = []
+        var deletes: [String] = []
+        for (k, v) in items.sorted(by: { $0.key < $1.key }) {
+            if let old = base.items[k] {
+                if old != v {
+                    change.changed += 1
+                    puts.append((k, v))
+                }
+            } else {
+                change.added += 1
+                puts.append((k, v))
+            }
+        }
+        for k in base.items.keys.sorted() where items[k] == nil {
+            change.removed += 1
+            deletes.append(k)
+        }
+        change.generation = base.generation ?? ""
+        if dryRun || change.nothing { return change }
+
+        let guards: [EtcdClient.Compare] = [
+            .modRevision(StoreLayout.current, equals: base.currentModRevision),
+            .modRevision(StoreLayout.edited, equals: base.editedModRevision)
+        ]
+        let stamp = Data("\(base.revision)".utf8)
+        if let g = base.generation, puts.count + deletes.count + 1 <= Self.transactionLimit {
+            let prefix = StoreLayout.generations + g + "/"
+            let ops: [EtcdClient.Operation] =
+                puts.map { .put(prefix + $0.0, $0.1) } + deletes.map { .delete(prefix + $0) }
+                + [.put(StoreLayout.edited, stamp)]
+            guard try etcd.transaction(if: guards, then: ops).succeeded else {
+                throw StoreError.conflict("read at revision \(base.revision)")
+            }
+            return change
+        }
+        // A new generation: its items written first (no reader looks there yet), then one
+        // transaction switches `current` to it if nobody wrote meanwhile.
+        let g = "\(base.revision)-\(UInt32.random(in: 0...UInt32.max))"
+        let prefix = StoreLayout.generations + g + "/"
+        let begun = StoreLayout.begun(g)
+        let begunRevision = try etcd.put(begun, Data("\(Int(Date().timeIntervalSince1970))".utf8))
+        let all = items.sorted { $0.key < $1.key }
+        var i = 0
+        while i < all.count {
+            let batch = all[i..<min(i + Self.transactionLimit, all.count)]
+            _ = try etcd.transaction(if: [], then: batch.map { .put(prefix + $0.key, $0.value) })
+            i += batch.count
+        }
+        let switched = try etcd.transaction(
+            if: guards + [.modRevision(begun, equals: begunRevision)],
+            then: [.put(StoreLayout.current, Data(g.utf8)), .put(StoreLayout.edited, stamp)])
+        guard switched.succeeded else {
+            try? etcd.deletePrefix(prefix)
+            _ = try? etcd.transaction(if: [], then: [.delete(begun)])
+            throw StoreError.conflict("read at revision \(base.revision)")
+        }
+        _ = try? etcd.transaction(if: [], then: [.delete(begun)])
+        if let old = base.generation { try? etcd.deletePrefix(StoreLayout.generations + old + "/") }
+        try? removeAbandonedGenerations(keeping: g)
+        change.generation = g
+        change.newGeneration = true
+        return change
+    }
+
+    /// etcd's default --max-txn-ops.
+    public static let transactionLimit = 128
+
+    /// Generations a writer began more than ten minutes ago and never switched to (it died):
+    /// removed. A writer still at work on one is younger than that.
+    func removeAbandonedGenerations(keeping: String) throws {
+        let now = Int(Date().timeIntervalSince1970)
+        for mark in try etcd.range(prefix: StoreLayout.root + "begun/").kvs {
+            let g = String(mark.key.dropFirst((StoreLayout.root + "begun/").count))
+            let started = Int(String(decoding: mark.value, as: UTF8.self)) ?? 0
+            if g != keeping && now - started > 600 {
+                try etcd.deletePrefix(StoreLayout.generations + g + "/")
+                _ = try etcd.transaction(if: [], then: [.delete(mark.key)])
+            }
+        }
+    }
+}

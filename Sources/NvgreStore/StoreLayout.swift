@@ -1,0 +1,78 @@
+import Foundation
+import NvgrePolicy
+import NvgreWire
+
+/// Where the desired state lives in etcd (version 1 of the layout):
+///
+///     /nvgre/v1/current                      the generation readers use (a number)
+///     /nvgre/v1/edited                       bumped by every write: writers serialize on it
+///     /nvgre/v1/gen/<G>/domain/<name>        the shared tables, one key per item:
+///     /nvgre/v1/gen/<G>/subnet/<vsid>          routing domains, subnets, lookup records,
+///     /nvgre/v1/gen/<G>/record/<vsid>/<ca>     customer routes, foreign endpoints and the
+///     /nvgre/v1/gen/<G>/route/<domain>/<prefix>  gateway sections
+///     /nvgre/v1/gen/<G>/host/<name>/pa/<address>   each host's provider addresses
+///     /nvgre/v1/gen/<G>/host/<name>/port/<ifname>  and ports
+///     /nvgre/v1/begun/<G>                    a generation being written (its start time)
+///     /nvgre/v1/alive/<name>                 a host's liveness, on a lease
+///
+/// Each value is the item alone as a JSON policy document, so the store holds what a policy
+/// file holds, read and checked by the same code. A change to a few items is written in
+/// place in the current generation; a whole new policy is written as the next generation
+/// and switched to with one key, so a reader never sees half of one (etcd takes at most 128
+/// operations per transaction). Records carry no lease: losing a host erases no tenant.
+public enum StoreLayout {
+    public static let root = "/nvgre/v1/"
+    public static let current = root + "current"
+    public static let edited = root + "edited"
+    public static let generations = root + "gen/"
+    public static func generation(_ g: Int64) -> String { generations + "\(g)/" }
+    public static func alive(_ host: String) -> String { root + "alive/\(host)" }
+    /// Marks a generation being written (its writer's start time): one never switched to and
+    /// older than ten minutes was abandoned by a writer that died, and is removed.
+    public static func begun(_ generation: String) -> String { root + "begun/\(generation)" }
+
+    /// The item keys (relative to a generation) and values of `policy`'s shared sections, or
+    /// of its host sections under `host`. Two items with one key are refused (the policy's
+    /// own rules refuse them too).
+    public static func items(of policy: Policy, host: String? = nil) throws -> [(key: String, value: Data)] {
+        var out: [(key: String, value: Data)] = []
+        var seen: Set<String> = []
+        func add(_ key: String, _ item: (inout Policy) -> Void) throws {
+            guard seen.insert(key).inserted else {
+                throw StoreError.badContent(key: key, "two items of the policy have this key")
+            }
+            var one = Policy()
+            item(&one)
+            out.append((key, Data(PolicyWriter.write(one, as: .json).utf8)))
+        }
+        if let host {
+            for p in policy.providerAddresses { try add("host/\(host)/pa/\(p.address)") { $0.providerAddresses = [p] } }
+            for p in policy.ports { try add("host/\(host)/port/\(p.interface)") { $0.ports = [p] } }
+            return out
+        }
+        for d in policy.routingDomains { try add("domain/\(d.name)") { $0.routingDomains = [d] } }
+        for s in policy.subnets { try add("subnet/\(s.vsid)") { $0.subnets = [s] } }
+        for r in policy.lookupRecords { try add(recordKey(r.vsid, r.customerAddress)) { $0.lookupRecords = [r] } }
+        for r in policy.customerRoutes { try add("route/\(r.routingDomain)/\(r.prefix)") { $0.customerRoutes = [r] } }
+        for f in policy.foreignEndpoints { try add("foreign/\(f.address)") { $0.foreignEndpoints = [f] } }
+        for e in policy.externalAddresses { try add("gateway/external/\(e.address)") { $0.externalAddresses = [e] } }
+        for g in policy.gatewayDomains { try add("gateway/domain/\(g.routingDomain)") { $0.gatewayDomains = [g] } }
+        for s in policy.publishedServices {
+            try add("gateway/service/\(s.proto.rawValue)/\(s.externalAddress)/\(s.externalPort)") {
+                $0.publishedServices = [s]
+            }
+        }
+        for i in policy.infrastructurePrefixes {
+            try add("gateway/infra/\(i.prefix)") { $0.infrastructurePrefixes = [i] }
+        }
+        return out
+    }
+
+    public static func recordKey(_ vsid: UInt32, _ ca: IPAddress) -> String { "record/\(vsid)/\(ca)" }
+
+    /// The host a relative key belongs to, or nil for the shared tables.
+    static func host(ofItem key: Substring) -> String? {
+        guard key.hasPrefix("host/") else { return nil }
+        return key.dropFirst("host/".count).split(separator: "/", maxSplits: 1).first.map(String.init)
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import NvgrePolicy
+import NvgreStore
+
+// The CLI on the store of many hosts (`--store`): the same policy files, validation and
+// messages as on one host, all or nothing in the store instead of the maps.
+
+extension Policy {
+    /// The tables every host shares: all but provider addresses and ports.
+    var sharedSections: Policy {
+        var p = self
+        p.providerAddresses = []
+        p.ports = []
+        return p
+    }
+
+    /// One host's sections: its provider addresses and ports.
+    var hostSections: Policy {
+        var p = Policy()
+        p.providerAddresses = providerAddresses
+        p.ports = ports
+        return p
+    }
+
+    var hasSharedSections: Bool { sharedSections != Policy() }
+}
+
+extension Apply {
+    /// With a store: the files' shared tables replace the store's (when they have any), and
+    /// their provider addresses and ports replace those of `--host` (which they need).
+    func applyToStore() throws {
+        guard let address = global.storeAddress else { return }
+        if files.isEmpty { throw fieldError("file", "(none)", "one or more policy files, or - for standard input") }
+        let policy = try readPolicy(files)
+        let hostPart = policy.hostSections
+        if hostPart != Policy() && global.host == nil {
+            throw fieldError(
+                "--host", "(none)", "the name of the host the files' providerAddresses and ports belong to")
+        }
+        let store = PolicyStore(try EtcdClient(address: address))
+        let change = try writingToStore(store) { base in
+            let shared = policy.hasSharedSections || hostPart == Policy() ? policy.sharedSections : base.shared
+            let hosts = global.host.map { [$0: hostPart] } ?? [:]
+            return try store.write(shared: shared, hosts: hosts, basedOn: base, dryRun: dryRun)
+        }
+        printStoreChange(change, address: address, dryRun: dryRun, json: global.json)
+    }
+}
+
+/// An object command (`lookup add`, `subnet del`, ...) on the store: the shared tables and
+/// `--host`'s sections edited as one policy, written back all or nothing.
+func editStore(_ g: GlobalOptions, _ edit: (inout Policy) throws -> Void) throws {
+    guard let address = g.storeAddress else { return }
+    let store = PolicyStore(try EtcdClient(address: address))
+    let change = try writingToStore(store) { base in
+        var p = base.policy(forHost: g.host)
+        try edit(&p)
+        if p.hostSections != (g.host.flatMap { base.hosts[$0] } ?? Policy()) && g.host == nil {
+            throw fieldError("--host", "(none)", "the name of the host whose provider addresses or ports change")
+        }
+        return try store.write(
+            shared: p.sharedSections, hosts: g.host.map { [$0: p.hostSections] } ?? [:], basedOn: base)
+    }
+    printStoreChange(change, address: address, dryRun: false, json: g.json)
+}
+
+/// Reads the store and writes on what it read; when another writer got in between (the
+/// write is refused whole), reads and tries again, three times at most.
+func writingToStore(_ store: PolicyStore, _ write: (PolicyStore.Snapshot) throws -> PolicyStore.Change) throws
+    -> PolicyStore.Change
+{
+    var attempt = 0
+    while true {
+        do {
+            return try write(try store.read())
+        } catch StoreError.conflict(let why) where attempt < 2 {
+            attempt += 1
+            _ = why
+            usleep(UInt32.random(in: 10_000...50_000))
+        }
+    }
+}
+
+func printStoreChange(_ c: PolicyStore.Change, address: String, dryRun: Bool, json: Bool) {
+    if json {
+        print(
+            JSON.object([
+                ("store", .string(address)), ("dryRun", .bool(dryRun)), ("generation", .string(c.generation)),
+                ("newGeneration", .bool(c.newGeneration)), ("added", .number(UInt64(c.added))),
+                ("changed", .number(UInt64(c.changed))), ("removed", .number(UInt64(c.removed)))
+            ]).rendered())
+        return
+    }
+    let counts = "\(c.added) items added, \(c.changed) changed, \(c.removed) removed"
+    if dryRun {
+        print("valid (the store unchanged): would be \(counts)")
+    } else if c.nothing {
+        print("the store holds this already: nothing changed")
+    } else {
+        print("applied to the store (generation \(c.generation)): \(counts)")
+    }
+}
