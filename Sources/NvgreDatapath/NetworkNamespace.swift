@@ -26,6 +26,21 @@ public enum NetworkNamespace {
         return try body()
     }
 
+    /// The calling thread's network namespace, as a descriptor to come back to (-1: none).
+    public static func current() -> Int32 { open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC) }
+
+    /// Runs `body` with the calling thread in the namespace of descriptor `target`, and
+    /// moves it back (a socket made there stays there).
+    public static func run<T>(inNamespace target: Int32, _ body: () throws -> T) throws -> T {
+        let home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
+        if home < 0 { throw DatapathError("open this thread's network namespace", errno: errno) }
+        defer { close(home) }
+        let rc = nv_setns_net(target)
+        if rc < 0 { throw DatapathError.fromReturn("enter a network namespace", rc) }
+        defer { precondition(nv_setns_net(home) == 0, "could not return to the original network namespace") }
+        return try body()
+    }
+
     /// Moves the calling thread into namespace `name` for good (a single-threaded command
     /// line tool's `-n`). nil when there is no such namespace.
     public static func enter(_ name: String) throws -> Bool {

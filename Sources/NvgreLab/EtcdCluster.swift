@@ -80,6 +80,17 @@ public final class EtcdCluster {
         unlink("\(directory)/\(members[i].name).pid")
     }
 
+    /// Every member killed, the data kept (the store down, not lost).
+    public func killAll() {
+        for i in members.indices { kill(i) }
+    }
+
+    /// Every member not running started again with its data.
+    public func startAll() throws {
+        for i in members.indices where members[i].pid == nil { try start(i) }
+        try waitUntilWritable()
+    }
+
     /// Every member killed and the data removed.
     public func down() {
         for i in members.indices { kill(i) }

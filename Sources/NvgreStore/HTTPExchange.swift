@@ -4,6 +4,15 @@ import Foundation
     import Glibc
 #endif
 
+/// How the store's TCP sockets are made. By default in the calling thread's network
+/// namespace; a command that moved into a host's namespace (`nvgre -n`) makes them in the
+/// one it started in, where the store is reachable.
+public enum StoreSockets {
+    nonisolated(unsafe) public static var open: @Sendable (_ family: Int32, _ type: Int32) -> Int32 = {
+        socket($0, $1, 0)
+    }
+}
+
 /// One HTTP/1.1 request to a host on the network and its whole response, over a plain TCP
 /// connection that is closed afterwards: what etcd's JSON gateway needs for every call but
 /// a watch (EtcdWatch reads that one as a stream). Blocking, with a deadline.
@@ -57,7 +66,7 @@ struct HTTPExchange {
         var entry: UnsafeMutablePointer<addrinfo>? = first
         while let a = entry {
             entry = a.pointee.ai_next
-            let fd = socket(a.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            let fd = StoreSockets.open(a.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
             if fd < 0 { continue }
             var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))

@@ -8,10 +8,11 @@ import NvgreWire
 ///     /nvgre/v1/edited                       bumped by every write: writers serialize on it
 ///     /nvgre/v1/gen/<G>/domain/<name>        the shared tables, one key per item:
 ///     /nvgre/v1/gen/<G>/subnet/<vsid>          routing domains, subnets, lookup records,
-///     /nvgre/v1/gen/<G>/record/<vsid>/<ca>     customer routes, foreign endpoints and the
-///     /nvgre/v1/gen/<G>/route/<domain>/<prefix>  gateway sections
-///     /nvgre/v1/gen/<G>/host/<name>/pa/<address>   each host's provider addresses
-///     /nvgre/v1/gen/<G>/host/<name>/port/<ifname>  and ports
+///     /nvgre/v1/gen/<G>/record/<vsid>/<ca>     customer routes, foreign endpoints
+///     /nvgre/v1/gen/<G>/route/<domain>/<prefix>
+///     /nvgre/v1/gen/<G>/host/<name>/pa/<address>   each host's provider addresses, ports
+///     /nvgre/v1/gen/<G>/host/<name>/port/<ifname>  and, on a gateway host, its gateway
+///     /nvgre/v1/gen/<G>/host/<name>/gateway/...    sections (they name its interfaces)
 ///     /nvgre/v1/begun/<G>                    a generation being written (its start time)
 ///     /nvgre/v1/alive/<name>                 a host's liveness, on a lease
 ///
@@ -46,8 +47,23 @@ public enum StoreLayout {
             out.append((key, Data(PolicyWriter.write(one, as: .json).utf8)))
         }
         if let host {
-            for p in policy.providerAddresses { try add("host/\(host)/pa/\(p.address)") { $0.providerAddresses = [p] } }
-            for p in policy.ports { try add("host/\(host)/port/\(p.interface)") { $0.ports = [p] } }
+            let h = "host/\(host)/"
+            for p in policy.providerAddresses { try add(h + "pa/\(p.address)") { $0.providerAddresses = [p] } }
+            for p in policy.ports { try add(h + "port/\(p.interface)") { $0.ports = [p] } }
+            for e in policy.externalAddresses {
+                try add(h + "gateway/external/\(e.address)") { $0.externalAddresses = [e] }
+            }
+            for g in policy.gatewayDomains {
+                try add(h + "gateway/domain/\(g.routingDomain)") { $0.gatewayDomains = [g] }
+            }
+            for s in policy.publishedServices {
+                try add(h + "gateway/service/\(s.proto.rawValue)/\(s.externalAddress)/\(s.externalPort)") {
+                    $0.publishedServices = [s]
+                }
+            }
+            for i in policy.infrastructurePrefixes {
+                try add(h + "gateway/infra/\(i.prefix)") { $0.infrastructurePrefixes = [i] }
+            }
             return out
         }
         for d in policy.routingDomains { try add("domain/\(d.name)") { $0.routingDomains = [d] } }
@@ -55,16 +71,6 @@ public enum StoreLayout {
         for r in policy.lookupRecords { try add(recordKey(r.vsid, r.customerAddress)) { $0.lookupRecords = [r] } }
         for r in policy.customerRoutes { try add("route/\(r.routingDomain)/\(r.prefix)") { $0.customerRoutes = [r] } }
         for f in policy.foreignEndpoints { try add("foreign/\(f.address)") { $0.foreignEndpoints = [f] } }
-        for e in policy.externalAddresses { try add("gateway/external/\(e.address)") { $0.externalAddresses = [e] } }
-        for g in policy.gatewayDomains { try add("gateway/domain/\(g.routingDomain)") { $0.gatewayDomains = [g] } }
-        for s in policy.publishedServices {
-            try add("gateway/service/\(s.proto.rawValue)/\(s.externalAddress)/\(s.externalPort)") {
-                $0.publishedServices = [s]
-            }
-        }
-        for i in policy.infrastructurePrefixes {
-            try add("gateway/infra/\(i.prefix)") { $0.infrastructurePrefixes = [i] }
-        }
         return out
     }
 
@@ -74,5 +80,47 @@ public enum StoreLayout {
     static func host(ofItem key: Substring) -> String? {
         guard key.hasPrefix("host/") else { return nil }
         return key.dropFirst("host/".count).split(separator: "/", maxSplits: 1).first.map(String.init)
+    }
+}
+
+extension Policy {
+    /// The tables every host shares: routing domains, subnets, lookup records, customer
+    /// routes, foreign endpoints.
+    public var sharedSections: Policy {
+        var p = Policy()
+        p.routingDomains = routingDomains
+        p.subnets = subnets
+        p.lookupRecords = lookupRecords
+        p.customerRoutes = customerRoutes
+        p.foreignEndpoints = foreignEndpoints
+        return p
+    }
+
+    /// One host's own sections: its provider addresses and ports, and a gateway host's
+    /// external addresses, served domains, published services and infrastructure prefixes.
+    public var hostSections: Policy {
+        var p = Policy()
+        p.providerAddresses = providerAddresses
+        p.ports = ports
+        p.externalAddresses = externalAddresses
+        p.gatewayDomains = gatewayDomains
+        p.publishedServices = publishedServices
+        p.infrastructurePrefixes = infrastructurePrefixes
+        return p
+    }
+
+    /// What a host needs of this (whole) policy: only the routing domains with a port on it
+    /// or that it serves as a gateway, with their subnets, records and routes, so that one
+    /// host's maps do not grow with the whole cloud.
+    public var scopedToItsDomains: Policy {
+        let subnetDomain = Dictionary(subnets.map { ($0.vsid, $0.routingDomain) }, uniquingKeysWith: { a, _ in a })
+        let used = Set(ports.compactMap { subnetDomain[$0.vsid] } + gatewayDomains.map(\.routingDomain))
+        var p = self
+        p.routingDomains = routingDomains.filter { used.contains($0.name) }
+        p.subnets = subnets.filter { used.contains($0.routingDomain) }
+        let vsids = Set(p.subnets.map(\.vsid))
+        p.lookupRecords = lookupRecords.filter { vsids.contains($0.vsid) }
+        p.customerRoutes = customerRoutes.filter { used.contains($0.routingDomain) }
+        return p
     }
 }

@@ -3,6 +3,8 @@ import Foundation
 import NvgreControl
 import NvgreDatapath
 import NvgreGateway
+import NvgrePolicy
+import NvgreStore
 
 /// The userspace path of one host: consumes what the fast path hands up and acts on it.
 /// It holds no state the data path needs, so stopping or restarting it never stops
@@ -22,10 +24,44 @@ struct Agent: NvgreCommand {
     func execute() throws {
         if let u = try global.userspaceInstance() {
             setvbuf(stdout, nil, _IOLBF, 0)
+            try followStore(global, stateDirectory: u.stateDirectory) { _ = try u.apply($0) }
             return try UserspaceAgent.run(u, log: log)
         }
-        try serveExceptions(try global.openInstance(), gateway: nil)
+        let instance = try global.openInstance()
+        let name = instance.name
+        try followStore(global, stateDirectory: instance.stateDirectory) { _ = try Instance.open(name).apply($0) }
+        try serveExceptions(instance, gateway: nil)
     }
+}
+
+/// With --store: a thread that keeps this host's maps on the store's state for `--host`
+/// (StoreFollower), its status in the state directory (`store.json`, for show and stats),
+/// one log line per change of state. Started in the host's namespace (the maps are there);
+/// its sockets are made where the command started (GlobalOptions.enter).
+func followStore(_ g: GlobalOptions, stateDirectory: String, apply: @escaping (Policy) throws -> Void) throws {
+    guard let address = g.storeAddress else { return }
+    guard let host = g.host, !host.isEmpty else {
+        throw fieldError("--host", "(none)", "this host's name in the store (with --store)")
+    }
+    let store = PolicyStore(try EtcdClient(address: address, timeout: 2))
+    let path = stateDirectory + "/\(StoreFollower.statusFile)"
+    nonisolated(unsafe) var last: StoreFollower.Status?
+    let follower = StoreFollower(
+        store: store, address: address, host: host, apply: apply,
+        report: { s in
+            if let data = try? JSONEncoder().encode(s) {
+                let temporary = path + ".new"
+                if FileManager.default.createFile(atPath: temporary, contents: data) { rename(temporary, path) }
+            }
+            if s.applies != last?.applies {
+                log("store: host \(host) follows generation \(s.generation ?? "none") (revision \(s.revision))")
+            }
+            if let e = s.lastError, e != last?.lastError { log("store: \(e); forwarding on the last state") }
+            if s.lastError == nil, last?.lastError != nil { log("store: reachable again (revision \(s.revision))") }
+            last = s
+        })
+    log("store: following \(address) as host \(host)")
+    Thread { follower.run(stop: { false }) }.start()
 }
 
 /// The exception service of `nvgre agent` and `nvgre gateway`, logging to standard output.

@@ -4,6 +4,7 @@ import Foundation
 import NvgreControl
 import NvgreDatapath
 import NvgrePolicy
+import NvgreStore
 import NvgreWire
 
 /// Options every command takes.
@@ -34,12 +35,24 @@ struct GlobalOptions: ParsableArguments {
             "With a store: the host whose provider addresses and ports are read or written.", valueName: "name"))
     var host: String?
 
+    /// The namespace the command started in, taken before the first `enter` moves it.
+    nonisolated(unsafe) static let startNamespace = NetworkNamespace.current()
+
     /// The store's address, from --store or $NVGRE_STORE; nil: this host's maps.
     var storeAddress: String? { store ?? ProcessInfo.processInfo.environment["NVGRE_STORE"] }
 
-    /// Enters the namespace (this process is single-threaded here, so setns holds).
+    /// Enters the namespace (this process is single-threaded here, so setns holds). The
+    /// store, if any, stays reached from the namespace the command started in.
     func enter() throws {
         guard let ns = netns else { return }
+        if storeAddress != nil {
+            let home = Self.startNamespace
+            if home >= 0 {
+                StoreSockets.open = { family, type in
+                    (try? NetworkNamespace.run(inNamespace: home) { socket(family, type, 0) }) ?? -1
+                }
+            }
+        }
         if try !NetworkNamespace.enter(ns) {
             throw fieldError("--netns", ns, "a network namespace in /run/netns (see `ip netns list`)")
         }

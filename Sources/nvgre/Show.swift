@@ -4,6 +4,7 @@ import Foundation
 import NvgreControl
 import NvgreDatapath
 import NvgrePolicy
+import NvgreStore
 import NvgreWire
 
 struct Show: NvgreCommand {
@@ -188,6 +189,7 @@ struct Show: NvgreCommand {
                     }
                 ))
         }
+        if kind == "all", let store = storeSection(instance.stateDirectory) { sections.append(store) }
         if want("flood") { sections.append(floodSection(instance.maps, policy)) }
         if want("infrastructure") {
             sections.append(infrastructureSection(try instance.maps.infrastructure.rawEntries(), policy))
@@ -305,13 +307,15 @@ extension Show {
             ]
             if let why = u.fallbackReason { instance.append(("fallback", .string(why))) }
             print(
-                JSON.object([
-                    ("instance", .object(instance)),
-                    ("subnets", .array(p.subnets.map { .number(UInt64($0.vsid)) })),
-                    ("lookupRecords", .number(UInt64(p.lookupRecords.count))),
-                    ("ports", .array(p.ports.map { .string($0.interface) })),
-                    ("providerAddresses", .array(p.providerAddresses.map { .string($0.address.description) }))
-                ]).rendered())
+                JSON.object(
+                    [
+                        ("instance", .object(instance)),
+                        ("subnets", .array(p.subnets.map { .number(UInt64($0.vsid)) })),
+                        ("lookupRecords", .number(UInt64(p.lookupRecords.count))),
+                        ("ports", .array(p.ports.map { .string($0.interface) })),
+                        ("providerAddresses", .array(p.providerAddresses.map { .string($0.address.description) }))
+                    ] + (storeSection(u.stateDirectory).map { [($0.0, $0.1)] } ?? [])
+                ).rendered())
             return
         }
         print(
@@ -321,5 +325,26 @@ extension Show {
             "  \(p.subnets.count) subnets, \(p.lookupRecords.count) lookup records, ports: "
                 + (p.ports.isEmpty ? "none" : p.ports.map(\.interface).joined(separator: ", ")))
         print("  `nvgre save` prints the whole policy")
+        if let (_, _, lines) = storeSection(u.stateDirectory) { lines.forEach { print("  store: " + $0) } }
     }
+}
+
+/// What the agent following the store last wrote (`store.json`): where, which state, how
+/// stale, and the last error. nil: the instance does not follow a store.
+func storeSection(_ stateDirectory: String) -> (String, JSON, [String])? {
+    guard let data = FileManager.default.contents(atPath: stateDirectory + "/" + StoreFollower.statusFile),
+        let s = try? JSONDecoder().decode(StoreFollower.Status.self, from: data)
+    else { return nil }
+    let stale = s.staleness()
+    var fields: [(String, JSON)] = [
+        ("address", .string(s.store)), ("host", .string(s.host)), ("revision", .number(UInt64(max(0, s.revision)))),
+        ("generation", .string(s.generation ?? "")), ("resyncs", .number(UInt64(s.resyncs))),
+        ("applies", .number(UInt64(s.applies))),
+        ("staleSeconds", .number(UInt64((stale ?? 0).rounded())))
+    ]
+    if let e = s.lastError { fields.append(("lastError", .string(e))) }
+    var line = "\(s.store) as host \(s.host): revision \(s.revision) (generation \(s.generation ?? "none")), "
+    line += stale.map { String(format: "read %.1f s ago", $0) } ?? "never read"
+    if let e = s.lastError { line += "; last error: \(e) (forwarding on the last state)" }
+    return ("store", .object(fields), [line])
 }

@@ -23,6 +23,9 @@ struct Stats: NvgreCommand {
         repeat {
             if interval != nil && !global.json && isatty(1) != 0 { print("\u{1b}[H\u{1b}[2J", terminator: "") }
             report(instance.maps, domains: (try? instance.storedPolicy())?.routingDomains ?? [])
+            if !global.json, let (_, _, lines) = storeSection(instance.stateDirectory) {
+                lines.forEach { print("store: " + $0) }
+            }
             fflush(stdout)
             n += 1
             if let i = interval, rounds.map({ n < $0 }) ?? true { sleep(i) } else { break }
@@ -112,6 +115,11 @@ struct Stats: NvgreCommand {
 extension Stats {
     /// A userspace instance's counters, as its agent last wrote them (twice a second).
     func userspaceReport(_ u: UserspaceInstance) throws {
+        defer {
+            if !global.json, let (_, _, lines) = storeSection(u.stateDirectory) {
+                lines.forEach { print("store: " + $0) }
+            }
+        }
         let c = u.counters()
         if global.json {
             let object: [String: Any] = c.isEmpty ? ["datapath": "userspace"] : c

@@ -6,28 +6,13 @@ import NvgreStore
 // messages as on one host, all or nothing in the store instead of the maps.
 
 extension Policy {
-    /// The tables every host shares: all but provider addresses and ports.
-    var sharedSections: Policy {
-        var p = self
-        p.providerAddresses = []
-        p.ports = []
-        return p
-    }
-
-    /// One host's sections: its provider addresses and ports.
-    var hostSections: Policy {
-        var p = Policy()
-        p.providerAddresses = providerAddresses
-        p.ports = ports
-        return p
-    }
-
     var hasSharedSections: Bool { sharedSections != Policy() }
 }
 
 extension Apply {
     /// With a store: the files' shared tables replace the store's (when they have any), and
-    /// their provider addresses and ports replace those of `--host` (which they need).
+    /// their host sections (provider addresses, ports, a gateway's sections) replace those
+    /// of `--host` (which they need).
     func applyToStore() throws {
         guard let address = global.storeAddress else { return }
         if files.isEmpty { throw fieldError("file", "(none)", "one or more policy files, or - for standard input") }
@@ -35,7 +20,8 @@ extension Apply {
         let hostPart = policy.hostSections
         if hostPart != Policy() && global.host == nil {
             throw fieldError(
-                "--host", "(none)", "the name of the host the files' providerAddresses and ports belong to")
+                "--host", "(none)",
+                "the name of the host the files' providerAddresses, ports and gateway sections belong to")
         }
         let store = PolicyStore(try EtcdClient(address: address))
         let change = try writingToStore(store) { base in
@@ -56,7 +42,8 @@ func editStore(_ g: GlobalOptions, _ edit: (inout Policy) throws -> Void) throws
         var p = base.policy(forHost: g.host)
         try edit(&p)
         if p.hostSections != (g.host.flatMap { base.hosts[$0] } ?? Policy()) && g.host == nil {
-            throw fieldError("--host", "(none)", "the name of the host whose provider addresses or ports change")
+            throw fieldError(
+                "--host", "(none)", "the name of the host whose provider addresses, ports or gateway sections change")
         }
         return try store.write(
             shared: p.sharedSections, hosts: g.host.map { [$0: p.hostSections] } ?? [:], basedOn: base)

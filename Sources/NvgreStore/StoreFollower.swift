@@ -1,0 +1,141 @@
+import Foundation
+import NvgrePolicy
+
+/// An agent's side of the store: it lists the state at revision R, hands its host's part
+/// on (`apply`), then watches from R+1; each batch of changes (what arrives within 20 ms of
+/// the first) makes it read the state again, whole, at one revision, and hand on what
+/// changed. A broken watch, a compaction or an unreachable store make it list again, with
+/// backoff and jitter, one resync at a time. It never hands on anything but a whole state
+/// it read: while the store is away the host keeps forwarding on the last one, and
+/// `status` says since when.
+public final class StoreFollower: @unchecked Sendable {
+    /// What `nvgre show` and `stats` report about the store.
+    public struct Status: Codable, Equatable, Sendable {
+        public var store: String
+        public var host: String
+        /// The store revision of the state applied last (0: none yet).
+        public var revision: Int64 = 0
+        public var generation: String?
+        /// When the store was last read (seconds since 1970; 0: never).
+        public var lastSync: Double = 0
+        /// When the host's state last changed from the store.
+        public var lastChange: Double = 0
+        /// Lists of the whole state since start (the first one included).
+        public var resyncs = 0
+        /// Changes applied.
+        public var applies = 0
+        /// Why the last read or apply failed; nil once one succeeds again.
+        public var lastError: String?
+
+        /// Seconds since the store was last read.
+        public func staleness(now: Double = Date().timeIntervalSince1970) -> Double? {
+            lastSync == 0 ? nil : max(0, now - lastSync)
+        }
+    }
+
+    /// Its name in an instance's state directory.
+    public static let statusFile = "store.json"
+
+    private let store: PolicyStore
+    private let host: String
+    private let apply: (Policy) throws -> Void
+    private let report: (Status) -> Void
+    private var status: Status
+    private var applied: Policy?
+
+    /// `apply` takes the host's policy (scoped to its routing domains); `report` gets the
+    /// status after every read, change or failure.
+    public init(
+        store: PolicyStore, address: String, host: String, apply: @escaping (Policy) throws -> Void,
+        report: @escaping (Status) -> Void
+    ) {
+        self.store = store
+        self.host = host
+        self.apply = apply
+        self.report = report
+        status = Status(store: address, host: host)
+    }
+
+    /// Follows the store until `stop` returns true (checked at least twice a second).
+    public func run(stop: () -> Bool) {
+        var backoff = 0.2
+        while !stop() {
+            do {
+                var snapshot = try sync(resync: true)
+                backoff = 0.2
+                let watch = try EtcdWatch(
+                    endpoints: store.etcd.endpoints, prefix: StoreLayout.root, from: snapshot.revision + 1,
+                    timeout: store.etcd.timeout)
+                var lastCheck = Date()
+                following: while !stop() {
+                    var events = try watch.next(wait: 0.5)
+                    if !events.isEmpty {
+                        // A batch: what else arrives within 20 ms goes with it.
+                        let deadline = Date().addingTimeInterval(0.02)
+                        while Date() < deadline, case let more = try watch.next(wait: 0.005), !more.isEmpty {
+                            events += more
+                        }
+                    }
+                    for e in events {
+                        switch e {
+                        case .compacted, .canceled: break following  // list again
+                        case .changed: break
+                        }
+                    }
+                    if events.contains(where: {
+                        if case let .changed(r) = $0 { return r > snapshot.revision }
+                        return false
+                    }) {
+                        snapshot = try sync(resync: false)
+                        lastCheck = Date()
+                    } else if Date().timeIntervalSince(lastCheck) > 5 {
+                        // A quiet stream may be a dead one: the store is asked directly.
+                        if try store.read().revision > snapshot.revision {
+                            snapshot = try sync(resync: false)
+                        } else {
+                            status.lastSync = Date().timeIntervalSince1970
+                            report(status)
+                        }
+                        lastCheck = Date()
+                    }
+                }
+            } catch {
+                status.lastError = "\(error)"
+                report(status)
+                let pause = backoff * Double.random(in: 0.5...1.5)
+                backoff = min(backoff * 2, 5)
+                let until = Date().addingTimeInterval(pause)
+                while !stop() && Date() < until { usleep(50_000) }
+            }
+        }
+    }
+
+    /// Reads the state whole and hands the host's part on when it changed.
+    @discardableResult
+    func sync(resync: Bool) throws -> PolicyStore.Snapshot {
+        let snapshot = try store.read()
+        let policy = snapshot.policy(forHost: host).scopedToItsDomains
+        if resync { status.resyncs += 1 }
+        if policy != applied {
+            do {
+                try apply(policy)
+            } catch {
+                // Not applied (all or nothing): the host keeps the last state; the next change
+                // or resync tries again.
+                status.lastError = "applying generation \(snapshot.generation ?? "none"): \(error)"
+                status.lastSync = Date().timeIntervalSince1970
+                report(status)
+                return snapshot
+            }
+            applied = policy
+            status.applies += 1
+            status.lastChange = Date().timeIntervalSince1970
+        }
+        status.revision = snapshot.revision
+        status.generation = snapshot.generation
+        status.lastSync = Date().timeIntervalSince1970
+        status.lastError = nil
+        report(status)
+        return snapshot
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import NvgreLab
+import NvgrePolicy
+import NvgreStore
+import NvgreWire
+import Testing
+
+/// `nvgre agent --store --host` on a host of ours (XDP) against a real three-member etcd
+/// cluster: the maps converge on the store's state for that host (only its routing
+/// domains), follow a change within a measured bound, keep the last state while the whole
+/// store is down (and `show` says so), and converge again when it is back.
+@Suite(.serialized)
+struct StoreAgentTests {
+    /// The lookup records of the live maps, as (VSID, CA, PA).
+    static func liveRecords(_ h: CLIHost) -> Set<String> {
+        let saved = h.run(["save", "--format", "json"])
+        guard saved.status == 0, let p = try? PolicyDocument.decode(saved.out, validate: false) else { return [] }
+        return Set(p.lookupRecords.map { "\($0.vsid) \($0.customerAddress) \($0.providerAddress)" })
+    }
+
+    /// Seconds until `liveRecords` equals `expected` (nil: not within `limit`).
+    static func converge(_ h: CLIHost, to expected: Set<String>, within limit: Double = 10) -> Double? {
+        let start = Date()
+        while Date().timeIntervalSince(start) < limit {
+            if liveRecords(h) == expected { return Date().timeIntervalSince(start) }
+            usleep(20_000)
+        }
+        return nil
+    }
+
+    @Test func theAgentKeepsTheMapsOnTheStore() throws {
+        let cluster = try EtcdCluster(prefix: LabNetwork.runPrefix + "-agent")
+        defer { cluster.down() }
+        let h = try CLIHost(tag: "storeagent")
+        try #require(h.run(["up", "--uplink", "ul"]).status == 0)
+        let s = ["--store", cluster.address]
+        let example = try h.file("two-tenants.yaml", CLIHost.example)
+        let applied = StoreCLITests.nvgre(["apply"] + s + ["--host", "a", example])
+        try #require(applied.status == 0, "\(applied.err)")
+
+        let log = h.temporaryPath("agent.log")
+        let pid = try Spawn.start(
+            [CLIHost.binary, "-n", h.ns, "--instance", h.instance, "agent"] + s + ["--host", "a"], output: log,
+            detached: false)
+        defer { Spawn.stop(pid) }
+        // Only Red has a port here (port1 in 5001): Blue's record stays out of this host's maps.
+        var expected: Set<String> = ["5001 198.19.1.1 198.18.0.1", "5001 198.19.1.2 198.18.0.2"]
+        let first = Self.converge(h, to: expected)
+        #expect(first != nil, "the maps never matched the store: \(Self.liveRecords(h))\n\(h.logText(log))")
+
+        // A record added to the store reaches the maps.
+        let added = StoreCLITests.nvgre(
+            ["lookup", "add"] + s + ["5002", "198.19.2.9", "--pa", "198.18.0.2", "--mac", "02:00:00:00:02:09"])
+        try #require(added.status == 0, "\(added.err)")
+        expected.insert("5002 198.19.2.9 198.18.0.2")
+        let change = Self.converge(h, to: expected)
+        #expect(change != nil && change! < 2, "a change took \(change.map { "\($0) s" } ?? "too long")")
+        print("store agent: first sync \(first ?? -1) s, one record added \(change ?? -1) s")
+
+        // The whole store down: the maps stay, and show says how stale they are.
+        cluster.killAll()
+        usleep(3_000_000)
+        #expect(Self.liveRecords(h) == expected, "the maps changed with the store down")
+        let show = h.run(["show", "-j"])
+        let store = (show.json as? [String: Any])?["store"] as? [String: Any]
+        #expect(store?["lastError"] != nil, "show: \(show.out)")
+        #expect((store?["staleSeconds"] as? Int ?? 0) >= 1, "show: \(show.out)")
+        #expect(h.logText(log).contains("forwarding on the last state"))
+
+        // Back: a change made now converges.
+        try cluster.startAll()
+        let again = StoreCLITests.nvgre(["lookup", "del"] + s + ["5002", "198.19.2.9"])
+        try #require(again.status == 0, "\(again.err)")
+        expected.remove("5002 198.19.2.9 198.18.0.2")
+        #expect(Self.converge(h, to: expected, within: 15) != nil, "no convergence after the store came back")
+        let after = h.run(["show", "-j"])
+        #expect(((after.json as? [String: Any])?["store"] as? [String: Any])?["lastError"] == nil, "\(after.out)")
+    }
+}
+
+extension CLIHost {
+    func logText(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+}
