@@ -8,6 +8,8 @@ import PackageDescription
 //        calls of its own, maps and sockets behind GatewayMaps and GatewaySender)
 //     -> NvgreUserspace (the data path's decisions in Swift, for hosts where XDP cannot run: no
 //        system calls; fed the same tables as the maps)
+//     -> NvgreStore (the desired state of many hosts in etcd: the client, the key layout, the
+//        agent's follower)
 //     -> NvgreDatapath (libbpf: the map registry, load, attach, maps, test-run, exception ring; every
 //        system call)  and NvgrePolicy (the desired state, its validation, YAML/JSON read and write)
 //     -> NvgreWire (pure packet codecs)
