@@ -27,6 +27,7 @@ public final class EtcdClient: @unchecked Sendable {
         /// The key's last change was at this revision (0: the key does not exist).
         case modRevision(String, equals: Int64)
         case value(String, equals: Data)
+        case valueIsNot(String, Data)
     }
 
     /// An operation in a transaction.
@@ -72,17 +73,15 @@ public final class EtcdClient: @unchecked Sendable {
     /// Every key under `prefix` (all of them with ""), at revision `revision` (nil: the
     /// latest), and the store's revision they were read at.
     public func range(prefix: String, revision: Int64? = nil) throws -> (revision: Int64, kvs: [KeyValue]) {
-        var body: [String: Any] = [
-            "key": Self.b64(prefix.isEmpty ? "\0" : prefix), "range_end": Self.b64(Self.prefixEnd(prefix))
-        ]
+        var body: [String: Any] = ["key": Self.b64(prefix.isEmpty ? "\0" : prefix), "range_end": Self.prefixEnd(prefix)]
         if let revision { body["revision"] = String(revision) }
-        let r = try call("/v3/kv/range", body)
+        let r = try call("/v3/kv/range", body, idempotent: true)
         return (Self.revision(r), try Self.kvs(r["kvs"]))
     }
 
     /// One key, or nil.
     public func get(_ key: String) throws -> KeyValue? {
-        let r = try call("/v3/kv/range", ["key": Self.b64(key)])
+        let r = try call("/v3/kv/range", ["key": Self.b64(key)], idempotent: true)
         return try Self.kvs(r["kvs"]).first
     }
 
@@ -94,36 +93,39 @@ public final class EtcdClient: @unchecked Sendable {
 
     /// Deletes every key under `prefix`.
     public func deletePrefix(_ prefix: String) throws {
-        _ = try call("/v3/kv/deleterange", ["key": Self.b64(prefix), "range_end": Self.b64(Self.prefixEnd(prefix))])
+        _ = try call("/v3/kv/deleterange", ["key": Self.b64(prefix), "range_end": Self.prefixEnd(prefix)])
     }
 
-    /// All of `success` if every comparison holds, else none of it; whether it held and the
-    /// revision after. etcd takes at most 128 operations in one (its --max-txn-ops).
-    public func transaction(if compares: [Compare], then success: [Operation]) throws -> (
-        succeeded: Bool, revision: Int64
-    ) {
-        let body: [String: Any] = [
-            "compare": compares.map { c -> [String: Any] in
-                switch c {
-                case let .modRevision(key, rev):
-                    return ["key": Self.b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": String(rev)]
-                case let .value(key, value):
-                    return [
-                        "key": Self.b64(key), "target": "VALUE", "result": "EQUAL", "value": value.base64EncodedString()
-                    ]
-                }
-            },
-            "success": success.map { op -> [String: Any] in
-                switch op {
-                case let .put(key, value):
-                    return ["request_put": ["key": Self.b64(key), "value": value.base64EncodedString()]]
-                case let .delete(key): return ["request_delete_range": ["key": Self.b64(key)]]
-                case let .deletePrefix(prefix):
-                    return [
-                        "request_delete_range": ["key": Self.b64(prefix), "range_end": Self.b64(Self.prefixEnd(prefix))]
-                    ]
-                }
+    /// All of `success` if every comparison holds, else all of `failure`; whether they held
+    /// and the revision after. etcd takes at most 128 operations in one (its --max-txn-ops).
+    public func transaction(if compares: [Compare], then success: [Operation], else failure: [Operation] = [])
+        throws -> (succeeded: Bool, revision: Int64)
+    {
+        func encode(_ op: Operation) -> [String: Any] {
+            switch op {
+            case let .put(key, value):
+                return ["request_put": ["key": Self.b64(key), "value": value.base64EncodedString()]]
+            case let .delete(key): return ["request_delete_range": ["key": Self.b64(key)]]
+            case let .deletePrefix(prefix):
+                return ["request_delete_range": ["key": Self.b64(prefix), "range_end": Self.prefixEnd(prefix)]]
             }
+        }
+        func encode(_ c: Compare) -> [String: Any] {
+            switch c {
+            case let .modRevision(key, rev):
+                return ["key": Self.b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": String(rev)]
+            case let .value(key, value):
+                return [
+                    "key": Self.b64(key), "target": "VALUE", "result": "EQUAL", "value": value.base64EncodedString()
+                ]
+            case let .valueIsNot(key, value):
+                return [
+                    "key": Self.b64(key), "target": "VALUE", "result": "NOT_EQUAL", "value": value.base64EncodedString()
+                ]
+            }
+        }
+        let body: [String: Any] = [
+            "compare": compares.map(encode), "success": success.map(encode), "failure": failure.map(encode)
         ]
         let r = try call("/v3/kv/txn", body)
         return ((r["succeeded"] as? Bool) ?? false, Self.revision(r))
@@ -131,14 +133,19 @@ public final class EtcdClient: @unchecked Sendable {
 
     /// The member that leads, by its id, as each reachable member sees it; for tests and `show`.
     public func status(of endpoint: Endpoint) throws -> (memberID: String, leaderID: String) {
-        let r = try call("/v3/maintenance/status", [:], only: endpoint)
+        let r = try call("/v3/maintenance/status", [:], idempotent: true, only: endpoint)
         let header = r["header"] as? [String: Any]
         return ((header?["member_id"] as? String) ?? "", (r["leader"] as? String) ?? "")
     }
 
     /// POSTs to the preferred member, then the others; a member that answers with an error
-    /// is believed (the error is the store's), one that does not answer is skipped.
-    func call(_ path: String, _ body: [String: Any], only: Endpoint? = nil) throws -> [String: Any] {
+    /// is believed (the error is the store's). The next member is asked when the request
+    /// could not be sent, or the member had no leader; a request that left without an answer
+    /// is asked again elsewhere only when it is `idempotent` (a read): a write may have been
+    /// applied, and the caller is told so.
+    func call(_ path: String, _ body: [String: Any], idempotent: Bool = false, only: Endpoint? = nil) throws
+        -> [String: Any]
+    {
         let data = try JSONSerialization.data(withJSONObject: body)
         lock.lock()
         let first = preferred
@@ -150,17 +157,24 @@ public final class EtcdClient: @unchecked Sendable {
             let response: HTTPExchange.Response
             do {
                 response = try exchange.post(path, body: data)
-            } catch let StoreError.unreachable(_, why) {
+            } catch let HTTPExchange.Failure.beforeSending(why) {
                 failures.append("\(endpoint): \(why)")
                 continue
+            } catch let HTTPExchange.Failure.afterSending(why) {
+                if idempotent {
+                    failures.append("\(endpoint): \(why)")
+                    continue
+                }
+                throw StoreError.unreachable(endpoint.description, "\(why); the change may or may not have been made")
             }
             let json = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any]
             guard response.status == 200, let json else {
                 let message =
                     (json?["message"] as? String) ?? (json?["error"] as? String)
                     ?? String(decoding: response.body.prefix(200), as: UTF8.self)
-                // A member without a leader (an election under way) is worth skipping.
-                if message.contains("no leader") || message.contains("leader changed") || response.status == 503 {
+                // A member without a leader did nothing: ask another. (A timeout or a leader
+                // change may have been applied: only reads go on.)
+                if message.contains("no leader") || (idempotent && response.status == 503) {
                     failures.append("\(endpoint): \(message)")
                     continue
                 }
@@ -181,17 +195,18 @@ public final class EtcdClient: @unchecked Sendable {
 
     static func b64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
 
-    /// The range end that covers every key starting with `prefix` (its last byte plus one).
+    /// The range end that covers every key starting with `prefix` (its last byte plus one),
+    /// base64: kept as bytes, since it need not be UTF-8.
     static func prefixEnd(_ prefix: String) -> String {
         var bytes = Array(prefix.utf8)
         while let last = bytes.last {
             if last < 0xff {
                 bytes[bytes.count - 1] = last + 1
-                return String(decoding: bytes, as: UTF8.self)
+                return Data(bytes).base64EncodedString()
             }
             bytes.removeLast()
         }
-        return "\0"  // every key
+        return Data([0]).base64EncodedString()  // every key
     }
 
     static func revision(_ r: [String: Any]) -> Int64 {

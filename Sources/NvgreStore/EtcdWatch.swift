@@ -10,8 +10,8 @@ import Foundation
 /// at the end of each top-level object.
 final class EtcdWatch {
     enum Event: Equatable {
-        /// Keys changed; the highest revision among them.
-        case changed(revision: Int64)
+        /// Keys changed; the highest revision among them, and the keys.
+        case changed(revision: Int64, keys: [String])
         /// The revision asked for was compacted away: list again.
         case compacted(Int64)
         /// The server ended the watch (its reason).
@@ -33,7 +33,7 @@ final class EtcdWatch {
                 let fd = try HTTPExchange.connect(host: e.host, port: e.port, timeout: timeout)
                 let request: [String: Any] = [
                     "create_request": [
-                        "key": EtcdClient.b64(prefix), "range_end": EtcdClient.b64(EtcdClient.prefixEnd(prefix)),
+                        "key": EtcdClient.b64(prefix), "range_end": EtcdClient.prefixEnd(prefix),
                         "start_revision": String(revision)
                     ]
                 ]
@@ -144,11 +144,12 @@ final class EtcdWatch {
         if result["canceled"] as? Bool == true {
             return .canceled((result["cancel_reason"] as? String) ?? "canceled by the server")
         }
-        let events = (result["events"] as? [[String: Any]]) ?? []
-        let revisions = events.compactMap {
-            (($0["kv"] as? [String: Any])?["mod_revision"] as? String).flatMap { Int64($0) }
-        }
+        let kvs = ((result["events"] as? [[String: Any]]) ?? []).compactMap { $0["kv"] as? [String: Any] }
+        let revisions = kvs.compactMap { ($0["mod_revision"] as? String).flatMap { Int64($0) } }
         guard let top = revisions.max() else { return nil }  // "created", or progress
-        return .changed(revision: top)
+        let keys = kvs.compactMap { ($0["key"] as? String).flatMap { Data(base64Encoded: $0) } }.map {
+            String(decoding: $0, as: UTF8.self)
+        }
+        return .changed(revision: top, keys: keys)
     }
 }

@@ -26,11 +26,31 @@ struct HTTPExchange {
         let body: Data
     }
 
-    /// POSTs `body` (JSON) to `path`; throws StoreError.unreachable when no connection or no
-    /// complete answer came within the timeout.
+    /// Why an exchange failed: before the request left (nothing happened: another member
+    /// may be asked), or after (the store may have acted on it).
+    enum Failure: Error {
+        case beforeSending(String)
+        case afterSending(String)
+    }
+
+    /// POSTs `body` (JSON) to `path`; throws Failure when no connection or no complete
+    /// answer came within the timeout.
     func post(_ path: String, body: Data) throws -> Response {
-        let fd = try HTTPExchange.connect(host: host, port: port, timeout: timeout)
+        let fd: Int32
+        do {
+            fd = try HTTPExchange.connect(host: host, port: port, timeout: timeout)
+        } catch let StoreError.unreachable(_, why) {
+            throw Failure.beforeSending(why)
+        }
         defer { close(fd) }
+        do {
+            return try exchange(fd, path, body)
+        } catch let StoreError.unreachable(_, why) {
+            throw Failure.afterSending(why)
+        }
+    }
+
+    private func exchange(_ fd: Int32, _ path: String, _ body: Data) throws -> Response {
         var request = Data(
             ("POST \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nContent-Type: application/json\r\n"
                 + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n").utf8)
@@ -67,7 +87,10 @@ struct HTTPExchange {
         while let a = entry {
             entry = a.pointee.ai_next
             let fd = StoreSockets.open(a.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
-            if fd < 0 { continue }
+            if fd < 0 {
+                lastError = errno
+                continue
+            }
             var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -140,7 +163,8 @@ struct ChunkedDecoder {
         while !finished {
             guard let lineEnd = Self.crlf(pending, from: 0) else { return }
             let sizeText = String(decoding: pending[0..<lineEnd], as: UTF8.self).split(separator: ";").first ?? ""
-            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16) else {
+            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size >= 0, size <= 1 << 30
+            else {
                 finished = true  // not chunked coding after all: stop
                 return
             }

@@ -164,16 +164,17 @@ public final class PolicyStore: @unchecked Sendable {
             _ = try etcd.transaction(if: [], then: batch.map { .put(prefix + $0.key, $0.value) })
             i += batch.count
         }
+        // The switch also removes the old generation and the mark, in the same transaction.
         let switched = try etcd.transaction(
             if: guards + [.modRevision(begun, equals: begunRevision)],
-            then: [.put(StoreLayout.current, Data(g.utf8)), .put(StoreLayout.edited, stamp)])
+            then: [.put(StoreLayout.current, Data(g.utf8)), .put(StoreLayout.edited, stamp), .delete(begun)]
+                + (base.generation.map { [.deletePrefix(StoreLayout.generations + $0 + "/")] } ?? []))
         guard switched.succeeded else {
-            try? etcd.deletePrefix(prefix)
-            _ = try? etcd.transaction(if: [], then: [.delete(begun)])
+            // Removed unless it is current after all (an earlier attempt of this very switch).
+            _ = try? etcd.transaction(
+                if: [.valueIsNot(StoreLayout.current, Data(g.utf8))], then: [.deletePrefix(prefix), .delete(begun)])
             throw StoreError.conflict("read at revision \(base.revision)")
         }
-        _ = try? etcd.transaction(if: [], then: [.delete(begun)])
-        if let old = base.generation { try? etcd.deletePrefix(StoreLayout.generations + old + "/") }
         try? removeAbandonedGenerations(keeping: g)
         change.generation = g
         change.newGeneration = true
@@ -190,10 +191,11 @@ public final class PolicyStore: @unchecked Sendable {
         for mark in try etcd.range(prefix: StoreLayout.root + "begun/").kvs {
             let g = String(mark.key.dropFirst((StoreLayout.root + "begun/").count))
             let started = Int(String(decoding: mark.value, as: UTF8.self)) ?? 0
-            if g != keeping && now - started > 600 {
-                try etcd.deletePrefix(StoreLayout.generations + g + "/")
-                _ = try etcd.transaction(if: [], then: [.delete(mark.key)])
-            }
+            guard g != keeping, now - started > 600 else { continue }
+            // Only if the mark is unchanged and the generation did not become current.
+            _ = try etcd.transaction(
+                if: [.modRevision(mark.key, equals: mark.modRevision), .valueIsNot(StoreLayout.current, Data(g.utf8))],
+                then: [.deletePrefix(StoreLayout.generations + g + "/"), .delete(mark.key)])
         }
     }
 }

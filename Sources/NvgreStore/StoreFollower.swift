@@ -56,6 +56,13 @@ public final class StoreFollower: @unchecked Sendable {
         status = Status(store: address, host: host)
     }
 
+    /// A watch that ended (compacted away, cancelled by the server): list again, after the
+    /// usual backoff.
+    struct WatchEnded: Error, CustomStringConvertible {
+        let why: String
+        var description: String { "the watch ended (\(why)); listing again" }
+    }
+
     /// Follows the store until `stop` returns true (checked at least twice a second).
     public func run(stop: () -> Bool) {
         var backoff = 0.2
@@ -76,26 +83,27 @@ public final class StoreFollower: @unchecked Sendable {
                             events += more
                         }
                     }
+                    var written = false
                     for e in events {
                         switch e {
-                        case .compacted, .canceled: break following  // list again
-                        case .changed: break
+                        case let .compacted(r): throw WatchEnded(why: "revision \(r) compacted")
+                        case let .canceled(why): throw WatchEnded(why: why)
+                        // Every completed write rewrites `edited`; the items of a generation
+                        // being written are not a change until it is switched to.
+                        case let .changed(r, keys):
+                            written = written || (r > snapshot.revision && keys.contains(StoreLayout.edited))
                         }
                     }
-                    if events.contains(where: {
-                        if case let .changed(r) = $0 { return r > snapshot.revision }
-                        return false
-                    }) {
+                    if written || (pendingApply && Date().timeIntervalSince(lastCheck) > 2) {
                         snapshot = try sync(resync: false)
                         lastCheck = Date()
                     } else if Date().timeIntervalSince(lastCheck) > 5 {
-                        // A quiet stream may be a dead one: the store is asked directly.
-                        if try store.read().revision > snapshot.revision {
-                            snapshot = try sync(resync: false)
-                        } else {
-                            status.lastSync = Date().timeIntervalSince1970
-                            report(status)
-                        }
+                        // A quiet stream may be a dead one: `edited` is read directly; if it
+                        // moved without an event, list and watch again.
+                        let edited = try store.etcd.get(StoreLayout.edited)
+                        if (edited?.modRevision ?? 0) != snapshot.editedModRevision { break following }
+                        status.lastSync = Date().timeIntervalSince1970
+                        report(status)
                         lastCheck = Date()
                     }
                 }
@@ -110,20 +118,31 @@ public final class StoreFollower: @unchecked Sendable {
         }
     }
 
+    /// The last state read could not be applied (or was refused): tried again every 2 s.
+    private var pendingApply = false
+
     /// Reads the state whole and hands the host's part on when it changed.
     @discardableResult
     func sync(resync: Bool) throws -> PolicyStore.Snapshot {
         let snapshot = try store.read()
         let policy = snapshot.policy(forHost: host).scopedToItsDomains
         if resync { status.resyncs += 1 }
+        // An empty store, or none of this host's sections (a name mistyped, a host not yet
+        // written): nothing is applied rather than emptying the maps.
+        let refusal: String? =
+            snapshot.generation == nil
+            ? "the store holds no policy yet"
+            : snapshot.hosts[host] == nil
+                ? "the store has nothing for host \(host) (its provider addresses and ports)" : nil
         if policy != applied {
             do {
+                if let refusal { throw StoreError.badContent(key: StoreLayout.root, refusal) }
                 try apply(policy)
             } catch {
-                // Not applied (all or nothing): the host keeps the last state; the next change
-                // or resync tries again.
-                status.lastError = "applying generation \(snapshot.generation ?? "none"): \(error)"
+                // Not applied (all or nothing): the host keeps the last state; tried again.
+                status.lastError = "generation \(snapshot.generation ?? "none") not applied: \(error)"
                 status.lastSync = Date().timeIntervalSince1970
+                pendingApply = true
                 report(status)
                 return snapshot
             }
@@ -131,6 +150,7 @@ public final class StoreFollower: @unchecked Sendable {
             status.applies += 1
             status.lastChange = Date().timeIntervalSince1970
         }
+        pendingApply = false
         status.revision = snapshot.revision
         status.generation = snapshot.generation
         status.lastSync = Date().timeIntervalSince1970

@@ -40,7 +40,7 @@ struct Agent: NvgreCommand {
 /// its sockets are made where the command started (GlobalOptions.enter).
 func followStore(_ g: GlobalOptions, stateDirectory: String, apply: @escaping (Policy) throws -> Void) throws {
     guard let address = g.storeAddress else { return }
-    guard let host = g.host, !host.isEmpty else {
+    guard let host = try g.storeHost() else {
         throw fieldError("--host", "(none)", "this host's name in the store (with --store)")
     }
     let store = PolicyStore(try EtcdClient(address: address, timeout: 2))

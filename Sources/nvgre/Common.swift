@@ -38,6 +38,16 @@ struct GlobalOptions: ParsableArguments {
     /// The namespace the command started in, taken before the first `enter` moves it.
     nonisolated(unsafe) static let startNamespace = NetworkNamespace.current()
 
+    /// --host, checked: it becomes part of the store's keys.
+    func storeHost() throws -> String? {
+        guard let h = host else { return nil }
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
+        guard (1...63).contains(h.count), h.allSatisfy({ allowed.contains($0) }) else {
+            throw fieldError("--host", h, "a host name of 1 to 63 letters, digits, dots, dashes or underscores")
+        }
+        return h
+    }
+
     /// The store's address, from --store or $NVGRE_STORE; nil: this host's maps.
     var storeAddress: String? { store ?? ProcessInfo.processInfo.environment["NVGRE_STORE"] }
 

@@ -83,7 +83,7 @@ struct Save: NvgreCommand {
         if let address = global.storeAddress {
             let snapshot = try PolicyStore(try EtcdClient(address: address)).read()
             text = PolicyWriter.write(
-                snapshot.policy(forHost: global.host), as: f,
+                snapshot.policy(forHost: try global.storeHost()), as: f,
                 header:
                     "nvgre policy in the store \(address) (generation \(snapshot.generation ?? "none"), "
                     + (global.host.map { "shared tables and host \($0)" } ?? "shared tables")

@@ -18,7 +18,8 @@ extension Apply {
         if files.isEmpty { throw fieldError("file", "(none)", "one or more policy files, or - for standard input") }
         let policy = try readPolicy(files)
         let hostPart = policy.hostSections
-        if hostPart != Policy() && global.host == nil {
+        let host = try global.storeHost()
+        if hostPart != Policy() && host == nil {
             throw fieldError(
                 "--host", "(none)",
                 "the name of the host the files' providerAddresses, ports and gateway sections belong to")
@@ -26,7 +27,8 @@ extension Apply {
         let store = PolicyStore(try EtcdClient(address: address))
         let change = try writingToStore(store) { base in
             let shared = policy.hasSharedSections || hostPart == Policy() ? policy.sharedSections : base.shared
-            let hosts = global.host.map { [$0: hostPart] } ?? [:]
+            // A host's sections are replaced only by files that have some.
+            let hosts = hostPart == Policy() ? [:] : host.map { [$0: hostPart] } ?? [:]
             return try store.write(shared: shared, hosts: hosts, basedOn: base, dryRun: dryRun)
         }
         printStoreChange(change, address: address, dryRun: dryRun, json: global.json)
@@ -38,15 +40,16 @@ extension Apply {
 func editStore(_ g: GlobalOptions, _ edit: (inout Policy) throws -> Void) throws {
     guard let address = g.storeAddress else { return }
     let store = PolicyStore(try EtcdClient(address: address))
+    let host = try g.storeHost()
     let change = try writingToStore(store) { base in
-        var p = base.policy(forHost: g.host)
+        var p = base.policy(forHost: host)
         try edit(&p)
-        if p.hostSections != (g.host.flatMap { base.hosts[$0] } ?? Policy()) && g.host == nil {
+        if p.hostSections != (host.flatMap { base.hosts[$0] } ?? Policy()) && host == nil {
             throw fieldError(
                 "--host", "(none)", "the name of the host whose provider addresses, ports or gateway sections change")
         }
         return try store.write(
-            shared: p.sharedSections, hosts: g.host.map { [$0: p.hostSections] } ?? [:], basedOn: base)
+            shared: p.sharedSections, hosts: host.map { [$0: p.hostSections] } ?? [:], basedOn: base)
     }
     printStoreChange(change, address: address, dryRun: false, json: g.json)
 }

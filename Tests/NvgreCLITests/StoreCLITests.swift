@@ -87,6 +87,10 @@ struct StoreCLITests {
         // Unreachable: the address is named, exit 1.
         let down = Self.nvgre(["save", "--store", "etcd://127.0.0.1:1"])
         #expect(down.status == 1 && down.err.contains("127.0.0.1:1"), "\(down.err)")
+        for host in ["a/b", "", String(repeating: "h", count: 64)] {
+            let r = Self.nvgre(["save"] + s + ["--host", host])
+            #expect(r.status == 2 && r.err.contains("--host"), "--host '\(host)': \(r.err)")
+        }
         let bad = Self.nvgre(["save", "--store", "http://127.0.0.1:1"])
         #expect(bad.status != 0 && bad.err.contains("etcd://HOST:PORT"), "\(bad.err)")
     }
