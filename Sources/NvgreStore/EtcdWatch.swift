@@ -59,7 +59,13 @@ final class EtcdWatch {
             endpoints.map(\.description).joined(separator: ","), failures.joined(separator: "; "))
     }
 
-    deinit { close(fd) }
+    /// A watch with no connection, for feeding bytes to `take` (tests of the parsing).
+    init(parsingFor endpoint: EtcdClient.Endpoint) {
+        fd = -1
+        self.endpoint = endpoint
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
 
     /// The events that arrive within `wait` seconds (none: an empty list). Throws when the
     /// stream broke (the member died, the connection closed).

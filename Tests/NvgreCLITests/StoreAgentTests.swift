@@ -78,6 +78,53 @@ struct StoreAgentTests {
     }
 }
 
+extension StoreAgentTests {
+    /// kill -9 of the agent while it applies a change of 240 records: the maps hold the old
+    /// state or the new one whole, and the restarted agent converges on the new one.
+    @Test func anAgentKilledDuringALargeChangeConvergesWhenRestarted() throws {
+        let cluster = try EtcdCluster(prefix: LabNetwork.runPrefix + "-kill")
+        defer { cluster.down() }
+        let h = try CLIHost(tag: "storekill")
+        try #require(h.run(["up", "--uplink", "ul"]).status == 0)
+        let s = ["--store", cluster.address]
+        let example = try h.file("two-tenants.yaml", CLIHost.example)
+        try #require(StoreCLITests.nvgre(["apply"] + s + ["--host", "a", example]).status == 0)
+        let agent = [CLIHost.binary, "-n", h.ns, "--instance", h.instance, "agent"] + s + ["--host", "a"]
+        let log = h.temporaryPath("agent.log")
+        var pid = try Spawn.start(agent, output: log, detached: false)
+        defer { Spawn.stop(pid) }
+        let old: Set<String> = ["5001 198.19.1.1 198.18.0.1", "5001 198.19.1.2 198.18.0.2"]
+        try #require(Self.converge(h, to: old) != nil, "\(h.logText(log))")
+
+        // The shared tables again, with 240 more records in 5002 (more than a transaction
+        // holds: written as a new generation; the host's sections stay).
+        var shared = try PolicyDocument.decode(CLIHost.example, validate: false).sharedSections
+        var new = old
+        for i in 10..<250 {
+            let ca = IPAddress(v4: [198, 19, 2, UInt8(i)]), pa = IPAddress(v4: [198, 18, 1, UInt8(i)])
+            shared.lookupRecords.append(
+                LookupRecord(
+                    vsid: 5002, customerAddress: ca, providerAddress: pa, mac: "02:00:00:00:02:01", type: .staticRecord)
+            )
+            new.insert("5002 \(ca) \(pa)")
+        }
+        let file = try h.file("large.yaml", PolicyWriter.write(shared, as: .yaml))
+        let applied = StoreCLITests.nvgre(["apply"] + s + [file])
+        try #require(applied.status == 0, "\(applied.err)")
+        usleep(30_000)
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        let after = Self.liveRecords(h)
+        #expect(after == old || after == new, "after kill -9 the maps held \(after.count) records: a mix")
+
+        pid = try Spawn.start(agent, output: log, detached: false)
+        #expect(
+            Self.converge(h, to: new, within: 20) != nil,
+            "no convergence after the restart: \(Self.liveRecords(h).count)")
+    }
+}
+
 extension CLIHost {
     func logText(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
 }
