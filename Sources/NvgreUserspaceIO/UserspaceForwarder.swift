@@ -301,6 +301,8 @@ public final class UserspaceForwarder: @unchecked Sendable {
         _ moved: inout [Counter: UInt64], _ buffer: inout [UInt8], from port: UInt32?, truncated: Bool = false,
         fromExternal: UInt32? = nil, complete: PartialChecksum? = nil
     ) {
+        // The buffer went with a drop, a reply or a flood: a new one for the next frame.
+        defer { if buffer.capacity == 0 { buffer = Self.frameBuffer() } }
         func decide() -> Outcome {
             if truncated {
                 return Outcome(.drop(NV_DROP_GSO_UNSUPPORTED), counters: [.drop(NV_DROP_GSO_UNSUPPORTED): 1])
@@ -344,6 +346,5 @@ public final class UserspaceForwarder: @unchecked Sendable {
             if gateway?.engine.handle(e) != true { lane.exceptions.handle(e) }
         case .drop, .pass: break
         }
-        if buffer.capacity == 0 { buffer = Self.frameBuffer() }  // the last one went with a drop or a reply
     }
 }
