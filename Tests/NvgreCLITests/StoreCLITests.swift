@@ -95,6 +95,31 @@ struct StoreCLITests {
         #expect(bad.status != 0 && bad.err.contains("etcd://HOST:PORT"), "\(bad.err)")
     }
 
+    /// Store contents written by something else, wrong: every reader names the key and what
+    /// is wrong with it, and a write on top of them is refused, changing nothing.
+    @Test func wrongStoreContentsAreNamedNotUsed() throws {
+        let cluster = try EtcdCluster(prefix: LabNetwork.runPrefix + "-bad")
+        defer { cluster.down() }
+        let s = ["--store", cluster.address]
+        try #require(
+            Self.nvgre(["apply"] + s + ["--host", "host-a", Self.example("tenants.yaml"), Self.example("host-a.yaml")])
+                .status == 0)
+        let etcd = try EtcdClient(address: cluster.address)
+        let generation = try #require(try etcd.get(StoreLayout.current)).value
+        let key = StoreLayout.generations + String(decoding: generation, as: UTF8.self) + "/record/5001/198.19.1.99"
+        try etcd.put(key, Data("{not json".utf8))
+        let saved = Self.nvgre(["save"] + s)
+        #expect(saved.status == 1 && saved.err.contains(key), "\(saved.err)")
+        let before = try etcd.range(prefix: StoreLayout.root).kvs.map(\.key)
+        let add = Self.nvgre(
+            ["lookup", "add"] + s + ["5001", "198.19.1.77", "--pa", "198.18.0.2", "--mac", "02:00:00:00:01:77"])
+        #expect(add.status == 1 && add.err.contains(key), "\(add.err)")
+        #expect(try etcd.range(prefix: StoreLayout.root).kvs.map(\.key) == before)
+        try etcd.put(StoreLayout.current, Data("a/b".utf8))
+        let current = Self.nvgre(["save"] + s)
+        #expect(current.status == 1 && current.err.contains(StoreLayout.current), "\(current.err)")
+    }
+
     /// A policy of 3,000 records (more than 128 operations: written as a new generation) and
     /// one of 2,000 applied alternately while a reader reads in a loop: the reader sees the
     /// one or the other whole, never a mix; the last writer's policy is what stays.
