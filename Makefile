@@ -53,8 +53,9 @@ differential: build
 # The main job: tenants Red and Blue on hosts A and B over a bridge underlay, applied with
 # the CLI from examples/demo, each claim checked with real traffic. DATAPATH=userspace puts
 # every host on the userspace data path, DATAPATH=mixed A in XDP and B and G in userspace.
+# STORE=etcd keeps the tables in a three-member etcd cluster on loopback that every host follows.
 demo: build
-	DATAPATH=$(or $(DATAPATH),xdp) scripts/demo.sh $(if $(KEEP),--keep)
+	DATAPATH=$(or $(DATAPATH),xdp) STORE=$(or $(STORE),none) scripts/demo.sh $(if $(KEEP),--keep)
 
 demo-down:
 	scripts/lab-cleanup.sh nvdemo

@@ -54,7 +54,8 @@ let package = Package(
         .target(name: "NvgreStore", dependencies: ["NvgrePolicy", "NvgreWire"]),
         // Namespaced labs (topologies of hosts and VMs) for tests, the demo and benchmarks.
         .target(
-            name: "NvgreLab", dependencies: ["NvgreControl", "NvgreDatapath", "NvgrePolicy", "NvgreWire", "CNvgre"]),
+            name: "NvgreLab",
+            dependencies: ["NvgreControl", "NvgreDatapath", "NvgrePolicy", "NvgreStore", "NvgreWire", "CNvgre"]),
         .executableTarget(
             name: "nvgre",
             dependencies: [

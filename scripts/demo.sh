@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export NVGRE_TEST_PREFIX=nvdemo
 scripts/lab-cleanup.sh nvdemo
-args=(--datapath "${DATAPATH:-xdp}")
+args=(--datapath "${DATAPATH:-xdp}" --store "${STORE:-none}")
 if [[ "${1:-}" != "--keep" ]]; then
   exec scripts/in-lab.sh .build/debug/nvgre-lab demo "${args[@]}"
 fi

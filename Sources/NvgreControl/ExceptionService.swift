@@ -9,9 +9,11 @@ public enum ExceptionService {
     /// Underlay neighbors are kept resolved ahead of traffic, and refreshed as they age.
     static let refreshEvery = 30.0
 
+    /// `policyChanged` is set by whoever changes the maps from this process (the store's
+    /// follower): the new provider addresses are resolved at once instead of at the next refresh.
     public static func run(
         _ instance: Instance, extra: ExceptionHandling?, icmpLimit: ICMPRateLimit = ICMPRateLimit(),
-        log: @escaping (String) -> Void
+        policyChanged: Flag? = nil, log: @escaping (String) -> Void
     ) throws {
         let lock = try agentLock(instance)
         defer { lock.release() }
@@ -40,7 +42,7 @@ public enum ExceptionService {
             try channel.poll(timeoutMilliseconds: 100)
             extra?.afterPoll()
             if let sig = signals.pending() { why = sig }
-            if monotonicSeconds() - lastRefresh >= refreshEvery {
+            if monotonicSeconds() - lastRefresh >= refreshEvery || policyChanged?.take() == true {
                 lastRefresh = monotonicSeconds()
                 _ = try? handler.refreshUnderlayNeighbors()
             }
@@ -53,6 +55,20 @@ public enum ExceptionService {
         let counts = handler.counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         let handled = counts.isEmpty ? "nothing" : counts.joined(separator: " ")
         log("\(role) stopping (\(why)); handled \(handled)\(extra.map { "; " + $0.stopping() } ?? "")")
+    }
+
+    /// Set by one thread, taken (read and cleared) by another.
+    public final class Flag: @unchecked Sendable {
+        private var set = false
+        private let lock = NSLock()
+        public init() {}
+        public func raise() { lock.withLock { set = true } }
+        public func take() -> Bool {
+            lock.withLock {
+                defer { set = false }
+                return set
+            }
+        }
     }
 
     /// One consumer per exception ring (two would each see part of it): an exclusive lock on

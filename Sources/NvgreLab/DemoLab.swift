@@ -111,8 +111,20 @@ public final class DemoLab {
     /// Hosts (by name) brought up on the userspace data path instead of XDP.
     public var userspaceHosts: Set<String> = []
 
+    /// Set before start(): the tables live in this store (a running etcd cluster) instead of
+    /// being applied to each host's maps. Each host's files are applied to the store under
+    /// its name (`--host`), and its agent (the gateway on G) follows the store.
+    public var store: EtcdCluster?
+
+    /// The arguments that make a command act on the store for host `h` (none without one).
+    public func storeArguments(_ h: DemoHost) -> [String] {
+        store.map { ["--store", $0.address, "--host", h.name] } ?? []
+    }
+
     public func applyCommand(_ h: DemoHost) throws -> [String] {
-        [nvgre, "-n", ns(h), "--instance", instance(h), "apply"] + (try policyFiles(h))
+        store == nil
+            ? [nvgre, "-n", ns(h), "--instance", instance(h), "apply"] + (try policyFiles(h))
+            : [nvgre] + storeArguments(h) + ["apply"] + (try policyFiles(h))
     }
 
     /// Extra arguments of `nvgre gateway` (short timeouts in tests).
@@ -130,6 +142,10 @@ public final class DemoLab {
         try startAgents(detached: detachAgents)
     }
 
+    /// With a store: seconds from the agents' start until every host had applied the store
+    /// as it was then (set by startAgents).
+    public private(set) var firstSyncSeconds: Double?
+
     /// One `nvgre agent` per hypervisor, in the background; returns once they consume.
     /// `detached` agents outlive this process (a kept demo); they exit at `nvgre down`.
     public func startAgents(detached: Bool) throws {
@@ -137,10 +153,16 @@ public final class DemoLab {
             if !started.contains(instance(h)) { started.append(instance(h)) }
             try? FileManager.default.createDirectory(atPath: Instance.stateRoot, withIntermediateDirectories: true)
             agents[h.name] = try Spawn.start(
-                [nvgre, "-n", ns(h), "--instance", instance(h), "agent"], output: agentLog(h), detached: detached)
+                [nvgre, "-n", ns(h), "--instance", instance(h), "agent"] + storeArguments(h), output: agentLog(h),
+                detached: detached)
         }
+        let begun = Date()
         try startGateway(detached: detached)
         try waitForAgents()
+        if let store {
+            try waitForStore(revision: try store.revision())
+            firstSyncSeconds = Date().timeIntervalSince(begun)
+        }
         try waitForUnderlayNeighbors()
     }
 
@@ -150,7 +172,8 @@ public final class DemoLab {
         if !started.contains(instance(g)) { started.append(instance(g)) }
         unlink(gatewayLog)
         agents[g.name] = try Spawn.start(
-            [nvgre, "-n", ns(g), "--instance", instance(g), "gateway", "--log-flows"] + gatewayArguments,
+            [nvgre, "-n", ns(g), "--instance", instance(g), "gateway", "--log-flows"] + storeArguments(g)
+                + gatewayArguments,
             output: gatewayLog, detached: detached)
         let ready = userspaceHosts.contains(g.name) ? "forwarding on" : "handling exceptions"
         try Spawn.waitForOutput(gatewayLog, containing: ready, what: "the gateway on host G")
@@ -186,6 +209,43 @@ public final class DemoLab {
     @discardableResult
     public func cli(_ h: DemoHost, _ args: [String]) throws -> Spawn.Result {
         try Spawn.run([nvgre, "-n", ns(h), "--instance", instance(h)] + args)
+    }
+
+    /// Runs an edit (`service add ...`) for host `h` as a user would: on the store when there
+    /// is one, then waits until every host's agent has read the store past the write, so
+    /// that what follows sees the change everywhere; otherwise on the host's maps.
+    @discardableResult
+    public func edit(_ h: DemoHost, _ args: [String]) throws -> Spawn.Result {
+        guard store != nil else { return try cli(h, args) }
+        let r = try Spawn.run([nvgre] + storeArguments(h) + args)
+        // "applied to the store (generation G, revision R): ..."
+        guard r.status == 0, let match = r.output.range(of: #"revision [0-9]+"#, options: .regularExpression),
+            let revision = Int(r.output[match].dropFirst("revision ".count))
+        else { return r }
+        try waitForStore(revision: revision)
+        return r
+    }
+
+    /// Waits until every host's agent (`nvgre show -j`, its `store` section) has applied the
+    /// store at `revision` or later; returns the seconds that took.
+    @discardableResult
+    public func waitForStore(revision: Int, within seconds: Double = 10) throws -> Double {
+        let start = Date()
+        for h in DemoPlan.hosts {
+            while true {
+                let show = try? cli(h, ["show", "-j"])
+                let json = (try? JSONSerialization.jsonObject(with: Data((show?.output ?? "").utf8))) as? [String: Any]
+                let store = json?["store"] as? [String: Any]
+                if let r = store?["revision"] as? Int, r >= revision, store?["lastError"] == nil { break }
+                if Date().timeIntervalSince(start) > seconds {
+                    throw ShellErrorText(
+                        "host \(h.name) did not follow the store to revision \(revision) within \(seconds) s: "
+                            + "\(show?.output ?? "no show")")
+                }
+                usleep(10_000)
+            }
+        }
+        return Date().timeIntervalSince(start)
     }
 
     /// Stops the agents (the data path forwards on without them).

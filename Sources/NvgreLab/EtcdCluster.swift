@@ -1,4 +1,5 @@
 import Foundation
+import NvgreStore
 
 #if canImport(Glibc)
     import Glibc
@@ -26,8 +27,12 @@ public final class EtcdCluster {
     /// One member's client address alone.
     public func address(of i: Int) -> String { "etcd://127.0.0.1:\(members[i].clientPort)" }
 
-    /// Starts `count` members as one new cluster and waits until it takes a write.
-    public init(prefix: String = LabNetwork.runPrefix, count: Int = 3, extraFlags: [String] = []) throws {
+    /// Starts `count` members as one new cluster and waits until it takes a write. `kept`
+    /// members outlive this object and its process (a kept demo; lab-cleanup.sh ends them).
+    public init(
+        prefix: String = LabNetwork.runPrefix, count: Int = 3, extraFlags: [String] = [], kept: Bool = false
+    ) throws {
+        self.kept = kept
         directory = "/run/nvgre/\(prefix)-etcd"
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -46,8 +51,9 @@ public final class EtcdCluster {
     }
 
     private let extraFlags: [String]
+    private let kept: Bool
 
-    deinit { down() }
+    deinit { if !kept { down() } }
 
     /// Starts member `i` (again, after `kill`: with its data, it rejoins).
     public func start(_ i: Int) throws {
@@ -65,7 +71,7 @@ public final class EtcdCluster {
                 "--initial-cluster-token", URL(fileURLWithPath: directory).lastPathComponent,
                 "--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "warn"
             ] + extraFlags
-        let pid = try Spawn.start(argv, output: "\(directory)/\(m.name).log", detached: false)
+        let pid = try Spawn.start(argv, output: "\(directory)/\(m.name).log", detached: kept)
         members[i].pid = pid
         try "\(pid)\n".write(toFile: "\(directory)/\(m.name).pid", atomically: true, encoding: .utf8)
     }
@@ -119,6 +125,27 @@ public final class EtcdCluster {
             usleep(100_000)
         }
         throw ShellErrorText("etcd cluster in \(directory) took no write within \(seconds) s: \(last)\n\(log(0))")
+    }
+
+    /// The cluster's revision now (every write so far is at or below it).
+    public func revision() throws -> Int {
+        Int(try EtcdClient(address: address, timeout: 2).range(prefix: StoreLayout.current).revision)
+    }
+
+    /// The member that leads now, by index (each running member asked until one answers).
+    public func leader() throws -> Int {
+        let etcd = try EtcdClient(address: address, timeout: 2)
+        for i in members.indices where members[i].pid != nil {
+            guard
+                let s = try? etcd.status(
+                    of: EtcdClient.Endpoint(host: "127.0.0.1", port: members[i].clientPort))
+            else { continue }
+            for j in members.indices where members[j].pid != nil {
+                let other = try? etcd.status(of: EtcdClient.Endpoint(host: "127.0.0.1", port: members[j].clientPort))
+                if other?.memberID == s.leaderID { return j }
+            }
+        }
+        throw ShellErrorText("no member of the etcd cluster in \(directory) names a running leader")
     }
 
     /// Loopback TCP ports nothing listens on now (bound to port 0, then released).

@@ -12,8 +12,8 @@ import NvgreWire
 /// one VM to another.
 public enum Traffic {
     /// Pings from namespace `ns`; returns how many of `count` replies came back.
-    public static func ping(from ns: String, to dst: IPAddress, count: Int = 5) -> Int {
-        let out = (try? sh("ip netns exec \(ns) ping -n -c \(count) -i 0.2 -W 1 \(dst)")) ?? ""
+    public static func ping(from ns: String, to dst: IPAddress, count: Int = 5, interval: Double = 0.2) -> Int {
+        let out = (try? sh("ip netns exec \(ns) ping -n -c \(count) -i \(interval) -W 1 \(dst)")) ?? ""
         guard let r = out.range(of: #"(\d+) received"#, options: .regularExpression) else { return 0 }
         return Int(out[r].split(separator: " ")[0]) ?? 0
     }

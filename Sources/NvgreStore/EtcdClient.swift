@@ -96,6 +96,12 @@ public final class EtcdClient: @unchecked Sendable {
         _ = try call("/v3/kv/deleterange", ["key": Self.b64(prefix), "range_end": Self.prefixEnd(prefix)])
     }
 
+    /// Forgets the history before `revision` (what an operator's or etcd's automatic
+    /// compaction does); watches from before it are then cancelled as compacted.
+    public func compact(to revision: Int64) throws {
+        _ = try call("/v3/kv/compaction", ["revision": String(revision), "physical": true])
+    }
+
     /// All of `success` if every comparison holds, else all of `failure`; whether they held
     /// and the revision after. etcd takes at most 128 operations in one (its --max-txn-ops).
     public func transaction(if compares: [Compare], then success: [Operation], else failure: [Operation] = [])

@@ -80,6 +80,9 @@ public final class PolicyStore: @unchecked Sendable {
         public var changed = 0
         public var removed = 0
         public var generation = ""
+        /// The store's revision once written (an agent that has read at this revision or
+        /// later has the change); the revision read when nothing was written.
+        public var revision: Int64 = 0
         /// Written as a new generation (a whole policy, or more than a transaction holds).
         public var newGeneration = false
         public var nothing: Bool { added == 0 && changed == 0 && removed == 0 }
@@ -134,6 +137,7 @@ public final class PolicyStore: @unchecked Sendable {
             deletes.append(k)
         }
         change.generation = base.generation ?? ""
+        change.revision = base.revision
         if dryRun || change.nothing { return change }
 
         let guards: [EtcdClient.Compare] = [
@@ -146,9 +150,9 @@ public final class PolicyStore: @unchecked Sendable {
             let ops: [EtcdClient.Operation] =
                 puts.map { .put(prefix + $0.0, $0.1) } + deletes.map { .delete(prefix + $0) }
                 + [.put(StoreLayout.edited, stamp)]
-            guard try etcd.transaction(if: guards, then: ops).succeeded else {
-                throw StoreError.conflict("read at revision \(base.revision)")
-            }
+            let written = try etcd.transaction(if: guards, then: ops)
+            guard written.succeeded else { throw StoreError.conflict("read at revision \(base.revision)") }
+            change.revision = written.revision
             return change
         }
         // A new generation: its items written first (no reader looks there yet), then one
@@ -178,6 +182,7 @@ public final class PolicyStore: @unchecked Sendable {
         try? removeAbandonedGenerations(keeping: g)
         change.generation = g
         change.newGeneration = true
+        change.revision = switched.revision
         return change
     }
 

@@ -16,6 +16,11 @@ struct Demo: ParsableCommand {
             "The hosts' data path: xdp (default), userspace (A, B and the gateway G), or mixed (A in XDP, B and "
                 + "G in userspace).",
             valueName: "datapath")) var datapath = "xdp"
+    @Option(
+        help: ArgumentHelp(
+            "Where the tables live: none (default: each host's files applied to its maps) or etcd (a three-member "
+                + "etcd cluster on loopback; the files applied to it once per host, each host's agent following it).",
+            valueName: "store")) var store = "none"
 
     func run() throws {
         let lab = DemoLab(net: LabNetwork(untagged: ()))
@@ -24,6 +29,14 @@ struct Demo: ParsableCommand {
         case "userspace": lab.userspaceHosts = [DemoPlan.a.name, DemoPlan.b.name, DemoPlan.g.name]
         case "mixed": lab.userspaceHosts = [DemoPlan.b.name, DemoPlan.g.name]
         default: throw ValidationError("--datapath: \(datapath) is not valid: xdp, userspace or mixed")
+        }
+        var cluster: EtcdCluster?
+        switch store {
+        case "none": break
+        case "etcd":
+            cluster = try EtcdCluster(prefix: lab.net.prefix, kept: keep)
+            lab.store = cluster
+        default: throw ValidationError("--store: \(store) is not valid: none or etcd")
         }
         // A 1500-byte underlay, as many fabrics are: full-size customer packets no longer fit
         // once encapsulated, and the hosts tell the VMs so (fragmentation needed).
@@ -58,8 +71,14 @@ struct Demo: ParsableCommand {
         try lab.startAgents(detached: keep)
         print(
             "agents: `nvgre agent` on A and B (logs in \(lab.agentLog(a)), \(lab.agentLog(b))); `nvgre gateway` on "
-                + "G (log in \(lab.gatewayLog))\n"
+                + "G (log in \(lab.gatewayLog))" + (cluster == nil ? "" : ", each with --store and its --host")
         )
+        if let cluster, let seconds = lab.firstSyncSeconds {
+            print(
+                "store: etcd members \(cluster.address) (data in \(cluster.directory)); every host applied its part "
+                    + String(format: "%.2f s after its agent started", seconds))
+        }
+        print("")
 
         for (from, to, tenant) in [(redA, redB, "Red"), (blueA, blueB, "Blue")] {
             let got = Traffic.ping(from: lab.ns(from), to: to.ip4)
@@ -108,6 +127,7 @@ struct Demo: ParsableCommand {
         for line in red.prefix(2) + blue.prefix(2) { print("    " + excerpt(line)) }
 
         try gatewayClaims(lab, check)
+        if let cluster { try storeClaims(lab, cluster, check) }
 
         print("\n$ nvgre -n \(lab.ns(a)) --instance \(lab.instance(a)) stats")
         print(try lab.cli(a, ["stats"]).output.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
@@ -172,8 +192,12 @@ struct Demo: ParsableCommand {
         let add = [
             "service", "add", "tcp", "\(ext):\(DemoPlan.blueService)", "--domain", "blue", "--to", "\(blueB.ip4):80"
         ]
-        print("$ nvgre -n \(lab.ns(DemoPlan.g)) --instance \(lab.instance(DemoPlan.g)) " + add.joined(separator: " "))
-        let added = try lab.cli(DemoPlan.g, add)
+        let target =
+            lab.store == nil
+            ? "-n \(lab.ns(DemoPlan.g)) --instance \(lab.instance(DemoPlan.g))"
+            : lab.storeArguments(DemoPlan.g).joined(separator: " ")
+        print("$ nvgre \(target) " + add.joined(separator: " "))
+        let added = try lab.edit(DemoPlan.g, add)
         for line in added.output.split(separator: "\n") { print("    \(line)") }
         DispatchQueue.concurrentPerform(iterations: 2) { i in
             let (vm, port) = i == 0 ? (redB, DemoPlan.redService) : (blueB, DemoPlan.blueService)
@@ -233,6 +257,45 @@ struct Demo: ParsableCommand {
                     + "translated by XDP, \(userspace) by the gateway process"
             )
         }
+    }
+
+    /// Many hosts on one store: a record added once reaches every host; with the whole store
+    /// down the hosts forward on and say how stale they are; back, a change converges again.
+    private func storeClaims(_ lab: DemoLab, _ cluster: EtcdCluster, _ check: (Bool, String) -> Void) throws {
+        let (redA, redB) = (DemoPlan.vm(DemoPlan.a, "red1"), DemoPlan.vm(DemoPlan.b, "red1"))
+        print("")
+        func hasRecord(_ h: DemoHost, _ ca: String) -> Bool {
+            ((try? lab.cli(h, ["save", "--format", "json"]).output) ?? "").contains("\"\(ca)\"")
+        }
+        let add = ["lookup", "add", "5001", "198.19.1.77", "--pa", "\(DemoPlan.b.pa4)", "--mac", "02:00:00:00:01:77"]
+        print("$ nvgre --store \(cluster.address) " + add.joined(separator: " "))
+        let start = Date()
+        let added = try lab.edit(DemoPlan.a, add)
+        let seconds = Date().timeIntervalSince(start)
+        let everywhere = DemoPlan.hosts.filter { hasRecord($0, "198.19.1.77") }.map(\.name)
+        check(
+            added.status == 0 && everywhere.count == 3,
+            "a lookup record written once to the store is in the maps of \(everywhere.joined(separator: ", ")) "
+                + String(format: "%.3f s after the command started", seconds))
+
+        cluster.killAll()
+        print("(every etcd member killed)")
+        let pinged = Traffic.ping(from: lab.ns(redA), to: redB.ip4)
+        usleep(1_500_000)
+        let show = try lab.cli(DemoPlan.a, ["show", "-j"])
+        let json = (try? JSONSerialization.jsonObject(with: Data(show.output.utf8))) as? [String: Any]
+        let store = json?["store"] as? [String: Any]
+        check(
+            pinged == 5 && store?["lastError"] != nil,
+            "with the whole store down, Red on A still reaches Red on B (\(pinged)/5 replies) and `nvgre show` on A "
+                + "says the state is \(store?["staleSeconds"] ?? "?") s old: \(store?["lastError"] ?? "no error")")
+        try cluster.startAll()
+        let removed = try lab.edit(DemoPlan.a, ["lookup", "del", "5001", "198.19.1.77"])
+        let nowhere = DemoPlan.hosts.filter { hasRecord($0, "198.19.1.77") }.map(\.name)
+        check(
+            removed.status == 0 && nowhere.isEmpty,
+            "the store back, a record removed from it is gone from every host's maps"
+                + (nowhere.isEmpty ? "" : " (still on \(nowhere.joined(separator: ", ")))"))
     }
 
     /// A drop counter of G, from `nvgre -j stats`.

@@ -16,7 +16,8 @@ struct Agent: NvgreCommand {
             "Today: keeps the underlay neighbors of every remote provider address resolved (at start and every 30 "
             + "s), starts resolution when the fast path meets one that is not, and counts every exception "
             + "reason. One agent per instance (a lock in the state directory); it exits by itself after `nvgre "
-            + "down`, or on SIGINT/SIGTERM."
+            + "down`, or on SIGINT/SIGTERM. With --store and --host it also keeps the maps on the store's state for "
+            + "that host, and resolves new provider addresses as soon as they arrive."
     )
 
     @OptionGroup var global: GlobalOptions
@@ -29,16 +30,24 @@ struct Agent: NvgreCommand {
         }
         let instance = try global.openInstance()
         let name = instance.name
-        try followStore(global, stateDirectory: instance.stateDirectory) { _ = try Instance.open(name).apply($0) }
-        try serveExceptions(instance, gateway: nil)
+        let changed = ExceptionService.Flag()
+        try followStore(global, stateDirectory: instance.stateDirectory) {
+            _ = try Instance.open(name).apply($0)
+            changed.raise()
+        }
+        try serveExceptions(instance, gateway: nil, policyChanged: changed)
     }
 }
 
 /// With --store: a thread that keeps this host's maps on the store's state for `--host`
 /// (StoreFollower), its status in the state directory (`store.json`, for show and stats),
 /// one log line per change of state. Started in the host's namespace (the maps are there);
-/// its sockets are made where the command started (GlobalOptions.enter).
-func followStore(_ g: GlobalOptions, stateDirectory: String, apply: @escaping (Policy) throws -> Void) throws {
+/// its sockets are made where the command started (GlobalOptions.enter). `settle`: returns
+/// once the first read was applied or failed (at most 5 s), for a gateway that reads its
+/// configuration from the maps when it starts.
+func followStore(
+    _ g: GlobalOptions, stateDirectory: String, settle: Bool = false, apply: @escaping (Policy) throws -> Void
+) throws {
     guard let address = g.storeAddress else { return }
     guard let host = try g.storeHost() else {
         throw fieldError("--host", "(none)", "this host's name in the store (with --store)")
@@ -46,6 +55,7 @@ func followStore(_ g: GlobalOptions, stateDirectory: String, apply: @escaping (P
     let store = PolicyStore(try EtcdClient(address: address, timeout: 2))
     let path = stateDirectory + "/\(StoreFollower.statusFile)"
     nonisolated(unsafe) var last: StoreFollower.Status?
+    let settled = DispatchSemaphore(value: 0)
     let follower = StoreFollower(
         store: store, address: address, host: host, apply: apply,
         report: { s in
@@ -58,16 +68,21 @@ func followStore(_ g: GlobalOptions, stateDirectory: String, apply: @escaping (P
             }
             if let e = s.lastError, e != last?.lastError { log("store: \(e); forwarding on the last state") }
             if s.lastError == nil, last?.lastError != nil { log("store: reachable again (revision \(s.revision))") }
+            if last == nil { settled.signal() }
             last = s
         })
     log("store: following \(address) as host \(host)")
     Thread { follower.run(stop: { false }) }.start()
+    if settle { _ = settled.wait(timeout: .now() + 5) }
 }
 
 /// The exception service of `nvgre agent` and `nvgre gateway`, logging to standard output.
-func serveExceptions(_ instance: Instance, gateway: Gateway?, icmpLimit: ICMPRateLimit = ICMPRateLimit()) throws {
+func serveExceptions(
+    _ instance: Instance, gateway: Gateway?, icmpLimit: ICMPRateLimit = ICMPRateLimit(),
+    policyChanged: ExceptionService.Flag? = nil
+) throws {
     setvbuf(stdout, nil, _IOLBF, 0)
-    try ExceptionService.run(instance, extra: gateway, icmpLimit: icmpLimit, log: log)
+    try ExceptionService.run(instance, extra: gateway, icmpLimit: icmpLimit, policyChanged: policyChanged, log: log)
 }
 
 /// One log line with the local time; the formatter is made once (making one costs more

@@ -21,7 +21,8 @@ struct GatewayCommand: NvgreCommand {
             finds them in the maps. Counters: `nvgre stats`. On a userspace instance (`up --datapath userspace`) \
             this is its agent with the gateway engine inside: it forwards, and translates every packet of every \
             flow (no offload step); it keeps the flows in the state directory once a second, and a restarted agent \
-            takes them up again.
+            takes them up again. With --store and --host it follows the store as `nvgre agent` does, and reads \
+            its configuration once the store's state for the host is applied.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -44,11 +45,18 @@ struct GatewayCommand: NvgreCommand {
         t.icmp = Double(try parseNumber(icmp, "--icmp", 1...UInt32.max))
         if let u = try global.userspaceInstance() {
             // The userspace path's agent forwards and runs the gateway engine in one process.
+            try followStore(global, stateDirectory: u.stateDirectory, settle: true) { _ = try u.apply($0) }
             try requireGateway(u.name, try u.storedPolicy())
             setvbuf(stdout, nil, _IOLBF, 0)
             return try UserspaceAgent.run(u, timeouts: t, logFlows: logFlows, log: log)
         }
         let instance = try global.openInstance()
+        let name = instance.name
+        let changed = ExceptionService.Flag()
+        try followStore(global, stateDirectory: instance.stateDirectory, settle: true) {
+            _ = try Instance.open(name).apply($0)
+            changed.raise()
+        }
         let policy = try instance.livePolicy()
         try requireGateway(instance.name, policy)
         let icmpLimit = ICMPRateLimit()  // one for the whole process
@@ -62,7 +70,7 @@ struct GatewayCommand: NvgreCommand {
             default: log("\(event)")
             }
         }
-        try serveExceptions(instance, gateway: gateway, icmpLimit: icmpLimit)
+        try serveExceptions(instance, gateway: gateway, icmpLimit: icmpLimit, policyChanged: changed)
     }
 
     private func requireGateway(_ name: String, _ policy: Policy) throws {

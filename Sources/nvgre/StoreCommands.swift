@@ -76,6 +76,7 @@ func printStoreChange(_ c: PolicyStore.Change, address: String, dryRun: Bool, js
         print(
             JSON.object([
                 ("store", .string(address)), ("dryRun", .bool(dryRun)), ("generation", .string(c.generation)),
+                ("revision", .number(UInt64(max(0, c.revision)))),
                 ("newGeneration", .bool(c.newGeneration)), ("added", .number(UInt64(c.added))),
                 ("changed", .number(UInt64(c.changed))), ("removed", .number(UInt64(c.removed)))
             ]).rendered())
@@ -87,6 +88,6 @@ func printStoreChange(_ c: PolicyStore.Change, address: String, dryRun: Bool, js
     } else if c.nothing {
         print("the store holds this already: nothing changed")
     } else {
-        print("applied to the store (generation \(c.generation)): \(counts)")
+        print("applied to the store (generation \(c.generation), revision \(c.revision)): \(counts)")
     }
 }

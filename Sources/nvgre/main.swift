@@ -6,7 +6,9 @@ struct Nvgre: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nvgre",
         abstract: "NVGRE network virtualization on XDP: data path lifecycle, tenant policy, counters, tracing.",
-        discussion: "Global options (-n NETNS, -j, --instance NAME) go before or after the subcommand, as with `ip`.",
+        discussion:
+            "Global options (-n NETNS, -j, --instance NAME, --store ADDRESSES, --host NAME) go before or after the "
+            + "subcommand, as with `ip`.",
         subcommands: [
             Up.self, Down.self, Apply.self, Save.self, Show.self, Stats.self, Trace.self,
             DomainCommand.self, SubnetCommand.self, LookupCommand.self, RouteCommand.self,
@@ -25,7 +27,7 @@ func movingGlobalOptions(_ args: [String]) -> [String] {
         case "-j", "--json":
             leading.append(args[i])
             i += 1
-        case "-n", "--netns", "--instance":
+        case "-n", "--netns", "--instance", "--store", "--host":
             leading.append(contentsOf: args[i..<min(i + 2, args.count)])
             i += 2
         default:

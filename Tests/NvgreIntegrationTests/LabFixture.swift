@@ -5,9 +5,13 @@ import Testing
 
 /// A demo topology brought up through the CLI for one test: its own namespaces (prefix of
 /// the run plus `tag`), instances and agents, all removed when the lab goes.
-func startedLab(_ tag: String, underlay: IPFamily = .v4, userspace: Set<String> = []) throws -> DemoLab {
+/// With `store`, the tables go to a three-member etcd cluster the lab keeps (and removes).
+func startedLab(
+    _ tag: String, underlay: IPFamily = .v4, userspace: Set<String> = [], store: Bool = false
+) throws -> DemoLab {
     let lab = DemoLab(net: LabNetwork(tag: tag), underlay: underlay)
     lab.userspaceHosts = userspace
+    if store { lab.store = try EtcdCluster(prefix: lab.net.prefix) }
     try lab.build()
     try lab.start()
     return lab

@@ -1,7 +1,10 @@
 import Foundation
 import NvgreLab
-import NvgreStore
+import NvgrePolicy
+import NvgreWire
 import Testing
+
+@testable import NvgreStore
 
 /// The etcd client against a real three-member etcd cluster on loopback (Debian's
 /// etcd-server), not a mock: reads, writes, transactions, prefixes, and a member killed.
@@ -87,5 +90,97 @@ struct StoreClientTests {
         } catch let e as StoreError {
             #expect("\(e)".contains("127.0.0.1:1") && "\(e)".contains("unreachable"), "\(e)")
         }
+    }
+}
+
+/// Compaction, against the real cluster: a watch that starts in history compacted away is
+/// ended by the server as compacted, and a follower in that place lists again and misses
+/// no change.
+@Suite(.serialized)
+struct StoreCompactionTests {
+    @Test func aWatchIntoCompactedHistoryIsEndedAsCompacted() throws {
+        let cluster = try EtcdCluster(prefix: LabNetwork.runPrefix + "-compact")
+        defer { cluster.down() }
+        let etcd = try EtcdClient(address: cluster.address, timeout: 2)
+        let first = try etcd.put("/w/a", Data("1".utf8))
+        var last = first
+        for i in 0..<5 { last = try etcd.put("/w/a", Data("\(i)".utf8)) }
+        try etcd.compact(to: last)
+        let watch = try EtcdWatch(endpoints: etcd.endpoints, prefix: "/w/", from: first, timeout: 2)
+        var events: [EtcdWatch.Event] = []
+        let deadline = Date().addingTimeInterval(5)
+        while events.isEmpty && Date() < deadline { events += try watch.next(wait: 0.2) }
+        #expect(events == [.compacted(last)], "\(events)")
+    }
+
+    @Test func aFollowerInCompactedHistoryListsAgainAndMissesNothing() throws {
+        let cluster = try EtcdCluster(prefix: LabNetwork.runPrefix + "-follow")
+        defer { cluster.down() }
+        let store = PolicyStore(try EtcdClient(address: cluster.address, timeout: 2))
+        func file(_ name: String) throws -> Policy {
+            try PolicyDocument.decode(
+                bytes: [UInt8](try #require(FileManager.default.contents(atPath: DemoLab.examples + "/" + name))),
+                validate: false)
+        }
+        var shared = try file("tenants.yaml")
+        _ = try store.write(shared: shared, hosts: ["A": try file("host-a.yaml")], basedOn: try store.read())
+        let early = try store.read().revision
+        // History the follower will be sent into, then compacted away.
+        for i in 1...5 {
+            shared.lookupRecords.append(
+                LookupRecord(
+                    vsid: 5001, customerAddress: IPAddress(parsing: "198.19.1.\(100 + i)")!,
+                    providerAddress: "198.18.0.2", mac: MACAddress(parsing: "02:00:00:00:01:\(10 + i)")!))
+            _ = try store.write(shared: shared, hosts: [:], basedOn: try store.read())
+        }
+        try store.etcd.compact(to: try store.read().revision)
+
+        let seen = Seen()
+        let follower = StoreFollower(
+            store: store, address: cluster.address, host: "A", apply: { seen.applied($0) },
+            report: { seen.reported($0) })
+        follower.nextWatchFrom = early
+        let stop = Seen()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            follower.run(stop: { stop.stopped })
+            done.signal()
+        }.start()
+        defer {
+            stop.stop()
+            done.wait()
+        }
+        #expect(seen.wait { $0.reports.contains { $0.lastError?.contains("compacted") == true } }, "\(seen.reports)")
+        #expect(seen.wait { $0.reports.last?.resyncs ?? 0 >= 2 }, "no list after the compaction: \(seen.reports)")
+
+        // A change made now reaches the follower: nothing after the compaction is missed.
+        shared.lookupRecords.append(
+            LookupRecord(
+                vsid: 5001, customerAddress: "198.19.1.200", providerAddress: "198.18.0.2",
+                mac: MACAddress(parsing: "02:00:00:00:01:99")!))
+        _ = try store.write(shared: shared, hosts: [:], basedOn: try store.read())
+        #expect(
+            seen.wait { $0.policies.last?.lookupRecords.count == shared.lookupRecords.count },
+            "the follower has \(seen.policies.last?.lookupRecords.count ?? 0) records of \(shared.lookupRecords.count)")
+    }
+}
+
+/// What a follower handed on and reported, from its thread.
+final class Seen: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var policies: [Policy] = []
+    private(set) var reports: [StoreFollower.Status] = []
+    private(set) var stopped = false
+    func applied(_ p: Policy) { lock.withLock { policies.append(p) } }
+    func reported(_ s: StoreFollower.Status) { lock.withLock { reports.append(s) } }
+    func stop() { lock.withLock { stopped = true } }
+    /// Polls `condition` for up to 10 s.
+    func wait(_ condition: (Seen) -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if lock.withLock({ condition(self) }) { return true }
+            usleep(20_000)
+        }
+        return false
     }
 }
