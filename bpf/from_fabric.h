@@ -9,6 +9,7 @@
 #include "fabric_neighbor.h"
 #include "gw_egress.h"
 #include "gw_route.h"
+#include "moved.h"
 #include "to_outside.h"
 #include "verdict.h"
 
@@ -115,6 +116,8 @@ int nv_from_fabric(struct xdp_md *ctx)
 	/* On a gateway host: no record at all means outside the domain, for NAT or routing. */
 	__u32 *gw_mode = dst ? NULL : bpf_map_lookup_elem(&gw_domains, &rdid);
 	int to_outside = gw_mode != NULL;
+	if (dst && !dst->port_ifindex && (dst->flags & NV_REC_MOVED_AWAY))
+		return forward_moved(ctx, &outer, dst, outer_len, slot, vsid);
 	if (!to_outside && (!dst || !dst->port_ifindex))
 		return drop(ctx, NV_DROP_DST_NOT_LOCAL);
 	__u32 port = dst ? dst->port_ifindex : 0;

@@ -16,7 +16,7 @@
 
 #include <linux/types.h> /* __u8..__u64, for BPF and userspace alike */
 
-#define NV_ABI_VERSION 8
+#define NV_ABI_VERSION 9
 
 /* ---- Wire constants (RFC 7637) ---------------------------------------------------- */
 #define NV_GRE_FLAGS_VERSION 0x2000 /* C=0 K=1 S=0, version 0 */
@@ -77,6 +77,11 @@ enum nv_record_flags {
 	/* The PA is an endpoint that matches all 32 bits of the GRE key (Open vSwitch with a
 	 * fixed key): frames to it carry FlowID 0, which RFC 7637 allows. */
 	NV_REC_NO_FLOWID = 1 << 0,
+	/* The VM moved from this host to the record's PA moments ago (set by the agent that
+	 * follows the store, for a grace period): frames still arriving here for it are sent on
+	 * to its new host unchanged but for the outer destination, so senders that have not
+	 * seen the move lose nothing. */
+	NV_REC_MOVED_AWAY = 1 << 1,
 };
 
 /* subnets: VSID -> virtual subnet. */
@@ -409,6 +414,7 @@ enum nv_vsid_counter {
 	NV_CNT_EXCEPTION, /* handed to userspace */
 	NV_CNT_FLOOD,     /* broadcast/multicast replicated, once per frame (from a VM or the fabric) */
 	NV_CNT_FLOOD_COPY, /* the copies: one per port and per PA it was sent to */
+	NV_CNT_MOVED,     /* from the fabric for a VM that moved away, sent on to its new host */
 	NV_CNT_MAX
 };
 
@@ -462,6 +468,7 @@ enum nv_drop_reason {
 	NV_DROP_FLOOD_THROTTLED,     /* over the VM port's share of replication */
 	NV_DROP_ROUTER_GUARD,        /* a router advertisement from a VM whose port does not allow it */
 	NV_DROP_DHCP_GUARD,          /* a DHCP server message from a VM whose port does not allow it */
+	NV_DROP_MOVED_UNSENT,        /* for a VM that moved away: no way on to its new host (TTL, family, FIB) */
 	NV_DROP_MAX
 };
 

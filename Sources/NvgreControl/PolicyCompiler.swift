@@ -163,10 +163,13 @@ public enum PolicyCompiler {
         let noFlowID = p.endpointsWithoutFlowID
         for r in p.lookupRecords {
             let key = nv_lookup_key(vsid: r.vsid, ca: r.customerAddress)
+            let port = portOf[RecordID(vsid: r.vsid, address: r.customerAddress)] ?? 0
+            var flags = noFlowID.contains(r.providerAddress) ? NV_REC_NO_FLOWID.rawValue : 0
+            if port == 0, p.movedAway.contains(MovedVM(vsid: r.vsid, customerAddress: r.customerAddress)) {
+                flags |= NV_REC_MOVED_AWAY.rawValue
+            }
             let val = nv_lookup_val(
-                pa: r.providerAddress, mac: r.mac, type: r.type.abi,
-                portIfindex: portOf[RecordID(vsid: r.vsid, address: r.customerAddress)] ?? 0,
-                flags: noFlowID.contains(r.providerAddress) ? NV_REC_NO_FLOWID : nv_record_flags(0))
+                pa: r.providerAddress, mac: r.mac, type: r.type.abi, portIfindex: port, flags: nv_record_flags(flags))
             lookups[RawBytes(of: key)] = RawBytes(of: val)
         }
         out.images[.lookups] = MapImage(lookups)

@@ -221,7 +221,7 @@ public enum UserspaceAgent {
         for (k, v) in c.images[.subnets]?.entries ?? [:] {
             vsidOfSlot[v.load(as: nv_subnet.self).stats_slot] = k.load(as: UInt32.self)
         }
-        let counterNames = ["encap", "decap", "local", "routed", "exception", "flood", "flood-copies"]
+        let counterNames = Dictionary(uniqueKeysWithValues: ReasonNames.vsidCounters.map { ($0.0.rawValue, $0.1) })
         var vsids: [UInt32: [String: Any]] = [:]
         var drops: [String: Any] = [:], exceptions: [String: Any] = [:]
         for (r, name) in ReasonNames.drops { drops[name] = ["packets": counters[.drop(r)] ?? 0] }
@@ -229,7 +229,7 @@ public enum UserspaceAgent {
         for vsid in vsidOfSlot.values { vsids[vsid] = ["vsid": vsid] }
         for (c, n) in counters {
             guard case let .vsid(slot, counter) = c, let vsid = vsidOfSlot[slot] else { continue }
-            vsids[vsid]?[counterNames[Int(counter.rawValue)]] = ["packets": n]
+            vsids[vsid]?[counterNames[counter.rawValue] ?? "counter-\(counter.rawValue)"] = ["packets": n]
         }
         // The gateway's counters: the engine's and the core's (routed packets), as on XDP.
         var gw: [String: Any] = ["flows": gateway?.flows ?? 0, "flowsOffloaded": 0]

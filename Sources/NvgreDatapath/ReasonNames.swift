@@ -40,7 +40,15 @@ public enum ReasonNames {
         (NV_DROP_FLOOD_OFF, "flood-off"),
         (NV_DROP_FLOOD_THROTTLED, "flood-throttled"),
         (NV_DROP_ROUTER_GUARD, "router-advertisement-guarded"),
-        (NV_DROP_DHCP_GUARD, "dhcp-server-guarded")
+        (NV_DROP_DHCP_GUARD, "dhcp-server-guarded"),
+        (NV_DROP_MOVED_UNSENT, "moved-vm-unsent")
+    ]
+
+    /// Every per-VSID counter with its name in `nvgre stats` (in the enum's order).
+    public static let vsidCounters: [(nv_vsid_counter, String)] = [
+        (NV_CNT_ENCAP, "encap"), (NV_CNT_DECAP, "decap"), (NV_CNT_LOCAL, "local"), (NV_CNT_ROUTE, "routed"),
+        (NV_CNT_EXCEPTION, "exception"), (NV_CNT_FLOOD, "flood"), (NV_CNT_FLOOD_COPY, "flood-copies"),
+        (NV_CNT_MOVED, "moved-on")
     ]
 
     public static let exceptions: [(nv_exception_reason, String)] = [

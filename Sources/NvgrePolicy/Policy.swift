@@ -15,6 +15,10 @@ public struct Policy: Equatable, Sendable {
     public var gatewayDomains: [GatewayDomain] = []
     public var publishedServices: [PublishedService] = []
     public var infrastructurePrefixes: [InfrastructurePrefix] = []
+    /// Host-local, never in a file or the store: VMs that moved from this host moments ago
+    /// (the agent following the store sets them for a grace period). Frames still arriving
+    /// here for them are sent on to their new host instead of dropped.
+    public var movedAway: Set<MovedVM> = []
 
     public init() {}
 
@@ -31,6 +35,7 @@ public struct Policy: Equatable, Sendable {
         gatewayDomains += other.gatewayDomains
         publishedServices += other.publishedServices
         infrastructurePrefixes += other.infrastructurePrefixes
+        movedAway.formUnion(other.movedAway)
     }
 }
 
@@ -38,6 +43,16 @@ extension Policy {
     /// The PAs of foreign endpoints that take no FlowID.
     public var endpointsWithoutFlowID: Set<IPAddress> {
         Set(foreignEndpoints.filter { !$0.flowID }.map(\.address))
+    }
+}
+
+/// A customer address in a VSID whose VM moved to another host (Policy.movedAway).
+public struct MovedVM: Hashable, Sendable {
+    public var vsid: UInt32
+    public var customerAddress: IPAddress
+    public init(vsid: UInt32, customerAddress: IPAddress) {
+        self.vsid = vsid
+        self.customerAddress = customerAddress
     }
 }
 

@@ -76,10 +76,46 @@ extension DecisionCore {
             // A gateway host: no record at all means outside the domain, for NAT or routing.
             return toOutside(f, inner, outerLength: outerLength, subnet: sn, vsid: vsid, mode: mode, &run)
         }
+        if let dst, dst.port_ifindex == 0, dst.flags & NV_REC_MOVED_AWAY.rawValue != 0 {
+            return forwardMoved(f, outer, dst, outerLength: outerLength, slot: sn.stats_slot, vsid: vsid, &run)
+        }
         guard let dst, dst.port_ifindex != 0 else { return run.drop(NV_DROP_DST_NOT_LOCAL) }
         var decapsulated = consume f  // the frame's own array, cut in place
         decapsulated.removeSubrange(0..<outerLength)
         run.count(.vsid(slot: sn.stats_slot, NV_CNT_DECAP))
         return run.end(.forward(egress: dst.port_ifindex, frame: decapsulated))
+    }
+
+    /// forward_moved (bpf/moved.h): a frame for a VM that moved from this host moments ago
+    /// goes on to its new host, only the outer Ethernet header, destination and TTL changed
+    /// (the outer source stays the sender's, for the new host's receiver checks).
+    func forwardMoved(
+        _ input: consuming [UInt8], _ outer: Flow, _ dst: nv_lookup_val, outerLength: Int, slot: UInt32, vsid: UInt32,
+        _ run: inout Run
+    ) -> Outcome {
+        let pa = dst.providerAddress
+        guard pa.family == outer.family, outer.ttl > 1,
+            case let .go(egress, source, nextHop, _) = underlayRoute(to: pa, innerLength: input.count - outerLength)
+        else { return run.drop(NV_DROP_MOVED_UNSENT) }
+        var f = consume input
+        f.setMAC(nextHop, at: 0)
+        f.setMAC(source, at: 6)
+        if pa.family == .v6 {
+            pa.store(into: &f, at: 14 + 24)
+            f[14 + 7] &-= 1
+        } else {
+            var sum = f.be16(14 + 10)
+            for word in 0..<2 {
+                let at = 14 + 16 + 2 * word
+                let new = UInt16(pa.byte(2 * word)) << 8 | UInt16(pa.byte(2 * word + 1))
+                sum = checksumReplacing(sum, old: f.be16(at), new: new)
+            }
+            f[14 + 10] = UInt8(sum >> 8)
+            f[14 + 11] = UInt8(sum & 0xff)
+            pa.store(into: &f, at: 14 + 16)
+            f.decrementIPv4TTL(at: 14)
+        }
+        run.count(.vsid(slot: slot, NV_CNT_MOVED))
+        return run.end(.forward(egress: egress, frame: f))
     }
 }

@@ -32,10 +32,7 @@ struct Stats: NvgreCommand {
         } while true
     }
 
-    static let counterNames: [(nv_vsid_counter, String)] = [
-        (NV_CNT_ENCAP, "encap"), (NV_CNT_DECAP, "decap"), (NV_CNT_LOCAL, "local"), (NV_CNT_ROUTE, "routed"),
-        (NV_CNT_EXCEPTION, "exception"), (NV_CNT_FLOOD, "flood"), (NV_CNT_FLOOD_COPY, "flood-copies")
-    ]
+    static let counterNames = ReasonNames.vsidCounters
 
     func report(_ maps: DatapathMaps, domains: [RoutingDomain]) {
         let slots = maps.subnets.keys().compactMap { vsid in maps.subnets.lookup(vsid).map { (vsid, $0.stats_slot) } }

@@ -689,7 +689,39 @@ enum FastPathTable {
         let in6 = Frames.udp(vm3.mac, vm1.mac, vm3.ip6, vm1.ip6)
         let blueIn = Frames.udp(Plan.blue3.mac, Plan.blue1.mac, Plan.blue3.ip4, Plan.blue1.ip4)
         let gre = NVGRE.greHeader(vsid: 5001, flowID: 1) + in3to1
+        // vm1 moved from this host to host C (its record flagged by the agent's grace period).
+        func vm1Moved(to pa: IPAddress) -> (HostFixture) throws -> Void {
+            {
+                try $0.dp.lookups.update(
+                    nv_lookup_key(vsid: 5001, ca: vm1.ip4),
+                    nv_lookup_val(pa: pa, mac: vm1.mac, flags: NV_REC_MOVED_AWAY))
+            }
+        }
+        let vm1Back: (HostFixture) throws -> Void = {
+            try $0.dp.lookups.update(
+                nv_lookup_key(vsid: 5001, ca: vm1.ip4),
+                nv_lookup_val(pa: Plan.paA, mac: vm1.mac, portIfindex: $0.port("port1")))
+        }
+        let greOn = NVGRE.greHeader(vsid: 5001, flowID: 0x5a) + in3to1
+        let movedOn = Ethernet.frame(
+            dst: Plan.macC, src: Plan.uplinkMAC, type: .ipv4,
+            payload: IPv4Header(
+                src: Plan.paB, dst: Plan.paC, proto: 47, payloadLength: greOn.count, ttl: 63, flagsAndFragment: 0x4000
+            ).bytes + greOn)
         return [
+            fromFabric(
+                "For a VM that moved from here moments ago: on to its new host, only the outer destination, TTL and "
+                    + "MACs changed (the sender's PA stays the source)",
+                Frames.nvgre(in3to1, vsid: 5001, from: Plan.paB), .forward(to: "ul", output: movedOn), ["5001:moved"],
+                before: vm1Moved(to: Plan.paC), after: vm1Back),
+            fromFabric(
+                "For a VM that moved to a PA of the other family: it cannot go on, counted",
+                Frames.nvgre(in3to1, vsid: 5001, from: Plan.paB), .drop(NV_DROP_MOVED_UNSENT), ["drop:moved-vm-unsent"],
+                before: vm1Moved(to: Plan.pa6B), after: vm1Back),
+            fromFabric(
+                "For a VM that moved to an unreachable PA: counted, not sent",
+                Frames.nvgre(in3to1, vsid: 5001, from: Plan.paB), .drop(NV_DROP_MOVED_UNSENT), ["drop:moved-vm-unsent"],
+                before: vm1Moved(to: Plan.paUnreachable), after: vm1Back),
             fromFabric(
                 "NVGRE over IPv4 is decapsulated (42 bytes) and redirected to the VM's port",
                 Frames.nvgre(in3to1, vsid: 5001, from: Plan.paB), .forward(to: "port1", output: in3to1),

@@ -177,13 +177,16 @@ final class HostFixture {
         try dp.ports.update(port(name), nv_port(vsid: old.vsid, mac: vm.mac, flags: flags))
     }
 
+    /// The per-VSID counters' names in these tests, in the ABI's order.
+    static let counterNames = ["encap", "decap", "local", "route", "exception", "flood", "flood-copy", "moved"]
+
     /// Every counter as "drop:<reason>", "exception:<reason>", "<vsid>:<counter>",
     /// "gateway:<counter>" or "domain:<rdid>:<counter>" -> packets.
     func counters() -> [String: UInt64] {
         var out: [String: UInt64] = [:]
         for (r, name) in ReasonNames.drops { out["drop:\(name)"] = dp.maps.dropCount(r).packets }
         for (r, name) in ReasonNames.exceptions { out["exception:\(name)"] = dp.maps.exceptionCount(r).packets }
-        let counterNames = ["encap", "decap", "local", "route", "exception", "flood", "flood-copy"]
+        let counterNames = HostFixture.counterNames
         for s in [Plan.red, Plan.red2, Plan.blue] {
             for (c, v) in dp.maps.vsidCounters(slot: s.slot) {
                 out["\(s.vsid):\(counterNames[Int(c.rawValue)])"] = v.packets

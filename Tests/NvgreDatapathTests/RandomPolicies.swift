@@ -76,6 +76,11 @@ enum RandomPolicies {
                     nextHop: IPAddress(parsing: "198.19.1.\(1 + r.below(7))")!))
         }
         if r.chance(40) { p.foreignEndpoints = [ForeignEndpoint(address: Plan.paB, flowID: false)] }
+        // VMs that moved away from this host moments ago (the agent's grace period): frames
+        // from the fabric for them go on to their record's PA.
+        for rec in p.lookupRecords where r.chance(20) {
+            p.movedAway.insert(MovedVM(vsid: rec.vsid, customerAddress: rec.customerAddress))
+        }
         return p
     }
 
