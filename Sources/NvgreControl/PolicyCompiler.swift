@@ -126,6 +126,12 @@ public enum PolicyCompiler {
                 portOf[RecordID(vsid: port.vsid, address: a)] = idx
             }
         }
+        // A moving port's VM is where its records say: while they name another host, frames
+        // for it go there (the port still sends from its addresses).
+        let localPAs = Set(p.providerAddresses.map(\.address))
+        for r in p.lookupRecords where !localPAs.isEmpty && !localPAs.contains(r.providerAddress) {
+            portOf[RecordID(vsid: r.vsid, address: r.customerAddress)] = nil
+        }
 
         // Subnets, with stable counter slots.
         var used = Set(p.subnets.compactMap { ctx.liveSlots[$0.vsid] })

@@ -42,6 +42,13 @@ public final class DemoLab {
     /// Queues of every veth (as of a NIC's): more than one lets flows spread over cores.
     public var queues = 1
 
+    /// Set before build(): spare hypervisor C (DemoPlan.c) joins, with no VM, for migrations.
+    public var spare = false
+    /// The hosts of this lab: A, B and G, and C when `spare`.
+    public var hosts: [DemoHost] { DemoPlan.hosts + (spare ? [DemoPlan.c] : []) }
+    /// The hosts with an `nvgre agent`: A and B, and C when `spare`.
+    public var hypervisors: [DemoHost] { DemoPlan.hypervisors + (spare ? [DemoPlan.c] : []) }
+
     public init(net: LabNetwork, underlay: IPFamily = .v4) {
         self.net = net
         self.underlay = underlay
@@ -63,7 +70,7 @@ public final class DemoLab {
         // Room for what NVGRE adds to a 1500-byte customer frame (42 bytes over IPv4, 62 over
         // IPv6), as HNV fabrics are configured.
         let underlaySwitch = try LabFabric(net, mtu: underlayMTU, queues: queues)
-        for h in [DemoPlan.a, DemoPlan.b, DemoPlan.g] {
+        for h in hosts {
             try net.namespace(h.name)
             try underlaySwitch.connect(ns(h), port: "to-\(h.name.lowercased())")
             try net.ip(ns(h), "addr add \(h.pa4)/24 dev ul")
@@ -80,7 +87,7 @@ public final class DemoLab {
 
         try net.setForwarding(true, in: ns(DemoPlan.g), uplink: "ul")
         try net.exec(ns(DemoPlan.g), "sysctl -qw net.ipv4.conf.ext.forwarding=1")
-        for h in DemoPlan.hypervisors {
+        for h in hypervisors {
             // bpf_fib_lookup refuses to forward unless forwarding is on.
             try net.setForwarding(true, in: ns(h), uplink: "ul")
             for vm in DemoPlan.vms where vm.host == h.name {
@@ -134,7 +141,7 @@ public final class DemoLab {
     /// `nvgre up` and `nvgre apply` on A, B and G, a background `nvgre agent` on A and B and
     /// `nvgre gateway` on G.
     public func start(detachAgents: Bool = false) throws {
-        for h in DemoPlan.hosts {
+        for h in hosts {
             try checked(upCommand(h))
             started.append(instance(h))
             try checked(try applyCommand(h))
@@ -149,7 +156,7 @@ public final class DemoLab {
     /// One `nvgre agent` per hypervisor, in the background; returns once they consume.
     /// `detached` agents outlive this process (a kept demo); they exit at `nvgre down`.
     public func startAgents(detached: Bool) throws {
-        for h in DemoPlan.hypervisors {
+        for h in hypervisors {
             if !started.contains(instance(h)) { started.append(instance(h)) }
             try? FileManager.default.createDirectory(atPath: Instance.stateRoot, withIntermediateDirectories: true)
             agents[h.name] = try Spawn.start(
@@ -191,7 +198,7 @@ public final class DemoLab {
     /// completes would meet an unresolved neighbor (and lose its first packets). IPv6
     /// neighbor discovery on a fresh link takes about a second.
     private func waitForUnderlayNeighbors() throws {
-        for h in DemoPlan.hosts {
+        for h in DemoPlan.hosts {  // not spare host C: no record names it yet
             for peer in DemoPlan.hosts where peer.name != h.name {
                 let pa = peer.pa(underlay)
                 let deadline = Date().addingTimeInterval(10)
@@ -205,6 +212,41 @@ public final class DemoLab {
         }
     }
 
+    // MARK: A VM moving to another host
+
+    /// The VM's tap on host `h` (interface `name`), made before the VM moves there, as a
+    /// hypervisor makes the destination's tap before a live migration: a veth whose VM side
+    /// (`eth1`, down) waits in the VM's namespace.
+    public func makeTap(for vm: DemoVM, on h: DemoHost, interface name: String) throws {
+        try net.veth(name, in: ns(h), "eth1", in: ns(vm), macB: vm.mac.description, queues: queues)
+        try receivesRedirects("eth1", in: ns(vm))
+        try net.ip(ns(vm), "link set eth1 down")
+    }
+
+    /// The VM resumes on the new host: its old interface is put aside (the old host's tap
+    /// stays until the move is finished), the new one becomes eth0 with the VM's addresses
+    /// and routes, in one shell so the switch-over takes milliseconds.
+    public func resumeOnNewTap(_ vm: DemoVM) throws {
+        let steps = [
+            "ip link set eth0 down", "ip addr flush dev eth0", "ip link set eth0 name old0",
+            "ip link set eth1 name eth0", "ip link set eth0 up", "ip addr add \(vm.ip4)/24 dev eth0",
+            "ip addr add \(vm.ip6)/64 dev eth0 nodad", "ip route replace default via \(vm.gateway4)",
+            "ip -6 route replace default via \(vm.gateway6)"
+        ]
+        try net.exec(ns(vm), "bash -c '\(steps.joined(separator: " && "))'")
+    }
+
+    /// The old host's tap, removed once the move is finished.
+    public func removeOldTap(_ vm: DemoVM) throws {
+        try net.ip(ns(vm), "link del old0")
+    }
+
+    /// Stops (SIGSTOP) or resumes (SIGCONT) a host's agent: a host that has not seen the
+    /// store's latest change yet.
+    public func pauseAgent(_ h: DemoHost, _ paused: Bool) {
+        if let pid = agents[h.name] { kill(pid, paused ? SIGSTOP : SIGCONT) }
+    }
+
     /// Runs `nvgre -n <host> --instance <host's> args...`.
     @discardableResult
     public func cli(_ h: DemoHost, _ args: [String]) throws -> Spawn.Result {
@@ -215,23 +257,26 @@ public final class DemoLab {
     /// is one, then waits until every host's agent has read the store past the write, so
     /// that what follows sees the change everywhere; otherwise on the host's maps.
     @discardableResult
-    public func edit(_ h: DemoHost, _ args: [String]) throws -> Spawn.Result {
+    public func edit(_ h: DemoHost, _ args: [String], except: Set<String> = []) throws -> Spawn.Result {
         guard store != nil else { return try cli(h, args) }
         let r = try Spawn.run([nvgre] + storeArguments(h) + args)
-        // "applied to the store (generation G, revision R): ..."
-        guard r.status == 0, let match = r.output.range(of: #"revision [0-9]+"#, options: .regularExpression),
-            let revision = Int(r.output[match].dropFirst("revision ".count))
+        // "applied to the store (generation G, revision R): ...", or a line per step of a
+        // migration: the last one's revision.
+        let last = r.output.split(separator: "\n").last { $0.contains("revision ") }.map(String.init) ?? ""
+        guard r.status == 0, let match = last.range(of: #"revision [0-9]+"#, options: .regularExpression),
+            let revision = Int(last[match].dropFirst("revision ".count))
         else { return r }
-        try waitForStore(revision: revision)
+        try waitForStore(revision: revision, except: except)
         return r
     }
 
     /// Waits until every host's agent (`nvgre show -j`, its `store` section) has applied the
-    /// store at `revision` or later; returns the seconds that took.
+    /// store at `revision` or later (but the hosts named in `except`); returns the seconds
+    /// that took.
     @discardableResult
-    public func waitForStore(revision: Int, within seconds: Double = 10) throws -> Double {
+    public func waitForStore(revision: Int, within seconds: Double = 10, except: Set<String> = []) throws -> Double {
         let start = Date()
-        for h in DemoPlan.hosts {
+        for h in hosts where !except.contains(h.name) {
             while true {
                 let show = try? cli(h, ["show", "-j"])
                 let json = (try? JSONSerialization.jsonObject(with: Data((show?.output ?? "").utf8))) as? [String: Any]
@@ -257,7 +302,7 @@ public final class DemoLab {
     /// Stops the agents, takes the instances down; the namespaces go with `net`.
     public func stop() {
         stopAgents()
-        for h in DemoPlan.hypervisors { unlink(agentLog(h)) }
+        for h in hypervisors { unlink(agentLog(h)) }
         unlink(gatewayLog)
         agents = [:]
         for name in started { _ = try? Spawn.run([nvgre, "--instance", name, "down"]) }
@@ -269,7 +314,7 @@ public final class DemoLab {
     /// The agents say so in their log once they consume the ring (or, on the userspace
     /// path, forward).
     private func waitForAgents() throws {
-        for h in DemoPlan.hypervisors {
+        for h in hypervisors {
             let ready = userspaceHosts.contains(h.name) ? "forwarding on" : "handling exceptions"
             try Spawn.waitForOutput(agentLog(h), containing: ready, what: "the agent of host \(h.name)")
         }
@@ -320,7 +365,7 @@ public final class DemoLab {
     }
 
     static func ipv6PA(_ pa: IPAddress) -> IPAddress {
-        let host = DemoPlan.hosts.first { $0.pa4 == pa }
+        let host = (DemoPlan.hosts + [DemoPlan.c]).first { $0.pa4 == pa }
         return host?.pa6 ?? pa
     }
 }

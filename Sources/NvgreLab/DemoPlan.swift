@@ -35,6 +35,8 @@ public enum DemoPlan {
     public static let g = DemoHost(name: "G", pa4: "198.18.0.3", pa6: "2001:db8:18::3")
     public static let hypervisors = [a, b]
     public static let hosts = [a, b, g]
+    /// A spare hypervisor with no VM, for migrations (DemoLab.spare).
+    public static let c = DemoHost(name: "C", pa4: "198.18.0.4", pa6: "2001:db8:18::4")
     /// Services published on G's external address (Red's by examples/demo/host-g.yaml,
     /// Blue's added with the CLI): both reach port 80 of the tenant's VM 198.19.1.2 on B.
     public static let redService: UInt16 = 8080

@@ -156,10 +156,13 @@ public struct VMPort: Equatable, Sendable {
     /// (it is a router) or DHCP/DHCPv6 server messages (it is a DHCP server).
     public var allowRouterAdvertisements: Bool
     public var allowDHCPServer: Bool
+    /// The VM is being migrated to or from this host (`nvgre migrate`): its lookup records
+    /// may name another host's provider address meanwhile, and traffic for it goes there.
+    public var moving: Bool
 
     public init(
         interface: String, vsid: UInt32, mac: MACAddress, addresses: [IPAddress],
-        allowRouterAdvertisements: Bool = false, allowDHCPServer: Bool = false
+        allowRouterAdvertisements: Bool = false, allowDHCPServer: Bool = false, moving: Bool = false
     ) {
         self.interface = interface
         self.vsid = vsid
@@ -167,6 +170,7 @@ public struct VMPort: Equatable, Sendable {
         self.addresses = addresses
         self.allowRouterAdvertisements = allowRouterAdvertisements
         self.allowDHCPServer = allowDHCPServer
+        self.moving = moving
     }
 }
 
@@ -184,5 +188,31 @@ public struct ForeignEndpoint: Equatable, Sendable {
         self.address = address
         self.name = name
         self.flowID = flowID
+    }
+}
+
+extension Policy {
+    /// VMs that were on this host in `old` (a port with the address, its record naming one
+    /// of this host's provider addresses) and whose record now names another host: they
+    /// moved away.
+    public func vmsMovedAway(since old: Policy) -> Set<MovedVM> {
+        func here(_ p: Policy) -> Set<MovedVM> {
+            let pas = Set(p.providerAddresses.map(\.address))
+            let ported = Set(
+                p.ports.flatMap { port in port.addresses.map { MovedVM(vsid: port.vsid, customerAddress: $0) } })
+            return Set(
+                p.lookupRecords.filter { pas.contains($0.providerAddress) }
+                    .map { MovedVM(vsid: $0.vsid, customerAddress: $0.customerAddress) }
+            ).intersection(ported)
+        }
+        return here(old).intersection(elsewhere)
+    }
+
+    /// The VMs whose lookup record names another host's provider address.
+    public var elsewhere: Set<MovedVM> {
+        let pas = Set(providerAddresses.map(\.address))
+        return Set(
+            lookupRecords.filter { !pas.contains($0.providerAddress) && $0.type != .gateway }
+                .map { MovedVM(vsid: $0.vsid, customerAddress: $0.customerAddress) })
     }
 }

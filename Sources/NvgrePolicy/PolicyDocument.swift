@@ -89,19 +89,21 @@ public enum PolicyDocument {
                 let f = ctx.fields(
                     n, at,
                     allowed: [
-                        "interface", "vsid", "mac", "addresses", "allowRouterAdvertisements", "allowDHCPServer"
+                        "interface", "vsid", "mac", "addresses", "allowRouterAdvertisements", "allowDHCPServer",
+                        "moving"
                     ],
                     required: ["interface", "vsid", "mac"])
                 let addresses = ctx.list(f["addresses"], "\(at).addresses") { ctx.address($0, $1) }
                 let ra = f["allowRouterAdvertisements"].map { ctx.bool($0, "\(at).allowRouterAdvertisements") } ?? false
                 let dhcp = f["allowDHCPServer"].map { ctx.bool($0, "\(at).allowDHCPServer") } ?? false
+                let moving = f["moving"].map { ctx.bool($0, "\(at).moving") } ?? false
                 guard let i = ctx.text(f["interface"], "\(at).interface"),
                     let vsid = ctx.number(f["vsid"], "\(at).vsid", 0...UInt32.max),
-                    let mac = ctx.mac(f["mac"], "\(at).mac"), let ra, let dhcp
+                    let mac = ctx.mac(f["mac"], "\(at).mac"), let ra, let dhcp, let moving
                 else { return nil }
                 return VMPort(
                     interface: i, vsid: vsid, mac: mac, addresses: addresses, allowRouterAdvertisements: ra,
-                    allowDHCPServer: dhcp)
+                    allowDHCPServer: dhcp, moving: moving)
             }
             policy.foreignEndpoints = ctx.list(top["foreignEndpoints"], "foreignEndpoints") { n, at in
                 let f = ctx.fields(n, at, allowed: ["address", "name", "flowID"], required: ["address"])

@@ -80,6 +80,7 @@ public enum PolicyWriter {
                 ("addresses", .list(port.addresses.map { .text($0.description) }))
             ] + (port.allowRouterAdvertisements ? [("allowRouterAdvertisements", .bool(true))] : [])
                 + (port.allowDHCPServer ? [("allowDHCPServer", .bool(true))] : [])
+                + (port.moving ? [("moving", .bool(true))] : [])
         }
         if !p.foreignEndpoints.isEmpty {
             section("foreignEndpoints", p.foreignEndpoints) { e in

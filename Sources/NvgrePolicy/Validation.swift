@@ -157,11 +157,11 @@ extension Policy {
                     continue
                 }
                 if r.mac != p.mac { fail("\(at).mac", p.mac, "the MAC of the VM's lookup record for \(a) (\(r.mac))") }
-                if !pas.isEmpty, !pas.contains(r.providerAddress) {
+                if !pas.isEmpty, !pas.contains(r.providerAddress), !p.moving {
                     fail(
                         "\(at).addresses[\(j)]", a,
                         "an address whose lookup record names a provider address of this host (it names "
-                            + "\(r.providerAddress))"
+                            + "\(r.providerAddress)); during a migration, a port marked moving"
                     )
                 }
             }

@@ -26,6 +26,9 @@ public final class StoreFollower: @unchecked Sendable {
         public var applies = 0
         /// Why the last read or apply failed; nil once one succeeds again.
         public var lastError: String?
+        /// VMs that moved from this host moments ago ("VSID CA -> PA"): frames still arriving
+        /// here for them go on to their new host until the grace period ends.
+        public var movedAway: [String] = []
 
         /// Seconds since the store was last read.
         public func staleness(now: Double = Date().timeIntervalSince1970) -> Double? {
@@ -42,6 +45,10 @@ public final class StoreFollower: @unchecked Sendable {
     private let report: (Status) -> Void
     private var status: Status
     private var applied: Policy?
+    /// How long frames for a VM that moved away are sent on after it left.
+    public var movedGrace: Double = 30
+    /// The VMs that moved away and when their grace ends.
+    private var graceUntil: [MovedVM: Date] = [:]
 
     /// `apply` takes the host's policy (scoped to its routing domains); `report` gets the
     /// status after every read, change or failure.
@@ -100,7 +107,8 @@ public final class StoreFollower: @unchecked Sendable {
                             written = written || (r > snapshot.revision && keys.contains(StoreLayout.edited))
                         }
                     }
-                    if written || (pendingApply && Date().timeIntervalSince(lastCheck) > 2) {
+                    let graceEnded = graceUntil.values.contains { $0 <= Date() }
+                    if written || graceEnded || (pendingApply && Date().timeIntervalSince(lastCheck) > 2) {
                         snapshot = try sync(resync: false)
                         lastCheck = Date()
                     } else if Date().timeIntervalSince(lastCheck) > 5 {
@@ -131,7 +139,17 @@ public final class StoreFollower: @unchecked Sendable {
     @discardableResult
     func sync(resync: Bool) throws -> PolicyStore.Snapshot {
         let snapshot = try store.read()
-        let policy = snapshot.policy(forHost: host).scopedToItsDomains
+        var policy = snapshot.policy(forHost: host).scopedToItsDomains
+        // A VM that just left this host: frames for it go on to its new host for a while.
+        let now = Date()
+        if let applied {
+            for vm in policy.vmsMovedAway(since: applied) where graceUntil[vm] == nil {
+                graceUntil[vm] = now.addingTimeInterval(movedGrace)
+            }
+        }
+        let elsewhere = policy.elsewhere
+        graceUntil = graceUntil.filter { $0.value > now && elsewhere.contains($0.key) }
+        policy.movedAway = Set(graceUntil.keys)
         if resync { status.resyncs += 1 }
         // An empty store, or none of this host's sections (a name mistyped, a host not yet
         // written): nothing is applied rather than emptying the maps.
@@ -157,6 +175,9 @@ public final class StoreFollower: @unchecked Sendable {
             status.lastChange = Date().timeIntervalSince1970
         }
         pendingApply = false
+        status.movedAway = policy.lookupRecords.filter {
+            policy.movedAway.contains(MovedVM(vsid: $0.vsid, customerAddress: $0.customerAddress))
+        }.map { "\($0.vsid) \($0.customerAddress) -> \($0.providerAddress)" }.sorted()
         status.revision = snapshot.revision
         status.generation = snapshot.generation
         status.lastSync = Date().timeIntervalSince1970

@@ -21,17 +21,18 @@ struct Agent: NvgreCommand {
     )
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var follow: StoreFollowOptions
 
     func execute() throws {
         if let u = try global.userspaceInstance() {
             setvbuf(stdout, nil, _IOLBF, 0)
-            try followStore(global, stateDirectory: u.stateDirectory) { _ = try u.apply($0) }
+            try followStore(global, follow, stateDirectory: u.stateDirectory) { _ = try u.apply($0) }
             return try UserspaceAgent.run(u, log: log)
         }
         let instance = try global.openInstance()
         let name = instance.name
         let changed = ExceptionService.Flag()
-        try followStore(global, stateDirectory: instance.stateDirectory) {
+        try followStore(global, follow, stateDirectory: instance.stateDirectory) {
             _ = try Instance.open(name).apply($0)
             changed.raise()
         }
@@ -46,12 +47,14 @@ struct Agent: NvgreCommand {
 /// once the first read was applied or failed (at most 5 s), for a gateway that reads its
 /// configuration from the maps when it starts.
 func followStore(
-    _ g: GlobalOptions, stateDirectory: String, settle: Bool = false, apply: @escaping (Policy) throws -> Void
+    _ g: GlobalOptions, _ options: StoreFollowOptions, stateDirectory: String, settle: Bool = false,
+    apply: @escaping (Policy) throws -> Void
 ) throws {
     guard let address = g.storeAddress else { return }
     guard let host = try g.storeHost() else {
         throw fieldError("--host", "(none)", "this host's name in the store (with --store)")
     }
+    let grace = Double(try parseNumber(options.movedGrace, "--moved-grace", 0...86400))
     let store = PolicyStore(try EtcdClient(address: address, timeout: 2))
     let path = stateDirectory + "/\(StoreFollower.statusFile)"
     nonisolated(unsafe) var last: StoreFollower.Status?
@@ -68,12 +71,25 @@ func followStore(
             }
             if let e = s.lastError, e != last?.lastError { log("store: \(e); forwarding on the last state") }
             if s.lastError == nil, last?.lastError != nil { log("store: reachable again (revision \(s.revision))") }
+            for moved in s.movedAway where !(last?.movedAway.contains(moved) ?? false) {
+                log("store: VM \(moved) moved away; frames still arriving here go on there for \(Int(grace)) s")
+            }
             if last == nil { settled.signal() }
             last = s
         })
+    follower.movedGrace = grace
     log("store: following \(address) as host \(host)")
     Thread { follower.run(stop: { false }) }.start()
     if settle { _ = settled.wait(timeout: .now() + 5) }
+}
+
+/// How an agent (or a gateway) follows the store, beside --store and --host.
+struct StoreFollowOptions: ParsableArguments {
+    @Option(
+        help: ArgumentHelp(
+            "With --store: seconds during which frames still arriving here for a VM that moved to another host go "
+                + "on to it (senders that have not seen the move lose nothing).", valueName: "seconds"))
+    var movedGrace = "30"
 }
 
 /// The exception service of `nvgre agent` and `nvgre gateway`, logging to standard output.

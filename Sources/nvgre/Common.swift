@@ -40,12 +40,7 @@ struct GlobalOptions: ParsableArguments {
 
     /// --host, checked: it becomes part of the store's keys.
     func storeHost() throws -> String? {
-        guard let h = host else { return nil }
-        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
-        guard (1...63).contains(h.count), h.allSatisfy({ allowed.contains($0) }) else {
-            throw fieldError("--host", h, "a host name of 1 to 63 letters, digits, dots, dashes or underscores")
-        }
-        return h
+        try host.map { try checkedHostName($0, field: "--host") }
     }
 
     /// The store's address, from --store or $NVGRE_STORE; nil: this host's maps.
@@ -140,6 +135,15 @@ where T.RawValue == String {
     let names = T.allCases.map(\.rawValue)
     let allowed = names.count < 2 ? names.joined() : names.dropLast().joined(separator: ", ") + " or " + names.last!
     throw fieldError(field, s, allowed)
+}
+
+/// A host's name in the store, checked: it becomes part of the store's keys.
+func checkedHostName(_ h: String, field: String) throws -> String {
+    let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
+    guard (1...63).contains(h.count), h.allSatisfy({ allowed.contains($0) }) else {
+        throw fieldError(field, h, "a host name of 1 to 63 letters, digits, dots, dashes or underscores")
+    }
+    return h
 }
 
 func fieldError(_ field: String, _ value: String, _ allowed: String) -> PolicyErrors {

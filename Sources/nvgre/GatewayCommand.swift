@@ -26,6 +26,7 @@ struct GatewayCommand: NvgreCommand {
             """)
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var follow: StoreFollowOptions
     @Option(help: "Idle seconds before an established TCP flow expires.") var tcpEstablished = "7440"
     @Option(help: "Idle seconds before an opening or closing TCP flow expires.") var tcpTransitory = "240"
     @Option(help: "Idle seconds before a UDP flow expires.") var udp = "300"
@@ -45,7 +46,7 @@ struct GatewayCommand: NvgreCommand {
         t.icmp = Double(try parseNumber(icmp, "--icmp", 1...UInt32.max))
         if let u = try global.userspaceInstance() {
             // The userspace path's agent forwards and runs the gateway engine in one process.
-            try followStore(global, stateDirectory: u.stateDirectory, settle: true) { _ = try u.apply($0) }
+            try followStore(global, follow, stateDirectory: u.stateDirectory, settle: true) { _ = try u.apply($0) }
             try requireGateway(u.name, try u.storedPolicy())
             setvbuf(stdout, nil, _IOLBF, 0)
             return try UserspaceAgent.run(u, timeouts: t, logFlows: logFlows, log: log)
@@ -53,7 +54,7 @@ struct GatewayCommand: NvgreCommand {
         let instance = try global.openInstance()
         let name = instance.name
         let changed = ExceptionService.Flag()
-        try followStore(global, stateDirectory: instance.stateDirectory, settle: true) {
+        try followStore(global, follow, stateDirectory: instance.stateDirectory, settle: true) {
             _ = try Instance.open(name).apply($0)
             changed.raise()
         }

@@ -343,8 +343,10 @@ func storeSection(_ stateDirectory: String) -> (String, JSON, [String])? {
         ("staleSeconds", .number(UInt64((stale ?? 0).rounded())))
     ]
     if let e = s.lastError { fields.append(("lastError", .string(e))) }
+    fields.append(("movedAway", .array(s.movedAway.map { .string($0) })))
     var line = "\(s.store) as host \(s.host): revision \(s.revision) (generation \(s.generation ?? "none")), "
     line += stale.map { String(format: "read %.1f s ago", $0) } ?? "never read"
     if let e = s.lastError { line += "; last error: \(e) (forwarding on the last state)" }
+    if !s.movedAway.isEmpty { line += "; moved away, frames sent on: " + s.movedAway.joined(separator: ", ") }
     return ("store", .object(fields), [line])
 }

@@ -1,5 +1,6 @@
 import Foundation
 import NvgreLab
+import NvgrePolicy
 import NvgreStore
 import Testing
 
@@ -176,5 +177,61 @@ struct StoreCLITests {
         // Old generations are gone: one generation's keys, plus current and edited.
         let keys = try EtcdClient(address: cluster.address).range(prefix: StoreLayout.root).kvs
         #expect(keys.count == 3000 + 2 + 2, "\(keys.count) keys in the store")
+    }
+}
+
+/// `nvgre migrate` on the store: each step in order changes exactly its part, and every
+/// wrong request is refused by name with the store unchanged.
+@Suite(.serialized)
+struct MigrateCLITests {
+    @Test func theStepsChangeTheStoreInOrderAndWrongRequestsChangeNothing() throws {
+        let cluster = try EtcdCluster(prefix: LabNetwork.runPrefix + "-migrate")
+        defer { cluster.down() }
+        let s = ["--store", cluster.address]
+        for (host, file) in [("A", "host-a.yaml"), ("C", "host-c.yaml")] {
+            let r = StoreCLITests.nvgre(
+                ["apply"] + s + ["--host", host, StoreCLITests.example("tenants.yaml"), StoreCLITests.example(file)])
+            try #require(r.status == 0, "\(r.err)")
+        }
+        let store = PolicyStore(try EtcdClient(address: cluster.address))
+        func migrate(_ extra: [String]) -> CLIResult { StoreCLITests.nvgre(["migrate"] + s + extra) }
+        let revision = try store.read().revision
+        for (args, field) in [
+            (["red9", "--from", "A", "--to", "C"], "port"),
+            (["red1", "--from", "A", "--to", "Z"], "--to"),
+            (["red1", "--from", "Q", "--to", "C"], "--from"),
+            (["red1", "--from", "A", "--to", "A"], "--to"),
+            (["red1", "--from", "A", "--to", "C", "--step", "later"], "--step"),
+            (["red1", "--from", "A", "--to", "C", "--step", "switch"], "--step"),
+            (["red1", "--from", "A", "--to", "C", "--step", "finish"], "--step"),
+            (["red1", "--from", "A b", "--to", "C"], "--from")
+        ] {
+            let r = migrate(args)
+            #expect(r.status == 2 && r.err.contains(field), "migrate \(args): \(r.status) \(r.err)")
+        }
+        let none = StoreCLITests.nvgre(["migrate", "red1", "--from", "A", "--to", "C"])
+        #expect(none.status == 2 && none.err.contains("--store"), "\(none.err)")
+        #expect(try store.read().revision == revision, "a refused migration wrote to the store")
+
+        func port(_ host: String) throws -> VMPort? {
+            try store.read().hosts[host]?.ports.first { $0.interface == "red1" }
+        }
+        func pa() throws -> Set<String> {
+            Set(
+                try store.read().shared.lookupRecords.filter {
+                    $0.vsid == 5001 && ["198.19.1.1", "2001:db8:19:1::1"].contains($0.customerAddress.description)
+                }.map(\.providerAddress.description))
+        }
+        #expect(migrate(["red1", "--from", "A", "--to", "C", "--step", "prepare"]).status == 0)
+        #expect(try port("C")?.moving == true && port("A")?.moving == false && pa() == ["198.18.0.1"])
+        #expect(migrate(["red1", "--from", "A", "--to", "C", "--step", "switch"]).status == 0)
+        #expect(try port("C")?.moving == true && port("A")?.moving == true && pa() == ["198.18.0.4"])
+        let finished = migrate(["-j", "red1", "--from", "A", "--to", "C", "--step", "finish"])
+        #expect(finished.status == 0 && finished.out.contains("\"finish\""), "\(finished.out)")
+        #expect(try port("C")?.moving == false && port("A") == nil && pa() == ["198.18.0.4"])
+        // And back in one command: all three steps.
+        let back = migrate(["red1", "--from", "C", "--to", "A"])
+        #expect(back.status == 0 && back.out.split(separator: "\n").count == 3, "\(back.out)")
+        #expect(try port("A")?.moving == false && port("C") == nil && pa() == ["198.18.0.1"])
     }
 }

@@ -85,3 +85,85 @@ final class Box: @unchecked Sendable {
         return lock.withLock { value ?? -1 }
     }
 }
+
+/// VM migration through the store (`nvgre migrate`: prepare, switch, finish): Red's VM on
+/// host A moves to spare host C while Red's VM on host B pings it every 10 ms.
+@Suite(.serialized)
+struct StoreMigrationTests {
+    func movesLab(_ tag: String) throws -> DemoLab {
+        let lab = DemoLab(net: LabNetwork(tag: tag))
+        lab.spare = true
+        lab.store = try EtcdCluster(prefix: lab.net.prefix)
+        try lab.build()
+        try lab.start()
+        return lab
+    }
+
+    func migrate(_ lab: DemoLab, from: DemoHost, to: DemoHost, step: String, except: Set<String> = []) throws {
+        let r = try lab.edit(
+            from, ["migrate", "red1", "--from", from.name, "--to", to.name, "--step", step], except: except)
+        try #require(r.status == 0, "migrate --step \(step): \(r.output)")
+    }
+
+    /// The moved-on counter of VSID 5001 on host `h` (frames sent on to a VM's new host).
+    func movedOn(_ lab: DemoLab, _ h: DemoHost) throws -> Int {
+        let json = try JSONSerialization.jsonObject(with: Data(try lab.cli(h, ["-j", "stats"]).output.utf8))
+        let vsids = ((json as? [String: Any])?["vsids"] as? [[String: Any]]) ?? []
+        let red = vsids.first { ($0["vsid"] as? Int) == 5001 }
+        return ((red?["moved-on"] as? [String: Any])?["packets"] as? Int) ?? 0
+    }
+
+    @Test func aVMMovesWhileAnotherPingsItAndLittleIsLost() throws {
+        let lab = try movesLab("storemove")
+        let c = DemoPlan.c
+        let vm = redA  // 198.19.1.1
+        try lab.makeTap(for: vm, on: c, interface: "red1")
+        let replies = Box()
+        Thread { replies.set(Traffic.ping(from: lab.ns(redB), to: vm.ip4, count: 300, interval: 0.01)) }.start()
+        usleep(500_000)
+        try migrate(lab, from: hostA, to: c, step: "prepare")
+        try lab.resumeOnNewTap(vm)
+        try migrate(lab, from: hostA, to: c, step: "switch")
+        try migrate(lab, from: hostA, to: c, step: "finish")
+        try lab.removeOldTap(vm)
+        let got = replies.wait()
+        #expect(got >= 290, "a ping every 10 ms lost \(300 - got) replies in the move (more than 0.1 s worth)")
+        print("migration: \(300 - got) of 300 pings (10 ms apart) lost while the VM moved from A to C")
+        // Where it is now: its traffic crosses to C, TCP too, and A holds no port for it.
+        #expect(Traffic.ping(from: lab.ns(redB), to: vm.ip4) == 5)
+        #expect(try Traffic.tcpTransfer(from: lab.ns(redB), to: lab.ns(vm), address: vm.ip4).ok)
+        let show = try lab.cli(hostA, ["-j", "show", "ports"]).output
+        #expect(show.contains("\"blue1\"") && !show.contains("\"red1\""), "host A's ports: \(show)")
+    }
+
+    /// A host that has not seen the move (its agent stopped) still sends to the VM's old
+    /// host; the old host sends every such frame on to the new one during its grace period.
+    @Test func theOldHostSendsOnWhatAStaleHostStillSendsThere() throws {
+        let lab = try movesLab("storestale")
+        let c = DemoPlan.c
+        let vm = redA
+        try lab.makeTap(for: vm, on: c, interface: "red1")
+        lab.pauseAgent(hostB, true)
+        defer { lab.pauseAgent(hostB, false) }
+        try migrate(lab, from: hostA, to: c, step: "prepare", except: ["B"])
+        try lab.resumeOnNewTap(vm)
+        try migrate(lab, from: hostA, to: c, step: "switch", except: ["B"])
+        usleep(200_000)  // A resolves C's provider address (new to it) as it applies the switch
+
+        let listener = try Traffic.udpListener(in: lab.ns(vm), family: .v4, port: 9200)
+        let before = try movedOn(lab, hostA)
+        _ = try lab.net.exec(
+            lab.ns(redB), "bash -c 'for i in $(seq 50); do echo m$i > /dev/udp/\(vm.ip4)/9200; sleep 0.005; done'")
+        let arrived = listener.receive(timeout: 1).count
+        let sentOn = try movedOn(lab, hostA) - before
+        #expect(arrived == 50, "the VM on C received \(arrived) of 50 datagrams B sent to A")
+        #expect(sentOn >= 50, "host A counted \(sentOn) frames sent on (moved-on)")
+        let show = try lab.cli(hostA, ["-j", "show"]).output
+        #expect(show.contains("198.19.1.1 -> 198.18.0.4"), "A's show does not list the moved VM: \(show)")
+
+        lab.pauseAgent(hostB, false)
+        try migrate(lab, from: hostA, to: c, step: "finish")
+        try lab.removeOldTap(vm)
+        #expect(Traffic.ping(from: lab.ns(redB), to: vm.ip4) == 5)
+    }
+}
