@@ -257,9 +257,13 @@ public final class DemoLab {
     /// is one, then waits until every host's agent has read the store past the write, so
     /// that what follows sees the change everywhere; otherwise on the host's maps.
     @discardableResult
-    public func edit(_ h: DemoHost, _ args: [String], except: Set<String> = []) throws -> Spawn.Result {
+    /// `then` runs as soon as the command has returned, before the wait.
+    public func edit(
+        _ h: DemoHost, _ args: [String], except: Set<String> = [], then: (() throws -> Void)? = nil
+    ) throws -> Spawn.Result {
         guard store != nil else { return try cli(h, args) }
         let r = try Spawn.run([nvgre] + storeArguments(h) + args)
+        try then?()
         // "applied to the store (generation G, revision R): ...", or a line per step of a
         // migration: the last one's revision.
         let last = r.output.split(separator: "\n").last { $0.contains("revision ") }.map(String.init) ?? ""

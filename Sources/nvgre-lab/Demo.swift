@@ -36,6 +36,7 @@ struct Demo: ParsableCommand {
         case "etcd":
             cluster = try EtcdCluster(prefix: lab.net.prefix, kept: keep)
             lab.store = cluster
+            lab.spare = true  // host C, where a VM migrates
         default: throw ValidationError("--store: \(store) is not valid: none or etcd")
         }
         // A 1500-byte underlay, as many fabrics are: full-size customer packets no longer fit
@@ -60,7 +61,7 @@ struct Demo: ParsableCommand {
               Both reach X through G, which NATs them to \(DemoPlan.gExternal4); the underlay MTU is 1500
             """)
         try lab.build()
-        for h in DemoPlan.hosts {
+        for h in lab.hosts {
             for cmd in [lab.upCommand(h), try lab.applyCommand(h)] {
                 print("$ " + shown(cmd))
                 let r = try Spawn.run(cmd)
@@ -115,11 +116,12 @@ struct Demo: ParsableCommand {
         _ = Traffic.ping(from: lab.ns(redA), to: redB.ip4, count: 2)
         _ = Traffic.ping(from: lab.ns(blueA), to: blueB.ip4, count: 2)
         let lines = try capture.tcpdumpLines()
-        let keys = lines.compactMap(greKey)
+        // The pings' frames (a VM's own ARP or ND, flooded meanwhile, may pass too).
+        let keys = lines.filter { $0.contains("ICMP echo") }.compactMap(greKey)
         let redKeys = keys.filter { $0 >> 8 == 5001 }.count, blueKeys = keys.filter { $0 >> 8 == 6001 }.count
         check(
             redKeys == 4 && blueKeys == 4 && keys.count == 8,
-            "the underlay carries NVGRE: tcpdump on A's bridge port saw \(keys.count) GRE frames, \(redKeys) with "
+            "the underlay carries NVGRE: tcpdump on A's bridge port saw \(keys.count) GRE frames of pings, \(redKeys) with "
                 + "VSID 5001 (key 0x1389xx) for Red, \(blueKeys) with VSID 6001 (key 0x1771xx) for Blue"
         )
         let red = lines.filter { greKey($0).map { $0 >> 8 == 5001 } ?? false },
@@ -127,7 +129,10 @@ struct Demo: ParsableCommand {
         for line in red.prefix(2) + blue.prefix(2) { print("    " + excerpt(line)) }
 
         try gatewayClaims(lab, check)
-        if let cluster { try storeClaims(lab, cluster, check) }
+        if let cluster {
+            try storeClaims(lab, cluster, check)
+            try migrationClaims(lab, cluster, check)
+        }
 
         print("\n$ nvgre -n \(lab.ns(a)) --instance \(lab.instance(a)) stats")
         print(try lab.cli(a, ["stats"]).output.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
@@ -298,6 +303,41 @@ struct Demo: ParsableCommand {
                 + (nowhere.isEmpty ? "" : " (still on \(nowhere.joined(separator: ", ")))"))
     }
 
+    /// Red's VM on A migrates to spare host C (`nvgre migrate`, three steps) while Red's VM
+    /// on B pings it every 10 ms; A sends on what still arrives for it.
+    private func migrationClaims(_ lab: DemoLab, _ cluster: EtcdCluster, _ check: (Bool, String) -> Void) throws {
+        let (vm, pinger, c) = (DemoPlan.vm(DemoPlan.a, "red1"), DemoPlan.vm(DemoPlan.b, "red1"), DemoPlan.c)
+        print("\nRed's VM \(vm.ip4) migrates from host A to host C (PA \(c.pa4)); B's Red VM pings it every 10 ms")
+        try lab.makeTap(for: vm, on: c, interface: "red1")
+        let replies = PingCount()
+        let pinging = Thread { replies.set(Traffic.ping(from: lab.ns(pinger), to: vm.ip4, count: 300, interval: 0.01)) }
+        pinging.start()
+        usleep(300_000)
+        for step in ["prepare", "switch", "finish"] {
+            let cmd = ["migrate", "red1", "--from", "A", "--to", "C", "--step", step]
+            print("$ nvgre --store \(cluster.address) " + cmd.joined(separator: " "))
+            // The VM resumes on C as the switch is written (the end of a live migration's
+            // stop-and-copy pause), before the hosts apply it.
+            let r = try lab.edit(DemoPlan.a, cmd, then: step == "switch" ? { try lab.resumeOnNewTap(vm) } : nil)
+            for line in r.output.split(separator: "\n") { print("    \(line)") }
+            if step == "switch" {
+                print("    (the VM resumed on C as the switch was written)")
+                let show = try lab.cli(DemoPlan.a, ["show"]).output.split(separator: "\n")
+                for line in show where line.contains("moved away") {
+                    print("    A: " + line.trimmingCharacters(in: .whitespaces))
+                }
+            }
+        }
+        try lab.removeOldTap(vm)
+        let got = replies.wait()
+        check(
+            got >= 290,
+            "the VM moved from A to C: \(300 - got) of 300 pings lost (\(String(format: "%.2f", Double(300 - got) * 0.01)) s "
+                + "worth); B reaches it on C")
+        let tcp = Result { try Traffic.tcpTransfer(from: lab.ns(pinger), to: lab.ns(vm), address: vm.ip4) }
+        check((try? tcp.get().ok) == true, "after the move, Red on B sends 1 MiB over TCP to the VM on C: \(tcp.text)")
+    }
+
     /// A drop counter of G, from `nvgre -j stats`.
     private func dropCount(_ lab: DemoLab, _ reason: String) throws -> Int {
         let r = try lab.cli(DemoPlan.g, ["-j", "stats"])
@@ -332,6 +372,20 @@ extension Result where Success == Traffic.Transfer {
         case .success(let t): return "\(t)"
         case .failure(let e): return "\(e)"
         }
+    }
+}
+
+/// A ping's reply count, from another thread.
+final class PingCount: @unchecked Sendable {
+    private var value = -1
+    private let done = DispatchSemaphore(value: 0)
+    func set(_ n: Int) {
+        value = n
+        done.signal()
+    }
+    func wait() -> Int {
+        done.wait()
+        return value
     }
 }
 

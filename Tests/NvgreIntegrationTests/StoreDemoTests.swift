@@ -99,9 +99,15 @@ struct StoreMigrationTests {
         return lab
     }
 
-    func migrate(_ lab: DemoLab, from: DemoHost, to: DemoHost, step: String, except: Set<String> = []) throws {
+    /// One step of moving port red1; `then` runs as soon as the store has it (the VM resumes
+    /// on the new host as the switch is written, at the end of a live migration's pause).
+    func migrate(
+        _ lab: DemoLab, from: DemoHost, to: DemoHost, step: String, except: Set<String> = [],
+        then: (() throws -> Void)? = nil
+    ) throws {
         let r = try lab.edit(
-            from, ["migrate", "red1", "--from", from.name, "--to", to.name, "--step", step], except: except)
+            from, ["migrate", "red1", "--from", from.name, "--to", to.name, "--step", step], except: except,
+            then: then)
         try #require(r.status == 0, "migrate --step \(step): \(r.output)")
     }
 
@@ -122,8 +128,7 @@ struct StoreMigrationTests {
         Thread { replies.set(Traffic.ping(from: lab.ns(redB), to: vm.ip4, count: 300, interval: 0.01)) }.start()
         usleep(500_000)
         try migrate(lab, from: hostA, to: c, step: "prepare")
-        try lab.resumeOnNewTap(vm)
-        try migrate(lab, from: hostA, to: c, step: "switch")
+        try migrate(lab, from: hostA, to: c, step: "switch") { try lab.resumeOnNewTap(vm) }
         try migrate(lab, from: hostA, to: c, step: "finish")
         try lab.removeOldTap(vm)
         let got = replies.wait()
@@ -146,8 +151,7 @@ struct StoreMigrationTests {
         lab.pauseAgent(hostB, true)
         defer { lab.pauseAgent(hostB, false) }
         try migrate(lab, from: hostA, to: c, step: "prepare", except: ["B"])
-        try lab.resumeOnNewTap(vm)
-        try migrate(lab, from: hostA, to: c, step: "switch", except: ["B"])
+        try migrate(lab, from: hostA, to: c, step: "switch", except: ["B"]) { try lab.resumeOnNewTap(vm) }
         usleep(200_000)  // A resolves C's provider address (new to it) as it applies the switch
 
         let listener = try Traffic.udpListener(in: lab.ns(vm), family: .v4, port: 9200)
