@@ -85,10 +85,29 @@ public final class EtcdClient: @unchecked Sendable {
         return try Self.kvs(r["kvs"]).first
     }
 
-    /// Sets `key`; returns the store's revision after it.
+    /// Sets `key` (bound to `lease`: gone when the lease expires); returns the store's
+    /// revision after it.
     @discardableResult
-    public func put(_ key: String, _ value: Data) throws -> Int64 {
-        Self.revision(try call("/v3/kv/put", ["key": Self.b64(key), "value": value.base64EncodedString()]))
+    public func put(_ key: String, _ value: Data, lease: Int64? = nil) throws -> Int64 {
+        var body: [String: Any] = ["key": Self.b64(key), "value": value.base64EncodedString()]
+        if let lease { body["lease"] = String(lease) }
+        return Self.revision(try call("/v3/kv/put", body))
+    }
+
+    /// A new lease of `ttl` seconds; its ID.
+    public func grantLease(ttl: Int) throws -> Int64 {
+        let r = try call("/v3/lease/grant", ["TTL": String(ttl)])
+        guard let id = Int64((r["ID"] as? String) ?? "") else {
+            throw StoreError.refused(endpoints.map(\.description).joined(separator: ","), "no lease granted: \(r)")
+        }
+        return id
+    }
+
+    /// Renews lease `id` (one keep-alive of the stream etcd offers); the seconds it has
+    /// left, 0 when it is gone (expired or revoked).
+    public func keepAlive(_ id: Int64) throws -> Int {
+        let r = try call("/v3/lease/keepalive", ["ID": String(id)], idempotent: true)
+        return Int(((r["result"] as? [String: Any])?["TTL"] as? String) ?? "") ?? 0
     }
 
     /// Deletes every key under `prefix`.

@@ -55,6 +55,7 @@ func followStore(
         throw fieldError("--host", "(none)", "this host's name in the store (with --store)")
     }
     let grace = Double(try parseNumber(options.movedGrace, "--moved-grace", 0...86400))
+    let aliveTTL = Int(try parseNumber(options.aliveTTL, "--alive-ttl", 2...300))
     let store = PolicyStore(try EtcdClient(address: address, timeout: 2))
     let path = stateDirectory + "/\(StoreFollower.statusFile)"
     nonisolated(unsafe) var last: StoreFollower.Status?
@@ -80,6 +81,8 @@ func followStore(
     follower.movedGrace = grace
     log("store: following \(address) as host \(host)")
     Thread { follower.run(stop: { false }) }.start()
+    let liveness = HostLiveness(etcd: store.etcd, host: host, ttl: aliveTTL)
+    Thread { liveness.run(stop: { false }) }.start()
     if settle { _ = settled.wait(timeout: .now() + 5) }
 }
 
@@ -90,6 +93,11 @@ struct StoreFollowOptions: ParsableArguments {
             "With --store: seconds during which frames still arriving here for a VM that moved to another host go "
                 + "on to it (senders that have not seen the move lose nothing).", valueName: "seconds"))
     var movedGrace = "30"
+    @Option(
+        help: ArgumentHelp(
+            "With --store: seconds this host's liveness key (alive/NAME) outlives the agent's last renewal.",
+            valueName: "seconds"))
+    var aliveTTL = "10"
 }
 
 /// The exception service of `nvgre agent` and `nvgre gateway`, logging to standard output.

@@ -12,7 +12,8 @@ struct Nvgre: ParsableCommand {
         subcommands: [
             Up.self, Down.self, Apply.self, Save.self, Show.self, Stats.self, Trace.self,
             DomainCommand.self, SubnetCommand.self, LookupCommand.self, RouteCommand.self,
-            ProviderAddressCommand.self, PortCommand.self, ServiceCommand.self, MigrateCommand.self, Agent.self,
+            ProviderAddressCommand.self, PortCommand.self, ServiceCommand.self, MigrateCommand.self, HostsCommand.self,
+            Agent.self,
             GatewayCommand.self,
             Check.self
         ])

@@ -128,3 +128,46 @@ extension StoreAgentTests {
 extension CLIHost {
     func logText(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
 }
+
+extension StoreAgentTests {
+    /// The agent keeps its host's liveness key on a lease; killed, the key goes within the
+    /// lease's TTL and the host's sections and records stay.
+    @Test func aHostIsAliveWhileItsAgentRunsAndLosingItErasesNoTenant() throws {
+        let cluster = try EtcdCluster(prefix: LabNetwork.runPrefix + "-alive")
+        defer { cluster.down() }
+        let h = try CLIHost(tag: "storealive")
+        try #require(h.run(["up", "--uplink", "ul"]).status == 0)
+        let s = ["--store", cluster.address]
+        let example = try h.file("two-tenants.yaml", CLIHost.example)
+        try #require(StoreCLITests.nvgre(["apply"] + s + ["--host", "a", example]).status == 0)
+        func listed() -> [String: [String: Any]] {
+            let r = StoreCLITests.nvgre(["hosts", "-j"] + s)
+            let list = (try? JSONSerialization.jsonObject(with: Data(r.out.utf8))) as? [[String: Any]] ?? []
+            return Dictionary(list.map { (($0["host"] as? String) ?? "", $0) }, uniquingKeysWith: { a, _ in a })
+        }
+        #expect(listed()["a"]?["alive"] as? Bool == false, "alive before any agent: \(listed())")
+
+        let log = h.temporaryPath("agent.log")
+        let pid = try Spawn.start(
+            [CLIHost.binary, "-n", h.ns, "--instance", h.instance, "agent"] + s + ["--host", "a", "--alive-ttl", "2"],
+            output: log, detached: false)
+        var deadline = Date().addingTimeInterval(5)
+        while listed()["a"]?["alive"] as? Bool != true && Date() < deadline { usleep(100_000) }
+        #expect(listed()["a"]?["alive"] as? Bool == true, "not alive with its agent running: \(listed())")
+        let text = StoreCLITests.nvgre(["hosts"] + s)
+        #expect(text.out.contains("a: alive (agent since"), "\(text.out)")
+        // Alive past several TTLs: the lease is renewed.
+        usleep(4_500_000)
+        #expect(listed()["a"]?["alive"] as? Bool == true, "the key went while the agent ran: \(h.logText(log))")
+
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        deadline = Date().addingTimeInterval(6)
+        while listed()["a"]?["alive"] as? Bool != false && Date() < deadline { usleep(200_000) }
+        #expect(listed()["a"]?["alive"] as? Bool == false, "still alive after its agent was killed: \(listed())")
+        let saved = StoreCLITests.nvgre(["save", "--format", "json"] + s + ["--host", "a"])
+        let p = try PolicyDocument.decode(saved.out, validate: false)
+        #expect(p.lookupRecords.count == 3 && p.ports.count == 1, "the host's tables went with it: \(saved.out)")
+    }
+}
