@@ -78,14 +78,36 @@ public final class UserspaceInstance {
         guard let bytes = FileManager.default.contents(atPath: policyPath) else {
             throw ControlError("cannot read \(policyPath)", hint: "`nvgre down` and `nvgre up` again")
         }
-        return try PolicyDocument.decode(bytes: Array(bytes), validate: false)
+        var policy = try PolicyDocument.decode(bytes: Array(bytes), validate: false)
+        policy.movedAway = movedAway()
+        return policy
+    }
+
+    /// Policy.movedAway, which policy files do not hold: "VSID CA" lines beside policy.yaml.
+    var movedAwayPath: String { "\(stateDirectory)/moved-away" }
+
+    func movedAway() -> Set<MovedVM> {
+        let text = (try? String(contentsOfFile: movedAwayPath, encoding: .utf8)) ?? ""
+        return Set(
+            text.split(separator: "\n").compactMap { line in
+                let f = line.split(separator: " ")
+                guard f.count == 2, let vsid = UInt32(f[0]), let ca = IPAddress(parsing: String(f[1])) else {
+                    return nil
+                }
+                return MovedVM(vsid: vsid, customerAddress: ca)
+            })
     }
 
     /// Validates and compiles `policy` here (interfaces must exist), then stores it whole in
-    /// one rename: the agent reads either the old file or the new one.
+    /// one rename: the agent reads either the old file or the new one (the VMs that moved
+    /// away are written first; the new policy file is what makes the agent read both).
     public func apply(_ policy: Policy) throws -> CompiledPolicy {
         let valid = try policy.validated()
         let compiled = try compile(valid)
+        let moved = valid.movedAway.map { "\($0.vsid) \($0.customerAddress)\n" }.sorted().joined()
+        if moved != ((try? String(contentsOfFile: movedAwayPath, encoding: .utf8)) ?? "") {
+            try Files.replace(movedAwayPath, with: moved)
+        }
         try Files.replace(policyPath, with: PolicyWriter.write(valid, as: .yaml))
         return compiled
     }

@@ -167,7 +167,7 @@ public final class DemoLab {
         try startGateway(detached: detached)
         try waitForAgents()
         if let store {
-            try waitForStore(revision: try store.revision())
+            try waitForStore(revision: try store.policyRevision())
             firstSyncSeconds = Date().timeIntervalSince(begun)
         }
         try waitForUnderlayNeighbors()

@@ -127,9 +127,10 @@ public final class EtcdCluster {
         throw ShellErrorText("etcd cluster in \(directory) took no write within \(seconds) s: \(last)\n\(log(0))")
     }
 
-    /// The cluster's revision now (every write so far is at or below it).
-    public func revision() throws -> Int {
-        Int(try EtcdClient(address: address, timeout: 2).range(prefix: StoreLayout.current).revision)
+    /// The revision of the last completed write of the policy (`edited`'s; 0: none yet).
+    /// Agents that have read at it or later have the policy as it is now.
+    public func policyRevision() throws -> Int {
+        Int(try EtcdClient(address: address, timeout: 2).get(StoreLayout.edited)?.modRevision ?? 0)
     }
 
     /// The member that leads now, by index (each running member asked until one answers).

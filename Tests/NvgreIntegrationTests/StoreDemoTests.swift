@@ -90,8 +90,9 @@ final class Box: @unchecked Sendable {
 /// host A moves to spare host C while Red's VM on host B pings it every 10 ms.
 @Suite(.serialized)
 struct StoreMigrationTests {
-    func movesLab(_ tag: String) throws -> DemoLab {
+    func movesLab(_ tag: String, userspace: Set<String> = []) throws -> DemoLab {
         let lab = DemoLab(net: LabNetwork(tag: tag))
+        lab.userspaceHosts = userspace
         lab.spare = true
         lab.store = try EtcdCluster(prefix: lab.net.prefix)
         try lab.build()
@@ -144,7 +145,15 @@ struct StoreMigrationTests {
     /// A host that has not seen the move (its agent stopped) still sends to the VM's old
     /// host; the old host sends every such frame on to the new one during its grace period.
     @Test func theOldHostSendsOnWhatAStaleHostStillSendsThere() throws {
-        let lab = try movesLab("storestale")
+        try staleSenderCase(try movesLab("storestale"))
+    }
+
+    /// The same with the old host on the userspace data path.
+    @Test func theOldHostOnTheUserspacePathSendsOnToo() throws {
+        try staleSenderCase(try movesLab("storestaleu", userspace: ["A"]))
+    }
+
+    func staleSenderCase(_ lab: DemoLab) throws {
         let c = DemoPlan.c
         let vm = redA
         try lab.makeTap(for: vm, on: c, interface: "red1")
@@ -159,9 +168,12 @@ struct StoreMigrationTests {
         _ = try lab.net.exec(
             lab.ns(redB), "bash -c 'for i in $(seq 50); do echo m$i > /dev/udp/\(vm.ip4)/9200; sleep 0.005; done'")
         let arrived = listener.receive(timeout: 1).count
+        lab.settle(hostA)
         let sentOn = try movedOn(lab, hostA) - before
         #expect(arrived == 50, "the VM on C received \(arrived) of 50 datagrams B sent to A")
-        #expect(sentOn >= 50, "host A counted \(sentOn) frames sent on (moved-on)")
+        #expect(
+            sentOn >= 50,
+            "host A counted \(sentOn) frames sent on (moved-on): \((try? lab.cli(hostA, ["stats"]).output) ?? "")")
         let show = try lab.cli(hostA, ["-j", "show"]).output
         #expect(show.contains("198.19.1.1 -> 198.18.0.4"), "A's show does not list the moved VM: \(show)")
 
