@@ -13,6 +13,18 @@ public enum PolicyDocument {
     }
 
     /// The same, from the file's bytes (a large file is never copied into a String whole).
+    /// A document that holds exactly one lookup record, one line as `save` writes it, and
+    /// otherwise only empty sections (`subnets: []`): how the store keeps each record, read
+    /// without the YAML parser. nil for anything else (which `decode` then reads, or refuses
+    /// by name).
+    public static func singleRecord(_ bytes: [UInt8]) -> LookupRecord? {
+        guard let fast = RecordLines.split(bytes), fast.records.count == 1 else { return nil }
+        for line in fast.rest.split(separator: "\n") where !line.allSatisfy({ $0 == " " }) {
+            guard line.hasSuffix(": []"), line.dropLast(4).allSatisfy({ $0.isLetter }) else { return nil }
+        }
+        return fast.records[0]
+    }
+
     public static func decode(bytes: [UInt8], validate: Bool = true) throws -> Policy {
         // One record per line (as `save` writes them) takes the fast reader; the rest of the
         // file, or all of it when that reader declines, goes to the YAML parser.

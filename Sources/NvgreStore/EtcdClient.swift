@@ -72,11 +72,27 @@ public final class EtcdClient: @unchecked Sendable {
 
     /// Every key under `prefix` (all of them with ""), at revision `revision` (nil: the
     /// latest), and the store's revision they were read at.
-    public func range(prefix: String, revision: Int64? = nil) throws -> (revision: Int64, kvs: [KeyValue]) {
-        var body: [String: Any] = ["key": Self.b64(prefix.isEmpty ? "\0" : prefix), "range_end": Self.prefixEnd(prefix)]
-        if let revision { body["revision"] = String(revision) }
-        let r = try call("/v3/kv/range", body, idempotent: true)
-        return (Self.revision(r), try Self.kvs(r["kvs"]))
+    /// Read in pages of `pageSize` keys, every page at the revision of the first: one
+    /// answer for a million keys would be hundreds of megabytes of JSON.
+    public func range(prefix: String, revision: Int64? = nil, pageSize: Int = 5000) throws
+        -> (revision: Int64, kvs: [KeyValue])
+    {
+        var at = revision
+        var from = Array((prefix.isEmpty ? "\0" : prefix).utf8)
+        var all: [KeyValue] = []
+        while true {
+            var body: [String: Any] = [
+                "key": Data(from).base64EncodedString(), "range_end": Self.prefixEnd(prefix), "limit": String(pageSize)
+            ]
+            if let at { body["revision"] = String(at) }
+            let r = try call("/v3/kv/range", body, idempotent: true)
+            let page = try Self.kvs(r["kvs"])
+            if at == nil { at = Self.revision(r) }
+            all += page
+            guard (r["more"] as? Bool) == true, let last = page.last else { break }
+            from = Array(last.key.utf8) + [0]  // the next key after the last one
+        }
+        return (at ?? 0, all)
     }
 
     /// One key, or nil.

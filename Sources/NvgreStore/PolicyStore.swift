@@ -58,7 +58,14 @@ public final class PolicyStore: @unchecked Sendable {
             if key.hasPrefix(".") { continue }  // the generation's own marks
             let item: Policy
             do {
-                item = try PolicyDocument.decode(bytes: [UInt8](kv.value), validate: false)
+                let bytes = [UInt8](kv.value)
+                if let record = PolicyDocument.singleRecord(bytes) {
+                    var one = Policy()
+                    one.lookupRecords = [record]
+                    item = one
+                } else {
+                    item = try PolicyDocument.decode(bytes: bytes, validate: false)
+                }
             } catch {
                 throw StoreError.badContent(key: kv.key, "not a policy item: \(error)")
             }

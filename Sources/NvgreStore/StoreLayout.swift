@@ -44,7 +44,10 @@ public enum StoreLayout {
             }
             var one = Policy()
             item(&one)
-            out.append((key, Data(PolicyWriter.write(one, as: .json).utf8)))
+            // Records, the many items, as the one line `save` writes (read back without a
+            // YAML parser); the others as JSON documents.
+            let format: PolicyFormat = one.lookupRecords.isEmpty ? .json : .yaml
+            out.append((key, Data(PolicyWriter.write(one, as: format).utf8)))
         }
         if let host {
             let h = "host/\(host)/"

@@ -13,7 +13,7 @@ struct Bench: ParsableCommand {
         abstract: "Measure the data path and the control plane; print a table, write JSON and a PNG chart.")
 
     enum Section: String, CaseIterable, ExpressibleByArgument {
-        case testrun, live, userspace, scale, gateway, control, tcp
+        case testrun, live, userspace, scale, gateway, control, tcp, store
     }
 
     @Flag(
@@ -184,6 +184,20 @@ struct Bench: ParsableCommand {
             let bench = ControlBench(records: quick ? 100_000 : 1_000_000, adds: quick ? 5 : 21)
             report.add(try bench.run(net))
             report.compare("nvgre lookup add (median)", to: "baseline: nvgre show domains")
+        }
+
+        if sections.contains(.store) {
+            let bench = StoreBench(
+                changes: quick ? 5_000 : 100_000, syncRecords: quick ? 20_000 : 1_000_000, adds: quick ? 3 : 11)
+            report.add(try bench.run(net))
+            let (c, s) = (bench.changes.formatted(), bench.syncRecords.formatted())
+            report.compare(
+                "store: \(c) records changed, in all 3 agents' maps", to: "baseline: local apply changing \(c) records")
+            report.compare(
+                "store: full sync of \(s) records to a fresh agent",
+                to: "baseline: local apply of \(s) records to a fresh instance")
+            report.compare(
+                "store: lookup add, in a remote agent's maps (median)", to: "baseline: local lookup add (median)")
         }
 
         report.notes.append(

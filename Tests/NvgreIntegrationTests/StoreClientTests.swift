@@ -39,6 +39,14 @@ struct StoreClientTests {
         #expect(try etcd.range(prefix: "/t/").kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["x", "n"])
         try etcd.deletePrefix("/t/")
         #expect(try etcd.range(prefix: "/t/").kvs.isEmpty)
+
+        // Read in pages, all at the revision of the first: a write between pages is not seen.
+        for i in 0..<12 { try etcd.put("/p/\(String(format: "%02d", i))", Data("\(i)".utf8)) }
+        let paged = try etcd.range(prefix: "/p/", pageSize: 5)
+        #expect(paged.kvs.map(\.key) == (0..<12).map { "/p/\(String(format: "%02d", $0))" })
+        try etcd.put("/p/99", Data("late".utf8))
+        #expect(try etcd.range(prefix: "/p/", revision: paged.revision, pageSize: 5).kvs.count == 12)
+        #expect(try etcd.range(prefix: "/p/", pageSize: 5).kvs.count == 13)
         #expect(try etcd.range(prefix: "/u/").kvs.count == 1)
     }
 
