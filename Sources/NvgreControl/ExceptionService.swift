@@ -11,11 +11,12 @@ public enum ExceptionService {
 
     /// `policyChanged` is set by whoever changes the maps from this process (the store's
     /// follower): the new provider addresses are resolved at once instead of at the next refresh.
+    /// `lock`: the instance's agent lock, when the caller took it first (agentLock).
     public static func run(
         _ instance: Instance, extra: ExceptionHandling?, icmpLimit: ICMPRateLimit = ICMPRateLimit(),
-        policyChanged: Flag? = nil, log: @escaping (String) -> Void
+        policyChanged: Flag? = nil, lock held: PidFileLock? = nil, log: @escaping (String) -> Void
     ) throws {
-        let lock = try agentLock(instance)
+        let lock = try held ?? agentLock(instance)
         defer { lock.release() }
         var signals = StopSignals()
 
@@ -73,7 +74,7 @@ public enum ExceptionService {
 
     /// One consumer per exception ring (two would each see part of it): an exclusive lock on
     /// `<state>/agent.pid`, which holds the agent's pid.
-    static func agentLock(_ instance: Instance) throws -> PidFileLock {
+    public static func agentLock(_ instance: Instance) throws -> PidFileLock {
         switch try PidFileLock.acquire("\(instance.stateDirectory)/agent.pid") {
         case let .locked(lock): return lock
         case let .heldBy(pid):

@@ -12,19 +12,12 @@ import NvgreUserspaceIO
 /// the instance goes down (its state directory disappears).
 public enum UserspaceAgent {
     /// `timeouts`: the gateway engine's, on a gateway host (`nvgre gateway` sets them).
+    /// `lock`: the instance's agent lock, when the caller took it first (agentLock).
     public static func run(
         _ instance: UserspaceInstance, timeouts: NATTimeouts = NATTimeouts(), logFlows: Bool = false,
-        log: @escaping (String) -> Void
+        lock held: PidFileLock? = nil, log: @escaping (String) -> Void
     ) throws {
-        // One agent per instance: two would forward every frame twice.
-        let lock: PidFileLock
-        switch try PidFileLock.acquire("\(instance.stateDirectory)/agent.pid") {
-        case let .locked(l): lock = l
-        case let .heldBy(pid):
-            throw ControlError(
-                "an agent for instance \(instance.name) is already running (pid \(pid.isEmpty ? "?" : pid))",
-                hint: "stop it first (kill \(pid.isEmpty ? "PID" : pid)); one agent forwards for a userspace instance")
-        }
+        let lock = try held ?? agentLock(instance)
         defer { lock.release() }
         // Every start is counted: after a crash the counters start again from zero, and
         // `stats` says since when and how many times the agent started, so a gap shows.
@@ -112,6 +105,17 @@ public enum UserspaceAgent {
         }
         loop.stop()
         log("instance \(instance.name) is down: stopping")
+    }
+
+    /// One agent per instance: two would forward every frame twice.
+    public static func agentLock(_ instance: UserspaceInstance) throws -> PidFileLock {
+        switch try PidFileLock.acquire("\(instance.stateDirectory)/agent.pid") {
+        case let .locked(l): return l
+        case let .heldBy(pid):
+            throw ControlError(
+                "an agent for instance \(instance.name) is already running (pid \(pid.isEmpty ? "?" : pid))",
+                hint: "stop it first (kill \(pid.isEmpty ? "PID" : pid)); one agent forwards for a userspace instance")
+        }
     }
 
     static func stamp(_ path: String) -> Int {

@@ -224,8 +224,15 @@ public final class HostExceptionHandler {
     public func refreshUnderlayNeighbors() throws -> Int {
         guard let cfg = policy.hostConfig, cfg.uplink_ifindex != 0 else { return 0 }
         let remote = try policy.remoteProviderAddresses()
+        var failed: [String] = []
         for pa in remote {
-            do { try resolver.resolve(pa, ifindex: cfg.uplink_ifindex) } catch { fail("\(error)") }
+            do { try resolver.resolve(pa, ifindex: cfg.uplink_ifindex) } catch { failed.append("\(error)") }
+        }
+        // One line for the round, not one per address (thousands of PAs, a full neighbor table).
+        if let first = failed.first {
+            fail(
+                failed.count == 1
+                    ? first : "\(failed.count) of \(remote.count) provider addresses not resolved; the first: \(first)")
         }
         return remote.count
     }

@@ -162,7 +162,8 @@ struct StoreBench {
     }
 
     /// One routing domain: `records` lookup records in subnets of 60,000 (VSID 10000 + t,
-    /// 10.t.0.0/16), each naming a remote PA (shifted by `paOffset`: a change of every one),
+    /// 10.t.0.0/16), each naming the PA of one of 1,000 other hosts (shifted by `paOffset`:
+    /// a change of every record),
     /// and subnet 9000 (10.200.0.0/16) with each host's VM and the single adds.
     func tables(records: Int, hosts: [Host], paOffset: Int) -> String {
         let perSubnet = 60_000
@@ -180,7 +181,8 @@ struct StoreBench {
             text += "providerAddress: \(h.pa), mac: \(vmMAC(h))}\n"
         }
         for i in 0..<records {
-            let t = i / perSubnet, a = i % perSubnet + 1, p = (i + paOffset) % 60_000 + 1
+            // On one of 1,000 other hosts (60,000 would overflow the neighbor table).
+            let t = i / perSubnet, a = i % perSubnet + 1, p = (i + paOffset) % 1000 + 1
             text += "  - {vsid: \(10000 + t), customerAddress: 10.\(t).\(a >> 8).\(a & 255), providerAddress: "
             text += "198.18.\(p >> 8).\(p & 255), mac: 02:\(hex(t)):00:\(hex(a >> 8)):\(hex(a & 255)):01}\n"
         }

@@ -24,19 +24,22 @@ struct Agent: NvgreCommand {
     @OptionGroup var follow: StoreFollowOptions
 
     func execute() throws {
+        // The agent lock first: a second agent leaves the store and the maps alone.
         if let u = try global.userspaceInstance() {
             setvbuf(stdout, nil, _IOLBF, 0)
+            let lock = try UserspaceAgent.agentLock(u)
             try followStore(global, follow, stateDirectory: u.stateDirectory) { _ = try u.apply($0) }
-            return try UserspaceAgent.run(u, log: log)
+            return try UserspaceAgent.run(u, lock: lock, log: log)
         }
         let instance = try global.openInstance()
         let name = instance.name
+        let lock = try ExceptionService.agentLock(instance)
         let changed = ExceptionService.Flag()
         try followStore(global, follow, stateDirectory: instance.stateDirectory) {
             _ = try Instance.open(name).apply($0)
             changed.raise()
         }
-        try serveExceptions(instance, gateway: nil, policyChanged: changed)
+        try serveExceptions(instance, gateway: nil, policyChanged: changed, lock: lock)
     }
 }
 
@@ -103,10 +106,11 @@ struct StoreFollowOptions: ParsableArguments {
 /// The exception service of `nvgre agent` and `nvgre gateway`, logging to standard output.
 func serveExceptions(
     _ instance: Instance, gateway: Gateway?, icmpLimit: ICMPRateLimit = ICMPRateLimit(),
-    policyChanged: ExceptionService.Flag? = nil
+    policyChanged: ExceptionService.Flag? = nil, lock: PidFileLock? = nil
 ) throws {
     setvbuf(stdout, nil, _IOLBF, 0)
-    try ExceptionService.run(instance, extra: gateway, icmpLimit: icmpLimit, policyChanged: policyChanged, log: log)
+    try ExceptionService.run(
+        instance, extra: gateway, icmpLimit: icmpLimit, policyChanged: policyChanged, lock: lock, log: log)
 }
 
 /// One log line with the local time; the formatter is made once (making one costs more

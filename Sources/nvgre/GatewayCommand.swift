@@ -46,13 +46,15 @@ struct GatewayCommand: NvgreCommand {
         t.icmp = Double(try parseNumber(icmp, "--icmp", 1...UInt32.max))
         if let u = try global.userspaceInstance() {
             // The userspace path's agent forwards and runs the gateway engine in one process.
+            let lock = try UserspaceAgent.agentLock(u)
             try followStore(global, follow, stateDirectory: u.stateDirectory, settle: true) { _ = try u.apply($0) }
             try requireGateway(u.name, try u.storedPolicy())
             setvbuf(stdout, nil, _IOLBF, 0)
-            return try UserspaceAgent.run(u, timeouts: t, logFlows: logFlows, log: log)
+            return try UserspaceAgent.run(u, timeouts: t, logFlows: logFlows, lock: lock, log: log)
         }
         let instance = try global.openInstance()
         let name = instance.name
+        let lock = try ExceptionService.agentLock(instance)  // before the store or the gateway's state
         let changed = ExceptionService.Flag()
         try followStore(global, follow, stateDirectory: instance.stateDirectory, settle: true) {
             _ = try Instance.open(name).apply($0)
@@ -71,7 +73,7 @@ struct GatewayCommand: NvgreCommand {
             default: log("\(event)")
             }
         }
-        try serveExceptions(instance, gateway: gateway, icmpLimit: icmpLimit, policyChanged: changed)
+        try serveExceptions(instance, gateway: gateway, icmpLimit: icmpLimit, policyChanged: changed, lock: lock)
     }
 
     private func requireGateway(_ name: String, _ policy: Policy) throws {

@@ -48,6 +48,13 @@ struct StoreAgentTests {
         let first = Self.converge(h, to: expected)
         #expect(first != nil, "the maps never matched the store: \(Self.liveRecords(h))\n\(h.logText(log))")
 
+        // A second agent for the instance stops at the lock, before it touches the store.
+        let second = try Spawn.run(
+            [CLIHost.binary, "-n", h.ns, "--instance", h.instance, "agent"] + s + ["--host", "a"])
+        #expect(
+            second.status == 1 && second.output.contains("already running")
+                && !second.output.contains("store: following"), "\(second.output)")
+
         // A record added to the store reaches the maps.
         let added = StoreCLITests.nvgre(
             ["lookup", "add"] + s + ["5002", "198.19.2.9", "--pa", "198.18.0.2", "--mac", "02:00:00:00:02:09"])
