@@ -36,7 +36,7 @@ struct GlobalOptions: ParsableArguments {
     var host: String?
 
     /// The namespace the command started in, taken before the first `enter` moves it.
-    nonisolated(unsafe) static let startNamespace = NetworkNamespace.current()
+    static let startNamespace = NetworkNamespace.current()
 
     /// --host, checked: it becomes part of the store's keys.
     func storeHost() throws -> String? {
