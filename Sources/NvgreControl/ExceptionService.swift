@@ -75,12 +75,19 @@ public enum ExceptionService {
     /// One consumer per exception ring (two would each see part of it): an exclusive lock on
     /// `<state>/agent.pid`, which holds the agent's pid.
     public static func agentLock(_ instance: Instance) throws -> PidFileLock {
-        switch try PidFileLock.acquire("\(instance.stateDirectory)/agent.pid") {
-        case let .locked(lock): return lock
-        case let .heldBy(pid):
-            throw ControlError(
-                "an agent for instance \(instance.name) is already running (pid \(pid.isEmpty ? "?" : pid))",
-                hint: "stop it first (kill \(pid.isEmpty ? "PID" : pid)); one agent consumes an instance's exceptions")
-        }
+        try acquireAgentLock(
+            stateDirectory: instance.stateDirectory, instance: instance.name, why: "consumes an instance's exceptions")
+    }
+}
+
+/// The lock of an instance's one agent (`<state>/agent.pid`); `why` says in the error what
+/// the one agent does that two would spoil.
+func acquireAgentLock(stateDirectory: String, instance: String, why: String) throws -> PidFileLock {
+    switch try PidFileLock.acquire("\(stateDirectory)/agent.pid") {
+    case let .locked(lock): return lock
+    case let .heldBy(pid):
+        throw ControlError(
+            "an agent for instance \(instance) is already running (pid \(pid.isEmpty ? "?" : pid))",
+            hint: "stop it first (kill \(pid.isEmpty ? "PID" : pid)); one agent \(why)")
     }
 }

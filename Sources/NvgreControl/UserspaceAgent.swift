@@ -109,13 +109,8 @@ public enum UserspaceAgent {
 
     /// One agent per instance: two would forward every frame twice.
     public static func agentLock(_ instance: UserspaceInstance) throws -> PidFileLock {
-        switch try PidFileLock.acquire("\(instance.stateDirectory)/agent.pid") {
-        case let .locked(l): return l
-        case let .heldBy(pid):
-            throw ControlError(
-                "an agent for instance \(instance.name) is already running (pid \(pid.isEmpty ? "?" : pid))",
-                hint: "stop it first (kill \(pid.isEmpty ? "PID" : pid)); one agent forwards for a userspace instance")
-        }
+        try acquireAgentLock(
+            stateDirectory: instance.stateDirectory, instance: instance.name, why: "forwards for a userspace instance")
     }
 
     static func stamp(_ path: String) -> Int {
