@@ -244,16 +244,19 @@ public final class Instance {
     }
 
     /// Makes `desired` the live state: validated, compiled, diffed against the live maps,
-    /// and applied all or nothing (maps, port attachments, stored state).
-    public func apply(_ desired: Policy, dryRun: Bool = false, progress: @escaping (String) -> Void = { _ in }) throws
-        -> ApplySummary
-    {
+    /// and applied all or nothing (maps, port attachments, stored state). `known`: what the
+    /// maps hold for certain (`images` of the last apply by the only writer, a store
+    /// follower), diffed against instead of reading every live entry.
+    public func apply(
+        _ desired: Policy, dryRun: Bool = false, known: [PolicyMap: MapImage]? = nil,
+        progress: @escaping (String) -> Void = { _ in }
+    ) throws -> ApplySummary {
         let started = monotonicSeconds()
         let policy = try desired.validated()
         try checkUplink(policy)
         let compiled = try PolicyCompiler.compile(policy, compileContext())
         progress("reading the live maps")
-        let live = try maps.liveImages()
+        let live = try known ?? maps.liveImages()
         let plan = MapPlan(live: live, desired: compiled.images)
         try checkCapacity(compiled)
         let attachedNow = Set(attachedPorts())
@@ -262,7 +265,7 @@ public final class Instance {
         let attachExternal = externalWanted != nil && externalWanted != externalNow ? externalWanted : nil
         let detachExternal = externalNow != nil && externalNow != externalWanted ? externalNow : nil
         var summary = ApplySummary(
-            plan: plan, idleRoutes: compiled.idleRoutes.map { ($0.index, $0.why) },
+            plan: plan, images: compiled.images, idleRoutes: compiled.idleRoutes.map { ($0.index, $0.why) },
             attach: wanted.subtracting(attachedNow).sorted() + (attachExternal.map { ["\($0) (external)"] } ?? []),
             detach: attachedNow.subtracting(wanted).sorted() + (detachExternal.map { ["\($0) (external)"] } ?? []),
             dryRun: dryRun)
@@ -457,6 +460,8 @@ public final class Instance {
 /// What an apply did (or, with --dry-run, would do).
 public struct ApplySummary {
     public var plan: MapPlan
+    /// What the maps hold once applied.
+    public var images: [PolicyMap: MapImage]
     public var idleRoutes: [(index: Int, why: String)]
     public var attach: [String]
     public var detach: [String]

@@ -77,12 +77,21 @@ public final class EtcdClient: @unchecked Sendable {
     public func range(prefix: String, revision: Int64? = nil, pageSize: Int = 5000) throws
         -> (revision: Int64, kvs: [KeyValue])
     {
+        try range(from: prefix, upTo: nil, revision: revision, pageSize: pageSize)
+    }
+
+    /// The keys from `start` up to `end` (excluded; nil: every key starting with `start`),
+    /// read as `range(prefix:)` reads.
+    public func range(from start: String, upTo end: String?, revision: Int64? = nil, pageSize: Int = 5000) throws
+        -> (revision: Int64, kvs: [KeyValue])
+    {
         var at = revision
-        var from = Array((prefix.isEmpty ? "\0" : prefix).utf8)
+        var from = Array((start.isEmpty ? "\0" : start).utf8)
+        let rangeEnd = end.map(Self.b64) ?? Self.prefixEnd(start)
         var all: [KeyValue] = []
         while true {
             var body: [String: Any] = [
-                "key": Data(from).base64EncodedString(), "range_end": Self.prefixEnd(prefix), "limit": String(pageSize)
+                "key": Data(from).base64EncodedString(), "range_end": rangeEnd, "limit": String(pageSize)
             ]
             if let at { body["revision"] = String(at) }
             let r = try call("/v3/kv/range", body, idempotent: true)

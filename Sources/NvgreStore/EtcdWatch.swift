@@ -9,9 +9,16 @@ import Foundation
 /// specified (a chunk may hold part of one or several), so the bytes are buffered and cut
 /// at the end of each top-level object.
 final class EtcdWatch {
+    /// One key's change: its new value, or nil when it was deleted.
+    struct KeyChange: Equatable {
+        let key: String
+        let value: Data?
+        let revision: Int64
+    }
+
     enum Event: Equatable {
-        /// Keys changed; the highest revision among them, and the keys.
-        case changed(revision: Int64, keys: [String])
+        /// Keys changed; the highest revision among them, and the changes in order.
+        case changed(revision: Int64, changes: [KeyChange])
         /// The revision asked for was compacted away: list again.
         case compacted(Int64)
         /// The server ended the watch (its reason).
@@ -150,12 +157,17 @@ final class EtcdWatch {
         if result["canceled"] as? Bool == true {
             return .canceled((result["cancel_reason"] as? String) ?? "canceled by the server")
         }
-        let kvs = ((result["events"] as? [[String: Any]]) ?? []).compactMap { $0["kv"] as? [String: Any] }
-        let revisions = kvs.compactMap { ($0["mod_revision"] as? String).flatMap { Int64($0) } }
-        guard let top = revisions.max() else { return nil }  // "created", or progress
-        let keys = kvs.compactMap { ($0["key"] as? String).flatMap { Data(base64Encoded: $0) } }.map {
-            String(decoding: $0, as: UTF8.self)
+        let changes = ((result["events"] as? [[String: Any]]) ?? []).compactMap { e -> KeyChange? in
+            guard let kv = e["kv"] as? [String: Any],
+                let key = (kv["key"] as? String).flatMap({ Data(base64Encoded: $0) }),
+                let revision = (kv["mod_revision"] as? String).flatMap({ Int64($0) })
+            else { return nil }
+            // A put's value may be absent in the JSON when empty; a delete has none.
+            let deleted = (e["type"] as? String) == "DELETE"
+            let value = deleted ? nil : (kv["value"] as? String).flatMap { Data(base64Encoded: $0) } ?? Data()
+            return KeyChange(key: String(decoding: key, as: UTF8.self), value: value, revision: revision)
         }
-        return .changed(revision: top, keys: keys)
+        guard let top = changes.map(\.revision).max() else { return nil }  // "created", or progress
+        return .changed(revision: top, changes: changes)
     }
 }

@@ -24,6 +24,8 @@ public final class PolicyStore: @unchecked Sendable {
         public var hosts: [String: Policy]
         /// The item keys and values read (relative to the generation).
         let items: [String: Data]
+        /// The same items decoded (what a follower keeps).
+        let decoded: StoreItems
 
         /// What host `name` runs: the shared tables and its own sections.
         public func policy(forHost name: String?) -> Policy {
@@ -42,7 +44,7 @@ public final class PolicyStore: @unchecked Sendable {
         guard let currentKV else {
             return Snapshot(
                 revision: at, generation: nil, currentModRevision: 0, editedModRevision: edited?.modRevision ?? 0,
-                shared: Policy(), hosts: [:], items: [:])
+                shared: Policy(), hosts: [:], items: [:], decoded: StoreItems())
         }
         let generation = String(decoding: currentKV.value, as: UTF8.self)
         guard !generation.isEmpty, !generation.contains("/") else {
@@ -50,35 +52,19 @@ public final class PolicyStore: @unchecked Sendable {
         }
         let prefix = StoreLayout.generations + generation + "/"
         let kvs = try etcd.range(prefix: prefix, revision: at).kvs
-        var shared = Policy()
-        var hosts: [String: Policy] = [:]
+        var decoded = StoreItems()
         var items: [String: Data] = [:]
         for kv in kvs {
-            let key = kv.key.dropFirst(prefix.count)
+            let key = String(kv.key.dropFirst(prefix.count))
             if key.hasPrefix(".") { continue }  // the generation's own marks
-            let item: Policy
-            do {
-                let bytes = [UInt8](kv.value)
-                if let record = PolicyDocument.singleRecord(bytes) {
-                    var one = Policy()
-                    one.lookupRecords = [record]
-                    item = one
-                } else {
-                    item = try PolicyDocument.decode(bytes: bytes, validate: false)
-                }
-            } catch {
-                throw StoreError.badContent(key: kv.key, "not a policy item: \(error)")
-            }
-            items[String(key)] = kv.value
-            if let host = StoreLayout.host(ofItem: key) {
-                hosts[host, default: Policy()].append(item)
-            } else {
-                shared.append(item)
-            }
+            try decoded.set(key, kv.value, storeKey: kv.key)
+            items[key] = kv.value
         }
+        let (shared, hosts) = decoded.assembled()
         return Snapshot(
             revision: at, generation: generation, currentModRevision: currentKV.modRevision,
-            editedModRevision: edited?.modRevision ?? 0, shared: shared, hosts: hosts, items: items)
+            editedModRevision: edited?.modRevision ?? 0, shared: shared, hosts: hosts, items: items,
+            decoded: decoded)
     }
 
     /// What a write changed, in items.

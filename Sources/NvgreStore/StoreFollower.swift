@@ -2,12 +2,13 @@ import Foundation
 import NvgrePolicy
 
 /// An agent's side of the store: it lists the state at revision R, hands its host's part
-/// on (`apply`), then watches from R+1; each batch of changes (what arrives within 20 ms of
-/// the first) makes it read the state again, whole, at one revision, and hand on what
-/// changed. A broken watch, a compaction or an unreachable store make it list again, with
-/// backoff and jitter, one resync at a time. It never hands on anything but a whole state
-/// it read: while the store is away the host keeps forwarding on the last one, and
-/// `status` says since when.
+/// on (`apply`), then watches from R+1 and takes each change's items from the watch's
+/// events into the items it keeps; each batch (what arrives within 20 ms of the first) is
+/// handed on as one change. A new generation (a whole policy written anew) comes through the
+/// watch item by item too, before it is switched to. A broken watch, a compaction, a switch
+/// it did not see begin, or an unreachable store make it list again, with backoff and
+/// jitter, one resync at a time. It never hands on anything but a whole state: while the
+/// store is away the host keeps forwarding on the last one, and `status` says since when.
 public final class StoreFollower: @unchecked Sendable {
     /// What `nvgre show` and `stats` report about the store.
     public struct Status: Codable, Equatable, Sendable {
@@ -24,6 +25,9 @@ public final class StoreFollower: @unchecked Sendable {
         public var resyncs = 0
         /// Changes applied.
         public var applies = 0
+        /// Whole reads of the store: the first, the resyncs, and a switch to a generation
+        /// begun before the last one. Every other change came from the watch's events.
+        public var lists = 0
         /// Why the last read or apply failed; nil once one succeeds again.
         public var lastError: String?
         /// VMs that moved from this host moments ago ("VSID CA -> PA"): frames still arriving
@@ -41,19 +45,33 @@ public final class StoreFollower: @unchecked Sendable {
 
     private let store: PolicyStore
     private let host: String
-    private let apply: (Policy) throws -> Void
+    private let apply: (Policy, _ listed: Bool) throws -> Void
     private let report: (Status) -> Void
     private var status: Status
     private var applied: Policy?
+    /// The followed generation's items, at store revision `revision`.
+    private var items = StoreItems()
+    private var generation: String?
+    private var revision: Int64 = 0
+    private var editedModRevision: Int64 = 0
+    /// The revision of the last list: older events are in it already.
+    private var listedAt: Int64 = 0
+    /// Generations begun since the last list, with every item written to them so far: a
+    /// switch to one of them needs no list.
+    private var begun: [String: StoreItems] = [:]
+    /// A change only a list can bring in (a switch to a generation begun before the list).
+    private var needList = false
     /// How long frames for a VM that moved away are sent on after it left.
     public var movedGrace: Double = 30
     /// The VMs that moved away and when their grace ends.
     private var graceUntil: [MovedVM: Date] = [:]
 
-    /// `apply` takes the host's policy (scoped to its routing domains); `report` gets the
-    /// status after every read, change or failure.
+    /// `apply` takes the host's policy (scoped to its routing domains), and whether it was
+    /// listed whole (the moment to reconcile with the live maps) rather than changed by the
+    /// watch on top of the policy handed on before; `report` gets the status after every
+    /// read, change or failure.
     public init(
-        store: PolicyStore, address: String, host: String, apply: @escaping (Policy) throws -> Void,
+        store: PolicyStore, address: String, host: String, apply: @escaping (Policy, _ listed: Bool) throws -> Void,
         report: @escaping (Status) -> Void
     ) {
         self.store = store
@@ -79,11 +97,10 @@ public final class StoreFollower: @unchecked Sendable {
         var backoff = 0.2
         while !stop() {
             do {
-                var snapshot = try sync(resync: true)
+                try list(resync: true)
                 backoff = 0.2
                 let watch = try EtcdWatch(
-                    endpoints: store.etcd.endpoints, prefix: StoreLayout.root,
-                    from: nextWatchFrom ?? snapshot.revision + 1,
+                    endpoints: store.etcd.endpoints, prefix: StoreLayout.root, from: nextWatchFrom ?? listedAt + 1,
                     timeout: store.etcd.timeout)
                 nextWatchFrom = nil
                 var lastCheck = Date()
@@ -96,26 +113,27 @@ public final class StoreFollower: @unchecked Sendable {
                             events += more
                         }
                     }
-                    var written = false
+                    var changed = false
                     for e in events {
                         switch e {
                         case let .compacted(r): throw WatchEnded(why: "revision \(r) compacted")
                         case let .canceled(why): throw WatchEnded(why: why)
-                        // Every completed write rewrites `edited`; the items of a generation
-                        // being written are not a change until it is switched to.
-                        case let .changed(r, keys):
-                            written = written || (r > snapshot.revision && keys.contains(StoreLayout.edited))
+                        case let .changed(_, changes):
+                            for c in changes where c.revision > listedAt { changed = try take(c) || changed }
                         }
                     }
                     let graceEnded = graceUntil.values.contains { $0 <= Date() }
-                    if written || graceEnded || (pendingApply && Date().timeIntervalSince(lastCheck) > 2) {
-                        snapshot = try sync(resync: false)
+                    if needList {
+                        try list(resync: false)
+                        lastCheck = Date()
+                    } else if changed || graceEnded || (pendingApply && Date().timeIntervalSince(lastCheck) > 2) {
+                        applyItems(listed: false)
                         lastCheck = Date()
                     } else if Date().timeIntervalSince(lastCheck) > 5 {
                         // A quiet stream may be a dead one: `edited` is read directly; if it
                         // moved without an event, list and watch again.
                         let edited = try store.etcd.get(StoreLayout.edited)
-                        if (edited?.modRevision ?? 0) != snapshot.editedModRevision { break following }
+                        if (edited?.modRevision ?? 0) != editedModRevision { break following }
                         status.lastSync = Date().timeIntervalSince1970
                         report(status)
                         lastCheck = Date()
@@ -132,14 +150,71 @@ public final class StoreFollower: @unchecked Sendable {
         }
     }
 
+    /// Takes one key's change from the watch into the items kept; true when the host's
+    /// view may have changed. Every write ends by rewriting `edited` in the same
+    /// transaction, and etcd sends a transaction's events together, so a batch never ends
+    /// in the middle of a write.
+    func take(_ c: EtcdWatch.KeyChange) throws -> Bool {
+        if c.key == StoreLayout.current {
+            // A switch: to a generation seen begun, its items are here already.
+            revision = c.revision
+            let g = c.value.map { String(decoding: $0, as: UTF8.self) }
+            if let g, let built = begun.removeValue(forKey: g) {
+                items = built
+                generation = g
+            } else {
+                needList = true
+            }
+            return true
+        }
+        if c.key == StoreLayout.edited {
+            revision = c.revision
+            editedModRevision = c.revision
+            return true
+        }
+        let marks = StoreLayout.root + "begun/"
+        if c.key.hasPrefix(marks) {
+            // A generation begun: its items follow. The mark goes at the switch, or when an
+            // abandoned one is removed.
+            let g = String(c.key.dropFirst(marks.count))
+            begun[g] = c.value == nil ? nil : StoreItems()
+            return false
+        }
+        guard c.key.hasPrefix(StoreLayout.generations) else { return false }
+        let rest = c.key.dropFirst(StoreLayout.generations.count)
+        guard let slash = rest.firstIndex(of: "/") else { return false }
+        let g = String(rest[..<slash])
+        let key = String(rest[rest.index(after: slash)...])
+        if key.hasPrefix(".") { return false }  // a generation's own marks
+        if g == generation {
+            try items.set(key, c.value, storeKey: c.key)
+            return true
+        }
+        try begun[g]?.set(key, c.value, storeKey: c.key)
+        return false
+    }
+
     /// The last state read could not be applied (or was refused): tried again every 2 s.
     private var pendingApply = false
 
-    /// Reads the state whole and hands the host's part on when it changed.
-    @discardableResult
-    func sync(resync: Bool) throws -> PolicyStore.Snapshot {
+    /// Reads the state whole, then hands the host's part on when it changed.
+    func list(resync: Bool) throws {
         let snapshot = try store.read()
-        var policy = snapshot.policy(forHost: host).scopedToItsDomains
+        items = snapshot.decoded
+        generation = snapshot.generation
+        revision = snapshot.revision
+        listedAt = snapshot.revision
+        editedModRevision = snapshot.editedModRevision
+        begun = [:]
+        needList = false
+        status.lists += 1
+        if resync { status.resyncs += 1 }
+        applyItems(listed: true)
+    }
+
+    /// Hands the host's part of the items on when it changed.
+    private func applyItems(listed: Bool) {
+        var policy = items.policy(forHost: host).scopedToItsDomains
         // A VM that just left this host: frames for it go on to its new host for a while.
         let now = Date()
         if let applied {
@@ -150,25 +225,24 @@ public final class StoreFollower: @unchecked Sendable {
         let elsewhere = policy.elsewhere
         graceUntil = graceUntil.filter { $0.value > now && elsewhere.contains($0.key) }
         policy.movedAway = Set(graceUntil.keys)
-        if resync { status.resyncs += 1 }
         // An empty store, or none of this host's sections (a name mistyped, a host not yet
         // written): nothing is applied rather than emptying the maps.
         let refusal: String? =
-            snapshot.generation == nil
+            generation == nil
             ? "the store holds no policy yet"
-            : snapshot.hosts[host] == nil
+            : !items.hasHost(host)
                 ? "the store has nothing for host \(host) (its provider addresses and ports)" : nil
         if policy != applied {
             do {
                 if let refusal { throw StoreError.badContent(key: StoreLayout.root, refusal) }
-                try apply(policy)
+                try apply(policy, listed)
             } catch {
                 // Not applied (all or nothing): the host keeps the last state; tried again.
-                status.lastError = "generation \(snapshot.generation ?? "none") not applied: \(error)"
+                status.lastError = "generation \(generation ?? "none") not applied: \(error)"
                 status.lastSync = Date().timeIntervalSince1970
                 pendingApply = true
                 report(status)
-                return snapshot
+                return
             }
             applied = policy
             status.applies += 1
@@ -178,11 +252,10 @@ public final class StoreFollower: @unchecked Sendable {
         status.movedAway = policy.lookupRecords.filter {
             policy.movedAway.contains(MovedVM(vsid: $0.vsid, customerAddress: $0.customerAddress))
         }.map { "\($0.vsid) \($0.customerAddress) -> \($0.providerAddress)" }.sorted()
-        status.revision = snapshot.revision
-        status.generation = snapshot.generation
+        status.revision = revision
+        status.generation = generation
         status.lastSync = Date().timeIntervalSince1970
         status.lastError = nil
         report(status)
-        return snapshot
     }
 }

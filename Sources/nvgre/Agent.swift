@@ -28,17 +28,15 @@ struct Agent: NvgreCommand {
         if let u = try global.userspaceInstance() {
             setvbuf(stdout, nil, _IOLBF, 0)
             let lock = try UserspaceAgent.agentLock(u)
-            try followStore(global, follow, stateDirectory: u.stateDirectory) { _ = try u.apply($0) }
+            try followStore(global, follow, stateDirectory: u.stateDirectory) { policy, _ in _ = try u.apply(policy) }
             return try UserspaceAgent.run(u, lock: lock, log: log)
         }
         let instance = try global.openInstance()
         let name = instance.name
         let lock = try ExceptionService.agentLock(instance)
         let changed = ExceptionService.Flag()
-        try followStore(global, follow, stateDirectory: instance.stateDirectory) {
-            _ = try Instance.open(name).apply($0)
-            changed.raise()
-        }
+        try followStore(
+            global, follow, stateDirectory: instance.stateDirectory, apply: applying(to: name, then: changed))
         try serveExceptions(instance, gateway: nil, policyChanged: changed, lock: lock)
     }
 }
@@ -51,7 +49,7 @@ struct Agent: NvgreCommand {
 /// configuration from the maps when it starts.
 func followStore(
     _ g: GlobalOptions, _ options: StoreFollowOptions, stateDirectory: String, settle: Bool = false,
-    apply: @escaping (Policy) throws -> Void
+    apply: @escaping (Policy, _ listed: Bool) throws -> Void
 ) throws {
     guard let address = g.storeAddress else { return }
     guard let host = try g.storeHost() else {
@@ -87,6 +85,20 @@ func followStore(
     let liveness = HostLiveness(etcd: store.etcd, host: host, ttl: aliveTTL)
     Thread { liveness.run(stop: { false }) }.start()
     if settle { _ = settled.wait(timeout: .now() + 5) }
+}
+
+/// How a store follower's policies reach the maps of XDP instance `name`. What the last
+/// apply left there is kept: a change from the watch is diffed against it instead of
+/// reading every live entry; a list (a resync) reads them, so anything else that wrote to
+/// the maps meanwhile is put right.
+func applying(to name: String, then changed: ExceptionService.Flag) -> (Policy, _ listed: Bool) throws -> Void {
+    nonisolated(unsafe) var known: [PolicyMap: MapImage]?
+    return { policy, listed in
+        let base = listed ? nil : known
+        known = nil  // unknown until this apply succeeds
+        known = try Instance.open(name).apply(policy, known: base).images
+        changed.raise()
+    }
 }
 
 /// How an agent (or a gateway) follows the store, beside --store and --host.

@@ -47,7 +47,9 @@ struct GatewayCommand: NvgreCommand {
         if let u = try global.userspaceInstance() {
             // The userspace path's agent forwards and runs the gateway engine in one process.
             let lock = try UserspaceAgent.agentLock(u)
-            try followStore(global, follow, stateDirectory: u.stateDirectory, settle: true) { _ = try u.apply($0) }
+            try followStore(global, follow, stateDirectory: u.stateDirectory, settle: true) { policy, _ in
+                _ = try u.apply(policy)
+            }
             try requireGateway(u.name, try u.storedPolicy())
             setvbuf(stdout, nil, _IOLBF, 0)
             return try UserspaceAgent.run(u, timeouts: t, logFlows: logFlows, lock: lock, log: log)
@@ -56,10 +58,9 @@ struct GatewayCommand: NvgreCommand {
         let name = instance.name
         let lock = try ExceptionService.agentLock(instance)  // before the store or the gateway's state
         let changed = ExceptionService.Flag()
-        try followStore(global, follow, stateDirectory: instance.stateDirectory, settle: true) {
-            _ = try Instance.open(name).apply($0)
-            changed.raise()
-        }
+        try followStore(
+            global, follow, stateDirectory: instance.stateDirectory, settle: true,
+            apply: applying(to: name, then: changed))
         let policy = try instance.livePolicy()
         try requireGateway(instance.name, policy)
         let icmpLimit = ICMPRateLimit()  // one for the whole process

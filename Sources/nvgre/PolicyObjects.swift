@@ -126,20 +126,18 @@ struct LookupCommand: ParsableCommand {
             let v = try parseVSID(vsid, "vsid")
             let c = try parseAddress(ca, "ca"), p = try parseAddress(pa, "--pa"), m = try parseMAC(mac, "--mac")
             let t = try parseChoice(type, "--type", as: RecordType.self)
-            if try global.storeAddress != nil || global.userspaceInstance() != nil {
+            let record = LookupRecord(vsid: v, customerAddress: c, providerAddress: p, mac: m, type: t)
+            if global.storeAddress != nil { return try addRecordToStore(global, record) }
+            if try global.userspaceInstance() != nil {
                 return try edit(global) { policy in
                     if let old = policy.lookupRecords.first(where: { $0.vsid == v && $0.customerAddress == c }) {
-                        throw ControlError(
-                            "a lookup record for \(c) in VSID \(v) exists already (provider address "
-                                + "\(old.providerAddress), MAC \(old.mac))",
-                            hint: "delete it first (`nvgre lookup del`)")
+                        throw recordExists(old)
                     }
-                    policy.lookupRecords.append(
-                        LookupRecord(vsid: v, customerAddress: c, providerAddress: p, mac: m, type: t))
+                    policy.lookupRecords.append(record)
                 }
             }
             let instance = try global.openInstance()
-            try instance.addLookupRecord(LookupRecord(vsid: v, customerAddress: c, providerAddress: p, mac: m, type: t))
+            try instance.addLookupRecord(record)
             if global.json { print(JSON.object([("added", .number(1))]).rendered()) }
         }
     }
@@ -152,19 +150,15 @@ struct LookupCommand: ParsableCommand {
 
         func execute() throws {
             let v = try parseVSID(vsid, "vsid"), c = try parseAddress(ca, "ca")
-            if try global.storeAddress != nil || global.userspaceInstance() != nil {
+            if global.storeAddress != nil { return try removeRecordFromStore(global, vsid: v, customerAddress: c) }
+            if try global.userspaceInstance() != nil {
                 return try edit(global) { policy in
                     if let port = policy.ports.first(where: { $0.vsid == v && $0.addresses.contains(c) }) {
-                        throw ControlError(
-                            "the lookup record for \(c) in VSID \(v) belongs to the VM on port \(port.interface)",
-                            hint: "delete the port first (`nvgre port del \(port.interface)`)")
+                        throw recordOfPort(v, c, port: port.interface)
                     }
                     let before = policy.lookupRecords.count
                     policy.lookupRecords.removeAll { $0.vsid == v && $0.customerAddress == c }
-                    if policy.lookupRecords.count == before {
-                        throw ControlError(
-                            "there is no lookup record for \(c) in VSID \(v)", hint: "`nvgre save` lists them")
-                    }
+                    if policy.lookupRecords.count == before { throw noRecord(v, c) }
                 }
             }
             try global.openInstance().deleteLookupRecord(vsid: v, customerAddress: c)
@@ -310,4 +304,22 @@ struct PortCommand: ParsableCommand {
             }
         }
     }
+}
+
+func recordExists(_ old: LookupRecord) -> ControlError {
+    ControlError(
+        "a lookup record for \(old.customerAddress) in VSID \(old.vsid) exists already (provider address "
+            + "\(old.providerAddress), MAC \(old.mac))",
+        hint: "delete it first (`nvgre lookup del`)")
+}
+
+func recordOfPort(_ vsid: UInt32, _ ca: IPAddress, port: String, host: String? = nil) -> ControlError {
+    ControlError(
+        "the lookup record for \(ca) in VSID \(vsid) belongs to the VM on port \(port)"
+            + (host.map { " of host \($0)" } ?? ""),
+        hint: "delete the port first (`nvgre \(host.map { "--host \($0) " } ?? "")port del \(port)`)")
+}
+
+func noRecord(_ vsid: UInt32, _ ca: IPAddress) -> ControlError {
+    ControlError("there is no lookup record for \(ca) in VSID \(vsid)", hint: "`nvgre save` lists them")
 }

@@ -1,6 +1,8 @@
 import Foundation
+import NvgreControl
 import NvgrePolicy
 import NvgreStore
+import NvgreWire
 
 // The CLI on the store of many hosts (`--store`): the same policy files, validation and
 // messages as on one host, all or nothing in the store instead of the maps.
@@ -59,16 +61,58 @@ func editStore(_ g: GlobalOptions, _ edit: (inout Policy) throws -> Void) throws
 func writingToStore(_ store: PolicyStore, _ write: (PolicyStore.Snapshot) throws -> PolicyStore.Change) throws
     -> PolicyStore.Change
 {
+    try retryingConflicts { try write(try store.read()) }
+}
+
+/// `readAndWrite` again when another writer got in between, three times at most.
+func retryingConflicts(_ readAndWrite: () throws -> PolicyStore.Change) throws -> PolicyStore.Change {
     var attempt = 0
     while true {
         do {
-            return try write(try store.read())
-        } catch StoreError.conflict(let why) where attempt < 2 {
+            return try readAndWrite()
+        } catch StoreError.conflict where attempt < 2 {
             attempt += 1
-            _ = why
             usleep(UInt32.random(in: 10_000...50_000))
         }
     }
+}
+
+/// `lookup add` on the store: the record checked against its subnet and written alone,
+/// without reading the other records.
+func addRecordToStore(_ g: GlobalOptions, _ record: LookupRecord) throws {
+    guard let address = g.storeAddress else { return }
+    let store = PolicyStore(try EtcdClient(address: address))
+    let change = try retryingConflicts {
+        guard let c = try store.readForRecord(vsid: record.vsid, customerAddress: record.customerAddress) else {
+            throw emptyStore(address)
+        }
+        if let old = c.existing { throw recordExists(old) }
+        return try store.addRecord(record, in: c)
+    }
+    printStoreChange(change, address: address, dryRun: false, json: g.json)
+}
+
+/// `lookup del` on the store: refused while a port of any host has the address.
+func removeRecordFromStore(_ g: GlobalOptions, vsid: UInt32, customerAddress ca: IPAddress) throws {
+    guard let address = g.storeAddress else { return }
+    let store = PolicyStore(try EtcdClient(address: address))
+    let change = try retryingConflicts {
+        guard let c = try store.readForRecord(vsid: vsid, customerAddress: ca) else { throw emptyStore(address) }
+        for (host, p) in c.hosts.sorted(by: { $0.key < $1.key }) {
+            if let port = p.ports.first(where: { $0.vsid == vsid && $0.addresses.contains(ca) }) {
+                throw recordOfPort(vsid, ca, port: port.interface, host: host)
+            }
+        }
+        guard c.existing != nil else { throw noRecord(vsid, ca) }
+        return try store.removeRecord(vsid: vsid, customerAddress: ca, in: c)
+    }
+    printStoreChange(change, address: address, dryRun: false, json: g.json)
+}
+
+func emptyStore(_ address: String) -> ControlError {
+    ControlError(
+        "the store at \(address) holds no policy yet",
+        hint: "apply the shared tables (routing domains, subnets) first: `nvgre --store \(address) apply FILE`")
 }
 
 func printStoreChange(_ c: PolicyStore.Change, address: String, dryRun: Bool, json: Bool) {

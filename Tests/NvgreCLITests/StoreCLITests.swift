@@ -78,6 +78,12 @@ struct StoreCLITests {
         let del = Self.nvgre(["lookup", "del"] + s + ["5001", "198.19.1.77"])
         #expect(del.status == 0, "\(del.err)")
         #expect(!Self.nvgre(["save"] + s).out.contains("198.19.1.77"))
+        let gone = Self.nvgre(["lookup", "del"] + s + ["5001", "198.19.1.77"])
+        #expect(gone.status == 1 && gone.err.contains("no lookup record"), "\(gone.err)")
+        // A VM's own record, whichever host runs it (no --host given): refused, naming both.
+        let vm = Self.nvgre(["lookup", "del"] + s + ["5001", "198.19.1.1"])
+        #expect(vm.status == 1 && vm.err.contains("port red1 of host host-a"), "\(vm.err)")
+        #expect(Self.nvgre(["save"] + s).out.contains("198.19.1.1,"))
 
         // A subnet that a host's port uses cannot go: every host's whole policy is checked.
         let before = Self.nvgre(["save"] + s + ["--host", "host-b"]).out
@@ -107,7 +113,9 @@ struct StoreCLITests {
                 .status == 0)
         let etcd = try EtcdClient(address: cluster.address)
         let generation = try #require(try etcd.get(StoreLayout.current)).value
-        let key = StoreLayout.generations + String(decoding: generation, as: UTF8.self) + "/record/5001/198.19.1.99"
+        // At the key of the record added below: `lookup add` reads that record and the
+        // tables other than records, never the other records.
+        let key = StoreLayout.generations + String(decoding: generation, as: UTF8.self) + "/record/5001/198.19.1.77"
         try etcd.put(key, Data("{not json".utf8))
         let saved = Self.nvgre(["save"] + s)
         #expect(saved.status == 1 && saved.err.contains(key), "\(saved.err)")

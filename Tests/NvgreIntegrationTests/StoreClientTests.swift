@@ -145,7 +145,7 @@ struct StoreCompactionTests {
 
         let seen = Seen()
         let follower = StoreFollower(
-            store: store, address: cluster.address, host: "A", apply: { seen.applied($0) },
+            store: store, address: cluster.address, host: "A", apply: { policy, _ in seen.applied(policy) },
             report: { seen.reported($0) })
         follower.nextWatchFrom = early
         let stop = Seen()
@@ -170,6 +170,81 @@ struct StoreCompactionTests {
         #expect(
             seen.wait { $0.policies.last?.lookupRecords.count == shared.lookupRecords.count },
             "the follower has \(seen.policies.last?.lookupRecords.count ?? 0) records of \(shared.lookupRecords.count)")
+    }
+}
+
+/// A follower takes changes from the watch's events, not from lists: records added and
+/// removed one by one, a whole new generation, each handed on equal to what a fresh read
+/// of the store gives; wrong contents are named and change nothing it handed on.
+@Suite(.serialized)
+struct StoreFollowerTests {
+    @Test func changesComeFromTheWatchAndEqualAFreshRead() throws {
+        let cluster = try EtcdCluster(prefix: LabNetwork.runPrefix + "-watch")
+        defer { cluster.down() }
+        let store = PolicyStore(try EtcdClient(address: cluster.address, timeout: 2))
+        func file(_ name: String) throws -> Policy {
+            try PolicyDocument.decode(
+                bytes: [UInt8](try #require(FileManager.default.contents(atPath: DemoLab.examples + "/" + name))),
+                validate: false)
+        }
+        var shared = try file("tenants.yaml")
+        _ = try store.write(shared: shared, hosts: ["A": try file("host-a.yaml")], basedOn: try store.read())
+        let seen = Seen()
+        let follower = StoreFollower(
+            store: store, address: cluster.address, host: "A", apply: { policy, _ in seen.applied(policy) },
+            report: { seen.reported($0) })
+        let stop = Seen()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            follower.run(stop: { stop.stopped })
+            done.signal()
+        }.start()
+        defer {
+            stop.stop()
+            done.wait()
+        }
+        func freshRead() throws -> Policy { try store.read().policy(forHost: "A").scopedToItsDomains }
+        func handedOnEqualsAFreshRead(_ what: String) throws {
+            let expected = try freshRead()
+            #expect(seen.wait { $0.policies.last == expected }, "\(what): the follower's policy differs from a read")
+        }
+        try #require(seen.wait { !$0.policies.isEmpty })
+
+        // One record added, then removed, each in place.
+        let record = LookupRecord(
+            vsid: 5001, customerAddress: "198.19.1.150", providerAddress: "198.18.0.2",
+            mac: MACAddress(parsing: "02:00:00:00:01:50")!)
+        let context = try #require(try store.readForRecord(vsid: 5001, customerAddress: "198.19.1.150"))
+        _ = try store.addRecord(record, in: context)
+        try handedOnEqualsAFreshRead("a record added")
+        #expect(seen.policies.last?.lookupRecords.contains(record) == true)
+        let again = try #require(try store.readForRecord(vsid: 5001, customerAddress: "198.19.1.150"))
+        _ = try store.removeRecord(vsid: 5001, customerAddress: "198.19.1.150", in: again)
+        try handedOnEqualsAFreshRead("a record removed")
+        #expect(seen.policies.last?.lookupRecords.contains(record) == false)
+
+        // 200 records more: more than a transaction holds, so a new generation, whose items
+        // come through the watch before the switch.
+        for i in 20..<220 {
+            shared.lookupRecords.append(
+                LookupRecord(
+                    vsid: 5001, customerAddress: IPAddress(parsing: "198.19.1.\(i)")!, providerAddress: "198.18.0.2",
+                    mac: MACAddress(parsing: String(format: "02:00:00:00:03:%02x", i))!))
+        }
+        let written = try store.write(shared: shared, hosts: [:], basedOn: try store.read())
+        #expect(written.newGeneration)
+        try handedOnEqualsAFreshRead("a new generation")
+        #expect(seen.reports.last?.lists == 1, "the follower listed again: \(seen.reports.last.map { "\($0)" } ?? "")")
+
+        // Wrong contents written by something else: named, and nothing more handed on.
+        let handedOn = seen.policies.count
+        let bad = StoreLayout.generations + written.generation + "/record/5001/198.19.1.251"
+        _ = try store.etcd.transaction(
+            if: [], then: [.put(bad, Data("{not json".utf8)), .put(StoreLayout.edited, Data("x".utf8))])
+        #expect(
+            seen.wait { $0.reports.last?.lastError?.contains(bad) == true },
+            "\(seen.reports.last.map { "\($0)" } ?? "")")
+        #expect(seen.policies.count == handedOn)
     }
 }
 

@@ -28,7 +28,8 @@ struct WatchStreamTests {
     }
 
     static let expected: [EtcdWatch.Event] = [
-        .changed(revision: 4, keys: ["/nvgre/v1/edited"]), .changed(revision: 5, keys: ["/nvgre/v1/x"]),
+        .changed(revision: 4, changes: [.init(key: "/nvgre/v1/edited", value: Data(#"{"}"}"#.utf8), revision: 4)]),
+        .changed(revision: 5, changes: [.init(key: "/nvgre/v1/x", value: nil, revision: 5)]),
         .compacted(7)
     ]
 
