@@ -53,10 +53,11 @@ public final class Capture {
         return try Pcap.frames(from: [UInt8](FileManager.default.contents(atPath: path) ?? Data()))
     }
 
-    /// tcpdump's own reading of the file, one line per frame (`-n`, `-v` off).
-    public func tcpdumpLines(limit: Int? = nil) throws -> [String] {
+    /// tcpdump's own reading of the file, one line per frame (`-n`, `-v` off; `options`
+    /// adds some, such as `-e` for the link-level headers).
+    public func tcpdumpLines(limit: Int? = nil, options: String = "") throws -> [String] {
         stop()
-        let out = try sh("tcpdump -r \(path) -n \(limit.map { "-c \($0)" } ?? "") 2>/dev/null")
+        let out = try sh("tcpdump -r \(path) -n \(options) \(limit.map { "-c \($0)" } ?? "") 2>/dev/null")
         return out.split(separator: "\n").map(String.init)
     }
 }

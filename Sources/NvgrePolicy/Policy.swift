@@ -208,6 +208,37 @@ extension Policy {
         return here(old).intersection(elsewhere)
     }
 
+    /// The records of VMs that arrived on this host: a port here has the address, and its
+    /// record names one of this host's provider addresses now where in `old` it named
+    /// another host's. Their new location is announced into their VSIDs.
+    public func vmsArrived(since old: Policy) -> [LookupRecord] {
+        let pas = Set(providerAddresses.map(\.address))
+        let oldPAs = Set(old.providerAddresses.map(\.address))
+        let ported = Set(ports.flatMap { p in p.addresses.map { MovedVM(vsid: p.vsid, customerAddress: $0) } })
+        var before: [MovedVM: IPAddress] = [:]
+        for r in old.lookupRecords {
+            let vm = MovedVM(vsid: r.vsid, customerAddress: r.customerAddress)
+            if ported.contains(vm) { before[vm] = r.providerAddress }
+        }
+        return lookupRecords.filter { r in
+            guard pas.contains(r.providerAddress),
+                let was = before[MovedVM(vsid: r.vsid, customerAddress: r.customerAddress)]
+            else { return false }
+            return !oldPAs.contains(was) && !pas.contains(was)
+        }
+    }
+
+    /// The provider addresses of the other hosts and endpoints with a record in `vsid`:
+    /// where something announced into the VSID goes.
+    public func peers(ofVSID vsid: UInt32) -> [IPAddress] {
+        let pas = Set(providerAddresses.map(\.address))
+        var seen = Set<IPAddress>()
+        return lookupRecords.compactMap { r in
+            r.vsid == vsid && !pas.contains(r.providerAddress) && seen.insert(r.providerAddress).inserted
+                ? r.providerAddress : nil
+        }
+    }
+
     /// The VMs whose lookup record names another host's provider address.
     public var elsewhere: Set<MovedVM> {
         let pas = Set(providerAddresses.map(\.address))

@@ -151,33 +151,47 @@ public final class EtcdClient: @unchecked Sendable {
     public func transaction(if compares: [Compare], then success: [Operation], else failure: [Operation] = [])
         throws -> (succeeded: Bool, revision: Int64)
     {
-        func encode(_ op: Operation) -> [String: Any] {
+        // Written as text: every value is base64, a number or a fixed word (nothing to
+        // escape), and Foundation's JSON writer would cost more than all the rest of a large
+        // write.
+        func object(_ fields: [(String, String)]) -> String {
+            "{" + fields.map { "\"\($0.0)\":\"\($0.1)\"" }.joined(separator: ",") + "}"
+        }
+        func encode(_ op: Operation) -> String {
             switch op {
             case let .put(key, value):
-                return ["request_put": ["key": Self.b64(key), "value": value.base64EncodedString()]]
-            case let .delete(key): return ["request_delete_range": ["key": Self.b64(key)]]
+                return #"{"request_put":"# + object([("key", Self.b64(key)), ("value", value.base64EncodedString())])
+                    + "}"
+            case let .delete(key): return #"{"request_delete_range":"# + object([("key", Self.b64(key))]) + "}"
             case let .deletePrefix(prefix):
-                return ["request_delete_range": ["key": Self.b64(prefix), "range_end": Self.prefixEnd(prefix)]]
+                return #"{"request_delete_range":"#
+                    + object([("key", Self.b64(prefix)), ("range_end", Self.prefixEnd(prefix))]) + "}"
             }
         }
-        func encode(_ c: Compare) -> [String: Any] {
+        func encode(_ c: Compare) -> String {
             switch c {
             case let .modRevision(key, rev):
-                return ["key": Self.b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": String(rev)]
+                return object([
+                    ("key", Self.b64(key)), ("target", "MOD"), ("result", "EQUAL"), ("mod_revision", "\(rev)")
+                ])
             case let .value(key, value):
-                return [
-                    "key": Self.b64(key), "target": "VALUE", "result": "EQUAL", "value": value.base64EncodedString()
-                ]
+                return object([
+                    ("key", Self.b64(key)), ("target", "VALUE"), ("result", "EQUAL"),
+                    ("value", value.base64EncodedString())
+                ])
             case let .valueIsNot(key, value):
-                return [
-                    "key": Self.b64(key), "target": "VALUE", "result": "NOT_EQUAL", "value": value.base64EncodedString()
-                ]
+                return object([
+                    ("key", Self.b64(key)), ("target", "VALUE"), ("result", "NOT_EQUAL"),
+                    ("value", value.base64EncodedString())
+                ])
             }
         }
-        let body: [String: Any] = [
-            "compare": compares.map(encode), "success": success.map(encode), "failure": failure.map(encode)
-        ]
-        let r = try call("/v3/kv/txn", body)
+        let body =
+            #"{"compare":["# + compares.map(encode).joined(separator: ",") + #"],"success":["#
+            + success.map(encode).joined(separator: ",") + #"],"failure":["#
+            + failure.map(encode).joined(separator: ",")
+            + "]}"
+        let r = try call("/v3/kv/txn", json: Data(body.utf8))
         return ((r["succeeded"] as? Bool) ?? false, Self.revision(r))
     }
 
@@ -196,7 +210,13 @@ public final class EtcdClient: @unchecked Sendable {
     func call(_ path: String, _ body: [String: Any], idempotent: Bool = false, only: Endpoint? = nil) throws
         -> [String: Any]
     {
-        let data = try JSONSerialization.data(withJSONObject: body)
+        try call(path, json: try JSONSerialization.data(withJSONObject: body), idempotent: idempotent, only: only)
+    }
+
+    /// The same with the request body written already.
+    func call(_ path: String, json data: Data, idempotent: Bool = false, only: Endpoint? = nil) throws
+        -> [String: Any]
+    {
         lock.lock()
         let first = preferred
         lock.unlock()

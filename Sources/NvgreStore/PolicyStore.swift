@@ -155,11 +155,11 @@ public final class PolicyStore: @unchecked Sendable {
         let begun = StoreLayout.begun(g)
         let begunRevision = try etcd.put(begun, Data("\(Int(Date().timeIntervalSince1970))".utf8))
         let all = items.sorted { $0.key < $1.key }
-        var i = 0
-        while i < all.count {
-            let batch = all[i..<min(i + Self.transactionLimit, all.count)]
-            _ = try etcd.transaction(if: [], then: batch.map { .put(prefix + $0.key, $0.value) })
-            i += batch.count
+        let batches = stride(from: 0, to: all.count, by: Self.transactionLimit).map {
+            all[$0..<min($0 + Self.transactionLimit, all.count)]
+        }
+        try concurrently(batches.count) { i in
+            _ = try self.etcd.transaction(if: [], then: batches[i].map { .put(prefix + $0.key, $0.value) })
         }
         // The switch also removes the old generation and the mark, in the same transaction.
         let switched = try etcd.transaction(
@@ -181,6 +181,35 @@ public final class PolicyStore: @unchecked Sendable {
 
     /// etcd's default --max-txn-ops.
     public static let transactionLimit = 128
+
+    /// Writes in flight at once while a generation is written: etcd commits concurrent
+    /// requests together (one consensus round and one fsync for many), and no reader looks
+    /// at a generation before the switch, so the order of its writes does not matter.
+    static let writesInFlight = 8
+
+    /// Runs `body(0..<count)` on `writesInFlight` threads; the first error stops the rest
+    /// from starting and is thrown.
+    private func concurrently(_ count: Int, _ body: (Int) throws -> Void) throws {
+        let state = NSLock()
+        nonisolated(unsafe) var next = 0
+        nonisolated(unsafe) var failure: Error?
+        DispatchQueue.concurrentPerform(iterations: min(Self.writesInFlight, count)) { _ in
+            while true {
+                state.lock()
+                let i = next
+                next += 1
+                let stop = failure != nil || i >= count
+                state.unlock()
+                if stop { return }
+                do {
+                    try body(i)
+                } catch {
+                    state.withLock { failure = failure ?? error }
+                }
+            }
+        }
+        if let failure { throw failure }
+    }
 
     /// Generations a writer began more than ten minutes ago and never switched to (it died):
     /// removed. A writer still at work on one is younger than that.

@@ -112,3 +112,29 @@ public enum ARP {
         return d + senderMAC.bytes + senderIP.bytes + targetMAC.bytes + targetIP.bytes
     }
 }
+
+/// What a hypervisor sends for a VM that has just arrived, so that whatever learns
+/// locations from traffic (a switch, Open vSwitch's MAC learning, a VM's neighbor cache)
+/// learns the new one at once: a gratuitous ARP request for an IPv4 address, an unsolicited
+/// neighbor advertisement (override set) to all nodes for an IPv6 one.
+public enum Arrival {
+    public static func announcement(of address: IPAddress, mac: MACAddress) -> [UInt8] {
+        switch address.family {
+        case .v4:
+            let arp = ARP.packet(
+                op: 1, senderMAC: mac, senderIP: address, targetMAC: MACAddress([0, 0, 0, 0, 0, 0]),
+                targetIP: address)
+            return Ethernet.frame(dst: .broadcast, src: mac, type: .arp, payload: arp)
+        case .v6:
+            let allNodes = IPAddress(v6: [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+            let na = ICMPv6.neighborAdvertisement(
+                target: address, targetMAC: mac, router: false, solicited: false, override: true, src: address,
+                dst: allNodes)
+            let ip = IPv6Header(
+                src: address, dst: allNodes, nextHeader: IPProtocol.icmpv6.rawValue, payloadLength: na.count,
+                hopLimit: 255)
+            return Ethernet.frame(
+                dst: MACAddress([0x33, 0x33, 0, 0, 0, 1]), src: mac, type: .ipv6, payload: ip.bytes + na)
+        }
+    }
+}

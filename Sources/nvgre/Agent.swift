@@ -62,7 +62,7 @@ func followStore(
     nonisolated(unsafe) var last: StoreFollower.Status?
     let settled = DispatchSemaphore(value: 0)
     let follower = StoreFollower(
-        store: store, address: address, host: host, apply: apply,
+        store: store, address: address, host: host, apply: announcingArrivals(apply),
         report: { s in
             if let data = try? JSONEncoder().encode(s) {
                 let temporary = path + ".new"
@@ -98,6 +98,24 @@ func applying(to name: String, then changed: ExceptionService.Flag) -> (Policy, 
         known = nil  // unknown until this apply succeeds
         known = try Instance.open(name).apply(policy, known: base).images
         changed.raise()
+    }
+}
+
+/// Wraps a follower's `apply`: once a policy is in place, the VMs that arrived here from
+/// another host (a migration's switch) are announced into their VSIDs (ArrivalAnnouncer).
+func announcingArrivals(_ apply: @escaping (Policy, _ listed: Bool) throws -> Void) -> (Policy, Bool) throws -> Void {
+    nonisolated(unsafe) var previous: Policy?
+    let announcer = ArrivalAnnouncer()
+    return { policy, listed in
+        try apply(policy, listed)
+        defer { previous = policy }
+        guard let previous else { return }
+        let arrived = policy.vmsArrived(since: previous)
+        if arrived.isEmpty { return }
+        let sent = announcer.announce(arrived, in: policy)
+        let vms = arrived.map { "\($0.vsid) \($0.customerAddress)" }.joined(separator: ", ")
+        log("store: VM \(vms) arrived here; announced in \(sent.frames) frames to \(sent.peers.count) peers")
+        for failure in sent.failures { log("store: announcing an arrival failed \(failure)") }
     }
 }
 

@@ -339,7 +339,7 @@ func storeSection(_ stateDirectory: String) -> (String, JSON, [String])? {
     var fields: [(String, JSON)] = [
         ("address", .string(s.store)), ("host", .string(s.host)), ("revision", .number(UInt64(max(0, s.revision)))),
         ("generation", .string(s.generation ?? "")), ("resyncs", .number(UInt64(s.resyncs))),
-        ("applies", .number(UInt64(s.applies))),
+        ("applies", .number(UInt64(s.applies))), ("lists", .number(UInt64(s.lists))),
         ("staleSeconds", .number(UInt64((stale ?? 0).rounded())))
     ]
     if let e = s.lastError { fields.append(("lastError", .string(e))) }

@@ -125,6 +125,11 @@ struct StoreMigrationTests {
         let c = DemoPlan.c
         let vm = redA  // 198.19.1.1
         try lab.makeTap(for: vm, on: c, interface: "red1")
+        // What C sends B, on the switch port to B (XDP takes frames on B's uplink before any
+        // capture): the VM's arrival is announced into VSID 5001 (read by tcpdump).
+        let toB = try Capture(
+            in: lab.fabric, interface: "to-b", filter: "proto 47 and src host \(c.pa4)",
+            name: "\(lab.net.prefix)-arrival")
         let replies = Box()
         Thread { replies.set(Traffic.ping(from: lab.ns(redB), to: vm.ip4, count: 300, interval: 0.01)) }.start()
         usleep(500_000)
@@ -140,6 +145,18 @@ struct StoreMigrationTests {
         #expect(try Traffic.tcpTransfer(from: lab.ns(redB), to: lab.ns(vm), address: vm.ip4).ok)
         let show = try lab.cli(hostA, ["-j", "show", "ports"]).output
         #expect(show.contains("\"blue1\"") && !show.contains("\"red1\""), "host A's ports: \(show)")
+        let lines = try toB.tcpdumpLines(options: "-e")
+        let vmMAC = "02:00:00:00:01:01"
+        #expect(
+            lines.contains {
+                $0.contains("key=0x\(String(5001, radix: 16))") && $0.contains("\(vmMAC) > ff:ff:ff:ff:ff:ff")
+                    && $0.contains("Request who-has \(vm.ip4) tell \(vm.ip4)")
+            }, "no gratuitous ARP for \(vm.ip4) from C to B: \(lines.prefix(8))")
+        #expect(
+            lines.contains {
+                $0.contains("\(vmMAC) > 33:33:00:00:00:01") && $0.contains("neighbor advertisement")
+                    && $0.contains("tgt is \(vm.ip6)")
+            }, "no unsolicited advertisement for \(vm.ip6) from C to B: \(lines.prefix(8))")
     }
 
     /// A host that has not seen the move (its agent stopped) still sends to the VM's old

@@ -166,3 +166,37 @@ struct IPPrefixTests {
         #expect(IPv4Fragmenter.fragments(of: packet(100), mtu: 24) == nil, "no room for 8 bytes")
     }
 }
+
+/// The frames announcing a VM's arrival, against bytes written out by hand.
+struct ArrivalFrameTests {
+    static let mac = MACAddress(parsing: "02:00:00:00:01:01")!
+
+    @Test func anIPv4AddressIsAnnouncedByAGratuitousARPRequest() {
+        let frame = Arrival.announcement(of: "198.19.1.1", mac: Self.mac)
+        let expected: [UInt8] =
+            [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 1, 1, 0x08, 0x06]  // broadcast, from the VM, ARP
+            + [0, 1, 0x08, 0, 6, 4, 0, 1]  // Ethernet/IPv4, request
+            + [2, 0, 0, 0, 1, 1, 198, 19, 1, 1]  // sender: the VM
+            + [0, 0, 0, 0, 0, 0, 198, 19, 1, 1]  // target: its own address
+        #expect(frame == expected)
+    }
+
+    @Test func anIPv6AddressIsAnnouncedByAnUnsolicitedAdvertisementToAllNodes() {
+        let frame = Arrival.announcement(of: "2001:db8:19:1::1", mac: Self.mac)
+        let target: [UInt8] = [0x20, 0x01, 0x0d, 0xb8, 0, 0x19, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]
+        let allNodes: [UInt8] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+        var expected: [UInt8] = [0x33, 0x33, 0, 0, 0, 1, 2, 0, 0, 0, 1, 1, 0x86, 0xdd]
+        expected += [0x60, 0, 0, 0, 0, 32, 58, 255] + target + allNodes  // hop limit 255, as ND requires
+        var icmp: [UInt8] = [136, 0, 0, 0, 0x20, 0, 0, 0] + target + [2, 1, 2, 0, 0, 0, 1, 1]  // override
+        // The checksum, summed here over the pseudo header and the message.
+        var sum = 0
+        let pseudo = target + allNodes + [0, 0, 0, 32, 0, 0, 0, 58]
+        for i in stride(from: 0, to: pseudo.count, by: 2) { sum += Int(pseudo[i]) << 8 | Int(pseudo[i + 1]) }
+        for i in stride(from: 0, to: icmp.count, by: 2) { sum += Int(icmp[i]) << 8 | Int(icmp[i + 1]) }
+        while sum > 0xffff { sum = (sum & 0xffff) + (sum >> 16) }
+        icmp[2] = UInt8((~sum & 0xffff) >> 8)
+        icmp[3] = UInt8(~sum & 0xff)
+        expected += icmp
+        #expect(frame == expected)
+    }
+}
