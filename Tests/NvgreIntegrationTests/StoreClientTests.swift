@@ -125,13 +125,8 @@ struct StoreCompactionTests {
         let cluster = try EtcdCluster(prefix: LabNetwork.runPrefix + "-follow")
         defer { cluster.down() }
         let store = PolicyStore(try EtcdClient(address: cluster.address, timeout: 2))
-        func file(_ name: String) throws -> Policy {
-            try PolicyDocument.decode(
-                bytes: [UInt8](try #require(FileManager.default.contents(atPath: DemoLab.examples + "/" + name))),
-                validate: false)
-        }
-        var shared = try file("tenants.yaml")
-        _ = try store.write(shared: shared, hosts: ["A": try file("host-a.yaml")], basedOn: try store.read())
+        var shared = try demoFile("tenants.yaml")
+        _ = try store.write(shared: shared, hosts: ["A": try demoFile("host-a.yaml")], basedOn: try store.read())
         let early = try store.read().revision
         // History the follower will be sent into, then compacted away.
         for i in 1...5 {
@@ -144,20 +139,8 @@ struct StoreCompactionTests {
         try store.etcd.compact(to: try store.read().revision)
 
         let seen = Seen()
-        let follower = StoreFollower(
-            store: store, address: cluster.address, host: "A", apply: { policy, _ in seen.applied(policy) },
-            report: { seen.reported($0) })
-        follower.nextWatchFrom = early
-        let stop = Seen()
-        let done = DispatchSemaphore(value: 0)
-        Thread {
-            follower.run(stop: { stop.stopped })
-            done.signal()
-        }.start()
-        defer {
-            stop.stop()
-            done.wait()
-        }
+        let stop = seen.follow(store, address: cluster.address, watchFrom: early)
+        defer { stop() }
         #expect(seen.wait { $0.reports.contains { $0.lastError?.contains("compacted") == true } }, "\(seen.reports)")
         #expect(seen.wait { $0.reports.last?.resyncs ?? 0 >= 2 }, "no list after the compaction: \(seen.reports)")
 
@@ -182,27 +165,11 @@ struct StoreFollowerTests {
         let cluster = try EtcdCluster(prefix: LabNetwork.runPrefix + "-watch")
         defer { cluster.down() }
         let store = PolicyStore(try EtcdClient(address: cluster.address, timeout: 2))
-        func file(_ name: String) throws -> Policy {
-            try PolicyDocument.decode(
-                bytes: [UInt8](try #require(FileManager.default.contents(atPath: DemoLab.examples + "/" + name))),
-                validate: false)
-        }
-        var shared = try file("tenants.yaml")
-        _ = try store.write(shared: shared, hosts: ["A": try file("host-a.yaml")], basedOn: try store.read())
+        var shared = try demoFile("tenants.yaml")
+        _ = try store.write(shared: shared, hosts: ["A": try demoFile("host-a.yaml")], basedOn: try store.read())
         let seen = Seen()
-        let follower = StoreFollower(
-            store: store, address: cluster.address, host: "A", apply: { policy, _ in seen.applied(policy) },
-            report: { seen.reported($0) })
-        let stop = Seen()
-        let done = DispatchSemaphore(value: 0)
-        Thread {
-            follower.run(stop: { stop.stopped })
-            done.signal()
-        }.start()
-        defer {
-            stop.stop()
-            done.wait()
-        }
+        let stop = seen.follow(store, address: cluster.address)
+        defer { stop() }
         func freshRead() throws -> Policy { try store.read().policy(forHost: "A").scopedToItsDomains }
         func handedOnEqualsAFreshRead(_ what: String) throws {
             let expected = try freshRead()
@@ -245,6 +212,35 @@ struct StoreFollowerTests {
             seen.wait { $0.reports.last?.lastError?.contains(bad) == true },
             "\(seen.reports.last.map { "\($0)" } ?? "")")
         #expect(seen.policies.count == handedOn)
+    }
+}
+
+/// A file of the demo's examples, read without validation.
+func demoFile(_ name: String) throws -> Policy {
+    try PolicyDocument.decode(
+        bytes: [UInt8](try #require(FileManager.default.contents(atPath: DemoLab.examples + "/" + name))),
+        validate: false)
+}
+
+extension Seen {
+    /// Runs a follower of host A's part of `store` on its own thread, handing on and
+    /// reporting here (its watch from `watchFrom`, when given); the closure returned stops
+    /// it and waits for the thread.
+    func follow(_ store: PolicyStore, address: String, watchFrom: Int64? = nil) -> () -> Void {
+        let follower = StoreFollower(
+            store: store, address: address, host: "A", apply: { policy, _ in self.applied(policy) },
+            report: { self.reported($0) })
+        follower.nextWatchFrom = watchFrom
+        let stop = Seen()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            follower.run(stop: { stop.stopped })
+            done.signal()
+        }.start()
+        return {
+            stop.stop()
+            done.wait()
+        }
     }
 }
 
