@@ -49,6 +49,15 @@ static __always_inline enum encap_verdict underlay_route(void *ctx, const struct
 	/* The inner Ethernet header is kept, so the outer L3 length is IP + GRE + inner frame. */
 	fib->tot_len = (v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) + NV_GRE_LEN + wire_len;
 
+	/* The agent's next hop while its lease runs: a hash lookup instead of a FIB walk. */
+	struct nv_nexthop *nh = kept_nexthop(rec);
+	if (nh && fib->tot_len <= nh->mtu) {
+		fib->ifindex = nh->ifindex;
+		mac_copy(fib->dmac, nh->dmac);
+		mac_copy(fib->smac, nh->smac);
+		return ENCAP_GO;
+	}
+
 	__u32 fib_flags = (cfg->flags & NV_CFG_FIB_USE_RULES) ? 0 : BPF_FIB_LOOKUP_DIRECT;
 	switch (bpf_fib_lookup(ctx, fib, sizeof(*fib), fib_flags)) {
 	case BPF_FIB_LKUP_RET_SUCCESS:

@@ -51,11 +51,10 @@ static __always_inline void decrement_ttl(void *l3, void *end, __u8 family)
  * lookup record of the destination (a subnet route) or of the next hop (a customer route,
  * usually toward a gateway host); rewrite MACs and TTL, switch VSID. */
 static __always_inline int tc_route(struct __sk_buff *ctx, struct ethhdr *eth, void *l3,
-				    const struct flow *f, const struct nv_subnet *src_sn,
+				    const struct flow *f, __u32 src_rdid, __u32 src_slot,
 				    __u32 src_vsid, __u32 wire_len)
 {
-	__u32 src_slot = src_sn->stats_slot;
-	struct nv_route_val *r = find_route(src_sn->rdid, f->family, f->dst);
+	struct nv_route_val *r = find_route(src_rdid, f->family, f->dst);
 	if (!r)
 		return to_userspace(ctx, NV_EXC_NO_ROUTE, src_vsid, src_slot, 0);
 	__u32 dst_vsid = r->vsid;

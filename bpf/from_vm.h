@@ -63,9 +63,22 @@ int nv_from_vm(struct __sk_buff *skb)
 	if (!port)
 		return drop(skb, NV_DROP_PORT_UNKNOWN);
 	__u32 vsid = port->vsid;
-	struct nv_subnet *sn = bpf_map_lookup_elem(&subnets, &vsid);
-	if (!sn)
-		return drop(skb, NV_DROP_SUBNET_UNKNOWN);
+	/* The subnet's fields a unicast frame needs, from the port's entry when the compiler
+	 * copied them there; ARP, ND and broadcasts read the whole subnet (subnet_of). */
+	__u32 rdid, slot;
+	const __u8 *gw_mac;
+	if (port->flags & NV_PORT_SUBNET_INLINE) {
+		rdid = port->rdid;
+		slot = port->stats_slot;
+		gw_mac = port->gw_mac;
+	} else {
+		struct nv_subnet *sn = bpf_map_lookup_elem(&subnets, &vsid);
+		if (!sn)
+			return drop(skb, NV_DROP_SUBNET_UNKNOWN);
+		rdid = sn->rdid;
+		slot = sn->stats_slot;
+		gw_mac = sn->gw_mac;
+	}
 
 	/* The linear part usually holds the headers already; writing to it needs no pull (for a
 	 * program that writes, the kernel unclones the head before it runs). */
@@ -83,8 +96,10 @@ int nv_from_vm(struct __sk_buff *skb)
 	if (!mac_equal(eth->h_source, port->mac))
 		return drop(skb, NV_DROP_SRC_MAC_SPOOF);
 
-	if (eth->h_proto == bpf_htons(ETH_P_ARP))
-		return answer_arp(skb, port, sn);
+	if (eth->h_proto == bpf_htons(ETH_P_ARP)) {
+		const struct nv_subnet *sn = subnet_of(vsid);
+		return sn ? answer_arp(skb, port, sn) : drop(skb, NV_DROP_SUBNET_UNKNOWN);
+	}
 
 	struct flow f = {};
 	void *l3 = c.pos;
@@ -92,8 +107,10 @@ int nv_from_vm(struct __sk_buff *skb)
 		struct ipv6hdr *ip6 = parse_ipv6(&c, &f);
 		if (!ip6)
 			return drop(skb, NV_DROP_MALFORMED);
-		if (is_neighbor_solicitation(c, ip6))
-			return answer_ns(skb, port, sn);
+		if (is_neighbor_solicitation(c, ip6)) {
+			const struct nv_subnet *sn = subnet_of(vsid);
+			return sn ? answer_ns(skb, port, sn) : drop(skb, NV_DROP_SUBNET_UNKNOWN);
+		}
 	} else if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		if (!parse_ipv4(&c, &f))
 			return drop(skb, NV_DROP_MALFORMED);
@@ -105,23 +122,23 @@ int nv_from_vm(struct __sk_buff *skb)
 	if (guard)
 		return drop(skb, guard);
 	if (mac_is_multicast(eth->h_dest)) { /* broadcast too */
-		if (!link_scoped_source(f.family, f.src) && !port_may_use(ifindex, f.family, f.src))
+		if (!link_scoped_source(f.family, f.src) && !port_may_use(port, ifindex, f.family, f.src))
 			return drop(skb, NV_DROP_SRC_CA_SPOOF);
 		return tc_flood_from_vm(skb, vsid, NV_DROP_FLOOD_OFF);
 	}
-	if (!port_may_use(ifindex, f.family, f.src))
+	if (!port_may_use(port, ifindex, f.family, f.src))
 		return drop(skb, NV_DROP_SRC_CA_SPOOF);
 
 	__u32 wire_len = wire_length(skb, &f, c.pos, c.end);
-	if (mac_equal(eth->h_dest, sn->gw_mac))
-		return tc_route(skb, eth, l3, &f, sn, vsid, wire_len);
+	if (mac_equal(eth->h_dest, gw_mac))
+		return tc_route(skb, eth, l3, &f, rdid, slot, vsid, wire_len);
 
 	struct nv_lookup_val *rec = find_record(vsid, f.family, f.dst);
 	if (!rec)
-		return to_userspace(skb, NV_EXC_NO_LOOKUP, vsid, sn->stats_slot, 0);
+		return to_userspace(skb, NV_EXC_NO_LOOKUP, vsid, slot, 0);
 	if (rec->type == NV_REC_GATEWAY)
-		return to_userspace(skb, NV_EXC_GATEWAY, vsid, sn->stats_slot, 0);
-	return tc_deliver(skb, &f, rec, vsid, sn->stats_slot, wire_len);
+		return to_userspace(skb, NV_EXC_GATEWAY, vsid, slot, 0);
+	return tc_deliver(skb, &f, rec, vsid, slot, wire_len);
 }
 
 #endif

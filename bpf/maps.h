@@ -70,6 +70,20 @@ struct {
 } config SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NV_DEFAULT_MAX_NEXTHOPS);
+	__type(key, struct nv_pa_key);
+	__type(value, struct nv_nexthop);
+} nexthops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} nexthop_lease SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, NV_DEFAULT_MAX_SUBNETS);
 	__type(key, __u32);

@@ -71,7 +71,7 @@ static __always_inline int answer_arp(struct __sk_buff *ctx, const struct nv_por
 	 * (or 0.0.0.0, a probe) only, so no VM can poison another's ARP cache. */
 	if (!mac_is_broadcast(eth->h_dest))
 		return drop(ctx, unanswered);
-	if (sender && !port_may_use(ctx->ifindex, NV_AF_INET, &sender))
+	if (sender && !port_may_use(port, ctx->ifindex, NV_AF_INET, &sender))
 		return drop(ctx, NV_DROP_SRC_CA_SPOOF);
 	return tc_flood_from_vm(ctx, port->vsid, unanswered);
 
@@ -157,7 +157,7 @@ static __always_inline int answer_ns(struct __sk_buff *ctx, const struct nv_port
 		/* To the VSID, from the VM's own address, :: or a link-local one. */
 		__be32 src[4];
 		__builtin_memcpy(src, &ip6->saddr, 16);
-		if (!link_scoped_source(NV_AF_INET6, src) && !port_may_use(ctx->ifindex, NV_AF_INET6, src))
+		if (!link_scoped_source(NV_AF_INET6, src) && !port_may_use(port, ctx->ifindex, NV_AF_INET6, src))
 			return drop(ctx, NV_DROP_SRC_CA_SPOOF);
 		struct ethhdr *eth = (void *)(long)ctx->data;
 		if ((void *)(eth + 1) > (void *)(long)ctx->data_end || !mac_is_multicast(eth->h_dest))

@@ -16,7 +16,7 @@
 
 #include <linux/types.h> /* __u8..__u64, for BPF and userspace alike */
 
-#define NV_ABI_VERSION 9
+#define NV_ABI_VERSION 10
 
 /* ---- Wire constants (RFC 7637) ---------------------------------------------------- */
 #define NV_GRE_FLAGS_VERSION 0x2000 /* C=0 K=1 S=0, version 0 */
@@ -103,19 +103,35 @@ struct nv_subnet {
 	__u8 gw6[16];
 };
 
-/* ports: ingress ifindex of a VM port -> the VM behind it. */
+/* ports: ingress ifindex of a VM port -> the VM behind it. The compiler also copies into
+ * the entry what a unicast frame from the port needs, so that the common path makes one
+ * lookup where it made three: its subnet's routing domain, counter slot and router MAC
+ * (NV_PORT_SUBNET_INLINE; else the subnets map is asked) and its allowed addresses when
+ * there is at most one of each family (NV_PORT_CAS_INLINE, with NV_PORT_HAS_CA4/CA6 saying
+ * which are there; else port_cas is asked, which always holds them all). 48 bytes, the
+ * control plane's inline size for a map value. */
 struct nv_port {
 	__u32 vsid;
 	__u8 mac[6];
 	__u8 flags; /* enum nv_port_flags */
 	__u8 pad;
+	__u32 rdid;       /* NV_PORT_SUBNET_INLINE: subnets[vsid].rdid */
+	__u32 stats_slot; /*   .stats_slot */
+	__u8 gw_mac[6];   /*   .gw_mac */
+	__u8 pad2[2];
+	__u8 ca4[4]; /* NV_PORT_HAS_CA4: the one IPv4 address the VM may send from */
+	__u8 ca6[16]; /* NV_PORT_HAS_CA6: the one IPv6 address (link-local ones always may) */
 };
 
-/* Hyper-V's router and DHCP guards, lifted per port: without the flag, router
- * advertisements and DHCP/DHCPv6 server messages from the VM are dropped. */
 enum nv_port_flags {
+	/* Hyper-V's router and DHCP guards, lifted per port: without the flag, router
+	 * advertisements and DHCP/DHCPv6 server messages from the VM are dropped. */
 	NV_PORT_ALLOW_RA = 1 << 0,
 	NV_PORT_ALLOW_DHCP_SERVER = 1 << 1,
+	NV_PORT_SUBNET_INLINE = 1 << 2,
+	NV_PORT_CAS_INLINE = 1 << 3,
+	NV_PORT_HAS_CA4 = 1 << 4,
+	NV_PORT_HAS_CA6 = 1 << 5,
 };
 
 /* flood_lists: VSID -> where its broadcast and multicast go from this host (head-end
@@ -191,6 +207,20 @@ struct nv_pa_key {
 	__u8 family;
 	__u8 pad[3];
 	__u8 addr[16];
+};
+
+/* nexthops: remote PA (nv_pa_key) -> the underlay's way there, as bpf_fib_lookup would
+ * answer it: written by the agent from the kernel's routes and neighbors, rewritten on
+ * their netlink events. An entry counts only while the agent's lease runs (nexthop_lease:
+ * CLOCK_MONOTONIC_COARSE ns, renewed every second), so a stopped agent leaves every frame
+ * to bpf_fib_lookup again within seconds instead of to a next hop nobody keeps. A frame
+ * longer than `mtu`, or a PA without an entry, is asked of the FIB as before. */
+#define NV_DEFAULT_MAX_NEXTHOPS 65536
+struct nv_nexthop {
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u32 ifindex; /* egress */
+	__u32 mtu;     /* the route's MTU, else the egress device's */
 };
 
 /* config (array, one entry): the host's uplink and source provider addresses. */
@@ -532,7 +562,7 @@ struct nv_trace {
 _Static_assert(sizeof(struct nv_lookup_key) == 24, "nv_lookup_key");
 _Static_assert(sizeof(struct nv_lookup_val) == 32, "nv_lookup_val");
 _Static_assert(sizeof(struct nv_subnet) == 36, "nv_subnet");
-_Static_assert(sizeof(struct nv_port) == 12, "nv_port");
+_Static_assert(sizeof(struct nv_port) == 48, "nv_port");
 _Static_assert(sizeof(struct nv_flood_list) == 16 + 20 * NV_FLOOD_MAX_PEERS + 4 * NV_FLOOD_MAX_PORTS, "nv_flood_list");
 _Static_assert(sizeof(struct nv_flood_meta) == 16, "nv_flood_meta");
 _Static_assert(sizeof(struct nv_port_ca_key) == 24, "nv_port_ca_key");
@@ -540,6 +570,7 @@ _Static_assert(sizeof(struct nv_route_key) == 28, "nv_route_key");
 _Static_assert(sizeof(struct nv_route_val) == 28, "nv_route_val");
 _Static_assert(sizeof(struct nv_pa_key) == 20, "nv_pa_key");
 _Static_assert(sizeof(struct nv_config) == 48, "nv_config");
+_Static_assert(sizeof(struct nv_nexthop) == 20, "nv_nexthop");
 _Static_assert(sizeof(struct nv_infra_key) == 24, "nv_infra_key");
 _Static_assert(sizeof(struct nv_domain_counter_key) == 8, "nv_domain_counter_key");
 _Static_assert(sizeof(struct nv_ext_addr_key) == 4, "nv_ext_addr_key");

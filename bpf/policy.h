@@ -24,8 +24,16 @@ static __always_inline struct nv_lookup_val *find_record(__u32 vsid, __u8 family
 	return bpf_map_lookup_elem(&lookups, &k);
 }
 
-static __always_inline int port_may_use(__u32 ifindex, __u8 family, const __be32 *ca)
+/* Whether the VM on port `ifindex` (entry `port`) may send from `ca`: from the entry when
+ * the compiler copied the port's addresses into it, else from port_cas. */
+static __always_inline int port_may_use(const struct nv_port *port, __u32 ifindex, __u8 family,
+					const __be32 *ca)
 {
+	if (port->flags & NV_PORT_CAS_INLINE) {
+		if (family == NV_AF_INET)
+			return (port->flags & NV_PORT_HAS_CA4) && words_equal(port->ca4, ca, 1);
+		return (port->flags & NV_PORT_HAS_CA6) && words_equal(port->ca6, ca, 4);
+	}
 	struct nv_port_ca_key k = {};
 	k.ifindex = ifindex;
 	k.family = family;
@@ -60,18 +68,47 @@ static __always_inline struct nv_lookup_val *find_record_in_domain(__u32 rdid, _
 	return find_record(r->vsid, family, ca);
 }
 
-static __always_inline int is_local_pa(__u8 family, const __be32 *addr)
+static __always_inline struct nv_subnet *subnet_of(__u32 vsid)
 {
-	struct nv_pa_key k = {};
-	k.family = family;
-	addr_copy(k.addr, addr, family);
-	return bpf_map_lookup_elem(&local_pas, &k) != NULL;
+	return bpf_map_lookup_elem(&subnets, &vsid);
 }
 
 static __always_inline struct nv_config *host_config(void)
 {
 	__u32 zero = 0;
 	return bpf_map_lookup_elem(&config, &zero);
+}
+
+/* Whether `addr` is one of this host's PAs. The host's source PA of the family (config, an
+ * array lookup the verifier inlines) is one, and the usual outer destination: only other
+ * addresses cost a hash lookup in local_pas. */
+static __always_inline int is_local_pa(__u8 family, const __be32 *addr)
+{
+	struct nv_config *cfg = host_config();
+	if (cfg) {
+		if (family == NV_AF_INET && (cfg->flags & NV_CFG_HAS_PA4) && words_equal(cfg->pa4, addr, 1))
+			return 1;
+		if (family == NV_AF_INET6 && (cfg->flags & NV_CFG_HAS_PA6) && words_equal(cfg->pa6, addr, 4))
+			return 1;
+	}
+	struct nv_pa_key k = {};
+	k.family = family;
+	addr_copy(k.addr, addr, family);
+	return bpf_map_lookup_elem(&local_pas, &k) != NULL;
+}
+
+/* The agent's next hop toward a record's PA (nexthops), NULL when there is none or the
+ * agent's lease on them has run out. */
+static __always_inline struct nv_nexthop *kept_nexthop(const struct nv_lookup_val *rec)
+{
+	__u32 zero = 0;
+	__u64 *lease = bpf_map_lookup_elem(&nexthop_lease, &zero);
+	if (!lease || bpf_ktime_get_coarse_ns() >= *lease)
+		return NULL;
+	struct nv_pa_key k = {};
+	k.family = rec->pa_family;
+	__builtin_memcpy(k.addr, rec->pa, 16);
+	return bpf_map_lookup_elem(&nexthops, &k);
 }
 
 /* Whether the record's PA is the outer source of a frame from the fabric (anti-spoofing). */

@@ -26,11 +26,16 @@ public enum ExceptionService {
             if extra?.handle(e) != true { handler.handle(e) }
         }
         var lastRefresh = monotonicSeconds()
-        let peers = try handler.refreshUnderlayNeighbors()
+        var peers = try handler.refreshUnderlayNeighbors()
+        // The next hops the programs use instead of a FIB lookup per frame (nexthops).
+        let nextHops = try NextHopKeeper(maps: instance.maps)
+        defer { nextHops.endLease() }
+        nextHops.sync(peers)
+        try nextHops.renewLease()
         if let extra { log(extra.start()) }
         let role = extra?.role ?? "agent"
         log(
-            "\(role) for instance \(instance.name) on uplink \(instance.settings.uplink): \(peers) remote provider "
+            "\(role) for instance \(instance.name) on uplink \(instance.settings.uplink): \(peers.count) remote provider "
                 + "addresses resolved ahead; handling exceptions (pid \(processID))"
         )
 
@@ -45,10 +50,13 @@ public enum ExceptionService {
             if let sig = signals.pending() { why = sig }
             if monotonicSeconds() - lastRefresh >= refreshEvery || policyChanged?.take() == true {
                 lastRefresh = monotonicSeconds()
-                _ = try? handler.refreshUnderlayNeighbors()
+                if let now = try? handler.refreshUnderlayNeighbors() { peers = now }
+                nextHops.sync(peers)
             }
+            if nextHops.underlayChanged() { nextHops.sync(peers) }
             if monotonicSeconds() - lastCheck >= 1 {
                 lastCheck = monotonicSeconds()
+                try? nextHops.renewLease()
                 if Files.inode(configPin) != pinned { why = "the instance went down" }
                 extra?.everySecond()
             }

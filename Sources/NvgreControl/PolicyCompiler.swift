@@ -109,6 +109,7 @@ public enum PolicyCompiler {
         // Ports: resolve interfaces first, the lookup records need them.
         var portOf: [RecordID: UInt32] = [:]
         var portsOfVSID: [UInt32: [UInt32]] = [:]
+        var portEntries: [(ifindex: UInt32, entry: nv_port, addresses: [IPAddress])] = []
         for (i, port) in p.ports.enumerated() {
             guard let idx = ctx.ifindex(port.interface) else {
                 errors.append(
@@ -119,7 +120,7 @@ public enum PolicyCompiler {
             let flags =
                 (port.allowRouterAdvertisements ? [NV_PORT_ALLOW_RA] : [])
                 + (port.allowDHCPServer ? [NV_PORT_ALLOW_DHCP_SERVER] : [])
-            out.images[.ports]![RawBytes(of: idx)] = RawBytes(of: nv_port(vsid: port.vsid, mac: port.mac, flags: flags))
+            portEntries.append((idx, nv_port(vsid: port.vsid, mac: port.mac, flags: flags), port.addresses))
             portsOfVSID[port.vsid, default: []].append(idx)
             for a in port.addresses {
                 out.images[.portAddresses]![RawBytes(of: nv_port_ca_key(ifindex: idx, ca: a))] = RawBytes(of: UInt32(1))
@@ -162,6 +163,12 @@ public enum PolicyCompiler {
                 out.images[.routes]![RawBytes(of: key)] = RawBytes(
                     of: nv_route_val(vsid: s.vsid, kind: NV_ROUTE_SUBNET))
             }
+        }
+
+        // Each port's entry carries its subnet and its addresses (one lookup per frame).
+        for (idx, entry, addresses) in portEntries {
+            let subnet = out.images[.subnets]![RawBytes(of: entry.vsid)]?.load(as: nv_subnet.self)
+            out.images[.ports]![RawBytes(of: idx)] = RawBytes(of: entry.inlined(subnet: subnet, addresses: addresses))
         }
 
         // Lookup records: the port's ifindex marks a VM on this host.

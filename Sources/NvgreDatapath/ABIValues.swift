@@ -94,6 +94,37 @@ extension nv_port {
         copyBytes(mac.bytes, into: &self.mac)
         self.flags = UInt8(flags.reduce(0) { $0 | $1.rawValue })
     }
+
+    /// The entry as the compiler writes it (nvgre_abi.h): with its VSID's subnet's fields
+    /// copied in (none: the program looks for the subnet, finds none and drops) and its
+    /// allowed addresses when there is at most one per family, so that a unicast frame from
+    /// the port costs one lookup instead of three. port_cas keeps every address either way.
+    public func inlined(subnet: nv_subnet?, addresses: [IPAddress]) -> nv_port {
+        let inlineFlags = [NV_PORT_SUBNET_INLINE, NV_PORT_CAS_INLINE, NV_PORT_HAS_CA4, NV_PORT_HAS_CA6]
+        var p = nv_port()
+        p.vsid = vsid
+        p.mac = mac
+        p.flags = flags & ~UInt8(inlineFlags.reduce(0) { $0 | $1.rawValue })
+        if let subnet {
+            p.flags |= UInt8(NV_PORT_SUBNET_INLINE.rawValue)
+            p.rdid = subnet.rdid
+            p.stats_slot = subnet.stats_slot
+            p.gw_mac = subnet.gw_mac
+        }
+        let v4 = Set(addresses.filter { $0.family == .v4 })
+        let v6 = Set(addresses.filter { $0.family == .v6 })
+        guard v4.count <= 1, v6.count <= 1 else { return p }
+        p.flags |= UInt8(NV_PORT_CAS_INLINE.rawValue)
+        if let a = v4.first {
+            p.flags |= UInt8(NV_PORT_HAS_CA4.rawValue)
+            copyBytes(a.bytes, into: &p.ca4)
+        }
+        if let a = v6.first {
+            p.flags |= UInt8(NV_PORT_HAS_CA6.rawValue)
+            copyBytes(a.bytes, into: &p.ca6)
+        }
+        return p
+    }
 }
 
 /// Where one VSID's broadcast goes from this host: the other PAs that host it (at most

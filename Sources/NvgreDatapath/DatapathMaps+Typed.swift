@@ -11,6 +11,8 @@ extension DatapathMaps {
     public var routes: BPFMap<nv_route_key, nv_route_val> { self["routes"] }
     public var localPAs: BPFMap<nv_pa_key, UInt32> { self["local_pas"] }
     public var config: BPFMap<UInt32, nv_config> { self["config"] }
+    public var nexthops: BPFMap<nv_pa_key, nv_nexthop> { self["nexthops"] }
+    public var nexthopLease: BPFMap<UInt32, UInt64> { self["nexthop_lease"] }
     public var vsidStats: BPFMap<UInt32, nv_vsid_stats> { self["vsid_stats"] }
     public var dropStats: BPFMap<UInt32, nv_reason_stats> { self["drop_stats"] }
     public var exceptionStats: BPFMap<UInt32, nv_reason_stats> { self["exc_stats"] }

@@ -219,10 +219,10 @@ public final class HostExceptionHandler {
     /// Asks the kernel to resolve (or keep fresh) every remote provider address that a
     /// lookup record names, so that XDP finds them resolved: its lookups do not refresh
     /// neighbor entries, and the frame that meets an unresolved one goes to userspace and is
-    /// lost. Returns how many addresses it asked for.
+    /// lost. Returns the addresses it asked for.
     @discardableResult
-    public func refreshUnderlayNeighbors() throws -> Int {
-        guard let cfg = policy.hostConfig, cfg.uplink_ifindex != 0 else { return 0 }
+    public func refreshUnderlayNeighbors() throws -> Set<IPAddress> {
+        guard let cfg = policy.hostConfig, cfg.uplink_ifindex != 0 else { return [] }
         let remote = try policy.remoteProviderAddresses()
         var failed: [String] = []
         for pa in remote {
@@ -234,7 +234,7 @@ public final class HostExceptionHandler {
                 failed.count == 1
                     ? first : "\(failed.count) of \(remote.count) provider addresses not resolved; the first: \(first)")
         }
-        return remote.count
+        return remote
     }
 
     private func fail(_ why: String) {

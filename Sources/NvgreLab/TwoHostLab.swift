@@ -83,12 +83,12 @@ public final class TwoHostLab {
         }
         try h.dp.config.update(0, nv_config(uplinkIfindex: uplink, pa4: h.pa, pa6: nil))
         try h.dp.localPAs.update(nv_pa_key(h.pa), 1)
-        try h.dp.subnets.update(
-            Self.vsid,
-            nv_subnet(
-                routingDomain: 1, statsSlot: 1, gatewayMAC: Self.gatewayMAC,
-                gateway4: "198.19.1.254", gateway6: "2001:db8:19:1::fe"))
-        try h.dp.ports.update(port, nv_port(vsid: Self.vsid, mac: h.vm.mac))
+        let subnet = nv_subnet(
+            routingDomain: 1, statsSlot: 1, gatewayMAC: Self.gatewayMAC,
+            gateway4: "198.19.1.254", gateway6: "2001:db8:19:1::fe")
+        try h.dp.subnets.update(Self.vsid, subnet)
+        try h.dp.ports.update(
+            port, nv_port(vsid: Self.vsid, mac: h.vm.mac).inlined(subnet: subnet, addresses: [h.vm.ip4, h.vm.ip6]))
         for ca in [h.vm.ip4, h.vm.ip6] { try h.dp.portAddresses.update(nv_port_ca_key(ifindex: port, ca: ca), 1) }
         for peer in peers {
             for ca in [peer.vm.ip4, peer.vm.ip6] {

@@ -69,6 +69,8 @@ public struct DecisionTables: Sendable {
                 }
             }
         }
+        // is_local_pa: the host's source PAs (config) count as local, in local_pas or not.
+        for pa in [config?.providerAddress4, config?.providerAddress6] { if let pa { localPAs.insert(pa) } }
         self.floodLists = floodLists
     }
 

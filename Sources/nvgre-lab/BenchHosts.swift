@@ -66,6 +66,8 @@ final class NvgreBenchHost {
     let instance: String
     let nvgre = builtBinary("nvgre")
     private let policyFile: String
+    private var agentLog: String { NSTemporaryDirectory() + "\(instance)-bench-agent.log" }
+    private var agent: pid_t?
 
     init(_ net: LabNetwork, queues: Int) throws {
         ns = try BenchPlan.wireHost(net, "nv", queues: queues)
@@ -74,6 +76,9 @@ final class NvgreBenchHost {
         policyFile = NSTemporaryDirectory() + "\(net.prefix)-bench-policy.yaml"
         try writePolicy(scaleRecords: 0)
         try cli(["up", "--uplink", "ul", "--policy", policyFile])
+        // As a user runs it: with its agent, which keeps the underlay next hops (nexthops).
+        agent = try Spawn.start([nvgre, "-n", ns.h, "--instance", instance, "agent"], output: agentLog, detached: false)
+        try Spawn.waitForOutput(agentLog, containing: "handling exceptions", what: "the agent of the bench host")
         // The generator's frames are XDP frames, which a veth takes only when it runs XDP:
         // port1 gets a bare XDP_PASS, as the kernel vxlan row's port1 does, so both rows
         // pay the same to turn them into skbs before the VM-port hook (tc) sees them.
@@ -85,8 +90,10 @@ final class NvgreBenchHost {
     }
 
     func down() {
+        if let agent { Spawn.stop(agent) }
         _ = try? Spawn.run([nvgre, "--instance", instance, "down"])
         unlink(policyFile)
+        unlink(agentLog)
     }
 
     @discardableResult

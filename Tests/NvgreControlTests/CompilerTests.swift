@@ -80,6 +80,29 @@ struct CompilerTests {
         #expect(cfg.uplink_ifindex == 3 && cfg.flags == NV_CFG_HAS_PA4.rawValue)
     }
 
+    /// A port's entry carries its subnet's fields and, when there is at most one of each
+    /// family, its addresses, so a frame from it costs one lookup; port_cas has them all.
+    @Test func aPortEntryCarriesItsSubnetAndFewAddresses() throws {
+        var p = twoTenants()
+        p.ports.append(
+            VMPort(
+                interface: "port2", vsid: 5001, mac: "02:00:00:00:01:02",
+                addresses: ["198.19.1.2", "198.19.1.12", "2001:db8:19:1::2"]))
+        let c = try PolicyCompiler.compile(p, context())
+        let subnet = c.images[.subnets]![RawBytes(of: UInt32(5001))]!.load(as: nv_subnet.self)
+        let one = c.images[.ports]![RawBytes(of: UInt32(7))]!.load(as: nv_port.self)
+        let inline = UInt8(NV_PORT_SUBNET_INLINE.rawValue | NV_PORT_CAS_INLINE.rawValue | NV_PORT_HAS_CA4.rawValue)
+        #expect(one.flags == inline)
+        #expect(one.rdid == subnet.rdid && one.stats_slot == subnet.stats_slot)
+        #expect(withUnsafeBytes(of: one.gw_mac) { Array($0) } == withUnsafeBytes(of: subnet.gw_mac) { Array($0) })
+        #expect(withUnsafeBytes(of: one.ca4) { Array($0) } == [198, 19, 1, 1])
+        // Two IPv4 addresses do not fit: the program asks port_cas, which has all three.
+        let two = c.images[.ports]![RawBytes(of: UInt32(8))]!.load(as: nv_port.self)
+        #expect(two.flags == UInt8(NV_PORT_SUBNET_INLINE.rawValue))
+        #expect(
+            c.images[.portAddresses]!.entries.keys.filter { $0.load(as: nv_port_ca_key.self).ifindex == 8 }.count == 3)
+    }
+
     /// Head-end replication: a flooding VSID with a port here lists the other PAs its static
     /// and l2-only records name (never this host's, never a gateway record's) and its ports.
     @Test func floodListsComeFromTheLookupRecords() throws {

@@ -127,6 +127,12 @@ final class HostFixture {
             try dp.portAddresses.update(nv_port_ca_key(ifindex: port(name), ca: vm.ip4), 1)
             try dp.portAddresses.update(nv_port_ca_key(ifindex: port(name), ca: vm.ip6), 1)
         }
+        // port2 has more IPv6 addresses than its entry holds: its frames are checked
+        // against port_cas, every other port's against its entry (as the compiler writes).
+        for extra in ["2001:db8:19:1::e1", "2001:db8:19:1::e2"] as [IPAddress] {
+            try dp.portAddresses.update(nv_port_ca_key(ifindex: port("port2"), ca: extra), 1)
+        }
+        try inlinePorts()
 
         func record(
             _ vsid: UInt32, _ ca: IPAddress, _ pa: IPAddress, _ mac: MACAddress,
@@ -170,11 +176,24 @@ final class HostFixture {
             nv_subnet(
                 routingDomain: s.rd, statsSlot: s.slot, gatewayMAC: s.gwMAC, gateway4: s.gw4, gateway6: s.gw6, flood: on
             ))
+        try inlinePorts()
+    }
+
+    /// Rewrites every port's entry with its subnet and addresses copied in, from the
+    /// subnets and port_cas maps, as PolicyCompiler derives them.
+    func inlinePorts() throws {
+        let allowed = dp.portAddresses.keys()
+        for ifindex in dp.ports.keys() {
+            guard let entry = dp.ports.lookup(ifindex) else { continue }
+            let addresses = allowed.filter { $0.ifindex == ifindex }.map(\.customerAddress)
+            try dp.ports.update(ifindex, entry.inlined(subnet: dp.subnets.lookup(entry.vsid), addresses: addresses))
+        }
     }
 
     func setPortFlags(_ name: String, _ vm: VM, _ flags: [nv_port_flags]) throws {
         guard let old = dp.ports.lookup(port(name)) else { return }
         try dp.ports.update(port(name), nv_port(vsid: old.vsid, mac: vm.mac, flags: flags))
+        try inlinePorts()
     }
 
     /// The per-VSID counters' names in these tests, in the ABI's order.
