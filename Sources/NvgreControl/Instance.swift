@@ -271,6 +271,7 @@ public final class Instance {
             dryRun: dryRun)
         if dryRun { return summary }
 
+        forgetFingerprint()
         let tx = MapTransaction(maps: maps, progress: progress)
         var newLinks: [String] = []
         var floodListsBefore: [UInt32: nv_flood_list]?
@@ -379,6 +380,7 @@ public final class Instance {
             }
             grownList = list.with(peers: list.peerAddresses + [r.providerAddress])
         }
+        forgetFingerprint()
         do {
             try maps.lookups.update(key, value, flags: UInt64(BPF_NOEXIST))
             if let grownList { try maps.floodLists.update(r.vsid, grownList) }
@@ -398,6 +400,7 @@ public final class Instance {
         }
         let key = nv_lookup_key(vsid: vsid, ca: customerAddress)
         let old = maps.lookups.lookup(key)
+        forgetFingerprint()
         guard try maps.lookups.delete(key) else {
             throw ControlError(
                 "there is no lookup record for \(customerAddress) in VSID \(vsid)",
@@ -467,6 +470,9 @@ public struct ApplySummary {
     public var detach: [String]
     public var dryRun: Bool
     public var seconds: Double = 0
+    /// The files were what the last apply made live, with nothing written since: the live
+    /// maps were not read (ApplyFingerprint).
+    public var unchangedSinceLastApply = false
 
     public var changesNothing: Bool { plan.isEmpty && attach.isEmpty && detach.isEmpty }
 }

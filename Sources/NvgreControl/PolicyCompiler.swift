@@ -174,11 +174,13 @@ public enum PolicyCompiler {
         // Lookup records: the port's ifindex marks a VM on this host.
         var lookups = [RawBytes: RawBytes](minimumCapacity: p.lookupRecords.count)
         let noFlowID = p.endpointsWithoutFlowID
+        // (The sets are usually empty: skip hashing a million records into them.)
+        let anyNoFlowID = !noFlowID.isEmpty, anyMoved = !p.movedAway.isEmpty, anyPort = !portOf.isEmpty
         for r in p.lookupRecords {
             let key = nv_lookup_key(vsid: r.vsid, ca: r.customerAddress)
-            let port = portOf[RecordID(vsid: r.vsid, address: r.customerAddress)] ?? 0
-            var flags = noFlowID.contains(r.providerAddress) ? NV_REC_NO_FLOWID.rawValue : 0
-            if port == 0, p.movedAway.contains(MovedVM(vsid: r.vsid, customerAddress: r.customerAddress)) {
+            let port = anyPort ? portOf[RecordID(vsid: r.vsid, address: r.customerAddress)] ?? 0 : 0
+            var flags = anyNoFlowID && noFlowID.contains(r.providerAddress) ? NV_REC_NO_FLOWID.rawValue : 0
+            if port == 0, anyMoved, p.movedAway.contains(MovedVM(vsid: r.vsid, customerAddress: r.customerAddress)) {
                 flags |= NV_REC_MOVED_AWAY.rawValue
             }
             let val = nv_lookup_val(

@@ -27,7 +27,7 @@ extension nv_lookup_key {
         self.init()
         self.vsid = vsid
         family = ca.family.rawValue
-        copyBytes(ca.padded16, into: &self.ca)
+        withUnsafeMutableBytes(of: &self.ca) { ca.storePadded16(into: $0) }
     }
 }
 
@@ -43,8 +43,8 @@ extension nv_lookup_val {
         self.init()
         self.flags = flags.rawValue
         pa_family = pa.family.rawValue
-        copyBytes(pa.padded16, into: &self.pa)
-        copyBytes(mac.bytes, into: &self.mac)
+        withUnsafeMutableBytes(of: &self.pa) { pa.storePadded16(into: $0) }
+        withUnsafeMutableBytes(of: &self.mac) { mac.store(into: $0) }
         self.type = UInt8(type.rawValue)
         port_ifindex = portIfindex
     }
@@ -193,7 +193,7 @@ extension nv_port_ca_key {
         self.init()
         self.ifindex = ifindex
         family = ca.family.rawValue
-        copyBytes(ca.padded16, into: &self.ca)
+        withUnsafeMutableBytes(of: &self.ca) { ca.storePadded16(into: $0) }
     }
 }
 

@@ -38,6 +38,12 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
     @inlinable
     public func byte(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: value >> (40 - 8 * UInt64(i))) }
 
+    /// Writes the six bytes at the start of `raw` (6 bytes or more), allocating nothing.
+    @inlinable
+    public func store(into raw: UnsafeMutableRawBufferPointer) {
+        for i in 0..<6 { raw[i] = byte(i) }
+    }
+
     /// Writes the six bytes into `frame` at `offset`.
     @inlinable
     public func store(into frame: inout [UInt8], at offset: Int) {
@@ -139,6 +145,14 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// The 16-byte form used in map keys: IPv4 fills the first four bytes.
     public var padded16: [UInt8] { bytes + [UInt8](repeating: 0, count: 16 - bytes.count) }
+
+    /// Writes the 16-byte form at the start of `raw` (16 bytes or more), allocating nothing:
+    /// a million map keys are built this way.
+    @inlinable
+    public func storePadded16(into raw: UnsafeMutableRawBufferPointer) {
+        raw.storeBytes(of: high.bigEndian, toByteOffset: 0, as: UInt64.self)
+        raw.storeBytes(of: low.bigEndian, toByteOffset: 8, as: UInt64.self)
+    }
 
     public var isUnspecified: Bool { high == 0 && low == 0 }
 

@@ -180,11 +180,43 @@ struct Check: NvgreCommand {
 /// Reads policy files as one policy: each section is the files' sections in the order given
 /// (the tenant tables every host shares in one file, this host's PAs and ports in another).
 func readPolicy(_ paths: [String]) throws -> Policy {
+    try decodePolicy(try readPolicyFiles(paths))
+}
+
+/// The bytes of policy files ("-" is standard input, or `standardInput` when read already).
+func readPolicyFiles(_ paths: [String], standardInput: [UInt8]? = nil) throws -> [(path: String, bytes: [UInt8])] {
+    try paths.map { path in
+        if path == "-" { return (path, standardInput ?? [UInt8](FileHandle.standardInput.readDataToEndOfFile())) }
+        guard let bytes = Files.read(path) else { throw unreadablePolicyFile(path) }
+        return (path, bytes)
+    }
+}
+
+/// Instance.inputDigest of policy files, read through mapped pages.
+func digestOfPolicyFiles(_ paths: [String], standardInput: [UInt8]?) throws -> String {
+    func digest(_ rest: ArraySlice<String>, _ mapped: [UnsafeRawBufferPointer]) throws -> String {
+        guard let path = rest.first else { return Instance.inputDigest(mapped) }
+        if path == "-" {
+            return try (standardInput ?? []).withUnsafeBytes { try digest(rest.dropFirst(), mapped + [$0]) }
+        }
+        if let d = try Files.withMapped(path, { try digest(rest.dropFirst(), mapped + [$0]) }) { return d }
+        // Not mappable (a pipe, say): read.
+        guard let bytes = Files.read(path) else { throw unreadablePolicyFile(path) }
+        return try bytes.withUnsafeBytes { try digest(rest.dropFirst(), mapped + [$0]) }
+    }
+    return try digest(paths[...], [])
+}
+
+func unreadablePolicyFile(_ path: String) -> Error { fieldError("file", path, "a readable policy file (YAML or JSON)") }
+
+/// Policy files as one policy, each section concatenated in order. Its rules are checked by
+/// whoever uses it (apply, trace), once, on the whole policy.
+func decodePolicy(_ files: [(path: String, bytes: [UInt8])]) throws -> Policy {
     var merged = Policy()
-    for path in paths {
+    for (path, bytes) in files {
         do {
-            merged.append(try readPolicy(path))
-        } catch let e as PolicyErrors where paths.count > 1 {
+            merged.append(try PolicyDocument.decode(bytes: bytes, validate: false))
+        } catch let e as PolicyErrors where files.count > 1 {
             // With several files, say which one (its own item numbers, as read).
             throw PolicyErrors(errors: e.errors.map { PolicyError("\(path): \($0.field)", $0.value, $0.allowed) })
         }
@@ -192,20 +224,8 @@ func readPolicy(_ paths: [String]) throws -> Policy {
     return merged
 }
 
-/// Reads a policy file ("-" is standard input). Its rules are checked by whoever uses it
-/// (apply, trace), once, on the whole policy.
-func readPolicy(_ path: String) throws -> Policy {
-    let data: Data
-    if path == "-" {
-        data = FileHandle.standardInput.readDataToEndOfFile()
-    } else {
-        guard let d = FileManager.default.contents(atPath: path) else {
-            throw fieldError("file", path, "a readable policy file (YAML or JSON)")
-        }
-        data = d
-    }
-    return try PolicyDocument.decode(bytes: [UInt8](data), validate: false)
-}
+/// Reads a policy file ("-" is standard input).
+func readPolicy(_ path: String) throws -> Policy { try readPolicy([path]) }
 
 /// `--xdp-mode`: auto (native, else generic) or one mode.
 enum XDPModeChoice: String, CaseIterable {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import NvgreControl
+import NvgreDatapath
 import NvgrePolicy
 import NvgreStore
 
@@ -18,6 +19,13 @@ struct Apply: NvgreCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: ArgumentHelp("Policy files, or - for standard input.", valueName: "file")) var files: [String]
     @Flag(help: "Show what would change, change nothing.") var dryRun = false
+    @Flag(
+        help: ArgumentHelp(
+            "Compare with every live entry even when these files are what the last apply made live.",
+            discussion:
+                "Without it, the same files applied again with nothing written since (by apply, lookup add|del or an "
+                + "agent) change nothing at once; writes made behind nvgre's back (bpftool) need --verify."))
+    var verify = false
 
     func execute() throws {
         if global.storeAddress != nil { return try applyToStore() }
@@ -26,8 +34,18 @@ struct Apply: NvgreCommand {
         let progress = progressPrinter()
         if files.isEmpty { throw fieldError("file", "(none)", "one or more policy files, or - for standard input") }
         progress("reading \(files.joined(separator: ", "))")
-        let policy = try readPolicy(files)
+        let started = monotonicSeconds()
+        // The files' digest from their mapped pages (nothing copied); standard input is read.
+        let stdin = files.contains("-") ? [UInt8](FileHandle.standardInput.readDataToEndOfFile()) : nil
+        let digest = try digestOfPolicyFiles(files, standardInput: stdin)
+        if !dryRun, !verify, var unchanged = instance.unchangedSinceLastApply(input: digest) {
+            endProgress()
+            unchanged.seconds = monotonicSeconds() - started
+            return printSummary(unchanged, json: global.json)
+        }
+        let policy = try decodePolicy(try readPolicyFiles(files, standardInput: stdin))
         let summary = try instance.apply(policy, dryRun: dryRun, progress: progress)
+        if !dryRun { instance.recordFingerprint(input: digest, policy: policy, summary: summary) }
         endProgress()
         printSummary(summary, json: global.json)
     }
@@ -140,11 +158,17 @@ func printSummary(_ s: ApplySummary, json: Bool) {
                 .array(s.idleRoutes.map { .object([("index", .number(UInt64($0.index))), ("why", .string($0.why))]) })
             ))
         fields.append(("seconds", .string(String(format: "%.3f", s.seconds))))
+        fields.append(("unchangedSinceLastApply", .bool(s.unchangedSinceLastApply)))
         print(JSON.object(fields).rendered())
         return
     }
     if s.changesNothing {
         print(s.dryRun ? "nothing would change" : "nothing to change: the live state is already this policy")
+        if s.unchangedSinceLastApply {
+            print(
+                "  (these files are what the last apply made live, nothing was written since; --verify compares "
+                    + "every live entry)")
+        }
     } else {
         print(
             s.dryRun ? "would change (dry run, nothing written):" : "applied in \(String(format: "%.2f", s.seconds)) s:"
