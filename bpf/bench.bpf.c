@@ -9,7 +9,10 @@
  *    gen_template_words set it first writes the frame's first words back from a copy:
  *    live frames come from a page pool whose pages keep what the path under test wrote
  *    into them (a NAT rewrite would otherwise be sent again, rewritten);
- *  - nv_bench_sink, at the end of the path, counts what arrives (per CPU) and drops it. */
+ *  - nv_bench_sink, at the end of the path, counts what arrives (per CPU) and drops it;
+ *  - nv_bench_redirect_tc and nv_bench_redirect_xdp only redirect each frame to the
+ *    interface redirect_to names for its ingress: the path's hops with no program work,
+ *    the baseline of the encap (VM port's tc) and decap (uplink's XDP) paths. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "checksum.h"
@@ -75,6 +78,30 @@ int nv_bench_gen(struct xdp_md *ctx)
 		csum_replace2(sum, (__be16)(old >> 16), (__be16)(new >> 16));
 	}
 	return XDP_TX;
+}
+
+/* ingress ifindex -> egress ifindex (0: drop), for the bare redirect programs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} redirect_to SEC(".maps");
+
+SEC("tc")
+int nv_bench_redirect_tc(struct __sk_buff *skb)
+{
+	__u32 in = skb->ifindex;
+	__u32 *out = bpf_map_lookup_elem(&redirect_to, &in);
+	return out && *out ? bpf_redirect(*out, 0) : 2 /* TC_ACT_SHOT */;
+}
+
+SEC("xdp")
+int nv_bench_redirect_xdp(struct xdp_md *ctx)
+{
+	__u32 in = ctx->ingress_ifindex;
+	__u32 *out = bpf_map_lookup_elem(&redirect_to, &in);
+	return out && *out ? bpf_redirect(*out, 0) : XDP_DROP;
 }
 
 SEC("xdp")

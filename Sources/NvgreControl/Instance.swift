@@ -252,9 +252,25 @@ public final class Instance {
         progress: @escaping (String) -> Void = { _ in }
     ) throws -> ApplySummary {
         let started = monotonicSeconds()
-        let policy = try desired.validated()
+        let ctx = try compileContext()
+        // The million-record part of compiling needs nothing validation decides: it is built
+        // on another core meanwhile.
+        nonisolated(unsafe) var lookups: MapImage?
+        let building = DispatchGroup()
+        if desired.lookupRecords.count >= 100_000 {
+            nonisolated(unsafe) let (p, c) = (desired, ctx)
+            DispatchQueue.global().async(group: building) { lookups = PolicyCompiler.lookupsImage(p, c) }
+        }
+        let policy: Policy
+        do {
+            policy = try desired.validated()
+        } catch {
+            building.wait()
+            throw error
+        }
+        building.wait()
         try checkUplink(policy)
-        let compiled = try PolicyCompiler.compile(policy, compileContext())
+        let compiled = try PolicyCompiler.compile(policy, ctx, lookups: lookups)
         progress("reading the live maps")
         let live = try known ?? maps.liveImages()
         let plan = MapPlan(live: live, desired: compiled.images)

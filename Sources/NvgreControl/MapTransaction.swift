@@ -1,4 +1,5 @@
 import CNvgre
+import Foundation
 import NvgreDatapath
 
 /// Raw access to one policy map (BPFMap's batch extension), whatever its key and value.
@@ -20,9 +21,9 @@ extension DatapathMaps {
         var out: [PolicyMap: MapImage] = [:]
         for m in only {
             let entries = try raw(m).rawEntries()
-            var image = [RawBytes: RawBytes](minimumCapacity: entries.count)
+            var image = MapImage(reserving: entries.count)
             for e in entries { image[e.key] = e.value }
-            out[m] = MapImage(image)
+            out[m] = image
         }
         return out
     }
@@ -76,31 +77,64 @@ final class MapTransaction {
         for m in MapPlan.removalOrder {
             guard let c = plan.changes[m], !c.removed.isEmpty else { continue }
             started.append((m, .remove))
-            try maps.raw(m).rawDelete(c.removed.map(\.key))
+            try maps.raw(m).rawDelete(Array(c.removed.map(\.key)))
         }
         for m in MapPlan.writeOrder {
             guard let c = plan.changes[m] else { continue }
             if !c.added.isEmpty {
                 started.append((m, .add))
-                try write(m, c.added[...])
+                try write(m, c.added)
             }
             if !c.changed.isEmpty {
                 started.append((m, .change))
-                try write(m, c.changed.map { ($0.key, $0.value) }[...])
+                try write(m, c.changed.map { (key: $0.key, value: $0.value) })
             }
         }
     }
 
-    /// Large writes go in slices so that a terminal can show progress.
-    private func write(_ m: PolicyMap, _ entries: ArraySlice<(key: RawBytes, value: RawBytes)>) throws {
-        let slice = 131_072
-        var start = entries.startIndex
-        while start < entries.endIndex {
-            let end = min(start + slice, entries.endIndex)
-            try maps.raw(m).rawUpdate(entries[start..<end])
-            if entries.count > slice { progress("\(m.noun): \(end - entries.startIndex)/\(entries.count) written") }
-            start = end
+    /// Large writes go in slices gathered from the images they point into (no copy of the
+    /// whole change), on two threads when there are many: the kernel's inserts into a hash
+    /// map (an element allocated each) are most of a million-record apply, and scale with
+    /// cores. A terminal sees progress.
+    private func write<C: Collection>(_ m: PolicyMap, _ entries: C) throws
+    where C.Element == (key: RawBytes, value: RawBytes), C.Index == Int {
+        let slice = 65_536
+        let workers = entries.count >= 4 * slice ? min(2, ProcessInfo.processInfo.activeProcessorCount) : 1
+        let share = (entries.count + workers - 1) / workers
+        let lock = NSLock()
+        var firstError: Error?
+        var done = 0
+        let map = maps.raw(m)
+        let total = entries.count
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let start = entries.startIndex + w * share
+            let end = min(start + share, entries.endIndex)
+            guard start < end else { return }
+            var batch: [(key: RawBytes, value: RawBytes)] = []
+            batch.reserveCapacity(min(slice, end - start))
+            var i = start
+            while i < end {
+                batch.removeAll(keepingCapacity: true)
+                let stop = min(i + slice, end)
+                while i < stop {
+                    batch.append(entries[i])
+                    i += 1
+                }
+                do {
+                    try map.rawUpdate(batch[...])
+                } catch {
+                    lock.withLock { if firstError == nil { firstError = error } }
+                    return
+                }
+                let failed = lock.withLock { () -> Bool in
+                    done += batch.count
+                    if total > slice { progress("\(m.noun): \(done)/\(total) written") }
+                    return firstError != nil
+                }
+                if failed { return }
+            }
         }
+        if let firstError { throw firstError }
     }
 
     /// Undoes every started step, newest first (a step that failed half-way is undone
@@ -113,9 +147,9 @@ final class MapTransaction {
             guard let c = plan.changes[m] else { continue }
             do {
                 switch phase {
-                case .remove: try maps.raw(m).rawUpdate(c.removed.map { ($0.key, $0.old) }[...])
-                case .add: try maps.raw(m).rawDelete(c.added.map(\.key))
-                case .change: try maps.raw(m).rawUpdate(c.changed.map { ($0.key, $0.old) }[...])
+                case .remove: try maps.raw(m).rawUpdate(Array(c.removed.map { (key: $0.key, value: $0.old) })[...])
+                case .add: try maps.raw(m).rawDelete(Array(c.added.map(\.key)))
+                case .change: try maps.raw(m).rawUpdate(Array(c.changed.map { (key: $0.key, value: $0.old) })[...])
                 }
             } catch {
                 problems.append("\(error)")

@@ -100,14 +100,16 @@ public struct CompiledPolicy {
 public enum PolicyCompiler {
     /// Turns a validated policy into map images. Throws PolicyErrors for what only this host
     /// can tell: interfaces that do not exist, too many VSIDs for the counter slots.
-    public static func compile(_ p: Policy, _ ctx: CompileContext) throws -> CompiledPolicy {
+    /// `lookups`: the lookups map's image when already built (lookupsImage) from this policy.
+    public static func compile(_ p: Policy, _ ctx: CompileContext, lookups: MapImage? = nil) throws
+        -> CompiledPolicy
+    {
         var out = CompiledPolicy()
         var errors: [PolicyError] = []
         for m in PolicyMap.allCases { out.images[m] = MapImage() }
         let domainID = Dictionary(p.routingDomains.map { ($0.name, $0.id) }, uniquingKeysWith: { a, _ in a })
 
         // Ports: resolve interfaces first, the lookup records need them.
-        var portOf: [RecordID: UInt32] = [:]
         var portsOfVSID: [UInt32: [UInt32]] = [:]
         var portEntries: [(ifindex: UInt32, entry: nv_port, addresses: [IPAddress])] = []
         for (i, port) in p.ports.enumerated() {
@@ -124,14 +126,7 @@ public enum PolicyCompiler {
             portsOfVSID[port.vsid, default: []].append(idx)
             for a in port.addresses {
                 out.images[.portAddresses]![RawBytes(of: nv_port_ca_key(ifindex: idx, ca: a))] = RawBytes(of: UInt32(1))
-                portOf[RecordID(vsid: port.vsid, address: a)] = idx
             }
-        }
-        // A moving port's VM is where its records say: while they name another host, frames
-        // for it go there (the port still sends from its addresses).
-        let localPAs = Set(p.providerAddresses.map(\.address))
-        for r in p.lookupRecords where !localPAs.isEmpty && !localPAs.contains(r.providerAddress) {
-            portOf[RecordID(vsid: r.vsid, address: r.customerAddress)] = nil
         }
 
         // Subnets, with stable counter slots.
@@ -171,23 +166,7 @@ public enum PolicyCompiler {
             out.images[.ports]![RawBytes(of: idx)] = RawBytes(of: entry.inlined(subnet: subnet, addresses: addresses))
         }
 
-        // Lookup records: the port's ifindex marks a VM on this host.
-        var lookups = [RawBytes: RawBytes](minimumCapacity: p.lookupRecords.count)
-        let noFlowID = p.endpointsWithoutFlowID
-        // (The sets are usually empty: skip hashing a million records into them.)
-        let anyNoFlowID = !noFlowID.isEmpty, anyMoved = !p.movedAway.isEmpty, anyPort = !portOf.isEmpty
-        for r in p.lookupRecords {
-            let key = nv_lookup_key(vsid: r.vsid, ca: r.customerAddress)
-            let port = anyPort ? portOf[RecordID(vsid: r.vsid, address: r.customerAddress)] ?? 0 : 0
-            var flags = anyNoFlowID && noFlowID.contains(r.providerAddress) ? NV_REC_NO_FLOWID.rawValue : 0
-            if port == 0, anyMoved, p.movedAway.contains(MovedVM(vsid: r.vsid, customerAddress: r.customerAddress)) {
-                flags |= NV_REC_MOVED_AWAY.rawValue
-            }
-            let val = nv_lookup_val(
-                pa: r.providerAddress, mac: r.mac, type: r.type.abi, portIfindex: port, flags: nv_record_flags(flags))
-            lookups[RawBytes(of: key)] = RawBytes(of: val)
-        }
-        out.images[.lookups] = MapImage(lookups)
+        out.images[.lookups] = lookups ?? lookupsImage(p, ctx)
         out.floodLists = floodLists(p, ctx, portsOfVSID: portsOfVSID, &errors)
 
         // Customer routes: per (domain, prefix), the lowest metric whose next hop lies in a
@@ -339,6 +318,43 @@ public enum PolicyCompiler {
             out[s.vsid] = nv_flood_list(peers: pas, ports: ports, share: ctx.floodShare, cpus: ctx.cpus)
         }
         return out
+    }
+
+    /// The lookups map's image: a record's port ifindex marks a VM on this host. It needs
+    /// nothing that validation decides and is safe on any policy, so an apply builds it while
+    /// the policy is validated.
+    public static func lookupsImage(_ p: Policy, _ ctx: CompileContext) -> MapImage {
+        var portOf: [RecordID: UInt32] = [:]
+        for port in p.ports {
+            guard let idx = ctx.ifindex(port.interface) else { continue }
+            for a in port.addresses { portOf[RecordID(vsid: port.vsid, address: a)] = idx }
+        }
+        let vsidsWithPorts = Set(p.ports.map(\.vsid))
+        // A moving port's VM is where its records say: while they name another host, frames
+        // for it go there (the port still sends from its addresses).
+        let localPAs = Set(p.providerAddresses.map(\.address))
+        if !localPAs.isEmpty {
+            for r in p.lookupRecords where vsidsWithPorts.contains(r.vsid) && !localPAs.contains(r.providerAddress) {
+                portOf[RecordID(vsid: r.vsid, address: r.customerAddress)] = nil
+            }
+        }
+        var lookups = MapImage(reserving: p.lookupRecords.count)
+        let noFlowID = p.endpointsWithoutFlowID
+        // (The sets are usually empty or small: a million records are not all hashed into them.)
+        let anyNoFlowID = !noFlowID.isEmpty, anyMoved = !p.movedAway.isEmpty
+        for r in p.lookupRecords {
+            let key = nv_lookup_key(vsid: r.vsid, ca: r.customerAddress)
+            let port =
+                vsidsWithPorts.contains(r.vsid) ? portOf[RecordID(vsid: r.vsid, address: r.customerAddress)] ?? 0 : 0
+            var flags = anyNoFlowID && noFlowID.contains(r.providerAddress) ? NV_REC_NO_FLOWID.rawValue : 0
+            if port == 0, anyMoved, p.movedAway.contains(MovedVM(vsid: r.vsid, customerAddress: r.customerAddress)) {
+                flags |= NV_REC_MOVED_AWAY.rawValue
+            }
+            let val = nv_lookup_val(
+                pa: r.providerAddress, mac: r.mac, type: r.type.abi, portIfindex: port, flags: nv_record_flags(flags))
+            lookups[RawBytes(of: key)] = RawBytes(of: val)
+        }
+        return lookups
     }
 
     struct RecordID: Hashable {

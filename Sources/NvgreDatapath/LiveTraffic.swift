@@ -23,6 +23,14 @@ public final class LiveTraffic {
     deinit { nvbench__destroy(skel) }
 
     public var sinkProgramFD: Int32 { bpf_program__fd(skel.pointee.progs.nv_bench_sink) }
+    /// Programs that only redirect (the bare hops of a path): tc and XDP.
+    public var redirectTCProgramFD: Int32 { bpf_program__fd(skel.pointee.progs.nv_bench_redirect_tc) }
+    public var redirectXDPProgramFD: Int32 { bpf_program__fd(skel.pointee.progs.nv_bench_redirect_xdp) }
+
+    /// Frames arriving on `from` go to `to` (ifindexes of one namespace, below 4096).
+    public func setRedirect(from: UInt32, to: UInt32) throws {
+        try BPFMap<UInt32, UInt32>(fd: bpf_map__fd(skel.pointee.maps.redirect_to), name: "redirect_to").update(from, to)
+    }
 
     /// Frames the sink has counted, all CPUs.
     public var sinkCount: UInt64 { sink.lookupPerCPU(0).reduce(0, +) }

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The bytes of one map key or value (at most 48, which every ABI struct fits: nv_config
 /// is the largest), stored inline so that a million of them hash and compare without a
 /// heap allocation each.
@@ -35,6 +39,39 @@ public struct RawBytes: Hashable, Sendable {
     public func copy(to dst: UnsafeMutableRawPointer) {
         var copy = self
         withUnsafeBytes(of: &copy) { dst.copyMemory(from: $0.baseAddress!, byteCount: count) }
+    }
+
+    /// A hash of the bytes for MapImage's own index: a few multiplications over the inline
+    /// words (bytes past `count` are zero), no Hasher.
+    @inline(__always)
+    public var quickHash: UInt64 {
+        @inline(__always) func mix(_ h: UInt64, _ w: UInt64) -> UInt64 {
+            let m = (h ^ w) &* 0xFF51_AFD7_ED55_8CCD
+            return m ^ (m >> 29)
+        }
+        let words = (count + 7) / 8
+        var h = mix(0x9E37_79B9_7F4A_7C15 ^ UInt64(count), w0)
+        if words > 1 { h = mix(h, w1) }
+        if words > 2 { h = mix(h, w2) }
+        if words > 3 { h = mix(h, w3) }
+        if words > 4 { h = mix(h, w4) }
+        if words > 5 { h = mix(h, w5) }
+        return h ^ (h >> 32)
+    }
+
+    /// Whether the bytes equal the `count` bytes at `p`.
+    @inline(__always)
+    public func equals(_ p: UnsafeRawPointer) -> Bool {
+        var copy = self
+        let n = count
+        return withUnsafeBytes(of: &copy) { memcmp($0.baseAddress!, p, n) == 0 }
+    }
+
+    /// Calls `body` with the bytes in place (no array made).
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        var copy = self
+        let n = count
+        return try withUnsafeBytes(of: &copy) { try body(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
     }
 
     public var bytes: [UInt8] {

@@ -11,6 +11,8 @@ public enum Spawn {
         public let status: Int32
         public let output: String  // standard output and error, interleaved
         public let seconds: Double  // wall clock from spawn to exit
+        /// The child's peak resident memory (ru_maxrss of wait4, as `/usr/bin/time -v` reads it).
+        public var peakKiB: Int = 0
     }
 
     /// Runs `argv` and waits for it.
@@ -21,13 +23,15 @@ public enum Spawn {
         clock_gettime(CLOCK_MONOTONIC, &t0)
         let pid = try start(argv, output: outPath, detached: false)
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        var usage = rusage()
+        while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
         clock_gettime(CLOCK_MONOTONIC, &t1)
         let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         return Result(
             status: code, output: output,
-            seconds: Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) / 1e9)
+            seconds: Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) / 1e9,
+            peakKiB: Int(usage.ru_maxrss))
     }
 
     /// Starts `argv` in the background with its output appended to `output`. `detached`

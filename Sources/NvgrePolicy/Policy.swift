@@ -26,7 +26,8 @@ public struct Policy: Equatable, Sendable {
     public mutating func append(_ other: Policy) {
         routingDomains += other.routingDomains
         subnets += other.subnets
-        lookupRecords += other.lookupRecords
+        // The one large list: taken over, not copied, when this policy has none yet.
+        if lookupRecords.isEmpty { lookupRecords = other.lookupRecords } else { lookupRecords += other.lookupRecords }
         customerRoutes += other.customerRoutes
         providerAddresses += other.providerAddresses
         ports += other.ports

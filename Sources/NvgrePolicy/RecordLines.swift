@@ -1,10 +1,23 @@
+import Dispatch
 import NvgreWire
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A fast reader for the one part of a policy file that can be huge: the `lookupRecords`
 /// list written one record per line as a flow mapping, which is how `nvgre save` writes it:
 ///
 ///     lookupRecords:
 ///       - {vsid: 5001, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01}
+///
+/// or, in JSON (`save --format json`), one object per line in the `"lookupRecords": [` array:
+///
+///     "lookupRecords": [
+///       {"vsid": 5001, "customerAddress": "198.19.1.1", "providerAddress": "198.18.0.1", ...},
+///       ...
+///     ],
 ///
 /// A general YAML parser needs tens of seconds for a million such lines; this reads them in
 /// about one. It accepts only lines it fully understands (known keys, each once, the required
@@ -15,42 +28,124 @@ enum RecordLines {
     /// The records, and the text without the section (for the general parser); nil when
     /// the file does not have such a section or the section has anything unusual.
     static func split(_ bytes: [UInt8]) -> (records: [LookupRecord], rest: String)? {
+        guard bytes.count < Int(Int32.max) else { return nil }  // line offsets are 32-bit
         let header = Array("lookupRecords:".utf8)
-        // Find the top-level header line, exactly once.
-        var lineStarts: [Int] = []
-        var start = 0
-        while start < bytes.count {
-            if bytes[start] == header[0], bytes.count - start >= header.count,
-                bytes[start..<(start + header.count)].elementsEqual(header)
-            {
-                lineStarts.append(start)
+        // Every line's end (memchr), in one pass over what may be 100 MB.
+        var ends: [Int32] = []
+        ends.reserveCapacity(bytes.count / 64 + 16)
+        bytes.withUnsafeBytes { raw in
+            var at = 0
+            while at < raw.count {
+                guard let nl = memchr(raw.baseAddress! + at, 0x0a, raw.count - at) else { break }
+                let i = raw.baseAddress!.distance(to: UnsafeRawPointer(nl))
+                ends.append(Int32(i))
+                at = i + 1
             }
-            guard let nl = bytes[start...].firstIndex(of: 0x0a) else { break }
-            start = nl + 1
         }
-        guard lineStarts.count == 1, let headerStart = lineStarts.first else { return nil }
-        guard let headerEnd = bytes[headerStart...].firstIndex(of: 0x0a) else { return nil }
+        if ends.last.map({ Int($0) != bytes.count - 1 }) ?? !bytes.isEmpty { ends.append(Int32(bytes.count)) }
+        func lineStart(_ k: Int) -> Int { k == 0 ? 0 : Int(ends[k - 1]) + 1 }
+        // The top-level header line, exactly once.
+        var headerLine: Int?
+        for k in ends.indices {
+            let start = lineStart(k)
+            guard Int(ends[k]) - start >= header.count, bytes[start] == header[0],
+                bytes[start..<(start + header.count)].elementsEqual(header)
+            else { continue }
+            if headerLine != nil { return nil }
+            headerLine = k
+        }
+        guard let headerLine else { return splitJSON(bytes, ends) }
+        guard Int(ends[headerLine]) < bytes.count else { return nil }
+        let headerStart = lineStart(headerLine), headerEnd = Int(ends[headerLine])
         let afterKey = bytes[(headerStart + header.count)..<headerEnd]
         guard isBlankOrComment(afterKey) else { return nil }  // `lookupRecords: []` and the like
-        // The section: indented lines up to the next line that starts in column 0.
-        var records: [LookupRecord] = []
-        var line = headerEnd + 1
-        var sectionEnd = line
-        while line < bytes.count {
-            let end = bytes[line...].firstIndex(of: 0x0a) ?? bytes.count
+        // The section: indented lines up to the next line that starts in column 0. First
+        // where each record line is, then the lines parsed on two threads into one array.
+        var lines: [(start: Int32, end: Int32)] = []
+        lines.reserveCapacity(ends.count - headerLine)
+        var sectionEnd = headerEnd + 1
+        for k in (headerLine + 1)..<ends.count {
+            let line = lineStart(k), end = Int(ends[k])
             let content = bytes[line..<end]
             if let first = content.first, first != 0x20, first != 0x23, first != 0x0d { break }
-            if !isBlankOrComment(content) {
-                guard let r = parseLine(content) else { return nil }
-                records.append(r)
-            }
-            line = end + 1
-            sectionEnd = min(line, bytes.count)
+            if !isBlankOrComment(content) { lines.append((Int32(line), Int32(end))) }
+            sectionEnd = min(end + 1, bytes.count)
         }
+        guard let records = parseLines(bytes, lines, json: false) else { return nil }
         let rest =
             String(decoding: bytes[..<headerStart], as: UTF8.self)
             + String(decoding: bytes[sectionEnd...], as: UTF8.self)
         return (records, rest)
+    }
+
+    /// The JSON form: a line `"lookupRecords": [` (once), then one object per line, each but
+    /// the last followed by a comma, up to a line `]` or `],`. The rest is the document with
+    /// an empty array in their place.
+    private static func splitJSON(_ bytes: [UInt8], _ ends: [Int32]) -> (records: [LookupRecord], rest: String)? {
+        let header = Array("\"lookupRecords\": [".utf8)
+        func lineStart(_ k: Int) -> Int { k == 0 ? 0 : Int(ends[k - 1]) + 1 }
+        func trimmed(_ k: Int) -> ArraySlice<UInt8> {
+            var a = lineStart(k), b = Int(ends[k])
+            while a < b, bytes[a] == 0x20 || bytes[a] == 0x09 { a += 1 }
+            while b > a, bytes[b - 1] == 0x20 || bytes[b - 1] == 0x09 || bytes[b - 1] == 0x0d { b -= 1 }
+            return bytes[a..<b]
+        }
+        var headerLine: Int?
+        for k in ends.indices where trimmed(k).elementsEqual(header) {
+            if headerLine != nil { return nil }
+            headerLine = k
+        }
+        guard let headerLine else { return nil }
+        var lines: [(start: Int32, end: Int32)] = []
+        lines.reserveCapacity(ends.count - headerLine)
+        var closing: (line: Int, comma: Bool)?
+        for k in (headerLine + 1)..<ends.count {
+            let t = trimmed(k)
+            if t.elementsEqual([0x5d]) || t.elementsEqual([0x5d, 0x2c]) {  // ] or ],
+                closing = (k, t.count == 2)
+                break
+            }
+            // Each record but the last ends with a comma, which the record's text excludes.
+            guard let last = t.last else { return nil }
+            lines.append((Int32(t.startIndex), Int32(last == 0x2c ? t.endIndex - 1 : t.endIndex)))
+        }
+        guard let closing, !lines.isEmpty else { return nil }
+        for (n, l) in lines.enumerated() {
+            let comma = Int(l.end) < bytes.count && bytes[Int(l.end)] == 0x2c
+            guard comma == (n < lines.count - 1) else { return nil }
+        }
+        guard let records = parseLines(bytes, lines, json: true) else { return nil }
+        let headerAt = trimmed(headerLine).startIndex
+        let rest =
+            String(decoding: bytes[..<headerAt], as: UTF8.self) + "\"lookupRecords\": []" + (closing.comma ? "," : "")
+            + String(decoding: bytes[min(Int(ends[closing.line]), bytes.count)...], as: UTF8.self)
+        return (records, rest)
+    }
+
+    /// Every line parsed, in order (two threads, each filling its half of one array); nil
+    /// when any line is not one the reader fully understands.
+    private static func parseLines(_ bytes: [UInt8], _ lines: [(start: Int32, end: Int32)], json: Bool)
+        -> [LookupRecord]?
+    {
+        let n = lines.count
+        let halves = n >= 100_000 ? 2 : 1
+        let half = (n + 1) / 2
+        let failed = Atomic<Bool>(false)
+        let records = [LookupRecord](unsafeUninitializedCapacity: n) { buffer, count in
+            // LookupRecord holds only plain values: slots left unwritten on failure need no cleanup.
+            DispatchQueue.concurrentPerform(iterations: halves) { h in
+                let range = halves == 1 ? 0..<n : (h == 0 ? 0..<half : half..<n)
+                for k in range {
+                    guard let r = parseLine(bytes[Int(lines[k].start)..<Int(lines[k].end)], json: json) else {
+                        failed.store(true, ordering: .relaxed)
+                        return
+                    }
+                    (buffer.baseAddress! + k).initialize(to: r)
+                }
+            }
+            count = failed.load(ordering: .relaxed) ? 0 : n
+        }
+        return records.count == n ? records : nil
     }
 
     private static func isBlankOrComment(_ s: ArraySlice<UInt8>) -> Bool {
@@ -61,22 +156,32 @@ enum RecordLines {
         return true
     }
 
-    /// `  - {k: v, k: v}  # comment`
-    private static func parseLine(_ s: ArraySlice<UInt8>) -> LookupRecord? {
+    /// `  - {k: v, k: v}  # comment`, or in JSON `{"k": v, "k": v}`
+    private static func parseLine(_ s: ArraySlice<UInt8>, json: Bool) -> LookupRecord? {
         var i = s.startIndex
         func skipSpaces() { while i < s.endIndex, s[i] == 0x20 { i += 1 } }
         skipSpaces()
-        guard i < s.endIndex, s[i] == 0x2d else { return nil }  // -
-        i += 1
-        skipSpaces()
+        if !json {
+            guard i < s.endIndex, s[i] == 0x2d else { return nil }  // -
+            i += 1
+            skipSpaces()
+        }
         guard i < s.endIndex, s[i] == 0x7b else { return nil }  // {
         i += 1
         var vsid: UInt32?, ca: IPAddress?, pa: IPAddress?, mac: MACAddress?, type: RecordType?
         while true {
             skipSpaces()
+            if json {
+                guard i < s.endIndex, s[i] == 0x22 else { return nil }  // a key is "quoted"
+                i += 1
+            }
             let keyStart = i
             while i < s.endIndex, isKeyByte(s[i]) { i += 1 }
             let key = s[keyStart..<i]
+            if json {
+                guard i < s.endIndex, s[i] == 0x22 else { return nil }
+                i += 1
+            }
             guard i < s.endIndex, s[i] == 0x3a else { return nil }  // :
             i += 1
             guard i < s.endIndex, s[i] == 0x20 else { return nil }

@@ -89,16 +89,15 @@ extension Policy {
 
         // Lookup records: known subnet, CA inside its prefix, CAs unique within a VSID,
         // unicast MAC. The same CA and MAC in another VSID (another tenant) is fine.
-        var recordAt: [RecordKey: Int] = [:]
-        recordAt.reserveCapacity(lookupRecords.count)
+        var recordAt = RecordIndex(capacity: lookupRecords.count)
+        // Records usually come grouped by VSID: the subnet is looked up when the VSID changes.
+        var lastSubnet: (vsid: UInt32, subnet: VirtualSubnet?)?
         for (i, r) in lookupRecords.enumerated() {
-            guard Self.checkRecord(r, at: "lookupRecords[\(i)]", subnet: subnetByVSID[r.vsid], &errors) else {
+            if lastSubnet?.vsid != r.vsid { lastSubnet = (r.vsid, subnetByVSID[r.vsid]) }
+            guard Self.checkRecord(r, at: "lookupRecords[\(i)]", subnet: lastSubnet?.subnet, &errors) else {
                 continue
             }
-            let key = RecordKey(vsid: r.vsid, address: r.customerAddress)
-            if recordAt[key] == nil {
-                recordAt[key] = i
-            } else {
+            if recordAt.insert(i, of: lookupRecords) != nil {
                 fail(
                     "lookupRecords[\(i)].customerAddress", r.customerAddress,
                     "an address with one lookup record per VSID (\(r.vsid) has it already)")
@@ -148,7 +147,8 @@ extension Policy {
                 }
                 // As in HNV, a local VM has a lookup record too: it names this host's
                 // provider address and the port's MAC, so other hosts and this one agree.
-                guard let r = recordAt[RecordKey(vsid: p.vsid, address: a)].map({ lookupRecords[$0] }) else {
+                guard let r = recordAt.find(vsid: p.vsid, address: a, in: lookupRecords).map({ lookupRecords[$0] })
+                else {
                     fail(
                         "\(at).addresses[\(j)]", a,
                         "an address with a lookup record in VSID \(p.vsid) (add the VM's record: this host's "
@@ -185,12 +185,6 @@ extension Policy {
         let e = validate()
         if !e.isEmpty { throw PolicyErrors(errors: e) }
         return self
-    }
-
-    /// (VSID, customer address): the identity of a lookup record.
-    struct RecordKey: Hashable {
-        let vsid: UInt32
-        let address: IPAddress
     }
 
     /// The rules of one lookup record on its own (its subnet given): what `lookup add` checks

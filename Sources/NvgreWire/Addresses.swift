@@ -156,6 +156,10 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
 
     public var isUnspecified: Bool { high == 0 && low == 0 }
 
+    /// The address as two big-endian-ordered words (for hashing without Hasher).
+    @inlinable
+    public var words: (high: UInt64, low: UInt64) { (high, low) }
+
     public var description: String {
         var buf = [CChar](repeating: 0, count: 64)
         var raw = bytes

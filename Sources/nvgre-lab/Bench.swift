@@ -40,6 +40,14 @@ struct Bench: ParsableCommand {
     )
     var perf: String?
 
+    /// Mpps of `row` over Mpps of `baseline` (0 when either is missing).
+    func ratio(_ report: BenchReport, _ row: String, _ baseline: String) -> Double {
+        guard let a = report.rows.first(where: { $0.name == row })?.mpps,
+            let b = report.rows.first(where: { $0.name == baseline })?.mpps, b > 0
+        else { return 0 }
+        return a / b
+    }
+
     func run() throws {
         let sections = Set(only.isEmpty ? Section.allCases : only)
         let net = LabNetwork(tag: "bench")
@@ -83,14 +91,26 @@ struct Bench: ParsableCommand {
                 let section = "live 64-byte frames through veth pairs (sink counts; median of \(bench.trials) trials)"
                 let reflector = try ReflectorPair(net, queues: cores)
                 let vxlan = try VXLANBenchHost(net, queues: cores)
+                let bare = try BareRedirectHost(net, live: live, queues: cores)
                 for cpus in coreSets {
                     let suffix = cpus.count == 1 ? ", 1 core" : ", \(cpus.count) cores"
-                    for path in [reflector.path, host.encap, host.decap, vxlan.encap, vxlan.decap] {
+                    for path in [
+                        reflector.path, bare.toUplink, bare.toPort, host.encap, host.decap, vxlan.encap, vxlan.decap
+                    ] {
                         report.add([try bench.measure(path, section: section, cpus: cpus)])
                     }
-                    for path in [host.encap, host.decap, vxlan.encap, vxlan.decap] {
+                    for path in [host.encap, host.decap, vxlan.encap, vxlan.decap, bare.toUplink, bare.toPort] {
                         report.compare(path.name + suffix, to: reflector.path.name + suffix)
                     }
+                    // The program's own cost beside the path's: the same hops, bare.
+                    report.add([
+                        .figure(
+                            section, "encap vs its bare hops (VM port to uplink)\(suffix)",
+                            ratio(report, host.encap.name + suffix, bare.toUplink.name + suffix), "x"),
+                        .figure(
+                            section, "decap vs its bare hops (uplink to VM port)\(suffix)",
+                            ratio(report, host.decap.name + suffix, bare.toPort.name + suffix), "x")
+                    ])
                     for (ours, kernels) in [(host.encap, vxlan.encap), (host.decap, vxlan.decap)] {
                         let encap = ours.name == host.encap.name
                         report.target(
@@ -194,6 +214,14 @@ struct Bench: ParsableCommand {
             let bench = ControlBench(records: quick ? 100_000 : 1_000_000, adds: quick ? 5 : 21)
             report.add(try bench.run(net))
             report.compare("nvgre lookup add (median)", to: "baseline: nvgre show domains")
+            let n = bench.records.formatted()
+            report.compare("nvgre apply, the same records as JSON", to: "nvgre apply, \(n) records")
+            report.targetFigure("nvgre apply of \(n) records", "nvgre apply, \(n) records", .atMost, 2, "s")
+            report.targetFigure("the same apply again", "nvgre apply again (no change)", .atMost, 0.3, "s")
+            report.targetFigure("peak memory of that apply", "peak memory of the apply", .atMost, 256, "MB")
+            report.target(
+                "JSON vs YAML apply time", "nvgre apply, the same records as JSON", over: "nvgre apply, \(n) records",
+                .atMost, 1.5)
         }
 
         if sections.contains(.store) {

@@ -42,6 +42,44 @@ enum BenchPlan {
     }
 }
 
+/// The hops of the encap and decap paths with nothing done on them: the same wiring as
+/// NvgreBenchHost, port1's tc program only redirecting to ul (as the from-VM program does
+/// once it has encapsulated) and ul's XDP program only redirecting to port1 (as decap does).
+struct BareRedirectHost {
+    let ns: (h: String, v: String, f: String)
+    let ulMAC: MACAddress
+    private var links: [ProgramLink] = []
+
+    init(_ net: LabNetwork, live: LiveTraffic, queues: Int) throws {
+        ns = try BenchPlan.wireHost(net, "rd", queues: queues)
+        ulMAC = try net.mac("ul", in: ns.h)
+        let bare = try Datapath()
+        links = try NetworkNamespace.run(in: ns.h) {
+            let (port, ul) = (try interfaceIndex("port1"), try interfaceIndex("ul"))
+            try live.setRedirect(from: port, to: ul)
+            try live.setRedirect(from: ul, to: port)
+            // As on NvgreBenchHost's port1: XDP_PASS turns the generator's frames into skbs.
+            try attachXDPToInterface(programFD: bare.programFD(.barePass), name: "nv_bare_pass", ifindex: port)
+            try attachXDPToInterface(programFD: live.redirectXDPProgramFD, name: "nv_bench_redirect_xdp", ifindex: ul)
+            return [
+                try attachTCIngress(programFD: live.redirectTCProgramFD, name: "nv_bench_redirect_tc", ifindex: port)
+            ]
+        }
+    }
+
+    var toUplink: LiveBench.Path {
+        .init(
+            name: "bare redirect, VM port to uplink (tc)", frame: BenchFrames.outbound, from: (ns.v, "eth0"),
+            sink: (ns.f, "fab"))
+    }
+
+    var toPort: LiveBench.Path {
+        .init(
+            name: "bare redirect, uplink to VM port (XDP)", frame: BenchPlan.fromB(to: ulMAC), from: (ns.f, "fab"),
+            sink: (ns.v, "eth0"))
+    }
+}
+
 /// The limit: generator -> g0 ==veth==> r0 (bare XDP_TX, MACs swapped) ==> g0 (sink).
 struct ReflectorPair {
     let path: LiveBench.Path

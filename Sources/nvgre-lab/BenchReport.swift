@@ -96,6 +96,17 @@ struct BenchReport {
                 bound: bound, limit: limit, met: bound == .atLeast ? ratio >= limit : ratio <= limit))
     }
 
+    /// Checks a figure row against an absolute bound (seconds, MB): the "ratio" is the figure.
+    mutating func targetFigure(
+        _ what: String, _ row: String, _ bound: TargetCheck.Bound, _ limit: Double, _ unit: String
+    ) {
+        guard let r = rows.first(where: { $0.name == row }), let v = r.value else { return }
+        targets.append(
+            TargetCheck(
+                what: what, row: row, baseline: "", metric: unit, ratio: v, bound: bound, limit: limit,
+                met: bound == .atLeast ? v >= limit : v <= limit))
+    }
+
     func printTable() {
         var section = ""
         for r in rows {
@@ -115,12 +126,13 @@ struct BenchReport {
             print(line)
         }
         if !targets.isEmpty {
-            print("\ntargets (ratios of this run)")
+            print("\ntargets (ratios of this run, or figures where no baseline is named)")
             for t in targets {
                 print(
                     "  " + pad(t.what, 40) + pad(String(format: "%.2f", t.ratio), 7, right: true)
                         + "  \(t.bound.rawValue) \(t.limit)  " + (t.met ? "met   " : "MISSED")
-                        + "  \(t.row) / \(t.baseline) (\(t.metric))")
+                        + (t.baseline.isEmpty ? "  \(t.row) (\(t.metric))" : "  \(t.row) / \(t.baseline) (\(t.metric))")
+                )
             }
         }
         for n in notes { print("note: \(n)") }

@@ -2,9 +2,10 @@ import Foundation
 import NvgreLab
 
 /// The control plane at scale, measured on the real `nvgre` binary as a user runs it: apply
-/// of a file with a million lookup records (written as `nvgre save` writes them), the same
-/// apply again (nothing to change), one `nvgre lookup add`, and the kernel memory the
-/// records take. The single add is compared with a baseline taken in the same run: starting
+/// of a file with a million lookup records (written as `nvgre save` writes them) and its
+/// peak memory, the same apply again (nothing to change; and with --verify, which reads
+/// every live entry), the same records saved as JSON and applied to an empty instance, one
+/// `nvgre lookup add`, and the kernel memory the records take. The single add is compared with a baseline taken in the same run: starting
 /// the binary and reading the instance (`nvgre show domains`).
 struct ControlBench {
     let records: Int
@@ -16,15 +17,16 @@ struct ControlBench {
         let ns = try net.namespace("ctl-h")
         try net.veth("ul", in: ns, "ulp", in: try net.namespace("ctl-f"))
         let instance = net.prefix + "-ctl"
-        func cli(_ args: [String]) throws -> (seconds: Double, output: String) {
+        func cli(_ args: [String]) throws -> (seconds: Double, output: String, peakMB: Double) {
             let r = try Spawn.run([nvgre, "-n", ns, "--instance", instance] + args)
             guard r.status == 0 else {
                 throw ShellErrorText("nvgre \(args.joined(separator: " ")) failed: \(r.output)")
             }
-            return (r.seconds, r.output)
+            return (r.seconds, r.output, Double(r.peakKiB) / 1024)
         }
+        let up = ["up", "--uplink", "ul", "--max-lookups", String(max(records + adds, 1024))]
         defer { _ = try? cli(["down"]) }
-        _ = try cli(["up", "--uplink", "ul", "--max-lookups", String(max(records + adds, 1024))])
+        _ = try cli(up)
 
         let file = NSTemporaryDirectory() + "\(instance)-records.yaml"
         defer { try? FileManager.default.removeItem(atPath: file) }
@@ -32,11 +34,19 @@ struct ControlBench {
         let size = (try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
 
         let baseline = try median((0..<adds).map { _ in try cli(["show", "domains"]).seconds })
-        let apply = try cli(["apply", file]).seconds
+        let apply = try cli(["apply", file])
         let reapply = try cli(["apply", file])
-        guard reapply.output.contains("nothing to change") else {
-            throw ShellErrorText("applying the same file again changed the instance: \(reapply.output)")
+        let verify = try cli(["apply", "--verify", file])
+        for r in [reapply, verify] where !r.output.contains("nothing to change") {
+            throw ShellErrorText("applying the same file again changed the instance: \(r.output)")
         }
+        // The same records saved as JSON, applied to an empty instance as the YAML was.
+        let jsonFile = NSTemporaryDirectory() + "\(instance)-records.json"
+        defer { try? FileManager.default.removeItem(atPath: jsonFile) }
+        try cli(["save", "--format", "json"]).output.write(toFile: jsonFile, atomically: false, encoding: .utf8)
+        _ = try cli(["down"])
+        _ = try cli(up)
+        let applyJSON = try cli(["apply", jsonFile])
         let addTimes = try (0..<adds).map { i in
             try cli([
                 "lookup", "add", "9999", "198.19.0.\(i + 1)", "--pa", "198.18.9.9", "--mac",
@@ -50,9 +60,13 @@ struct ControlBench {
         let n = records.formatted()
         return [
             .figure(
-                section, "nvgre apply, \(n) records", apply, "s",
+                section, "nvgre apply, \(n) records", apply.seconds, "s",
                 details: ["records": Double(records), "fileBytes": Double(size)]),
             .figure(section, "nvgre apply again (no change)", reapply.seconds, "s"),
+            .figure(section, "nvgre apply --verify again (reads every live entry)", verify.seconds, "s"),
+            .figure(section, "peak memory of the apply", apply.peakMB, "MB"),
+            .figure(section, "peak memory of apply --verify", verify.peakMB, "MB"),
+            .figure(section, "nvgre apply, the same records as JSON", applyJSON.seconds, "s"),
             .figure(
                 section, "nvgre lookup add (median)", median(addTimes), "s",
                 details: ["maxSeconds": addTimes.max() ?? 0, "runs": Double(adds)]),

@@ -1,7 +1,8 @@
 import Foundation
-import NvgrePolicy
 import NvgreWire
 import Testing
+
+@testable import NvgrePolicy
 
 struct DocumentTests {
     static let example: String = {
@@ -94,8 +95,8 @@ struct DocumentTests {
     }
 }
 
-/// `save` writes what `apply` reads: YAML through the one-record-per-line reader, JSON
-/// through the general parser; both give back the same policy.
+/// `save` writes what `apply` reads, YAML and JSON both through the one-record-per-line
+/// reader (the rest through the general parser); both give back the same policy.
 struct WriterTests {
     @Test(arguments: PolicyFormat.allCases)
     func writtenPoliciesReadBackTheSame(_ format: PolicyFormat) throws {
@@ -130,6 +131,45 @@ struct WriterTests {
         }
         let yaml = PolicyWriter.write(p, as: .yaml), json = PolicyWriter.write(p, as: .json)
         #expect(try PolicyDocument.decode(yaml) == PolicyDocument.decode(json))
+        #expect(try PolicyDocument.decode(json) == p)
+        // Both went through the one-record-per-line reader.
+        #expect(RecordLines.split(Array(yaml.utf8))?.records.count == p.lookupRecords.count)
+        #expect(RecordLines.split(Array(json.utf8))?.records.count == p.lookupRecords.count)
+    }
+
+    @Test(arguments: [
+        // JSON lines the fast reader does not take go to the general parser, which names them.
+        (
+            #"    {"vsid": 5001, "customerAddress": "198.19.1.1", "providerAddress": "198.18.0.1", "mac": "02:00:00:00:zz:01"}"#,
+            "lookupRecords[0].mac", "a MAC address"
+        ),
+        (
+            #"    {"vsid": 5001, "customerAddress": "198.19.1.1", "providerAddress": "198.18.0.1", "mac": "02:00:00:00:01:01", "colour": "red"}"#,
+            "lookupRecords[0].colour", "a known key"
+        ),
+        (
+            #"    {"vsid": 5001, "customerAddress": "198.19.1.1", "providerAddress": "198.18.0.1"}"#,
+            "lookupRecords[0].mac", "required"
+        )
+    ])
+    func jsonRecordLinesWithProblemsAreNamed(_ line: String, _ field: String, _ allowed: String) {
+        let text = "{\n  \"lookupRecords\": [\n" + line + "\n  ]\n}\n"
+        do {
+            _ = try PolicyDocument.decode(text, validate: false)
+            Issue.record("accepted: \(line)")
+        } catch let e as PolicyErrors {
+            #expect(e.errors.contains { $0.field == field && $0.allowed.contains(allowed) }, "got \(e)")
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    @Test func jsonRecordsWithAMissingCommaAreRefusedByTheParser() {
+        let record =
+            #"    {"vsid": 5001, "customerAddress": "198.19.1.1", "providerAddress": "198.18.0.1", "mac": "02:00:00:00:01:01"}"#
+        let text = "{\n  \"lookupRecords\": [\n" + record + "\n" + record + "\n  ]\n}\n"
+        #expect(RecordLines.split(Array(text.utf8)) == nil)
+        #expect(throws: PolicyErrors.self) { try PolicyDocument.decode(text, validate: false) }
     }
 
     @Test(arguments: [
