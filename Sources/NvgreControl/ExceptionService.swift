@@ -53,7 +53,7 @@ public enum ExceptionService {
                 if let now = try? handler.refreshUnderlayNeighbors() { peers = now }
                 nextHops.sync(peers)
             }
-            if nextHops.underlayChanged() { nextHops.sync(peers) }
+            nextHops.follow()
             if monotonicSeconds() - lastCheck >= 1 {
                 lastCheck = monotonicSeconds()
                 try? nextHops.renewLease()

@@ -257,9 +257,11 @@ public final class Instance {
         // on another core meanwhile.
         nonisolated(unsafe) var lookups: MapImage?
         let building = DispatchGroup()
-        if desired.lookupRecords.count >= 100_000 {
-            nonisolated(unsafe) let (p, c) = (desired, ctx)
-            DispatchQueue.global().async(group: building) { lookups = PolicyCompiler.lookupsImage(p, c) }
+        if desired.lookupRecords.count >= 10_000 {
+            let ports = PolicyCompiler.portIndexes(desired, ctx)  // here: this thread is in the host's namespace
+            DispatchQueue.global().async(group: building) {
+                lookups = PolicyCompiler.lookupsImage(desired, portIndexes: ports)
+            }
         }
         let policy: Policy
         do {

@@ -166,7 +166,7 @@ public enum PolicyCompiler {
             out.images[.ports]![RawBytes(of: idx)] = RawBytes(of: entry.inlined(subnet: subnet, addresses: addresses))
         }
 
-        out.images[.lookups] = lookups ?? lookupsImage(p, ctx)
+        out.images[.lookups] = lookups ?? lookupsImage(p, portIndexes: portIndexes(p, ctx))
         out.floodLists = floodLists(p, ctx, portsOfVSID: portsOfVSID, &errors)
 
         // Customer routes: per (domain, prefix), the lowest metric whose next hop lies in a
@@ -320,13 +320,21 @@ public enum PolicyCompiler {
         return out
     }
 
+    /// The ifindex of each port's interface that exists. Asked on the thread that is in the
+    /// host's network namespace (an agent's follower thread is; a worker thread may not be).
+    public static func portIndexes(_ p: Policy, _ ctx: CompileContext) -> [String: UInt32] {
+        var out: [String: UInt32] = [:]
+        for port in p.ports { out[port.interface] = ctx.ifindex(port.interface) }
+        return out
+    }
+
     /// The lookups map's image: a record's port ifindex marks a VM on this host. It needs
-    /// nothing that validation decides and is safe on any policy, so an apply builds it while
-    /// the policy is validated.
-    public static func lookupsImage(_ p: Policy, _ ctx: CompileContext) -> MapImage {
+    /// nothing that validation decides, no system call, and is safe on any policy, so an
+    /// apply builds it on another thread while the policy is validated.
+    public static func lookupsImage(_ p: Policy, portIndexes: [String: UInt32]) -> MapImage {
         var portOf: [RecordID: UInt32] = [:]
         for port in p.ports {
-            guard let idx = ctx.ifindex(port.interface) else { continue }
+            guard let idx = portIndexes[port.interface] else { continue }
             for a in port.addresses { portOf[RecordID(vsid: port.vsid, address: a)] = idx }
         }
         let vsidsWithPorts = Set(p.ports.map(\.vsid))

@@ -7,18 +7,33 @@ import NvgreWire
 
 /// The underlay next hop per remote provider address, kept in the `nexthops` map for the
 /// programs (nvgre_abi.h), so that an encapsulated frame costs a hash lookup instead of
-/// bpf_fib_lookup. The agent keeps it: from the kernel's route and neighbor for each PA,
-/// again on every netlink route, neighbor or link event, and under a lease the programs
-/// check, renewed every second, so that entries nobody keeps stop counting within seconds.
+/// bpf_fib_lookup. The agent keeps it: the kernel's route and neighbor are asked once per
+/// PA; a netlink neighbor event then updates the PAs behind that neighbor from the event
+/// itself, and a route or link event has every PA asked again (at most once a second).
+/// The programs trust the entries under a lease, renewed every second, so that entries
+/// nobody keeps stop counting within seconds.
 public final class NextHopKeeper {
     /// How long the programs trust the entries after a renewal.
     public static let leaseSeconds = 3.0
+    /// Route and link events coalesce: every PA is asked again at most this often.
+    static let resyncEvery = 1.0
 
     private let maps: DatapathMaps
     private let routes: RouteLookup
     private let neighbors: NeighborResolver
     private let events: NetlinkEvents
+    /// The PAs followed, each with its route when the kernel has one.
+    private var pas: [IPAddress: RouteLookup.Route?] = [:]
+    /// PAs by the neighbor their frames go to (the route's gateway, else the PA itself).
+    private var behind: [Neighbor: Set<IPAddress>] = [:]
     private var kept: [IPAddress: nv_nexthop] = [:]
+    private var resyncDue = false
+    private var lastResync = 0.0
+
+    struct Neighbor: Hashable {
+        let address: IPAddress
+        let ifindex: UInt32
+    }
 
     /// Create it on a thread that is in the uplink's network namespace.
     public init(maps: DatapathMaps) throws {
@@ -28,31 +43,73 @@ public final class NextHopKeeper {
         events = try NetlinkEvents()
     }
 
-    /// Whether the kernel's routes, neighbors or links changed since the last call.
-    public func underlayChanged() -> Bool { events.drain() }
-
-    /// Writes the next hop of every PA in `pas` that the kernel can reach through a resolved
-    /// neighbor and removes the others (a frame to them asks the FIB, which answers "no
-    /// neighbor" and has it resolved). Returns how many entries the programs have.
+    /// Follows exactly `wanted`: new PAs are asked about, PAs no longer wanted lose their
+    /// entry. Returns how many entries the programs have.
     @discardableResult
-    public func sync(_ pas: Set<IPAddress>) -> Int {
-        var wanted: [IPAddress: nv_nexthop] = [:]
-        for pa in pas {
-            guard let route = try? routes.route(to: pa) else { continue }
-            let via = route.gateway ?? pa
-            let neighbor = try? neighbors.entry(of: via, ifindex: route.ifindex)
-            if let hop = Self.nextHop(route: route, neighborState: neighbor?.state, neighborMAC: neighbor?.mac) {
-                wanted[pa] = hop
+    public func sync(_ wanted: Set<IPAddress>) -> Int {
+        for pa in pas.keys where !wanted.contains(pa) { forget(pa) }
+        for pa in wanted where pas[pa] == nil { ask(pa) }
+        return kept.count
+    }
+
+    /// Takes the kernel's pending events: a neighbor's change updates the PAs behind it;
+    /// a route or link change has every PA asked again (now, or a second after the last
+    /// time). Returns whether any entry changed.
+    @discardableResult
+    public func follow(now: Double = monotonicSeconds()) -> Bool {
+        var changed = false
+        let news = events.drain()
+        for n in news.neighbors {
+            for pa in behind[Neighbor(address: n.address, ifindex: n.ifindex)] ?? [] {
+                guard case let route?? = pas[pa] else { continue }
+                changed = set(pa, Self.nextHop(route: route, neighborState: n.state, neighborMAC: n.mac)) || changed
             }
         }
-        for (pa, hop) in wanted where kept[pa].map({ !Self.same($0, hop) }) ?? true {
-            if (try? maps.nexthops.update(nv_pa_key(pa), hop)) != nil { kept[pa] = hop }
+        if news.routesOrLinks { resyncDue = true }
+        if resyncDue, now - lastResync >= Self.resyncEvery {
+            resyncDue = false
+            lastResync = now
+            for pa in Array(pas.keys) { changed = ask(pa) || changed }
         }
-        for pa in kept.keys where wanted[pa] == nil {
+        return changed
+    }
+
+    /// Asks the kernel for the PA's route and neighbor, and writes or removes its entry;
+    /// whether the entry changed.
+    @discardableResult
+    private func ask(_ pa: IPAddress) -> Bool {
+        if case let old?? = pas[pa] { behind[Neighbor(address: old.gateway ?? pa, ifindex: old.ifindex)]?.remove(pa) }
+        let route = try? routes.route(to: pa)
+        pas[pa] = .some(route)
+        guard let route else { return set(pa, nil) }
+        let via = Neighbor(address: route.gateway ?? pa, ifindex: route.ifindex)
+        behind[via, default: []].insert(pa)
+        let neighbor = try? neighbors.entry(of: via.address, ifindex: via.ifindex)
+        return set(pa, Self.nextHop(route: route, neighborState: neighbor?.state, neighborMAC: neighbor?.mac))
+    }
+
+    private func forget(_ pa: IPAddress) {
+        if case let old?? = pas[pa] { behind[Neighbor(address: old.gateway ?? pa, ifindex: old.ifindex)]?.remove(pa) }
+        pas[pa] = nil
+        _ = set(pa, nil)
+    }
+
+    /// Writes (or with nil removes) the PA's entry when it differs; whether it did.
+    private func set(_ pa: IPAddress, _ hop: nv_nexthop?) -> Bool {
+        switch (kept[pa], hop) {
+        case let (old?, new?) where Self.same(old, new):
+            return false
+        case (_, let new?):
+            guard (try? maps.nexthops.update(nv_pa_key(pa), new)) != nil else { return false }
+            kept[pa] = new
+            return true
+        case (.some, nil):
             _ = try? maps.nexthops.delete(nv_pa_key(pa))
             kept[pa] = nil
+            return true
+        case (nil, nil):
+            return false
         }
-        return kept.count
     }
 
     /// Lets the programs use the entries for another `seconds` (leaseSeconds).
@@ -91,9 +148,17 @@ public final class NextHopKeeper {
 }
 
 /// A netlink socket subscribed to the kernel's link, neighbor and route changes, read
-/// without blocking: what changed does not matter, only that something did.
+/// without blocking: a neighbor's change in full, for the others only that one happened.
 final class NetlinkEvents {
     private let sock: Int32
+    private var buffer = [UInt8](repeating: 0, count: 65536)
+
+    struct NeighborChange {
+        let address: IPAddress
+        let ifindex: UInt32
+        let state: UInt16?  // nil: the entry is gone
+        let mac: [UInt8]?
+    }
 
     init() throws {
         sock = socket(
@@ -118,21 +183,48 @@ final class NetlinkEvents {
 
     deinit { close(sock) }
 
-    /// Reads every pending event; true when there was any (or some were lost: ENOBUFS).
-    func drain() -> Bool {
-        var any = false
-        var buffer = [UInt8](repeating: 0, count: 16384)
+    /// Reads every pending event. Lost events (ENOBUFS) count as a route change: everything
+    /// is asked again.
+    func drain() -> (neighbors: [NeighborChange], routesOrLinks: Bool) {
+        var changes: [NeighborChange] = []
+        var others = false
         while true {
             let n = recv(sock, &buffer, buffer.count, 0)
-            if n > 0 {
-                any = true
-                continue
+            if n < 0 {
+                if errno == ENOBUFS {
+                    others = true
+                    continue
+                }
+                return (changes, others)
             }
-            if n < 0 && errno == ENOBUFS {
-                any = true
-                continue
+            if n == 0 { return (changes, others) }
+            var at = 0
+            while at + 16 <= n {
+                let len = Int(buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: UInt32.self) })
+                let type = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at + 4, as: UInt16.self) }
+                guard len >= 16, at + len <= n else { break }
+                if type == 28 || type == 29, let c = Self.neighbor(Array(buffer[at..<(at + len)]), gone: type == 29) {
+                    changes.append(c)
+                } else if type != 28 && type != 29 {
+                    others = true  // RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWLINK, RTM_DELLINK
+                }
+                at += (len + 3) & ~3
             }
-            return any
         }
+    }
+
+    /// An RTM_NEWNEIGH or RTM_DELNEIGH: ndmsg (family, ifindex, state) and NDA_DST, NDA_LLADDR.
+    static func neighbor(_ msg: [UInt8], gone: Bool) -> NeighborChange? {
+        guard msg.count >= 28 else { return nil }
+        let ifindex = msg.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 20, as: Int32.self) }
+        let state = msg.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 24, as: UInt16.self) }
+        var address: IPAddress?, mac: [UInt8]?
+        Netlink.attributes(msg, from: 28) { type, value in
+            if type == 1 && value.count == 4 { address = IPAddress(v4: value) }
+            if type == 1 && value.count == 16 { address = IPAddress(v6: value) }
+            if type == 2 && value.count == 6 { mac = value }
+        }
+        guard let address, ifindex > 0 else { return nil }
+        return NeighborChange(address: address, ifindex: UInt32(ifindex), state: gone ? nil : state, mac: mac)
     }
 }

@@ -187,6 +187,28 @@ struct CLITests {
         #expect(again["unchangedSinceLastApply"] as? Bool == false && again["changed"] as? Bool == true, "\(again)")
     }
 
+    /// A large policy's records are compiled on a worker thread while it is validated: the
+    /// local VM's record still carries its port's ifindex, read in the host's namespace.
+    @Test func aLargePolicyKeepsItsVMOnItsPort() throws {
+        let h = try CLIHost(tag: "cli7")
+        #expect(h.run(["up", "--uplink", "ul"]).status == 0)
+        var extra = "lookupRecords:\n"
+        for i in 0..<20_000 {
+            extra +=
+                "  - {vsid: 5001, customerAddress: \"2001:db8:19:1::\(String(i >> 16 + 1, radix: 16)):\(String(i & 0xffff, radix: 16))\", providerAddress: "
+                + "198.18.0.2, mac: 02:00:00:01:\(String(format: "%02x:%02x", i >> 8 & 255, i & 255))}\n"
+        }
+        let r = h.run(["apply", try h.file("example.yaml", CLIHost.example), try h.file("extra.yaml", extra)])
+        #expect(r.status == 0, "\(r.err)")
+        let port1 = try NetworkNamespace.run(in: h.ns) { try interfaceIndex("port1") }
+        let key = RawBytes(of: nv_lookup_key(vsid: 5001, ca: "198.19.1.1")).bytes.map { String($0) }.joined(
+            separator: " ")
+        let out = try sh("bpftool -j map lookup pinned /sys/fs/bpf/\(h.instance)/lookups key \(key)")
+        let entry = try #require(
+            (try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any]).flatMap(BpftoolEntry.init))
+        #expect(entry.port == port1, "\(out)")
+    }
+
     @Test func statsCountRealTraffic() throws {
         let h = try CLIHost(tag: "cli3")
         #expect(h.run(["up", "--uplink", "ul", "--policy", try h.file("local.yaml", localPolicy)]).status == 0)
