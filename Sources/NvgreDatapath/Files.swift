@@ -15,56 +15,63 @@ public enum Files {
         return stat(path, &st) == 0 ? UInt(st.st_ino) : nil
     }
 
-    /// A file's bytes, read straight into one array (a 100 MB policy file is not held twice);
-    /// nil when it cannot be read.
-    public static func read(_ path: String) -> [UInt8]? {
+    public static func isRegularFile(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+    }
+
+    /// Opens `path` read-only and calls `body` with the descriptor and the size fstat gives.
+    private static func withOpened<R>(_ path: String, _ body: (Int32, Int) throws -> R?) rethrows -> R? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { return nil }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { return nil }
-        let size = Int(st.st_size)
-        var failed = false
-        var out = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
-            while count < size {
-                let n = Glibc.read(fd, buffer.baseAddress! + count, size - count)
+        return try body(fd, Int(st.st_size))
+    }
+
+    /// A file's bytes, read straight into one array (a 100 MB policy file is not held twice);
+    /// nil when it cannot be read.
+    public static func read(_ path: String) -> [UInt8]? {
+        withOpened(path) { fd, size in
+            var failed = false
+            var out = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+                while count < size {
+                    let n = Glibc.read(fd, buffer.baseAddress! + count, size - count)
+                    if n > 0 {
+                        count += n
+                    } else if n == 0 || errno != EINTR {
+                        failed = n < 0
+                        break
+                    }
+                }
+            }
+            // Whatever is there beyond the size fstat gave (a pipe, a file still growing).
+            var more = [UInt8](repeating: 0, count: 65536)
+            while !failed {
+                let n = Glibc.read(fd, &more, more.count)
                 if n > 0 {
-                    count += n
+                    out.append(contentsOf: more[0..<n])
                 } else if n == 0 || errno != EINTR {
                     failed = n < 0
                     break
                 }
             }
+            return failed ? nil : out
         }
-        // Whatever is there beyond the size fstat gave (a pipe, a file still growing).
-        var more = [UInt8](repeating: 0, count: 65536)
-        while !failed {
-            let n = Glibc.read(fd, &more, more.count)
-            if n > 0 {
-                out.append(contentsOf: more[0..<n])
-            } else if n == 0 || errno != EINTR {
-                failed = n < 0
-                break
-            }
-        }
-        return failed ? nil : out
     }
 
-    /// Calls `body` with a file's bytes mapped read-only (nothing copied); nil when the file
-    /// cannot be opened or mapped.
+    /// Calls `body` with a regular file's bytes mapped read-only (nothing copied); nil when
+    /// the file cannot be opened or mapped.
     public static func withMapped<R>(_ path: String, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return nil }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { return nil }
-        let size = Int(st.st_size)
-        if size == 0 { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
-        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0), p != MAP_FAILED else {
-            return nil
+        try withOpened(path) { fd, size in
+            if size == 0 { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+            guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0), p != MAP_FAILED else {
+                return nil
+            }
+            defer { munmap(p, size) }
+            return try body(UnsafeRawBufferPointer(start: p, count: size))
         }
-        defer { munmap(p, size) }
-        return try body(UnsafeRawBufferPointer(start: p, count: size))
     }
 
     /// Writes `text` to a temporary file beside `path`, then renames it over `path`.

@@ -15,8 +15,10 @@ import NvgreWire
 public final class NextHopKeeper {
     /// How long the programs trust the entries after a renewal.
     public static let leaseSeconds = 3.0
-    /// Route and link events coalesce: every PA is asked again at most this often.
+    /// Route and link events coalesce: every PA is asked again at most once a second, and
+    /// at most a tenth of the time (tens of thousands of PAs take a second or two to ask).
     static let resyncEvery = 1.0
+    private var resyncSeconds = 0.0
 
     private let maps: DatapathMaps
     private let routes: RouteLookup
@@ -66,10 +68,11 @@ public final class NextHopKeeper {
             }
         }
         if news.routesOrLinks { resyncDue = true }
-        if resyncDue, now - lastResync >= Self.resyncEvery {
+        if resyncDue, now - lastResync >= max(Self.resyncEvery, 10 * resyncSeconds) {
             resyncDue = false
             lastResync = now
             for pa in Array(pas.keys) { changed = ask(pa) || changed }
+            resyncSeconds = monotonicSeconds() - now
         }
         return changed
     }
@@ -178,6 +181,12 @@ final class NetlinkEvents {
             let e = errno
             close(sock)
             throw DatapathError("subscribe to route and neighbor events", errno: e)
+        }
+        // Room for a burst (thousands of neighbors resolved at once): a lost event costs
+        // every PA asked again. SO_RCVBUFFORCE passes the system's limit (root).
+        var bytes: Int32 = 8 << 20
+        if setsockopt(sock, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            _ = setsockopt(sock, SOL_SOCKET, SO_RCVBUF, &bytes, socklen_t(MemoryLayout<Int32>.size))
         }
     }
 

@@ -183,26 +183,38 @@ func readPolicy(_ paths: [String]) throws -> Policy {
     try decodePolicy(try readPolicyFiles(paths))
 }
 
-/// The bytes of policy files ("-" is standard input, or `standardInput` when read already).
-func readPolicyFiles(_ paths: [String], standardInput: [UInt8]? = nil) throws -> [(path: String, bytes: [UInt8])] {
+/// The bytes of policy files ("-" is standard input); those in `preread` were read already.
+func readPolicyFiles(_ paths: [String], preread: [String: [UInt8]] = [:]) throws -> [(path: String, bytes: [UInt8])] {
     try paths.map { path in
-        if path == "-" { return (path, standardInput ?? [UInt8](FileHandle.standardInput.readDataToEndOfFile())) }
+        if let bytes = preread[path] { return (path, bytes) }
+        if path == "-" { return (path, [UInt8](FileHandle.standardInput.readDataToEndOfFile())) }
         guard let bytes = Files.read(path) else { throw unreadablePolicyFile(path) }
         return (path, bytes)
     }
 }
 
-/// Instance.inputDigest of policy files, read through mapped pages.
-func digestOfPolicyFiles(_ paths: [String], standardInput: [UInt8]?) throws -> String {
+/// What of `paths` can be read only once (standard input, a pipe): read now, for both the
+/// digest and the policy.
+func readOnceOnlyPolicyFiles(_ paths: [String]) throws -> [String: [UInt8]] {
+    var out: [String: [UInt8]] = [:]
+    for path in paths where out[path] == nil && (path == "-" || !Files.isRegularFile(path)) {
+        out[path] = try readPolicyFiles([path])[0].bytes
+    }
+    return out
+}
+
+/// Instance.inputDigest of policy files: regular files through mapped pages (nothing
+/// copied), the others from `preread` (readOnceOnlyPolicyFiles).
+func digestOfPolicyFiles(_ paths: [String], preread: [String: [UInt8]]) throws -> String {
     func digest(_ rest: ArraySlice<String>, _ mapped: [UnsafeRawBufferPointer]) throws -> String {
         guard let path = rest.first else { return Instance.inputDigest(mapped) }
-        if path == "-" {
-            return try (standardInput ?? []).withUnsafeBytes { try digest(rest.dropFirst(), mapped + [$0]) }
+        if let bytes = preread[path] {
+            return try bytes.withUnsafeBytes { try digest(rest.dropFirst(), mapped + [$0]) }
         }
-        if let d = try Files.withMapped(path, { try digest(rest.dropFirst(), mapped + [$0]) }) { return d }
-        // Not mappable (a pipe, say): read.
-        guard let bytes = Files.read(path) else { throw unreadablePolicyFile(path) }
-        return try bytes.withUnsafeBytes { try digest(rest.dropFirst(), mapped + [$0]) }
+        guard let d = try Files.withMapped(path, { try digest(rest.dropFirst(), mapped + [$0]) }) else {
+            throw unreadablePolicyFile(path)
+        }
+        return d
     }
     return try digest(paths[...], [])
 }

@@ -35,15 +35,16 @@ struct Apply: NvgreCommand {
         if files.isEmpty { throw fieldError("file", "(none)", "one or more policy files, or - for standard input") }
         progress("reading \(files.joined(separator: ", "))")
         let started = monotonicSeconds()
-        // The files' digest from their mapped pages (nothing copied); standard input is read.
-        let stdin = files.contains("-") ? [UInt8](FileHandle.standardInput.readDataToEndOfFile()) : nil
-        let digest = try digestOfPolicyFiles(files, standardInput: stdin)
+        // The files' digest from their mapped pages (nothing copied); standard input or a
+        // pipe is read once, for the digest and the policy both.
+        let preread = try readOnceOnlyPolicyFiles(files)
+        let digest = try digestOfPolicyFiles(files, preread: preread)
         if !dryRun, !verify, var unchanged = instance.unchangedSinceLastApply(input: digest) {
             endProgress()
             unchanged.seconds = monotonicSeconds() - started
             return printSummary(unchanged, json: global.json)
         }
-        let policy = try decodePolicy(try readPolicyFiles(files, standardInput: stdin))
+        let policy = try decodePolicy(try readPolicyFiles(files, preread: preread))
         let summary = try instance.apply(policy, dryRun: dryRun, progress: progress)
         if !dryRun { instance.recordFingerprint(input: digest, policy: policy, summary: summary) }
         endProgress()

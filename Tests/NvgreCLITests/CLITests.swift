@@ -185,6 +185,16 @@ struct CLITests {
         try h.net.veth("port1", in: h.ns, "eth0", in: h.vm1, macB: "02:00:00:00:01:01")
         again = apply()
         #expect(again["unchangedSinceLastApply"] as? Bool == false && again["changed"] as? Bool == true, "\(again)")
+
+        // Standard input is read once, for the digest and the policy alike: another text
+        // is another policy, the same text again changes nothing.
+        let smaller = CLIHost.example.split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { !$0.contains("vsid: 6001, customerAddress") }.joined(separator: "\n")
+        for (text, removed) in [(CLIHost.example, 0), (smaller, 1), (smaller, 0)] {
+            let r = h.run(["apply", "-", "-j"], stdin: text)
+            #expect(r.status == 0, "\(r.err)")
+            #expect(lookupsRemoved((r.json as? [String: Any]) ?? [:]) ?? 0 == removed, "\(r.out)")
+        }
     }
 
     /// A large policy's records are compiled on a worker thread while it is validated: the

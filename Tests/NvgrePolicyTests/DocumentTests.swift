@@ -153,10 +153,14 @@ struct WriterTests {
         )
     ])
     func jsonRecordLinesWithProblemsAreNamed(_ line: String, _ field: String, _ allowed: String) {
-        let text = "{\n  \"lookupRecords\": [\n" + line + "\n  ]\n}\n"
+        expectNamed("{\n  \"lookupRecords\": [\n" + line + "\n  ]\n}\n", field, allowed)
+    }
+
+    /// The document is refused with an error naming `field` and saying what is `allowed`.
+    func expectNamed(_ text: String, _ field: String, _ allowed: String) {
         do {
             _ = try PolicyDocument.decode(text, validate: false)
-            Issue.record("accepted: \(line)")
+            Issue.record("accepted: \(text)")
         } catch let e as PolicyErrors {
             #expect(e.errors.contains { $0.field == field && $0.allowed.contains(allowed) }, "got \(e)")
         } catch {
@@ -197,14 +201,6 @@ struct WriterTests {
         )
     ])
     func recordLinesWithProblemsAreNamed(_ line: String, _ field: String, _ allowed: String) {
-        let text = "lookupRecords:\n" + line + "\n"
-        do {
-            _ = try PolicyDocument.decode(text, validate: false)
-            Issue.record("accepted: \(line)")
-        } catch let e as PolicyErrors {
-            #expect(e.errors.contains { $0.field == field && $0.allowed.contains(allowed) }, "got \(e)")
-        } catch {
-            Issue.record("unexpected \(error)")
-        }
+        expectNamed("lookupRecords:\n" + line + "\n", field, allowed)
     }
 }
