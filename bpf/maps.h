@@ -9,12 +9,23 @@
 #include <bpf/bpf_helpers.h>
 #include "nvgre_abi.h"
 
+/* The lookup records' table (nvgre_abi.h, nv_record_slot): the control plane creates each
+ * table (sized to the records, growing up to the limit `nvgre up --max-lookups` sets) and
+ * swaps it into slot 0 of `lookups`; this is the template every table must match. */
+struct nv_record_table {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE | BPF_F_INNER_MAP);
+	__uint(max_entries, 1 + NV_RECORD_MIN_SLOTS);
+	/* sizes rather than types: the control plane creates the tables without BTF */
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct nv_record_slot));
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC); /* memory grows with the records really stored */
-	__uint(max_entries, NV_DEFAULT_MAX_LOOKUPS);
-	__type(key, struct nv_lookup_key);
-	__type(value, struct nv_lookup_val);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct nv_record_table);
 } lookups SEC(".maps");
 
 struct {

@@ -16,7 +16,7 @@
 
 #include <linux/types.h> /* __u8..__u64, for BPF and userspace alike */
 
-#define NV_ABI_VERSION 10
+#define NV_ABI_VERSION 11
 
 /* ---- Wire constants (RFC 7637) ---------------------------------------------------- */
 #define NV_GRE_FLAGS_VERSION 0x2000 /* C=0 K=1 S=0, version 0 */
@@ -83,6 +83,56 @@ enum nv_record_flags {
 	 * seen the move lose nothing. */
 	NV_REC_MOVED_AWAY = 1 << 1,
 };
+
+/* The lookup records live in an open-addressed table (linear probing) in a memory-mappable
+ * array map, reached through the one-slot map-in-map `lookups`: key and value share one
+ * 64-byte slot, so a lookup at a million records costs about one cache miss where a hash
+ * map's bucket walk costs two or three. Slot 0 is the head (its `mask`: the number of
+ * record slots - 1); records sit in slots 1..mask+1, each at most NV_RECORD_MAX_PROBE
+ * slots after its home. A slot's contents are written while its state keeps readers away
+ * (EMPTY ends a probe, DELETED is skipped) and published by the store of `state` alone, so
+ * a reader never sees half a record; the writer never reuses a slot it freed in the same
+ * pass. Growing, or clearing out deleted slots, builds a new table and swaps it in whole. */
+#define NV_RECORD_MAX_PROBE 64
+#define NV_RECORD_MIN_SLOTS 4096
+
+enum nv_slot_state {
+	NV_SLOT_EMPTY = 0,
+	NV_SLOT_USED = 1,
+	NV_SLOT_DELETED = 2,
+	NV_SLOT_HEAD = 3,
+};
+
+struct nv_record_slot {
+	__u32 state; /* enum nv_slot_state */
+	__u32 mask;  /* in the head only: record slots - 1 (a power of two - 1) */
+	struct nv_lookup_key key;
+	struct nv_lookup_val val;
+};
+
+/* Slot 0, as userspace reads it: the programs read only `mask`. */
+struct nv_record_head {
+	__u32 state; /* NV_SLOT_HEAD */
+	__u32 mask;
+	__u32 limit;   /* most records the table may grow to (`nvgre up --max-lookups`) */
+	__u32 used;    /* slots in state USED */
+	__u32 deleted; /* slots in state DELETED */
+	__u32 writer;  /* the writing process's pid, 0 when none: writers take turns */
+	__u8 pad[40];
+};
+
+/* Where a key's probe starts (before masking): a multiply-xor fold of the key's six
+ * words, whose top half depends on every bit. One function for the programs and for
+ * Swift, so both always agree. */
+static inline __u32 nv_record_hash(const struct nv_lookup_key *k)
+{
+	const __u32 *w = (const __u32 *)k;
+	__u64 h = 0x243F6A8885A308D3ull;
+#pragma unroll
+	for (int i = 0; i < 6; i++)
+		h = (h ^ w[i]) * 0x9E3779B97F4A7C15ull;
+	return (__u32)(h >> 32);
+}
 
 /* subnets: VSID -> virtual subnet. */
 enum nv_subnet_flags {
@@ -561,6 +611,8 @@ struct nv_trace {
 /* ---- Size checks ------------------------------------------------------------------- */
 _Static_assert(sizeof(struct nv_lookup_key) == 24, "nv_lookup_key");
 _Static_assert(sizeof(struct nv_lookup_val) == 32, "nv_lookup_val");
+_Static_assert(sizeof(struct nv_record_slot) == 64, "nv_record_slot");
+_Static_assert(sizeof(struct nv_record_head) == 64, "nv_record_head");
 _Static_assert(sizeof(struct nv_subnet) == 36, "nv_subnet");
 _Static_assert(sizeof(struct nv_port) == 48, "nv_port");
 _Static_assert(sizeof(struct nv_flood_list) == 16 + 20 * NV_FLOOD_MAX_PEERS + 4 * NV_FLOOD_MAX_PORTS, "nv_flood_list");

@@ -21,7 +21,31 @@ static __always_inline struct nv_lookup_val *find_record(__u32 vsid, __u8 family
 	k.vsid = vsid;
 	k.family = family;
 	addr_copy(k.ca, ca, family);
-	return bpf_map_lookup_elem(&lookups, &k);
+	__u32 zero = 0;
+	void *table = bpf_map_lookup_elem(&lookups, &zero);
+	if (!table)
+		return NULL;
+	struct nv_record_slot *head = bpf_map_lookup_elem(table, &zero);
+	if (!head)
+		return NULL;
+	__u32 mask = head->mask;
+	__u32 home = nv_record_hash(&k);
+	const __u64 *want = (const __u64 *)&k;
+	for (__u32 i = 0; i < NV_RECORD_MAX_PROBE; i++) {
+		__u32 index = 1 + ((home + i) & mask);
+		struct nv_record_slot *slot = bpf_map_lookup_elem(table, &index);
+		if (!slot)
+			return NULL;
+		__u32 state = *(volatile __u32 *)&slot->state;
+		/* the key and value are read only after the state that publishes them */
+		asm volatile("" ::: "memory");
+		if (state == NV_SLOT_EMPTY)
+			return NULL;
+		const __u64 *have = (const __u64 *)&slot->key;
+		if (state == NV_SLOT_USED && have[0] == want[0] && have[1] == want[1] && have[2] == want[2])
+			return &slot->val;
+	}
+	return NULL;
 }
 
 /* Whether the VM on port `ifindex` (entry `port`) may send from `ca`: from the entry when

@@ -2,17 +2,6 @@ import CNvgre
 import Foundation
 import NvgreDatapath
 
-/// Raw access to one policy map (BPFMap's batch extension), whatever its key and value.
-protocol RawMapAccess {
-    var name: String { get }
-    var maxEntries: UInt32 { get }
-    func rawEntries() throws -> [(key: RawBytes, value: RawBytes)]
-    func rawUpdate(_ entries: ArraySlice<(key: RawBytes, value: RawBytes)>) throws
-    func rawDelete(_ keys: [RawBytes]) throws
-}
-
-extension BPFMap: RawMapAccess {}
-
 extension DatapathMaps {
     func raw(_ m: PolicyMap) -> RawMapAccess { raw(m.rawValue) }
 
@@ -98,13 +87,18 @@ final class MapTransaction {
     /// cores. A terminal sees progress.
     private func write<C: Collection>(_ m: PolicyMap, _ entries: C) throws
     where C.Element == (key: RawBytes, value: RawBytes), C.Index == Int {
+        let map = maps.raw(m)
+        // The lookup records' table takes the change at once (a large one becomes a new table).
+        if let table = map as? RecordTable {
+            progress("\(m.noun): \(entries.count) being written")
+            return try table.update(contentsOf: entries)
+        }
         let slice = 65_536
         let workers = entries.count >= 4 * slice ? min(2, ProcessInfo.processInfo.activeProcessorCount) : 1
         let share = (entries.count + workers - 1) / workers
         let lock = NSLock()
         var firstError: Error?
         var done = 0
-        let map = maps.raw(m)
         let total = entries.count
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let start = entries.startIndex + w * share

@@ -88,6 +88,8 @@ public final class Datapath {
             guard let map = bpf_object__find_map_by_name(s.pointee.obj, name) else { return -1 }
             return bpf_map__fd(map)
         }
+        // A new instance's lookup records start as an empty table (a reused pin keeps its own).
+        try maps.lookups.install(limit: options.maxLookups)
     }
 
     deinit { nvgre__destroy(skel) }

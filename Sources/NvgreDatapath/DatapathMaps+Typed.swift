@@ -3,7 +3,6 @@ import CNvgre
 /// The typed view of every map of bpf/maps.h: one line each, key and value types from the
 /// ABI header (checked against the kernel's sizes when a view is made).
 extension DatapathMaps {
-    public var lookups: BPFMap<nv_lookup_key, nv_lookup_val> { self["lookups"] }
     public var floodLists: BPFMap<UInt32, nv_flood_list> { self["flood_lists"] }
     public var subnets: BPFMap<UInt32, nv_subnet> { self["subnets"] }
     public var ports: BPFMap<UInt32, nv_port> { self["ports"] }

@@ -14,6 +14,8 @@ public final class DatapathMaps: @unchecked Sendable {
     private let infos: [String: bpf_map_info]
     /// Descriptors opened from pins are ours to close; a loaded object's belong to libbpf.
     private let ownsDescriptors: Bool
+    /// The lookup records, in the table `lookups` points at.
+    public let lookups: RecordTable
 
     init(owning: Bool = false, fd: (String) -> Int32) {
         ownsDescriptors = owning
@@ -27,6 +29,7 @@ public final class DatapathMaps: @unchecked Sendable {
         }
         self.fds = fds
         self.infos = infos
+        lookups = RecordTable(outerFD: fds["lookups"] ?? -1)
     }
 
     /// Opens the maps pinned in an instance directory.
@@ -65,10 +68,11 @@ public final class DatapathMaps: @unchecked Sendable {
     }
 
     /// Map `name` in raw bytes, with the sizes the kernel reports (the control plane's diff
-    /// and apply need no types).
-    public func raw(_ name: String) -> BPFMap<UInt8, UInt8> {
+    /// and apply need no types); the lookup records' table for `lookups`.
+    public func raw(_ name: String) -> any RawMapAccess {
+        if name == "lookups" { return lookups }
         let info = infos[name] ?? bpf_map_info()
-        return BPFMap(
+        return BPFMap<UInt8, UInt8>(
             fd: fds[name] ?? -1, name: name, perCPU: MapRegistry.isPerCPU(type: info.type),
             keySize: Int(info.key_size), valueSize: Int(info.value_size))
     }

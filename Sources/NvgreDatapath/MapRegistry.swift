@@ -20,7 +20,7 @@ public enum MapRegistry {
     /// The maps whose capacity `nvgre up` sets, and the option that does (the others keep
     /// the size bpf/maps.h gives them).
     static let sizedBy: [String: KeyPath<LoadOptions, UInt32>] = [
-        "lookups": \.maxLookups, "subnets": \.maxSubnets, "vsid_stats": \.maxSubnets, "ports": \.maxPorts,
+        "subnets": \.maxSubnets, "vsid_stats": \.maxSubnets, "ports": \.maxPorts,
         "flood_lists": \.maxPorts,
         "port_cas": \.maxPortAddresses, "routes": \.maxRoutes, "exceptions": \.exceptionRingBytes,
         "nat_out": \.maxNATFlows, "nat_in": \.maxNATFlows

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import NvgreLab
 
@@ -53,7 +54,14 @@ struct ControlBench {
                 "02:ff:00:00:00:\(String(format: "%02x", i))"
             ]).seconds
         }
-        let info = try sh("bpftool -j map show pinned /sys/fs/bpf/\(instance)/lookups")
+        // `lookups` points at the records' table: its id is the one value of the pinned map.
+        let pointer = try sh("bpftool -j map dump pinned /sys/fs/bpf/\(instance)/lookups")
+        let slot = (try? JSONSerialization.jsonObject(with: Data(pointer.utf8)) as? [[String: Any]])?.first
+        // the value is the table's map id, as four bytes in host order
+        let idBytes = (slot?["value"] as? [String] ?? []).compactMap { UInt32($0.dropFirst(2), radix: 16) }
+        let tableID = idBytes.reversed().reduce(0) { $0 << 8 | $1 }
+        if tableID == 0 { throw ValidationError("no table id in `bpftool map dump` of lookups: \(pointer)") }
+        let info = try sh("bpftool -j map show id \(tableID)")
         let memlock =
             (try? JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])?["bytes_memlock"] as? Int ?? 0
         let perRecord = Double(memlock) / Double(records + adds)

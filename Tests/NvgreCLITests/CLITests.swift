@@ -84,15 +84,14 @@ struct CLITests {
                 ($0["prog_id"] as? Int) == (prog["id"] as? Int) && ["tcx", "11"].contains("\($0["type"] ?? "")")
             }, "\(links)")
 
-        // An independent reader: bpftool dumps the pinned lookups map, keys and values as bytes.
-        let dump = try sh("bpftool -j map dump pinned /sys/fs/bpf/\(h.instance)/lookups")
-        let entries = try #require(try JSONSerialization.jsonObject(with: Data(dump.utf8)) as? [[String: Any]])
+        // An independent reader: bpftool dumps the records' table, slots as bytes.
+        let entries = try BpftoolTable.records(h.instance)
         #expect(entries.count == 2)
         let wanted = BpftoolEntry(
             vsid: 5001, ca: [198, 19, 1, 3], pa: [198, 18, 0, 2], mac: [2, 0, 0, 0, 1, 3], type: 1, port: 0)
-        #expect(entries.contains { BpftoolEntry(json: $0) == wanted }, "\(dump)")
+        #expect(entries.contains(wanted), "\(entries)")
         let port1 = try h.net.ifindex("port1", in: h.ns)
-        #expect(entries.contains { BpftoolEntry(json: $0)?.port == port1 })
+        #expect(entries.contains { $0.port == port1 })
 
         #expect(h.run(["port", "del", "port1"]).status == 0)
         #expect(!(try h.net.ip(h.ns, "link show port1").contains("prog/xdp")))
@@ -169,15 +168,19 @@ struct CLITests {
         #expect(again["unchangedSinceLastApply"] as? Bool == false && lookupsRemoved(again) == 1, "\(again)")
         #expect(apply()["unchangedSinceLastApply"] as? Bool == true)
 
-        // Written behind nvgre's back (bpftool): only --verify sees it, and puts it right.
-        let key = RawBytes(of: nv_lookup_key(vsid: 5001, ca: "198.19.1.78")).bytes.map { String($0) }.joined(
-            separator: " ")
-        let value = RawBytes(of: nv_lookup_val(pa: "198.18.0.9", mac: "02:00:00:00:01:78")).bytes.map { String($0) }
-            .joined(separator: " ")
-        _ = try sh("bpftool map update pinned /sys/fs/bpf/\(h.instance)/lookups key \(key) value \(value)")
+        // Written behind nvgre's back (bpftool changes a record's MAC in its slot): only
+        // --verify sees it, and puts it right.
+        var (index, slot) = try #require(
+            try BpftoolTable.slots(h.instance).first { BpftoolEntry(slot: $0.bytes)?.ca == [198, 19, 1, 2] })
+        slot[32 + 21] ^= 0xff
+        try BpftoolTable.write(h.instance, slot: index, slot)
+        #expect(try BpftoolTable.records(h.instance).contains { $0.ca == [198, 19, 1, 2] && $0.mac[5] == 2 ^ 0xff })
         #expect(apply()["unchangedSinceLastApply"] as? Bool == true)
         again = apply(["--verify"])
-        #expect(again["unchangedSinceLastApply"] as? Bool == false && lookupsRemoved(again) == 1, "\(again)")
+        #expect(
+            again["unchangedSinceLastApply"] as? Bool == false
+                && ((again["maps"] as? [String: [String: Int]])?["lookups"])?["changed"] == 1, "\(again)")
+        #expect(try BpftoolTable.records(h.instance).contains { $0.ca == [198, 19, 1, 2] && $0.mac[5] == 2 })
 
         // A port's interface recreated (a new ifindex): the policy compiles differently.
         #expect(apply()["unchangedSinceLastApply"] as? Bool == true)
@@ -211,12 +214,9 @@ struct CLITests {
         let r = h.run(["apply", try h.file("example.yaml", CLIHost.example), try h.file("extra.yaml", extra)])
         #expect(r.status == 0, "\(r.err)")
         let port1 = try NetworkNamespace.run(in: h.ns) { try interfaceIndex("port1") }
-        let key = RawBytes(of: nv_lookup_key(vsid: 5001, ca: "198.19.1.1")).bytes.map { String($0) }.joined(
-            separator: " ")
-        let out = try sh("bpftool -j map lookup pinned /sys/fs/bpf/\(h.instance)/lookups key \(key)")
         let entry = try #require(
-            (try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any]).flatMap(BpftoolEntry.init))
-        #expect(entry.port == port1, "\(out)")
+            try BpftoolTable.records(h.instance).first { $0.vsid == 5001 && $0.ca == [198, 19, 1, 1] })
+        #expect(entry.port == port1, "\(entry)")
     }
 
     @Test func statsCountRealTraffic() throws {
@@ -294,7 +294,7 @@ struct CLITests {
         let h = try CLIHost(tag: "cli5")
         #expect(h.run(["up", "--uplink", "ul", "--policy", try h.file("example.yaml", CLIHost.example)]).status == 0)
         let before = h.run(["save"]).out
-        let dumpBefore = try sh("bpftool -j map dump pinned /sys/fs/bpf/\(h.instance)/lookups")
+        let recordsBefore = Set(try BpftoolTable.records(h.instance))
         // Something else holds XDP on port2 (another tool's program): ours refuses that port
         // after the maps were already written, and the maps are put back.
         let other = try Datapath()
@@ -305,29 +305,62 @@ struct CLITests {
         let r = h.run(["apply", try h.file("local.yaml", policy)])
         #expect(r.status == 1 && r.err.contains("nothing was changed") && r.err.contains("port2"), "\(r.err)")
         #expect(h.run(["save"]).out == before)
-        #expect(try sh("bpftool -j map dump pinned /sys/fs/bpf/\(h.instance)/lookups") == dumpBefore)
+        #expect(Set(try BpftoolTable.records(h.instance)) == recordsBefore)
     }
 }
 
 /// One entry of `bpftool -j map dump` of the lookups map, decoded from its hex bytes by
 /// the ABI's layout (struct nv_lookup_key / nv_lookup_val in bpf/nvgre_abi.h).
-struct BpftoolEntry: Equatable {
+/// A lookup record as bpftool reads it, decoded by the ABI's layout (nvgre_abi.h) without
+/// nvgre's code: a 64-byte slot of the records' table (state, mask, key, value).
+struct BpftoolEntry: Hashable {
     var vsid: UInt32, ca: [UInt8], pa: [UInt8], mac: [UInt8], type: UInt8, port: UInt32
 
     init(vsid: UInt32, ca: [UInt8], pa: [UInt8], mac: [UInt8], type: UInt8, port: UInt32) {
         (self.vsid, self.ca, self.pa, self.mac, self.type, self.port) = (vsid, ca, pa, mac, type, port)
     }
 
-    init?(json: [String: Any]) {
-        func bytes(_ v: Any?) -> [UInt8]? { (v as? [String])?.compactMap { UInt8($0.dropFirst(2), radix: 16) } }
-        guard let k = bytes(json["key"]), let v = bytes(json["value"]), k.count == 24, v.count == 32 else { return nil }
-        func le32(_ b: [UInt8], _ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(b[at + $1]) << (8 * $1) } }
+    /// Nil unless the slot holds a record (state 1).
+    init?(slot: [UInt8]) {
+        guard slot.count == 64, BpftoolTable.le32(slot, 0) == 1 else { return nil }
+        let k = Array(slot[8..<32]), v = Array(slot[32..<64])
         let family = k[4]
-        vsid = le32(k, 0)
+        vsid = BpftoolTable.le32(k, 0)
         ca = Array(k[8..<(family == 4 ? 12 : 24)])
         pa = Array(v[0..<(v[22] == 4 ? 4 : 16)])
         mac = Array(v[16..<22])
         type = v[23]
-        port = le32(v, 24)
+        port = BpftoolTable.le32(v, 24)
+    }
+}
+
+/// The lookup records' table through bpftool alone: `lookups` (pinned) holds the id of the
+/// table the programs read; that table's slots are dumped and written by id.
+enum BpftoolTable {
+    static func le32(_ b: [UInt8], _ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(b[at + $1]) << (8 * $1) } }
+    static func bytes(_ v: Any?) -> [UInt8] { (v as? [String])?.compactMap { UInt8($0.dropFirst(2), radix: 16) } ?? [] }
+
+    static func id(_ instance: String) throws -> UInt32 {
+        let dump = try sh("bpftool -j map dump pinned /sys/fs/bpf/\(instance)/lookups")
+        let slot = (try JSONSerialization.jsonObject(with: Data(dump.utf8)) as? [[String: Any]])?.first
+        return le32(bytes(slot?["value"]), 0)
+    }
+
+    /// Every slot: its index and 64 bytes.
+    static func slots(_ instance: String) throws -> [(index: UInt32, bytes: [UInt8])] {
+        let dump = try sh("bpftool -j map dump id \(try id(instance))")
+        let entries = try JSONSerialization.jsonObject(with: Data(dump.utf8)) as? [[String: Any]] ?? []
+        return entries.map { (le32(bytes($0["key"]), 0), bytes($0["value"])) }
+    }
+
+    static func records(_ instance: String) throws -> [BpftoolEntry] {
+        try slots(instance).compactMap { BpftoolEntry(slot: $0.bytes) }
+    }
+
+    static func write(_ instance: String, slot index: UInt32, _ bytes: [UInt8]) throws {
+        let key = withUnsafeBytes(of: index.littleEndian) { $0.map { String($0) } }.joined(separator: " ")
+        _ = try sh(
+            "bpftool map update id \(try id(instance)) key \(key) value \(bytes.map { String($0) }.joined(separator: " "))"
+        )
     }
 }

@@ -83,7 +83,7 @@ final class HostFixture {
         }
         var opts = options ?? LoadOptions()
         opts.trace = true
-        opts.maxLookups = 4096
+        if options == nil { opts.maxLookups = 4096 }
         dp = try Datapath(options: opts)
         ifindex = indexes
         try setForwarding(true)

@@ -18,6 +18,16 @@
 #include "../generated/nvgre.skel.h"
 #include "../generated/bench.skel.h"
 
+/* Ordered access to a word that other processes and the programs read concurrently (the
+ * lookup records' slot states, their writer's turn): Swift has no atomics on memory it
+ * did not allocate. */
+static inline void nv_store_release_u32(__u32 *p, __u32 v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline __u32 nv_load_acquire_u32(const __u32 *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline int nv_cas_u32(__u32 *p, __u32 expected, __u32 desired)
+{
+	return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
 /* setns(fd, CLONE_NEWNET) on the calling thread; returns 0 or -errno. */
 int nv_setns_net(int fd);
 
