@@ -56,7 +56,11 @@ public struct RawBytes: Hashable, Sendable {
         if words > 3 { h = mix(h, w3) }
         if words > 4 { h = mix(h, w4) }
         if words > 5 { h = mix(h, w5) }
-        return h ^ (h >> 32)
+        // A full finalizer: keys that differ only in a word's high bytes (the last bytes of
+        // an address) must still spread over the low bits an index masks, whatever order
+        // they come in (the lookup records' table lists them in its own hash order).
+        h = (h ^ (h >> 33)) &* 0xC4CE_B9FE_1A85_EC53
+        return h ^ (h >> 33)
     }
 
     /// Whether the bytes equal the `count` bytes at `p`.
