@@ -59,7 +59,7 @@ public enum PolicyDocument {
                 let flood = f["flood"].map { ctx.bool($0, "\(at).flood") } ?? true
                 let prefixes = ctx.list(f["prefixes"], "\(at).prefixes") { ctx.prefix($0, $1) }
                 let gateways = ctx.list(f["gateways"], "\(at).gateways") { ctx.address($0, $1) }
-                guard let vsid = ctx.number(f["vsid"], "\(at).vsid", 0...UInt32.max),
+                guard let vsid = ctx.vsid(f["vsid"], "\(at).vsid"),
                     let rd = ctx.text(f["routingDomain"], "\(at).routingDomain"),
                     let mac = ctx.mac(f["gatewayMAC"], "\(at).gatewayMAC"), let flood
                 else { return nil }
@@ -72,7 +72,7 @@ public enum PolicyDocument {
                     n, at, allowed: ["vsid", "customerAddress", "providerAddress", "mac", "type"],
                     required: ["vsid", "customerAddress", "providerAddress", "mac"])
                 let type = f["type"].map { ctx.choice($0, "\(at).type", RecordType.self) } ?? .staticRecord
-                guard let vsid = ctx.number(f["vsid"], "\(at).vsid", 0...UInt32.max),
+                guard let vsid = ctx.vsid(f["vsid"], "\(at).vsid"),
                     let ca = ctx.address(f["customerAddress"], "\(at).customerAddress"),
                     let pa = ctx.address(f["providerAddress"], "\(at).providerAddress"),
                     let mac = ctx.mac(f["mac"], "\(at).mac"), let type
@@ -110,7 +110,7 @@ public enum PolicyDocument {
                 let dhcp = f["allowDHCPServer"].map { ctx.bool($0, "\(at).allowDHCPServer") } ?? false
                 let moving = f["moving"].map { ctx.bool($0, "\(at).moving") } ?? false
                 guard let i = ctx.text(f["interface"], "\(at).interface"),
-                    let vsid = ctx.number(f["vsid"], "\(at).vsid", 0...UInt32.max),
+                    let vsid = ctx.vsid(f["vsid"], "\(at).vsid"),
                     let mac = ctx.mac(f["mac"], "\(at).mac"), let ra, let dhcp, let moving
                 else { return nil }
                 return VMPort(
@@ -273,6 +273,14 @@ final class DecodeContext {
         parsed(n, at, "a whole number from \(range.lowerBound) to \(range.upperBound) (decimal, or hex with 0x)") { s in
             let value = s.lowercased().hasPrefix("0x") ? UInt32(s.dropFirst(2), radix: 16) : UInt32(s)
             return value.flatMap { range.contains($0) ? $0 : nil }
+        }
+    }
+
+    /// A VSID: any 32-bit number parses (validation then names the reserved ones); anything
+    /// else is answered with the VSID range.
+    func vsid(_ n: Node?, _ at: String) -> UInt32? {
+        parsed(n, at, "a VSID from 4096 to 16777214 (decimal, or hex with 0x)") { s in
+            s.lowercased().hasPrefix("0x") ? UInt32(s.dropFirst(2), radix: 16) : UInt32(s)
         }
     }
 

@@ -72,8 +72,10 @@ extension Policy {
             if !pas.insert(p.address).inserted {
                 fail("providerAddresses[\(i)].address", p.address, "an address listed once")
             }
-            if p.address.isUnspecified {
-                fail("providerAddresses[\(i)].address", p.address, "a unicast address of this host")
+            if !p.address.isHostUnicast {
+                fail(
+                    "providerAddresses[\(i)].address", p.address,
+                    "a unicast address of this host (not unspecified, multicast, loopback or broadcast)")
             }
             if p.interface.isEmpty || p.interface.count > 15 {
                 fail("providerAddresses[\(i)].interface", p.interface, "an interface name of 1 to 15 characters")
@@ -139,6 +141,9 @@ extension Policy {
             guard let s = subnetByVSID[p.vsid] else {
                 fail("\(at).vsid", p.vsid, "the VSID of a subnet in this policy")
                 continue
+            }
+            if p.mac == s.gatewayMAC {
+                fail("\(at).mac", p.mac, "a MAC other than subnet \(p.vsid)'s gateway MAC (the distributed router's)")
             }
             for (j, a) in p.addresses.enumerated() {
                 if !s.prefixes.contains(where: { $0.contains(a) }) {
@@ -206,11 +211,27 @@ extension Policy {
                         + "(\(s.prefixes.map(\.description).joined(separator: ", ")))"
                 ))
         }
-        if r.providerAddress.isUnspecified {
+        if !r.providerAddress.isHostUnicast {
             errors.append(
-                PolicyError("\(at()).providerAddress", r.providerAddress.description, "a provider address of a host"))
+                PolicyError(
+                    "\(at()).providerAddress", r.providerAddress.description,
+                    "a unicast provider address of a host (not unspecified, multicast, loopback or broadcast)"))
+        }
+        // The distributed router answers for the gateway address with the gateway MAC: a
+        // record may claim neither.
+        if s.gateways.contains(r.customerAddress) {
+            errors.append(
+                PolicyError(
+                    "\(at()).customerAddress", r.customerAddress.description,
+                    "an address other than subnet \(r.vsid)'s gateway address (the distributed router answers for it)"))
         }
         checkUnicast(r.mac, "\(at()).mac", &errors)
+        if r.mac == s.gatewayMAC {
+            errors.append(
+                PolicyError(
+                    "\(at()).mac", r.mac.description,
+                    "a MAC other than subnet \(r.vsid)'s gateway MAC (the distributed router's)"))
+        }
         return true
     }
 

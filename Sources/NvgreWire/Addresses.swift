@@ -155,6 +155,15 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var isUnspecified: Bool { high == 0 && low == 0 }
+    /// 224.0.0.0/4 or ff00::/8.
+    public var isMulticast: Bool { family == .v4 ? byte(0) >> 4 == 0xe : byte(0) == 0xff }
+    /// 127.0.0.0/8 or ::1.
+    public var isLoopback: Bool { family == .v4 ? byte(0) == 127 : high == 0 && low == 1 }
+    /// Whether the address can be a host's own unicast address (not unspecified, multicast,
+    /// loopback or the IPv4 limited broadcast): what a provider address must be.
+    public var isHostUnicast: Bool {
+        !isUnspecified && !isMulticast && !isLoopback && !(family == .v4 && high >> 32 == 0xffff_ffff)
+    }
 
     /// The address as two big-endian-ordered words (for hashing without Hasher).
     @inlinable

@@ -224,11 +224,64 @@ let badInputs: [BadInput] = [
     BadInput(
         "VSID in hex out of range",
         ["subnet", "add", "0xFFFFFF", "--domain", "red", "--gateway-mac", "02:00:00:00:ff:09"],
-        ["vsid: 0xFFFFFF", "hex with 0x"])
+        ["vsid: 0xFFFFFF", "hex with 0x"]),
+    // provider addresses a host cannot have, the router's address and MAC claimed by a VM,
+    // VSIDs past 32 bits (issue 21)
+    BadInput(
+        "multicast PA", ["lookup", "add", "5001", "198.19.1.9", "--pa", "224.0.0.1", "--mac", "02:00:00:00:01:09"],
+        ["lookup.providerAddress: 224.0.0.1", "a unicast provider address"]),
+    BadInput(
+        "IPv6 multicast PA", ["lookup", "add", "5001", "198.19.1.9", "--pa", "ff02::1", "--mac", "02:00:00:00:01:09"],
+        ["lookup.providerAddress: ff02::1", "not unspecified, multicast"]),
+    BadInput(
+        "loopback PA", ["lookup", "add", "5001", "198.19.1.9", "--pa", "127.0.0.1", "--mac", "02:00:00:00:01:09"],
+        ["lookup.providerAddress: 127.0.0.1", "loopback"]),
+    BadInput(
+        "broadcast PA",
+        ["lookup", "add", "5001", "198.19.1.9", "--pa", "255.255.255.255", "--mac", "02:00:00:00:01:09"],
+        ["lookup.providerAddress: 255.255.255.255", "broadcast"]),
+    BadInput(
+        "multicast PA in a file", ["apply", "FILE"],
+        file: policyWith(
+            "providerAddress: 198.18.0.2, mac: 02:00:00:00:01:03", "providerAddress: 224.0.0.1, mac: 02:00:00:00:01:03"),
+        ["lookupRecords[2].providerAddress: 224.0.0.1", "a unicast provider address"]),
+    BadInput(
+        "this host's PA multicast", ["apply", "FILE"],
+        file: policyWith("{address: 198.18.0.1, interface: ul}", "{address: 239.1.1.1, interface: ul}"),
+        ["providerAddresses[0].address: 239.1.1.1", "a unicast address of this host"]),
+    BadInput(
+        "record for the subnet's gateway address", ["lookup", "add", "5001", "198.19.1.254"] + record,
+        ["lookup.customerAddress: 198.19.1.254", "gateway address"]),
+    BadInput(
+        "record for the gateway address in a file", ["apply", "FILE"],
+        file: policyWith("customerAddress: 198.19.1.3,", "customerAddress: 198.19.1.254,"),
+        ["lookupRecords[2].customerAddress: 198.19.1.254", "gateway address"]),
+    BadInput(
+        "record with the gateway MAC",
+        ["lookup", "add", "5001", "198.19.1.9", "--pa", "198.18.0.2", "--mac", "02:00:00:00:ff:01"],
+        ["lookup.mac: 02:00:00:00:ff:01", "gateway MAC"]),
+    BadInput(
+        "gateway MAC equal to a VM's", ["apply", "FILE"],
+        file: policyWith("gatewayMAC: 02:00:00:00:ff:01}", "gatewayMAC: 02:00:00:00:01:03}"),
+        ["lookupRecords[2].mac: 02:00:00:00:01:03", "gateway MAC"]),
+    BadInput(
+        "port with the gateway MAC", ["apply", "FILE"],
+        file: policyWith(
+            "{interface: port2, vsid: 5001, mac: 02:00:00:00:01:02",
+            "{interface: port2, vsid: 5001, mac: 02:00:00:00:ff:01"),
+        ["ports[1].mac: 02:00:00:00:ff:01", "gateway MAC"]),
+    BadInput(
+        "VSID past 32 bits in a file", ["apply", "FILE"],
+        file: policyWith("{vsid: 6001, routingDomain", "{vsid: 99999999999, routingDomain"),
+        ["subnets[1].vsid: 99999999999", "a VSID from 4096 to 16777214"]),
+    BadInput(
+        "record VSID past 32 bits in a file", ["apply", "FILE"],
+        file: policyWith("{vsid: 6001, customerAddress", "{vsid: 0x1FFFFFFFF, customerAddress"),
+        ["lookupRecords[3].vsid: 0x1FFFFFFFF", "a VSID from 4096 to 16777214"])
 ]
 
 /// Every bad input fails with its message and exit code, and leaves the live state as it
-/// was (the saved policy and the pinned lookups map, read by bpftool, are unchanged).
+/// was (the saved policy and the lookup records' table, read by bpftool, are unchanged).
 @Suite(.serialized)
 struct BadInputTests {
     @Test func badInputsAreNamedAndChangeNothing() throws {
@@ -237,7 +290,7 @@ struct BadInputTests {
         let up = h.run(["up", "--uplink", "ul", "--policy", try h.file("local.yaml", localPolicy)])
         try #require(up.status == 0, "\(up.err)")
         let saved = h.run(["save"]).out
-        let dump = { try? sh("bpftool -j map dump pinned /sys/fs/bpf/\(h.instance)/lookups") }
+        let dump = { try? Set(BpftoolTable.records(h.instance)) }
         let lookups = dump()
         for bad in badInputs {
             let path = try bad.file.map { try h.file("bad.yaml", $0) }

@@ -197,7 +197,7 @@ struct WriterTests {
         ),
         (
             "  - {vsid: 50o1, customerAddress: 198.19.1.1, providerAddress: 198.18.0.1, mac: 02:00:00:00:01:01}",
-            "lookupRecords[0].vsid", "whole number"
+            "lookupRecords[0].vsid", "a VSID from 4096 to 16777214"
         )
     ])
     func recordLinesWithProblemsAreNamed(_ line: String, _ field: String, _ allowed: String) {
