@@ -88,7 +88,7 @@ struct ControlBench {
     /// every tenant), one record per line as `nvgre save` writes them; plus an empty
     /// tenant (VSID 9999) for the single adds.
     func writePolicy(records: Int, to path: String) throws {
-        let perTenant = 65_534
+        let perTenant = 65_533  // 198.19.0.1 to 198.19.255.253: .254 is the subnet's gateway
         let tenants = (records + perTenant - 1) / perTenant
         var text = "routingDomains:\n"
         for t in 0..<tenants { text += "  - {id: \(t + 1), name: t\(t)}\n" }
