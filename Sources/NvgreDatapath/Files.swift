@@ -81,7 +81,8 @@ public enum Files {
 
     /// The same with bytes.
     public static func replace(_ path: String, with bytes: [UInt8]) throws {
-        let tmp = path + ".tmp"
+        // Named by process: two processes replacing one file never rename each other's.
+        let tmp = path + ".\(getpid()).tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         if fd < 0 { throw DatapathError("write \(tmp)", errno: errno) }
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }

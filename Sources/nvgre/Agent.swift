@@ -62,7 +62,7 @@ func followStore(
     nonisolated(unsafe) var last: StoreFollower.Status?
     let settled = DispatchSemaphore(value: 0)
     let follower = StoreFollower(
-        store: store, address: address, host: host, apply: announcingArrivals(apply),
+        store: store, address: address, host: host, apply: announcingArrivals(inWriterTurns(of: g.instance, apply)),
         report: { s in
             if let data = try? JSONEncoder().encode(s) {
                 let temporary = path + ".new"
@@ -98,6 +98,24 @@ func applying(to name: String, then changed: ExceptionService.Flag) -> (Policy, 
         known = nil  // unknown until this apply succeeds
         known = try Instance.open(name).apply(policy, known: base).images
         changed.raise()
+    }
+}
+
+/// Wraps a follower's `apply` in the instance's writer turns (WriterTurn). When someone
+/// else took a turn since this process's last one (an apply or add from the CLI), the
+/// maps may hold what this process does not know: the apply is then made as after a
+/// list, reading every live entry.
+func inWriterTurns(
+    of instance: String, _ apply: @escaping (Policy, _ listed: Bool) throws -> Void
+) -> (Policy, Bool) throws -> Void {
+    nonisolated(unsafe) var lastTurn: UInt64?
+    return { policy, listed in
+        let turn = try WriterTurn.take(instance: instance, doing: commandLineForOthers())
+        defer { turn?.release() }
+        let othersWrote = turn.map { $0.previous != lastTurn } ?? true
+        lastTurn = nil
+        try apply(policy, listed || othersWrote)
+        lastTurn = turn?.number
     }
 }
 

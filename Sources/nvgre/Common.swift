@@ -91,6 +91,8 @@ protocol NvgreCommand: ParsableCommand {
 extension NvgreCommand {
     func run() throws {
         do {
+            let turn = try (self as? ChangesInstance)?.takeWriterTurn()
+            defer { turn?.release() }
             try execute()
         } catch let e as PolicyErrors {
             printError(
@@ -104,6 +106,38 @@ extension NvgreCommand {
             throw ExitCode(1)
         }
     }
+}
+
+/// A command that changes an instance's state: it runs in the instance's writer turn
+/// (WriterTurn), so that two at once serialize instead of interleaving.
+protocol ChangesInstance: NvgreCommand {
+    var global: GlobalOptions { get }
+    /// false for a run that changes nothing (a dry run).
+    var changesSomething: Bool { get }
+    /// true when it changes the store instead of this host's instance.
+    var changesTheStore: Bool { get }
+}
+
+extension ChangesInstance {
+    var changesSomething: Bool { true }
+    var changesTheStore: Bool { global.storeAddress != nil }
+
+    /// The turn, or nil when there is none to take: the store is written instead (etcd
+    /// orders its writers), nothing is changed, or the instance does not exist.
+    func takeWriterTurn() throws -> WriterTurn? {
+        guard changesSomething, !changesTheStore, (try? Instance.checkName(global.instance)) != nil else {
+            return nil
+        }
+        return try WriterTurn.take(instance: global.instance, doing: commandLineForOthers()) {
+            if isatty(2) != 0 { printError($0) }
+        }
+    }
+}
+
+/// This process's command line, shortened, for another writer's waiting message.
+func commandLineForOthers() -> String {
+    let line = (["nvgre"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
+    return line.count > 120 ? String(line.prefix(117)) + "..." : line
 }
 
 func printError(_ message: String) {

@@ -142,11 +142,12 @@ extension Up {
     }
 }
 
-struct Down: NvgreCommand {
+struct Down: ChangesInstance {
     static let configuration = CommandConfiguration(
         abstract: "Detach every program of the instance and remove its pins and state.")
 
     @OptionGroup var global: GlobalOptions
+    var changesTheStore: Bool { false }
 
     func execute() throws {
         try global.enter()

@@ -5,7 +5,7 @@ import NvgreDatapath
 import NvgrePolicy
 import NvgreStore
 
-struct Apply: NvgreCommand {
+struct Apply: ChangesInstance {
     static let configuration = CommandConfiguration(
         abstract: "Make a policy file (YAML or JSON, a full desired state) the live state.",
         discussion:
@@ -26,6 +26,8 @@ struct Apply: NvgreCommand {
                 "Without it, the same files applied again with nothing written since (by apply, lookup add|del or an "
                 + "agent) change nothing at once; writes made behind nvgre's back (bpftool) need --verify."))
     var verify = false
+
+    var changesSomething: Bool { !dryRun }
 
     func execute() throws {
         if global.storeAddress != nil { return try applyToStore() }

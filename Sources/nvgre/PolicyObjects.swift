@@ -12,7 +12,7 @@ struct DomainCommand: ParsableCommand {
         commandName: "domain", abstract: "Routing domains (a tenant's network).",
         subcommands: [Add.self, Del.self])
 
-    struct Add: NvgreCommand {
+    struct Add: ChangesInstance {
         static let configuration = CommandConfiguration(abstract: "Add a routing domain.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Its name, used by subnets and routes.") var name: String
@@ -29,7 +29,7 @@ struct DomainCommand: ParsableCommand {
         }
     }
 
-    struct Del: NvgreCommand {
+    struct Del: ChangesInstance {
         static let configuration = CommandConfiguration(
             abstract: "Delete a routing domain (its subnets and routes first).")
         @OptionGroup var global: GlobalOptions
@@ -56,7 +56,7 @@ struct SubnetCommand: ParsableCommand {
         commandName: "subnet", abstract: "Virtual subnets (one VSID each).",
         subcommands: [Add.self, Del.self])
 
-    struct Add: NvgreCommand {
+    struct Add: ChangesInstance {
         static let configuration = CommandConfiguration(abstract: "Add a virtual subnet.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "VSID, 4096-16777214.") var vsid: String
@@ -84,7 +84,7 @@ struct SubnetCommand: ParsableCommand {
         }
     }
 
-    struct Del: NvgreCommand {
+    struct Del: ChangesInstance {
         static let configuration = CommandConfiguration(
             abstract: "Delete a virtual subnet and its lookup records (its ports first).")
         @OptionGroup var global: GlobalOptions
@@ -112,7 +112,7 @@ struct LookupCommand: ParsableCommand {
         commandName: "lookup", abstract: "Lookup records: (VSID, customer address) -> (provider address, MAC).",
         subcommands: [Add.self, Del.self])
 
-    struct Add: NvgreCommand {
+    struct Add: ChangesInstance {
         static let configuration = CommandConfiguration(
             abstract: "Add a lookup record (as New-NetVirtualizationLookupRecord).")
         @OptionGroup var global: GlobalOptions
@@ -142,7 +142,7 @@ struct LookupCommand: ParsableCommand {
         }
     }
 
-    struct Del: NvgreCommand {
+    struct Del: ChangesInstance {
         static let configuration = CommandConfiguration(abstract: "Delete a lookup record.")
         @OptionGroup var global: GlobalOptions
         @Argument var vsid: String
@@ -172,7 +172,7 @@ struct RouteCommand: ParsableCommand {
         commandName: "route", abstract: "Customer routes of a routing domain (to a gateway).",
         subcommands: [Add.self, Del.self])
 
-    struct Add: NvgreCommand {
+    struct Add: ChangesInstance {
         static let configuration = CommandConfiguration(
             abstract: "Add a customer route (as New-NetVirtualizationCustomerRoute).")
         @OptionGroup var global: GlobalOptions
@@ -190,7 +190,7 @@ struct RouteCommand: ParsableCommand {
         }
     }
 
-    struct Del: NvgreCommand {
+    struct Del: ChangesInstance {
         static let configuration = CommandConfiguration(
             abstract: "Delete customer routes (all next hops of the prefix unless --via).")
         @OptionGroup var global: GlobalOptions
@@ -218,7 +218,7 @@ struct ProviderAddressCommand: ParsableCommand {
         commandName: "pa", abstract: "Provider addresses of this host (on the uplink).",
         subcommands: [Add.self, Del.self])
 
-    struct Add: NvgreCommand {
+    struct Add: ChangesInstance {
         static let configuration = CommandConfiguration(
             abstract: "Add a provider address (as New-NetVirtualizationProviderAddress).")
         @OptionGroup var global: GlobalOptions
@@ -236,7 +236,7 @@ struct ProviderAddressCommand: ParsableCommand {
         }
     }
 
-    struct Del: NvgreCommand {
+    struct Del: ChangesInstance {
         static let configuration = CommandConfiguration(abstract: "Delete a provider address.")
         @OptionGroup var global: GlobalOptions
         @Argument var address: String
@@ -258,7 +258,7 @@ struct PortCommand: ParsableCommand {
         commandName: "port", abstract: "VM ports: the VM's interface on this host, its VSID, MAC and addresses.",
         subcommands: [Add.self, Del.self])
 
-    struct Add: NvgreCommand {
+    struct Add: ChangesInstance {
         static let configuration = CommandConfiguration(
             abstract: "Add a VM port and attach the from-VM program to it.",
             discussion:
@@ -290,7 +290,7 @@ struct PortCommand: ParsableCommand {
         }
     }
 
-    struct Del: NvgreCommand {
+    struct Del: ChangesInstance {
         static let configuration = CommandConfiguration(abstract: "Delete a VM port and detach its program.")
         @OptionGroup var global: GlobalOptions
         @Argument var interface: String

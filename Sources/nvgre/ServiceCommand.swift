@@ -10,7 +10,7 @@ struct ServiceCommand: ParsableCommand {
         commandName: "service", abstract: "Tenant services published on the gateway's external addresses.",
         subcommands: [Add.self, Del.self, List.self])
 
-    struct Add: NvgreCommand {
+    struct Add: ChangesInstance {
         static let configuration = CommandConfiguration(
             abstract: "Publish a tenant's service: new connections to the external address and port reach the VM.",
             discussion:
@@ -41,7 +41,7 @@ struct ServiceCommand: ParsableCommand {
         }
     }
 
-    struct Del: NvgreCommand {
+    struct Del: ChangesInstance {
         static let configuration = CommandConfiguration(
             abstract: "Stop publishing a service. Connections already open go on until they are idle.")
         @OptionGroup var global: GlobalOptions

@@ -61,10 +61,15 @@ final class CLIHost {
 
     /// Runs `nvgre -n <ns> --instance <instance> args...`.
     @discardableResult
-    func run(_ args: [String], instance: String? = nil, stdin: String? = nil) -> CLIResult {
+    func run(
+        _ args: [String], instance: String? = nil, stdin: String? = nil, environment: [String: String] = [:]
+    ) -> CLIResult {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.binary)
         p.arguments = ["-n", ns, "--instance", instance ?? self.instance] + args
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         // Outputs go to files: a pipe that fills up would block a large `save`.
         let outPath = NSTemporaryDirectory() + "\(self.instance)-\(UUID().uuidString).out", errPath = outPath + ".err"
         _ = FileManager.default.createFile(atPath: outPath, contents: nil)

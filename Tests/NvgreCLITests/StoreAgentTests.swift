@@ -132,6 +132,39 @@ extension StoreAgentTests {
     }
 }
 
+extension StoreAgentTests {
+    /// A writer on the host between two of the agent's applies (`lookup add` without the
+    /// store): the agent's next apply is diffed against the live maps, not against what it
+    /// last wrote itself, so the maps end on the store's state whole, the local record gone.
+    @Test func aLocalWriteBetweenTwoStoreChangesIsNotMixedIn() throws {
+        let cluster = try EtcdCluster(prefix: LabNetwork.runPrefix + "-mixed")
+        defer { cluster.down() }
+        let h = try CLIHost(tag: "storemixed")
+        try #require(h.run(["up", "--uplink", "ul"]).status == 0)
+        let s = ["--store", cluster.address]
+        let example = try h.file("two-tenants.yaml", CLIHost.example)
+        try #require(StoreCLITests.nvgre(["apply"] + s + ["--host", "a", example]).status == 0)
+        let log = h.temporaryPath("agent.log")
+        let pid = try Spawn.start(
+            [CLIHost.binary, "-n", h.ns, "--instance", h.instance, "agent"] + s + ["--host", "a"], output: log,
+            detached: false)
+        defer { Spawn.stop(pid) }
+        var expected: Set<String> = ["5001 198.19.1.1 198.18.0.1", "5001 198.19.1.2 198.18.0.2"]
+        try #require(Self.converge(h, to: expected) != nil, "\(h.logText(log))")
+
+        let local = h.run(["lookup", "add", "5001", "198.19.1.77", "--pa", "198.18.0.9", "--mac", "02:00:00:00:01:77"])
+        try #require(local.status == 0, "\(local.err)")
+        try #require(Self.liveRecords(h).contains("5001 198.19.1.77 198.18.0.9"))
+        let added = StoreCLITests.nvgre(
+            ["lookup", "add"] + s + ["5001", "198.19.1.3", "--pa", "198.18.0.2", "--mac", "02:00:00:00:01:03"])
+        try #require(added.status == 0, "\(added.err)")
+        expected.insert("5001 198.19.1.3 198.18.0.2")
+        #expect(
+            Self.converge(h, to: expected) != nil,
+            "the maps are not the store's state: \(Self.liveRecords(h).symmetricDifference(expected))")
+    }
+}
+
 extension CLIHost {
     func logText(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
 }
