@@ -58,6 +58,8 @@ public enum ExceptionService {
                 lastCheck = monotonicSeconds()
                 try? nextHops.renewLease()
                 if Files.inode(configPin) != pinned { why = "the instance went down" }
+                // An apply killed half-way is undone here too, not only by the next nvgre.
+                if let done = instance.recoverInterruptedApply() { log("\(role): \(done)") }
                 extra?.everySecond()
             }
         }

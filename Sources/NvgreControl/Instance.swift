@@ -72,6 +72,8 @@ public final class Instance {
     public let name: String
     public let settings: InstanceSettings
     public let maps: DatapathMaps
+    /// What opening it did about an apply that was killed half-way (nil: there was none).
+    public private(set) var recovered: String?
     public var pinDirectory: String { Self.pinDirectory(name) }
     public var stateDirectory: String { Self.stateDirectory(name) }
 
@@ -171,7 +173,9 @@ public final class Instance {
                 "the state of instance \(name) is missing or damaged (\(stateDirectory(name))/settings)",
                 hint: "`nvgre down` and `nvgre up` again, then apply the policy")
         }
-        return Instance(name: name, settings: settings, maps: maps)
+        let instance = Instance(name: name, settings: settings, maps: maps)
+        instance.recovered = instance.recoverInterruptedApply()
+        return instance
     }
 
     /// Detaches everything and removes the pins and the state. Returns what it removed.
@@ -195,8 +199,10 @@ public final class Instance {
     // MARK: policy
 
     /// The policy as last applied, without lookup records (those live only in the map).
+    var storedPolicyPath: String { "\(stateDirectory)/policy.yaml" }
+
     public func storedPolicy() throws -> Policy {
-        let path = "\(stateDirectory)/policy.yaml"
+        let path = storedPolicyPath
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ControlError("cannot read \(path)", hint: "`nvgre down` and `nvgre up` again, then apply the policy")
         }
@@ -251,6 +257,13 @@ public final class Instance {
         _ desired: Policy, dryRun: Bool = false, known: [PolicyMap: MapImage]? = nil,
         progress: @escaping (String) -> Void = { _ in }
     ) throws -> ApplySummary {
+        if dryRun { return try applyInTurn(desired, dryRun: true, known: known, progress: progress) }
+        return try inWriterTurn { try applyInTurn(desired, dryRun: false, known: known, progress: progress) }
+    }
+
+    private func applyInTurn(
+        _ desired: Policy, dryRun: Bool, known: [PolicyMap: MapImage]?, progress: @escaping (String) -> Void
+    ) throws -> ApplySummary {
         let started = monotonicSeconds()
         let ctx = try compileContext()
         // The million-record part of compiling needs nothing validation decides: it is built
@@ -290,12 +303,23 @@ public final class Instance {
         if dryRun { return summary }
 
         forgetFingerprint()
+        // What undoes this apply, kept until it commits: killed half-way, it is undone by the
+        // next process that opens the instance (recoverInterruptedApply).
+        let floodListsBefore = floodListsNow()
+        let pinsToAdd =
+            wanted.subtracting(attachedNow).sorted().map(Self.linkPin)
+            + (attachExternal.map(Self.externalLinkPin).map { [$0] } ?? [])
+        try ApplyJournal.write(
+            plan: plan, floodListsBefore: floodListsBefore, newLinkPins: pinsToAdd,
+            storedPolicyBefore: (try? String(contentsOfFile: storedPolicyPath, encoding: .utf8)) ?? "",
+            writer: "pid \(getpid())", to: journalPath)
         let tx = MapTransaction(maps: maps, progress: progress)
         var newLinks: [String] = []
-        var floodListsBefore: [UInt32: nv_flood_list]?
+        var floodListsWritten = false
         do {
             try tx.apply(plan)
-            floodListsBefore = try replaceFloodLists(with: compiled.floodLists)
+            floodListsWritten = true
+            try replaceFloodLists(with: compiled.floodLists)
             for slot in compiled.newSlots { try maps.vsidStats.zeroPerCPU(slot) }
             for port in wanted.subtracting(attachedNow).sorted() {
                 try attachPort(port)
@@ -305,26 +329,39 @@ public final class Instance {
                 try attach(.fromExternal, to: ext, pin: Self.externalLinkPin(ext))
                 newLinks.append(Self.externalLinkPin(ext))
             }
-            try Self.write(PolicyWriter.write(withoutRecords(policy), as: .yaml), to: "\(stateDirectory)/policy.yaml")
+            try Self.write(PolicyWriter.write(withoutRecords(policy), as: .yaml), to: storedPolicyPath)
         } catch {
             for pin in newLinks { Files.remove("\(pinDirectory)/\(pin)") }
-            if let old = floodListsBefore { _ = try? replaceFloodLists(with: old) }
+            if floodListsWritten { _ = try? replaceFloodLists(with: floodListsBefore) }
             let problems = tx.rollBack()
+            // A rollback that failed leaves the journal for the next process to finish.
+            if problems.isEmpty { Files.remove(journalPath) }
             throw ControlError(
                 "apply failed, nothing was changed: \(error)",
                 hint: problems.isEmpty ? nil : "rolling back also failed: \(problems.joined(separator: "; "))")
         }
+        // The commit: from here a killed apply is finished, not undone.
+        if rename(journalPath, committedJournalPath) != 0 {
+            throw DatapathError("commit the apply (rename \(journalPath))", errno: errno)
+        }
         for port in attachedNow.subtracting(wanted) { detachPort(port) }
         if let ext = detachExternal { Files.remove("\(pinDirectory)/\(Self.externalLinkPin(ext))") }
+        Files.remove(committedJournalPath)
         summary.seconds = monotonicSeconds() - started
         return summary
     }
 
-    /// Makes the flood lists exactly `lists` (one per VSID with a port: few), returning what
-    /// they were. Lists are written before the stale ones go, so a VSID never lacks one.
-    func replaceFloodLists(with lists: [UInt32: nv_flood_list]) throws -> [UInt32: nv_flood_list] {
-        var old: [UInt32: nv_flood_list] = [:]
-        for vsid in maps.floodLists.keys() { old[vsid] = maps.floodLists.lookup(vsid) }
+    /// The flood lists as they are (one per VSID with a port: few).
+    func floodListsNow() -> [UInt32: nv_flood_list] {
+        var now: [UInt32: nv_flood_list] = [:]
+        for vsid in maps.floodLists.keys() { now[vsid] = maps.floodLists.lookup(vsid) }
+        return now
+    }
+
+    /// Makes the flood lists exactly `lists`. Lists are written before the stale ones go, so
+    /// a VSID never lacks one.
+    func replaceFloodLists(with lists: [UInt32: nv_flood_list]) throws {
+        let old = floodListsNow()
         func same(_ a: nv_flood_list, _ b: nv_flood_list) -> Bool {
             withUnsafeBytes(of: a) { x in withUnsafeBytes(of: b) { y in x.elementsEqual(y) } }
         }
@@ -332,7 +369,6 @@ public final class Instance {
             try maps.floodLists.update(vsid, l)
         }
         for vsid in old.keys where lists[vsid] == nil { _ = try maps.floodLists.delete(vsid) }
-        return old
     }
 
     func withoutRecords(_ p: Policy) -> Policy {
@@ -476,6 +512,15 @@ public final class Instance {
     }
 
     static func write(_ text: String, to path: String) throws { try Files.replace(path, with: text) }
+
+    /// Runs `body` in the instance's writer turn: the one this process has, or one taken
+    /// for it (a caller that is not a CLI command, such as `up --policy` or a test).
+    func inWriterTurn<T>(_ body: () throws -> T) throws -> T {
+        if WriterTurn.isHeldHere(name) { return try body() }
+        let turn = try WriterTurn.take(instance: name, doing: "an apply")
+        defer { turn?.release() }
+        return try body()
+    }
 }
 
 /// What an apply did (or, with --dry-run, would do).

@@ -19,13 +19,26 @@ public final class WriterTurn {
 
     static let file = "writer.lock"
 
-    private init(fd: Int32, previous: UInt64) {
+    private let instance: String
+    private var released = false
+
+    private init(instance: String, fd: Int32, previous: UInt64) {
+        self.instance = instance
         self.fd = fd
         self.previous = previous
         self.number = previous &+ 1
     }
 
-    deinit { close(fd) }
+    deinit {
+        if !released { release() }
+        close(fd)
+    }
+
+    /// The instances whose turn this process has now.
+    private static let held = HeldTurns()
+
+    /// Whether this process has instance `name`'s turn now.
+    public static func isHeldHere(_ name: String) -> Bool { held.contains(name) }
 
     /// Who holds a turn, as its file says: the line written by `take`.
     struct Holder {
@@ -70,7 +83,8 @@ public final class WriterTurn {
             }
             usleep(5_000)
         }
-        let turn = WriterTurn(fd: fd, previous: Holder(readAll(fd)).turn)
+        let turn = WriterTurn(instance: name, fd: fd, previous: Holder(readAll(fd)).turn)
+        held.insert(name)
         let line = "\(turn.number) pid \(getpid()) (\(what))\n"
         ftruncate(fd, 0)
         _ = line.withCString { pwrite(fd, $0, strlen($0), 0) }
@@ -78,7 +92,12 @@ public final class WriterTurn {
     }
 
     /// Ends the turn (closing the file also would).
-    public func release() { flock(fd, LOCK_UN) }
+    public func release() {
+        guard !released else { return }
+        released = true
+        Self.held.remove(instance)
+        flock(fd, LOCK_UN)
+    }
 
     /// Seconds a writer waits for the turn: 60, or $NVGRE_WRITER_WAIT.
     public static var defaultWait: Double {
@@ -91,4 +110,14 @@ public final class WriterTurn {
         let n = pread(fd, &buf, buf.count, 0)
         return String(decoding: buf.prefix(max(n, 0)), as: UTF8.self)
     }
+}
+
+/// A set of instance names behind a lock (a process's turns, read from any thread).
+private final class HeldTurns: @unchecked Sendable {
+    private let lock = NSLock()
+    private var names: Set<String> = []
+
+    func contains(_ name: String) -> Bool { lock.withLock { names.contains(name) } }
+    func insert(_ name: String) { _ = lock.withLock { names.insert(name) } }
+    func remove(_ name: String) { _ = lock.withLock { names.remove(name) } }
 }

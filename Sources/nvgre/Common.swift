@@ -72,7 +72,9 @@ struct GlobalOptions: ParsableArguments {
                     "`nvgre apply`, the object commands (domain, subnet, lookup, route, pa, port, service), `show`, "
                     + "`stats`, `save`, `agent` and `down` work")
         }
-        return try asOptions { try Instance.open(instance) }
+        let opened = try asOptions { try Instance.open(instance) }
+        if let done = opened.recovered { printError(done) }
+        return opened
     }
 
     /// The instance when it runs the userspace data path (after entering the namespace).
