@@ -20,6 +20,9 @@ struct ApplyJournal {
     /// (added).
     var restore: [PolicyMap: [(key: RawBytes, value: RawBytes)]] = [:]
     var delete: [PolicyMap: [RawBytes]] = [:]
+    /// Maps that were empty before: undone by emptying them (a first apply of a million
+    /// records journals no key).
+    var empty: Set<PolicyMap> = []
     var floodListsBefore: [UInt32: nv_flood_list] = [:]
     /// Link pins the apply creates (ports and an external interface it attaches).
     var newLinkPins: [String] = []
@@ -53,11 +56,16 @@ struct ApplyJournal {
         for m in maps {
             guard let c = plan.changes[m] else { continue }
             out.string(m.rawValue)
+            if c.liveWasEmpty {
+                out.bytes([1])
+                continue
+            }
+            out.bytes([0])
             out.u32(UInt32(c.removed.count + c.changed.count))
             for e in c.removed { out.entry(e.key, e.old) }
             for e in c.changed { out.entry(e.key, e.old) }
-            out.u32(UInt32(c.added.count))
-            for e in c.added { out.rawBytes(e.key) }
+            out.u32(UInt32(c.total - c.removed.count - c.changed.count))
+            for k in c.addedKeys { out.rawBytes(k) }
         }
         try out.finish()
         if rename(path + ".new", path) != 0 { throw DatapathError("write \(path)", errno: errno) }
@@ -83,7 +91,14 @@ struct ApplyJournal {
         }
         guard let maps = input.u32() else { return nil }
         for _ in 0..<maps {
-            guard let name = input.string(), let m = PolicyMap(rawValue: name), let n = input.u32() else { return nil }
+            guard let name = input.string(), let m = PolicyMap(rawValue: name), let mode = input.bytes(1) else {
+                return nil
+            }
+            if mode == [1] {
+                empty.insert(m)
+                continue
+            }
+            guard let n = input.u32() else { return nil }
             var back: [(key: RawBytes, value: RawBytes)] = []
             for _ in 0..<n {
                 guard let k = input.rawBytes(), let v = input.rawBytes() else { return nil }
@@ -235,8 +250,15 @@ extension Instance {
         // Its additions go first, dependents first; then what it removed or changed comes
         // back, what others depend on first (MapPlan's orders).
         for m in MapPlan.removalOrder + [.config] {
-            guard let keys = journal.delete[m], !keys.isEmpty else { continue }
-            do { try maps.raw(m).rawDelete(keys) } catch { problems.append("\(error)") }
+            do {
+                if journal.empty.contains(m) {
+                    try maps.raw(m).rawDelete(try maps.raw(m).rawEntries().map(\.key))
+                } else if let keys = journal.delete[m], !keys.isEmpty {
+                    try maps.raw(m).rawDelete(keys)
+                }
+            } catch {
+                problems.append("\(error)")
+            }
         }
         for m in MapPlan.writeOrder {
             guard let entries = journal.restore[m], !entries.isEmpty else { continue }

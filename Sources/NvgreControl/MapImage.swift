@@ -201,11 +201,17 @@ public struct MapChanges: Sendable {
     public init() {}
 
     public var isEmpty: Bool { addedSlots.isEmpty && changedSlots.isEmpty && removedSlots.isEmpty }
+    /// Whether the map was empty before: then everything in it after is what was added.
+    public var liveWasEmpty: Bool { live.count == 0 }
     public var total: Int { addedSlots.count + changedSlots.count + removedSlots.count }
 
     /// New keys, with their values.
     public var added: LazyMapSequence<[Int32], (key: RawBytes, value: RawBytes)> {
         addedSlots.lazy.map { [desired] s in (desired.key(at: Int(s)), desired.value(at: Int(s))) }
+    }
+    /// The new keys alone.
+    public var addedKeys: LazyMapSequence<[Int32], RawBytes> {
+        addedSlots.lazy.map { [desired] s in desired.key(at: Int(s)) }
     }
     /// Keys whose value changes: the new value and the one it replaces.
     public var changed:
