@@ -103,6 +103,11 @@ extension NvgreCommand {
             throw ExitCode(2)
         } catch let e as ExitCode {
             throw e
+        } catch StoreError.badAddress(let text) {
+            // The address is an argument (--store or $NVGRE_STORE): a bad input like any other.
+            printError(
+                "\(fieldError("--store", text, "etcd://HOST:PORT[,HOST:PORT...] (from --store or $NVGRE_STORE)"))")
+            throw ExitCode(2)
         } catch {
             printError("\(error)")
             throw ExitCode(1)
