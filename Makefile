@@ -27,6 +27,16 @@ $(GEN)/nvgre.skel.h: $(GEN)/nvgre.bpf.o
 	bpftool gen skeleton $< name nvgre > $@.tmp
 	mv $@.tmp $@
 
+# Two more builds of the same programs, for the upgrade tests: build 2 (only its build number
+# differs) and one that claims ABI 99 (an upgrade to it is refused).
+$(GEN)/nvgre-build2.bpf.o: bpf/nvgre.bpf.c $(BPF_HEADERS)
+	@mkdir -p $(GEN)
+	$(BPF_CLANG) $(BPF_CFLAGS) -DNV_PROGRAM_BUILD=2 -c $< -o $@
+
+$(GEN)/nvgre-abi99.bpf.o: bpf/nvgre.bpf.c $(BPF_HEADERS)
+	@mkdir -p $(GEN)
+	$(BPF_CLANG) $(BPF_CFLAGS) -DNV_ABI_VERSION=99 -c $< -o $@
+
 $(GEN)/bench.bpf.o: bpf/bench.bpf.c bpf/checksum.h
 	@mkdir -p $(GEN)
 	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
@@ -35,7 +45,7 @@ $(GEN)/bench.skel.h: $(GEN)/bench.bpf.o
 	bpftool gen skeleton $< name nvbench > $@.tmp
 	mv $@.tmp $@
 
-bpf: $(GEN)/nvgre.skel.h $(GEN)/bench.skel.h
+bpf: $(GEN)/nvgre.skel.h $(GEN)/bench.skel.h $(GEN)/nvgre-build2.bpf.o $(GEN)/nvgre-abi99.bpf.o
 
 build: setup bpf
 	swift build $(SWIFT_BUILD_FLAGS)

@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -13,6 +14,28 @@
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
 #include "CNvgre.h"
+
+struct nvgre *nv_open_other_object(const void *elf, size_t size, const struct bpf_object_open_opts *opts)
+{
+	struct nvgre *obj = calloc(1, sizeof(*obj));
+	if (!obj) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	int err = nvgre__create_skeleton(obj);
+	if (!err) {
+		/* The skeleton finds maps and programs by name: another build with the same ones fits. */
+		obj->skeleton->data = elf;
+		obj->skeleton->data_sz = size;
+		err = bpf_object__open_skeleton(obj->skeleton, opts);
+	}
+	if (err) {
+		nvgre__destroy(obj);
+		errno = err < 0 ? -err : err;
+		return NULL;
+	}
+	return obj;
+}
 
 int nv_setns_net(int fd)
 {

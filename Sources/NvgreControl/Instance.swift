@@ -16,6 +16,9 @@ public struct InstanceSettings: Equatable, Sendable {
     public var portExceptionShare: ExceptionShare
     /// Each VM port's share of head-end replication.
     public var floodShare: ExceptionShare
+    /// The programs running: their ABI version (the maps' layout and meaning) and build.
+    public var programABI = UInt32(NV_ABI_VERSION)
+    public var programBuild: UInt32 = 1
 
     public init(
         uplink: String, uplinkIfindex: UInt32, xdpMode: XDPMode?, fibUseRules: Bool,
@@ -37,6 +40,7 @@ public struct InstanceSettings: Equatable, Sendable {
             + "exceptionRate=\(exceptionShare.perSecond)\nexceptionBurst=\(exceptionShare.burst)\n"
             + "portExceptionRate=\(portExceptionShare.perSecond)\nportExceptionBurst=\(portExceptionShare.burst)\n"
             + "floodRate=\(floodShare.perSecond)\nfloodBurst=\(floodShare.burst)\n"
+            + "programABI=\(programABI)\nprogramBuild=\(programBuild)\n"
     }
 
     init?(text: String) {
@@ -58,6 +62,9 @@ public struct InstanceSettings: Equatable, Sendable {
             uplink: u, uplinkIfindex: i, xdpMode: XDPMode(rawValue: m), fibUseRules: f == "true",
             exceptionShare: share("exception", .default), portExceptionShare: share("portException", .defaultPerPort),
             floodShare: share("flood", .defaultFlood))
+        // Instances from before upgrades existed ran this ABI's first build.
+        programABI = kv["programABI"].flatMap(UInt32.init) ?? UInt32(NV_ABI_VERSION)
+        programBuild = kv["programBuild"].flatMap(UInt32.init) ?? 1
     }
 }
 
@@ -142,9 +149,10 @@ public final class Instance {
             // Broadcasts from the fabric, decapsulated by XDP, are replicated to ports by tc.
             let flood = try dp.attach(.fabricFlood, ifindex: uplinkIndex)
             try flood.pin(at: "\(dir)/\(floodLinkPin(uplink))")
-            let settings = InstanceSettings(
+            var settings = InstanceSettings(
                 uplink: uplink, uplinkIfindex: uplinkIndex, xdpMode: mode, fibUseRules: fibUseRules,
                 exceptionShare: exceptionShare, portExceptionShare: portExceptionShare, floodShare: floodShare)
+            settings.programBuild = dp.objectBuild
             try FileManager.default.createDirectory(atPath: stateDirectory(name), withIntermediateDirectories: true)
             try write(settings.text, to: "\(stateDirectory(name))/settings")
             try write(PolicyWriter.write(Policy(), as: .yaml), to: "\(stateDirectory(name))/policy.yaml")

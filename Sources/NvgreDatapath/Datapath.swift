@@ -1,4 +1,5 @@
 import CNvgre
+import Foundation
 
 #if canImport(Glibc)
     import Glibc
@@ -20,6 +21,9 @@ public struct LoadOptions: Sendable {
     /// and the exception ring stay this load's own. `nvgre trace` runs the live policy this
     /// way without touching the live counters.
     public var policyMapsFrom: DatapathMaps?
+    /// Another build of the object (an ELF file with the same maps and programs) to load
+    /// instead of the embedded one: `nvgre upgrade --object`.
+    public var objectFile: String?
 
     public init() {}
 }
@@ -56,6 +60,8 @@ public final class Datapath {
 
     /// The bpffs directory this instance's maps are pinned in, if any.
     public let pinDirectory: String?
+    /// The ELF image of `LoadOptions.objectFile`, which libbpf reads until the object goes.
+    private let objectImage: UnsafeMutableRawBufferPointer?
 
     /// Loads the programs. With `pinDirectory` (a directory on bpffs, one per instance), every
     /// map is pinned there, and maps already pinned there are reused: a second process, or the
@@ -64,26 +70,21 @@ public final class Datapath {
         self.pinDirectory = pinDirectory
         nv_libbpf_capture_start()
         _ = nv_libbpf_capture_text()
-        var openOpts = bpf_object_open_opts()
-        prepareOpts(&openOpts, size: nv_sizeof_open_opts())
-        guard let s = nvgre__open_opts(&openOpts) else {
-            throw DatapathError(
-                "open the embedded BPF object", errno: errno,
-                detail: String(cString: nv_libbpf_capture_text()))
-        }
+        let (s, image) = try Self.open(options.objectFile)
         do {
             try Self.prepare(s, options: options, pinDirectory: pinDirectory)
         } catch {
-            nvgre__destroy(s)
+            Self.destroy(s, image)
             throw error
         }
         let rc = nvgre__load(s)
         if rc != 0 {
             let log = String(cString: nv_libbpf_capture_text())
-            nvgre__destroy(s)
+            Self.destroy(s, image)
             throw DatapathError.fromReturn("load the BPF programs (verifier log follows)", rc, detail: log)
         }
         skel = s
+        objectImage = image
         maps = DatapathMaps { name in
             guard let map = bpf_object__find_map_by_name(s.pointee.obj, name) else { return -1 }
             return bpf_map__fd(map)
@@ -92,7 +93,66 @@ public final class Datapath {
         try maps.lookups.install(limit: options.maxLookups)
     }
 
-    deinit { nvgre__destroy(skel) }
+    deinit { Self.destroy(skel, objectImage) }
+
+    /// Opens the embedded object, or the one in `file` (its image returned: it must outlive
+    /// the skeleton).
+    private static func open(_ file: String?) throws -> (UnsafeMutablePointer<nvgre>, UnsafeMutableRawBufferPointer?) {
+        var openOpts = bpf_object_open_opts()
+        prepareOpts(&openOpts, size: nv_sizeof_open_opts())
+        guard let file else {
+            guard let s = nvgre__open_opts(&openOpts) else {
+                throw DatapathError(
+                    "open the embedded BPF object", errno: errno, detail: String(cString: nv_libbpf_capture_text()))
+            }
+            return (s, nil)
+        }
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw DatapathError("read the BPF object \(file)", errno: errno == 0 ? ENOENT : errno)
+        }
+        let image = UnsafeMutableRawBufferPointer.allocate(byteCount: data.count, alignment: 16)
+        _ = image.initializeMemory(as: UInt8.self, from: data)
+        guard let s = nv_open_other_object(image.baseAddress, image.count, &openOpts) else {
+            let e = errno
+            image.deallocate()
+            throw DatapathError(
+                "open the BPF object \(file) (it must be a build of nvgre.bpf.c with the same maps and programs)",
+                errno: e, detail: String(cString: nv_libbpf_capture_text()))
+        }
+        return (s, image)
+    }
+
+    private static func destroy(_ s: UnsafeMutablePointer<nvgre>, _ image: UnsafeMutableRawBufferPointer?) {
+        nvgre__destroy(s)
+        image?.deallocate()
+    }
+
+    /// Which build an object is (the embedded one, or `file`): its ABI version and build
+    /// number, read without loading it.
+    public static func objectIdentity(file: String?) throws -> (abi: UInt32, build: UInt32) {
+        nv_libbpf_capture_start()
+        let (s, image) = try open(file)
+        defer { destroy(s, image) }
+        let ro = s.pointee.rodata.pointee
+        return (ro.nv_object_abi, ro.nv_object_build)
+    }
+
+    /// How an object lays out its maps (MapRegistry's), read without loading it.
+    public static func mapLayouts(objectFile: String?) throws -> [String: (
+        keySize: UInt32, valueSize: UInt32, type: UInt32
+    )] {
+        let (s, image) = try open(objectFile)
+        defer { destroy(s, image) }
+        var out: [String: (keySize: UInt32, valueSize: UInt32, type: UInt32)] = [:]
+        for name in MapRegistry.names {
+            guard let map = bpf_object__find_map_by_name(s.pointee.obj, name) else { continue }
+            out[name] = (bpf_map__key_size(map), bpf_map__value_size(map), bpf_map__type(map).rawValue)
+        }
+        return out
+    }
+
+    /// This load's build (see objectIdentity).
+    public var objectBuild: UInt32 { skel.pointee.rodata.pointee.nv_object_build }
 
     /// Before load, every map of MapRegistry: its size from the options, the instance's
     /// map reused by a tracing load, its pin path under the instance directory.
@@ -103,7 +163,11 @@ public final class Datapath {
             guard let map = bpf_object__find_map_by_name(s.pointee.obj, name) else {
                 throw DatapathError("find map \(name) in the BPF object", errno: ENOENT)
             }
-            if let size = MapRegistry.sizedBy[name], bpf_map__set_max_entries(map, options[keyPath: size]) != 0 {
+            // A map pinned already keeps its size (a reload reuses it); a new one gets the options'.
+            let pinnedSize = pinDirectory.flatMap { pinnedMapInfo("\($0)/\(name)")?.max_entries }
+            if let size = pinnedSize ?? MapRegistry.sizedBy[name].map({ options[keyPath: $0] }),
+                bpf_map__set_max_entries(map, size) != 0
+            {
                 throw DatapathError("set the size of map \(name)", errno: errno)
             }
             if let shared = options.policyMapsFrom, !MapRegistry.belongsToOneLoad(type: bpf_map__type(map)),
@@ -165,4 +229,14 @@ public final class Datapath {
         case .fabricFlood: return bpf_program__fd(p.nv_fabric_flood)
         }
     }
+}
+
+/// The kernel's description of the map pinned at `path`; nil when nothing is pinned there.
+public func pinnedMapInfo(_ path: String) -> bpf_map_info? {
+    let fd = bpf_obj_get(path)
+    if fd < 0 { return nil }
+    defer { close(fd) }
+    var info = bpf_map_info()
+    var len = UInt32(MemoryLayout<bpf_map_info>.size)
+    return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info : nil
 }

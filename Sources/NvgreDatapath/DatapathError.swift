@@ -15,7 +15,7 @@ public struct DatapathError: Error, CustomStringConvertible, Sendable {
     }
 
     /// Builds the error from a libbpf-style return (negative errno) or the global errno.
-    static func fromReturn(_ operation: String, _ rc: Int32, detail: String = "") -> DatapathError {
+    public static func fromReturn(_ operation: String, _ rc: Int32, detail: String = "") -> DatapathError {
         let e = rc < 0 ? -rc : Glibc.errno
         return DatapathError(operation, errno: e, detail: detail)
     }

@@ -10,7 +10,7 @@ struct Nvgre: ParsableCommand {
             "Global options (-n NETNS, -j, --instance NAME, --store ADDRESSES, --host NAME) go before or after the "
             + "subcommand, as with `ip`.",
         subcommands: [
-            Up.self, Down.self, Apply.self, Save.self, Show.self, Stats.self, Trace.self,
+            Up.self, Down.self, Upgrade.self, Apply.self, Save.self, Show.self, Stats.self, Trace.self,
             DomainCommand.self, SubnetCommand.self, LookupCommand.self, RouteCommand.self,
             ProviderAddressCommand.self, PortCommand.self, ServiceCommand.self, MigrateCommand.self, HostsCommand.self,
             Agent.self,

@@ -28,6 +28,11 @@ static inline int nv_cas_u32(__u32 *p, __u32 expected, __u32 desired)
 	return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 
+/* Opens another build of the nvgre object (an ELF image in memory, kept alive by the caller
+ * until the skeleton is destroyed) through the embedded object's skeleton: the same maps
+ * and programs, other code or constants. NULL with errno set when it does not fit. */
+struct nvgre *nv_open_other_object(const void *elf, size_t size, const struct bpf_object_open_opts *opts);
+
 /* setns(fd, CLONE_NEWNET) on the calling thread; returns 0 or -errno. */
 int nv_setns_net(int fd);
 
