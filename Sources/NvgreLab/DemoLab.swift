@@ -186,6 +186,24 @@ public final class DemoLab {
         try Spawn.waitForOutput(gatewayLog, containing: ready, what: "the gateway on host G")
     }
 
+    /// Stops host `h`'s agent the hard way (SIGKILL), as a crash would.
+    public func killAgent(_ h: DemoHost) {
+        guard let pid = agents.removeValue(forKey: h.name) else { return }
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+    }
+
+    /// Starts host `h`'s agent again (after killAgent); returns once it consumes.
+    public func restartAgent(_ h: DemoHost) throws {
+        unlink(agentLog(h))
+        agents[h.name] = try Spawn.start(
+            [nvgre, "-n", ns(h), "--instance", instance(h), "agent"] + storeArguments(h), output: agentLog(h),
+            detached: false)
+        let ready = userspaceHosts.contains(h.name) ? "forwarding on" : "handling exceptions"
+        try Spawn.waitForOutput(agentLog(h), containing: ready, what: "the agent of host \(h.name)")
+    }
+
     /// Stops `nvgre gateway` the hard way (SIGKILL), as a crash would.
     public func killGateway() {
         guard let pid = agents.removeValue(forKey: DemoPlan.g.name) else { return }
