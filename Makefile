@@ -12,7 +12,7 @@ SWIFT_BUILD_FLAGS ?=
 export TMPDIR := $(CURDIR)/.build/tmp
 $(shell mkdir -p $(TMPDIR))
 
-.PHONY: all setup bpf build test differential isolation demo demo-down bench format clean
+.PHONY: all setup bpf build test differential isolation fuzz demo demo-down bench format clean
 all: build
 
 setup:
@@ -66,6 +66,11 @@ differential: build
 isolation: build
 	NVGRE_ISOLATION_FRAMES=$(or $(FRAMES),1000000) $(if $(SEED),NVGRE_ISOLATION_SEED=$(SEED)) \
 	  scripts/run-tests.sh --filter IsolationInvariantTests
+
+# libFuzzer on every reader of outside input (policy files, pcap, frames, NAT), FUZZ_SECONDS each
+# (default 300); HARNESS picks one. A crash's input is kept and named (scripts/fuzz.sh).
+fuzz: setup
+	scripts/fuzz.sh $(or $(FUZZ_SECONDS),300) $(HARNESS)
 
 # The main job: tenants Red and Blue on hosts A and B over a bridge underlay, applied with
 # the CLI from examples/demo, each claim checked with real traffic. DATAPATH=userspace puts

@@ -52,6 +52,8 @@ let package = Package(
             dependencies: ["NvgreUserspace", "NvgreGateway", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),
         // The store of many hosts: etcd v3 over its JSON gateway, the key layout of the policy.
         .target(name: "NvgreStore", dependencies: ["NvgrePolicy", "NvgreWire"]),
+        // What the libFuzzer harnesses (scripts/fuzz.sh, fuzz/Entry.swift) feed arbitrary bytes.
+        .target(name: "NvgreFuzzing", dependencies: ["NvgrePolicy", "NvgreWire"]),
         // Namespaced labs (topologies of hosts and VMs) for tests, the demo and benchmarks.
         .target(
             name: "NvgreLab",
@@ -65,6 +67,8 @@ let package = Package(
         ),
         .testTarget(name: "NvgreWireTests", dependencies: ["NvgreWire"]),
         .testTarget(name: "NvgrePolicyTests", dependencies: ["NvgrePolicy", "NvgreWire"]),
+        // Every committed fuzzing input (fuzz/corpus), those that once crashed among them.
+        .testTarget(name: "NvgreFuzzingTests", dependencies: ["NvgreFuzzing"]),
         .testTarget(
             name: "NvgreGatewayTests",
             dependencies: ["NvgreGateway", "NvgrePolicy", "NvgreDatapath", "NvgreWire", "CNvgre"]),

@@ -12,17 +12,19 @@ public enum ICMPError: Equatable, Sendable {
     /// The Ethernet frame to hand to the host that sent `frame`, or nil when no answer is
     /// due: not IP, an ICMP error itself, (too big) an IPv4 packet without DF, which may be
     /// fragmented but not by XDP, or (no route) no `gateway`. `gateway` is the answering
-    /// router's address of the packet's family; for too big the packet's destination
-    /// stands in when there is none. `vm` is the
+    /// router's address of the packet's family (one of the other family counts as none); for
+    /// too big the packet's destination stands in when there is none. `vm` is the
     /// sender's MAC when the frame no longer carries it (the router rewrote it first).
     public func answer(to frame: [UInt8], gatewayMAC: MACAddress, gateway: IPAddress?, vm: MACAddress? = nil)
         -> [UInt8]?
     {
         guard let f = DecodedFrame(frame), let src = f.src, let dst = f.dst, f.vlan == nil else { return nil }
         let packet = Array(frame[f.l3Offset...])
+        // A router of the packet's family answers (another one cannot address the sender).
+        let router = gateway?.family == src.family ? gateway : nil
         // No route: only a router may say so; the destination must not seem to.
-        if self == .noRoute && gateway == nil { return nil }
-        let from = gateway ?? dst
+        if self == .noRoute && router == nil { return nil }
+        let from = router ?? dst
         let payload: [UInt8]
         if src.family == .v4 {
             guard packet.count >= 20 else { return nil }

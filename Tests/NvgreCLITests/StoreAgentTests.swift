@@ -165,6 +165,76 @@ extension StoreAgentTests {
     }
 }
 
+extension StoreAgentTests {
+    /// The agent's store sync and a local apply at once, 20 times: after both, once the
+    /// agent has applied the store's revision, the maps hold the store's policy for the host
+    /// or the local file, whole.
+    @Test func theAgentsSyncAndALocalApplyAtOnceLeaveOneWholePolicy() throws {
+        let cluster = try EtcdCluster(prefix: LabNetwork.runPrefix + "-pairs")
+        defer { cluster.down() }
+        let h = try CLIHost(tag: "storepairs")
+        try #require(h.run(["up", "--uplink", "ul"]).status == 0)
+        let s = ["--store", cluster.address]
+        func withRecords(pa: String) -> String {
+            var lines = ""
+            for i in 10..<40 {
+                lines +=
+                    "  - {vsid: 5002, customerAddress: 198.19.2.\(i), providerAddress: \(pa), mac: 02:00:00:00:02:01}\n"
+            }
+            return CLIHost.example.replacingOccurrences(of: "lookupRecords:\n", with: "lookupRecords:\n" + lines)
+        }
+        let storeFiles = try [
+            h.file("s0.yaml", withRecords(pa: "198.18.0.2")), h.file("s1.yaml", withRecords(pa: "198.18.0.3"))
+        ]
+        let localFile = try h.file("local.yaml", withRecords(pa: "198.18.0.9"))
+        try #require(StoreCLITests.nvgre(["apply"] + s + ["--host", "a", storeFiles[0]]).status == 0)
+        let log = h.temporaryPath("agent.log")
+        let pid = try Spawn.start(
+            [CLIHost.binary, "-n", h.ns, "--instance", h.instance, "agent"] + s + ["--host", "a"], output: log,
+            detached: false)
+        defer { Spawn.stop(pid) }
+        // What each source makes live: the store's (Red only: host a has no Blue port), the file's.
+        func redOnly(pa: String) -> Set<String> {
+            var set: Set<String> = ["5001 198.19.1.1 198.18.0.1", "5001 198.19.1.2 198.18.0.2"]
+            for i in 10..<40 { set.insert("5002 198.19.2.\(i) \(pa)") }
+            return set
+        }
+        let fromStore = [redOnly(pa: "198.18.0.2"), redOnly(pa: "198.18.0.3")]
+        let fromFile = redOnly(pa: "198.18.0.9").union(["6001 198.19.1.1 198.18.0.3"])
+        try #require(Self.converge(h, to: fromStore[0]) != nil, "\(h.logText(log))")
+
+        var outcomes = [0, 0]
+        for round in 0..<20 {
+            let k = (round + 1) % 2
+            let (store, local) = ConcurrentWriterTests.atOnce(
+                h, ["--store", cluster.address, "--host", "a", "apply", storeFiles[k]], ["apply", localFile])
+            #expect(store.status == 0 && local.status == 0, "round \(round): \(store.err) \(local.err)")
+            // Until the agent has applied the store's revision.
+            guard let r = store.out.range(of: #"revision [0-9]+"#, options: .regularExpression),
+                let revision = Int(store.out[r].dropFirst("revision ".count))
+            else {
+                Issue.record("round \(round): no revision in \(store.out)")
+                break
+            }
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline {
+                let show = (h.run(["show", "-j"]).json as? [String: Any])?["store"] as? [String: Any]
+                if let seen = show?["revision"] as? Int, seen >= revision { break }
+                usleep(20_000)
+            }
+            let now = Self.liveRecords(h)
+            #expect(
+                now == fromStore[k] || now == fromFile,
+                "round \(round): neither the store's policy nor the file: \(now.subtracting(fromStore[k]).count) beyond the store's, \(now.subtracting(fromFile).count) beyond the file's"
+            )
+            if now == fromStore[k] { outcomes[0] += 1 } else if now == fromFile { outcomes[1] += 1 }
+        }
+        print(
+            "20 pairs of a store sync and a local apply: the store's policy last \(outcomes[0]) times, the file \(outcomes[1])"
+        )
+    }
+}
+
 extension CLIHost {
     func logText(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
 }

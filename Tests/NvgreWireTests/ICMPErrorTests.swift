@@ -79,6 +79,18 @@ struct ICMPErrorTests {
         #expect(Array(icmp[8...]) == Array(original[14...]))  // all of it: under 576 bytes
     }
 
+    /// Found by the frames fuzzer (fuzz/corpus/frames/frame1.bin, an IPv6 frame, answered with
+    /// an IPv4 router address): it crashed building a packet of mixed families. A router of
+    /// the other family is no router for this packet.
+    @Test func aRouterOfTheOtherFamilyIsNone() throws {
+        let v6 = frame("2001:db8:19:1::1", "2001:db8:99::9", size: 1400)
+        #expect(ICMPError.noRoute.answer(to: v6, gatewayMAC: gwMAC, gateway: "198.19.1.254") == nil)
+        let a = try #require(ICMPError.tooBig(mtu: 1280).answer(to: v6, gatewayMAC: gwMAC, gateway: "198.19.1.254"))
+        #expect(Array(a[22..<38]) == Array(v6[38..<54]))  // from the packet's destination instead
+        let v4 = frame("198.19.1.1", "192.0.2.9", size: 1400)
+        #expect(ICMPError.noRoute.answer(to: v4, gatewayMAC: gwMAC, gateway: "2001:db8:19:1::fe") == nil)
+    }
+
     @Test func noRouteToDestinationInIPv6() throws {
         let original = frame("2001:db8:19:1::1", "2001:db8:99::9", size: 100)
         let a = try #require(ICMPError.noRoute.answer(to: original, gatewayMAC: gwMAC, gateway: "2001:db8:19:1::fe"))
