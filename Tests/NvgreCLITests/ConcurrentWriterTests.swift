@@ -46,15 +46,18 @@ struct ConcurrentWriterTests {
         return text
     }
 
-    @Test func twoAppliesAtOnceLeaveOneWholeFile() throws {
-        let h = try CLIHost(tag: "writers")
+    /// A host with an instance up and two files to apply, a and b: the example with 190 more
+    /// records on 198.18.0.2, and on 198.18.0.3; with the records each makes live.
+    static func hostWithTwoFiles(_ tag: String) throws -> (CLIHost, files: [String], records: [Set<String>]) {
+        let h = try CLIHost(tag: tag)
         try #require(h.run(["up", "--uplink", "ul"]).status == 0)
-        let texts = [
-            Self.exampleWith190Records(onProviderAddress: "198.18.0.2"),
-            Self.exampleWith190Records(onProviderAddress: "198.18.0.3")
-        ]
+        let texts = ["198.18.0.2", "198.18.0.3"].map { Self.exampleWith190Records(onProviderAddress: $0) }
         let files = try [h.file("a.yaml", texts[0]), h.file("b.yaml", texts[1])]
-        let expected = try texts.map { Self.records(try PolicyDocument.decode($0)) }
+        return (h, files, try texts.map { Self.records(try PolicyDocument.decode($0)) })
+    }
+
+    @Test func twoAppliesAtOnceLeaveOneWholeFile() throws {
+        let (h, files, expected) = try Self.hostWithTwoFiles("writers")
         try #require(expected[0].count == 193 && expected[0].isDisjoint(with: expected[1].subtracting(expected[0])))
         var lastWon = [0, 0]
         for round in 0..<20 {
@@ -74,14 +77,7 @@ struct ConcurrentWriterTests {
     /// An apply and a single record's add at once: the record is added to the state before
     /// or after the apply, never into the middle of it.
     @Test func anAddAndAnApplyAtOnceSerialize() throws {
-        let h = try CLIHost(tag: "addapply")
-        try #require(h.run(["up", "--uplink", "ul"]).status == 0)
-        let texts = [
-            Self.exampleWith190Records(onProviderAddress: "198.18.0.2"),
-            Self.exampleWith190Records(onProviderAddress: "198.18.0.3")
-        ]
-        let files = try [h.file("a.yaml", texts[0]), h.file("b.yaml", texts[1])]
-        let expected = try texts.map { Self.records(try PolicyDocument.decode($0)) }
+        let (h, files, expected) = try Self.hostWithTwoFiles("addapply")
         let added = "5002 198.19.2.250 198.18.0.4"
         try #require(h.run(["apply", files[0]]).status == 0)
         for round in 0..<20 {

@@ -137,18 +137,9 @@ extension StoreAgentTests {
     /// store): the agent's next apply is diffed against the live maps, not against what it
     /// last wrote itself, so the maps end on the store's state whole, the local record gone.
     @Test func aLocalWriteBetweenTwoStoreChangesIsNotMixedIn() throws {
-        let cluster = try EtcdCluster(prefix: LabNetwork.runPrefix + "-mixed")
-        defer { cluster.down() }
-        let h = try CLIHost(tag: "storemixed")
-        try #require(h.run(["up", "--uplink", "ul"]).status == 0)
-        let s = ["--store", cluster.address]
-        let example = try h.file("two-tenants.yaml", CLIHost.example)
-        try #require(StoreCLITests.nvgre(["apply"] + s + ["--host", "a", example]).status == 0)
-        let log = h.temporaryPath("agent.log")
-        let pid = try Spawn.start(
-            [CLIHost.binary, "-n", h.ns, "--instance", h.instance, "agent"] + s + ["--host", "a"], output: log,
-            detached: false)
-        defer { Spawn.stop(pid) }
+        let a = try AgentOnStore("mixed", policy: CLIHost.example)
+        defer { withExtendedLifetime(a) {} }
+        let (h, s, log) = (a.host, a.store, a.log)
         var expected: Set<String> = ["5001 198.19.1.1 198.18.0.1", "5001 198.19.1.2 198.18.0.2"]
         try #require(Self.converge(h, to: expected) != nil, "\(h.logText(log))")
 
@@ -170,11 +161,6 @@ extension StoreAgentTests {
     /// agent has applied the store's revision, the maps hold the store's policy for the host
     /// or the local file, whole.
     @Test func theAgentsSyncAndALocalApplyAtOnceLeaveOneWholePolicy() throws {
-        let cluster = try EtcdCluster(prefix: LabNetwork.runPrefix + "-pairs")
-        defer { cluster.down() }
-        let h = try CLIHost(tag: "storepairs")
-        try #require(h.run(["up", "--uplink", "ul"]).status == 0)
-        let s = ["--store", cluster.address]
         func withRecords(pa: String) -> String {
             var lines = ""
             for i in 10..<40 {
@@ -183,16 +169,13 @@ extension StoreAgentTests {
             }
             return CLIHost.example.replacingOccurrences(of: "lookupRecords:\n", with: "lookupRecords:\n" + lines)
         }
+        let a = try AgentOnStore("pairs", policy: withRecords(pa: "198.18.0.2"))
+        defer { withExtendedLifetime(a) {} }
+        let (h, log, cluster) = (a.host, a.log, a.cluster)
         let storeFiles = try [
             h.file("s0.yaml", withRecords(pa: "198.18.0.2")), h.file("s1.yaml", withRecords(pa: "198.18.0.3"))
         ]
         let localFile = try h.file("local.yaml", withRecords(pa: "198.18.0.9"))
-        try #require(StoreCLITests.nvgre(["apply"] + s + ["--host", "a", storeFiles[0]]).status == 0)
-        let log = h.temporaryPath("agent.log")
-        let pid = try Spawn.start(
-            [CLIHost.binary, "-n", h.ns, "--instance", h.instance, "agent"] + s + ["--host", "a"], output: log,
-            detached: false)
-        defer { Spawn.stop(pid) }
         // What each source makes live: the store's (Red only: host a has no Blue port), the file's.
         func redOnly(pa: String) -> Set<String> {
             var set: Set<String> = ["5001 198.19.1.1 198.18.0.1", "5001 198.19.1.2 198.18.0.2"]
@@ -232,6 +215,42 @@ extension StoreAgentTests {
         print(
             "20 pairs of a store sync and a local apply: the store's policy last \(outcomes[0]) times, the file \(outcomes[1])"
         )
+    }
+}
+
+/// A three-member etcd cluster, a host with an instance up, `policy` in the store for host
+/// a, and the host's agent following it; all stopped and removed with this object.
+final class AgentOnStore {
+    let cluster: EtcdCluster
+    let host: CLIHost
+    let log: String
+    private let pid: pid_t
+    /// The store options of every command on it.
+    var store: [String] { ["--store", cluster.address] }
+
+    init(_ tag: String, policy: String) throws {
+        cluster = try EtcdCluster(prefix: LabNetwork.runPrefix + "-\(tag)")
+        do {
+            host = try CLIHost(tag: "store\(tag)")
+            try #require(host.run(["up", "--uplink", "ul"]).status == 0)
+            let file = try host.file("store-policy.yaml", policy)
+            let applied = StoreCLITests.nvgre(["apply", "--store", cluster.address, "--host", "a", file])
+            try #require(applied.status == 0, "\(applied.err)")
+            log = host.temporaryPath("agent.log")
+            pid = try Spawn.start(
+                [
+                    CLIHost.binary, "-n", host.ns, "--instance", host.instance, "agent", "--store", cluster.address,
+                    "--host", "a"
+                ], output: log, detached: false)
+        } catch {
+            cluster.down()
+            throw error
+        }
+    }
+
+    deinit {
+        Spawn.stop(pid)
+        cluster.down()
     }
 }
 

@@ -202,6 +202,22 @@ struct DifferentialTests {
         return f
     }
 
+    /// One generated frame: a corpus frame from its port (now and then another one) or the
+    /// uplink, fitted to the policy in force most of the time when `fitted`, then mutated
+    /// `mutated` percent of the time.
+    static func generate(
+        _ r: inout Random, _ corpus: [FastPathCase], host: HostFixture, ports: [UInt32], tables: DecisionTables,
+        fitted: Bool, mutated: Int
+    ) -> (base: FastPathCase, fromVM: Bool, ingress: UInt32, frame: [UInt8]) {
+        let base = r.pick(corpus)
+        let fromVM = base.program == .fromVM
+        let ingress = fromVM ? (r.chance(90) ? host.port(base.ingress) : r.pick(ports)) : host.port("ul")
+        var frame = base.frame
+        if fitted && r.chance(80) { frame = adapt(frame, fromVM: fromVM, ingress: ingress, tables, &r) }
+        if r.chance(mutated) { frame = mutate(frame, &r) }
+        return (base, fromVM, ingress, frame)
+    }
+
     /// The core's outcome as a test run of XDP shows it: a flood from the fabric has its
     /// destination MAC parked until tc restores it (NV_FLOOD_PARKED_MAC).
     static func asTestRunShowsIt(_ o: Outcome) -> Outcome {
@@ -308,14 +324,8 @@ struct DifferentialTests {
                 let core = DecisionCore(
                     tables: try Self.snapshot(host.dp), underlay: FixtureUnderlay(uplink: host.port("ul")))
                 for i in 0..<(count / policies) {
-                    let base = r.pick(corpus)
-                    let fromVM = base.program == .fromVM
-                    let ingress = fromVM ? (r.chance(90) ? host.port(base.ingress) : r.pick(ports)) : host.port("ul")
-                    var frame = base.frame
-                    if round > 0 && r.chance(80) {
-                        frame = Self.adapt(frame, fromVM: fromVM, ingress: ingress, core.tables, &r)
-                    }
-                    if r.chance(85) { frame = Self.mutate(frame, &r) }
+                    let (base, fromVM, ingress, frame) = Self.generate(
+                        &r, corpus, host: host, ports: ports, tables: core.tables, fitted: round > 0, mutated: 85)
                     guard let (program, moved) = try programs.run(base.program, frame, ingress: ingress) else {
                         refused += 1
                         continue

@@ -74,14 +74,8 @@ struct IsolationInvariantTests {
                 let t = try DifferentialTests.snapshot(host.dp)
                 func domain(ofVSID v: UInt32) -> UInt32? { t.subnets[v]?.rdid }
                 for i in 0..<(count / policies) {
-                    let base = r.pick(corpus)
-                    let fromVM = base.program == .fromVM
-                    let ingress = fromVM ? (r.chance(90) ? host.port(base.ingress) : r.pick(ports)) : uplink
-                    var frame = base.frame
-                    if round > 0 && r.chance(80) {
-                        frame = DifferentialTests.adapt(frame, fromVM: fromVM, ingress: ingress, t, &r)
-                    }
-                    if r.chance(90) { frame = DifferentialTests.mutate(frame, &r) }
+                    let (base, fromVM, ingress, frame) = DifferentialTests.generate(
+                        &r, corpus, host: host, ports: ports, tables: t, fitted: round > 0, mutated: 90)
                     guard let (verdict, moved) = try programs.run(base.program, frame, ingress: ingress),
                         let verdict
                     else { continue }
