@@ -15,9 +15,6 @@
 /* Which build of the programs this object is, read by `nvgre upgrade` before it switches a
  * running instance over: the ABI of nvgre_abi.h (the maps' layout and meaning) and a build
  * number. A second build of the same code differs only here (the upgrade tests' other object). */
-#ifndef NV_PROGRAM_BUILD
-#define NV_PROGRAM_BUILD 1
-#endif
 const volatile __u32 nv_object_abi = NV_ABI_VERSION;
 const volatile __u32 nv_object_build = NV_PROGRAM_BUILD;
 

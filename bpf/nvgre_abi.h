@@ -19,6 +19,11 @@
 #ifndef NV_ABI_VERSION /* a test object may claim another (make's nvgre-abi99.bpf.o) */
 #define NV_ABI_VERSION 11
 #endif
+/* The build of the programs, with the ABI in the object's .rodata (nvgre.bpf.c): another build
+ * of the same code differs only here (make's nvgre-build2.bpf.o). */
+#ifndef NV_PROGRAM_BUILD
+#define NV_PROGRAM_BUILD 1
+#endif
 
 /* ---- Wire constants (RFC 7637) ---------------------------------------------------- */
 #define NV_GRE_FLAGS_VERSION 0x2000 /* C=0 K=1 S=0, version 0 */

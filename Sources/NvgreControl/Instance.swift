@@ -171,6 +171,14 @@ public final class Instance {
     public static func open(_ name: String) throws -> Instance {
         try checkName(name)
         guard isRunning(name) else {
+            // Pin directories are closed to other users: one that exists but cannot be read
+            // is not "no instance".
+            if access("\(pinDirectory(name))/config", F_OK) != 0 && errno == EACCES {
+                throw ControlError(
+                    "this user (uid \(getuid())) lacks the privileges to reach instance \(name): \(pinDirectory(name)) "
+                        + "is closed to it",
+                    hint: "run nvgre as root, with sudo (CAP_BPF and CAP_NET_ADMIN are needed)")
+            }
             throw ControlError("no instance \(name) is running here", hint: "start it with `nvgre up --uplink IFACE`")
         }
         let maps = try DatapathMaps(pinDirectory: pinDirectory(name))

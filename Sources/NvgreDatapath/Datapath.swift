@@ -151,6 +151,14 @@ public final class Datapath {
         return out
     }
 
+    /// The ABI version of the programs this binary embeds (nvgre_abi.h).
+    public static let embeddedABI = UInt32(NV_ABI_VERSION)
+    /// Their build number (nvgre_abi.h).
+    public static let embeddedBuild = UInt32(NV_PROGRAM_BUILD)
+
+    /// The version of the libbpf nvgre runs with, as "major.minor".
+    public static var libbpfVersion: String { "\(libbpf_major_version()).\(libbpf_minor_version())" }
+
     /// This load's build (see objectIdentity).
     public var objectBuild: UInt32 { skel.pointee.rodata.pointee.nv_object_build }
 

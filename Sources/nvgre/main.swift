@@ -9,6 +9,7 @@ struct Nvgre: ParsableCommand {
         discussion:
             "Global options (-n NETNS, -j, --instance NAME, --store ADDRESSES, --host NAME) go before or after the "
             + "subcommand, as with `ip`.",
+        version: versionText,
         subcommands: [
             Up.self, Down.self, Upgrade.self, Apply.self, Save.self, Show.self, Stats.self, Trace.self,
             DomainCommand.self, SubnetCommand.self, LookupCommand.self, RouteCommand.self,

@@ -290,6 +290,35 @@ struct CLITests {
         #expect(text.status == 0 && text.out.contains("verdict: XDP_PASS"), "\(text.out)\(text.err)")
     }
 
+    /// `--version` names the programs' ABI and build and libbpf's version; a user without
+    /// the privileges is told so, not that no instance runs (issue 22).
+    @Test func versionAndAUserWithoutPrivileges() throws {
+        let h = try CLIHost(tag: "version")
+        let version = h.run(["--version"])
+        #expect(version.status == 0, "\(version.err)")
+        #expect(
+            version.out.range(
+                of: #"^nvgre [0-9]+\.[0-9]+\.[0-9]+ \(programs: ABI 11, build 1; libbpf 1\.[0-9]+\)"#,
+                options: .regularExpression) != nil, "\(version.out)")
+        try #require(h.run(["up", "--uplink", "ul"]).status == 0)
+        // nobody, with no capability: the pins are closed to it.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        p.arguments = [
+            "--reuid", "65534", "--regid", "65534", "--clear-groups", CLIHost.binary, "--instance", h.instance, "show"
+        ]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 1, "\(text)")
+        #expect(
+            text.contains("lacks the privileges to reach instance \(h.instance)") && text.contains("as root"), "\(text)"
+        )
+    }
+
     @Test func anApplyThatFailsChangesNothing() throws {
         let h = try CLIHost(tag: "cli5")
         #expect(h.run(["up", "--uplink", "ul", "--policy", try h.file("example.yaml", CLIHost.example)]).status == 0)
