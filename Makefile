@@ -28,14 +28,14 @@ $(GEN)/nvgre.skel.h: $(GEN)/nvgre.bpf.o
 	mv $@.tmp $@
 
 # Two more builds of the same programs, for the upgrade tests: build 2 (only its build number
-# differs) and one that claims ABI 99 (an upgrade to it is refused).
+# differs) and one of ABI 99 whose config map is wider (an upgrade to it is refused).
 $(GEN)/nvgre-build2.bpf.o: bpf/nvgre.bpf.c $(BPF_HEADERS)
 	@mkdir -p $(GEN)
 	$(BPF_CLANG) $(BPF_CFLAGS) -DNV_PROGRAM_BUILD=2 -c $< -o $@
 
 $(GEN)/nvgre-abi99.bpf.o: bpf/nvgre.bpf.c $(BPF_HEADERS)
 	@mkdir -p $(GEN)
-	$(BPF_CLANG) $(BPF_CFLAGS) -DNV_ABI_VERSION=99 -c $< -o $@
+	$(BPF_CLANG) $(BPF_CFLAGS) -DNV_ABI_VERSION=99 -DNV_TEST_LAYOUT_CHANGE -c $< -o $@
 
 $(GEN)/bench.bpf.o: bpf/bench.bpf.c bpf/checksum.h
 	@mkdir -p $(GEN)

@@ -77,7 +77,12 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
+#ifdef NV_TEST_LAYOUT_CHANGE
+	/* make's nvgre-abi99.bpf.o: a build whose map layout differs, which an upgrade refuses */
+	__type(value, struct { struct nv_config c; __u64 added; });
+#else
 	__type(value, struct nv_config);
+#endif
 } config SEC(".maps");
 
 struct {

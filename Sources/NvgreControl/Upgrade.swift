@@ -107,11 +107,12 @@ extension Instance {
             if have.key_size != want.keySize { what.append("key \(have.key_size) -> \(want.keySize) bytes") }
             if have.value_size != want.valueSize { what.append("value \(have.value_size) -> \(want.valueSize) bytes") }
             if have.type != want.type { what.append("type \(have.type) -> \(want.type)") }
-            if !what.isEmpty { differences.append("map \(name): \(what.joined(separator: ", "))") }
+            if !what.isEmpty { differences.append("\(name) (\(what.joined(separator: ", ")))") }
         }
         return differences.isEmpty
             ? "no map's layout differs, but an ABI change means their contents are read differently, and there is "
                 + "no conversion from ABI to ABI."
-            : "the layout of \(differences.joined(separator: "; ")) differs, and there is no conversion between them."
+            : "these maps are laid out differently: \(differences.joined(separator: "; ")), and there is no "
+                + "conversion between ABIs."
     }
 }

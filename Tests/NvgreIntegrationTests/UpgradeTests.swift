@@ -59,9 +59,11 @@ struct UpgradeTests {
             !linksAfter.isEmpty && changed.count == linksAfter.count && switched >= 20 * linksAfter.count / 2,
             "\(linksBefore) \(linksAfter)")
 
-        // Another ABI is refused and changes nothing.
+        // Another ABI, whose config map is wider, is refused naming the map, and changes nothing.
         let refused = try lab.cli(hostA, ["upgrade", "--object", Self.object("nvgre-abi99.bpf.o")])
-        #expect(refused.status == 1 && refused.output.contains("uses ABI 99"), "\(refused.output)")
+        #expect(
+            refused.status == 1 && refused.output.contains("uses ABI 99")
+                && refused.output.contains("laid out differently: config (value 48 -> 56 bytes)"), "\(refused.output)")
         #expect(try programsOfLinks(lab) == linksAfter)
         #expect(Traffic.ping(from: lab.ns(redA), to: redB.ip4, count: 2, interval: 0.2) == 2)
     }
