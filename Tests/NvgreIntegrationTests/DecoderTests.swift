@@ -55,6 +55,25 @@ struct DecoderTests {
             seen.append([ips[0], dsts[0], "\(key >> 8)", macs[1], ips[1], dsts[1]])
         }
         #expect(seen == Self.expected)
+
+        // contrib/nvgre.lua shows the key as VSID and FlowID (issue 22), on the same frames.
+        let script = URL(fileURLWithPath: decodersDirectory).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("contrib/nvgre.lua").path
+        let lua = try sh(
+            "tshark -X lua_script:\(script) -r \(capture.path) -Y 'icmp && !eth.dst[0]&1' -T fields "
+                + "-e nvgre.vsid -e nvgre.flowid -e gre.key 2>/dev/null")
+        let shown = lua.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
+        #expect(shown.count == 4, "tshark with the dissector: \(lua)")
+        for row in shown {
+            guard row.count == 3, let vsid = UInt32(row[0]), let flow = UInt32(row[1].dropFirst(2), radix: 16),
+                let key = UInt32(row[2].dropFirst(2), radix: 16)
+            else {
+                Issue.record("unexpected row \(row)")
+                continue
+            }
+            #expect(vsid == key >> 8 && flow == key & 0xff, "\(row)")
+        }
+        #expect(shown.compactMap { $0.first } == Self.expected.map { $0[2] }, "\(lua)")
     }
 
     @Test func scapyReadsTheUnderlay() throws {
