@@ -221,7 +221,7 @@ extension Instance {
     public func recoverInterruptedApply() -> String? {
         guard Files.exists(journalPath) || Files.exists(committedJournalPath) else { return nil }
         var turn: WriterTurn?
-        if !WriterTurn.isHeldHere(name) {
+        if !WriterTurn.isHeldByThisThread(name) {
             guard let t = try? WriterTurn.take(instance: name, doing: "nvgre recovering an apply", wait: 0) else {
                 return nil
             }

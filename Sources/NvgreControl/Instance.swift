@@ -532,7 +532,7 @@ public final class Instance {
     /// Runs `body` in the instance's writer turn: the one this process has, or one taken
     /// for it (a caller that is not a CLI command, such as `up --policy` or a test).
     func inWriterTurn<T>(_ body: () throws -> T) throws -> T {
-        if WriterTurn.isHeldHere(name) { return try body() }
+        if WriterTurn.isHeldByThisThread(name) { return try body() }
         let turn = try WriterTurn.take(instance: name, doing: "an apply")
         defer { turn?.release() }
         return try body()

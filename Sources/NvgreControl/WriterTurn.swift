@@ -34,11 +34,13 @@ public final class WriterTurn {
         close(fd)
     }
 
-    /// The instances whose turn this process has now.
+    /// The instances whose turn a thread of this process has now, and which thread.
     private static let held = HeldTurns()
 
-    /// Whether this process has instance `name`'s turn now.
-    public static func isHeldHere(_ name: String) -> Bool { held.contains(name) }
+    /// Whether the calling thread has instance `name`'s turn now. Another thread of this
+    /// process with the turn is another writer (an agent's store sync beside its recovery
+    /// check): its turn is not the caller's.
+    public static func isHeldByThisThread(_ name: String) -> Bool { held.isHeldByThisThread(name) }
 
     /// Who holds a turn, as its file says: the line written by `take`.
     struct Holder {
@@ -112,12 +114,14 @@ public final class WriterTurn {
     }
 }
 
-/// A set of instance names behind a lock (a process's turns, read from any thread).
+/// Instance names and the thread that has each one's turn, behind a lock.
 private final class HeldTurns: @unchecked Sendable {
     private let lock = NSLock()
-    private var names: Set<String> = []
+    private var holders: [String: pthread_t] = [:]
 
-    func contains(_ name: String) -> Bool { lock.withLock { names.contains(name) } }
-    func insert(_ name: String) { _ = lock.withLock { names.insert(name) } }
-    func remove(_ name: String) { _ = lock.withLock { names.remove(name) } }
+    func isHeldByThisThread(_ name: String) -> Bool {
+        lock.withLock { holders[name].map { pthread_equal($0, pthread_self()) != 0 } ?? false }
+    }
+    func insert(_ name: String) { lock.withLock { holders[name] = pthread_self() } }
+    func remove(_ name: String) { _ = lock.withLock { holders.removeValue(forKey: name) } }
 }

@@ -121,7 +121,7 @@ struct KillUnderLoadTests {
 
         for (s, name) in zip(streams, ["A to B", "B to A", "A to X through G"]) {
             print("kill -9 under load, \(name): \(s.sent) datagrams sent, \(s.received) received")
-            #expect(s.sent > 5000, "\(name): the load was too small (\(s.sent))")
+            #expect(s.sent > 2000, "\(name): the load was too small (\(s.sent))")
             #expect(s.received == s.sent, "\(name): \(s.sent - s.received) of \(s.sent) datagrams lost")
         }
         let log = (try? String(contentsOfFile: lab.gatewayLog, encoding: .utf8)) ?? ""
