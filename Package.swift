@@ -24,7 +24,12 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2")
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // Operations (issue 22): the Prometheus text format, the small HTTP server that serves
+        // it, and levelled logs with metadata.
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2")
     ],
     targets: [
         .target(
@@ -39,7 +44,11 @@ let package = Package(
         // applied all or nothing; instances pinned under bpffs, or on the userspace path; trace.
         .target(
             name: "NvgreControl",
-            dependencies: ["NvgrePolicy", "NvgreDatapath", "NvgreUserspace", "NvgreUserspaceIO", "NvgreWire", "CNvgre"]),
+            dependencies: [
+                "NvgrePolicy", "NvgreDatapath", "NvgreUserspace", "NvgreUserspaceIO", "NvgreStore", "NvgreWire",
+                "CNvgre",
+                .product(name: "Prometheus", package: "swift-prometheus")
+            ]),
         // The gateway host's userspace path: NAT flows, published services, offload to XDP.
         .target(name: "NvgreGateway", dependencies: ["NvgreDatapath", "NvgrePolicy", "NvgreWire", "CNvgre"]),
         // The userspace data path's decisions: the BPF programs' semantics in Swift, no system calls.
@@ -62,7 +71,9 @@ let package = Package(
             name: "nvgre",
             dependencies: [
                 "NvgreControl", "NvgreGateway", "NvgrePolicy", "NvgreDatapath", "NvgreStore", "NvgreWire",
-                .product(name: "ArgumentParser", package: "swift-argument-parser")
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "FlyingFox", package: "FlyingFox"),
+                .product(name: "Logging", package: "swift-log")
             ]
         ),
         .testTarget(name: "NvgreWireTests", dependencies: ["NvgreWire"]),

@@ -14,6 +14,8 @@ packages=(
   libcap2-bin                                         # capsh: a host without BPF privileges
   nftables                                            # the userspace path's host stack guard
   etcd-server etcd-client                             # the store of many hosts (tests run their own cluster)
+  prometheus curl                                     # a real Prometheus scraping `--metrics` in the tests
+  systemd                                             # systemd-analyze verify of the installed units
 )
 
 missing=()

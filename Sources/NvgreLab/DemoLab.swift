@@ -136,6 +136,8 @@ public final class DemoLab {
 
     /// Extra arguments of `nvgre gateway` (short timeouts in tests).
     public var gatewayArguments: [String] = []
+    /// Appended to every `nvgre agent` command line (say `--metrics`).
+    public var agentArguments: [String] = []
     public var gatewayLog: String { "\(Instance.stateRoot)/\(instance(DemoPlan.g))-gateway.log" }
 
     /// `nvgre up` and `nvgre apply` on A, B and G, a background `nvgre agent` on A and B and
@@ -160,8 +162,8 @@ public final class DemoLab {
             if !started.contains(instance(h)) { started.append(instance(h)) }
             try? FileManager.default.createDirectory(atPath: Instance.stateRoot, withIntermediateDirectories: true)
             agents[h.name] = try Spawn.start(
-                [nvgre, "-n", ns(h), "--instance", instance(h), "agent"] + storeArguments(h), output: agentLog(h),
-                detached: detached)
+                [nvgre, "-n", ns(h), "--instance", instance(h), "agent"] + storeArguments(h) + agentArguments,
+                output: agentLog(h), detached: detached)
         }
         let begun = Date()
         try startGateway(detached: detached)
@@ -198,8 +200,8 @@ public final class DemoLab {
     public func restartAgent(_ h: DemoHost) throws {
         unlink(agentLog(h))
         agents[h.name] = try Spawn.start(
-            [nvgre, "-n", ns(h), "--instance", instance(h), "agent"] + storeArguments(h), output: agentLog(h),
-            detached: false)
+            [nvgre, "-n", ns(h), "--instance", instance(h), "agent"] + storeArguments(h) + agentArguments,
+            output: agentLog(h), detached: false)
         let ready = userspaceHosts.contains(h.name) ? "forwarding on" : "handling exceptions"
         try Spawn.waitForOutput(agentLog(h), containing: ready, what: "the agent of host \(h.name)")
     }

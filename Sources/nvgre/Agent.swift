@@ -22,18 +22,23 @@ struct Agent: NvgreCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var follow: StoreFollowOptions
+    @OptionGroup var metrics: MetricsOptions
 
     func execute() throws {
-        // The agent lock first: a second agent leaves the store and the maps alone.
+        try metrics.check()
+        // The agent lock first: a second agent leaves the store, the maps and the metrics
+        // port alone.
         if let u = try global.userspaceInstance() {
             setvbuf(stdout, nil, _IOLBF, 0)
             let lock = try UserspaceAgent.agentLock(u)
+            try metrics.start { InstanceMetrics.read(u) }
             try followStore(global, follow, stateDirectory: u.stateDirectory) { policy, _ in _ = try u.apply(policy) }
             return try UserspaceAgent.run(u, lock: lock, log: log)
         }
         let instance = try global.openInstance()
         let name = instance.name
         let lock = try ExceptionService.agentLock(instance)
+        try metrics.start { InstanceMetrics.read(instance) }
         let changed = ExceptionService.Flag()
         try followStore(
             global, follow, stateDirectory: instance.stateDirectory, apply: applying(to: name, then: changed))

@@ -27,6 +27,7 @@ struct GatewayCommand: NvgreCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var follow: StoreFollowOptions
+    @OptionGroup var metrics: MetricsOptions
     @Option(help: "Idle seconds before an established TCP flow expires.") var tcpEstablished = "7440"
     @Option(help: "Idle seconds before an opening or closing TCP flow expires.") var tcpTransitory = "240"
     @Option(help: "Idle seconds before a UDP flow expires.") var udp = "300"
@@ -39,6 +40,7 @@ struct GatewayCommand: NvgreCommand {
     var logFlows = false
 
     func execute() throws {
+        try metrics.check()
         var t = NATTimeouts()
         t.tcpEstablished = Double(try parseNumber(tcpEstablished, "--tcp-established", 1...UInt32.max))
         t.tcpTransitory = Double(try parseNumber(tcpTransitory, "--tcp-transitory", 1...UInt32.max))
@@ -47,6 +49,7 @@ struct GatewayCommand: NvgreCommand {
         if let u = try global.userspaceInstance() {
             // The userspace path's agent forwards and runs the gateway engine in one process.
             let lock = try UserspaceAgent.agentLock(u)
+            try metrics.start { InstanceMetrics.read(u) }
             try followStore(global, follow, stateDirectory: u.stateDirectory, settle: true) { policy, _ in
                 _ = try u.apply(policy)
             }
@@ -57,6 +60,7 @@ struct GatewayCommand: NvgreCommand {
         let instance = try global.openInstance()
         let name = instance.name
         let lock = try ExceptionService.agentLock(instance)  // before the store or the gateway's state
+        try metrics.start { InstanceMetrics.read(instance) }
         let changed = ExceptionService.Flag()
         try followStore(
             global, follow, stateDirectory: instance.stateDirectory, settle: true,

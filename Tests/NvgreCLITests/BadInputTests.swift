@@ -321,6 +321,16 @@ let badInputs: [BadInput] = [
     BadInput(
         "port MAC malformed", ["port", "add", "port3", "--vsid", "5001", "--mac", "02:00:00:00:01"],
         ["--mac: 02:00:00:00:01", "a MAC address"]),
+    // operations: the metrics endpoint is checked before the agent or gateway opens anything
+    BadInput("metrics without a port", ["agent", "--metrics", "127.0.0.1"], ["--metrics: 127.0.0.1", "ADDR:PORT"]),
+    BadInput(
+        "metrics on a malformed address", ["gateway", "--metrics", "127.0.0.300:9417"],
+        ["--metrics: 127.0.0.300:9417", "ADDR:PORT"]),
+    BadInput(
+        "metrics on port 0", ["agent", "--metrics", "[::1]:0"], ["--metrics: [::1]:0", "a port from 1 to 65535"]),
+    BadInput(
+        "too many per-VSID series", ["agent", "--metrics", "127.0.0.1:9417", "--metrics-vsids", "200000"],
+        ["--metrics-vsids: 200000", "from 0 to 100000"]),
     BadInput("deleting a missing port", ["port", "del", "port9"], ["interface: port9", "an existing port"]),
     BadInput(
         "port address of a VM on another host",
