@@ -47,7 +47,8 @@ let package = Package(
             dependencies: [
                 "NvgrePolicy", "NvgreDatapath", "NvgreUserspace", "NvgreUserspaceIO", "NvgreStore", "NvgreWire",
                 "CNvgre",
-                .product(name: "Prometheus", package: "swift-prometheus")
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log")
             ]),
         // The gateway host's userspace path: NAT flows, published services, offload to XDP.
         .target(name: "NvgreGateway", dependencies: ["NvgreDatapath", "NvgrePolicy", "NvgreWire", "CNvgre"]),

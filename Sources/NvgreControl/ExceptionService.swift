@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NvgreDatapath
 
 /// The loop of `nvgre agent` and `nvgre gateway`: consumes an instance's exception ring until
@@ -14,14 +15,14 @@ public enum ExceptionService {
     /// `lock`: the instance's agent lock, when the caller took it first (agentLock).
     public static func run(
         _ instance: Instance, extra: ExceptionHandling?, icmpLimit: ICMPRateLimit = ICMPRateLimit(),
-        policyChanged: Flag? = nil, lock held: PidFileLock? = nil, log: @escaping (String) -> Void
+        policyChanged: Flag? = nil, lock held: PidFileLock? = nil, logger: Logger
     ) throws {
         let lock = try held ?? agentLock(instance)
         defer { lock.release() }
         var signals = StopSignals()
 
         let handler = try HostExceptionHandler(maps: instance.maps, icmpLimit: icmpLimit)
-        handler.onEvent = { log("\($0)") }
+        handler.onEvent = { logger.log(level: $0.level, "\($0)") }
         let channel = try ExceptionChannel(maps: instance.maps) { e in
             if extra?.handle(e) != true { handler.handle(e) }
         }
@@ -32,12 +33,14 @@ public enum ExceptionService {
         defer { nextHops.endLease() }
         nextHops.sync(peers)
         try nextHops.renewLease()
-        if let extra { log(extra.start()) }
+        if let extra { logger.info("\(extra.start())") }
         let role = extra?.role ?? "agent"
-        log(
-            "\(role) for instance \(instance.name) on uplink \(instance.settings.uplink): \(peers.count) remote provider "
-                + "addresses resolved ahead; handling exceptions (pid \(processID))"
-        )
+        logger.info(
+            Logger.Message(
+                stringLiteral:
+                    "\(role) for instance \(instance.name) on uplink \(instance.settings.uplink): \(peers.count) remote provider "
+                    + "addresses resolved ahead; handling exceptions (pid \(processID))"),
+            metadata: ["instance": "\(instance.name)", "datapath": "xdp"])
 
         // A down and a new up within a poll would leave us on the old maps: the pin's inode tells.
         let configPin = "\(instance.pinDirectory)/config"
@@ -59,13 +62,13 @@ public enum ExceptionService {
                 try? nextHops.renewLease()
                 if Files.inode(configPin) != pinned { why = "the instance went down" }
                 // An apply killed half-way is undone here too, not only by the next nvgre.
-                if let done = instance.recoverInterruptedApply() { log("\(role): \(done)") }
+                if let done = instance.recoverInterruptedApply() { logger.warning("\(role): \(done)") }
                 extra?.everySecond()
             }
         }
         let counts = handler.counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         let handled = counts.isEmpty ? "nothing" : counts.joined(separator: " ")
-        log("\(role) stopping (\(why)); handled \(handled)\(extra.map { "; " + $0.stopping() } ?? "")")
+        logger.notice("\(role) stopping (\(why)); handled \(handled)\(extra.map { "; " + $0.stopping() } ?? "")")
     }
 
     /// Set by one thread, taken (read and cleared) by another.

@@ -1,5 +1,6 @@
 import CNvgre
 import Foundation
+import Logging
 import NvgreDatapath
 import NvgreGateway
 import NvgrePolicy
@@ -15,7 +16,7 @@ public enum UserspaceAgent {
     /// `lock`: the instance's agent lock, when the caller took it first (agentLock).
     public static func run(
         _ instance: UserspaceInstance, timeouts: NATTimeouts = NATTimeouts(), logFlows: Bool = false,
-        lock held: PidFileLock? = nil, log: @escaping (String) -> Void
+        lock held: PidFileLock? = nil, logger: Logger
     ) throws {
         let lock = try held ?? agentLock(instance)
         defer { lock.release() }
@@ -31,15 +32,10 @@ public enum UserspaceAgent {
         var policyStamp = stamp(instance.policyPath)
         var policy = try instance.storedPolicy()
         var compiled = try instance.compile(policy)
-        let events: (Gateway.Event) -> Void = { event in
-            switch event {
-            case .created, .offloaded, .expired: if logFlows { log("\(event)") }
-            default: log("\(event)")
-            }
-        }
+        let events = flowEventLogger(logger, logFlows: logFlows)
         let flows = "\(instance.stateDirectory)/nat-flows"
         let start = { (c: CompiledPolicy, p: Policy) in
-            try Self.start(c, instance, gateway: gatewaySettings(p, timeouts, flows), events: events, log: log)
+            try Self.start(c, instance, gateway: gatewaySettings(p, timeouts, flows), events: events, logger: logger)
         }
         var forwarder = try start(compiled, policy)
         var loop = Loop(forwarder)
@@ -47,11 +43,14 @@ public enum UserspaceAgent {
             " and the gateway engine (external " + g.externalAddresses.map { "\($0.address)" }.joined(separator: ", ")
                 + "; \(forwarder.restoredFlows) NAT flows taken up from the last run)"
         }
-        log(
-            "agent of userspace instance \(instance.name): forwarding on \(instance.uplink) and \(ports(compiled).count) "
-                + "ports\(role ?? ""), \(forwarder.laneCount) lane\(forwarder.laneCount == 1 ? "" : "s") (threads)"
-                + (starts > 1 ? " (start \(starts): counters from zero; frames during the gap were not forwarded)" : "")
-        )
+        logger.info(
+            Logger.Message(
+                stringLiteral:
+                    "agent of userspace instance \(instance.name): forwarding on \(instance.uplink) and \(ports(compiled).count) "
+                    + "ports\(role ?? ""), \(forwarder.laneCount) lane\(forwarder.laneCount == 1 ? "" : "s") (threads)"
+                    + (starts > 1
+                        ? " (start \(starts): counters from zero; frames during the gap were not forwarded)" : "")),
+            metadata: ["instance": "\(instance.name)", "datapath": "userspace"])
         var lastCounters = Date.distantPast
         while FileManager.default.fileExists(atPath: instance.stateDirectory) {
             // A new policy file is taken within 20 ms (two stat calls a round): a VM that
@@ -85,11 +84,11 @@ public enum UserspaceAgent {
                     }
                     compiled = next
                     policy = nextPolicy
-                    log(
+                    logger.info(
                         "policy reloaded: \(next.images[.lookups]?.count ?? 0) lookup records, \(ports(next).count) ports"
                     )
                 } catch {
-                    log("policy not reloaded: \(error)")
+                    logger.error("policy not reloaded: \(error)")
                 }
             }
             if Date().timeIntervalSince(lastCounters) >= 0.5 {
@@ -104,7 +103,7 @@ public enum UserspaceAgent {
             }
         }
         loop.stop()
-        log("instance \(instance.name) is down: stopping")
+        logger.notice("instance \(instance.name) is down: stopping")
     }
 
     /// One agent per instance: two would forward every frame twice.
@@ -125,7 +124,7 @@ public enum UserspaceAgent {
 
     static func start(
         _ c: CompiledPolicy, _ instance: UserspaceInstance, gateway: UserspaceForwarder.GatewaySettings?,
-        events: @escaping (Gateway.Event) -> Void, log: (String) -> Void
+        events: @escaping (Gateway.Event) -> Void, logger: Logger
     ) throws -> UserspaceForwarder {
         guard let up = existingInterfaceIndex(instance.uplink) else {
             throw ControlError("the uplink \(instance.uplink) is gone", hint: nil)
@@ -139,7 +138,8 @@ public enum UserspaceAgent {
             + (ext != 0 ? [(interfaceName(ext) ?? "the external side", ext)] : [])
         {
             if (try? turnOffGenericReceiveOffload(ifindex: ifindex)) == true {
-                log("generic receive offload turned off on \(name): the userspace path takes frames one by one")
+                logger.notice(
+                    "generic receive offload turned off on \(name): the userspace path takes frames one by one")
             }
         }
         return try UserspaceForwarder(

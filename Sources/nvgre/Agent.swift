@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import NvgreControl
 import NvgreDatapath
 import NvgreGateway
@@ -23,17 +24,18 @@ struct Agent: NvgreCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var follow: StoreFollowOptions
     @OptionGroup var metrics: MetricsOptions
+    @OptionGroup var logging: LogOptions
 
     func execute() throws {
+        try logging.bootstrap()
         try metrics.check()
         // The agent lock first: a second agent leaves the store, the maps and the metrics
         // port alone.
         if let u = try global.userspaceInstance() {
-            setvbuf(stdout, nil, _IOLBF, 0)
             let lock = try UserspaceAgent.agentLock(u)
             try metrics.start { InstanceMetrics.read(u) }
             try followStore(global, follow, stateDirectory: u.stateDirectory) { policy, _ in _ = try u.apply(policy) }
-            return try UserspaceAgent.run(u, lock: lock, log: log)
+            return try UserspaceAgent.run(u, lock: lock, logger: Logger(label: "nvgre.agent"))
         }
         let instance = try global.openInstance()
         let name = instance.name
@@ -74,9 +76,16 @@ func followStore(
                 if FileManager.default.createFile(atPath: temporary, contents: data) { rename(temporary, path) }
             }
             if s.applies != last?.applies {
-                log("store: host \(host) follows generation \(s.generation ?? "none") (revision \(s.revision))")
+                log(
+                    "store: host \(host) follows generation \(s.generation ?? "none") (revision \(s.revision))",
+                    [
+                        "revision": "\(s.revision)", "applies": "\(s.applies)", "resyncs": "\(s.resyncs)",
+                        "lists": "\(s.lists)"
+                    ])
             }
-            if let e = s.lastError, e != last?.lastError { log("store: \(e); forwarding on the last state") }
+            if let e = s.lastError, e != last?.lastError {
+                cliLogger.warning("store: \(e); forwarding on the last state", metadata: ["store": "\(address)"])
+            }
             if s.lastError == nil, last?.lastError != nil { log("store: reachable again (revision \(s.revision))") }
             for moved in s.movedAway where !(last?.movedAway.contains(moved) ?? false) {
                 log("store: VM \(moved) moved away; frames still arriving here go on there for \(Int(grace)) s")
@@ -101,8 +110,15 @@ func applying(to name: String, then changed: ExceptionService.Flag) -> (Policy, 
     return { policy, listed in
         let base = listed ? nil : known
         known = nil  // unknown until this apply succeeds
-        known = try Instance.open(name).apply(policy, known: base).images
+        let summary = try Instance.open(name).apply(policy, known: base)
+        known = summary.images
         changed.raise()
+        if !summary.changesNothing {
+            log(
+                "apply: \(summary.plan.total) map entries changed, \(summary.attach.count) ports attached, "
+                    + "\(summary.detach.count) detached in \(Int(summary.seconds * 1000)) ms",
+                ["entries": "\(summary.plan.total)", "listed": "\(listed)"])
+        }
     }
 }
 
@@ -138,7 +154,7 @@ func announcingArrivals(_ apply: @escaping (Policy, _ listed: Bool) throws -> Vo
         let sent = announcer.announce(arrived, in: policy)
         let vms = arrived.map { "\($0.vsid) \($0.customerAddress)" }.joined(separator: ", ")
         log("store: VM \(vms) arrived here; announced in \(sent.frames) frames to \(sent.peers.count) peers")
-        for failure in sent.failures { log("store: announcing an arrival failed \(failure)") }
+        for failure in sent.failures { cliLogger.warning("store: announcing an arrival failed \(failure)") }
     }
 }
 
@@ -156,24 +172,13 @@ struct StoreFollowOptions: ParsableArguments {
     var aliveTTL = "10"
 }
 
-/// The exception service of `nvgre agent` and `nvgre gateway`, logging to standard output.
+/// The exception service of `nvgre agent` and `nvgre gateway`, logging through swift-log
+/// (LogOutput.swift).
 func serveExceptions(
     _ instance: Instance, gateway: Gateway?, icmpLimit: ICMPRateLimit = ICMPRateLimit(),
     policyChanged: ExceptionService.Flag? = nil, lock: PidFileLock? = nil
 ) throws {
-    setvbuf(stdout, nil, _IOLBF, 0)
     try ExceptionService.run(
-        instance, extra: gateway, icmpLimit: icmpLimit, policyChanged: policyChanged, lock: lock, log: log)
+        instance, extra: gateway, icmpLimit: icmpLimit, policyChanged: policyChanged, lock: lock,
+        logger: Logger(label: gateway == nil ? "nvgre.agent" : "nvgre.gateway"))
 }
-
-/// One log line with the local time; the formatter is made once (making one costs more
-/// than the line).
-func log(_ line: String) {
-    print("\(logTimeFormatter.string(from: Date())) \(line)")
-}
-
-private let logTimeFormatter: DateFormatter = {
-    let f = DateFormatter()
-    f.dateFormat = "HH:mm:ss.SSS"
-    return f
-}()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import NvgreControl
 import NvgreDatapath
 import NvgreGateway
@@ -28,6 +29,7 @@ struct GatewayCommand: NvgreCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var follow: StoreFollowOptions
     @OptionGroup var metrics: MetricsOptions
+    @OptionGroup var logging: LogOptions
     @Option(help: "Idle seconds before an established TCP flow expires.") var tcpEstablished = "7440"
     @Option(help: "Idle seconds before an opening or closing TCP flow expires.") var tcpTransitory = "240"
     @Option(help: "Idle seconds before a UDP flow expires.") var udp = "300"
@@ -40,6 +42,7 @@ struct GatewayCommand: NvgreCommand {
     var logFlows = false
 
     func execute() throws {
+        try logging.bootstrap()
         try metrics.check()
         var t = NATTimeouts()
         t.tcpEstablished = Double(try parseNumber(tcpEstablished, "--tcp-established", 1...UInt32.max))
@@ -54,8 +57,8 @@ struct GatewayCommand: NvgreCommand {
                 _ = try u.apply(policy)
             }
             try requireGateway(u.name, try u.storedPolicy())
-            setvbuf(stdout, nil, _IOLBF, 0)
-            return try UserspaceAgent.run(u, timeouts: t, logFlows: logFlows, lock: lock, log: log)
+            return try UserspaceAgent.run(
+                u, timeouts: t, logFlows: logFlows, lock: lock, logger: Logger(label: "nvgre.gateway"))
         }
         let instance = try global.openInstance()
         let name = instance.name
@@ -71,13 +74,7 @@ struct GatewayCommand: NvgreCommand {
         let gateway = try Gateway(
             maps: instance.maps, externalAddresses: policy.externalAddresses, timeouts: t, icmpLimit: icmpLimit,
             natShares: policy.natShares)
-        let logFlows = logFlows
-        gateway.onEvent = { event in
-            switch event {
-            case .created, .offloaded, .expired: if logFlows { log("\(event)") }
-            default: log("\(event)")
-            }
-        }
+        gateway.onEvent = flowEventLogger(Logger(label: "nvgre.gateway"), logFlows: logFlows)
         try serveExceptions(instance, gateway: gateway, icmpLimit: icmpLimit, policyChanged: changed, lock: lock)
     }
 

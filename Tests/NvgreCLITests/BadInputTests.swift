@@ -331,6 +331,8 @@ let badInputs: [BadInput] = [
     BadInput(
         "too many per-VSID series", ["agent", "--metrics", "127.0.0.1:9417", "--metrics-vsids", "200000"],
         ["--metrics-vsids: 200000", "from 0 to 100000"]),
+    BadInput(
+        "log level", ["gateway", "--log-level", "loud"], ["--log-level: loud", "trace, debug, info, notice, warning"]),
     BadInput("deleting a missing port", ["port", "del", "port9"], ["interface: port9", "an existing port"]),
     BadInput(
         "port address of a VM on another host",
