@@ -12,7 +12,7 @@ SWIFT_BUILD_FLAGS ?=
 export TMPDIR := $(CURDIR)/.build/tmp
 $(shell mkdir -p $(TMPDIR))
 
-.PHONY: all setup bpf build test differential isolation fuzz demo demo-down bench format clean
+.PHONY: all setup bpf build test differential isolation fuzz demo demo-down bench format clean install uninstall
 all: build
 
 setup:
@@ -49,6 +49,46 @@ bpf: $(GEN)/nvgre.skel.h $(GEN)/bench.skel.h $(GEN)/nvgre-build2.bpf.o $(GEN)/nv
 
 build: setup bpf
 	swift build $(SWIFT_BUILD_FLAGS)
+	swift build $(SWIFT_BUILD_FLAGS) --product generate-manual
+
+# `make install [PREFIX=/usr/local] [DESTDIR=] [CONFIG=release]`: the nvgre binary (the
+# programs are inside it), its man page and shell completions (both generated from the
+# argument parser), the systemd unit nvgre@.service, and in share/nvgre the unit's example
+# environment file, the libvirt hook and the tshark dissector. /etc/nvgre is made, never
+# filled or removed. The tests install the debug build (CONFIG=debug) into a DESTDIR.
+PREFIX ?= /usr/local
+CONFIG ?= release
+BINDIR := $(PREFIX)/bin
+SHAREDIR := $(PREFIX)/share
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALLED := $(BINDIR)/nvgre $(SHAREDIR)/man/man1/nvgre.1 $(SHAREDIR)/bash-completion/completions/nvgre \
+  $(SHAREDIR)/zsh/site-functions/_nvgre $(SHAREDIR)/fish/vendor_completions.d/nvgre.fish \
+  $(UNITDIR)/nvgre@.service $(SHAREDIR)/nvgre/example.env $(SHAREDIR)/nvgre/libvirt-qemu-hook \
+  $(SHAREDIR)/nvgre/nvgre.lua
+
+install:
+	@test -x .build/$(CONFIG)/nvgre || { $(MAKE) setup bpf && swift build -c $(CONFIG) --product nvgre; }
+	@test -x .build/debug/generate-manual || swift build --product generate-manual
+	install -D -m 0755 .build/$(CONFIG)/nvgre $(DESTDIR)$(BINDIR)/nvgre
+	@mkdir -p .build/man
+	.build/debug/generate-manual .build/$(CONFIG)/nvgre --output-directory .build/man
+	install -D -m 0644 .build/man/nvgre.1 $(DESTDIR)$(SHAREDIR)/man/man1/nvgre.1
+	@mkdir -p $(DESTDIR)$(SHAREDIR)/bash-completion/completions $(DESTDIR)$(SHAREDIR)/zsh/site-functions \
+	  $(DESTDIR)$(SHAREDIR)/fish/vendor_completions.d
+	.build/$(CONFIG)/nvgre --generate-completion-script bash > $(DESTDIR)$(SHAREDIR)/bash-completion/completions/nvgre
+	.build/$(CONFIG)/nvgre --generate-completion-script zsh > $(DESTDIR)$(SHAREDIR)/zsh/site-functions/_nvgre
+	.build/$(CONFIG)/nvgre --generate-completion-script fish > $(DESTDIR)$(SHAREDIR)/fish/vendor_completions.d/nvgre.fish
+	@mkdir -p $(DESTDIR)$(UNITDIR)
+	sed 's|@BINDIR@|$(BINDIR)|g' contrib/systemd/nvgre@.service > $(DESTDIR)$(UNITDIR)/nvgre@.service
+	install -D -m 0644 contrib/systemd/example.env $(DESTDIR)$(SHAREDIR)/nvgre/example.env
+	sed 's|@BINDIR@|$(BINDIR)|g' contrib/libvirt/qemu-hook > $(DESTDIR)$(SHAREDIR)/nvgre/libvirt-qemu-hook
+	chmod 0755 $(DESTDIR)$(SHAREDIR)/nvgre/libvirt-qemu-hook
+	install -D -m 0644 contrib/nvgre.lua $(DESTDIR)$(SHAREDIR)/nvgre/nvgre.lua
+	install -d -m 0755 $(DESTDIR)/etc/nvgre
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(SHAREDIR)/nvgre 2>/dev/null
 
 test: build
 	scripts/run-tests.sh

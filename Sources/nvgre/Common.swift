@@ -16,8 +16,10 @@ struct GlobalOptions: ParsableArguments {
 
     @Option(
         name: [.customShort("n"), .long],
-        help: ArgumentHelp("Run in this network namespace (as `ip -n`).", valueName: "netns"))
-    var netns: String?
+        help: ArgumentHelp(
+            "Run in this network namespace (as `ip -n`; default: $NVGRE_NETNS, for hooks and units whose data path "
+                + "lives in a namespace).", valueName: "netns"))
+    var netns: String? = ProcessInfo.processInfo.environment["NVGRE_NETNS"]
 
     @Flag(name: [.customShort("j"), .long], help: "JSON output for machines.")
     var json = false

@@ -53,8 +53,22 @@ struct Up: NvgreCommand {
                 + "apply several files as one policy.",
             valueName: "file")) var policy: [String] = []
 
+    @Flag(
+        help: ArgumentHelp(
+            "If the instance is already running, leave it as it is and succeed (a boot unit's start after a "
+                + "restart: the running data path keeps forwarding)."))
+    var ifDown = false
+
     func execute() throws {
         try global.enter()
+        if ifDown && (Instance.isRunning(global.instance) || UserspaceInstance.exists(global.instance)) {
+            if global.json {
+                print(JSON.object([("instance", .string(global.instance)), ("alreadyRunning", .bool(true))]).rendered())
+            } else {
+                print("instance \(global.instance) is already running: left as it is")
+            }
+            return
+        }
         let mode = try parseChoice(xdpMode, "--xdp-mode", as: XDPModeChoice.self).mode
         var options = LoadOptions()
         if let s = maxLookups { options.maxLookups = try parseNumber(s, "--max-lookups", 1...67_108_864) }
@@ -71,7 +85,7 @@ struct Up: NvgreCommand {
         var floodShare = ExceptionShare.defaultFlood
         if let s = floodRate { floodShare.perSecond = try parseNumber(s, "--flood-rate", 0...10_000_000) }
         if let s = floodBurst { floodShare.burst = try parseNumber(s, "--flood-burst", 1...1_000_000) }
-        let desired = policy.isEmpty ? nil : try readPolicy(policy)
+        let desired = policy.isEmpty ? nil : try readPolicy(try policyFilePaths(policy))
         let choice = try parseChoice(datapath, "--datapath", as: DatapathChoice.self)
         if choice == .userspace { return try upUserspace(desired, fallbackReason: nil) }
         let instance: Instance
@@ -218,6 +232,22 @@ func digestOfPolicyFiles(_ paths: [String], preread: [String: [UInt8]]) throws -
         return d
     }
     return try digest(paths[...], [])
+}
+
+/// Policy file arguments with each directory replaced by its policy files (*.yaml, *.yml,
+/// *.json) in name order; a directory without any is an error, not an empty policy.
+func policyFilePaths(_ arguments: [String]) throws -> [String] {
+    try arguments.flatMap { path -> [String] in
+        var isDirectory: ObjCBool = false
+        guard path != "-", FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory),
+            isDirectory.boolValue
+        else { return [path] }
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter {
+            !$0.hasPrefix(".") && ($0.hasSuffix(".yaml") || $0.hasSuffix(".yml") || $0.hasSuffix(".json"))
+        }.sorted()
+        if names.isEmpty { throw fieldError("file", path, "a policy file, or a directory holding *.yaml files") }
+        return names.map { (path.hasSuffix("/") ? path : path + "/") + $0 }
+    }
 }
 
 func unreadablePolicyFile(_ path: String) -> Error { fieldError("file", path, "a readable policy file (YAML or JSON)") }

@@ -17,7 +17,14 @@ struct Apply: ChangesInstance {
     )
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: ArgumentHelp("Policy files, or - for standard input.", valueName: "file")) var files: [String]
+    @Argument(
+        help: ArgumentHelp(
+            "Policy files, directories (their *.yaml, *.yml and *.json files in name order, as /etc/nvgre/NAME at "
+                + "boot), or - for standard input.",
+            valueName: "file")) var arguments: [String]
+
+    /// The files named, directories replaced by their policy files.
+    var files: [String] { get throws { try policyFilePaths(arguments) } }
     @Flag(help: "Show what would change, change nothing.") var dryRun = false
     @Flag(
         help: ArgumentHelp(
@@ -34,6 +41,7 @@ struct Apply: ChangesInstance {
         if try global.userspaceInstance() != nil { return try applyUserspace() }
         let instance = try global.openInstance()
         let progress = progressPrinter()
+        let files = try files
         if files.isEmpty { throw fieldError("file", "(none)", "one or more policy files, or - for standard input") }
         progress("reading \(files.joined(separator: ", "))")
         let started = monotonicSeconds()
@@ -59,6 +67,7 @@ extension Apply {
     /// within a second.
     func applyUserspace() throws {
         guard let instance = try global.userspaceInstance() else { return }
+        let files = try files
         if files.isEmpty { throw fieldError("file", "(none)", "one or more policy files, or - for standard input") }
         let policy = try readPolicy(files)
         if dryRun {

@@ -17,6 +17,7 @@ extension Apply {
     /// of `--host` (which they need).
     func applyToStore() throws {
         guard let address = global.storeAddress else { return }
+        let files = try files
         if files.isEmpty { throw fieldError("file", "(none)", "one or more policy files, or - for standard input") }
         let policy = try readPolicy(files)
         let hostPart = policy.hostSections

@@ -16,6 +16,7 @@ struct Nvgre: ParsableCommand {
             ProviderAddressCommand.self, PortCommand.self, ServiceCommand.self, MigrateCommand.self, HostsCommand.self,
             Agent.self,
             GatewayCommand.self,
+            LibvirtHook.self,
             Check.self
         ])
 }
