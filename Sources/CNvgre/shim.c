@@ -13,6 +13,11 @@
 #include <linux/if_tun.h>
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
+#include <linux/rtnetlink.h>
+#include <linux/if_link.h>
+#include <linux/net_namespace.h>
+#include <net/if.h>
+#include <sys/socket.h>
 #include "CNvgre.h"
 
 struct nvgre *nv_open_other_object(const void *elf, size_t size, const struct bpf_object_open_opts *opts)
@@ -163,4 +168,95 @@ int nv_interface_gro(int sock, unsigned int ifindex, int on, int *was)
 	if (ioctl(sock, SIOCETHTOOL, &ifr) < 0)
 		return -errno;
 	return 0;
+}
+
+/* One request and its one answer on a new NETLINK_ROUTE socket: the answer's length, or
+ * -errno (the kernel's error for the request included). */
+static int rtnl_ask(void *req, size_t reqlen, char *buf, size_t buflen)
+{
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (fd < 0)
+		return -errno;
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+	int n = -1;
+	if (sendto(fd, req, reqlen, 0, (struct sockaddr *)&sa, sizeof(sa)) >= 0)
+		n = (int)recv(fd, buf, buflen, 0);
+	int err = n < 0 ? -errno : 0;
+	close(fd);
+	if (err)
+		return err;
+	struct nlmsghdr *h = (struct nlmsghdr *)buf;
+	if (!NLMSG_OK(h, (unsigned int)n))
+		return -EIO;
+	if (h->nlmsg_type == NLMSG_ERROR) {
+		struct nlmsgerr *e = NLMSG_DATA(h);
+		return e->error ? e->error : -EIO;
+	}
+	return n;
+}
+
+int nv_link_peer(unsigned int ifindex, int *peer, int *peer_nsid, int *xdp_attached, int *is_veth)
+{
+	struct {
+		struct nlmsghdr h;
+		struct ifinfomsg i;
+	} req = {
+		.h = { .nlmsg_len = sizeof(req), .nlmsg_type = RTM_GETLINK, .nlmsg_flags = NLM_F_REQUEST },
+		.i = { .ifi_family = AF_UNSPEC, .ifi_index = (int)ifindex },
+	};
+	char buf[32768];
+	int n = rtnl_ask(&req, sizeof(req), buf, sizeof(buf));
+	if (n < 0)
+		return n;
+	struct nlmsghdr *h = (struct nlmsghdr *)buf;
+	struct ifinfomsg *ifi = NLMSG_DATA(h);
+	int len = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*ifi));
+	*peer = 0;
+	*peer_nsid = -1;
+	*xdp_attached = 0;
+	*is_veth = 0;
+	for (struct rtattr *a = IFLA_RTA(ifi); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+		if (a->rta_type == IFLA_LINK)
+			*peer = *(int *)RTA_DATA(a);
+		else if (a->rta_type == IFLA_LINK_NETNSID)
+			*peer_nsid = *(int *)RTA_DATA(a);
+		else if (a->rta_type == IFLA_XDP) {
+			int xlen = (int)RTA_PAYLOAD(a);
+			for (struct rtattr *x = RTA_DATA(a); RTA_OK(x, xlen); x = RTA_NEXT(x, xlen))
+				if (x->rta_type == IFLA_XDP_ATTACHED)
+					*xdp_attached = *(unsigned char *)RTA_DATA(x) != XDP_ATTACHED_NONE;
+		} else if (a->rta_type == IFLA_LINKINFO) {
+			int ilen = (int)RTA_PAYLOAD(a);
+			for (struct rtattr *x = RTA_DATA(a); RTA_OK(x, ilen); x = RTA_NEXT(x, ilen))
+				if (x->rta_type == IFLA_INFO_KIND)
+					*is_veth = strncmp((char *)RTA_DATA(x), "veth", RTA_PAYLOAD(x)) == 0;
+		}
+	}
+	return 0;
+}
+
+int nv_netns_id(int nsfd)
+{
+	char req[NLMSG_SPACE(sizeof(struct rtgenmsg)) + RTA_SPACE(sizeof(int))];
+	memset(req, 0, sizeof(req));
+	struct nlmsghdr *h = (struct nlmsghdr *)req;
+	h->nlmsg_len = sizeof(req);
+	h->nlmsg_type = RTM_GETNSID;
+	h->nlmsg_flags = NLM_F_REQUEST;
+	((struct rtgenmsg *)NLMSG_DATA(h))->rtgen_family = AF_UNSPEC;
+	struct rtattr *a = (struct rtattr *)(req + NLMSG_SPACE(sizeof(struct rtgenmsg)));
+	a->rta_type = NETNSA_FD;
+	a->rta_len = RTA_LENGTH(sizeof(int));
+	*(int *)RTA_DATA(a) = nsfd;
+	char buf[1024];
+	int n = rtnl_ask(req, sizeof(req), buf, sizeof(buf));
+	if (n < 0)
+		return n;
+	struct nlmsghdr *r = (struct nlmsghdr *)buf;
+	int len = (int)r->nlmsg_len - (int)NLMSG_SPACE(sizeof(struct rtgenmsg));
+	for (struct rtattr *x = (struct rtattr *)((char *)r + NLMSG_SPACE(sizeof(struct rtgenmsg))); RTA_OK(x, len);
+	     x = RTA_NEXT(x, len))
+		if (x->rta_type == NETNSA_NSID)
+			return *(int *)RTA_DATA(x);
+	return -ENOENT;
 }

@@ -153,6 +153,24 @@ func printError(_ message: String) {
     FileHandle.standardError.write(("nvgre: " + message + "\n").data(using: .utf8)!)
 }
 
+/// Warns (standard error; the command still succeeds) about each port among `interfaces`
+/// that is a veth whose other end would drop what the fast path redirects to it.
+func warnAboutUnreadyVethPeers(_ interfaces: [String]) {
+    for port in interfaces {
+        guard let end = VethPeer.unready(port) else { continue }
+        let exec =
+            end.namespace.map {
+                $0.hasPrefix("of process ") ? "nsenter -n -t \($0.dropFirst(11)) " : "ip netns exec \($0) "
+            } ?? ""
+        printError(
+            "warning: \(port) is a veth whose other end (\(end)) has no XDP program and GRO off: frames the fast "
+                + "path redirects to the VM miss NAPI; kernels before the backlog fallback drop them uncounted, newer "
+                + "ones queue them per CPU, out of order under load\n"
+                + "hint: turn GRO on there (`\(exec)ethtool -K \(end.interface) gro on`), or attach an XDP program to it"
+        )
+    }
+}
+
 /// The layers below the CLI name what is wrong by the model's field names; the user typed
 /// options, so their errors are given back under the option's name.
 let optionNames = [

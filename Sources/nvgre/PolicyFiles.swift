@@ -59,6 +59,7 @@ struct Apply: ChangesInstance {
         if !dryRun { instance.recordFingerprint(input: digest, policy: policy, summary: summary) }
         endProgress()
         printSummary(summary, json: global.json)
+        if !dryRun { warnAboutUnreadyVethPeers(summary.attach) }
     }
 }
 

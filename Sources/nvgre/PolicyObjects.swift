@@ -287,6 +287,10 @@ struct PortCommand: ParsableCommand {
                         interface: interface, vsid: v, mac: m, addresses: cas,
                         allowRouterAdvertisements: allowRouterAdvertisements, allowDHCPServer: allowDhcpServer))
             }
+            // The userspace path reads and writes the port itself: no redirect to go astray.
+            if global.storeAddress == nil, try global.userspaceInstance() == nil {
+                warnAboutUnreadyVethPeers([interface])
+            }
         }
     }
 
