@@ -55,7 +55,8 @@ build: setup bpf
 # programs are inside it), its man page and shell completions (both generated from the
 # argument parser), the systemd unit nvgre@.service, and in share/nvgre the unit's example
 # environment file, the libvirt hook and the tshark dissector. /etc/nvgre is made, never
-# filled or removed. The tests install the debug build (CONFIG=debug) into a DESTDIR.
+# filled or removed. BUILT=1 installs what is built already (the tests: CONFIG=debug BUILT=1,
+# into a DESTDIR, while `swift test` holds the build folder).
 PREFIX ?= /usr/local
 CONFIG ?= release
 BINDIR := $(PREFIX)/bin
@@ -67,8 +68,11 @@ INSTALLED := $(BINDIR)/nvgre $(SHAREDIR)/man/man1/nvgre.1 $(SHAREDIR)/bash-compl
   $(SHAREDIR)/nvgre/nvgre.lua
 
 install:
-	@test -x .build/$(CONFIG)/nvgre || { $(MAKE) setup bpf && swift build -c $(CONFIG) --product nvgre; }
-	@test -x .build/debug/generate-manual || swift build --product generate-manual
+ifneq ($(BUILT),1)
+	$(MAKE) setup bpf
+	swift build -c $(CONFIG) --product nvgre
+	swift build --product generate-manual
+endif
 	install -D -m 0755 .build/$(CONFIG)/nvgre $(DESTDIR)$(BINDIR)/nvgre
 	@mkdir -p .build/man
 	.build/debug/generate-manual .build/$(CONFIG)/nvgre --output-directory .build/man

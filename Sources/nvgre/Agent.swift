@@ -18,7 +18,8 @@ struct Agent: NvgreCommand {
             + "s), starts resolution when the fast path meets one that is not, and counts every exception "
             + "reason. One agent per instance (a lock in the state directory); it exits by itself after `nvgre "
             + "down`, or on SIGINT/SIGTERM. With --store and --host it also keeps the maps on the store's state for "
-            + "that host, and resolves new provider addresses as soon as they arrive."
+            + "that host, and resolves new provider addresses as soon as they arrive. With --metrics it serves "
+            + "Prometheus metrics; it logs to standard output with levels (the journal's, under systemd)."
     )
 
     @OptionGroup var global: GlobalOptions

@@ -26,7 +26,7 @@ struct OperationsTests {
         // The debug build the tests run (a release build is what `make install` makes by default).
         let make = try Spawn.run([
             "/usr/bin/make", "-s", "-C", Self.repository, "install", "DESTDIR=\(root)", "PREFIX=/usr/local",
-            "CONFIG=debug"
+            "CONFIG=debug", "BUILT=1"
         ])
         try #require(make.status == 0, "\(make.output)")
         let prefix = root + "/usr/local/"

@@ -84,6 +84,41 @@ struct MetricsTests {
     }
 }
 
+extension MetricsTests {
+    /// On the userspace data path the agent forwards and counts in its own memory; its
+    /// endpoint serves what it last wrote for `nvgre stats` (twice a second), so the two agree
+    /// once traffic stops.
+    @Test func theUserspaceAgentServesTheSameCounters() throws {
+        let lab = DemoLab(net: LabNetwork(tag: "umetrics"), underlay: .v4)
+        lab.userspaceHosts = [hostA.name]
+        lab.agentArguments = ["--metrics", "127.0.0.1:\(Self.port)"]
+        try lab.build()
+        try lab.start()
+        #expect(Traffic.ping(from: lab.ns(redA), to: redB.ip4, count: 3) == 3)
+        var agreed = false
+        for _ in 0..<10 where !agreed {
+            lab.settle(hostA)
+            let before = try lab.counters(hostA)
+            let text = try lab.net.exec(lab.ns(hostA), "curl -sf http://127.0.0.1:\(Self.port)/metrics")
+            let after = try lab.counters(hostA)
+            guard before.drops == after.drops, before.vsids == after.vsids else { continue }
+            agreed = true
+            let scraped = PrometheusServer.samples(text)
+            #expect(scraped["nvgre_build_info{version=\"0.2.0\",datapath=\"userspace\"}"] == 1)
+            for (reason, n) in after.drops {
+                #expect(scraped["nvgre_drops_total{reason=\"\(reason)\"}"] == Double(n), "drops \(reason)")
+            }
+            var sums: [String: Int] = [:]
+            for (_, counters) in after.vsids { for (path, n) in counters { sums[path, default: 0] += n } }
+            #expect((sums["encap"] ?? 0) >= 3)
+            for (path, n) in sums {
+                #expect(scraped["nvgre_packets_total{path=\"\(path)\"}"] == Double(n), "packets on path \(path)")
+            }
+        }
+        #expect(agreed, "the counters never held still")
+    }
+}
+
 /// A Prometheus server in a namespace, scraping one target every second, its data in a
 /// temporary folder; queried with its HTTP API through curl in the same namespace.
 final class PrometheusServer {
