@@ -26,6 +26,9 @@ public struct InstanceMetrics: Sendable {
         /// External ports held by NAT flows, by (protocol, external address).
         public var natPorts: [(proto: String, address: String, ports: Int)] = []
         public var exceptionRingBytes = 0
+        /// The exception path's rate limiter as `nvgre up` set it: per routing domain, per
+        /// VM port, and each port's flooding (frames a second and burst; 0: no limit).
+        public var shares: [(scope: String, perSecond: UInt32, burst: UInt32)] = []
         public var store: StoreFollower.Status?
         public var datapath = "xdp"
 
@@ -84,6 +87,12 @@ public struct InstanceMetrics: Sendable {
             return (parts[0], parts[1], ports[$0]?.count ?? 0)
         }
         s.exceptionRingBytes = Int(maps.raw("exceptions").maxEntries)
+        let settings = instance.settings
+        s.shares = [
+            ("domain", settings.exceptionShare.perSecond, settings.exceptionShare.burst),
+            ("port", settings.portExceptionShare.perSecond, settings.portExceptionShare.burst),
+            ("flood", settings.floodShare.perSecond, settings.floodShare.burst)
+        ]
         s.store = storeStatus(instance.stateDirectory)
         return s
     }
@@ -198,6 +207,15 @@ public struct InstanceMetrics: Sendable {
                 "External ports held by NAT flows.")
         }
         gauge("nvgre_exception_ring_capacity_bytes", [], Double(s.exceptionRingBytes), "The exception ring's size.")
+        for share in s.shares {
+            gauge(
+                "nvgre_exception_rate_limit_per_second", [("scope", share.scope)], Double(share.perSecond),
+                "The exception path's rate limit per routing domain, per VM port, and of a port's flooding (0: none); "
+                    + "what it drops is nvgre_drops_total{reason=~\"exception-throttled|flood-throttled\"}.")
+            gauge(
+                "nvgre_exception_rate_limit_burst", [("scope", share.scope)], Double(share.burst),
+                "The burst the exception path's rate limiter allows.")
+        }
         if let st = s.store {
             gauge("nvgre_store_up", [], st.lastError == nil ? 1 : 0, "1 when the last read of the store succeeded.")
             gauge("nvgre_store_revision", [], Double(st.revision), "The store revision of the state applied last.")

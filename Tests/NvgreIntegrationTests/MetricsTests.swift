@@ -67,6 +67,9 @@ struct MetricsTests {
         let entries = try prometheus.query("nvgre_map_entries", by: "map")
         let capacity = try prometheus.query("nvgre_map_capacity_entries", by: "map")
         #expect((entries["lookups"] ?? 0) > 0 && (entries["lookups"] ?? 0) <= (capacity["lookups"] ?? 0))
+        // The rate limiter as `nvgre up` set it (the lab keeps the defaults).
+        let limits = try prometheus.query("nvgre_exception_rate_limit_per_second", by: "scope")
+        #expect(limits == ["domain": 2000, "port": 500, "flood": 200], "\(limits)")
 
         // The gateway's endpoint, read directly in G's namespace: its events and NAT flows.
         let gateway = try lab.gatewayCounters()
