@@ -167,7 +167,8 @@ public final class RecordTable: RawMapAccess, @unchecked Sendable {
             if flags == UInt64(BPF_NOEXIST), try t.slots.find(key) != nil {
                 throw DatapathError("update lookups", errno: EEXIST)
             }
-            try put([(RawBytes(of: key), RawBytes(of: value))], into: t)
+            let entry = (key: RawBytes(of: key), value: RawBytes(of: value))
+            try put(count: 1, entry: { _ in entry }, into: t)
         }
     }
 
@@ -176,10 +177,18 @@ public final class RecordTable: RawMapAccess, @unchecked Sendable {
     }
 
     /// Writes many records at once: in place when they are few against the table, else a
-    /// new table with them swapped in whole.
+    /// new table with them swapped in whole. Inlinable, so that the caller's collection (a
+    /// lazy view of a million) is read specialized, not through witness tables per record.
+    @inlinable
     public func update<C: Collection>(contentsOf entries: C) throws
     where C.Element == (key: RawBytes, value: RawBytes), C.Index == Int {
-        try writing { t in try put(entries, into: t) }
+        let start = entries.startIndex
+        try update(count: entries.count) { entries[start + $0] }
+    }
+
+    /// The same with the records given by position, 0 to count - 1.
+    public func update(count: Int, entry: (Int) -> (key: RawBytes, value: RawBytes)) throws {
+        try writing { t in try put(count: count, entry: entry, into: t) }
     }
 
     @discardableResult
@@ -203,25 +212,25 @@ public final class RecordTable: RawMapAccess, @unchecked Sendable {
             }
             for k in keys { _ = try slots.remove(k.load(as: nv_lookup_key.self), freed: &freed) }
             if Int(slots.head.pointee.deleted) > Int(slots.slotCount) / 4 {
-                try rebuild(t, adding: [(RawBytes, RawBytes)]())
+                try rebuild(t, adding: 0) { _ in fatalError("no records to add") }
             }
         }
     }
 
-    private func put<C: Collection>(_ entries: C, into t: Table) throws
-    where C.Element == (key: RawBytes, value: RawBytes), C.Index == Int {
+    private func put(count: Int, entry: (Int) -> (key: RawBytes, value: RawBytes), into t: Table) throws {
         let slots = t.slots
         let used = Int(slots.head.pointee.used)
-        guard slots.hasRoom(adding: entries.count), entries.count <= max(64, used / 8) else {
-            return try rebuild(t, adding: entries)
+        guard slots.hasRoom(adding: count), count <= max(64, used / 8) else {
+            return try rebuild(t, adding: count, entry: entry)
         }
-        var i = entries.startIndex
-        while i < entries.endIndex {
-            let e = entries[i]
+        var i = 0
+        while i < count {
+            let e = entry(i)
             let key = e.key.load(as: nv_lookup_key.self)
             if t.head.pointee.used >= t.head.pointee.limit, try slots.find(key) == nil { throw full(t) }
             guard try slots.put(key, e.value.load(as: nv_lookup_val.self), freed: &freed) else {
-                return try rebuild(t, adding: entries[i...])
+                let first = i
+                return try rebuild(t, adding: count - first) { entry(first + $0) }
             }
             i += 1
         }
@@ -239,14 +248,13 @@ public final class RecordTable: RawMapAccess, @unchecked Sendable {
         return live
     }
 
-    /// A new table with table `t`'s records and `entries` (which win over the same key).
-    private func rebuild<C: Collection>(_ t: Table, adding entries: C) throws
-    where C.Element == (key: RawBytes, value: RawBytes), C.Index == Int {
+    /// A new table with table `t`'s records and `count` more (`entry`, which win over the
+    /// same key).
+    private func rebuild(_ t: Table, adding count: Int, entry: (Int) -> (key: RawBytes, value: RawBytes)) throws {
         let live = try Self.records(of: t)
-        let start = entries.startIndex
-        try build(limit: t.head.pointee.limit, records: live.count + entries.count, turn: t.head.pointee.writer) { i in
+        try build(limit: t.head.pointee.limit, records: live.count + count, turn: t.head.pointee.writer) { i in
             if i < live.count { return (live[i].key, live[i].val) }
-            let e = entries[start + i - live.count]
+            let e = entry(i - live.count)
             return (e.key.load(as: nv_lookup_key.self), e.value.load(as: nv_lookup_val.self))
         }
     }
