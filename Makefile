@@ -69,7 +69,8 @@ INSTALLED := $(BINDIR)/nvgre $(SHAREDIR)/man/man1/nvgre.1 $(SHAREDIR)/bash-compl
 
 install:
 ifneq ($(BUILT),1)
-	$(MAKE) setup bpf
+	scripts/setup.sh --build
+	$(MAKE) bpf
 	swift build -c $(CONFIG) --product nvgre
 	swift build --product generate-manual
 endif

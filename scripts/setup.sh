@@ -18,6 +18,11 @@ packages=(
   systemd                                             # systemd-analyze verify of the installed units
 )
 
+# --build: only what building needs (make install on a host that runs nvgre, not its tests).
+if [ "${1:-}" = "--build" ]; then
+  packages=(libbpf-dev libelf-dev zlib1g-dev clang-14 bpftool)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

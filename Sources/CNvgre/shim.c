@@ -221,10 +221,14 @@ int nv_link_peer(unsigned int ifindex, int *peer, int *peer_nsid, int *xdp_attac
 		else if (a->rta_type == IFLA_LINK_NETNSID)
 			*peer_nsid = *(int *)RTA_DATA(a);
 		else if (a->rta_type == IFLA_XDP) {
+			/* Only a driver-mode program counts: a generic (skb) one gives a veth no NAPI. */
 			int xlen = (int)RTA_PAYLOAD(a);
-			for (struct rtattr *x = RTA_DATA(a); RTA_OK(x, xlen); x = RTA_NEXT(x, xlen))
-				if (x->rta_type == IFLA_XDP_ATTACHED)
-					*xdp_attached = *(unsigned char *)RTA_DATA(x) != XDP_ATTACHED_NONE;
+			for (struct rtattr *x = RTA_DATA(a); RTA_OK(x, xlen); x = RTA_NEXT(x, xlen)) {
+				if (x->rta_type == IFLA_XDP_ATTACHED && *(unsigned char *)RTA_DATA(x) == XDP_ATTACHED_DRV)
+					*xdp_attached = 1;
+				if (x->rta_type == IFLA_XDP_DRV_PROG_ID && *(__u32 *)RTA_DATA(x) != 0)
+					*xdp_attached = 1;
+			}
 		} else if (a->rta_type == IFLA_LINKINFO) {
 			int ilen = (int)RTA_PAYLOAD(a);
 			for (struct rtattr *x = RTA_DATA(a); RTA_OK(x, ilen); x = RTA_NEXT(x, ilen))

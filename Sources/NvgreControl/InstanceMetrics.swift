@@ -31,6 +31,8 @@ public struct InstanceMetrics: Sendable {
         public var shares: [(scope: String, perSecond: UInt32, burst: UInt32)] = []
         public var store: StoreFollower.Status?
         public var datapath = "xdp"
+        /// The userspace path counts packets only: no bytes series then.
+        public var countsBytes = true
 
         public init() {}
     }
@@ -39,6 +41,9 @@ public struct InstanceMetrics: Sendable {
     /// otherwise), and at most this many VSIDs, the lowest first.
     public var vsidSeriesCap: Int
     public var version: String
+    /// What deleted subnets had counted, kept so that the per-path totals never go down
+    /// (Prometheus would take a fall for a counter reset and show a false spike).
+    let retired = RetiredCounts()
 
     public init(vsidSeriesCap: Int = 0, version: String) {
         self.vsidSeriesCap = vsidSeriesCap
@@ -102,6 +107,7 @@ public struct InstanceMetrics: Sendable {
     public static func read(_ u: UserspaceInstance) -> Snapshot {
         var s = Snapshot()
         s.datapath = "userspace"
+        s.countsBytes = false
         let c = u.counters()
         func count(_ v: Any?) -> Count { (UInt64(((v as? [String: Any])?["packets"] as? Int) ?? 0), 0) }
         func named(_ section: String, _ names: [String]) -> [(String, Count)] {
@@ -143,28 +149,23 @@ public struct InstanceMetrics: Sendable {
         gauge(
             "nvgre_build_info", [("version", version), ("datapath", s.datapath)], 1,
             "The running nvgre's version and data path (the value is always 1).")
-        // Per path over every VSID, then the opt-in per-VSID series.
-        var byPath: [String: Count] = [:]
-        var order: [String] = []
-        for (_, counters) in s.vsids {
-            for (name, c) in counters {
-                if byPath[name] == nil { order.append(name) }
-                let t = byPath[name] ?? (0, 0)
-                byPath[name] = (t.packets + c.packets, t.bytes + c.bytes)
-            }
-        }
-        for name in order {
-            let c = byPath[name] ?? (0, 0)
+        // Per path over every VSID (and those deleted since the first scrape), then the
+        // opt-in per-VSID series.
+        for (name, c) in retired.totals(s.vsids) {
             counter(
                 "nvgre_packets_total", [("path", name)], c.packets,
                 "Customer frames by path (encap, decap, local, routed, ...), over every VSID.")
-            counter("nvgre_bytes_total", [("path", name)], c.bytes, "Customer bytes by path, over every VSID.")
+            if s.countsBytes {
+                counter("nvgre_bytes_total", [("path", name)], c.bytes, "Customer bytes by path, over every VSID.")
+            }
         }
         for (vsid, counters) in s.vsids.prefix(vsidSeriesCap) {
             for (name, c) in counters {
                 let labels = [("vsid", String(vsid)), ("path", name)]
                 counter("nvgre_vsid_packets_total", labels, c.packets, "Customer frames by VSID and path (opt-in).")
-                counter("nvgre_vsid_bytes_total", labels, c.bytes, "Customer bytes by VSID and path (opt-in).")
+                if s.countsBytes {
+                    counter("nvgre_vsid_bytes_total", labels, c.bytes, "Customer bytes by VSID and path (opt-in).")
+                }
             }
         }
         gauge(
@@ -172,13 +173,17 @@ public struct InstanceMetrics: Sendable {
             "VSIDs without per-VSID series (past --metrics-vsids).")
         for (reason, c) in s.drops {
             counter("nvgre_drops_total", [("reason", reason)], c.packets, "Frames dropped by the fast path, by reason.")
-            counter("nvgre_dropped_bytes_total", [("reason", reason)], c.bytes, "Bytes dropped, by reason.")
+            if s.countsBytes {
+                counter("nvgre_dropped_bytes_total", [("reason", reason)], c.bytes, "Bytes dropped, by reason.")
+            }
         }
         for (reason, c) in s.exceptions {
             counter(
                 "nvgre_exceptions_total", [("reason", reason)], c.packets,
                 "Frames handed to userspace (the exception ring), by reason.")
-            counter("nvgre_exception_bytes_total", [("reason", reason)], c.bytes, "Bytes handed to userspace.")
+            if s.countsBytes {
+                counter("nvgre_exception_bytes_total", [("reason", reason)], c.bytes, "Bytes handed to userspace.")
+            }
         }
         for (event, c) in s.gateway {
             counter(
@@ -206,7 +211,9 @@ public struct InstanceMetrics: Sendable {
                 "nvgre_nat_ports_in_use", [("protocol", p.proto), ("external_address", p.address)], Double(p.ports),
                 "External ports held by NAT flows.")
         }
-        gauge("nvgre_exception_ring_capacity_bytes", [], Double(s.exceptionRingBytes), "The exception ring's size.")
+        if s.exceptionRingBytes > 0 {
+            gauge("nvgre_exception_ring_capacity_bytes", [], Double(s.exceptionRingBytes), "The exception ring's size.")
+        }
         for share in s.shares {
             gauge(
                 "nvgre_exception_rate_limit_per_second", [("scope", share.scope)], Double(share.perSecond),
@@ -235,6 +242,49 @@ public struct InstanceMetrics: Sendable {
         case 17: return "udp"
         case 1: return "icmp"
         default: return String(proto)
+        }
+    }
+}
+
+/// The per-path totals of the VSIDs gone since the first scrape, or whose counters started
+/// again (a subnet deleted and made anew), so that each path's total only grows.
+final class RetiredCounts: @unchecked Sendable {
+    private let lock = NSLock()
+    private var last: [UInt32: [String: InstanceMetrics.Count]] = [:]
+    private var gone: [String: InstanceMetrics.Count] = [:]
+
+    /// Each path's total over `vsids` and what was retired, in the order paths first appear.
+    func totals(_ vsids: [(vsid: UInt32, counters: [(String, InstanceMetrics.Count)])]) -> [(
+        String, InstanceMetrics.Count
+    )] {
+        lock.withLock {
+            func add(_ a: InstanceMetrics.Count, _ b: InstanceMetrics.Count) -> InstanceMetrics.Count {
+                (a.packets &+ b.packets, a.bytes &+ b.bytes)
+            }
+            var now: [UInt32: [String: InstanceMetrics.Count]] = [:]
+            for (vsid, counters) in vsids {
+                var current: [String: InstanceMetrics.Count] = [:]
+                for (name, c) in counters { current[name] = c }
+                now[vsid] = current
+            }
+            for (vsid, counters) in last {
+                for (name, old) in counters {
+                    let new = now[vsid]?[name]
+                    // Gone, or counting again from below: what it had counted is retired.
+                    if new == nil || new!.packets < old.packets { gone[name] = add(gone[name] ?? (0, 0), old) }
+                }
+            }
+            last = now
+            var order: [String] = []
+            var sums: [String: InstanceMetrics.Count] = [:]
+            for (_, counters) in vsids {
+                for (name, c) in counters {
+                    if sums[name] == nil { order.append(name) }
+                    sums[name] = add(sums[name] ?? (0, 0), c)
+                }
+            }
+            for name in gone.keys.sorted() where sums[name] == nil { order.append(name) }
+            return order.map { ($0, add(sums[$0] ?? (0, 0), gone[$0] ?? (0, 0))) }
         }
     }
 }

@@ -34,11 +34,28 @@ struct LibvirtHook: NvgreCommand {
     func execute() throws {
         let plug = Self.plugging.contains(operation)
         guard plug || Self.unplugging.contains(operation) else { return }
+        do {
+            try change(plug: plug)
+        } catch  where operation == "reconnect" {
+            // libvirt kills a running VM whose reconnect hook fails: say what is wrong, keep it.
+            printError("warning: domain \(domain): its ports were not checked on reconnect: \(error)")
+        }
+    }
+
+    private func change(plug: Bool) throws {
         let xml = FileHandle.standardInput.readDataToEndOfFile()
         let d = try LibvirtDomain.parse(xml, domain: domain)
         if d.ports.isEmpty { return }  // not a VM of ours
         var g = global
         if let name = d.instance { g.instance = name }
+        try g.enter()
+        let running = Instance.isRunning(g.instance) || UserspaceInstance.exists(g.instance)
+        // At the end of a host's shutdown the instance may be gone already: nothing to undo.
+        if !plug && !running { return }
+        // Read, change and apply in one writer turn: two VMs starting at once each keep
+        // the other's port.
+        let turn = try WriterTurn.take(instance: g.instance, doing: commandLineForOthers())
+        defer { turn?.release() }
         if plug {
             let ports = try d.vmPorts()
             try edit(g) { p in
@@ -47,9 +64,6 @@ struct LibvirtHook: NvgreCommand {
                 p.ports += ports
             }
         } else {
-            // At the end of a host's shutdown the instance may be gone already: nothing to undo.
-            try g.enter()
-            guard Instance.isRunning(g.instance) || UserspaceInstance.exists(g.instance) else { return }
             let gone = try d.ports.enumerated().map { i, port in
                 (
                     mac: try parseMAC(port.mac, "metadata port[\(i)].mac"),

@@ -20,9 +20,21 @@ struct LogOptions: ParsableArguments {
                 logLevel == nil ? "NVGRE_LOG_LEVEL" : "--log-level", text,
                 Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))
         }
-        let journal = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
+        let journal = Self.standardOutputIsTheJournal(ProcessInfo.processInfo.environment["JOURNAL_STREAM"])
         setvbuf(stdout, nil, _IOLBF, 0)
         LoggingSystem.bootstrap { _ in LineLogHandler(logLevel: level, toJournal: journal) }
+    }
+
+    /// systemd sets JOURNAL_STREAM to DEVICE:INODE of the stream it connected; a process
+    /// that inherited it (a shell started from a unit) writes elsewhere: standard output is
+    /// the journal only when it is that very file (systemd.exec(5)).
+    static func standardOutputIsTheJournal(_ variable: String?) -> Bool {
+        guard let parts = variable?.split(separator: ":"), parts.count == 2, let device = UInt64(parts[0]),
+            let inode = UInt64(parts[1])
+        else { return false }
+        var st = stat()
+        guard fstat(1, &st) == 0 else { return false }
+        return UInt64(st.st_dev) == device && UInt64(st.st_ino) == inode
     }
 }
 
@@ -48,7 +60,9 @@ struct LineLogHandler: LogHandler {
     func log(event: LogEvent) {
         let fields = metadata.merging(event.metadata ?? [:]) { $1 }
         let tail = fields.sorted { $0.key < $1.key }.map { "\($0.key)=\(Self.quoted("\($0.value)"))" }
-        let text = (["\(event.message)"] + tail).joined(separator: " ")
+        // One event, one line (a journal entry each): an error's "hint:" line joins it.
+        let message = "\(event.message)".replacingOccurrences(of: "\n", with: " ")
+        let text = ([message] + tail).joined(separator: " ")
         print(toJournal ? "<\(Self.syslogPriority(event.level))>\(text)" : "\(logTime()) \(event.level) \(text)")
     }
 
@@ -66,8 +80,10 @@ struct LineLogHandler: LogHandler {
 
     /// A value with spaces or quotes, quoted (so that key=value pairs split cleanly).
     static func quoted(_ s: String) -> String {
-        s.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) || s.isEmpty
-            ? "\"" + s.replacingOccurrences(of: "\"", with: "\\\"") + "\"" : s
+        s.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\n" || $0 == "\\" }) || s.isEmpty
+            ? "\""
+                + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+                .replacingOccurrences(of: "\n", with: "\\n") + "\"" : s
     }
 }
 
@@ -78,7 +94,7 @@ private func logTime() -> String {
 }
 
 private let logTimeLock = NSLock()
-nonisolated(unsafe) private let logTimeFormatter: DateFormatter = {
+private let logTimeFormatter: DateFormatter = {
     let f = DateFormatter()
     f.dateFormat = "HH:mm:ss.SSS"
     return f

@@ -13,7 +13,8 @@ struct MetricsTests {
     @Test func prometheusScrapesTheAgentAndAgreesWithStats() throws {
         let lab = DemoLab(net: LabNetwork(tag: "metrics"), underlay: .v4)
         lab.agentArguments = ["--metrics", "127.0.0.1:\(Self.port)", "--metrics-vsids", "1"]
-        lab.gatewayArguments = ["--metrics", "127.0.0.1:\(Self.port)"]
+        // ICMP flows kept past the test's length, however slow the machine.
+        lab.gatewayArguments = ["--metrics", "127.0.0.1:\(Self.port)", "--icmp", "600"]
         try lab.build()
         try lab.start()
 
@@ -107,7 +108,9 @@ extension MetricsTests {
             guard before.drops == after.drops, before.vsids == after.vsids else { continue }
             agreed = true
             let scraped = PrometheusServer.samples(text)
-            #expect(scraped["nvgre_build_info{version=\"0.2.0\",datapath=\"userspace\"}"] == 1)
+            #expect(
+                scraped.contains { $0.key.hasPrefix("nvgre_build_info{") && $0.key.contains("datapath=\"userspace\"") })
+            #expect(!scraped.keys.contains { $0.hasPrefix("nvgre_bytes_total") }, "the userspace path counts no bytes")
             for (reason, n) in after.drops {
                 #expect(scraped["nvgre_drops_total{reason=\"\(reason)\"}"] == Double(n), "drops \(reason)")
             }

@@ -53,7 +53,8 @@ int nv_interface_mtu_mac(int sock, unsigned int ifindex, int *mtu, unsigned char
  * 0 or -errno. */
 int nv_interface_gro(int sock, unsigned int ifindex, int on, int *was);
 /* A link's peer (a veth's other end): its ifindex (0: none) and the id this namespace gives
- * the namespace it is in (-1: this one); whether the link itself has an XDP program, and
+ * the namespace it is in (-1: this one); whether the link itself has an XDP program in driver
+ * mode (a generic one gives a veth no NAPI), and
  * whether it is a veth. 0 or -errno. */
 int nv_link_peer(unsigned int ifindex, int *peer, int *peer_nsid, int *xdp_attached, int *is_veth);
 /* The id this namespace gives the network namespace of descriptor nsfd (as IFLA_LINK_NETNSID
