@@ -3,6 +3,7 @@ import Foundation
 import NvgreDatapath
 import NvgrePolicy
 import NvgreStore
+import NvgreWire
 import Prometheus
 
 /// What `nvgre agent|gateway --metrics` serves at /metrics: the instance's counters read
@@ -82,15 +83,21 @@ public struct InstanceMetrics: Sendable {
         ]
         s.natFlows = flows.count
         s.natFlowsOffloaded = flows.filter { $0.natFlags.contains(.offloaded) }.count
-        var ports: [String: Set<UInt16>] = [:]
+        struct Holder: Hashable {
+            let proto: UInt8
+            let address: IPAddress
+        }
+        var ports: [Holder: Set<UInt16>] = [:]
         for k in maps.natIn.keys() {
-            let address = withUnsafeBytes(of: k.ext) { IPv4Text(Array($0)) }
-            ports["\(protocolName(k.proto)) \(address)", default: []].insert(k.ext_port)
+            let address = withUnsafeBytes(of: k.ext) { IPAddress(v4: Array($0)) }
+            ports[Holder(proto: k.proto, address: address), default: []].insert(k.ext_port)
         }
-        s.natPorts = ports.keys.sorted().map {
-            let parts = $0.split(separator: " ").map(String.init)
-            return (parts[0], parts[1], ports[$0]?.count ?? 0)
-        }
+        s.natPorts = ports.map { holder, held in
+            (
+                IPProtocol(rawValue: holder.proto).map { "\($0)" } ?? String(holder.proto), "\(holder.address)",
+                held.count
+            )
+        }.sorted { ($0.address, $0.proto) < ($1.address, $1.proto) }
         s.exceptionRingBytes = Int(maps.raw("exceptions").maxEntries)
         let settings = instance.settings
         s.shares = [
@@ -235,15 +242,6 @@ public struct InstanceMetrics: Sendable {
         }
         return r.emitToString()
     }
-
-    static func protocolName(_ proto: UInt8) -> String {
-        switch proto {
-        case 6: return "tcp"
-        case 17: return "udp"
-        case 1: return "icmp"
-        default: return String(proto)
-        }
-    }
 }
 
 /// The per-path totals of the VSIDs gone since the first scrape, or whose counters started
@@ -288,6 +286,3 @@ final class RetiredCounts: @unchecked Sendable {
         }
     }
 }
-
-/// Dotted text of four address bytes.
-private func IPv4Text(_ b: [UInt8]) -> String { b.map(String.init).joined(separator: ".") }

@@ -3,6 +3,7 @@ import FlyingFox
 import FlyingSocks
 import Foundation
 import NvgreControl
+import NvgreWire
 
 /// `--metrics ADDR:PORT` of `nvgre agent` and `nvgre gateway`.
 struct MetricsOptions: ParsableArguments {
@@ -30,8 +31,7 @@ struct MetricsOptions: ParsableArguments {
             host = host.dropFirst().dropLast()
             v6 = true
         }
-        var scratch = [UInt8](repeating: 0, count: 16)
-        guard !host.isEmpty, inet_pton(v6 ? AF_INET6 : AF_INET, String(host), &scratch) == 1 else {
+        guard let address = IPAddress(parsing: String(host)), (address.family == .v6) == v6 else {
             throw fieldError("--metrics", text, allowed)
         }
         guard let port = UInt16(portText), port > 0 else {
