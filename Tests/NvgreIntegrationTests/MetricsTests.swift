@@ -12,7 +12,9 @@ struct MetricsTests {
 
     @Test func prometheusScrapesTheAgentAndAgreesWithStats() throws {
         let lab = DemoLab(net: LabNetwork(tag: "metrics"), underlay: .v4)
-        lab.agentArguments = ["--metrics", "127.0.0.1:\(Self.port)", "--metrics-vsids", "1"]
+        // On every address of host A's namespace, its provider address included, as an operator
+        // exposing it to a monitoring network would: still out of every tenant's reach.
+        lab.agentArguments = ["--metrics", "0.0.0.0:\(Self.port)", "--metrics-vsids", "1"]
         // ICMP flows kept past the test's length, however slow the machine.
         lab.gatewayArguments = ["--metrics", "127.0.0.1:\(Self.port)", "--icmp", "600"]
         try lab.build()
@@ -26,6 +28,17 @@ struct MetricsTests {
             dst: redB.mac, src: "02:66:66:66:66:66", type: .ipv4,
             payload: IPPacket.build(src: redA.ip4, dst: redB.ip4, proto: 17, payload: [UInt8](repeating: 0, count: 16)))
         try Traffic.sendFrames([spoofed, spoofed], interface: "eth0", in: lab.ns(redA))
+
+        // A tenant's VM, on the same host and on another, tries the host's metrics endpoint
+        // at its provider address: the fast path keeps it from the infrastructure.
+        for vm in [redA, redB, blueA] {
+            #expect(
+                Traffic.connectSeconds(from: lab.ns(vm), to: hostA.pa4, port: UInt16(Self.port), timeout: 1) == nil,
+                "VM \(vm.name) on \(vm.host) reached host A's metrics endpoint")
+        }
+        let reachable = Traffic.connectSeconds(
+            from: lab.ns(hostB), to: hostA.pa4, port: UInt16(Self.port), timeout: 2)
+        #expect(reachable != nil, "the provider network reaches it (the control test)")
 
         let prometheus = try PrometheusServer(in: lab.ns(hostA), scraping: "127.0.0.1:\(Self.port)", lab: lab)
         defer { prometheus.stop() }
