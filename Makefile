@@ -37,6 +37,12 @@ $(GEN)/nvgre-abi99.bpf.o: bpf/nvgre.bpf.c $(BPF_HEADERS)
 	@mkdir -p $(GEN)
 	$(BPF_CLANG) $(BPF_CFLAGS) -DNV_ABI_VERSION=99 -DNV_TEST_LAYOUT_CHANGE -c $< -o $@
 
+# Bench-only builds, each leaving one part of a path out (bpf/ablation.h: N is its NV_ABLATE).
+ABLATIONS := 1 2 3 4
+$(GEN)/nvgre-ablate-%.bpf.o: bpf/nvgre.bpf.c $(BPF_HEADERS)
+	@mkdir -p $(GEN)
+	$(BPF_CLANG) $(BPF_CFLAGS) -DNV_ABLATE=$* -c $< -o $@
+
 $(GEN)/bench.bpf.o: bpf/bench.bpf.c bpf/checksum.h
 	@mkdir -p $(GEN)
 	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
@@ -45,7 +51,8 @@ $(GEN)/bench.skel.h: $(GEN)/bench.bpf.o
 	bpftool gen skeleton $< name nvbench > $@.tmp
 	mv $@.tmp $@
 
-bpf: $(GEN)/nvgre.skel.h $(GEN)/bench.skel.h $(GEN)/nvgre-build2.bpf.o $(GEN)/nvgre-abi99.bpf.o
+bpf: $(GEN)/nvgre.skel.h $(GEN)/bench.skel.h $(GEN)/nvgre-build2.bpf.o $(GEN)/nvgre-abi99.bpf.o \
+	$(foreach n,$(ABLATIONS),$(GEN)/nvgre-ablate-$(n).bpf.o)
 
 build: setup bpf
 	swift build $(SWIFT_BUILD_FLAGS)

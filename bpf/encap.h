@@ -17,6 +17,7 @@
 #include "flow_hash.h"
 #include "policy.h"
 #include "verdict.h"
+#include "ablation.h"
 
 enum encap_verdict { ENCAP_GO, ENCAP_DROP, ENCAP_EXCEPTION };
 
@@ -137,7 +138,7 @@ static __always_inline int write_outer_to(void *data, void *end, const struct bp
 {
 	int v6 = rec->pa_family == NV_AF_INET6;
 	return write_outer(data, end, fib->dmac, fib->smac, v6, v6 ? (const void *)cfg->pa6 : (const void *)cfg->pa4,
-			   rec->pa, tos, hash, bpf_htonl((vsid << 8) | (rec->flags & NV_REC_NO_FLOWID ? 0 : flow_id(hash))),
+			   rec->pa, tos, hash, bpf_htonl((vsid << 8) | (nv_record_flags_of(rec) & NV_REC_NO_FLOWID ? 0 : flow_id(hash))),
 			   inner_len);
 }
 
@@ -202,7 +203,10 @@ static __always_inline int tc_encap_and_send(struct __sk_buff *skb, const struct
 	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L4_GRE | BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
 		      BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN) |
 		      (v6 ? BPF_F_ADJ_ROOM_ENCAP_L3_IPV6 : BPF_F_ADJ_ROOM_ENCAP_L3_IPV4);
-	if (bpf_skb_adjust_room(skb, outer_len, BPF_ADJ_ROOM_MAC, flags))
+#if NV_ABLATE == NV_ABLATE_ENCAP_NONE
+	return tc_forward(skb, egress, vsid);
+#endif
+	if (NV_ABLATE != NV_ABLATE_ENCAP_NO_ADJUST && bpf_skb_adjust_room(skb, outer_len, BPF_ADJ_ROOM_MAC, flags))
 		/* The kernel encapsulates TCP and UDP (USO) GSO frames; other kinds it refuses. */
 		return tc_drop(skb, skb->gso_size ? NV_DROP_GSO_UNSUPPORTED : NV_DROP_HEADROOM);
 	void *data = (void *)(long)skb->data;

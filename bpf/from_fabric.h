@@ -12,6 +12,7 @@
 #include "moved.h"
 #include "to_outside.h"
 #include "verdict.h"
+#include "ablation.h"
 
 #define IPV6_NEXTHDR_FRAGMENT 44
 
@@ -21,6 +22,12 @@ struct ipv6_frag_hdr {
 	__be16 frag_off;
 	__be32 identification;
 };
+
+/* A drop before the frame's subnet is known: an unknown VSID is what the frame is dropped for. */
+static __always_inline int drop_in_vsid(struct xdp_md *ctx, __u32 vsid, enum nv_drop_reason reason)
+{
+	return drop(ctx, subnet_of(vsid) ? reason : NV_DROP_VSID_UNKNOWN);
+}
 
 /* Removes the outer Ethernet, IP and GRE headers (`outer_len` bytes, 42 over IPv4 and 62
  * over IPv6 PAs): the customer frame is what remains. 0, or -1 when it cannot be done. */
@@ -73,74 +80,106 @@ int nv_from_fabric(struct xdp_md *ctx)
 	__u32 vsid = bpf_ntohl(gre->key) >> 8;
 	if (vsid < NV_VSID_MIN || vsid > NV_VSID_MAX)
 		return drop(ctx, NV_DROP_VSID_RESERVED);
-	struct nv_subnet *sn = bpf_map_lookup_elem(&subnets, &vsid);
-	if (!sn)
-		return drop(ctx, NV_DROP_VSID_UNKNOWN);
 	int outer_len = c.pos - data;
 
+	/* The subnet is looked up only where it is needed (ARP, ND, floods, a source in another
+	 * subnet, a destination that is not a VM here): a frame for a VM on this host is counted
+	 * in the slot its destination record carries. A drop before that lookup still names an
+	 * unknown VSID first (drop_in_vsid), as when the subnet was looked up here. */
 	struct ethhdr *inner_eth = CURSOR_TAKE(&c, struct ethhdr);
 	if (!inner_eth)
-		return drop(ctx, NV_DROP_MALFORMED);
+		return drop_in_vsid(ctx, vsid, NV_DROP_MALFORMED);
 	struct flow inner = {};
+	struct nv_subnet *sn = NULL;
 	if (inner_eth->h_proto == bpf_htons(ETH_P_8021Q) ||
 	    inner_eth->h_proto == bpf_htons(ETH_P_8021AD))
-		return drop(ctx, NV_DROP_INNER_VLAN);
-	if (inner_eth->h_proto == bpf_htons(ETH_P_ARP))
+		return drop_in_vsid(ctx, vsid, NV_DROP_INNER_VLAN);
+	if (inner_eth->h_proto == bpf_htons(ETH_P_ARP)) {
+		sn = subnet_of(vsid);
+		if (!sn)
+			return drop(ctx, NV_DROP_VSID_UNKNOWN);
 		return answer_arp_from_fabric(ctx, c, eth, &outer, gre, outer_len, inner_eth, sn, vsid);
+	}
 	if (inner_eth->h_proto == bpf_htons(ETH_P_IP)) {
 		if (!parse_ipv4(&c, &inner))
-			return drop(ctx, NV_DROP_MALFORMED);
+			return drop_in_vsid(ctx, vsid, NV_DROP_MALFORMED);
 	} else if (inner_eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = parse_ipv6(&c, &inner);
 		if (!ip6)
-			return drop(ctx, NV_DROP_MALFORMED);
-		if (is_neighbor_solicitation(c, ip6))
+			return drop_in_vsid(ctx, vsid, NV_DROP_MALFORMED);
+		if (is_neighbor_solicitation(c, ip6)) {
+			sn = subnet_of(vsid);
+			if (!sn)
+				return drop(ctx, NV_DROP_VSID_UNKNOWN);
 			return answer_ns_from_fabric(ctx, c, eth, &outer, gre, outer_len, inner_eth, ip6, sn, vsid);
+		}
 	} else {
-		return drop(ctx, NV_DROP_INNER_NOT_IP);
+		return drop_in_vsid(ctx, vsid, NV_DROP_INNER_NOT_IP);
 	}
-	if (mac_is_multicast(inner_eth->h_dest)) /* broadcast too: for the VSID's VMs here */
+	if (mac_is_multicast(inner_eth->h_dest)) { /* broadcast too: for the VSID's VMs here */
+		sn = subnet_of(vsid);
+		if (!sn)
+			return drop(ctx, NV_DROP_VSID_UNKNOWN);
 		return xdp_flood_from_fabric(ctx, &outer, outer_len, inner_eth, inner.family, inner.src, sn, vsid,
 					     NV_DROP_FLOOD_OFF);
+	}
 
+#if NV_ABLATE == NV_ABLATE_DECAP_NO_LOOKUPS
+	if (decap(ctx, outer_len) < 0)
+		return drop(ctx, NV_DROP_HEADROOM);
+	return forward(ctx, ctx->ingress_ifindex, vsid);
+#elif NV_ABLATE == NV_ABLATE_DECAP_DST_ONLY
+	struct nv_lookup_val *dst_only = find_record(vsid, inner.family, inner.dst);
+	if (!dst_only || decap(ctx, outer_len) < 0)
+		return drop(ctx, NV_DROP_DST_NOT_LOCAL);
+	return forward(ctx, dst_only->port_ifindex, vsid);
+#endif
 	struct nv_lookup_val *src = find_record(vsid, inner.family, inner.src);
-	if (!src) /* routed to us from another subnet of the tenant? */
+	if (!src) { /* routed to us from another subnet of the tenant? */
+		sn = subnet_of(vsid);
+		if (!sn)
+			return drop(ctx, NV_DROP_VSID_UNKNOWN);
 		src = find_record_in_domain(sn->rdid, inner.family, inner.src);
+	}
 	if (!src)
 		return drop(ctx, NV_DROP_INNER_SRC_UNKNOWN);
 	if (!same_pa(src, &outer))
 		return drop(ctx, NV_DROP_PA_SPOOF);
+	struct nv_lookup_val *dst = find_record(vsid, inner.family, inner.dst);
+	if (dst && dst->port_ifindex) { /* a VM on this host: the common case */
+		__u32 port = dst->port_ifindex, slot = nv_record_slot_of(dst);
+		if (decap(ctx, outer_len) < 0)
+			return drop(ctx, NV_DROP_HEADROOM);
+		count_vsid(slot, NV_CNT_DECAP, frame_len(ctx));
+		return forward(ctx, port, vsid);
+	}
+
+	if (!sn)
+		sn = subnet_of(vsid);
+	if (!sn)
+		return drop(ctx, NV_DROP_VSID_UNKNOWN);
 	__u32 slot = sn->stats_slot;
 	__u32 rdid = sn->rdid;
-	struct nv_lookup_val *dst = find_record(vsid, inner.family, inner.dst);
 	/* On a gateway host: no record at all means outside the domain, for NAT or routing. */
 	__u32 *gw_mode = dst ? NULL : bpf_map_lookup_elem(&gw_domains, &rdid);
-	int to_outside = gw_mode != NULL;
-	if (dst && !dst->port_ifindex && (dst->flags & NV_REC_MOVED_AWAY))
+	if (dst && (nv_record_flags_of(dst) & NV_REC_MOVED_AWAY))
 		return forward_moved(ctx, &outer, dst, outer_len, slot, vsid);
-	if (!to_outside && (!dst || !dst->port_ifindex))
+	if (!gw_mode)
 		return drop(ctx, NV_DROP_DST_NOT_LOCAL);
-	__u32 port = dst ? dst->port_ifindex : 0;
-	int hairpin = 0;
-	if (to_outside) {
-		enum egress e = tenant_egress(&inner, rdid, *gw_mode);
-		if (e == EGRESS_INFRA) {
-			count_domain(rdid, NV_DOM_TO_INFRA, frame_len(ctx));
-			return drop(ctx, NV_DROP_TO_INFRASTRUCTURE);
-		}
-		hairpin = e == EGRESS_HAIRPIN;
+	enum egress e = tenant_egress(&inner, rdid, *gw_mode);
+	if (e == EGRESS_INFRA) {
+		count_domain(rdid, NV_DOM_TO_INFRA, frame_len(ctx));
+		return drop(ctx, NV_DROP_TO_INFRASTRUCTURE);
 	}
 
 	if (decap(ctx, outer_len) < 0)
 		return drop(ctx, NV_DROP_HEADROOM);
 	count_vsid(slot, NV_CNT_DECAP, frame_len(ctx));
-	if (hairpin)
+	if (e == EGRESS_HAIRPIN)
 		return to_userspace_in_domain(ctx, NV_EXC_NAT_OUT, vsid, slot, 0, rdid, 0);
-	if (to_outside && *gw_mode == NV_GW_ROUTE)
+	if (*gw_mode == NV_GW_ROUTE)
 		return route_to_outside(ctx, rdid, vsid, slot);
-	if (to_outside)
-		return nat_to_outside(ctx, rdid, vsid, slot);
-	return forward(ctx, port, vsid);
+	return nat_to_outside(ctx, rdid, vsid, slot);
 }
 
 #endif

@@ -17,7 +17,7 @@
 #include <linux/types.h> /* __u8..__u64, for BPF and userspace alike */
 
 #ifndef NV_ABI_VERSION /* a test object may claim another (make's nvgre-abi99.bpf.o) */
-#define NV_ABI_VERSION 11
+#define NV_ABI_VERSION 12
 #endif
 /* The build of the programs, with the ABI in the object's .rodata (nvgre.bpf.c): another build
  * of the same code differs only here (make's nvgre-build2.bpf.o). */
@@ -77,8 +77,23 @@ struct nv_lookup_val {
 	__u8 pa_family;
 	__u8 type;          /* enum nv_record_type */
 	__u32 port_ifindex; /* non-zero: the VM is on this host, behind this port */
-	__u32 flags;        /* enum nv_record_flags */
+	/* enum nv_record_flags in the low NV_REC_FLAG_BITS bits; above them the counter slot of
+	 * the record's subnet (its stats_slot), so that a frame decapsulated to a VM here is
+	 * counted without a lookup of its subnet. */
+	__u32 slot_flags;
 };
+
+#define NV_REC_FLAG_BITS 8
+
+static inline __u32 nv_record_flags_of(const struct nv_lookup_val *v)
+{
+	return v->slot_flags & ((1u << NV_REC_FLAG_BITS) - 1);
+}
+
+static inline __u32 nv_record_slot_of(const struct nv_lookup_val *v)
+{
+	return v->slot_flags >> NV_REC_FLAG_BITS;
+}
 
 enum nv_record_flags {
 	/* The PA is an endpoint that matches all 32 bits of the GRE key (Open vSwitch with a

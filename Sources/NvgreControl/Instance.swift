@@ -284,12 +284,13 @@ public final class Instance {
         let ctx = try compileContext()
         // The million-record part of compiling needs nothing validation decides: it is built
         // on another core meanwhile.
-        nonisolated(unsafe) var lookups: MapImage?
+        nonisolated(unsafe) var lookups: (image: MapImage, slots: [UInt32: UInt32])?
         let building = DispatchGroup()
         if desired.lookupRecords.count >= 10_000 {
             let ports = PolicyCompiler.portIndexes(desired, ctx)  // here: this thread is in the host's namespace
+            let slots = PolicyCompiler.counterSlots(desired, ctx)
             DispatchQueue.global().async(group: building) {
-                lookups = PolicyCompiler.lookupsImage(desired, portIndexes: ports)
+                lookups = (PolicyCompiler.lookupsImage(desired, portIndexes: ports, slots: slots), slots)
             }
         }
         let policy: Policy
@@ -436,7 +437,8 @@ public final class Instance {
         }
         let value = nv_lookup_val(
             pa: r.providerAddress, mac: r.mac, type: r.type.abi,
-            flags: stored.endpointsWithoutFlowID.contains(r.providerAddress) ? NV_REC_NO_FLOWID : nv_record_flags(0))
+            flags: stored.endpointsWithoutFlowID.contains(r.providerAddress) ? NV_REC_NO_FLOWID : nv_record_flags(0),
+            statsSlot: maps.subnets.lookup(r.vsid)?.stats_slot ?? 0)
         // A new host of a flooding VSID joins its flood list (checked before anything is written).
         var grownList: nv_flood_list?
         if r.type != .gateway, !stored.providerAddresses.contains(where: { $0.address == r.providerAddress }),

@@ -100,10 +100,11 @@ public struct CompiledPolicy {
 public enum PolicyCompiler {
     /// Turns a validated policy into map images. Throws PolicyErrors for what only this host
     /// can tell: interfaces that do not exist, too many VSIDs for the counter slots.
-    /// `lookups`: the lookups map's image when already built (lookupsImage) from this policy.
-    public static func compile(_ p: Policy, _ ctx: CompileContext, lookups: MapImage? = nil) throws
-        -> CompiledPolicy
-    {
+    /// `lookups`: the lookups map's image when already built (lookupsImage) from this policy,
+    /// with the counter slots it was built with (used only when they are the ones given here).
+    public static func compile(
+        _ p: Policy, _ ctx: CompileContext, lookups: (image: MapImage, slots: [UInt32: UInt32])? = nil
+    ) throws -> CompiledPolicy {
         var out = CompiledPolicy()
         var errors: [PolicyError] = []
         for m in PolicyMap.allCases { out.images[m] = MapImage() }
@@ -130,26 +131,19 @@ public enum PolicyCompiler {
         }
 
         // Subnets, with stable counter slots.
-        var used = Set(p.subnets.compactMap { ctx.liveSlots[$0.vsid] })
-        var nextFree: UInt32 = 0
+        let slots = counterSlots(p, ctx)
         for (i, s) in p.subnets.enumerated() {
-            var slot = ctx.liveSlots[s.vsid]
-            if slot == nil {
-                while used.contains(nextFree) { nextFree += 1 }
-                if nextFree >= ctx.slotCount {
-                    errors.append(
-                        PolicyError(
-                            "subnets[\(i)].vsid", "\(s.vsid)",
-                            "at most \(ctx.slotCount) virtual subnets (the instance's size)"))
-                    continue
-                }
-                slot = nextFree
-                used.insert(nextFree)
-                out.newSlots.append(nextFree)
+            guard let slot = slots[s.vsid] else {
+                errors.append(
+                    PolicyError(
+                        "subnets[\(i)].vsid", "\(s.vsid)",
+                        "at most \(ctx.slotCount) virtual subnets (the instance's size)"))
+                continue
             }
+            if ctx.liveSlots[s.vsid] == nil { out.newSlots.append(slot) }
             let rdid = domainID[s.routingDomain] ?? 0
             let value = nv_subnet(
-                routingDomain: rdid, statsSlot: slot!, gatewayMAC: s.gatewayMAC,
+                routingDomain: rdid, statsSlot: slot, gatewayMAC: s.gatewayMAC,
                 gateway4: s.gateways.first { $0.family == .v4 }, gateway6: s.gateways.first { $0.family == .v6 },
                 flood: s.flood)
             out.images[.subnets]![RawBytes(of: s.vsid)] = RawBytes(of: value)
@@ -166,7 +160,9 @@ public enum PolicyCompiler {
             out.images[.ports]![RawBytes(of: idx)] = RawBytes(of: entry.inlined(subnet: subnet, addresses: addresses))
         }
 
-        out.images[.lookups] = lookups ?? lookupsImage(p, portIndexes: portIndexes(p, ctx))
+        out.images[.lookups] =
+            lookups.flatMap { $0.slots == slots ? $0.image : nil }
+            ?? lookupsImage(p, portIndexes: portIndexes(p, ctx), slots: slots)
         out.floodLists = floodLists(p, ctx, portsOfVSID: portsOfVSID, &errors)
 
         // Customer routes: per (domain, prefix), the lowest metric whose next hop lies in a
@@ -328,10 +324,30 @@ public enum PolicyCompiler {
         return out
     }
 
-    /// The lookups map's image: a record's port ifindex marks a VM on this host. It needs
-    /// nothing that validation decides, no system call, and is safe on any policy, so an
-    /// apply builds it on another thread while the policy is validated.
-    public static func lookupsImage(_ p: Policy, portIndexes: [String: UInt32]) -> MapImage {
+    /// VSID -> counter slot: a VSID live now keeps its slot, a new one takes the lowest free
+    /// one in the order of the policy's subnets; a VSID with no slot left is missing.
+    public static func counterSlots(_ p: Policy, _ ctx: CompileContext) -> [UInt32: UInt32] {
+        var slots: [UInt32: UInt32] = [:]
+        var used = Set(p.subnets.compactMap { ctx.liveSlots[$0.vsid] })
+        var nextFree: UInt32 = 0
+        for s in p.subnets where slots[s.vsid] == nil {
+            if let live = ctx.liveSlots[s.vsid] {
+                slots[s.vsid] = live
+                continue
+            }
+            while used.contains(nextFree) { nextFree += 1 }
+            if nextFree >= ctx.slotCount { continue }
+            slots[s.vsid] = nextFree
+            used.insert(nextFree)
+        }
+        return slots
+    }
+
+    /// The lookups map's image: a record's port ifindex marks a VM on this host, and it
+    /// carries its subnet's counter slot (`slots`). It needs nothing that validation decides,
+    /// no system call, and is safe on any policy, so an apply builds it on another thread
+    /// while the policy is validated.
+    public static func lookupsImage(_ p: Policy, portIndexes: [String: UInt32], slots: [UInt32: UInt32]) -> MapImage {
         var portOf: [RecordID: UInt32] = [:]
         for port in p.ports {
             guard let idx = portIndexes[port.interface] else { continue }
@@ -350,7 +366,9 @@ public enum PolicyCompiler {
         let noFlowID = p.endpointsWithoutFlowID
         // (The sets are usually empty or small: a million records are not all hashed into them.)
         let anyNoFlowID = !noFlowID.isEmpty, anyMoved = !p.movedAway.isEmpty
+        var slotVSID = UInt32.max, slot: UInt32 = 0  // records come grouped by VSID
         for r in p.lookupRecords {
+            if r.vsid != slotVSID { (slotVSID, slot) = (r.vsid, slots[r.vsid] ?? 0) }
             let key = nv_lookup_key(vsid: r.vsid, ca: r.customerAddress)
             let port =
                 vsidsWithPorts.contains(r.vsid) ? portOf[RecordID(vsid: r.vsid, address: r.customerAddress)] ?? 0 : 0
@@ -359,7 +377,8 @@ public enum PolicyCompiler {
                 flags |= NV_REC_MOVED_AWAY.rawValue
             }
             let val = nv_lookup_val(
-                pa: r.providerAddress, mac: r.mac, type: r.type.abi, portIfindex: port, flags: nv_record_flags(flags))
+                pa: r.providerAddress, mac: r.mac, type: r.type.abi, portIfindex: port, flags: nv_record_flags(flags),
+                statsSlot: slot)
             lookups[RawBytes(of: key)] = RawBytes(of: val)
         }
         return lookups

@@ -38,10 +38,10 @@ extension nv_lookup_key {
 extension nv_lookup_val {
     public init(
         pa: IPAddress, mac: MACAddress, type: nv_record_type = NV_REC_STATIC, portIfindex: UInt32 = 0,
-        flags: nv_record_flags = nv_record_flags(0)
+        flags: nv_record_flags = nv_record_flags(0), statsSlot: UInt32 = 0
     ) {
         self.init()
-        self.flags = flags.rawValue
+        slot_flags = statsSlot << NV_REC_FLAG_BITS | flags.rawValue
         pa_family = pa.family.rawValue
         withUnsafeMutableBytes(of: &self.pa) { pa.storePadded16(into: $0) }
         withUnsafeMutableBytes(of: &self.mac) { mac.store(into: $0) }
@@ -53,6 +53,12 @@ extension nv_lookup_val {
 
     /// Frames to this record's PA carry a FlowID (all but endpoints with `flowID: false`).
     public var sendsFlowID: Bool { flags & NV_REC_NO_FLOWID.rawValue == 0 }
+
+    /// Its nv_record_flags.
+    public var flags: UInt32 { withUnsafePointer(to: self) { nv_record_flags_of($0) } }
+
+    /// The counter slot of its subnet, which a frame decapsulated to it is counted in.
+    public var statsSlot: UInt32 { withUnsafePointer(to: self) { nv_record_slot_of($0) } }
 
     public var customerMAC: MACAddress { withUnsafeBytes(of: mac) { MACAddress($0.prefix(6)) } }
 }

@@ -94,7 +94,9 @@ public final class TwoHostLab {
             for ca in [peer.vm.ip4, peer.vm.ip6] {
                 try h.dp.lookups.update(
                     nv_lookup_key(vsid: Self.vsid, ca: ca),
-                    nv_lookup_val(pa: peer.pa, mac: peer.vm.mac, portIfindex: peer === h ? port : 0))
+                    nv_lookup_val(
+                        pa: peer.pa, mac: peer.vm.mac, portIfindex: peer === h ? port : 0, statsSlot: subnet.stats_slot)
+                )
             }
         }
         try NetworkNamespace.run(in: h.ns) {

@@ -61,11 +61,15 @@ struct Bench: ParsableCommand {
             // Each program against a bare one of its own kind: VM ports run tc, the uplink XDP.
             let fromVMRows = [
                 "encap (from VM, IPv4 PA)", "local switch (from VM)", "routed 5001->5002, encap", "ARP reply (from VM)",
-                "exception to userspace (no record)"
+                "exception to userspace (no record)", TestRunBench.encapWithoutAdjustRoom,
+                TestRunBench.encapUnencapsulated
+            ]
+            let fromFabricRows = [
+                "decap (from fabric)", "ARP reply (from the fabric, encapsulated back)",
+                TestRunBench.decapWithoutLookups, TestRunBench.decapDestinationOnly
             ]
             report.compare("bare XDP_TX (MAC swap)", to: "bare XDP_PASS")
-            report.compare("decap (from fabric)", to: "bare XDP_PASS")
-            report.compare("ARP reply (from the fabric, encapsulated back)", to: "bare XDP_PASS")
+            for name in fromFabricRows { report.compare(name, to: "bare XDP_PASS") }
             for name in fromVMRows { report.compare(name, to: "bare tc (TC_ACT_OK)") }
             report.compare("encap, FIB asked per frame (no agent's next hop)", to: "bare tc (TC_ACT_OK)")
             report.target(
@@ -191,7 +195,12 @@ struct Bench: ParsableCommand {
                     report.add([row])
                     names.append(row.name)
                 }
+                // The large table again, hit on only its first 1,000 records: what its size costs
+                // (cache and TLB misses) apart from how many records the frames reach.
+                let hot = try bench.measure(host.scale(records: 1_000, table: large), section: section, cpus: [0])
+                report.add([hot])
                 report.compare(names[1], to: names[0])
+                report.compare(hot.name, to: names[0])
                 report.target(
                     "\(large.formatted()) vs 1,000 records: cost", names[1], over: names[0], .atMost, 1.25, onCost: true
                 )

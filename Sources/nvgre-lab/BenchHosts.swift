@@ -188,8 +188,9 @@ final class NvgreBenchHost {
             name: "nvgre decap path", frame: BenchPlan.fromB(to: ulMAC), from: (ns.f, "fab"), sink: (ns.v, "eth0"))
     }
 
-    /// IPv6 frames to one of `records` scale records, picked at random per frame.
-    func scale(records: Int) -> LiveBench.Path {
+    /// IPv6 frames to one of the first `records` scale records, picked at random per frame;
+    /// `table`: how many the instance holds when that is more (the row's name says so).
+    func scale(records: Int, table: Int? = nil) -> LiveBench.Path {
         let prefix: IPAddress = "2001:db8:19:1::"
         var dst = prefix.bytes
         withUnsafeBytes(of: BenchPlan.scaleBase.bigEndian) { dst.replaceSubrange(12..<16, with: $0) }
@@ -197,7 +198,8 @@ final class NvgreBenchHost {
             srcMAC: BenchPlan.vm1.mac, dstMAC: BenchPlan.vm2.mac, src: BenchPlan.vm1.ip6, dst: IPAddress(v6: dst))
         // Ethernet 14 + IPv6 40: the destination's low word is at 14 + 24 + 12, the UDP checksum at 14 + 40 + 6.
         return .init(
-            name: "nvgre encap, \(records.formatted()) records at random", frame: frame,
+            name: table.map { "nvgre encap, \(records.formatted()) of \($0.formatted()) records at random" }
+                ?? "nvgre encap, \(records.formatted()) records at random", frame: frame,
             from: (ns.v, "eth0"), sink: (ns.f, "fab"),
             spread: .init(base: BenchPlan.scaleBase, count: UInt32(records), wordOffset: 50, checksumOffset: 60))
     }

@@ -51,12 +51,14 @@ struct TestRunBench {
         try dp.ports.update(p1, nv_port(vsid: 5001, mac: vm1.mac).inlined(subnet: subnet5001, addresses: [vm1.ip4]))
         try dp.portAddresses.update(nv_port_ca_key(ifindex: p1, ca: vm1.ip4), 1)
         try dp.lookups.update(
-            nv_lookup_key(vsid: 5001, ca: vm1.ip4), nv_lookup_val(pa: paA, mac: vm1.mac, portIfindex: p1))
+            nv_lookup_key(vsid: 5001, ca: vm1.ip4), nv_lookup_val(pa: paA, mac: vm1.mac, portIfindex: p1, statsSlot: 1))
         try dp.lookups.update(
-            nv_lookup_key(vsid: 5001, ca: vm2.ip4), nv_lookup_val(pa: paA, mac: vm2.mac, portIfindex: p2))
-        try dp.lookups.update(nv_lookup_key(vsid: 5001, ca: remote.ip4), nv_lookup_val(pa: paB, mac: remote.mac))
+            nv_lookup_key(vsid: 5001, ca: vm2.ip4), nv_lookup_val(pa: paA, mac: vm2.mac, portIfindex: p2, statsSlot: 1))
         try dp.lookups.update(
-            nv_lookup_key(vsid: 5002, ca: routedRemote.ip4), nv_lookup_val(pa: paB, mac: routedRemote.mac))
+            nv_lookup_key(vsid: 5001, ca: remote.ip4), nv_lookup_val(pa: paB, mac: remote.mac, statsSlot: 1))
+        try dp.lookups.update(
+            nv_lookup_key(vsid: 5002, ca: routedRemote.ip4),
+            nv_lookup_val(pa: paB, mac: routedRemote.mac, statsSlot: 2))
         // Head-end replication in 5001: the other port here and four other hosts.
         let floodPeers: [IPAddress] = [paB, "198.18.0.3", "198.18.0.4", "198.18.0.5"]
         for pa in floodPeers.dropFirst() {
@@ -101,7 +103,7 @@ struct TestRunBench {
         let fibRow = "encap, FIB asked per frame (no agent's next hop)"
 
         // The from-VM rows run tc (VM ports); they compare against the bare tc program.
-        let rows: [(String, Program, [UInt8], UInt32, FrameAction)] = [
+        var rows: [(String, Program, [UInt8], UInt32, FrameAction)] = [
             ("bare XDP_PASS", .barePass, toRemote, p1, .pass),
             ("bare XDP_TX (MAC swap)", .bareTX, toRemote, p1, .reply),
             ("bare tc (TC_ACT_OK)", .bareTCPass, toRemote, p1, .pass),
@@ -116,6 +118,16 @@ struct TestRunBench {
             ("broadcast from VM, 5 copies (1 port, 4 PAs; tc clones)", .fromVM, broadcast, p1, .drop),
             ("broadcast from the fabric, decapsulated up to tc", .fromFabric, broadcastFromRemote, ul, .pass)
         ]
+        // Where the time goes: bench-only builds of the same programs, each leaving one part
+        // out (bpf/ablation.h), on this run's policy maps.
+        var loads = [Datapath](repeating: dp, count: rows.count)
+        for (name, n, program, frame, ifindex) in Self.ablations(fromRemote, ul, toRemote, p1) {
+            var options = LoadOptions()
+            options.objectFile = Self.ablationObject(n)
+            options.policyMapsFrom = dp.maps
+            loads.append(try Datapath(options: options))
+            rows.append((name, program, frame, ifindex, .redirect))
+        }
         // The exception row fills the ring: drain it between blocks, as an agent would.
         let channel = try ExceptionChannel(datapath: dp)
         // Rows take turns in blocks of 1,000 runs (after a warm-up block each), so drift over
@@ -127,7 +139,7 @@ struct TestRunBench {
                 for (i, row) in rows.enumerated() {
                     if row.0 == fibRow { nextHops.endLease() } else { try nextHops.renewLease(seconds: 60) }
                     for _ in 0..<block {
-                        let r = try dp.testRun(row.1, frame: row.2, ingressIfindex: row.3)
+                        let r = try loads[i].testRun(row.1, frame: row.2, ingressIfindex: row.3)
                         guard r.action == row.4 else {
                             throw ShellErrorText("\(row.0): \(r.action) (verdict \(r.verdict)), expected \(row.4)")
                         }
@@ -173,5 +185,29 @@ struct TestRunBench {
                     "p90": Double(sorted[sorted.count * 9 / 10])
                 ])
         } + [.cost(section, "userspace: one packet-socket send (each copy, after the exception)", ns: Double(sendNs))]
+    }
+
+    static let decapWithoutLookups = "decap without lookups (parse, check, decapsulate, redirect)"
+    static let decapDestinationOnly = "decap with the destination record only"
+    static let encapWithoutAdjustRoom = "encap without bpf_skb_adjust_room (headers over the frame)"
+    static let encapUnencapsulated = "encap's lookups and next hop, sent unencapsulated"
+
+    /// The ablation rows: name, NV_ABLATE of the build (bpf/ablation.h), program, frame and
+    /// ingress, on the decap and encap rows' own frames.
+    static func ablations(_ fromRemote: [UInt8], _ uplink: UInt32, _ toRemote: [UInt8], _ port: UInt32)
+        -> [(String, Int, Program, [UInt8], UInt32)]
+    {
+        [
+            (decapWithoutLookups, Int(NV_ABLATE_DECAP_NO_LOOKUPS), .fromFabric, fromRemote, uplink),
+            (decapDestinationOnly, Int(NV_ABLATE_DECAP_DST_ONLY), .fromFabric, fromRemote, uplink),
+            (encapWithoutAdjustRoom, Int(NV_ABLATE_ENCAP_NO_ADJUST), .fromVM, toRemote, port),
+            (encapUnencapsulated, Int(NV_ABLATE_ENCAP_NONE), .fromVM, toRemote, port)
+        ]
+    }
+
+    /// make bpf writes each build next to the embedded object.
+    static func ablationObject(_ n: Int) -> String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("CNvgre/generated/nvgre-ablate-\(n).bpf.o").path
     }
 }

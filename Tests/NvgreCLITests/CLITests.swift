@@ -298,7 +298,7 @@ struct CLITests {
         #expect(version.status == 0, "\(version.err)")
         #expect(
             version.out.range(
-                of: #"^nvgre [0-9]+\.[0-9]+\.[0-9]+ \(programs: ABI 11, build 1; libbpf 1\.[0-9]+\)"#,
+                of: #"^nvgre [0-9]+\.[0-9]+\.[0-9]+ \(programs: ABI 12, build 1; libbpf 1\.[0-9]+\)"#,
                 options: .regularExpression) != nil, "\(version.out)")
         try #require(h.run(["up", "--uplink", "ul"]).status == 0)
         // nobody, with no capability: the pins are closed to it.

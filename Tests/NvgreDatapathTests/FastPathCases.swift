@@ -506,11 +506,12 @@ enum FastPathTable {
                 before: {
                     try $0.dp.lookups.update(
                         nv_lookup_key(vsid: 5001, ca: vm3.ip4),
-                        nv_lookup_val(pa: Plan.paB, mac: vm3.mac, flags: NV_REC_NO_FLOWID))
+                        nv_lookup_val(pa: Plan.paB, mac: vm3.mac, flags: NV_REC_NO_FLOWID, statsSlot: Plan.red.slot))
                 },
                 after: {
                     try $0.dp.lookups.update(
-                        nv_lookup_key(vsid: 5001, ca: vm3.ip4), nv_lookup_val(pa: Plan.paB, mac: vm3.mac))
+                        nv_lookup_key(vsid: 5001, ca: vm3.ip4),
+                        nv_lookup_val(pa: Plan.paB, mac: vm3.mac, statsSlot: Plan.red.slot))
                 }),
             FastPathCase(
                 name: "With ip-rule policy routing honoured, the same encap", program: .fromVM, ingress: "port1",
@@ -694,13 +695,13 @@ enum FastPathTable {
             {
                 try $0.dp.lookups.update(
                     nv_lookup_key(vsid: 5001, ca: vm1.ip4),
-                    nv_lookup_val(pa: pa, mac: vm1.mac, flags: NV_REC_MOVED_AWAY))
+                    nv_lookup_val(pa: pa, mac: vm1.mac, flags: NV_REC_MOVED_AWAY, statsSlot: Plan.red.slot))
             }
         }
         let vm1Back: (HostFixture) throws -> Void = {
             try $0.dp.lookups.update(
                 nv_lookup_key(vsid: 5001, ca: vm1.ip4),
-                nv_lookup_val(pa: Plan.paA, mac: vm1.mac, portIfindex: $0.port("port1")))
+                nv_lookup_val(pa: Plan.paA, mac: vm1.mac, portIfindex: $0.port("port1"), statsSlot: Plan.red.slot))
         }
         let greOn = NVGRE.greHeader(vsid: 5001, flowID: 0x5a) + in3to1
         let movedOn = Ethernet.frame(

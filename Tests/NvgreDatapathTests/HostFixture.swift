@@ -140,7 +140,9 @@ final class HostFixture {
         ) throws {
             try dp.lookups.update(
                 nv_lookup_key(vsid: vsid, ca: ca),
-                nv_lookup_val(pa: pa, mac: mac, type: type, portIfindex: name.map(port) ?? 0))
+                nv_lookup_val(
+                    pa: pa, mac: mac, type: type, portIfindex: name.map(port) ?? 0,
+                    statsSlot: [Plan.red, Plan.red2, Plan.blue].first { $0.vsid == vsid }?.slot ?? 0))
         }
         for ca in [Plan.vm1.ip4, Plan.vm1.ip6] { try record(5001, ca, Plan.paA, Plan.vm1.mac, port: "port1") }
         for ca in [Plan.vm2.ip4, Plan.vm2.ip6] { try record(5001, ca, Plan.paA, Plan.vm2.mac, port: "port2") }

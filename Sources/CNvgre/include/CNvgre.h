@@ -15,6 +15,7 @@
 #include <linux/pkt_cls.h>   /* TC_ACT_*: what a tc program returns */
 #include <spawn.h>
 #include "../../../bpf/nvgre_abi.h"
+#include "../../../bpf/ablation.h" /* the bench-only builds (TestRunBench) */
 #include "../generated/nvgre.skel.h"
 #include "../generated/bench.skel.h"
 
