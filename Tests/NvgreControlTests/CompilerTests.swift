@@ -161,6 +161,36 @@ struct CompilerTests {
         #expect(slot(5002) == 0 && slot(6001) == 9 && slot(5001) == 1 && c.newSlots == [1])
     }
 
+    /// Decap counts a frame for a VM here in the slot its destination's record carries
+    /// (issue 20): every record holds its subnet's slot, and an image built ahead of
+    /// validation with other slots is not used.
+    @Test func eachRecordCarriesItsSubnetsCounterSlot() throws {
+        let p = twoTenants()
+        let ctx = context(slots: [5002: 0, 6001: 9])
+        func records(_ c: CompiledPolicy) -> [(vsid: UInt32, value: nv_lookup_val)] {
+            c.images[.lookups]!.entries.map {
+                ($0.key.load(as: nv_lookup_key.self).vsid, $0.value.load(as: nv_lookup_val.self))
+            }
+        }
+        let compiled = try PolicyCompiler.compile(p, ctx)
+        let found = records(compiled)
+        #expect(found.count == 3)
+        for (vsid, value) in found {
+            let subnet = compiled.images[.subnets]![RawBytes(of: vsid)]!.load(as: nv_subnet.self)
+            #expect(value.statsSlot == subnet.stats_slot, "record of VSID \(vsid)")
+        }
+        #expect(found.map(\.value.statsSlot).sorted() == [1, 1, 9])  // 5001 new (1), 6001 live (9)
+        #expect(found.first { $0.vsid == 6001 }!.value.flags == 0)  // the slot does not leak into the flags
+
+        // An image built with the slots of another moment is rebuilt with these.
+        let stale = PolicyCompiler.lookupsImage(
+            p, portIndexes: PolicyCompiler.portIndexes(p, ctx), slots: [5001: 4, 5002: 0, 6001: 5])
+        let rebuilt = try PolicyCompiler.compile(p, ctx, lookups: (stale, [5001: 4, 5002: 0, 6001: 5]))
+        #expect(records(rebuilt).map(\.value.statsSlot).sorted() == [1, 1, 9])
+        let ahead = PolicyCompiler.counterSlots(p, ctx)
+        #expect(ahead == [5001: 1, 5002: 0, 6001: 9])
+    }
+
     @Test func theLowestUsableMetricWins() throws {
         var p = twoTenants()
         let dflt = IPPrefix(parsing: "0.0.0.0/0")!
